@@ -1,0 +1,55 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- Every Annals error goes through here so the SQLSTATE, message and JSON DETAIL stay uniform:
+-- clients parse DETAIL, never the message.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.raise_error(
+    code    text,
+    message text,
+    detail  jsonb,
+    hint    text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF raise_error.hint IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = raise_error.code,
+            MESSAGE = raise_error.message,
+            DETAIL  = raise_error.detail::text;
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = raise_error.code,
+        MESSAGE = raise_error.message,
+        DETAIL  = raise_error.detail::text,
+        HINT    = raise_error.hint;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.raise_error(text, text, jsonb, text) IS
+    'Raises an Annals error: SQLSTATE code, message, a JSON DETAIL for clients to parse, an optional hint.';
+REVOKE ALL ON FUNCTION annals_internal.raise_error(text, text, jsonb, text) FROM PUBLIC;
+
+-- Shorthand for ST422 with DETAIL {"argument","reason"}.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.raise_invalid(argument text, reason text)
+RETURNS void
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT annals_internal.raise_error(
+        'ST422',
+        'invalid argument ' || raise_invalid.argument || ': ' || raise_invalid.reason,
+        jsonb_build_object('argument', raise_invalid.argument, 'reason', raise_invalid.reason));
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.raise_invalid(text, text) IS
+    'Raises ST422 (invalid argument) with DETAIL {"argument","reason"}.';
+REVOKE ALL ON FUNCTION annals_internal.raise_invalid(text, text) FROM PUBLIC;

@@ -1,0 +1,100 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- Reasons rather than booleans so every caller reports the same words. NULL means valid. The
+-- reserved '$' prefix is checked separately: it is ST403, not ST422.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.name_problem(name text, max_bytes integer)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN name IS NULL THEN 'must not be null'
+    WHEN octet_length(name) = 0 THEN 'must not be empty'
+    WHEN octet_length(name) > max_bytes
+        THEN 'must be at most ' || max_bytes || ' bytes, is ' || octet_length(name)
+    WHEN name ~ '[[:cntrl:]]' THEN 'must not contain control characters'
+    WHEN name ~ '^\s|\s$' THEN 'must not start or end with whitespace'
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.name_problem(text, integer) IS
+    'Why a stream id or event type is invalid (NULL when valid): length, control characters, surrounding whitespace.';
+REVOKE ALL ON FUNCTION annals_internal.name_problem(text, integer) FROM PUBLIC;
+
+-- Validates a stream id argument: ST422 for a malformed id, ST403 for the reserved '$' prefix.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.check_stream_id(stream_id text)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_problem text := annals_internal.name_problem(check_stream_id.stream_id, 512);
+BEGIN
+    IF v_problem IS NOT NULL THEN
+        PERFORM annals_internal.raise_invalid('stream_id', v_problem);
+    END IF;
+    IF left(check_stream_id.stream_id, 1) = '$' THEN
+        PERFORM annals_internal.raise_error('ST403',
+            'stream id ' || quote_literal(check_stream_id.stream_id) || ' is reserved: names starting with $ belong to Annals',
+            jsonb_build_object('argument', 'stream_id'));
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.check_stream_id(text) IS
+    'Raises ST422 for a malformed stream id (1..512 bytes, no control characters, no surrounding whitespace) and ST403 for a reserved one ($...).';
+REVOKE ALL ON FUNCTION annals_internal.check_stream_id(text) FROM PUBLIC;
+
+-- What is wrong with one element of an append's events array, as {"code","argument","reason"}
+-- or {"code":"ST413","limit","actual"}; NULL when it is valid. `idx` is the 0-based array index.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN jsonb_typeof(ev) IS DISTINCT FROM 'object' THEN
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || ']',
+            'reason', 'must be a JSON object with "type" and "data"')
+    WHEN (ev - '{type,data,metadata,id,schema_version}'::text[]) <> '{}'::jsonb THEN
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || ']',
+            'reason', 'unknown key(s) ' || (SELECT string_agg(quote_ident(k), ', ' ORDER BY k)
+                FROM jsonb_object_keys(ev - '{type,data,metadata,id,schema_version}'::text[]) AS k)
+                || '; allowed: type, data, metadata, id, schema_version')
+    WHEN jsonb_typeof(ev -> 'type') IS DISTINCT FROM 'string' THEN
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || '].type',
+            'reason', 'must be a string')
+    WHEN annals_internal.name_problem(ev ->> 'type', 256) IS NOT NULL THEN
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || '].type',
+            'reason', annals_internal.name_problem(ev ->> 'type', 256))
+    WHEN left(ev ->> 'type', 1) = '$' THEN
+        jsonb_build_object('code', 'ST403', 'argument', 'events[' || idx || '].type',
+            'reason', 'event types starting with $ are reserved')
+    WHEN jsonb_typeof(ev -> 'data') NOT IN ('object', 'null') THEN
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || '].data',
+            'reason', 'must be a JSON object')
+    WHEN jsonb_typeof(ev -> 'metadata') NOT IN ('object', 'null') THEN
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || '].metadata',
+            'reason', 'must be a JSON object')
+    WHEN jsonb_typeof(ev -> 'id') NOT IN ('string', 'null')
+      OR NOT (ev ->> 'id') ~
+            '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$' THEN
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || '].id',
+            'reason', 'must be a UUID string')
+    WHEN jsonb_typeof(ev -> 'schema_version') NOT IN ('number', 'null')
+      OR NOT (ev ->> 'schema_version') ~ '^[1-9][0-9]{0,8}$' THEN
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || '].schema_version',
+            'reason', 'must be a positive integer')
+    WHEN octet_length((ev -> 'data')::text) > max_event_bytes THEN
+        jsonb_build_object('code', 'ST413', 'argument', 'events[' || idx || '].data',
+            'limit', max_event_bytes, 'actual', octet_length((ev -> 'data')::text))
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.event_problem(jsonb, bigint, integer) IS
+    'What is wrong with one element of an append''s events array (NULL when valid): shape, type name, UUID, schema version, size.';
+REVOKE ALL ON FUNCTION annals_internal.event_problem(jsonb, bigint, integer) FROM PUBLIC;

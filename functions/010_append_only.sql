@@ -1,0 +1,65 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- History is append-only, for every role including the owner. The only sanctioned way to end a
+-- stream is annals.delete_stream, which closes it and keeps its events.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.reject_history_change()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'ST405',
+        MESSAGE = pg_catalog.format('%s on %I.%I is not allowed: Annals history is append-only',
+                                    TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME),
+        DETAIL  = jsonb_build_object('table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 'operation', TG_OP)::text,
+        HINT    = 'Append a compensating event instead; close a stream with annals.delete_stream.';
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.reject_history_change() IS
+    'Trigger function: rejects UPDATE, DELETE and TRUNCATE on event history (SQLSTATE ST405).';
+REVOKE ALL ON FUNCTION annals_internal.reject_history_change() FROM PUBLIC;
+
+-- Row-level triggers on the partitioned parent are cloned onto every partition, present and
+-- future; TRUNCATE triggers are statement-level only, so each partition gets its own.
+CREATE OR REPLACE TRIGGER events_append_only
+    BEFORE UPDATE OR DELETE ON annals_internal.events
+    FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE OR REPLACE TRIGGER events_no_truncate
+    BEFORE TRUNCATE ON annals_internal.events
+    FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
+-- +goose StatementBegin
+DO $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT inhrelid::regclass FROM pg_catalog.pg_inherits
+                WHERE inhparent = 'annals_internal.events'::regclass LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE OR REPLACE TRIGGER events_no_truncate BEFORE TRUNCATE ON %s
+                 FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change()', part);
+    END LOOP;
+END
+$$;
+-- +goose StatementEnd
+
+-- A stream row may change (version, state) but never disappear: its version is what the next
+-- append checks against.
+CREATE OR REPLACE TRIGGER streams_no_delete
+    BEFORE DELETE ON annals_internal.streams
+    FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE OR REPLACE TRIGGER streams_no_truncate
+    BEFORE TRUNCATE ON annals_internal.streams
+    FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE OR REPLACE TRIGGER lifecycle_log_append_only
+    BEFORE UPDATE OR DELETE ON annals_internal.lifecycle_log
+    FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE OR REPLACE TRIGGER lifecycle_log_no_truncate
+    BEFORE TRUNCATE ON annals_internal.lifecycle_log
+    FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();

@@ -1,0 +1,109 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- The slow path of annals.append_events, entered only when the version check fails or an event
+-- id is already stored. It decides whether the batch is a retry of an append that already
+-- happened (return that append's result, write nothing) or a real conflict (raise ST409/ST412).
+-- Only events at or below `current_version` count as stored, so rows the failed attempt itself
+-- inserted do not confuse the verdict.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.append_replay(
+    stream_id        text,
+    expected_version bigint,
+    events           jsonb,
+    current_version  bigint,
+    OUT stream_version  bigint,
+    OUT global_position bigint,
+    OUT transaction_id  xid8)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_total     bigint;
+    v_stored    bigint;
+    v_bases     bigint;
+    v_base      bigint;
+    v_changed   uuid;
+    v_last      annals_internal.events%ROWTYPE;
+BEGIN
+    SELECT count(*),
+           count(e.event_id),
+           count(DISTINCT e.stream_version - b.ord),
+           min(e.stream_version - b.ord),
+           (array_agg(e.event_id ORDER BY b.ord) FILTER (WHERE
+                e.event_type IS DISTINCT FROM b.ev ->> 'type'
+             OR e.data IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
+             OR e.metadata IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}')
+             OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)))[1]
+      INTO v_total, v_stored, v_bases, v_base, v_changed
+      FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
+      LEFT JOIN annals_internal.events AS e
+             ON e.stream_id = append_replay.stream_id
+            AND e.event_id = (b.ev ->> 'id')::uuid
+            AND e.stream_version <= append_replay.current_version;
+
+    IF v_stored = 0 THEN
+        PERFORM annals_internal.raise_error('ST409',
+            format('wrong expected version for stream %L: expected %s, actual %s',
+                   append_replay.stream_id,
+                   CASE append_replay.expected_version
+                       WHEN -1 THEN 'an existing stream'
+                       WHEN 0 THEN 'no stream'
+                       ELSE coalesce(append_replay.expected_version::text, 'any') END,
+                   append_replay.current_version),
+            jsonb_build_object('stream_id', append_replay.stream_id,
+                               'expected', append_replay.expected_version,
+                               'actual', append_replay.current_version),
+            'Reload the stream and decide again, or retry with the actual version.');
+    END IF;
+
+    IF v_changed IS NOT NULL THEN
+        PERFORM annals_internal.raise_error('ST412',
+            format('event id %s is already stored in stream %L with different content', v_changed, append_replay.stream_id),
+            jsonb_build_object('stream_id', append_replay.stream_id, 'event_id', v_changed),
+            'A retry must resend exactly the same events; a new event needs a new id.');
+    END IF;
+
+    IF v_bases > 1 OR append_replay.expected_version >= 0 AND v_base <> append_replay.expected_version THEN
+        SELECT e.event_id INTO v_changed
+          FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
+          JOIN annals_internal.events AS e
+            ON e.stream_id = append_replay.stream_id AND e.event_id = (b.ev ->> 'id')::uuid
+         WHERE e.stream_version - b.ord <> coalesce(append_replay.expected_version, v_base)
+            OR v_bases > 1
+         ORDER BY b.ord
+         LIMIT 1;
+        PERFORM annals_internal.raise_error('ST412',
+            format('event id %s is already stored in stream %L at another position', v_changed, append_replay.stream_id),
+            jsonb_build_object('stream_id', append_replay.stream_id, 'event_id', v_changed),
+            'A retry must resend the same events in the same order with the same expected version.');
+    END IF;
+
+    IF v_stored < v_total THEN
+        PERFORM annals_internal.raise_error('ST409',
+            format('batch partly overlaps stream %L: %s of its %s event ids are already stored', append_replay.stream_id, v_stored, v_total),
+            jsonb_build_object('stream_id', append_replay.stream_id,
+                               'expected', append_replay.expected_version,
+                               'actual', append_replay.current_version),
+            'Reload the stream: part of this batch was appended by another call.');
+    END IF;
+
+    -- Every id is stored, in order, contiguously, with the same content: a replay.
+    SELECT e.* INTO v_last
+      FROM annals_internal.events AS e
+     WHERE e.stream_id = append_replay.stream_id
+       AND e.stream_version = v_base + v_total;
+    stream_version := v_last.stream_version;
+    global_position := v_last.global_position;
+    transaction_id := v_last.transaction_id;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.append_replay(text, bigint, jsonb, bigint) IS
+    'Slow path of annals.append_events: returns the original result of a replayed batch or raises ST409 (version conflict, partial overlap) or ST412 (id reused with other content or position).';
+REVOKE ALL ON FUNCTION annals_internal.append_replay(text, bigint, jsonb, bigint) FROM PUBLIC;

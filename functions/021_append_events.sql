@@ -1,0 +1,221 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- The hot path. Statement budget for a successful append to an existing stream: one validation
+-- SELECT over the batch, the advisory lock, one read of the stream row, one statement that
+-- inserts the events and moves the stream row. Everything else is the slow path.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.append_events(
+    stream_id        text,
+    expected_version bigint,
+    events           jsonb)
+RETURNS TABLE (stream_version bigint, global_position bigint, transaction_id xid8)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_count      bigint;
+    v_distinct   bigint;
+    v_with_id    bigint;
+    v_problem    jsonb;
+    v_max_events integer;
+    v_max_bytes  integer;
+    v_current    bigint;
+    v_last_xid   xid8;
+    v_state      text;
+    v_updated_at timestamptz;
+    v_xid        xid8;
+    v_now        timestamptz;
+    v_inserted   bigint;
+    v_position   bigint;
+    v_duplicate  text;
+BEGIN
+    -- Arguments. Nothing here reads a table except the one-row settings.
+    PERFORM annals_internal.check_stream_id(append_events.stream_id);
+    IF append_events.expected_version < -1 THEN
+        PERFORM annals_internal.raise_invalid('expected_version',
+            'must be NULL (any), -1 (stream exists), 0 (no stream) or a version >= 1, got ' || append_events.expected_version);
+    END IF;
+    IF append_events.events IS NULL THEN
+        PERFORM annals_internal.raise_invalid('events', 'must not be null');
+    ELSIF jsonb_typeof(append_events.events) <> 'array' THEN
+        PERFORM annals_internal.raise_invalid('events', 'must be a JSON array of event objects, got ' || jsonb_typeof(append_events.events));
+    END IF;
+
+    SELECT b.n, b.n_distinct, b.n_with_id, f.problem, s.max_batch_events, s.max_batch_bytes
+      INTO v_count, v_distinct, v_with_id, v_problem, v_max_events, v_max_bytes
+      FROM annals_internal.settings AS s
+     CROSS JOIN LATERAL (
+            SELECT count(*) AS n,
+                   count(DISTINCT CASE WHEN x.ev ->> 'id' ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'
+                                       THEN (x.ev ->> 'id')::uuid END) AS n_distinct,
+                   count(x.ev ->> 'id') AS n_with_id
+              FROM jsonb_array_elements(append_events.events) AS x(ev)) AS b
+      LEFT JOIN LATERAL (
+            SELECT annals_internal.event_problem(x.ev, x.ord - 1, s.max_event_bytes) AS problem
+              FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)
+             WHERE annals_internal.event_problem(x.ev, x.ord - 1, s.max_event_bytes) IS NOT NULL
+             ORDER BY x.ord
+             LIMIT 1) AS f ON true;
+
+    IF v_count > v_max_events THEN
+        PERFORM annals_internal.raise_error('ST413',
+            format('batch of %s events is over the limit of %s', v_count, v_max_events),
+            jsonb_build_object('limit', v_max_events, 'actual', v_count, 'setting', 'max_batch_events'),
+            'Split the batch, or raise the limit with annals.configure(max_batch_events => ...).');
+    END IF;
+    IF pg_column_size(append_events.events) > v_max_bytes THEN
+        PERFORM annals_internal.raise_error('ST413',
+            format('batch of %s bytes is over the limit of %s', pg_column_size(append_events.events), v_max_bytes),
+            jsonb_build_object('limit', v_max_bytes, 'actual', pg_column_size(append_events.events), 'setting', 'max_batch_bytes'),
+            'Split the batch, or raise the limit with annals.configure(max_batch_bytes => ...).');
+    END IF;
+    IF v_problem IS NOT NULL THEN
+        IF v_problem ->> 'code' = 'ST413' THEN
+            PERFORM annals_internal.raise_error('ST413',
+                format('%s is %s bytes, over the limit of %s', v_problem ->> 'argument', v_problem ->> 'actual', v_problem ->> 'limit'),
+                (v_problem - 'code') || '{"setting": "max_event_bytes"}',
+                'Store large payloads elsewhere and reference them, or raise annals.configure(max_event_bytes => ...).');
+        ELSIF v_problem ->> 'code' = 'ST403' THEN
+            PERFORM annals_internal.raise_error('ST403',
+                format('%s is reserved: %s', v_problem ->> 'argument', v_problem ->> 'reason'),
+                jsonb_build_object('argument', v_problem ->> 'argument'));
+        ELSE
+            PERFORM annals_internal.raise_invalid(v_problem ->> 'argument', v_problem ->> 'reason');
+        END IF;
+    END IF;
+    IF v_distinct < v_with_id THEN
+        SELECT min(x.ev ->> 'id') INTO v_duplicate
+          FROM jsonb_array_elements(append_events.events) AS x(ev)
+         WHERE x.ev ->> 'id' IS NOT NULL
+         GROUP BY (x.ev ->> 'id')::uuid
+        HAVING count(*) > 1
+         LIMIT 1;
+        PERFORM annals_internal.raise_invalid('events', 'event id ' || v_duplicate || ' appears more than once in the batch');
+    END IF;
+
+    -- An empty batch writes nothing and takes no lock; it still checks the expected version.
+    IF v_count = 0 THEN
+        SELECT s.stream_version, s.last_transaction_id, s.state
+          INTO v_current, v_last_xid, v_state
+          FROM annals_internal.streams AS s
+         WHERE s.stream_id = append_events.stream_id;
+        v_current := coalesce(v_current, 0);
+        IF v_state = 'deleted' THEN
+            PERFORM annals_internal.raise_error('ST410', format('stream %L is deleted', append_events.stream_id),
+                jsonb_build_object('stream_id', append_events.stream_id));
+        END IF;
+        IF append_events.expected_version = -1 AND v_current = 0
+           OR append_events.expected_version >= 0 AND append_events.expected_version <> v_current THEN
+            PERFORM annals_internal.append_replay(append_events.stream_id, append_events.expected_version, append_events.events, v_current);
+        END IF;
+        RETURN QUERY
+            SELECT v_current, e.global_position, v_last_xid
+              FROM (SELECT 1) AS one
+              LEFT JOIN annals_internal.events AS e
+                     ON e.stream_id = append_events.stream_id AND e.stream_version = v_current;
+        RETURN;
+    END IF;
+
+    -- Serialize appends to this stream before writing anything: the transaction id assigned
+    -- below is then newer than every earlier appender's, so ids grow with versions.
+    PERFORM pg_advisory_xact_lock(hashtextextended(append_events.stream_id, 0));
+
+    SELECT s.stream_version, s.last_transaction_id, s.state, s.updated_at
+      INTO v_current, v_last_xid, v_state, v_updated_at
+      FROM annals_internal.streams AS s
+     WHERE s.stream_id = append_events.stream_id;
+    v_current := coalesce(v_current, 0);
+
+    IF v_state = 'deleted' THEN
+        PERFORM annals_internal.raise_error('ST410', format('stream %L is deleted', append_events.stream_id),
+            jsonb_build_object('stream_id', append_events.stream_id),
+            'A deleted stream accepts no more events; its history stays readable.');
+    END IF;
+    IF append_events.expected_version = -1 AND v_current = 0
+       OR append_events.expected_version >= 0 AND append_events.expected_version <> v_current THEN
+        RETURN QUERY SELECT * FROM annals_internal.append_replay(
+            append_events.stream_id, append_events.expected_version, append_events.events, v_current);
+        RETURN;
+    END IF;
+
+    v_xid := pg_current_xact_id();
+    IF v_last_xid > v_xid THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '40001',
+            MESSAGE = format('stream %L was appended to by a younger transaction (%s) than this one (%s)',
+                             append_events.stream_id, v_last_xid, v_xid),
+            DETAIL = jsonb_build_object('stream_id', append_events.stream_id,
+                                        'transaction_id', v_xid, 'last_transaction_id', v_last_xid)::text,
+            HINT = 'Retry the whole transaction; append before other writes to keep it from recurring.';
+    END IF;
+    -- Monotonic within the stream even if the clock steps back, so as-of-time reads see a prefix.
+    v_now := greatest(clock_timestamp(), v_updated_at);
+
+    WITH ins AS (
+        INSERT INTO annals_internal.events AS e
+               (stream_id, stream_version, event_id, event_type, schema_version,
+                data, metadata, transaction_id, recorded_at)
+        SELECT append_events.stream_id,
+               v_current + x.ord,
+               coalesce((x.ev ->> 'id')::uuid, gen_random_uuid()),
+               x.ev ->> 'type',
+               coalesce((x.ev ->> 'schema_version')::integer, 1),
+               coalesce(nullif(x.ev -> 'data', 'null'), '{}'),
+               coalesce(nullif(x.ev -> 'metadata', 'null'), '{}'),
+               v_xid,
+               v_now
+          FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)
+         ORDER BY x.ord
+        ON CONFLICT DO NOTHING
+        RETURNING e.stream_version, e.global_position
+    ), res AS (
+        SELECT count(*) AS n, max(ins.stream_version) AS v, max(ins.global_position) AS g FROM ins
+    ), upsert AS (
+        INSERT INTO annals_internal.streams AS s
+               (stream_id, category, stream_version, last_transaction_id, created_at, updated_at)
+        SELECT append_events.stream_id, split_part(append_events.stream_id, '-', 1), res.v, v_xid, v_now, v_now
+          FROM res
+         WHERE res.n = v_count
+        ON CONFLICT ON CONSTRAINT streams_pkey DO UPDATE
+           SET stream_version = excluded.stream_version,
+               last_transaction_id = excluded.last_transaction_id,
+               updated_at = excluded.updated_at
+    )
+    SELECT res.n, res.g INTO v_inserted, v_position FROM res;
+
+    IF v_inserted < v_count THEN
+        -- Some id is already stored: a replay (nothing was inserted) or a conflict (raises, and
+        -- the raise undoes the rows this statement did insert).
+        IF v_inserted > 0 THEN
+            PERFORM annals_internal.append_replay(
+                append_events.stream_id, append_events.expected_version, append_events.events, v_current);
+            PERFORM annals_internal.raise_error('ST409',
+                format('batch partly overlaps stream %L', append_events.stream_id),
+                jsonb_build_object('stream_id', append_events.stream_id,
+                                   'expected', append_events.expected_version, 'actual', v_current));
+        END IF;
+        RETURN QUERY SELECT * FROM annals_internal.append_replay(
+            append_events.stream_id, append_events.expected_version, append_events.events, v_current);
+        RETURN;
+    END IF;
+
+    RETURN QUERY SELECT v_current + v_count, v_position, v_xid;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.append_events(text, bigint, jsonb) IS
+$$Appends a JSON array of events ({"type", "data", "metadata"?, "id"?, "schema_version"?}) to a stream, atomically.
+expected_version: NULL any, -1 the stream must exist, 0 it must not, n it must be at exactly n.
+Re-sending the same event ids at the same positions returns the original result and writes nothing.
+Returns the last event's stream_version, global_position and transaction_id.
+Errors: ST409 wrong expected version, ST412 event id reused, ST410 stream deleted, ST413 over a limit,
+ST422 invalid argument, ST403 reserved name, 40001 transaction older than the stream's last appender.$$;
+REVOKE ALL ON FUNCTION annals.append_events(text, bigint, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.append_events(text, bigint, jsonb) TO annals_writer;

@@ -1,0 +1,29 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.stream_info(stream_id text)
+RETURNS SETOF annals.stream
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+ROWS 1
+AS $$
+BEGIN
+    PERFORM annals_internal.check_stream_id(stream_info.stream_id);
+    RETURN QUERY
+        SELECT s.stream_id, s.stream_version, s.created_at, s.updated_at, s.state
+          FROM annals_internal.streams AS s
+         WHERE s.stream_id = stream_info.stream_id;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.stream_info(text) IS
+$$One row describing a stream: its current version, when it was created and last appended to, and its
+state ('active' or 'deleted'). No row for a stream that has no events.$$;
+REVOKE ALL ON FUNCTION annals.stream_info(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.stream_info(text) TO annals_writer, annals_reader;

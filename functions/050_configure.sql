@@ -1,0 +1,47 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- Administrators only (annals_owner): limits protect every application sharing the store.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.configure(
+    max_event_bytes  integer DEFAULT NULL,
+    max_batch_events integer DEFAULT NULL,
+    max_batch_bytes  integer DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_settings jsonb;
+BEGIN
+    IF max_event_bytes < 1 THEN
+        PERFORM annals_internal.raise_invalid('max_event_bytes', 'must be >= 1');
+    END IF;
+    IF max_batch_events < 1 THEN
+        PERFORM annals_internal.raise_invalid('max_batch_events', 'must be >= 1');
+    END IF;
+    IF max_batch_bytes < 1 THEN
+        PERFORM annals_internal.raise_invalid('max_batch_bytes', 'must be >= 1');
+    END IF;
+    UPDATE annals_internal.settings AS s
+           SET max_event_bytes  = coalesce(configure.max_event_bytes, s.max_event_bytes),
+               max_batch_events = coalesce(configure.max_batch_events, s.max_batch_events),
+               max_batch_bytes  = coalesce(configure.max_batch_bytes, s.max_batch_bytes)
+    RETURNING jsonb_build_object('max_event_bytes', s.max_event_bytes,
+                                 'max_batch_events', s.max_batch_events,
+                                 'max_batch_bytes', s.max_batch_bytes)
+         INTO v_settings;
+    RETURN v_settings;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.configure(integer, integer, integer) IS
+$$Sets append limits (NULL keeps a value) and returns the limits now in force as JSON: max_event_bytes (JSON text
+of one event's data, default 1 MiB), max_batch_events (default 10000), max_batch_bytes (default 64 MiB).
+Only annals_owner may call it.$$;
+REVOKE ALL ON FUNCTION annals.configure(integer, integer, integer) FROM PUBLIC;

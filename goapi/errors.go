@@ -1,0 +1,183 @@
+package annals
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Sentinel errors. Every error returned by this package that came from the database still unwraps
+// to its *pgconn.PgError, so errors.As(err, &pgErr) keeps working next to errors.Is.
+var (
+	// ErrWrongExpectedVersion: the stream was not at the expected version (SQLSTATE ST409). The
+	// error is a *WrongExpectedVersionError.
+	ErrWrongExpectedVersion = errors.New("annals: wrong expected version")
+	// ErrEventIDConflict: an event id is already stored with other content or at another
+	// position (ST412). The error is an *EventIDConflictError.
+	ErrEventIDConflict = errors.New("annals: event id conflict")
+	// ErrStreamDeleted: the stream is deleted or archived and takes no appends (ST410).
+	ErrStreamDeleted = errors.New("annals: stream deleted")
+	// ErrTooLarge: an event or batch is over a configured limit (ST413). The error is a
+	// *TooLargeError.
+	ErrTooLarge = errors.New("annals: too large")
+	// ErrInvalidArgument: an argument failed validation (ST422, or the client's own checks). The
+	// error is an *InvalidArgumentError.
+	ErrInvalidArgument = errors.New("annals: invalid argument")
+	// ErrReserved: a stream id or event type uses the reserved '$' prefix (ST403).
+	ErrReserved = errors.New("annals: reserved name")
+	// ErrAppendOnly: something tried to update, delete or truncate history (ST405).
+	ErrAppendOnly = errors.New("annals: history is append-only")
+	// ErrStreamNotFound: the stream has no events (returned by StreamInfo).
+	ErrStreamNotFound = errors.New("annals: stream not found")
+	// ErrSchemaNotInstalled: Annals is not installed in this database, or is older than this
+	// build; run Migrate.
+	ErrSchemaNotInstalled = errors.New("annals: schema not installed")
+	// ErrSchemaTooNew: a newer release of Annals installed the schema; upgrade this program.
+	ErrSchemaTooNew = errors.New("annals: schema is newer than this build")
+)
+
+// BaseError is the common shape of the typed errors: a sentinel Kind, a human message, and the
+// database error it came from (nil for client-side validation).
+type BaseError struct {
+	Kind    error
+	Message string
+	PgErr   *pgconn.PgError
+}
+
+func (e *BaseError) Error() string {
+	if e.Message == "" {
+		return e.Kind.Error()
+	}
+	return e.Kind.Error() + ": " + e.Message
+}
+
+// Is reports whether target is this error's sentinel.
+func (e *BaseError) Is(target error) bool { return target == e.Kind }
+
+// Unwrap returns the database error, so errors.As(err, &*pgconn.PgError) works.
+func (e *BaseError) Unwrap() error {
+	if e.PgErr == nil {
+		return nil
+	}
+	return e.PgErr
+}
+
+// WrongExpectedVersionError is returned when an append or delete found the stream at another
+// version than expected (SQLSTATE ST409).
+type WrongExpectedVersionError struct {
+	BaseError
+	StreamID string
+	// Expected is what the caller asked for; Actual the stream's version at the time.
+	Expected ExpectedVersion
+	Actual   int64
+}
+
+// EventIDConflictError is returned when an event id is already stored in the stream with other
+// content or at another position (SQLSTATE ST412).
+type EventIDConflictError struct {
+	BaseError
+	StreamID string
+	EventID  uuid.UUID
+}
+
+// TooLargeError is returned when an event or batch is over a limit (SQLSTATE ST413).
+type TooLargeError struct {
+	BaseError
+	// Setting names the limit (max_event_bytes, max_batch_events, max_batch_bytes).
+	Setting       string
+	Limit, Actual int64
+}
+
+// InvalidArgumentError is returned when an argument fails validation (SQLSTATE ST422). Argument
+// names it the way the SQL function does, e.g. "events[2].type".
+type InvalidArgumentError struct {
+	BaseError
+	Argument, Reason string
+}
+
+// detail is the union of the JSON DETAIL shapes Annals raises.
+type detail struct {
+	StreamID       string          `json:"stream_id"`
+	Expected       *int64          `json:"expected"`
+	Actual         json.Number     `json:"actual"`
+	EventID        string          `json:"event_id"`
+	Limit          json.Number     `json:"limit"`
+	Setting        string          `json:"setting"`
+	Argument       string          `json:"argument"`
+	Reason         string          `json:"reason"`
+	TransactionID  json.RawMessage `json:"transaction_id"`
+}
+
+// mapError turns a database error into the package's typed errors; the single place that reads
+// SQLSTATEs. Anything it does not recognize is returned unchanged.
+func mapError(err error) error {
+	var pgErr *pgconn.PgError
+	if err == nil || !errors.As(err, &pgErr) {
+		return err
+	}
+	var d detail
+	if len(pgErr.Detail) > 0 && pgErr.Detail[0] == '{' {
+		_ = json.Unmarshal([]byte(pgErr.Detail), &d) // best effort: the message stays either way
+	}
+	base := func(kind error) BaseError { return BaseError{Kind: kind, Message: pgErr.Message, PgErr: pgErr} }
+	switch pgErr.Code {
+	case "ST409":
+		actual, _ := d.Actual.Int64()
+		exp := Any
+		if d.Expected != nil {
+			exp = ExpectedVersion{v: *d.Expected, set: true}
+		}
+		return &WrongExpectedVersionError{BaseError: base(ErrWrongExpectedVersion), StreamID: d.StreamID, Expected: exp, Actual: actual}
+	case "ST412":
+		id, _ := uuid.Parse(d.EventID)
+		return &EventIDConflictError{BaseError: base(ErrEventIDConflict), StreamID: d.StreamID, EventID: id}
+	case "ST410":
+		e := base(ErrStreamDeleted)
+		return &e
+	case "ST413":
+		limit, _ := d.Limit.Int64()
+		actual, _ := d.Actual.Int64()
+		return &TooLargeError{BaseError: base(ErrTooLarge), Setting: d.Setting, Limit: limit, Actual: actual}
+	case "ST422":
+		return &InvalidArgumentError{BaseError: base(ErrInvalidArgument), Argument: d.Argument, Reason: d.Reason}
+	case "ST403":
+		e := base(ErrReserved)
+		return &e
+	case "ST405":
+		e := base(ErrAppendOnly)
+		return &e
+	case "3F000", "42883", "42P01": // schema, function or table missing
+		e := base(ErrSchemaNotInstalled)
+		e.Message = pgErr.Message + "; run annals.Migrate or `annals migrate`"
+		return &e
+	}
+	return err
+}
+
+// invalid builds a client-side InvalidArgumentError (no database round trip was made).
+func invalid(argument, format string, args ...any) error {
+	reason := fmt.Sprintf(format, args...)
+	return &InvalidArgumentError{
+		BaseError: BaseError{Kind: ErrInvalidArgument, Message: argument + ": " + reason},
+		Argument: argument, Reason: reason,
+	}
+}
+
+// IsRetryable reports whether err is a transient concurrency failure that the whole transaction
+// can be retried after: serialization failure (40001), deadlock (40P01) or lock not available
+// (55P03). A retried append is safe when its event ids were fixed before the first try, which
+// Append and AppendTx do.
+func IsRetryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "40001", "40P01", "55P03":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,199 @@
+package annals
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+
+	"github.com/annals-db/annals/functions"
+	"github.com/annals-db/annals/migrations"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+)
+
+// VersionTable is where goose records applied migrations. It lives in annals_internal so it never
+// collides with an application's own goose_db_version.
+const VersionTable = "annals_internal.goose_db_version"
+
+// migrateLockKey serializes concurrent Migrate calls across processes (session advisory lock).
+const migrateLockKey = int64(0x616e6e616c73) // "annals"
+
+// MigrateResult reports what Migrate did.
+type MigrateResult struct {
+	// FromVersion and ToVersion are the migration versions before and after.
+	FromVersion, ToVersion int64
+	// Applied lists the versioned migrations applied by this call, in order.
+	Applied []string
+	// FunctionsApplied is true when the functions pass ran (the function files changed or were
+	// never applied); false when the installed functions already match this build.
+	FunctionsApplied bool
+}
+
+// SchemaVersion is the newest migration version this build of the package embeds.
+func SchemaVersion() int64 {
+	v, err := latestVersion(migrations.FS)
+	if err != nil {
+		panic(err) // embedded files are fixed at build time; a bad name is a build defect
+	}
+	return v
+}
+
+// Migrate installs or upgrades Annals in the pool's database: the versioned migrations, then every
+// function file, all under one session advisory lock so concurrent callers (several replicas
+// starting at once) apply each step exactly once. It is idempotent: a second call changes nothing.
+// The functions pass is skipped when a checksum of the embedded function files matches the
+// installed one. It finishes by checking the installed version (ErrSchemaNotInstalled if it is
+// behind, ErrSchemaTooNew if a newer release installed it).
+//
+// The connecting role must be a superuser, or have CREATEROLE and CREATE on the database (it
+// creates the annals_owner, annals_writer, annals_reader and annals_bi roles if missing). Migrate
+// uses two connections of the pool at once.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
+	var res MigrateResult
+	lockConn, err := pool.Acquire(ctx)
+	if err != nil {
+		return res, fmt.Errorf("annals: migrate: acquire connection: %w", err)
+	}
+	defer lockConn.Release()
+	if _, err := lockConn.Exec(ctx, "SELECT pg_catalog.pg_advisory_lock($1)", migrateLockKey); err != nil {
+		return res, fmt.Errorf("annals: migrate: take lock: %w", err)
+	}
+	defer func() {
+		// Unlock on a fresh context: the caller's may be cancelled, and a leaked session lock would
+		// block every later migrate on this pooled connection.
+		_, _ = lockConn.Exec(context.WithoutCancel(ctx), "SELECT pg_catalog.pg_advisory_unlock($1)", migrateLockKey)
+	}()
+
+	if _, err := lockConn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS annals_internal"); err != nil {
+		return res, fmt.Errorf("annals: migrate: create schema annals_internal: %w", err)
+	}
+
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+
+	versioned, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS,
+		goose.WithTableName(VersionTable), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return res, fmt.Errorf("annals: migrate: %w", err)
+	}
+	if res.FromVersion, err = versioned.GetDBVersion(ctx); err != nil {
+		return res, fmt.Errorf("annals: migrate: read version: %w", err)
+	}
+	if res.FromVersion > SchemaVersion() {
+		return res, fmt.Errorf("%w: database is at migration %d, this build knows up to %d",
+			ErrSchemaTooNew, res.FromVersion, SchemaVersion())
+	}
+	results, err := versioned.Up(ctx)
+	for _, r := range results {
+		res.Applied = append(res.Applied, r.Source.Path)
+	}
+	if err != nil {
+		return res, fmt.Errorf("annals: migrate: %w", err)
+	}
+	if res.ToVersion, err = versioned.GetDBVersion(ctx); err != nil {
+		return res, fmt.Errorf("annals: migrate: read version: %w", err)
+	}
+
+	sum, err := checksum(functions.FS)
+	if err != nil {
+		return res, fmt.Errorf("annals: migrate: %w", err)
+	}
+	var installed string
+	err = lockConn.QueryRow(ctx,
+		"SELECT functions_checksum FROM annals_internal.schema_info").Scan(&installed)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return res, fmt.Errorf("annals: migrate: read schema_info: %w", err)
+	}
+	if installed != sum || len(res.Applied) > 0 {
+		if err := applyFunctions(ctx, db); err != nil {
+			return res, err
+		}
+		res.FunctionsApplied = true
+		_, err = lockConn.Exec(ctx, `
+			INSERT INTO annals_internal.schema_info (schema_version, functions_checksum, installed_at)
+			VALUES ($1, $2, pg_catalog.clock_timestamp())
+			ON CONFLICT (singleton) DO UPDATE
+			   SET schema_version = excluded.schema_version,
+			       functions_checksum = excluded.functions_checksum,
+			       installed_at = excluded.installed_at`, res.ToVersion, sum)
+		if err != nil {
+			return res, fmt.Errorf("annals: migrate: record schema_info: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// applyFunctions runs every function file, in order, without version tracking.
+func applyFunctions(ctx context.Context, db *sql.DB) error {
+	p, err := goose.NewProvider(goose.DialectPostgres, db, functions.FS,
+		goose.WithDisableVersioning(true), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("annals: migrate functions: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("annals: migrate functions: %w", err)
+	}
+	return nil
+}
+
+// checksum hashes file names and contents in name order.
+func checksum(fsys fs.FS) (string, error) {
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		b, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func latestVersion(fsys fs.FS) (int64, error) {
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return 0, err
+	}
+	var latest int64
+	for _, n := range names {
+		v, err := goose.NumericComponent(n)
+		if err != nil {
+			return 0, fmt.Errorf("migration %q: %w", n, err)
+		}
+		latest = max(latest, v)
+	}
+	return latest, nil
+}
+
+// CheckSchema verifies that Annals is installed in the pool's database at the version this build
+// expects. It returns ErrSchemaNotInstalled when it is missing or behind (run Migrate) and
+// ErrSchemaTooNew when a newer release installed it (upgrade this program). Any Annals role may
+// call it.
+func (c *Client) CheckSchema(ctx context.Context) error {
+	var v int64
+	if err := c.pool.QueryRow(ctx, "SELECT annals.schema_version()").Scan(&v); err != nil {
+		return mapError(err)
+	}
+	switch {
+	case v < SchemaVersion():
+		return fmt.Errorf("%w: installed migration %d is behind this build's %d; run annals.Migrate or `annals migrate`",
+			ErrSchemaNotInstalled, v, SchemaVersion())
+	case v > SchemaVersion():
+		return fmt.Errorf("%w: installed migration %d is newer than this build's %d; upgrade this program",
+			ErrSchemaTooNew, v, SchemaVersion())
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package annals
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// RecordedEvent is one stored event, the Go form of the SQL type annals.event.
+type RecordedEvent struct {
+	StreamID       string          `db:"stream_id"`
+	StreamVersion  int64           `db:"stream_version"`
+	GlobalPosition int64           `db:"global_position"`
+	EventID        uuid.UUID       `db:"event_id"`
+	EventType      string          `db:"event_type"`
+	SchemaVersion  int             `db:"schema_version"`
+	Data           json.RawMessage `db:"data"`
+	Metadata       json.RawMessage `db:"metadata"`
+	TransactionID  uint64          `db:"transaction_id"`
+	RecordedAt     time.Time       `db:"recorded_at"`
+}
+
+// eventColumns names every column explicitly so a change in annals.event fails loudly here.
+const eventColumns = `e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at`
+
+// ReadOptions selects part of a stream. The zero value reads the whole stream forwards.
+type ReadOptions struct {
+	// From is the first version to read (inclusive); 0 means the start, or the end when Backwards.
+	From int64
+	// Backwards reads from newest to oldest.
+	Backwards bool
+	// Limit caps the number of events returned; 0 means no cap.
+	Limit int
+}
+
+// ReadStream returns an iterator over a stream's events, fetched in pages (WithReadPageSize). A
+// missing stream yields nothing. The iterator stops at the first error, which it yields.
+func (c *Client) ReadStream(ctx context.Context, streamID string, opts ReadOptions) iter.Seq2[RecordedEvent, error] {
+	return readPages(ctx, c.pool, c.readPageSize, opts.Limit, opts.From, opts.Backwards,
+		func(from *int64, n int) (string, []any) {
+			return "SELECT " + eventColumns + " FROM annals.read_stream($1, $2, $3, $4) AS e",
+				[]any{streamID, from, n, opts.Backwards}
+		})
+}
+
+// ReadStreamTx is ReadStream inside the caller's transaction.
+func (c *Client) ReadStreamTx(ctx context.Context, tx pgx.Tx, streamID string, opts ReadOptions) iter.Seq2[RecordedEvent, error] {
+	return readPages(ctx, tx, c.readPageSize, opts.Limit, opts.From, opts.Backwards,
+		func(from *int64, n int) (string, []any) {
+			return "SELECT " + eventColumns + " FROM annals.read_stream($1, $2, $3, $4) AS e",
+				[]any{streamID, from, n, opts.Backwards}
+		})
+}
+
+// AsOf picks a past state of a stream: at a version, or at a point in time. Set exactly one.
+type AsOf struct {
+	Version int64
+	Time    time.Time
+}
+
+// ReadStreamAsOf returns an iterator over the events a stream had at asOf, oldest first.
+func (c *Client) ReadStreamAsOf(ctx context.Context, streamID string, asOf AsOf) iter.Seq2[RecordedEvent, error] {
+	if (asOf.Version > 0) == !asOf.Time.IsZero() {
+		return func(yield func(RecordedEvent, error) bool) {
+			yield(RecordedEvent{}, invalid("as_of", "set exactly one of Version and Time"))
+		}
+	}
+	var version *int64
+	var at *time.Time
+	if asOf.Version > 0 {
+		version = &asOf.Version
+	} else {
+		at = &asOf.Time
+	}
+	return readPages(ctx, c.pool, c.readPageSize, 0, 0, false,
+		func(from *int64, n int) (string, []any) {
+			return "SELECT " + eventColumns + " FROM annals.read_stream_as_of($1, $2, $3, $4, $5) AS e",
+				[]any{streamID, version, at, from, n}
+		})
+}
+
+// readPages drives a paged read: query builds one page's statement from the next start version.
+func readPages(ctx context.Context, db dbtx, pageSize, limit int, from int64, backwards bool,
+	query func(from *int64, n int) (string, []any)) iter.Seq2[RecordedEvent, error] {
+	return func(yield func(RecordedEvent, error) bool) {
+		var next *int64
+		if from > 0 {
+			next = &from
+		}
+		remaining := limit
+		if remaining <= 0 {
+			remaining = math.MaxInt
+		}
+		for remaining > 0 {
+			n := min(pageSize, remaining)
+			sql, args := query(next, n)
+			rows, err := db.Query(ctx, sql, args...)
+			if err != nil {
+				yield(RecordedEvent{}, fmt.Errorf("annals: read: %w", mapError(err)))
+				return
+			}
+			page, err := pgx.CollectRows(rows, pgx.RowToStructByName[RecordedEvent])
+			if err != nil {
+				yield(RecordedEvent{}, fmt.Errorf("annals: read: %w", mapError(err)))
+				return
+			}
+			for _, ev := range page {
+				if !yield(ev, nil) {
+					return
+				}
+			}
+			if len(page) < n {
+				return
+			}
+			remaining -= len(page)
+			last := page[len(page)-1].StreamVersion
+			if backwards {
+				if last <= 1 {
+					return
+				}
+				last--
+			} else {
+				last++
+			}
+			next = &last
+		}
+	}
+}
+
+// StreamInfo describes a stream.
+type StreamInfo struct {
+	StreamID      string    `db:"stream_id"`
+	StreamVersion int64     `db:"stream_version"`
+	CreatedAt     time.Time `db:"created_at"`
+	UpdatedAt     time.Time `db:"updated_at"`
+	// State is "active" or "deleted".
+	State string `db:"state"`
+}
+
+// StreamInfo returns a stream's version, timestamps and state, or ErrStreamNotFound when the
+// stream has no events.
+func (c *Client) StreamInfo(ctx context.Context, streamID string) (StreamInfo, error) {
+	rows, err := c.pool.Query(ctx,
+		`SELECT i.stream_id, i.stream_version, i.created_at, i.updated_at, i.state FROM annals.stream_info($1) AS i`, streamID)
+	if err != nil {
+		return StreamInfo{}, fmt.Errorf("annals: stream info %q: %w", streamID, mapError(err))
+	}
+	info, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[StreamInfo])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return StreamInfo{}, fmt.Errorf("annals: stream info %q: %w", streamID, ErrStreamNotFound)
+	}
+	if err != nil {
+		return StreamInfo{}, fmt.Errorf("annals: stream info %q: %w", streamID, mapError(err))
+	}
+	return info, nil
+}
+
+// DeleteStream closes a stream: later appends fail with ErrStreamDeleted, its events stay
+// readable, and the deletion is audited with reason. It returns the final version.
+func (c *Client) DeleteStream(ctx context.Context, streamID string, expected ExpectedVersion, reason string) (int64, error) {
+	var v int64
+	var r *string
+	if reason != "" {
+		r = &reason
+	}
+	err := c.pool.QueryRow(ctx, "SELECT annals.delete_stream($1, $2, $3)", streamID, expected.arg(), r).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("annals: delete stream %q: %w", streamID, mapError(err))
+	}
+	return v, nil
+}
