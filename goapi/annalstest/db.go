@@ -1,0 +1,294 @@
+// Package annalstest gives integration tests a fresh, migrated Annals database each, cheaply:
+// the first call migrates a template database (once per schema content, shared across test
+// processes), every call clones it with CREATE DATABASE ... TEMPLATE and drops the clone when the
+// test ends.
+//
+// The server comes from TEST_DATABASE_URL; without it, a PostgreSQL on 127.0.0.1:5432 or the
+// local socket; without one, a testcontainers PostgreSQL when Docker is available. When none is
+// reachable the test is skipped, unless the CI environment variable is set: then it fails, so a
+// CI run can never pass by skipping.
+package annalstest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/annals-db/annals/functions"
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/migrations"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// localCandidates are tried, in order, when TEST_DATABASE_URL is unset.
+var localCandidates = []string{
+	"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+	"host=/var/run/postgresql user=postgres dbname=postgres",
+}
+
+var server struct {
+	once     sync.Once
+	adminURL string
+	template string
+	err      error
+	skip     string
+}
+
+// NewDB returns a pool on a fresh database holding a migrated Annals schema, dropped when the test
+// ends. The pool's search_path is empty, so any unqualified name in a query fails loudly.
+func NewDB(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	url := NewDBURL(t)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("annalstest: %v", err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = ""
+	cfg.MaxConns = 40
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("annalstest: connect: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// NewDBURL is NewDB for tests that need a connection URL (to run a command, say) instead of a pool.
+func NewDBURL(t testing.TB) string {
+	t.Helper()
+	admin, template := setup(t)
+	name := "annals_t_" + randomHex(6)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("annalstest: connect admin: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, template)); err != nil {
+		t.Fatalf("annalstest: create database from template: %v", err)
+	}
+	t.Cleanup(func() { dropDatabase(admin, name) })
+	return withDatabase(t, admin, name)
+}
+
+// AdminURL returns the URL of the server's maintenance database, for tests that create roles or
+// databases themselves.
+func AdminURL(t testing.TB) string {
+	t.Helper()
+	admin, _ := setup(t)
+	return admin
+}
+
+func setup(t testing.TB) (adminURL, template string) {
+	t.Helper()
+	server.once.Do(func() {
+		server.adminURL, server.skip, server.err = findServer()
+		if server.err == nil && server.skip == "" {
+			server.template, server.err = ensureTemplate(server.adminURL)
+		}
+	})
+	if server.err != nil {
+		t.Fatalf("annalstest: %v", server.err)
+	}
+	if server.skip != "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("annalstest: no PostgreSQL available and CI is set, refusing to skip: %s", server.skip)
+		}
+		t.Skipf("annalstest: no PostgreSQL available (%s); set TEST_DATABASE_URL", server.skip)
+	}
+	return server.adminURL, server.template
+}
+
+func findServer() (url, skip string, err error) {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		if err := ping(u); err != nil {
+			return "", "", fmt.Errorf("TEST_DATABASE_URL is set but unreachable: %w", err)
+		}
+		return u, "", nil
+	}
+	var tried []string
+	for _, u := range localCandidates {
+		if err := ping(u); err == nil {
+			return u, "", nil
+		} else {
+			tried = append(tried, err.Error())
+		}
+	}
+	u, err := startContainer()
+	if err == nil {
+		return u, "", nil
+	}
+	tried = append(tried, err.Error())
+	return "", fmt.Sprintf("tried %d local servers and testcontainers: %v", len(localCandidates), errors.Join(asErrs(tried)...)), nil
+}
+
+func asErrs(msgs []string) []error {
+	out := make([]error, len(msgs))
+	for i, m := range msgs {
+		out[i] = errors.New(m)
+	}
+	return out
+}
+
+func ping(url string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return conn.Ping(ctx)
+}
+
+// ensureTemplate migrates a template database named after the schema files' checksum, once per
+// content; concurrent test processes serialize on an advisory lock. IS_TEMPLATE marks it complete.
+func ensureTemplate(adminURL string) (string, error) {
+	sum, err := schemaChecksum()
+	if err != nil {
+		return "", err
+	}
+	name := "annals_tmpl_" + sum[:16]
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", fmt.Errorf("connect admin: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(hashtextextended('annalstest:template', 0))"); err != nil {
+		return "", err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended('annalstest:template', 0))") //nolint:errcheck
+
+	var complete *bool
+	err = conn.QueryRow(ctx, "SELECT datistemplate FROM pg_database WHERE datname = $1", name).Scan(&complete)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", err
+	}
+	if complete != nil && *complete {
+		return name, nil
+	}
+	if complete != nil { // a crashed earlier attempt left it half-built
+		if _, err := conn.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			return "", err
+		}
+	}
+	dropStaleTemplates(ctx, conn, name)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", fmt.Errorf("create template: %w", err)
+	}
+	pool, err := pgxpool.New(ctx, withDatabase(nil, adminURL, name))
+	if err != nil {
+		return "", err
+	}
+	_, err = annals.Migrate(ctx, pool)
+	pool.Close()
+	if err != nil {
+		return "", fmt.Errorf("migrate template: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+name+" IS_TEMPLATE true"); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// dropStaleTemplates removes templates built from older schema files, and clones a killed test
+// process left behind; best effort.
+func dropStaleTemplates(ctx context.Context, conn *pgx.Conn, keep string) {
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'annals\_tmpl\_%' AND datname <> $1`, keep)
+	if err != nil {
+		return
+	}
+	names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	for _, n := range names {
+		_, _ = conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{n}.Sanitize()+" IS_TEMPLATE false")
+		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)")
+	}
+}
+
+func dropDatabase(adminURL, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+}
+
+// withDatabase returns adminURL pointing at database name.
+func withDatabase(t testing.TB, adminURL, name string) string {
+	cfg, err := pgx.ParseConfig(adminURL)
+	if err != nil {
+		if t != nil {
+			t.Fatalf("annalstest: %v", err)
+		}
+		panic(err)
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable%s",
+		userinfo(cfg), hostForURL(cfg.Host), cfg.Port, name, passwordParam(cfg))
+}
+
+func userinfo(cfg *pgx.ConnConfig) string { return cfg.User }
+
+func passwordParam(cfg *pgx.ConnConfig) string {
+	if cfg.Password == "" {
+		return ""
+	}
+	return "&password=" + cfg.Password
+}
+
+// hostForURL keeps unix socket directories usable in a URL (host given as a query parameter is
+// not needed: pgx accepts a percent-encoded path as the host).
+func hostForURL(host string) string {
+	if len(host) > 0 && host[0] == '/' {
+		out := make([]byte, 0, len(host)+8)
+		for i := 0; i < len(host); i++ {
+			if host[i] == '/' {
+				out = append(out, "%2F"...)
+			} else {
+				out = append(out, host[i])
+			}
+		}
+		return string(out)
+	}
+	return host
+}
+
+func schemaChecksum() (string, error) {
+	h := sha256.New()
+	for _, fsys := range []fs.FS{migrations.FS, functions.FS} {
+		names, err := fs.Glob(fsys, "*.sql")
+		if err != nil {
+			return "", err
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			b, err := fs.ReadFile(fsys, n)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
+			h.Write(b)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
