@@ -147,6 +147,9 @@ BEGIN
 
     v_xid := pg_current_xact_id();
     IF v_last_xid > v_xid THEN
+        IF v_last_xid >= pg_snapshot_xmax(pg_current_snapshot()) THEN
+            PERFORM annals_internal.check_restored_ids();  -- a logical restore: name the remedy
+        END IF;
         RAISE EXCEPTION USING
             ERRCODE = '40001',
             MESSAGE = format('stream %L was appended to by a younger transaction (%s) than this one (%s)',

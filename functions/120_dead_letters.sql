@@ -1,0 +1,155 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- Parks an event a consumer gave up on. Call it in the transaction that acknowledges past the
+-- event, so parking and moving on commit together.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.park_event(
+    subscription   text,
+    member         integer,
+    stream_id      text,
+    stream_version bigint,
+    attempts       integer,
+    last_error     text)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_event annals_internal.events%ROWTYPE;
+    v_id    bigint;
+BEGIN
+    PERFORM annals_internal.check_subscription(park_event.subscription, park_event.member);
+    SELECT * INTO v_event FROM annals_internal.events AS e
+     WHERE e.stream_id = park_event.stream_id AND e.stream_version = park_event.stream_version;
+    IF NOT FOUND THEN
+        PERFORM annals_internal.raise_invalid('stream_version',
+            format('stream %L has no event at version %s', park_event.stream_id, park_event.stream_version));
+    END IF;
+    INSERT INTO annals_internal.dead_letters AS d
+           (subscription_name, member, stream_id, stream_version, global_position, transaction_id,
+            attempts, last_error, parked_at)
+    VALUES (park_event.subscription, park_event.member, v_event.stream_id, v_event.stream_version,
+            v_event.global_position, v_event.transaction_id, greatest(park_event.attempts, 1),
+            coalesce(park_event.last_error, ''), clock_timestamp())
+    ON CONFLICT ON CONSTRAINT dead_letters_event_key DO UPDATE
+       SET attempts = d.attempts + excluded.attempts, last_error = excluded.last_error,
+           status = 'parked', parked_at = excluded.parked_at, resolved_at = NULL
+    RETURNING d.dead_letter_id INTO v_id;
+    RETURN v_id;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.park_event(text, integer, text, bigint, integer, text) IS
+$$Parks an event in the subscription's dead letters with the attempts made and the last error, so the
+feed moves on without it. Returns the dead letter's id. Inspect with annals.dead_letters.$$;
+REVOKE ALL ON FUNCTION annals.park_event(text, integer, text, bigint, integer, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.park_event(text, integer, text, bigint, integer, text) TO annals_writer;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.retry_dead_letters(subscription text, dead_letter_ids bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rows integer;
+BEGIN
+    PERFORM annals_internal.check_subscription(retry_dead_letters.subscription, 0);
+    UPDATE annals_internal.dead_letters AS d
+       SET status = 'retry'
+     WHERE d.subscription_name = retry_dead_letters.subscription
+       AND d.status = 'parked'
+       AND (retry_dead_letters.dead_letter_ids IS NULL OR d.dead_letter_id = ANY (retry_dead_letters.dead_letter_ids));
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.retry_dead_letters(text, bigint[]) IS
+$$Asks consumers to process parked events again (all of a subscription's, or the given ids); the consumer
+picks them up with annals.read_dead_letters. Returns how many were queued.$$;
+REVOKE ALL ON FUNCTION annals.retry_dead_letters(text, bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.retry_dead_letters(text, bigint[]) TO annals_writer;
+
+-- Dead letters queued for retry, with their events; the rows are locked (SKIP LOCKED) so
+-- concurrent consumers split them.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.read_dead_letters(subscription text, member integer DEFAULT 0, max_count integer DEFAULT 100)
+RETURNS TABLE (dead_letter_id bigint, attempts integer, event annals.event)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM annals_internal.check_subscription(read_dead_letters.subscription, read_dead_letters.member);
+    RETURN QUERY
+        SELECT d.dead_letter_id, d.attempts,
+               ROW(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at)::annals.event
+          FROM annals_internal.dead_letters AS d
+          JOIN annals_internal.events AS e
+            ON e.stream_id = d.stream_id AND e.stream_version = d.stream_version
+         WHERE d.subscription_name = read_dead_letters.subscription
+           AND d.member = read_dead_letters.member
+           AND d.status = 'retry'
+         ORDER BY d.dead_letter_id
+         LIMIT read_dead_letters.max_count
+           FOR UPDATE OF d SKIP LOCKED;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.read_dead_letters(text, integer, integer) IS
+    'Dead letters of a subscription member queued for retry, with their events, locked for this transaction.';
+REVOKE ALL ON FUNCTION annals.read_dead_letters(text, integer, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.read_dead_letters(text, integer, integer) TO annals_writer;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.resolve_dead_letter(dead_letter_id bigint, succeeded boolean, last_error text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF resolve_dead_letter.succeeded IS NULL THEN
+        PERFORM annals_internal.raise_invalid('succeeded', 'must not be null');
+    END IF;
+    UPDATE annals_internal.dead_letters AS d
+       SET status = CASE WHEN resolve_dead_letter.succeeded THEN 'resolved' ELSE 'parked' END,
+           resolved_at = CASE WHEN resolve_dead_letter.succeeded THEN clock_timestamp() END,
+           attempts = d.attempts + 1,
+           last_error = CASE WHEN resolve_dead_letter.succeeded THEN d.last_error
+                             ELSE coalesce(resolve_dead_letter.last_error, d.last_error) END
+     WHERE d.dead_letter_id = resolve_dead_letter.dead_letter_id;
+    IF NOT FOUND THEN
+        PERFORM annals_internal.raise_error('ST404', format('dead letter %s does not exist', resolve_dead_letter.dead_letter_id),
+            jsonb_build_object('dead_letter_id', resolve_dead_letter.dead_letter_id));
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.resolve_dead_letter(bigint, boolean, text) IS
+    'Records the outcome of retrying a dead letter: resolved, or parked again with the new error.';
+REVOKE ALL ON FUNCTION annals.resolve_dead_letter(bigint, boolean, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.resolve_dead_letter(bigint, boolean, text) TO annals_writer;
+
+CREATE OR REPLACE VIEW annals.dead_letters AS
+SELECT d.dead_letter_id, d.subscription_name, d.member, d.stream_id, d.stream_version, d.global_position,
+       d.transaction_id, e.event_type, d.attempts, d.last_error, d.status, d.parked_at, d.resolved_at
+  FROM annals_internal.dead_letters AS d
+  JOIN annals_internal.events AS e ON e.stream_id = d.stream_id AND e.stream_version = d.stream_version;
+COMMENT ON VIEW annals.dead_letters IS
+    'Events subscription consumers parked after exhausting their retries, with the last error and status.';
+REVOKE ALL ON annals.dead_letters FROM PUBLIC;
+GRANT SELECT ON annals.dead_letters TO annals_writer, annals_reader, annals_bi;
