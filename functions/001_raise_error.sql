@@ -5,7 +5,9 @@ SET LOCAL ROLE annals_owner;
 SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- Every Annals error goes through here so the SQLSTATE, message and JSON DETAIL stay uniform:
--- clients parse DETAIL, never the message.
+-- clients parse DETAIL, never the message. Both raisers are VOLATILE: the planner pre-evaluates an
+-- IMMUTABLE call whose arguments are constants, so `PERFORM raise_invalid('x', 'y')` would raise
+-- while the statement is planned (plpgsql_check reports it), not when it runs.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.raise_error(
     code    text,
@@ -14,7 +16,7 @@ CREATE OR REPLACE FUNCTION annals_internal.raise_error(
     hint    text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
-IMMUTABLE PARALLEL SAFE
+VOLATILE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -41,7 +43,7 @@ REVOKE ALL ON FUNCTION annals_internal.raise_error(text, text, jsonb, text) FROM
 CREATE OR REPLACE FUNCTION annals_internal.raise_invalid(argument text, reason text)
 RETURNS void
 LANGUAGE sql
-IMMUTABLE PARALLEL SAFE
+VOLATILE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT annals_internal.raise_error(

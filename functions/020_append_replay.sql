@@ -35,11 +35,12 @@ BEGIN
            count(e.event_id),
            count(DISTINCT e.stream_version - b.ord),
            min(e.stream_version - b.ord),
-           (array_agg(e.event_id ORDER BY b.ord) FILTER (WHERE
+           -- Only stored events can have changed: an unmatched (new) event must not count.
+           (array_agg(e.event_id ORDER BY b.ord) FILTER (WHERE e.event_id IS NOT NULL AND (
                 e.event_type IS DISTINCT FROM b.ev ->> 'type'
              OR e.data IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
              OR e.metadata IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}')
-             OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)))[1]
+             OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1))))[1]
       INTO v_total, v_stored, v_bases, v_base, v_changed
       FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
       LEFT JOIN annals_internal.events AS e
@@ -74,6 +75,7 @@ BEGIN
           FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
           JOIN annals_internal.events AS e
             ON e.stream_id = append_replay.stream_id AND e.event_id = (b.ev ->> 'id')::uuid
+           AND e.stream_version <= append_replay.current_version
          WHERE e.stream_version - b.ord <> coalesce(append_replay.expected_version, v_base)
             OR v_bases > 1
          ORDER BY b.ord

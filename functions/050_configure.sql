@@ -9,7 +9,8 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 CREATE OR REPLACE FUNCTION annals.configure(
     max_event_bytes  integer DEFAULT NULL,
     max_batch_events integer DEFAULT NULL,
-    max_batch_bytes  integer DEFAULT NULL)
+    max_batch_bytes  integer DEFAULT NULL,
+    notify           boolean DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
@@ -31,17 +32,25 @@ BEGIN
     UPDATE annals_internal.settings AS s
            SET max_event_bytes  = coalesce(configure.max_event_bytes, s.max_event_bytes),
                max_batch_events = coalesce(configure.max_batch_events, s.max_batch_events),
-               max_batch_bytes  = coalesce(configure.max_batch_bytes, s.max_batch_bytes)
+               max_batch_bytes  = coalesce(configure.max_batch_bytes, s.max_batch_bytes),
+               notify           = coalesce(configure.notify, s.notify)
     RETURNING jsonb_build_object('max_event_bytes', s.max_event_bytes,
                                  'max_batch_events', s.max_batch_events,
-                                 'max_batch_bytes', s.max_batch_bytes)
+                                 'max_batch_bytes', s.max_batch_bytes,
+                                 'notify', s.notify)
          INTO v_settings;
+    -- The switch is the trigger itself, so an append with notify off pays nothing.
+    IF configure.notify IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE annals_internal.events %s TRIGGER events_notify',
+                       CASE WHEN configure.notify THEN 'ENABLE' ELSE 'DISABLE' END);
+    END IF;
     RETURN v_settings;
 END
 $$;
 -- +goose StatementEnd
-COMMENT ON FUNCTION annals.configure(integer, integer, integer) IS
+COMMENT ON FUNCTION annals.configure(integer, integer, integer, boolean) IS
 $$Sets append limits (NULL keeps a value) and returns the limits now in force as JSON: max_event_bytes (JSON text
-of one event's data, default 1 MiB), max_batch_events (default 10000), max_batch_bytes (default 64 MiB).
+of one event's data, default 1 MiB), max_batch_events (default 10000), max_batch_bytes (default 64 MiB), notify (NOTIFY annals_events on
+append, default true; switching it takes a brief table lock).
 Only annals_owner may call it.$$;
-REVOKE ALL ON FUNCTION annals.configure(integer, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION annals.configure(integer, integer, integer, boolean) FROM PUBLIC;

@@ -55,7 +55,9 @@ DECLARE
     v_from     xid8;
     v_now      timestamptz := clock_timestamp();
 BEGIN
-    PERFORM annals_internal.check_stream_id(create_subscription.subscription);
+    IF annals_internal.name_problem(create_subscription.subscription, 256) IS NOT NULL THEN
+        PERFORM annals_internal.raise_invalid('subscription', annals_internal.name_problem(create_subscription.subscription, 256));
+    END IF;
     IF create_subscription.start_from IS NULL OR create_subscription.start_from NOT IN ('beginning', 'now') THEN
         PERFORM annals_internal.raise_invalid('start_from', 'must be ''beginning'' or ''now''');
     END IF;

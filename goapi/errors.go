@@ -32,6 +32,16 @@ var (
 	ErrAppendOnly = errors.New("annals: history is append-only")
 	// ErrStreamNotFound: the stream has no events (returned by StreamInfo).
 	ErrStreamNotFound = errors.New("annals: stream not found")
+	// ErrNotFound: a named object (subscription, dead letter) does not exist (ST404).
+	ErrNotFound = errors.New("annals: not found")
+	// ErrCheckpointConflict: a subscription checkpoint was not where the acknowledgement expected
+	// it: another consumer acknowledged first (ST409 with a subscription in DETAIL).
+	ErrCheckpointConflict = errors.New("annals: checkpoint moved by another consumer")
+	// ErrLeaseHeld: another consumer holds the subscription member's lease (ST423).
+	ErrLeaseHeld = errors.New("annals: lease held by another consumer")
+	// ErrFeedRestored: stored transaction ids are ahead of this cluster after a logical restore
+	// (ST503); run annals.rebase_transaction_ids() as annals_owner.
+	ErrFeedRestored = errors.New("annals: transaction ids restored from another cluster")
 	// ErrSchemaNotInstalled: Annals is not installed in this database, or is older than this
 	// build; run Migrate.
 	ErrSchemaNotInstalled = errors.New("annals: schema not installed")
@@ -100,15 +110,16 @@ type InvalidArgumentError struct {
 
 // detail is the union of the JSON DETAIL shapes Annals raises.
 type detail struct {
-	StreamID       string          `json:"stream_id"`
-	Expected       *int64          `json:"expected"`
-	Actual         json.Number     `json:"actual"`
-	EventID        string          `json:"event_id"`
-	Limit          json.Number     `json:"limit"`
-	Setting        string          `json:"setting"`
-	Argument       string          `json:"argument"`
-	Reason         string          `json:"reason"`
-	TransactionID  json.RawMessage `json:"transaction_id"`
+	StreamID      string          `json:"stream_id"`
+	Expected      json.RawMessage `json:"expected"`
+	Subscription  string          `json:"subscription"`
+	Actual        json.Number     `json:"actual"`
+	EventID       string          `json:"event_id"`
+	Limit         json.Number     `json:"limit"`
+	Setting       string          `json:"setting"`
+	Argument      string          `json:"argument"`
+	Reason        string          `json:"reason"`
+	TransactionID json.RawMessage `json:"transaction_id"`
 }
 
 // mapError turns a database error into the package's typed errors; the single place that reads
@@ -125,10 +136,15 @@ func mapError(err error) error {
 	base := func(kind error) BaseError { return BaseError{Kind: kind, Message: pgErr.Message, PgErr: pgErr} }
 	switch pgErr.Code {
 	case "ST409":
+		if d.Subscription != "" {
+			e := base(ErrCheckpointConflict)
+			return &e
+		}
 		actual, _ := d.Actual.Int64()
 		exp := Any
-		if d.Expected != nil {
-			exp = ExpectedVersion{v: *d.Expected, set: true}
+		var v int64
+		if json.Unmarshal(d.Expected, &v) == nil && string(d.Expected) != "null" {
+			exp = ExpectedVersion{v: v, set: true}
 		}
 		return &WrongExpectedVersionError{BaseError: base(ErrWrongExpectedVersion), StreamID: d.StreamID, Expected: exp, Actual: actual}
 	case "ST412":
@@ -149,6 +165,15 @@ func mapError(err error) error {
 	case "ST405":
 		e := base(ErrAppendOnly)
 		return &e
+	case "ST404":
+		e := base(ErrNotFound)
+		return &e
+	case "ST423":
+		e := base(ErrLeaseHeld)
+		return &e
+	case "ST503":
+		e := base(ErrFeedRestored)
+		return &e
 	case "3F000", "42883", "42P01": // schema, function or table missing
 		e := base(ErrSchemaNotInstalled)
 		e.Message = pgErr.Message + "; run annals.Migrate or `annals migrate`"
@@ -162,7 +187,7 @@ func invalid(argument, format string, args ...any) error {
 	reason := fmt.Sprintf(format, args...)
 	return &InvalidArgumentError{
 		BaseError: BaseError{Kind: ErrInvalidArgument, Message: argument + ": " + reason},
-		Argument: argument, Reason: reason,
+		Argument:  argument, Reason: reason,
 	}
 }
 

@@ -1,0 +1,402 @@
+package annals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Handler processes one event inside the subscriber's transaction. Writes made through tx commit
+// together with the subscription's checkpoint, so their effects happen exactly once; an error
+// rolls them back and the event is retried.
+type Handler func(ctx context.Context, tx pgx.Tx, ev RecordedEvent) error
+
+// Subscriber runs a Handler over a subscription member: it reads a batch, applies the handler to
+// each event and acknowledges the batch in one transaction. It wakes on NOTIFY annals_events but
+// polls too, so lost notifications or a dead listener connection only add latency. A failing
+// event is retried MaxAttempts times, then parked as a dead letter while the feed moves on.
+// Events parked earlier and queued with annals.retry_dead_letters are retried as well.
+type Subscriber struct {
+	Client  *Client
+	Name    string
+	Handler Handler
+	// Member is the consumer-group member this subscriber serves (default 0).
+	Member int
+	// Consumer names this instance for the lease (default host-pid-random).
+	Consumer string
+	// BatchSize is the most events per transaction (default 100).
+	BatchSize int
+	// PollInterval bounds the wait between empty reads when no notification arrives (default 1s).
+	PollInterval time.Duration
+	// MaxAttempts is how often an event is tried before it is parked (default 5).
+	MaxAttempts int
+	// RetryDelay is the first pause between attempts at one event, doubled each time (default 50ms).
+	RetryDelay time.Duration
+	// LeaseDuration is how long the lease lasts without renewal (default 30s); a dead instance's
+	// member is taken over after it.
+	LeaseDuration time.Duration
+	// DisableListen polls only.
+	DisableListen bool
+	// Logger receives errors and parked events (default slog.Default()).
+	Logger *slog.Logger
+
+	mu    sync.Mutex
+	stats SubscriberStats
+}
+
+// SubscriberStats are a running subscriber's counters.
+type SubscriberStats struct {
+	Processed  int64
+	Parked     int64
+	Retried    int64
+	Batches    int64
+	Checkpoint Checkpoint
+	LastBatch  time.Time
+	LastError  error
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Subscriber) Stats() SubscriberStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+func (s *Subscriber) defaults() error {
+	if s.Client == nil || s.Handler == nil || s.Name == "" {
+		return invalid("subscriber", "Client, Name and Handler are required")
+	}
+	if s.Consumer == "" {
+		host, _ := os.Hostname()
+		s.Consumer = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
+	}
+	if s.BatchSize <= 0 {
+		s.BatchSize = 100
+	}
+	if s.PollInterval <= 0 {
+		s.PollInterval = time.Second
+	}
+	if s.MaxAttempts <= 0 {
+		s.MaxAttempts = 5
+	}
+	if s.RetryDelay <= 0 {
+		s.RetryDelay = 50 * time.Millisecond
+	}
+	if s.LeaseDuration < time.Second {
+		s.LeaseDuration = 30 * time.Second
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Run processes the subscription until ctx is cancelled, then releases its lease and returns nil.
+// Errors reading or committing are logged and retried with backoff; only invalid configuration
+// or a missing subscription end Run early.
+func (s *Subscriber) Run(ctx context.Context) error {
+	if err := s.defaults(); err != nil {
+		return err
+	}
+	wake := make(chan struct{}, 1)
+	if !s.DisableListen {
+		go s.listen(ctx, wake)
+	}
+	defer func() {
+		_, _ = s.Client.pool.Exec(context.WithoutCancel(ctx), "SELECT annals.release_lease($1, $2, $3)", s.Name, s.Member, s.Consumer)
+	}()
+
+	backoff := time.Duration(0)
+	var leaseUntil time.Time
+	for ctx.Err() == nil {
+		if time.Until(leaseUntil) < s.LeaseDuration/2 {
+			held, err := s.acquireLease(ctx)
+			switch {
+			case err != nil && (errors.Is(err, ErrInvalidArgument) || isNotFound(err)):
+				return err
+			case err != nil:
+				backoff = s.fail(ctx, err, backoff)
+				continue
+			case !held:
+				sleep(ctx, s.PollInterval, nil) // another instance holds it; wait to take over
+				continue
+			}
+			leaseUntil = time.Now().Add(s.LeaseDuration)
+		}
+		n, err := s.processBatch(ctx)
+		if err == nil {
+			var m int
+			m, err = s.retryDeadLetters(ctx)
+			n += m
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if isNotFound(err) {
+				return err
+			}
+			backoff = s.fail(ctx, err, backoff)
+			continue
+		}
+		backoff = 0
+		if n == 0 {
+			sleep(ctx, s.PollInterval, wake)
+		}
+	}
+	return nil
+}
+
+func (s *Subscriber) acquireLease(ctx context.Context) (bool, error) {
+	var held bool
+	err := s.Client.pool.QueryRow(ctx, "SELECT annals.acquire_lease($1, $2, $3, $4)",
+		s.Name, s.Member, s.Consumer, int(s.LeaseDuration/time.Second)).Scan(&held)
+	if err != nil {
+		return false, fmt.Errorf("annals: subscriber %q: lease: %w", s.Name, mapError(err))
+	}
+	return held, nil
+}
+
+// fail logs err and sleeps with exponential backoff (100ms doubling to 30s).
+func (s *Subscriber) fail(ctx context.Context, err error, backoff time.Duration) time.Duration {
+	s.mu.Lock()
+	s.stats.LastError = err
+	s.mu.Unlock()
+	backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
+	s.Logger.Error("annals subscriber error; backing off", "subscription", s.Name, "member", s.Member,
+		"error", err, "backoff", backoff)
+	sleep(ctx, backoff, nil)
+	return backoff
+}
+
+// processBatch handles one batch in one transaction. The fast path runs every event without
+// savepoints; if the handler fails, the transaction is rolled back and the batch replayed with a
+// savepoint per event, retrying and finally parking the failing ones.
+func (s *Subscriber) processBatch(ctx context.Context) (int, error) {
+	n, failed, err := s.runBatch(ctx, false)
+	if err == nil && failed {
+		n, _, err = s.runBatch(ctx, true)
+	}
+	return n, err
+}
+
+func (s *Subscriber) runBatch(ctx context.Context, careful bool) (n int, handlerFailed bool, err error) {
+	tx, err := s.Client.pool.Begin(ctx)
+	if err != nil {
+		return 0, false, fmt.Errorf("annals: subscriber %q: begin: %w", s.Name, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+
+	batch := &pgx.Batch{}
+	batch.Queue("SELECT "+eventColumns+" FROM annals.read_subscription($1, $2, $3) AS e", s.Name, s.Member, s.BatchSize)
+	batch.Queue("SELECT c.transaction_id, c.global_position FROM annals.subscription_checkpoint($1, $2) AS c", s.Name, s.Member)
+	br := tx.SendBatch(ctx, batch)
+	rows, err := br.Query()
+	if err != nil {
+		br.Close()
+		return 0, false, fmt.Errorf("annals: subscriber %q: read: %w", s.Name, mapError(err))
+	}
+	events, err := pgx.CollectRows(rows, pgx.RowToStructByName[RecordedEvent])
+	if err != nil {
+		br.Close()
+		return 0, false, fmt.Errorf("annals: subscriber %q: read: %w", s.Name, mapError(err))
+	}
+	var expected Checkpoint
+	if err := br.QueryRow().Scan(&expected.TransactionID, &expected.GlobalPosition); err != nil {
+		br.Close()
+		return 0, false, fmt.Errorf("annals: subscriber %q: checkpoint: %w", s.Name, mapError(err))
+	}
+	if err := br.Close(); err != nil {
+		return 0, false, fmt.Errorf("annals: subscriber %q: %w", s.Name, mapError(err))
+	}
+	if len(events) == 0 {
+		return 0, false, nil
+	}
+
+	parked := 0
+	for _, ev := range events {
+		if !careful {
+			if err := s.Handler(ctx, tx, ev); err != nil {
+				if ctx.Err() != nil {
+					return 0, false, ctx.Err()
+				}
+				return 0, true, nil // replay the batch carefully
+			}
+			continue
+		}
+		ok, err := s.tryEvent(ctx, tx, ev)
+		if err != nil {
+			return 0, false, err
+		}
+		if !ok {
+			parked++
+		}
+	}
+	last := events[len(events)-1].Checkpoint()
+	_, err = tx.Exec(ctx, "SELECT annals.ack_subscription($1, $2, $3, $4, $5, $6, $7)",
+		s.Name, s.Member, expected.TransactionID, expected.GlobalPosition, last.TransactionID, last.GlobalPosition, s.Consumer)
+	if err != nil {
+		return 0, false, fmt.Errorf("annals: subscriber %q: acknowledge: %w", s.Name, mapError(err))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, false, fmt.Errorf("annals: subscriber %q: commit: %w", s.Name, mapError(err))
+	}
+	s.mu.Lock()
+	s.stats.Processed += int64(len(events) - parked)
+	s.stats.Parked += int64(parked)
+	s.stats.Batches++
+	s.stats.Checkpoint = last
+	s.stats.LastBatch = time.Now()
+	s.mu.Unlock()
+	return len(events), false, nil
+}
+
+// tryEvent runs the handler under a savepoint up to MaxAttempts times; when every attempt fails
+// it parks the event (in the same transaction) and reports false.
+func (s *Subscriber) tryEvent(ctx context.Context, tx pgx.Tx, ev RecordedEvent) (bool, error) {
+	var lastErr error
+	delay := s.RetryDelay
+	for attempt := 1; attempt <= s.MaxAttempts; attempt++ {
+		sp, err := tx.Begin(ctx) // a savepoint
+		if err != nil {
+			return false, fmt.Errorf("annals: subscriber %q: savepoint: %w", s.Name, err)
+		}
+		if lastErr = s.Handler(ctx, sp, ev); lastErr == nil {
+			if err := sp.Commit(ctx); err != nil {
+				return false, fmt.Errorf("annals: subscriber %q: release savepoint: %w", s.Name, err)
+			}
+			return true, nil
+		}
+		if err := sp.Rollback(ctx); err != nil {
+			return false, fmt.Errorf("annals: subscriber %q: rollback savepoint: %w", s.Name, err)
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		s.mu.Lock()
+		s.stats.Retried++
+		s.mu.Unlock()
+		if attempt < s.MaxAttempts {
+			sleep(ctx, delay, nil)
+			delay *= 2
+		}
+	}
+	_, err := tx.Exec(ctx, "SELECT annals.park_event($1, $2, $3, $4, $5, $6)",
+		s.Name, s.Member, ev.StreamID, ev.StreamVersion, s.MaxAttempts, lastErr.Error())
+	if err != nil {
+		return false, fmt.Errorf("annals: subscriber %q: park %s@%d: %w", s.Name, ev.StreamID, ev.StreamVersion, mapError(err))
+	}
+	s.Logger.Warn("annals subscriber parked an event", "subscription", s.Name, "member", s.Member,
+		"stream_id", ev.StreamID, "stream_version", ev.StreamVersion, "attempts", s.MaxAttempts, "error", lastErr)
+	return false, nil
+}
+
+// retryDeadLetters processes parked events that an operator queued for retry.
+func (s *Subscriber) retryDeadLetters(ctx context.Context) (int, error) {
+	tx, err := s.Client.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("annals: subscriber %q: begin: %w", s.Name, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	rows, err := tx.Query(ctx, `SELECT d.dead_letter_id, (d.event).stream_id, (d.event).stream_version, (d.event).global_position,
+		(d.event).event_id, (d.event).event_type, (d.event).schema_version, (d.event).data, (d.event).metadata,
+		(d.event).transaction_id, (d.event).recorded_at
+		FROM annals.read_dead_letters($1, $2, $3) AS d`, s.Name, s.Member, s.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("annals: subscriber %q: read dead letters: %w", s.Name, mapError(err))
+	}
+	type letter struct {
+		id int64
+		ev RecordedEvent
+	}
+	letters, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (letter, error) {
+		var l letter
+		err := r.Scan(&l.id, &l.ev.StreamID, &l.ev.StreamVersion, &l.ev.GlobalPosition, &l.ev.EventID, &l.ev.EventType,
+			&l.ev.SchemaVersion, &l.ev.Data, &l.ev.Metadata, &l.ev.TransactionID, &l.ev.RecordedAt)
+		return l, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("annals: subscriber %q: read dead letters: %w", s.Name, mapError(err))
+	}
+	if len(letters) == 0 {
+		return 0, nil
+	}
+	for _, l := range letters {
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return 0, err
+		}
+		herr := s.Handler(ctx, sp, l.ev)
+		var msg *string
+		if herr != nil {
+			_ = sp.Rollback(ctx)
+			m := herr.Error()
+			msg = &m
+		} else if err := sp.Commit(ctx); err != nil {
+			return 0, err
+		}
+		if _, err := tx.Exec(ctx, "SELECT annals.resolve_dead_letter($1, $2, $3)", l.id, herr == nil, msg); err != nil {
+			return 0, fmt.Errorf("annals: subscriber %q: resolve dead letter %d: %w", s.Name, l.id, mapError(err))
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("annals: subscriber %q: commit dead letters: %w", s.Name, mapError(err))
+	}
+	return len(letters), nil
+}
+
+// listen forwards NOTIFY annals_events to wake, reconnecting with backoff. Notifications are only
+// hints: the data is always re-read from the feed.
+func (s *Subscriber) listen(ctx context.Context, wake chan<- struct{}) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := func() error {
+			conn, err := s.Client.pool.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			// A LISTENing connection must not go back to the pool.
+			defer conn.Hijack().Close(context.WithoutCancel(ctx)) //nolint:errcheck
+			if _, err := conn.Exec(ctx, "LISTEN annals_events"); err != nil {
+				return err
+			}
+			backoff = 100 * time.Millisecond
+			for {
+				if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+					return err
+				}
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		s.Logger.Warn("annals subscriber listener lost; polling meanwhile", "subscription", s.Name, "error", err)
+		sleep(ctx, backoff, nil)
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-wake:
+	}
+}
+
+func isNotFound(err error) bool {
+	return errors.Is(err, ErrNotFound)
+}

@@ -1,0 +1,117 @@
+package annals
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// SubscriptionOptions configure CreateSubscription.
+type SubscriptionOptions struct {
+	// FromNow starts at the current feed barrier instead of the beginning of history.
+	FromNow bool
+	// EventTypes and Categories filter the feed; empty means everything.
+	EventTypes []string
+	Categories []string
+	// GroupSize splits the subscription between that many members (default 1).
+	GroupSize int
+}
+
+// CreateSubscription creates a named subscription with a durable checkpoint per member. It is
+// idempotent: it returns false when the subscription already exists with the same settings, and
+// ErrInvalidArgument when it exists with other settings.
+func (c *Client) CreateSubscription(ctx context.Context, name string, opts SubscriptionOptions) (bool, error) {
+	from := "beginning"
+	if opts.FromNow {
+		from = "now"
+	}
+	var created bool
+	err := c.pool.QueryRow(ctx, "SELECT annals.create_subscription($1, $2, $3, $4, $5)",
+		name, from, nilIfEmpty(opts.EventTypes), nilIfEmpty(opts.Categories), max(opts.GroupSize, 1)).Scan(&created)
+	if err != nil {
+		return false, fmt.Errorf("annals: create subscription %q: %w", name, mapError(err))
+	}
+	return created, nil
+}
+
+// DropSubscription removes a subscription with its checkpoints and dead letters; false when it
+// did not exist.
+func (c *Client) DropSubscription(ctx context.Context, name string) (bool, error) {
+	var dropped bool
+	if err := c.pool.QueryRow(ctx, "SELECT annals.drop_subscription($1)", name).Scan(&dropped); err != nil {
+		return false, fmt.Errorf("annals: drop subscription %q: %w", name, mapError(err))
+	}
+	return dropped, nil
+}
+
+// ResetSubscription moves the checkpoint of every member (member < 0) or of one member to cp,
+// backwards to replay or forwards to skip. It returns how many members moved.
+func (c *Client) ResetSubscription(ctx context.Context, name string, to Checkpoint, member int) (int, error) {
+	var m *int
+	if member >= 0 {
+		m = &member
+	}
+	var n int
+	err := c.pool.QueryRow(ctx, "SELECT annals.reset_subscription($1, $2, $3, $4)", name, to.TransactionID, to.GlobalPosition, m).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("annals: reset subscription %q: %w", name, mapError(err))
+	}
+	return n, nil
+}
+
+// SubscriptionCheckpoint returns the checkpoint a member has acknowledged.
+func (c *Client) SubscriptionCheckpoint(ctx context.Context, name string, member int) (Checkpoint, error) {
+	var cp Checkpoint
+	err := c.pool.QueryRow(ctx, "SELECT c.transaction_id, c.global_position FROM annals.subscription_checkpoint($1, $2) AS c",
+		name, member).Scan(&cp.TransactionID, &cp.GlobalPosition)
+	if err != nil {
+		return cp, fmt.Errorf("annals: subscription checkpoint %q: %w", name, mapError(err))
+	}
+	return cp, nil
+}
+
+// SubscriptionStatus is one member's row of the annals.subscription_status view.
+type SubscriptionStatus struct {
+	Name       string     `db:"subscription_name"`
+	Member     int        `db:"member"`
+	GroupSize  int        `db:"group_size"`
+	Checkpoint Checkpoint `db:"-"`
+	// EventsBehind counts pending events up to 100000; Capped is true when there are more.
+	EventsBehind int64         `db:"events_behind"`
+	Capped       bool          `db:"events_behind_capped"`
+	TimeBehind   time.Duration `db:"-"`
+	LeaseHolder  *string       `db:"lease_holder"`
+	LeaseActive  bool          `db:"lease_active"`
+	DeadLetters  int64         `db:"dead_letters"`
+}
+
+// SubscriptionStatus reports, per member, the checkpoint, lag in events and time, lease holder
+// and open dead letters.
+func (c *Client) SubscriptionStatus(ctx context.Context, name string) ([]SubscriptionStatus, error) {
+	rows, err := c.pool.Query(ctx, `
+		SELECT s.subscription_name, s.member, s.group_size, s.checkpoint_transaction, s.checkpoint_position,
+		       s.events_behind, s.events_behind_capped,
+		       coalesce(extract(epoch FROM s.time_behind), 0)::float8, s.lease_holder, s.lease_active, s.dead_letters
+		  FROM annals.subscription_status AS s
+		 WHERE s.subscription_name = $1
+		 ORDER BY s.member`, name)
+	if err != nil {
+		return nil, fmt.Errorf("annals: subscription status %q: %w", name, mapError(err))
+	}
+	defer rows.Close()
+	var out []SubscriptionStatus
+	for rows.Next() {
+		var s SubscriptionStatus
+		var secs float64
+		if err := rows.Scan(&s.Name, &s.Member, &s.GroupSize, &s.Checkpoint.TransactionID, &s.Checkpoint.GlobalPosition,
+			&s.EventsBehind, &s.Capped, &secs, &s.LeaseHolder, &s.LeaseActive, &s.DeadLetters); err != nil {
+			return nil, fmt.Errorf("annals: subscription status %q: %w", name, err)
+		}
+		s.TimeBehind = time.Duration(secs * float64(time.Second))
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("annals: subscription status %q: %w", name, mapError(err))
+	}
+	return out, nil
+}
