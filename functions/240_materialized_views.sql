@@ -1,0 +1,153 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.register_view(view regclass, refresh_interval interval DEFAULT '1 minute')
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_kind  "char";
+    v_owner regrole;
+    v_new   boolean;
+BEGIN
+    IF register_view.view IS NULL THEN
+        PERFORM annals_internal.raise_invalid('view', 'must name a materialized view');
+    END IF;
+    IF register_view.refresh_interval IS NULL OR register_view.refresh_interval < interval '0' THEN
+        PERFORM annals_internal.raise_invalid('refresh_interval', 'must be a non-negative interval');
+    END IF;
+    SELECT c.relkind, c.relowner::regrole INTO v_kind, v_owner FROM pg_catalog.pg_class AS c WHERE c.oid = register_view.view;
+    IF v_kind <> 'm' THEN
+        PERFORM annals_internal.raise_invalid('view', format('%s is not a materialized view', register_view.view));
+    END IF;
+    -- REFRESH ... CONCURRENTLY needs a unique index on plain columns, without a WHERE clause.
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_index AS i
+                    WHERE i.indrelid = register_view.view AND i.indisunique AND i.indisvalid
+                      AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
+        PERFORM annals_internal.raise_invalid('view',
+            format('%s has no unique index on plain columns without a WHERE clause, so it cannot be refreshed CONCURRENTLY; create one, e.g. CREATE UNIQUE INDEX ON %s (key columns)',
+                   register_view.view, register_view.view));
+    END IF;
+    IF NOT pg_has_role('annals_owner', v_owner, 'MEMBER') THEN
+        PERFORM annals_internal.raise_invalid('view',
+            format('%s is owned by %s; only its owner may refresh it: ALTER MATERIALIZED VIEW %s OWNER TO annals_owner',
+                   register_view.view, v_owner, register_view.view));
+    END IF;
+    INSERT INTO annals_internal.materialized_views AS m (view_name, refresh_interval, registered_at)
+    VALUES (register_view.view, register_view.refresh_interval, clock_timestamp())
+    ON CONFLICT ON CONSTRAINT materialized_views_pkey DO UPDATE SET refresh_interval = excluded.refresh_interval
+    RETURNING (xmax = 0) INTO v_new;
+    RETURN v_new;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.register_view(regclass, interval) IS
+$$Registers a materialized view for scheduled refreshes (annals.refresh_views). It must have a unique index
+on plain columns (for REFRESH ... CONCURRENTLY) and be owned by annals_owner. Returns true when new.$$;
+REVOKE ALL ON FUNCTION annals.register_view(regclass, interval) FROM PUBLIC;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.unregister_view(view regclass)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM annals_internal.materialized_views AS m WHERE m.view_name = unregister_view.view;
+    RETURN FOUND;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.unregister_view(regclass) IS 'Stops refreshing a materialized view; false when it was not registered.';
+REVOKE ALL ON FUNCTION annals.unregister_view(regclass) FROM PUBLIC;
+
+-- Refreshes the registered views that are due: never refreshed, or new events since the last
+-- refresh and refresh_interval elapsed (force: all). CONCURRENTLY, so readers are never blocked;
+-- a view that was never populated gets a plain first refresh. Runs outside the append path.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.refresh_views(force boolean DEFAULT false)
+RETURNS TABLE (view_name text, refreshed boolean, duration interval, error text)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    m          annals_internal.materialized_views%ROWTYPE;
+    v_head     record;
+    v_start    timestamptz;
+    v_populated boolean;
+BEGIN
+    FOR m IN SELECT * FROM annals_internal.materialized_views AS mv ORDER BY mv.view_name::text FOR UPDATE SKIP LOCKED LOOP
+        -- The feed position the refresh will include: everything below the barrier now.
+        SELECT e.transaction_id, e.global_position INTO v_head
+          FROM annals_internal.events AS e
+         WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY e.transaction_id DESC, e.global_position DESC
+         LIMIT 1;
+        IF NOT refresh_views.force AND m.refreshed_at IS NOT NULL
+           AND (m.refreshed_at + m.refresh_interval > clock_timestamp()
+                OR (v_head.transaction_id, v_head.global_position)
+                   IS NOT DISTINCT FROM (m.refreshed_through_transaction, m.refreshed_through_position)) THEN
+            view_name := m.view_name::text; refreshed := false; duration := NULL; error := NULL;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        v_start := clock_timestamp();
+        SELECT c.relispopulated INTO v_populated FROM pg_catalog.pg_class AS c WHERE c.oid = m.view_name;
+        BEGIN
+            IF v_populated THEN
+                EXECUTE format('REFRESH MATERIALIZED VIEW CONCURRENTLY %s', m.view_name);
+            ELSE
+                EXECUTE format('REFRESH MATERIALIZED VIEW %s', m.view_name);
+            END IF;
+            UPDATE annals_internal.materialized_views AS mv
+               SET refreshed_at = clock_timestamp(), refreshed_through_transaction = v_head.transaction_id,
+                   refreshed_through_position = v_head.global_position,
+                   last_duration = clock_timestamp() - v_start, last_error = NULL
+             WHERE mv.view_name = m.view_name;
+            view_name := m.view_name::text; refreshed := true; duration := clock_timestamp() - v_start; error := NULL;
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE annals_internal.materialized_views AS mv
+               SET last_error = format('%s (SQLSTATE %s)', SQLERRM, SQLSTATE)
+             WHERE mv.view_name = m.view_name;
+            view_name := m.view_name::text; refreshed := false; duration := clock_timestamp() - v_start;
+            error := format('%s (SQLSTATE %s)', SQLERRM, SQLSTATE);
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.refresh_views(boolean) IS
+$$Refreshes the registered materialized views that are due (new events and refresh_interval elapsed; all
+with force), CONCURRENTLY so readers never wait. One row per view: refreshed or not, duration, error.
+Call from a scheduler or `annals worker`; never from the append path.$$;
+REVOKE ALL ON FUNCTION annals.refresh_views(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.refresh_views(boolean) TO annals_writer;
+
+CREATE OR REPLACE VIEW annals.view_freshness AS
+SELECT m.view_name::text AS view_name, m.refresh_interval, m.refreshed_at,
+       m.refreshed_through_transaction, m.refreshed_through_position,
+       (SELECT count(*) FROM (SELECT 1 FROM annals_internal.events AS e
+                               WHERE m.refreshed_through_transaction IS NULL
+                                  OR (e.transaction_id, e.global_position) > (m.refreshed_through_transaction, m.refreshed_through_position)
+                               LIMIT 100000) AS pending) AS events_behind,
+       clock_timestamp() - m.refreshed_at AS age,
+       m.last_duration, m.last_error
+  FROM annals_internal.materialized_views AS m;
+COMMENT ON VIEW annals.view_freshness IS
+$$Each registered materialized view: when it was refreshed, through which feed position, how many events it
+lags (counted up to 100000), how long the last refresh took and its last error.$$;
+REVOKE ALL ON annals.view_freshness FROM PUBLIC;
+GRANT SELECT ON annals.view_freshness TO annals_writer, annals_reader, annals_bi;

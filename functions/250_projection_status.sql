@@ -1,0 +1,49 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- A rebuild reports 'annals rebuild <name> <done>/<total>' in its session's application_name,
+-- which other sessions see at once (its table writes they see only at commit).
+CREATE OR REPLACE VIEW annals.projections AS
+SELECT p.projection_name, p.mode, p.enabled,
+       CASE WHEN r.done IS NOT NULL THEN 'rebuilding'
+            WHEN NOT p.enabled THEN 'disabled'
+            WHEN p.last_error IS NOT NULL THEN 'failing'
+            ELSE 'active' END AS state,
+       p.handler, p.tables::text[] AS tables, p.event_types, p.categories,
+       c.checkpoint_transaction, c.checkpoint_position,
+       CASE WHEN p.mode = 'async' THEN (
+            SELECT count(*) FROM (SELECT 1 FROM annals_internal.events AS e
+                                   WHERE (e.transaction_id, e.global_position) > (c.checkpoint_transaction, c.checkpoint_position)
+                                     AND (p.event_types IS NULL OR e.event_type = ANY (p.event_types))
+                                     AND (p.categories IS NULL OR e.category = ANY (p.categories))
+                                   LIMIT 100000) AS pending)
+            ELSE 0 END AS events_behind,
+       CASE WHEN p.mode = 'async' THEN (
+            SELECT clock_timestamp() - min(e.recorded_at) FROM annals_internal.events AS e
+             WHERE (e.transaction_id, e.global_position) > (c.checkpoint_transaction, c.checkpoint_position)
+               AND (p.event_types IS NULL OR e.event_type = ANY (p.event_types))
+               AND (p.categories IS NULL OR e.category = ANY (p.categories)))
+            END AS time_behind,
+       r.done AS rebuild_done, r.total AS rebuild_total,
+       (SELECT count(*) FROM annals_internal.dead_letters AS d
+         WHERE d.subscription_name = '$projection:' || p.projection_name AND d.status <> 'resolved') AS dead_letters,
+       p.last_error, p.last_error_at, p.rebuilt_at, p.rebuilt_events, p.updated_at
+  FROM annals_internal.projections AS p
+  LEFT JOIN annals_internal.subscription_checkpoints AS c
+         ON c.subscription_name = '$projection:' || p.projection_name AND c.member = 0
+  LEFT JOIN LATERAL (
+        SELECT (regexp_match(a.application_name, '^annals rebuild .* (\d+)/(\d+)$'))[1]::bigint AS done,
+               (regexp_match(a.application_name, '^annals rebuild .* (\d+)/(\d+)$'))[2]::bigint AS total
+          FROM pg_stat_activity AS a
+         WHERE a.application_name LIKE 'annals rebuild %'
+           AND substring(a.application_name FROM '^annals rebuild (.*) \d+/\d+$') = p.projection_name
+         LIMIT 1) AS r ON true;
+COMMENT ON VIEW annals.projections IS
+$$Every projection: mode, state (active, failing, disabled, rebuilding), handler and tables, checkpoint and
+lag for async ones (events counted up to 100000, time since the oldest pending), rebuild progress
+(rebuild_done of rebuild_total), open dead letters, last error.$$;
+REVOKE ALL ON annals.projections FROM PUBLIC;
+GRANT SELECT ON annals.projections TO annals_writer, annals_reader, annals_bi;
