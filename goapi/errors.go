@@ -174,7 +174,7 @@ func mapError(err error) error {
 	case "ST503":
 		e := base(ErrFeedRestored)
 		return &e
-	case "3F000", "42883", "42P01": // schema, function or table missing
+	case "3F000": // schema annals missing. Not 42883/42P01: a projection handler raises those too.
 		e := base(ErrSchemaNotInstalled)
 		e.Message = pgErr.Message + "; run annals.Migrate or `annals migrate`"
 		return &e
