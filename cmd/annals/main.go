@@ -18,12 +18,17 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
+	interrupted := ctx.Err() != nil
 	stop()
 	if err != nil {
 		var u usageError
 		if errors.As(err, &u) {
 			fmt.Fprintln(os.Stderr, "annals:", err)
 			os.Exit(2)
+		}
+		if interrupted && errors.Is(err, context.Canceled) {
+			fmt.Fprintln(os.Stderr, "annals: interrupted")
+			os.Exit(130)
 		}
 		fmt.Fprintln(os.Stderr, "annals:", explain(err))
 		os.Exit(1)

@@ -44,11 +44,12 @@ func init() {
 					fmt.Fprintf(out, "applied %s\n", path.Base(a))
 				}
 				switch {
-				case len(res.Applied) == 0 && !res.FunctionsApplied:
-					fmt.Fprintf(out, "annals is up to date at version %d\n", res.ToVersion)
+				case len(res.Applied) > 0:
+					fmt.Fprintf(out, "annals migrated from version %d to %d and applied the functions\n", res.FromVersion, res.ToVersion)
+				case res.FunctionsApplied:
+					fmt.Fprintf(out, "annals is at version %d; re-applied the functions, which differed from this build's\n", res.ToVersion)
 				default:
-					fmt.Fprintf(out, "annals migrated from version %d to %d (functions re-applied: %v)\n",
-						res.FromVersion, res.ToVersion, res.FunctionsApplied)
+					fmt.Fprintf(out, "annals is up to date at version %d\n", res.ToVersion)
 				}
 				return annals.New(pool).CheckSchema(ctx)
 			}
