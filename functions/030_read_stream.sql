@@ -31,7 +31,8 @@ CREATE OR REPLACE FUNCTION annals.read_stream(
     stream_id    text,
     from_version bigint  DEFAULT NULL,
     max_count    integer DEFAULT 1000,
-    backwards    boolean DEFAULT false)
+    backwards    boolean DEFAULT false,
+    raw          boolean DEFAULT false)
 RETURNS SETOF annals.event
 LANGUAGE plpgsql
 STABLE
@@ -39,6 +40,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 ROWS 100
 AS $$
+DECLARE
+    v_up text[] := CASE WHEN read_stream.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     PERFORM annals_internal.check_stream_id(read_stream.stream_id);
     PERFORM annals_internal.check_page(read_stream.from_version, read_stream.max_count);
@@ -48,8 +51,8 @@ BEGIN
 
     IF NOT read_stream.backwards THEN
         RETURN QUERY
-            SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at
+            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
               FROM annals_internal.events AS e
              WHERE e.stream_id = read_stream.stream_id
                AND e.stream_version >= coalesce(read_stream.from_version, 1)
@@ -57,8 +60,8 @@ BEGIN
              LIMIT read_stream.max_count;
     ELSE
         RETURN QUERY
-            SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at
+            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
               FROM annals_internal.events AS e
              WHERE e.stream_id = read_stream.stream_id
                AND e.stream_version <= coalesce(read_stream.from_version, 9223372036854775807)
@@ -68,12 +71,13 @@ BEGIN
 END
 $$;
 -- +goose StatementEnd
-COMMENT ON FUNCTION annals.read_stream(text, bigint, integer, boolean) IS
+COMMENT ON FUNCTION annals.read_stream(text, bigint, integer, boolean, boolean) IS
 $$Reads up to max_count (default 1000) events of a stream in version order, starting at from_version
 (inclusive; NULL means the first event, or the last one when backwards). A missing stream reads as empty.
+Events come upcast to their current shape; raw => true returns the stored bytes.
 Errors: ST422 invalid argument, ST403 reserved stream id.$$;
-REVOKE ALL ON FUNCTION annals.read_stream(text, bigint, integer, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION annals.read_stream(text, bigint, integer, boolean) TO annals_writer, annals_reader;
+REVOKE ALL ON FUNCTION annals.read_stream(text, bigint, integer, boolean, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.read_stream(text, bigint, integer, boolean, boolean) TO annals_writer, annals_reader;
 
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.read_stream_as_of(
@@ -81,7 +85,8 @@ CREATE OR REPLACE FUNCTION annals.read_stream_as_of(
     as_of_version  bigint      DEFAULT NULL,
     as_of_time     timestamptz DEFAULT NULL,
     from_version   bigint      DEFAULT NULL,
-    max_count      integer     DEFAULT 1000)
+    max_count      integer     DEFAULT 1000,
+    raw            boolean     DEFAULT false)
 RETURNS SETOF annals.event
 LANGUAGE plpgsql
 STABLE
@@ -91,6 +96,7 @@ ROWS 100
 AS $$
 DECLARE
     v_to bigint;
+    v_up text[] := CASE WHEN read_stream_as_of.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     PERFORM annals_internal.check_stream_id(read_stream_as_of.stream_id);
     PERFORM annals_internal.check_page(read_stream_as_of.from_version, read_stream_as_of.max_count);
@@ -108,8 +114,8 @@ BEGIN
     END IF;
 
     RETURN QUERY
-        SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-               e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at
+        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE e.stream_id = read_stream_as_of.stream_id
            AND e.stream_version >= coalesce(read_stream_as_of.from_version, 1)
@@ -119,9 +125,9 @@ BEGIN
 END
 $$;
 -- +goose StatementEnd
-COMMENT ON FUNCTION annals.read_stream_as_of(text, bigint, timestamptz, bigint, integer) IS
+COMMENT ON FUNCTION annals.read_stream_as_of(text, bigint, timestamptz, bigint, integer, boolean) IS
 $$Reads a stream as it was at a version (as_of_version) or a point in time (as_of_time): its events up to
 that point, in version order, paged by from_version and max_count. Give exactly one of the two.
 recorded_at never decreases within a stream, so the events at a time are a prefix of the stream.$$;
-REVOKE ALL ON FUNCTION annals.read_stream_as_of(text, bigint, timestamptz, bigint, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION annals.read_stream_as_of(text, bigint, timestamptz, bigint, integer) TO annals_writer, annals_reader;
+REVOKE ALL ON FUNCTION annals.read_stream_as_of(text, bigint, timestamptz, bigint, integer, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.read_stream_as_of(text, bigint, timestamptz, bigint, integer, boolean) TO annals_writer, annals_reader;

@@ -83,7 +83,8 @@ CREATE OR REPLACE FUNCTION annals.read_all(
     after_position    bigint  DEFAULT 0,
     max_count         integer DEFAULT 1000,
     event_types       text[]  DEFAULT NULL,
-    categories        text[]  DEFAULT NULL)
+    categories        text[]  DEFAULT NULL,
+    raw               boolean DEFAULT false)
 RETURNS SETOF annals.event
 LANGUAGE plpgsql
 STABLE
@@ -97,15 +98,16 @@ ROWS 1000
 AS $$
 DECLARE
     v_rows bigint;
+    v_up   text[] := CASE WHEN read_all.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     PERFORM annals_internal.check_feed_args(read_all.after_transaction, read_all.after_position, read_all.max_count);
     RETURN QUERY
-        SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-               e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at
+        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (read_all.after_transaction, read_all.after_position)
            AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-           AND (read_all.event_types IS NULL OR e.event_type = ANY (read_all.event_types))
+           AND (read_all.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (read_all.event_types))
            AND (read_all.categories IS NULL OR e.category = ANY (read_all.categories))
          ORDER BY e.transaction_id, e.global_position
          LIMIT read_all.max_count;
@@ -116,13 +118,14 @@ BEGIN
 END
 $$;
 -- +goose StatementEnd
-COMMENT ON FUNCTION annals.read_all(xid8, bigint, integer, text[], text[]) IS
+COMMENT ON FUNCTION annals.read_all(xid8, bigint, integer, text[], text[], boolean) IS
 $$The gap-free global feed: up to max_count events after the checkpoint (after_transaction, after_position),
 in (transaction_id, global_position) order, only from transactions older than every running one, so no
 event is ever skipped. Optional filters: event_types, categories. Store the last event's
-(transaction_id, global_position) as the next checkpoint. Errors: ST422, ST503 after a logical restore.$$;
-REVOKE ALL ON FUNCTION annals.read_all(xid8, bigint, integer, text[], text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION annals.read_all(xid8, bigint, integer, text[], text[]) TO annals_writer, annals_reader;
+(transaction_id, global_position) as the next checkpoint. Type filters match the names readers see (aliases followed). Events come
+upcast (raw => true: as stored). Errors: ST422, ST503 after a logical restore.$$;
+REVOKE ALL ON FUNCTION annals.read_all(xid8, bigint, integer, text[], text[], boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.read_all(xid8, bigint, integer, text[], text[], boolean) TO annals_writer, annals_reader;
 
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.read_category(
@@ -131,7 +134,8 @@ CREATE OR REPLACE FUNCTION annals.read_category(
     after_position    bigint  DEFAULT 0,
     max_count         integer DEFAULT 1000,
     consumer_member   integer DEFAULT 0,
-    consumer_size     integer DEFAULT 1)
+    consumer_size     integer DEFAULT 1,
+    raw               boolean DEFAULT false)
 RETURNS SETOF annals.event
 LANGUAGE plpgsql
 STABLE
@@ -145,6 +149,7 @@ ROWS 1000
 AS $$
 DECLARE
     v_rows bigint;
+    v_up   text[] := CASE WHEN read_category.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     IF read_category.category IS NULL OR read_category.category = '' OR strpos(read_category.category, '-') > 0 THEN
         PERFORM annals_internal.raise_invalid('category', 'must be a non-empty stream id prefix without ''-''');
@@ -157,8 +162,8 @@ BEGIN
         PERFORM annals_internal.raise_invalid('consumer_member', 'must be between 0 and consumer_size - 1');
     END IF;
     RETURN QUERY
-        SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-               e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at
+        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE e.category = read_category.category
            AND (e.transaction_id, e.global_position) > (read_category.after_transaction, read_category.after_position)
@@ -174,9 +179,9 @@ BEGIN
 END
 $$;
 -- +goose StatementEnd
-COMMENT ON FUNCTION annals.read_category(text, xid8, bigint, integer, integer, integer) IS
+COMMENT ON FUNCTION annals.read_category(text, xid8, bigint, integer, integer, integer, boolean) IS
 $$The gap-free feed of one category (streams named '<category>-...'), same order and guarantees as
 annals.read_all. A consumer group of consumer_size members splits it: member m gets exactly the streams
 that hash to m, so the members' shares are disjoint and together complete, and each stream stays in order.$$;
-REVOKE ALL ON FUNCTION annals.read_category(text, xid8, bigint, integer, integer, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION annals.read_category(text, xid8, bigint, integer, integer, integer) TO annals_writer, annals_reader;
+REVOKE ALL ON FUNCTION annals.read_category(text, xid8, bigint, integer, integer, integer, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.read_category(text, xid8, bigint, integer, integer, integer, boolean) TO annals_writer, annals_reader;

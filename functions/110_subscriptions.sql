@@ -143,6 +143,7 @@ DECLARE
     v_cp    annals_internal.subscription_checkpoints%ROWTYPE;
     v_sub   annals_internal.subscriptions%ROWTYPE;
     v_rows  bigint;
+    v_up    text[] := annals_internal.types_to_upcast();
 BEGIN
     v_size := annals_internal.check_subscription(read_subscription.subscription, read_subscription.member);
     IF read_subscription.max_count IS NULL OR read_subscription.max_count < 1 THEN
@@ -155,12 +156,12 @@ BEGIN
        FOR UPDATE;
 
     RETURN QUERY
-        SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-               e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at
+        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
            AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-           AND (v_sub.event_types IS NULL OR e.event_type = ANY (v_sub.event_types))
+           AND (v_sub.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (v_sub.event_types))
            AND (v_sub.categories IS NULL OR e.category = ANY (v_sub.categories))
            AND (v_size = 1 OR annals_internal.member_of(e.stream_id, v_size) = read_subscription.member)
          ORDER BY e.transaction_id, e.global_position

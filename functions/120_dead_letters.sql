@@ -90,12 +90,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
+DECLARE
+    v_up text[] := annals_internal.types_to_upcast();
 BEGIN
     PERFORM annals_internal.check_subscription(read_dead_letters.subscription, read_dead_letters.member);
     RETURN QUERY
         SELECT d.dead_letter_id, d.attempts,
-               ROW(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at)::annals.event
+               annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)
           FROM annals_internal.dead_letters AS d
           JOIN annals_internal.events AS e
             ON e.stream_id = d.stream_id AND e.stream_version = d.stream_version

@@ -21,7 +21,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_next     xid8 := pg_snapshot_xmax(pg_current_snapshot());
-    v_base     xid8 := '3';  -- FirstNormalTransactionId: below every id this cluster assigns
+    v_base     xid8 := '3'::xid8;  -- FirstNormalTransactionId: below every id this cluster assigns
     v_max_pos  bigint;
     v_rows     bigint := 0;
     v_part_rows bigint;

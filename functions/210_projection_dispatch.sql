@@ -17,17 +17,23 @@ AS $$
 DECLARE
     p        record;
     v_events annals.event[];
+    v_up     text[];
+    v_first  boolean := true;
 BEGIN
     FOR p IN SELECT pr.projection_name, pr.handler_call, pr.event_types, pr.categories
                FROM annals_internal.projections AS pr
               WHERE pr.mode = 'inline' AND pr.enabled
               ORDER BY pr.projection_name LOOP
-        SELECT array_agg(ROW(n.stream_id, n.stream_version, n.global_position, n.event_id, n.event_type,
-                             n.schema_version, n.data, n.metadata, n.transaction_id, n.recorded_at)::annals.event
+        IF v_first THEN  -- looked up once per statement, only when some projection runs
+            v_up := annals_internal.types_to_upcast();
+            v_first := false;
+        END IF;
+        SELECT array_agg(annals_internal.as_read(n.stream_id, n.stream_version, n.global_position, n.event_id, n.event_type,
+                             n.schema_version, n.data, n.metadata, n.transaction_id, n.recorded_at, v_up)
                          ORDER BY n.global_position)
           INTO v_events
           FROM new_events AS n
-         WHERE (p.event_types IS NULL OR n.event_type = ANY (p.event_types))
+         WHERE (p.event_types IS NULL OR annals_internal.read_type(n.event_type, v_up) = ANY (p.event_types))
            AND (p.categories IS NULL OR n.category = ANY (p.categories));
         CONTINUE WHEN v_events IS NULL;
         CONTINUE WHEN NOT pg_try_advisory_xact_lock_shared(annals_internal.projection_lock_key(p.projection_name));

@@ -28,13 +28,14 @@ AS $$
 DECLARE
     v_events annals.event[];
     v_n      integer;
+    v_up     text[] := annals_internal.types_to_upcast();
 BEGIN
     last_xid := replay_projection.after_xid;
     last_position := replay_projection.after_position;
     applied := 0;
     LOOP
-        SELECT array_agg(ROW(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
-                             b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at)::annals.event
+        SELECT array_agg(annals_internal.as_read(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
+                             b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at, v_up)
                          ORDER BY b.transaction_id, b.global_position),
                count(*)
           INTO v_events, v_n
@@ -42,7 +43,7 @@ BEGIN
                   FROM annals_internal.events AS e
                  WHERE (e.transaction_id, e.global_position) > (last_xid, last_position)
                    AND (NOT replay_projection.use_barrier OR e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
-                   AND ((replay_projection.projection).event_types IS NULL OR e.event_type = ANY ((replay_projection.projection).event_types))
+                   AND ((replay_projection.projection).event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY ((replay_projection.projection).event_types))
                    AND ((replay_projection.projection).categories IS NULL OR e.category = ANY ((replay_projection.projection).categories))
                  ORDER BY e.transaction_id, e.global_position
                  LIMIT replay_projection.batch_size) AS b;

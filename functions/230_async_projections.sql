@@ -25,6 +25,7 @@ DECLARE
     v_n      integer;
     v_total  bigint := 0;
     v_err    text;
+    v_up     text[] := annals_internal.types_to_upcast();
 BEGIN
     IF run_async_projections.max_events IS NULL OR run_async_projections.max_events < 1 THEN
         PERFORM annals_internal.raise_invalid('max_events', 'must be >= 1');
@@ -38,8 +39,8 @@ BEGIN
            FOR UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
 
-        SELECT array_agg(ROW(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
-                             b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at)::annals.event
+        SELECT array_agg(annals_internal.as_read(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
+                             b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at, v_up)
                          ORDER BY b.transaction_id, b.global_position),
                count(*)
           INTO v_events, v_n
@@ -47,7 +48,7 @@ BEGIN
                   FROM annals_internal.events AS e
                  WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
                    AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-                   AND (p.event_types IS NULL OR e.event_type = ANY (p.event_types))
+                   AND (p.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (p.event_types))
                    AND (p.categories IS NULL OR e.category = ANY (p.categories))
                  ORDER BY e.transaction_id, e.global_position
                  LIMIT run_async_projections.max_events) AS b;

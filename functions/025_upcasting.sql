@@ -1,0 +1,233 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- Reads apply upcasting column by column, guarded by `event_type = ANY(types needing work)`, so a
+-- store without upcasters pays one tiny lookup per read call and nothing per row.
+
+-- The stored type names that need work on read: aliases and types with upcasters (under any of
+-- their names). NULL when there is nothing to do.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.types_to_upcast()
+RETURNS text[]
+LANGUAGE sql
+STABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT nullif(array_agg(DISTINCT t.name), '{}')
+      FROM (SELECT a.alias AS name FROM annals_internal.event_type_aliases AS a
+            UNION ALL
+            SELECT u.event_type FROM annals_internal.upcasters AS u
+            UNION ALL
+            SELECT a.alias FROM annals_internal.event_type_aliases AS a
+              JOIN annals_internal.upcasters AS u ON u.event_type = a.event_type) AS t;
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.types_to_upcast() IS
+    'Stored event type names that reads must rename or upcast; NULL when none.';
+REVOKE ALL ON FUNCTION annals_internal.types_to_upcast() FROM PUBLIC;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.current_type(event_type text)
+RETURNS text
+LANGUAGE sql
+STABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT coalesce((SELECT a.event_type FROM annals_internal.event_type_aliases AS a
+                      WHERE a.alias = current_type.event_type), current_type.event_type);
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.current_type(text) IS 'The current name of an event type (follows an alias).';
+REVOKE ALL ON FUNCTION annals_internal.current_type(text) FROM PUBLIC;
+
+-- The schema version an event reads as: the end of its upcaster chain.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.upcast_version(event_type text, schema_version integer)
+RETURNS integer
+LANGUAGE plpgsql
+STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_type text := annals_internal.current_type(upcast_version.event_type);
+    v      integer := upcast_version.schema_version;
+BEGIN
+    WHILE EXISTS (SELECT FROM annals_internal.upcasters AS u WHERE u.event_type = v_type AND u.from_version = v) LOOP
+        v := v + 1;
+    END LOOP;
+    RETURN v;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.upcast_version(text, integer) IS
+    'The schema version an event of this type and stored version reads as, after every registered upcaster.';
+REVOKE ALL ON FUNCTION annals_internal.upcast_version(text, integer) FROM PUBLIC;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.upcast_data(event_type text, schema_version integer, data jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_type text := annals_internal.current_type(upcast_data.event_type);
+    v      integer := upcast_data.schema_version;
+    v_data jsonb := upcast_data.data;
+    v_call text;
+BEGIN
+    LOOP
+        SELECT u.upcaster_call INTO v_call
+          FROM annals_internal.upcasters AS u
+         WHERE u.event_type = v_type AND u.from_version = v;
+        EXIT WHEN NOT FOUND;
+        EXECUTE format('SELECT %s($1)', v_call) INTO v_data USING v_data;
+        IF jsonb_typeof(v_data) IS DISTINCT FROM 'object' THEN
+            PERFORM annals_internal.raise_error('ST500',
+                format('upcaster %s for %s version %s returned %s, not a JSON object', v_call, v_type, v,
+                       coalesce(jsonb_typeof(v_data), 'NULL')),
+                jsonb_build_object('event_type', v_type, 'from_version', v, 'upcaster', v_call));
+        END IF;
+        v := v + 1;
+    END LOOP;
+    RETURN v_data;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.upcast_data(text, integer, jsonb) IS
+    'An event''s data lifted through every registered upcaster from its stored schema version.';
+REVOKE ALL ON FUNCTION annals_internal.upcast_data(text, integer, jsonb) FROM PUBLIC;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.register_upcaster(event_type text, from_version integer, upcaster regprocedure)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_proc pg_catalog.pg_proc%ROWTYPE;
+    v_call text;
+    v_new  boolean;
+BEGIN
+    IF annals_internal.name_problem(register_upcaster.event_type, 256) IS NOT NULL THEN
+        PERFORM annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_upcaster.event_type, 256));
+    END IF;
+    IF EXISTS (SELECT FROM annals_internal.event_type_aliases AS a WHERE a.alias = register_upcaster.event_type) THEN
+        PERFORM annals_internal.raise_invalid('event_type',
+            format('%s is an alias; register upcasters under the current name %s', register_upcaster.event_type,
+                   annals_internal.current_type(register_upcaster.event_type)));
+    END IF;
+    IF register_upcaster.from_version IS NULL OR register_upcaster.from_version < 1 THEN
+        PERFORM annals_internal.raise_invalid('from_version', 'must be >= 1');
+    END IF;
+    IF register_upcaster.upcaster IS NULL THEN
+        PERFORM annals_internal.raise_invalid('upcaster', 'must name a function (data jsonb) RETURNS jsonb');
+    END IF;
+    SELECT * INTO v_proc FROM pg_catalog.pg_proc AS p WHERE p.oid = register_upcaster.upcaster;
+    IF v_proc.prokind <> 'f' OR v_proc.pronargs <> 1 OR v_proc.proargtypes[0] <> 'jsonb'::regtype
+       OR v_proc.prorettype <> 'jsonb'::regtype OR v_proc.proretset THEN
+        PERFORM annals_internal.raise_invalid('upcaster',
+            format('%s must have the signature (data jsonb) RETURNS jsonb', register_upcaster.upcaster));
+    END IF;
+    IF v_proc.provolatile = 'v' THEN
+        PERFORM annals_internal.raise_invalid('upcaster',
+            format('%s is VOLATILE; an upcaster must be IMMUTABLE (or STABLE) so every read sees the same shape', register_upcaster.upcaster));
+    END IF;
+    IF NOT has_function_privilege('annals_owner', register_upcaster.upcaster, 'EXECUTE') THEN
+        PERFORM annals_internal.raise_invalid('upcaster',
+            format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner',
+                   register_upcaster.upcaster, register_upcaster.upcaster));
+    END IF;
+    v_call := format('%I.%I', (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname);
+    INSERT INTO annals_internal.upcasters AS u (event_type, from_version, upcaster, upcaster_call, registered_at)
+    VALUES (register_upcaster.event_type, register_upcaster.from_version, register_upcaster.upcaster::text, v_call, clock_timestamp())
+    ON CONFLICT ON CONSTRAINT upcasters_pkey DO UPDATE
+       SET upcaster = excluded.upcaster, upcaster_call = excluded.upcaster_call, registered_at = excluded.registered_at
+    RETURNING (xmax = 0) INTO v_new;
+    RETURN v_new;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.register_upcaster(text, integer, regprocedure) IS
+$$Registers an upcaster: an IMMUTABLE function (data jsonb) RETURNS jsonb lifting event_type's data from
+from_version to from_version + 1. Every read (stream, as-of, feed, category, subscriptions, projections)
+then returns such events upcast through the whole chain with schema_version set to the result's; stored
+bytes never change (read with raw => true to see them). Returns true when new.$$;
+REVOKE ALL ON FUNCTION annals.register_upcaster(text, integer, regprocedure) FROM PUBLIC;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.register_event_alias(alias text, event_type text)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_new boolean;
+BEGIN
+    IF annals_internal.name_problem(register_event_alias.alias, 256) IS NOT NULL THEN
+        PERFORM annals_internal.raise_invalid('alias', annals_internal.name_problem(register_event_alias.alias, 256));
+    END IF;
+    IF annals_internal.name_problem(register_event_alias.event_type, 256) IS NOT NULL THEN
+        PERFORM annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_event_alias.event_type, 256));
+    END IF;
+    IF register_event_alias.alias = register_event_alias.event_type THEN
+        PERFORM annals_internal.raise_invalid('alias', 'must differ from event_type');
+    END IF;
+    IF EXISTS (SELECT FROM annals_internal.event_type_aliases AS a WHERE a.alias = register_event_alias.event_type) THEN
+        PERFORM annals_internal.raise_invalid('event_type', format('%s is itself an alias; point at the current name', register_event_alias.event_type));
+    END IF;
+    IF EXISTS (SELECT FROM annals_internal.upcasters AS u WHERE u.event_type = register_event_alias.alias) THEN
+        PERFORM annals_internal.raise_invalid('alias', format('%s has upcasters registered; move them to %s first', register_event_alias.alias, register_event_alias.event_type));
+    END IF;
+    INSERT INTO annals_internal.event_type_aliases AS a (alias, event_type, registered_at)
+    VALUES (register_event_alias.alias, register_event_alias.event_type, clock_timestamp())
+    ON CONFLICT ON CONSTRAINT event_type_aliases_pkey DO UPDATE
+       SET event_type = excluded.event_type, registered_at = excluded.registered_at
+    RETURNING (xmax = 0) INTO v_new;
+    RETURN v_new;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.register_event_alias(text, text) IS
+$$Renames an event type on read: events stored as alias read as event_type (and go through event_type's
+upcasters). Type filters of feeds, subscriptions and projections match the new name. Returns true when new.$$;
+REVOKE ALL ON FUNCTION annals.register_event_alias(text, text) FROM PUBLIC;
+
+-- An events row as every read returns it: renamed and upcast when its stored type is in `up`
+-- (annals_internal.types_to_upcast(), or NULL for raw reads). Inlined by the planner, so
+-- `(annals_internal.as_read(...)).*` evaluates each CASE once and costs nothing when up is NULL.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.as_read(
+    stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text,
+    schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamptz,
+    up text[])
+RETURNS annals.event
+LANGUAGE sql
+STABLE PARALLEL SAFE
+RETURN ROW(stream_id, stream_version, global_position, event_id,
+           CASE WHEN event_type = ANY (up) THEN annals_internal.current_type(event_type) ELSE event_type END,
+           CASE WHEN event_type = ANY (up) THEN annals_internal.upcast_version(event_type, schema_version) ELSE schema_version END,
+           CASE WHEN event_type = ANY (up) THEN annals_internal.upcast_data(event_type, schema_version, data) ELSE data END,
+           metadata, transaction_id, recorded_at)::annals.event;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.as_read(text, bigint, bigint, uuid, text, integer, jsonb, jsonb, xid8, timestamptz, text[]) IS
+    'A stored event as reads return it: renamed and upcast when its type is listed in up (NULL: as stored).';
+REVOKE ALL ON FUNCTION annals_internal.as_read(text, bigint, bigint, uuid, text, integer, jsonb, jsonb, xid8, timestamptz, text[]) FROM PUBLIC;
+
+-- The type name a reader sees, for filters: a projection or subscription asking for ItemAdjusted
+-- also gets events stored under an alias of it.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.read_type(event_type text, up text[])
+RETURNS text
+LANGUAGE sql
+STABLE PARALLEL SAFE
+RETURN CASE WHEN event_type = ANY (up) THEN annals_internal.current_type(event_type) ELSE event_type END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.read_type(text, text[]) IS
+    'The event type name reads show (follows aliases listed in up), used by type filters.';
+REVOKE ALL ON FUNCTION annals_internal.read_type(text, text[]) FROM PUBLIC;
