@@ -30,6 +30,8 @@ type FeedOptions struct {
 	MaxCount   int
 	EventTypes []string
 	Categories []string
+	// Raw returns events as stored, without upcasting or alias renaming.
+	Raw bool
 }
 
 // ReadAll returns the next page of the gap-free global feed after a checkpoint: only events of
@@ -38,8 +40,8 @@ type FeedOptions struct {
 // empty page means caught up (or paused behind a long-running transaction: see FeedBlocker).
 func (c *Client) ReadAll(ctx context.Context, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
 	return collectEvents(ctx, c.pool, "read all",
-		"SELECT "+eventColumns+" FROM annals.read_all($1, $2, $3, $4, $5) AS e",
-		after.TransactionID, after.GlobalPosition, pageSize(opts.MaxCount), nilIfEmpty(opts.EventTypes), nilIfEmpty(opts.Categories))
+		"SELECT "+eventColumns+" FROM annals.read_all($1, $2, $3, $4, $5, $6) AS e",
+		after.TransactionID, after.GlobalPosition, pageSize(opts.MaxCount), nilIfEmpty(opts.EventTypes), nilIfEmpty(opts.Categories), opts.Raw)
 }
 
 // ConsumerGroup splits a feed between Size members; Member (0..Size-1) gets exactly the streams

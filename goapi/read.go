@@ -39,6 +39,8 @@ type ReadOptions struct {
 	Backwards bool
 	// Limit caps the number of events returned; 0 means no cap.
 	Limit int
+	// Raw returns events as stored, without upcasting or alias renaming.
+	Raw bool
 }
 
 // ReadStream returns an iterator over a stream's events, fetched in pages (WithReadPageSize). A
@@ -46,8 +48,8 @@ type ReadOptions struct {
 func (c *Client) ReadStream(ctx context.Context, streamID string, opts ReadOptions) iter.Seq2[RecordedEvent, error] {
 	return readPages(ctx, c.pool, c.readPageSize, opts.Limit, opts.From, opts.Backwards,
 		func(from *int64, n int) (string, []any) {
-			return "SELECT " + eventColumns + " FROM annals.read_stream($1, $2, $3, $4) AS e",
-				[]any{streamID, from, n, opts.Backwards}
+			return "SELECT " + eventColumns + " FROM annals.read_stream($1, $2, $3, $4, $5) AS e",
+				[]any{streamID, from, n, opts.Backwards, opts.Raw}
 		})
 }
 
@@ -55,36 +57,55 @@ func (c *Client) ReadStream(ctx context.Context, streamID string, opts ReadOptio
 func (c *Client) ReadStreamTx(ctx context.Context, tx pgx.Tx, streamID string, opts ReadOptions) iter.Seq2[RecordedEvent, error] {
 	return readPages(ctx, tx, c.readPageSize, opts.Limit, opts.From, opts.Backwards,
 		func(from *int64, n int) (string, []any) {
-			return "SELECT " + eventColumns + " FROM annals.read_stream($1, $2, $3, $4) AS e",
-				[]any{streamID, from, n, opts.Backwards}
+			return "SELECT " + eventColumns + " FROM annals.read_stream($1, $2, $3, $4, $5) AS e",
+				[]any{streamID, from, n, opts.Backwards, opts.Raw}
 		})
 }
 
-// AsOf picks a past state of a stream: at a version, or at a point in time. Set exactly one.
+// AsOf picks a past state of a stream: at a version or at a point in time. Build it with
+// AtVersion or AtTime; the zero value is invalid.
 type AsOf struct {
-	Version int64
-	Time    time.Time
+	version int64
+	at      time.Time
+	byTime  bool
+	set     bool
 }
 
-// ReadStreamAsOf returns an iterator over the events a stream had at asOf, oldest first.
+// AtVersion is the state after the stream's first v events (AtVersion(0) is before any event).
+func AtVersion(v int64) AsOf { return AsOf{version: v, set: true} }
+
+// AtTime is the state made of the events recorded at or before t.
+func AtTime(t time.Time) AsOf { return AsOf{at: t, byTime: true, set: true} }
+
+// ReadStreamAsOf returns an iterator over the events a stream had at asOf, oldest first,
+// upcast like ReadStream.
 func (c *Client) ReadStreamAsOf(ctx context.Context, streamID string, asOf AsOf) iter.Seq2[RecordedEvent, error] {
-	if (asOf.Version > 0) == !asOf.Time.IsZero() {
+	if !asOf.set || !asOf.byTime && asOf.version < 0 {
 		return func(yield func(RecordedEvent, error) bool) {
-			yield(RecordedEvent{}, invalid("as_of", "set exactly one of Version and Time"))
+			yield(RecordedEvent{}, invalid("as_of", "use AtVersion(v >= 0) or AtTime(t)"))
 		}
 	}
 	var version *int64
 	var at *time.Time
-	if asOf.Version > 0 {
-		version = &asOf.Version
+	if asOf.byTime {
+		at = &asOf.at
 	} else {
-		at = &asOf.Time
+		version = &asOf.version
 	}
 	return readPages(ctx, c.pool, c.readPageSize, 0, 0, false,
 		func(from *int64, n int) (string, []any) {
 			return "SELECT " + eventColumns + " FROM annals.read_stream_as_of($1, $2, $3, $4, $5) AS e",
 				[]any{streamID, version, at, from, n}
 		})
+}
+
+// StreamVersionAt returns the version a stream had at time t (0 before its first event).
+func (c *Client) StreamVersionAt(ctx context.Context, streamID string, t time.Time) (int64, error) {
+	var v int64
+	if err := c.pool.QueryRow(ctx, "SELECT annals.stream_version_at($1, $2)", streamID, t).Scan(&v); err != nil {
+		return 0, fmt.Errorf("annals: stream version at: %w", mapError(err))
+	}
+	return v, nil
 }
 
 // readPages drives a paged read: query builds one page's statement from the next start version.
