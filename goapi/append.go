@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -131,6 +132,9 @@ func retryableAppend(ctx context.Context, err error) bool {
 func encodeBatch(streamID string, expected ExpectedVersion, events []EventData) ([]byte, []uuid.UUID, error) {
 	if streamID == "" {
 		return nil, nil, invalid("stream_id", "must not be empty")
+	}
+	if strings.IndexByte(streamID, 0) >= 0 {
+		return nil, nil, invalid("stream_id", "must not contain NUL bytes")
 	}
 	if expected.set && expected.v < -1 {
 		return nil, nil, invalid("expected_version", "must be Any, StreamExists, NoStream or Exact(v >= 1), got %d", expected.v)

@@ -122,8 +122,12 @@ type detail struct {
 	TransactionID json.RawMessage `json:"transaction_id"`
 }
 
-// mapError turns a database error into the package's typed errors; the single place that reads
-// SQLSTATEs. Anything it does not recognize is returned unchanged.
+// MapError turns an error from Annals' SQL functions into this package's typed errors, for
+// callers who run their own statements (in an AppendTx transaction, say). Errors it does not
+// recognize, and nil, are returned unchanged; typed errors still unwrap to *pgconn.PgError.
+func MapError(err error) error { return mapError(err) }
+
+// mapError is the single place that reads SQLSTATEs.
 func mapError(err error) error {
 	var pgErr *pgconn.PgError
 	if err == nil || !errors.As(err, &pgErr) {
@@ -174,6 +178,8 @@ func mapError(err error) error {
 	case "ST503":
 		e := base(ErrFeedRestored)
 		return &e
+	case "22021", "22P05": // a NUL byte in text, \u0000 in JSON: input PostgreSQL cannot store
+		return &InvalidArgumentError{BaseError: base(ErrInvalidArgument), Reason: pgErr.Message}
 	case "3F000": // schema annals missing. Not 42883/42P01: a projection handler raises those too.
 		e := base(ErrSchemaNotInstalled)
 		e.Message = pgErr.Message + "; run annals.Migrate or `annals migrate`"

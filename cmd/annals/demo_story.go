@@ -358,7 +358,7 @@ func (s *story) asOf(ctx context.Context) error {
 	s.heading("Back in time")
 	s.say("Nothing is overwritten, so any earlier state can be rebuilt: as of a version or a time.")
 	s.sql("SELECT * FROM annals.read_stream_as_of('inventory-42', as_of_version => 3);")
-	at3, err := fold(s.store.ReadStreamAsOf(ctx, s.stream, annals.AsOf{Version: 3}))
+	at3, err := fold(s.store.ReadStreamAsOf(ctx, s.stream, annals.AtVersion(3)))
 	if err != nil {
 		return err
 	}
@@ -382,7 +382,7 @@ func (s *story) asOf(ctx context.Context) error {
 	s.sql(versionAtSQL)
 	s.result("version %d was current at %s (when event 2 was recorded)", v, pgTime(t2))
 	s.sql(fmt.Sprintf("SELECT * FROM annals.read_stream_as_of('inventory-42', as_of_time => '%s');", pgTime(t2)))
-	atT, err := fold(s.store.ReadStreamAsOf(ctx, s.stream, annals.AsOf{Time: t2}))
+	atT, err := fold(s.store.ReadStreamAsOf(ctx, s.stream, annals.AtTime(t2)))
 	if err != nil {
 		return err
 	}

@@ -67,18 +67,52 @@ func NewDB(t testing.TB) *pgxpool.Pool {
 func NewDBURL(t testing.TB) string {
 	t.Helper()
 	admin, template := setup(t)
+	name, err := cloneTemplate(admin, template)
+	if err != nil {
+		t.Fatalf("annalstest: %v", err)
+	}
+	t.Cleanup(func() { dropDatabase(admin, name) })
+	return withDatabase(t, admin, name)
+}
+
+// ErrNoServer is returned by NewDBForMain when no PostgreSQL is reachable and CI is unset: the
+// caller should skip its database tests (exit 0 with a message), not fail.
+var ErrNoServer = errors.New("annalstest: no PostgreSQL available")
+
+// NewDBForMain is NewDBURL for code that has no *testing.T, such as a TestMain running Example
+// tests: it returns the URL of a fresh migrated database and a cleanup that drops it. When no
+// server is reachable it returns an error wrapping ErrNoServer, unless the CI environment
+// variable is set: then the error does not wrap ErrNoServer, so a CI run cannot pass by skipping.
+func NewDBForMain() (url string, cleanup func(), err error) {
+	admin, template, err := setupServer()
+	if err != nil {
+		return "", nil, err
+	}
+	name, err := cloneTemplate(admin, template)
+	if err != nil {
+		return "", nil, fmt.Errorf("annalstest: %w", err)
+	}
+	cfg, err := pgx.ParseConfig(admin)
+	if err != nil {
+		dropDatabase(admin, name)
+		return "", nil, fmt.Errorf("annalstest: %w", err)
+	}
+	return databaseURL(cfg, name), func() { dropDatabase(admin, name) }, nil
+}
+
+// cloneTemplate creates a uniquely named database from the migrated template.
+func cloneTemplate(admin, template string) (string, error) {
 	name := "annals_t_" + randomHex(6)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		t.Fatalf("annalstest: connect admin: %v", err)
+		return "", fmt.Errorf("connect admin: %w", err)
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, template)); err != nil {
-		t.Fatalf("annalstest: create database from template: %v", err)
+		return "", fmt.Errorf("create database from template: %w", err)
 	}
-	t.Cleanup(func() { dropDatabase(admin, name) })
-	return withDatabase(t, admin, name)
+	return name, nil
 }
 
 // AdminURL returns the URL of the server's maintenance database, for tests that create roles or
@@ -91,6 +125,19 @@ func AdminURL(t testing.TB) string {
 
 func setup(t testing.TB) (adminURL, template string) {
 	t.Helper()
+	adminURL, template, err := setupServer()
+	if errors.Is(err, ErrNoServer) {
+		t.Skip(err.Error())
+	}
+	if err != nil {
+		t.Fatal(err.Error())
+	}
+	return adminURL, template
+}
+
+// setupServer finds the server and builds the template once per process. No server is an error
+// wrapping ErrNoServer when CI is unset, and a plain error when it is set.
+func setupServer() (adminURL, template string, err error) {
 	server.once.Do(func() {
 		server.adminURL, server.skip, server.err = findServer()
 		if server.err == nil && server.skip == "" {
@@ -98,15 +145,15 @@ func setup(t testing.TB) (adminURL, template string) {
 		}
 	})
 	if server.err != nil {
-		t.Fatalf("annalstest: %v", server.err)
+		return "", "", fmt.Errorf("annalstest: %w", server.err)
 	}
 	if server.skip != "" {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("annalstest: no PostgreSQL available and CI is set, refusing to skip: %s", server.skip)
+			return "", "", fmt.Errorf("annalstest: no PostgreSQL available and CI is set, refusing to skip: %s", server.skip)
 		}
-		t.Skipf("annalstest: no PostgreSQL available (%s); set TEST_DATABASE_URL", server.skip)
+		return "", "", fmt.Errorf("%w (%s); set TEST_DATABASE_URL", ErrNoServer, server.skip)
 	}
-	return server.adminURL, server.template
+	return server.adminURL, server.template, nil
 }
 
 func findServer() (url, skip string, err error) {
@@ -177,6 +224,7 @@ func ensureTemplate(adminURL string) (string, error) {
 		return "", err
 	}
 	if complete != nil && *complete {
+		markUsed(ctx, conn, name)
 		return name, nil
 	}
 	if complete != nil { // a crashed earlier attempt left it half-built
@@ -200,20 +248,47 @@ func ensureTemplate(adminURL string) (string, error) {
 	if _, err := conn.Exec(ctx, "ALTER DATABASE "+name+" IS_TEMPLATE true"); err != nil {
 		return "", err
 	}
+	markUsed(ctx, conn, name)
 	return name, nil
 }
 
-// dropStaleTemplates removes templates built from older schema files, and clones a killed test
-// process left behind; best effort.
+// templatePrefix starts the comment that records when a test process last took up a template.
+const templatePrefix = "annalstest template, last used at unix "
+
+// staleAfter is how long a template of other schema files must have gone unused before another
+// process drops it: longer than a test binary may run (go test's default timeout is 10 minutes),
+// so a concurrent run from another checkout or an edited tree never loses its template mid-run.
+const staleAfter = 30 * time.Minute
+
+// markUsed records that this process clones name from now on; best effort.
+func markUsed(ctx context.Context, conn *pgx.Conn, name string) {
+	_, _ = conn.Exec(ctx, fmt.Sprintf("COMMENT ON DATABASE %s IS '%s%d'",
+		pgx.Identifier{name}.Sanitize(), templatePrefix, time.Now().Unix()))
+}
+
+// dropStaleTemplates removes templates built from other schema files that no test process has
+// taken up for staleAfter; best effort.
 func dropStaleTemplates(ctx context.Context, conn *pgx.Conn, keep string) {
-	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'annals\_tmpl\_%' AND datname <> $1`, keep)
+	rows, err := conn.Query(ctx, `
+		SELECT d.datname, coalesce(pg_catalog.shobj_description(d.oid, 'pg_database'), '')
+		  FROM pg_catalog.pg_database AS d
+		 WHERE d.datname LIKE 'annals\_tmpl\_%' AND d.datname <> $1`, keep)
 	if err != nil {
 		return
 	}
-	names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
-	for _, n := range names {
-		_, _ = conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{n}.Sanitize()+" IS_TEMPLATE false")
-		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)")
+	type template struct{ Name, Comment string }
+	templates, err := pgx.CollectRows(rows, pgx.RowToStructByPos[template])
+	if err != nil {
+		return
+	}
+	for _, tmpl := range templates {
+		var usedAt int64
+		if _, err := fmt.Sscanf(tmpl.Comment, templatePrefix+"%d", &usedAt); err == nil &&
+			time.Since(time.Unix(usedAt, 0)) < staleAfter {
+			continue
+		}
+		_, _ = conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{tmpl.Name}.Sanitize()+" IS_TEMPLATE false")
+		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{tmpl.Name}.Sanitize()+" WITH (FORCE)")
 	}
 }
 
@@ -237,6 +312,10 @@ func withDatabase(t testing.TB, adminURL, name string) string {
 		}
 		panic(err)
 	}
+	return databaseURL(cfg, name)
+}
+
+func databaseURL(cfg *pgx.ConnConfig, name string) string {
 	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable%s",
 		userinfo(cfg), hostForURL(cfg.Host), cfg.Port, name, passwordParam(cfg))
 }

@@ -1,0 +1,68 @@
+package annals_test
+
+import (
+	"errors"
+	"testing"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+)
+
+// The integration tests in tests/ reach every SQLSTATE through the public API; these cover what
+// no API call can provoke, by mapping errors raised with raw SQL.
+func TestMapError(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := annalstest.NewDB(t)
+	_, err := pool.Exec(ctx, `SELECT * FROM annals.append_events('s-1', 0, '[{"type":"T"}]')`)
+	require.NoError(t, err)
+
+	mapped := func(t *testing.T, sql string) (error, *pgconn.PgError) {
+		t.Helper()
+		_, raw := pool.Exec(ctx, sql)
+		var pgErr *pgconn.PgError
+		require.ErrorAs(t, raw, &pgErr)
+		return annals.MapError(raw), pgErr
+	}
+
+	t.Run("ST405 is ErrAppendOnly", func(t *testing.T) {
+		t.Parallel()
+		for _, sql := range []string{
+			"UPDATE annals_internal.events SET data = '{}'",
+			"DELETE FROM annals_internal.events",
+			"TRUNCATE annals_internal.events",
+		} {
+			err, pgErr := mapped(t, sql)
+			require.ErrorIs(t, err, annals.ErrAppendOnly, sql)
+			var base *annals.BaseError
+			require.ErrorAs(t, err, &base)
+			require.Equal(t, annals.ErrAppendOnly, base.Kind)
+			require.Same(t, pgErr, base.PgErr)
+			var unwrapped *pgconn.PgError
+			require.ErrorAs(t, err, &unwrapped)
+			require.Equal(t, "ST405", unwrapped.Code)
+		}
+	})
+
+	t.Run("a missing schema is ErrSchemaNotInstalled", func(t *testing.T) {
+		t.Parallel()
+		err, pgErr := mapped(t, "SELECT nope.f()")
+		require.Equal(t, "3F000", pgErr.Code)
+		require.ErrorIs(t, err, annals.ErrSchemaNotInstalled)
+		require.ErrorAs(t, err, new(*pgconn.PgError))
+	})
+
+	t.Run("other errors pass through", func(t *testing.T) {
+		t.Parallel()
+		// A projection handler may raise 42883 or 42P01 itself: not a missing install.
+		for _, sql := range []string{"SELECT 1/0", "SELECT annals.no_such_function()", "SELECT count(*) FROM annals.no_such_view"} {
+			err, pgErr := mapped(t, sql)
+			require.Same(t, pgErr, err, sql)
+		}
+		require.NoError(t, annals.MapError(nil))
+		plain := errors.New("plain")
+		require.Same(t, plain, annals.MapError(plain))
+	})
+}

@@ -1,0 +1,242 @@
+package tests
+
+import (
+	"errors"
+	"sync"
+	"testing"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+)
+
+// race runs fn in n goroutines released at the same moment and returns their errors.
+func race(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = fn(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+func TestConcurrentNoStreamAppends(t *testing.T) {
+	t.Parallel()
+	f := setup(t, annals.WithAppendAttempts(1)) // a spurious failure must show, not be retried away
+	s := stream("race")
+
+	const racers = 50
+	batches := make([][]annals.EventData, racers)
+	for i := range batches {
+		batches[i] = events(t, "Created", 2)
+	}
+	errs := race(racers, func(i int) error {
+		_, err := f.store.Append(f.ctx, s, annals.NoStream, batches[i]...)
+		return err
+	})
+
+	winner := -1
+	for i, err := range errs {
+		if err == nil {
+			require.Equal(t, -1, winner, "two racers won: %d and %d", winner, i)
+			winner = i
+			continue
+		}
+		var wev *annals.WrongExpectedVersionError
+		require.ErrorAs(t, err, &wev, "racer %d", i)
+		require.EqualValues(t, 2, wev.Actual)
+		require.Equal(t, annals.NoStream, wev.Expected)
+		var pgErr *pgconn.PgError
+		require.ErrorAs(t, err, &pgErr)
+		require.Equal(t, "ST409", pgErr.Code, "never a raw 23505 or a 40001")
+	}
+	require.NotEqual(t, -1, winner, "exactly one racer wins")
+
+	got := f.readAll(t, s)
+	require.Len(t, got, 2)
+	require.Equal(t, batches[winner][0].ID, got[0].EventID)
+	require.Equal(t, batches[winner][1].ID, got[1].EventID)
+}
+
+func TestConcurrentAnyAppends(t *testing.T) {
+	t.Parallel()
+	f := setup(t, annals.WithAppendAttempts(1))
+	s := stream("race")
+
+	const racers, perBatch = 32, 5
+	batches := make([][]annals.EventData, racers)
+	for i := range batches {
+		batches[i] = events(t, "Added", perBatch)
+	}
+	results := make([]annals.AppendResult, racers)
+	errs := race(racers, func(i int) error {
+		var err error
+		results[i], err = f.store.Append(f.ctx, s, annals.Any, batches[i]...)
+		return err
+	})
+	for i, err := range errs {
+		require.NoError(t, err, "racer %d: concurrent single-statement appends never fail", i)
+	}
+
+	got := f.readAll(t, s)
+	require.Len(t, got, racers*perBatch, "nothing lost")
+	batchOf := map[uuid.UUID]int{}
+	for i, b := range batches {
+		for _, e := range b {
+			batchOf[e.ID] = i
+		}
+	}
+	for i, e := range got {
+		require.EqualValues(t, i+1, e.StreamVersion, "versions are contiguous")
+		if i == 0 {
+			continue
+		}
+		prev := got[i-1]
+		require.Greater(t, e.GlobalPosition, prev.GlobalPosition, "global positions increase with versions")
+		require.GreaterOrEqual(t, e.TransactionID, prev.TransactionID, "transaction ids never decrease with versions")
+	}
+	// Every batch landed whole, in order, and its result names its own last event.
+	for i, b := range batches {
+		last := results[i].StreamVersion
+		require.EqualValues(t, perBatch, len(results[i].EventIDs))
+		for j, e := range b {
+			stored := got[last-perBatch+int64(j)]
+			require.Equal(t, e.ID, stored.EventID, "batch %d event %d", i, j)
+			require.Equal(t, i, batchOf[stored.EventID])
+			require.Equal(t, results[i].TransactionID, stored.TransactionID)
+		}
+		require.Equal(t, got[last-1].GlobalPosition, results[i].GlobalPosition)
+	}
+}
+
+func TestConcurrentExactAppendsOnlyConflict(t *testing.T) {
+	t.Parallel()
+	f := setup(t, annals.WithAppendAttempts(1))
+	s := stream("race")
+
+	// Writers read the version, then append with it as expected; losers reload and try again.
+	// The only failure anyone may see is the wrong expected version.
+	const writers, appendsEach = 8, 6
+	errs := race(writers, func(i int) error {
+		for done := 0; done < appendsEach; {
+			v := int64(0)
+			info, err := f.store.StreamInfo(f.ctx, s)
+			if err == nil {
+				v = info.StreamVersion
+			} else if !errors.Is(err, annals.ErrStreamNotFound) {
+				return err
+			}
+			_, err = f.store.Append(f.ctx, s, annals.Exact(v), annals.EventData{Type: "Tick"})
+			if errors.Is(err, annals.ErrWrongExpectedVersion) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			done++
+		}
+		return nil
+	})
+	for i, err := range errs {
+		require.NoError(t, err, "writer %d", i)
+	}
+	require.EqualValues(t, writers*appendsEach, f.version(t, s))
+	require.EqualValues(t, writers*appendsEach, f.countRows(t, s))
+}
+
+func TestConcurrentAppendsFirstInTransaction(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	s := stream("race")
+	_, err := f.pool.Exec(f.ctx, "CREATE TABLE public.side (n int)")
+	require.NoError(t, err)
+
+	// A transaction whose first write is the append may write more afterwards: the advisory lock
+	// keeps transaction ids in version order, so it never gets 40001.
+	const racers = 16
+	errs := race(racers, func(i int) error {
+		return pgx.BeginFunc(f.ctx, f.pool, func(tx pgx.Tx) error {
+			if _, err := f.store.AppendTx(f.ctx, tx, s, annals.Any, annals.EventData{Type: "InTx"}); err != nil {
+				return err
+			}
+			_, err := tx.Exec(f.ctx, "INSERT INTO public.side VALUES ($1)", i)
+			return err
+		})
+	})
+	for i, err := range errs {
+		require.NoError(t, err, "racer %d", i)
+	}
+	got := f.readAll(t, s)
+	require.Len(t, got, racers)
+	for i := 1; i < len(got); i++ {
+		require.Greater(t, got[i].TransactionID, got[i-1].TransactionID)
+	}
+}
+
+func TestOlderTransactionGets40001(t *testing.T) {
+	t.Parallel()
+	f := setup(t, annals.WithAppendAttempts(1))
+	s := stream("xid")
+
+	// Transaction A takes its id first (any write would do), then B appends to the stream and
+	// commits, then A appends: A's id is older than the stream's last appender's.
+	connA, err := f.pool.Acquire(f.ctx)
+	require.NoError(t, err)
+	defer connA.Release()
+	txA, err := connA.Begin(f.ctx)
+	require.NoError(t, err)
+	defer txA.Rollback(f.ctx) //nolint:errcheck
+	var xidA uint64
+	require.NoError(t, txA.QueryRow(f.ctx, "SELECT pg_catalog.pg_current_xact_id()").Scan(&xidA))
+
+	connB, err := f.pool.Acquire(f.ctx)
+	require.NoError(t, err)
+	txB, err := connB.Begin(f.ctx)
+	require.NoError(t, err)
+	resB, err := f.store.AppendTx(f.ctx, txB, s, annals.Any, annals.EventData{Type: "FromB"})
+	require.NoError(t, err)
+	require.NoError(t, txB.Commit(f.ctx))
+	connB.Release()
+	require.Greater(t, resB.TransactionID, xidA)
+
+	batch := []annals.EventData{ev(t, "FromA", nil)}
+	_, err = f.store.AppendTx(f.ctx, txA, s, annals.Any, batch...)
+	require.True(t, annals.IsRetryable(err), "want a retryable error, got %v", err)
+	pgErr := requirePgError(t, err, "40001")
+	d := detailOf(t, pgErr)
+	require.Equal(t, s, d["stream_id"])
+	require.NoError(t, txA.Rollback(f.ctx))
+	require.EqualValues(t, 1, f.countRows(t, s), "A wrote nothing")
+
+	// The retry in a fresh transaction succeeds, with the same event ids.
+	var res annals.AppendResult
+	err = pgx.BeginFunc(f.ctx, connA, func(tx pgx.Tx) error {
+		var err error
+		res, err = f.store.AppendTx(f.ctx, tx, s, annals.Any, batch...)
+		return err
+	})
+	require.NoError(t, err)
+	require.EqualValues(t, 2, res.StreamVersion)
+	require.Greater(t, res.TransactionID, resB.TransactionID)
+
+	// A transaction that appended to this stream itself may append again (same id, not older).
+	err = pgx.BeginFunc(f.ctx, connA, func(tx pgx.Tx) error {
+		if _, err := f.store.AppendTx(f.ctx, tx, s, annals.Exact(2), annals.EventData{Type: "One"}); err != nil {
+			return err
+		}
+		_, err := f.store.AppendTx(f.ctx, tx, s, annals.Exact(3), annals.EventData{Type: "Two"})
+		return err
+	})
+	require.NoError(t, err)
+	require.EqualValues(t, 4, f.version(t, s))
+}
