@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Handler processes one event inside the subscriber's transaction. Writes made through tx commit
@@ -21,7 +22,9 @@ type Handler func(ctx context.Context, tx pgx.Tx, ev RecordedEvent) error
 // Subscriber runs a Handler over a subscription member: it reads a batch, applies the handler to
 // each event and acknowledges the batch in one transaction. It wakes on NOTIFY annals_events but
 // polls too, so lost notifications or a dead listener connection only add latency. A failing
-// event is retried MaxAttempts times, then parked as a dead letter while the feed moves on.
+// event is tried MaxAttempts times, then parked as a dead letter while the feed moves on; a
+// serialization failure (40001, say from AppendTx in the handler) redoes the batch in a new
+// transaction instead, as retrying in the same one cannot succeed.
 // Events parked earlier and queued with annals.retry_dead_letters are retried as well.
 type Subscriber struct {
 	Client  *Client
@@ -51,7 +54,8 @@ type Subscriber struct {
 	stats SubscriberStats
 }
 
-// SubscriberStats are a running subscriber's counters.
+// SubscriberStats are a running subscriber's counters. Retried counts handler attempts that
+// failed and were tried again.
 type SubscriberStats struct {
 	Processed  int64
 	Parked     int64
@@ -178,19 +182,30 @@ func (s *Subscriber) fail(ctx context.Context, err error, backoff time.Duration)
 
 // processBatch handles one batch in one transaction. The fast path runs every event without
 // savepoints; if the handler fails, the transaction is rolled back and the batch replayed with a
-// savepoint per event, retrying and finally parking the failing ones.
+// savepoint per event, retrying and finally parking the failing ones. The fast path's failure
+// counts as the failing event's first attempt.
 func (s *Subscriber) processBatch(ctx context.Context) (int, error) {
-	n, failed, err := s.runBatch(ctx, false)
-	if err == nil && failed {
-		n, _, err = s.runBatch(ctx, true)
+	n, failed, err := s.runBatch(ctx, nil)
+	if err == nil && failed != nil {
+		n, _, err = s.runBatch(ctx, failed)
 	}
 	return n, err
 }
 
-func (s *Subscriber) runBatch(ctx context.Context, careful bool) (n int, handlerFailed bool, err error) {
+// failure is the fast path's handler failure: the event and the error.
+type failure struct {
+	streamID string
+	version  int64
+	err      error
+}
+
+// runBatch runs the fast path when failed is nil and reports the handler's failure, if any;
+// given that failure it replays the batch carefully.
+func (s *Subscriber) runBatch(ctx context.Context, failed *failure) (n int, handlerFailed *failure, err error) {
+	careful := failed != nil
 	tx, err := s.Client.pool.Begin(ctx)
 	if err != nil {
-		return 0, false, fmt.Errorf("annals: subscriber %q: begin: %w", s.Name, err)
+		return 0, nil, fmt.Errorf("annals: subscriber %q: begin: %w", s.Name, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 
@@ -201,23 +216,23 @@ func (s *Subscriber) runBatch(ctx context.Context, careful bool) (n int, handler
 	rows, err := br.Query()
 	if err != nil {
 		br.Close()
-		return 0, false, fmt.Errorf("annals: subscriber %q: read: %w", s.Name, mapError(err))
+		return 0, nil, fmt.Errorf("annals: subscriber %q: read: %w", s.Name, mapError(err))
 	}
 	events, err := pgx.CollectRows(rows, pgx.RowToStructByName[RecordedEvent])
 	if err != nil {
 		br.Close()
-		return 0, false, fmt.Errorf("annals: subscriber %q: read: %w", s.Name, mapError(err))
+		return 0, nil, fmt.Errorf("annals: subscriber %q: read: %w", s.Name, mapError(err))
 	}
 	var expected Checkpoint
 	if err := br.QueryRow().Scan(&expected.TransactionID, &expected.GlobalPosition); err != nil {
 		br.Close()
-		return 0, false, fmt.Errorf("annals: subscriber %q: checkpoint: %w", s.Name, mapError(err))
+		return 0, nil, fmt.Errorf("annals: subscriber %q: checkpoint: %w", s.Name, mapError(err))
 	}
 	if err := br.Close(); err != nil {
-		return 0, false, fmt.Errorf("annals: subscriber %q: %w", s.Name, mapError(err))
+		return 0, nil, fmt.Errorf("annals: subscriber %q: %w", s.Name, mapError(err))
 	}
 	if len(events) == 0 {
-		return 0, false, nil
+		return 0, nil, nil
 	}
 
 	parked := 0
@@ -225,15 +240,19 @@ func (s *Subscriber) runBatch(ctx context.Context, careful bool) (n int, handler
 		if !careful {
 			if err := s.Handler(ctx, tx, ev); err != nil {
 				if ctx.Err() != nil {
-					return 0, false, ctx.Err()
+					return 0, nil, ctx.Err()
 				}
-				return 0, true, nil // replay the batch carefully
+				return 0, &failure{streamID: ev.StreamID, version: ev.StreamVersion, err: err}, nil // replay the batch carefully
 			}
 			continue
 		}
-		ok, err := s.tryEvent(ctx, tx, ev)
+		var prior error
+		if ev.StreamID == failed.streamID && ev.StreamVersion == failed.version {
+			prior = failed.err
+		}
+		ok, err := s.tryEvent(ctx, tx, ev, prior)
 		if err != nil {
-			return 0, false, err
+			return 0, nil, err
 		}
 		if !ok {
 			parked++
@@ -243,10 +262,10 @@ func (s *Subscriber) runBatch(ctx context.Context, careful bool) (n int, handler
 	_, err = tx.Exec(ctx, "SELECT annals.ack_subscription($1, $2, $3, $4, $5, $6, $7)",
 		s.Name, s.Member, expected.TransactionID, expected.GlobalPosition, last.TransactionID, last.GlobalPosition, s.Consumer)
 	if err != nil {
-		return 0, false, fmt.Errorf("annals: subscriber %q: acknowledge: %w", s.Name, mapError(err))
+		return 0, nil, fmt.Errorf("annals: subscriber %q: acknowledge: %w", s.Name, mapError(err))
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, false, fmt.Errorf("annals: subscriber %q: commit: %w", s.Name, mapError(err))
+		return 0, nil, fmt.Errorf("annals: subscriber %q: commit: %w", s.Name, mapError(err))
 	}
 	s.mu.Lock()
 	s.stats.Processed += int64(len(events) - parked)
@@ -255,15 +274,30 @@ func (s *Subscriber) runBatch(ctx context.Context, careful bool) (n int, handler
 	s.stats.Checkpoint = last
 	s.stats.LastBatch = time.Now()
 	s.mu.Unlock()
-	return len(events), false, nil
+	return len(events), nil, nil
 }
 
-// tryEvent runs the handler under a savepoint up to MaxAttempts times; when every attempt fails
-// it parks the event (in the same transaction) and reports false.
-func (s *Subscriber) tryEvent(ctx context.Context, tx pgx.Tx, ev RecordedEvent) (bool, error) {
-	var lastErr error
+// tryEvent runs the handler under a savepoint until MaxAttempts attempts have been made, prior
+// (the fast path's failure of this event, if any) counting as the first; when every attempt
+// fails it parks the event (in the same transaction) and reports false.
+func (s *Subscriber) tryEvent(ctx context.Context, tx pgx.Tx, ev RecordedEvent, prior error) (bool, error) {
+	lastErr := prior
 	delay := s.RetryDelay
-	for attempt := 1; attempt <= s.MaxAttempts; attempt++ {
+	attempt := 0
+	if prior != nil {
+		attempt = 1
+	}
+	for ; attempt < s.MaxAttempts; attempt++ {
+		if lastErr != nil { // a retry
+			s.mu.Lock()
+			s.stats.Retried++
+			s.mu.Unlock()
+			sleep(ctx, delay, nil)
+			delay *= 2
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+		}
 		sp, err := tx.Begin(ctx) // a savepoint
 		if err != nil {
 			return false, fmt.Errorf("annals: subscriber %q: savepoint: %w", s.Name, err)
@@ -280,13 +314,14 @@ func (s *Subscriber) tryEvent(ctx context.Context, tx pgx.Tx, ev RecordedEvent) 
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
-		s.mu.Lock()
-		s.stats.Retried++
-		s.mu.Unlock()
-		if attempt < s.MaxAttempts {
-			sleep(ctx, delay, nil)
-			delay *= 2
+		if serializationFailure(lastErr) {
+			break // retrying in this transaction cannot help
 		}
+	}
+	if serializationFailure(lastErr) {
+		// Not the event's fault (say, an append older than its stream's last appender), and it
+		// recurs on every retry in this transaction: redo the batch in a new one instead.
+		return false, fmt.Errorf("annals: subscriber %q: %s@%d: %w", s.Name, ev.StreamID, ev.StreamVersion, lastErr)
 	}
 	_, err := tx.Exec(ctx, "SELECT annals.park_event($1, $2, $3, $4, $5, $6)",
 		s.Name, s.Member, ev.StreamID, ev.StreamVersion, s.MaxAttempts, lastErr.Error())
@@ -358,18 +393,20 @@ func (s *Subscriber) listen(ctx context.Context, wake chan<- struct{}) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := func() error {
-			conn, err := s.Client.pool.Acquire(ctx)
+			pooled, err := s.Client.pool.Acquire(ctx)
 			if err != nil {
 				return err
 			}
-			// A LISTENing connection must not go back to the pool.
-			defer conn.Hijack().Close(context.WithoutCancel(ctx)) //nolint:errcheck
+			// A LISTENing connection must not go back to the pool. Hijack it before use: a
+			// pooled connection is unusable once hijacked.
+			conn := pooled.Hijack()
+			defer conn.Close(context.WithoutCancel(ctx)) //nolint:errcheck
 			if _, err := conn.Exec(ctx, "LISTEN annals_events"); err != nil {
 				return err
 			}
 			backoff = 100 * time.Millisecond
 			for {
-				if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+				if _, err := conn.WaitForNotification(ctx); err != nil {
 					return err
 				}
 				select {
@@ -395,6 +432,11 @@ func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
 	case <-t.C:
 	case <-wake:
 	}
+}
+
+func serializationFailure(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40001"
 }
 
 func isNotFound(err error) bool {

@@ -1,0 +1,89 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/jackc/pgx/v5"
+)
+
+// SnapshotType names the inventory item snapshots.
+const SnapshotType = "inventory-item"
+
+// Service runs inventory commands against Annals. Safe for concurrent use.
+type Service struct {
+	repo *annals.Repository[Item, Command]
+}
+
+// NewService returns a Service over client. opts tunes the repository; its zero value gives
+// the inventory defaults: snapshot type SnapshotType, a snapshot every 100 events, 3 attempts
+// on a version conflict.
+func NewService(client *annals.Client, opts annals.RepositoryOptions) *Service {
+	if opts.SnapshotType == "" {
+		opts.SnapshotType = SnapshotType
+	}
+	return &Service{repo: annals.NewRepository(client, NewRegistry(), Decider(), opts)}
+}
+
+// Repository returns the repository the service uses.
+func (s *Service) Repository() *annals.Repository[Item, Command] { return s.repo }
+
+// Handle runs a command and returns the item after it. Business errors are ErrInvalidCommand,
+// ErrItemExists, ErrItemNotFound and *InsufficientInventoryError (ErrInsufficientInventory);
+// annals.ErrWrongExpectedVersion after the retries are used up.
+func (s *Service) Handle(ctx context.Context, command Command) (Item, error) {
+	res, err := s.repo.Handle(ctx, StreamID(command.ItemSKU()), command)
+	if err != nil {
+		return Item{}, err
+	}
+	res.State.Version = res.Version
+	return res.State, nil
+}
+
+// HandleTx is Handle inside the caller's transaction: the events commit with the caller's
+// writes. It does not retry conflicts; retry the transaction.
+func (s *Service) HandleTx(ctx context.Context, tx pgx.Tx, command Command) (Item, error) {
+	res, err := s.repo.HandleTx(ctx, tx, StreamID(command.ItemSKU()), command)
+	if err != nil {
+		return Item{}, err
+	}
+	res.State.Version = res.Version
+	return res.State, nil
+}
+
+// AddItem adds an item with a name and an initial count.
+func (s *Service) AddItem(ctx context.Context, sku, name string, count int) (Item, error) {
+	return s.Handle(ctx, AddItem{SKU: sku, Name: name, Count: count})
+}
+
+// AdjustCount changes an item's count by delta (deliveries positive, sales negative).
+func (s *Service) AdjustCount(ctx context.Context, sku string, delta int, reason string) (Item, error) {
+	return s.Handle(ctx, AdjustCount{SKU: sku, Delta: delta, Reason: reason})
+}
+
+// Item returns an item's current state, rebuilt from its latest snapshot and the events after
+// it; ErrItemNotFound when it was never added.
+func (s *Service) Item(ctx context.Context, sku string) (Item, error) {
+	item, version, err := s.repo.Load(ctx, StreamID(sku))
+	return found(sku, item, version, err)
+}
+
+// ItemAt returns an item as it was at a version or a point in time (annals.AtVersion,
+// annals.AtTime); ErrItemNotFound when it did not exist yet.
+func (s *Service) ItemAt(ctx context.Context, sku string, asOf annals.AsOf) (Item, error) {
+	item, version, err := s.repo.LoadAt(ctx, StreamID(sku), asOf)
+	return found(sku, item, version, err)
+}
+
+func found(sku string, item Item, version int64, err error) (Item, error) {
+	if errors.Is(err, annals.ErrStreamNotFound) {
+		return Item{}, fmt.Errorf("%w: %s", ErrItemNotFound, sku)
+	}
+	if err != nil {
+		return Item{}, err
+	}
+	item.Version = version
+	return item, nil
+}
