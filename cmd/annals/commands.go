@@ -2,15 +2,26 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
+
+	"github.com/spf13/cobra"
 )
 
-// command is one subcommand: its flags are parsed by run before do is called.
+// command is the pre-cobra way to declare a subcommand, kept so that code written against it
+// (bench) still compiles and runs unchanged: register(command{...}) in an init function, flags
+// declared on a standard library flag.FlagSet, and a closure that runs the command.
+//
+// Such a command becomes a cobra command when the root is built (legacyCommand): `annals help
+// NAME`, `annals NAME --help` and the command list show it like any other, and its flags are
+// parsed by the standard library's flag package exactly as before (-name value, --name=value,
+// parsing stops at the first non-flag argument), so fs.Args, fs.Visit and fs.Parsed keep working.
+// New commands should be plain cobra commands (see root.go); legacy ones get no shell completion
+// of their flags.
 type command struct {
 	name, summary, usage string
 	flags                func(fs *flag.FlagSet) func(ctx context.Context, args []string, out io.Writer) error
@@ -21,62 +32,57 @@ type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
 
-var commands = map[string]command{}
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-func register(c command) { commands[c.name] = c }
+// legacyCommands holds what register collected, in registration order.
+var legacyCommands []command
 
-func run(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" && len(args) == 1 {
-		printUsage(os.Stdout)
-		return nil
+// register declares a command the pre-cobra way; see command.
+func register(c command) { legacyCommands = append(legacyCommands, c) }
+
+// legacyCommand adapts a registered command to cobra. The flag set is built twice: once here so
+// help can list the flags, and afresh for every run so values never leak between runs.
+func legacyCommand(c command) *cobra.Command {
+	short, _, _ := strings.Cut(c.summary, "\n")
+	cmd := &cobra.Command{
+		Use:                strings.TrimSpace(c.name + " " + c.usage),
+		Short:              strings.TrimSpace(short),
+		Long:               c.summary,
+		DisableFlagParsing: true, // the standard library's flag package parses, as it always did
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fs := flag.NewFlagSet("annals "+c.name, flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			fs.Usage = func() {}
+			do := c.flags(fs)
+			if err := fs.Parse(args); err != nil {
+				if errors.Is(err, flag.ErrHelp) {
+					return cmd.Help()
+				}
+				return usageError{err.Error()}
+			}
+			return do(cmd.Context(), fs.Args(), cmd.OutOrStdout())
+		},
 	}
-	name := args[0]
-	if name == "help" {
-		name, args = args[1], []string{args[1], "--help"}
-	}
-	c, ok := commands[name]
-	if !ok {
-		return usageError{fmt.Sprintf("unknown command %q; run `annals help` for the list", name)}
-	}
-	fs := flag.NewFlagSet("annals "+c.name, flag.ContinueOnError)
-	fs.SetOutput(os.Stdout)
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stdout, "usage: annals %s %s\n\n%s\n\nflags:\n", c.name, c.usage, c.summary)
-		fs.PrintDefaults()
-	}
-	do := c.flags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
-		return usageError{err.Error()}
-	}
-	return do(ctx, fs.Args(), os.Stdout)
+	display := flag.NewFlagSet("annals "+c.name, flag.ContinueOnError)
+	c.flags(display)
+	cmd.Flags().AddGoFlagSet(display)
+	return cmd
 }
 
-func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "annals — event sourcing inside PostgreSQL\n\nusage: annals COMMAND [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, strings.SplitN(commands[n].summary, "\n", 2)[0])
-	}
-	fmt.Fprintln(w, "\nThe database comes from --database-url or DATABASE_URL. `annals help COMMAND` shows a command's flags.")
-}
-
-// databaseURL registers --database-url and returns a getter that falls back to DATABASE_URL.
+// databaseURL registers --database-url on a legacy command's flag set and returns a getter that
+// falls back to DATABASE_URL. Cobra commands use addDatabaseFlag instead.
 func databaseURL(fs *flag.FlagSet) func() (string, error) {
 	u := fs.String("database-url", "", "PostgreSQL connection URL (default $DATABASE_URL)")
-	return func() (string, error) {
-		if *u != "" {
-			return *u, nil
-		}
-		if env := os.Getenv("DATABASE_URL"); env != "" {
-			return env, nil
-		}
-		return "", usageError{"no database: set DATABASE_URL or pass --database-url (e.g. postgres://postgres@127.0.0.1:5432/app)"}
+	return func() (string, error) { return resolveDatabaseURL(*u) }
+}
+
+// resolveDatabaseURL is the flag's value, else DATABASE_URL, else a usage error.
+func resolveDatabaseURL(flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
 	}
+	if env := os.Getenv("DATABASE_URL"); env != "" {
+		return env, nil
+	}
+	return "", usageError{"no database: set DATABASE_URL or pass --database-url (e.g. postgres://postgres@127.0.0.1:5432/app)"}
 }

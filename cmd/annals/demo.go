@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,12 +13,14 @@ import (
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	register(command{
-		name: "demo",
-		summary: `Play the inventory story against a scratch database, with the SQL of every step.
+func newDemoCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "demo [--keep] [--database-url URL]",
+		Short: "Play the inventory story against a scratch database, with the SQL of every step.",
+		Long: `Play the inventory story against a scratch database, with the SQL of every step.
 
 Steps: an item is added and adjusted with exact expected versions, an overdraw is rejected, two
 writers race (one gets ST409), a lost reply is retried idempotently, and the history, the state as
@@ -30,22 +31,18 @@ the demo creates annals_demo_<random> there and drops it afterwards), else the l
 (127.0.0.1:5432, then the socket in /var/run/postgresql as postgres and as you), else, when
 PostgreSQL's server binaries are installed, a throwaway cluster in a temporary directory that is
 stopped and removed at the end (also on Ctrl-C).`,
-		usage: "[--keep] [--database-url URL]",
-		flags: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
-			u := fs.String("database-url", "", "PostgreSQL server to use (default $DATABASE_URL, else a local or throwaway server)")
-			keep := fs.Bool("keep", false, "keep the scratch database (and a throwaway cluster) and print how to connect with psql")
-			return func(ctx context.Context, args []string, out io.Writer) error {
-				if len(args) > 0 {
-					return usageError{fmt.Sprintf("demo takes no arguments, got %q", args)}
-				}
-				explicit, source := *u, "--database-url"
-				if explicit == "" {
-					explicit, source = os.Getenv("DATABASE_URL"), "DATABASE_URL"
-				}
-				return runDemo(ctx, out, explicit, source, *keep)
-			}
-		},
-	})
+		Args: noArgs,
+	}
+	u := cmd.Flags().String("database-url", "", "PostgreSQL server to use (default $DATABASE_URL, else a local or throwaway server)")
+	keep := cmd.Flags().Bool("keep", false, "keep the scratch database (and a throwaway cluster) and print how to connect with psql")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		explicit, source := *u, "--database-url"
+		if explicit == "" {
+			explicit, source = os.Getenv("DATABASE_URL"), "DATABASE_URL"
+		}
+		return runDemo(cmd.Context(), cmd.OutOrStdout(), explicit, source, *keep)
+	}
+	return cmd
 }
 
 // runDemo finds a server, creates and installs the scratch database, plays the story and cleans

@@ -1,9 +1,20 @@
-// Command annals installs, inspects and demonstrates Annals, event sourcing inside PostgreSQL.
+// Command annals installs, operates and inspects Annals, event sourcing inside PostgreSQL.
 //
-//	annals migrate              install or upgrade Annals in $DATABASE_URL
+//	annals migrate              install or upgrade Annals in $DATABASE_URL (status: what is applied)
+//	annals append / read        write and read a stream from the shell
+//	annals tail                 follow the gap-free feed live
+//	annals streams              list and inspect streams
+//	annals projections / views  projection state, rebuilds, materialized-view refreshes
+//	annals subscriptions        lag, resets, dead letters and their replay
+//	annals worker               async projections and view refreshes, with Prometheus metrics
+//	annals doctor               check an installation and say what to fix
 //	annals demo                 play the inventory story against a scratch database
 //
-// Configuration: DATABASE_URL or --database-url. Run `annals help COMMAND` for details.
+// Configuration: DATABASE_URL or --database-url. Run `annals help COMMAND` for details, and
+// `annals completion bash|zsh|fish|powershell` for shell completion.
+//
+// Exit codes: 0 success, 1 failure (one line on stderr saying what happened and what to do),
+// 2 wrong usage, 130 interrupted.
 package main
 
 import (
@@ -17,20 +28,26 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:])
+	err := newRoot().ExecuteContext(ctx)
 	interrupted := ctx.Err() != nil
 	stop()
-	if err != nil {
-		var u usageError
-		if errors.As(err, &u) {
-			fmt.Fprintln(os.Stderr, "annals:", err)
-			os.Exit(2)
-		}
-		if interrupted && errors.Is(err, context.Canceled) {
-			fmt.Fprintln(os.Stderr, "annals: interrupted")
-			os.Exit(130)
-		}
-		fmt.Fprintln(os.Stderr, "annals:", explain(err))
-		os.Exit(1)
+	os.Exit(exitCode(err, interrupted))
+}
+
+// exitCode prints err (if any) as one line on stderr and returns the process exit code.
+func exitCode(err error, interrupted bool) int {
+	if err == nil {
+		return 0
 	}
+	var u usageError
+	if errors.As(err, &u) {
+		fmt.Fprintln(os.Stderr, "annals:", err)
+		return 2
+	}
+	if interrupted && errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "annals: interrupted")
+		return 130
+	}
+	fmt.Fprintln(os.Stderr, "annals:", explain(err))
+	return 1
 }

@@ -1,0 +1,455 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/annals-db/annals/functions"
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+)
+
+func newDoctorCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "doctor [--blocker-age D]",
+		Short: "Check the installation and say what to fix: schema, functions, roles, privileges, feed, projections, views.",
+		Long: `Check the installation and say what to fix: schema, functions, roles, privileges, feed, projections, views.
+
+Prints one line per check, OK, WARN or FAIL, with what to do for the last two, and exits 1 when a
+check fails. Checks: the schema version this build expects; every function and view of this build
+present (and the installed functions' checksum, when the login may read it); the roles
+annals_owner, annals_writer, annals_reader, annals_bi exist, NOLOGIN, the owner no superuser;
+annals_writer may append and annals_reader read, PUBLIC may execute nothing, and no application
+role holds a privilege on annals_internal's tables; the feed is readable and no transaction older
+than --blocker-age holds it back; no projection is failing or disabled; no dead letters wait; no
+materialized view is stale or failing to refresh. Changes nothing.`,
+		Args: noArgs,
+	}
+	db := addDatabaseFlag(cmd)
+	blockerAge := cmd.Flags().Duration("blocker-age", time.Minute, "warn when the transaction holding the feed back is older than this")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		client, pool, err := db.client(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		d := &doctor{out: cmd.OutOrStdout(), pool: pool, client: client, blockerAge: *blockerAge}
+		d.run(ctx)
+		fmt.Fprintf(d.out, "\n%d OK, %d WARN, %d FAIL\n", d.counts["OK"], d.counts["WARN"], d.counts["FAIL"])
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if n := d.counts["FAIL"]; n > 0 {
+			return fmt.Errorf("doctor: %d check(s) failed; fix the FAIL lines above and run annals doctor again", n)
+		}
+		return nil
+	}
+	return cmd
+}
+
+type doctor struct {
+	out        io.Writer
+	pool       *pgxpool.Pool
+	client     *annals.Client
+	blockerAge time.Duration
+	counts     map[string]int
+}
+
+func (d *doctor) report(level, area, format string, args ...any) {
+	if d.counts == nil {
+		d.counts = map[string]int{}
+	}
+	d.counts[level]++
+	fmt.Fprintf(d.out, "%-4s  %-13s %s\n", level, area, fmt.Sprintf(format, args...))
+}
+
+func (d *doctor) ok(area, format string, args ...any)   { d.report("OK", area, format, args...) }
+func (d *doctor) warn(area, format string, args ...any) { d.report("WARN", area, format, args...) }
+func (d *doctor) fail(area, format string, args ...any) { d.report("FAIL", area, format, args...) }
+
+// cannot reports a check that could not run, with the reason in one line.
+func (d *doctor) cannot(area string, err error) {
+	d.warn(area, "could not check: %s", explain(err))
+}
+
+func (d *doctor) run(ctx context.Context) {
+	var server, user string
+	if err := d.pool.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_version'), current_user::text").Scan(&server, &user); err == nil {
+		d.ok("connection", "PostgreSQL %s as %s", server, user)
+	}
+	if !d.checkSchema(ctx) {
+		return // nothing else makes sense without the schema
+	}
+	checks := []func(context.Context){
+		d.checkFunctions, d.checkRoles, d.checkPrivileges, d.checkFeed,
+		d.checkProjections, d.checkDeadLetters, d.checkViews,
+	}
+	for _, c := range checks {
+		if ctx.Err() != nil {
+			return
+		}
+		c(ctx)
+	}
+}
+
+func (d *doctor) checkSchema(ctx context.Context) bool {
+	err := d.client.CheckSchema(ctx)
+	switch {
+	case err == nil:
+		d.ok("schema", "version %d, as this build expects", annals.SchemaVersion())
+		return true
+	case errors.Is(err, annals.ErrSchemaNotInstalled):
+		d.fail("schema", "%s (as the owner or a superuser)", tidyMessage(err.Error()))
+	case errors.Is(err, annals.ErrSchemaTooNew):
+		d.fail("schema", "%s: upgrade this annals binary", tidyMessage(err.Error()))
+	default:
+		d.fail("schema", "%s", explain(err))
+	}
+	return false
+}
+
+// definedObjects are the functions and views this build's function files create, by schema-qualified name.
+var (
+	reFunction = regexp.MustCompile(`(?i)CREATE\s+OR\s+REPLACE\s+FUNCTION\s+(annals(?:_internal)?)\.(\w+)\s*\(`)
+	reView     = regexp.MustCompile(`(?i)CREATE\s+OR\s+REPLACE\s+VIEW\s+(annals(?:_internal)?)\.(\w+)`)
+)
+
+func definedObjects() (funcs, views []string, err error) {
+	names, err := fs.Glob(functions.FS, "*.sql")
+	if err != nil {
+		return nil, nil, err
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		b, err := fs.ReadFile(functions.FS, n)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, m := range reFunction.FindAllStringSubmatch(string(b), -1) {
+			if q := m[1] + "." + m[2]; !seen[q] {
+				seen[q] = true
+				funcs = append(funcs, q)
+			}
+		}
+		for _, m := range reView.FindAllStringSubmatch(string(b), -1) {
+			if q := m[1] + "." + m[2]; !seen[q] {
+				seen[q] = true
+				views = append(views, q)
+			}
+		}
+	}
+	sort.Strings(funcs)
+	sort.Strings(views)
+	return funcs, views, nil
+}
+
+func (d *doctor) checkFunctions(ctx context.Context) {
+	funcs, views, err := definedObjects()
+	if err != nil {
+		d.cannot("functions", err)
+		return
+	}
+	var missing []string
+	err = d.pool.QueryRow(ctx, `
+		SELECT coalesce(array_agg(f.name ORDER BY f.name), '{}')
+		  FROM unnest($1::text[]) AS f(name)
+		 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_proc AS p
+		                    WHERE p.pronamespace::regnamespace::text = split_part(f.name, '.', 1)
+		                      AND p.proname = split_part(f.name, '.', 2))`, funcs).Scan(&missing)
+	if err != nil {
+		d.cannot("functions", err)
+		return
+	}
+	var missingViews []string
+	err = d.pool.QueryRow(ctx, `
+		SELECT coalesce(array_agg(v.name ORDER BY v.name), '{}')
+		  FROM unnest($1::text[]) AS v(name)
+		 WHERE to_regclass(v.name) IS NULL`, views).Scan(&missingViews)
+	if err != nil {
+		d.cannot("functions", err)
+		return
+	}
+	var plpgsql bool
+	_ = d.pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_catalog.pg_language WHERE lanname = 'plpgsql')").Scan(&plpgsql)
+	switch {
+	case !plpgsql:
+		d.fail("functions", "the plpgsql language is missing: CREATE EXTENSION plpgsql, then run `annals migrate`")
+		return
+	case len(missing)+len(missingViews) > 0:
+		d.fail("functions", "%d function(s) and %d view(s) of this build are missing (%s): run `annals migrate`",
+			len(missing), len(missingViews), firstFew(append(missing, missingViews...), 4))
+		return
+	}
+	sum, err := functionsChecksum()
+	if err != nil {
+		d.cannot("functions", err)
+		return
+	}
+	var installed string
+	err = d.pool.QueryRow(ctx, "SELECT s.functions_checksum FROM annals_internal.schema_info AS s").Scan(&installed)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "42501":
+		d.ok("functions", "all %d functions and %d views of this build are present (checksum not readable by this login)", len(funcs), len(views))
+	case err != nil:
+		d.cannot("functions", err)
+	case installed != sum:
+		d.warn("functions", "all present, but they differ from this build's (installed checksum %s, this build %s): run `annals migrate` to re-apply them",
+			installed[:min(12, len(installed))], sum[:12])
+	default:
+		d.ok("functions", "all %d functions and %d views of this build are present and match it", len(funcs), len(views))
+	}
+}
+
+var annalsRoles = []string{"annals_owner", "annals_writer", "annals_reader", "annals_bi"}
+
+func (d *doctor) checkRoles(ctx context.Context) {
+	rows, err := d.pool.Query(ctx, `
+		SELECT r.name, a.rolname IS NOT NULL, coalesce(a.rolcanlogin, false), coalesce(a.rolsuper, false), coalesce(a.rolbypassrls, false)
+		  FROM unnest($1::text[]) AS r(name)
+		  LEFT JOIN pg_catalog.pg_roles AS a ON a.rolname = r.name`, annalsRoles)
+	if err != nil {
+		d.cannot("roles", err)
+		return
+	}
+	type role struct {
+		Name                            string
+		Exists, Login, Super, BypassRLS bool
+	}
+	roles, err := pgx.CollectRows(rows, pgx.RowToStructByPos[role])
+	if err != nil {
+		d.cannot("roles", err)
+		return
+	}
+	problems := 0
+	for _, r := range roles {
+		switch {
+		case !r.Exists:
+			d.fail("roles", "role %s is missing: run `annals migrate` as a superuser (it creates the roles)", r.Name)
+		case r.Login:
+			d.fail("roles", "role %s can log in; Annals' roles are groups: ALTER ROLE %s NOLOGIN, and GRANT %s TO your application's login", r.Name, r.Name, r.Name)
+		case r.Super:
+			d.fail("roles", "role %s is a superuser, which bypasses every check: ALTER ROLE %s NOSUPERUSER", r.Name, r.Name)
+		case r.BypassRLS:
+			d.warn("roles", "role %s has BYPASSRLS, which Annals does not need: ALTER ROLE %s NOBYPASSRLS", r.Name, r.Name)
+		default:
+			continue
+		}
+		problems++
+	}
+	if problems == 0 {
+		d.ok("roles", "%s exist, NOLOGIN, no superuser", strings.Join(annalsRoles, ", "))
+	}
+}
+
+func (d *doctor) checkPrivileges(ctx context.Context) {
+	problems := 0
+	// What the roles must be able to do.
+	must := []struct{ role, fn, what string }{
+		{"annals_writer", "annals.append_events(text, bigint, jsonb)", "append"},
+		{"annals_writer", "annals.read_stream(text, bigint, integer, boolean, boolean)", "read"},
+		{"annals_reader", "annals.read_stream(text, bigint, integer, boolean, boolean)", "read"},
+		{"annals_reader", "annals.read_all(xid8, bigint, integer, text[], text[], boolean)", "read the feed"},
+	}
+	for _, m := range must {
+		var can *bool
+		err := d.pool.QueryRow(ctx, `SELECT CASE WHEN to_regprocedure($2) IS NULL THEN NULL
+			ELSE has_function_privilege($1, to_regprocedure($2), 'EXECUTE') END`, m.role, m.fn).Scan(&can)
+		if err != nil {
+			d.cannot("privileges", err)
+			return
+		}
+		if can != nil && !*can {
+			d.fail("privileges", "%s cannot %s: GRANT EXECUTE ON FUNCTION %s TO %s (or run `annals migrate` again)", m.role, m.what, m.fn, m.role)
+			problems++
+		}
+	}
+
+	// PUBLIC may execute nothing.
+	var public []string
+	err := d.pool.QueryRow(ctx, `
+		SELECT coalesce(array_agg(p.oid::regprocedure::text ORDER BY 1), '{}')
+		  FROM pg_catalog.pg_proc AS p,
+		       aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
+		 WHERE p.pronamespace IN ('annals'::regnamespace, 'annals_internal'::regnamespace)
+		   AND a.grantee = 0 AND a.privilege_type = 'EXECUTE'`).Scan(&public)
+	if err != nil {
+		d.cannot("privileges", err)
+		return
+	}
+	if len(public) > 0 {
+		d.fail("privileges", "PUBLIC may execute %d Annals function(s) (%s): REVOKE ALL ON FUNCTION %s FROM PUBLIC, for each",
+			len(public), firstFew(public, 3), public[0])
+		problems++
+	}
+
+	// No application role (nor PUBLIC) holds a privilege on annals_internal's relations.
+	rows, err := d.pool.Query(ctx, `
+		SELECT r.role, c.oid::regclass::text,
+		       array_to_string(ARRAY(SELECT k FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS k
+		                              WHERE has_table_privilege(r.role, c.oid, k)), ', ')
+		  FROM pg_catalog.pg_class AS c,
+		       unnest(ARRAY['annals_writer', 'annals_reader', 'annals_bi', 'public']) AS r(role)
+		 WHERE c.relnamespace = 'annals_internal'::regnamespace
+		   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+		   AND has_table_privilege(r.role, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+		 ORDER BY 1, 2`)
+	if err != nil {
+		d.cannot("privileges", err)
+		return
+	}
+	type grant struct{ Role, Table, Privileges string }
+	grants, err := pgx.CollectRows(rows, pgx.RowToStructByPos[grant])
+	if err != nil {
+		d.cannot("privileges", err)
+		return
+	}
+	for _, g := range grants {
+		d.fail("privileges", "%s has %s on %s; application roles use the annals functions, never the tables: REVOKE ALL ON %s FROM %s",
+			g.Role, g.Privileges, g.Table, g.Table, g.Role)
+		problems++
+	}
+	if problems == 0 {
+		d.ok("privileges", "annals_writer may append, annals_reader read; PUBLIC executes nothing; no application role holds a privilege on annals_internal's tables")
+	}
+}
+
+func (d *doctor) checkFeed(ctx context.Context) {
+	// A read of one event raises ST503 when transaction ids were restored from another cluster.
+	if _, err := d.client.ReadAll(ctx, annals.Checkpoint{}, annals.FeedOptions{MaxCount: 1}); err != nil {
+		if errors.Is(err, annals.ErrFeedRestored) {
+			d.fail("feed", "%s: run SELECT annals.rebase_transaction_ids() as annals_owner once", tidyMessage(err.Error()))
+		} else {
+			d.cannot("feed", err)
+		}
+		return
+	}
+	head, err := d.client.FeedHead(ctx)
+	if err != nil {
+		d.cannot("feed", err)
+		return
+	}
+	b, err := feedBlocker(ctx, d.pool)
+	if err != nil {
+		d.cannot("feed", err)
+		return
+	}
+	if b != nil && b.Age > d.blockerAge {
+		d.warn("feed", "paused: %s", b.describe())
+		return
+	}
+	d.ok("feed", "readable through position %d; no transaction older than %s holds it back", head.LastPosition, d.blockerAge)
+}
+
+func (d *doctor) checkProjections(ctx context.Context) {
+	ps, err := queryProjections(ctx, d.pool, nil)
+	if err != nil {
+		d.cannot("projections", err)
+		return
+	}
+	problems := 0
+	for _, p := range ps {
+		switch {
+		case p.State == "failing":
+			fix := "fix the handler " + p.Handler + ", then annals projections rebuild " + shellQuote(p.Name)
+			if p.Mode == "async" && p.DeadLetters > 0 {
+				fix += fmt.Sprintf(" (its %d parked event(s): annals subscriptions dead-letters '$projection:%s')", p.DeadLetters, p.Name)
+			}
+			d.fail("projections", "%s is failing: %s; %s", p.Name, truncate(orDash(p.LastError), 200), fix)
+		case p.State == "disabled":
+			d.warn("projections", "%s is disabled: SELECT annals.set_projection_enabled(%s, true), then annals projections rebuild %s",
+				p.Name, quoteLiteral(p.Name), shellQuote(p.Name))
+		case p.Mode == "async" && p.EventsBehind > 0 && p.SecondsBehind > 300:
+			d.warn("projections", "%s is %s events (%s) behind: is annals worker running?", p.Name,
+				behind(p.EventsBehind, true), formatAge(seconds(p.SecondsBehind)))
+		default:
+			continue
+		}
+		problems++
+	}
+	if problems == 0 {
+		if len(ps) == 0 {
+			d.ok("projections", "none registered")
+		} else {
+			d.ok("projections", "%d registered, none failing, disabled or lagging", len(ps))
+		}
+	}
+}
+
+func (d *doctor) checkDeadLetters(ctx context.Context) {
+	rows, err := d.pool.Query(ctx, `
+		SELECT d.subscription_name, count(*)
+		  FROM annals.dead_letters AS d
+		 WHERE d.status <> 'resolved'
+		 GROUP BY d.subscription_name
+		 ORDER BY d.subscription_name`)
+	if err != nil {
+		d.cannot("dead letters", err)
+		return
+	}
+	type parked struct {
+		Subscription string
+		Count        int64
+	}
+	ps, err := pgx.CollectRows(rows, pgx.RowToStructByPos[parked])
+	if err != nil {
+		d.cannot("dead letters", err)
+		return
+	}
+	for _, p := range ps {
+		d.warn("dead letters", "%d event(s) parked by %s: see annals subscriptions dead-letters %s; after fixing the handler, annals subscriptions replay %s",
+			p.Count, p.Subscription, shellQuote(p.Subscription), shellQuote(p.Subscription))
+	}
+	if len(ps) == 0 {
+		d.ok("dead letters", "none waiting")
+	}
+}
+
+func (d *doctor) checkViews(ctx context.Context) {
+	vs, err := queryViews(ctx, d.pool)
+	if err != nil {
+		d.cannot("views", err)
+		return
+	}
+	problems := 0
+	for _, v := range vs {
+		interval := seconds(v.IntervalSeconds)
+		switch {
+		case v.LastError != nil:
+			d.fail("views", "%s fails to refresh: %s; fix the view's query or privileges, then annals views refresh --force", v.Name, truncate(*v.LastError, 200))
+		case v.AgeSeconds == nil:
+			d.warn("views", "%s was never refreshed: annals views refresh, and keep annals worker running", v.Name)
+		case v.EventsBehind > 0 && seconds(*v.AgeSeconds) > 2*interval+time.Minute:
+			d.warn("views", "%s is stale: refreshed %s ago, %s events behind, refresh interval %s: is annals worker running? (annals views refresh does it now)",
+				v.Name, formatAge(seconds(*v.AgeSeconds)), behind(v.EventsBehind, true), formatAge(interval))
+		default:
+			continue
+		}
+		problems++
+	}
+	if problems == 0 {
+		if len(vs) == 0 {
+			d.ok("views", "no materialized views registered")
+		} else {
+			d.ok("views", "%d materialized view(s) fresh", len(vs))
+		}
+	}
+}
+
+func firstFew(xs []string, n int) string {
+	if len(xs) <= n {
+		return strings.Join(xs, ", ")
+	}
+	return strings.Join(xs[:n], ", ") + fmt.Sprintf(", and %d more", len(xs)-n)
+}

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+)
+
+func newProjectionsCmd() *cobra.Command {
+	return group("projections COMMAND", "List projections, show one's state and lag, rebuild one from history.",
+		`List projections, show one's state and lag, rebuild one from history.
+
+Projections are SQL handlers registered with annals.register_projection: inline ones run in every
+appending transaction, async ones from the gap-free feed (annals worker runs them). Reads the
+annals.projections view; a rebuild calls annals.rebuild_projection, which needs the owner's or a
+superuser's login.`,
+		newProjectionsListCmd(), newProjectionsStatusCmd(), newProjectionsRebuildCmd())
+}
+
+// projectionRow is a row of the annals.projections view.
+type projectionRow struct {
+	Name          string     `db:"projection_name" json:"name"`
+	Mode          string     `db:"mode" json:"mode"`
+	Enabled       bool       `db:"enabled" json:"enabled"`
+	State         string     `db:"state" json:"state"`
+	Handler       string     `db:"handler" json:"handler"`
+	Tables        []string   `db:"tables" json:"tables"`
+	EventTypes    []string   `db:"event_types" json:"event_types"`
+	Categories    []string   `db:"categories" json:"categories"`
+	Checkpoint    *string    `db:"checkpoint" json:"checkpoint"`
+	EventsBehind  int64      `db:"events_behind" json:"events_behind"`
+	SecondsBehind float64    `db:"seconds_behind" json:"seconds_behind"`
+	RebuildDone   *int64     `db:"rebuild_done" json:"rebuild_done"`
+	RebuildTotal  *int64     `db:"rebuild_total" json:"rebuild_total"`
+	DeadLetters   int64      `db:"dead_letters" json:"dead_letters"`
+	LastError     *string    `db:"last_error" json:"last_error"`
+	LastErrorAt   *time.Time `db:"last_error_at" json:"last_error_at"`
+	RebuiltAt     *time.Time `db:"rebuilt_at" json:"rebuilt_at"`
+	RebuiltEvents *int64     `db:"rebuilt_events" json:"rebuilt_events"`
+}
+
+func queryProjections(ctx context.Context, pool *pgxpool.Pool, name *string) ([]projectionRow, error) {
+	rows, err := pool.Query(ctx, `
+		SELECT p.projection_name, p.mode, p.enabled, p.state, p.handler, p.tables, p.event_types, p.categories,
+		       p.checkpoint_transaction::text || ':' || p.checkpoint_position::text AS checkpoint,
+		       p.events_behind, coalesce(extract(epoch FROM p.time_behind), 0)::float8 AS seconds_behind,
+		       p.rebuild_done, p.rebuild_total, p.dead_letters, p.last_error, p.last_error_at,
+		       p.rebuilt_at, p.rebuilt_events
+		  FROM annals.projections AS p
+		 WHERE $1::text IS NULL OR p.projection_name = $1
+		 ORDER BY p.projection_name`, name)
+	if err != nil {
+		return nil, fmt.Errorf("read annals.projections: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[projectionRow])
+	if err != nil {
+		return nil, fmt.Errorf("read annals.projections: %w", err)
+	}
+	return out, nil
+}
+
+func newProjectionsListCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List projections with mode, state, lag, dead letters and last error.",
+		Args:  noArgs,
+	}
+	db := addDatabaseFlag(cmd)
+	asJSON := cmd.Flags().Bool("json", false, "one JSON object per projection and line")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		pool, err := db.pool(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		ps, err := queryProjections(ctx, pool, nil)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			for _, p := range ps {
+				if err := writeJSONLine(out, p); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if len(ps) == 0 {
+			fmt.Fprintln(cmd.ErrOrStderr(), "no projections; register one with SELECT annals.register_projection(...)")
+			return nil
+		}
+		tw := newTable(out)
+		fmt.Fprintln(tw, "NAME\tMODE\tSTATE\tEVENTS_BEHIND\tDEAD_LETTERS\tREBUILT_AT\tLAST_ERROR")
+		for _, p := range ps {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Mode, p.State, behind(p.EventsBehind, p.Mode == "async"),
+				p.DeadLetters, formatTimePtr(p.RebuiltAt), truncate(orDash(p.LastError), 60))
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+// behind prints a lag counted up to 100000 by the status views.
+func behind(n int64, applies bool) string {
+	switch {
+	case !applies:
+		return "-"
+	case n >= 100000:
+		return ">=100000"
+	}
+	return fmt.Sprint(n)
+}
+
+func newProjectionsStatusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status NAME [--json]",
+		Short: "Show one projection: handler, tables, filters, state, lag, rebuild progress, last error.",
+		Args:  exactArgs("NAME"),
+	}
+	db := addDatabaseFlag(cmd)
+	asJSON := cmd.Flags().Bool("json", false, "print one JSON object")
+	cmd.ValidArgsFunction = completeProjections(db)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		pool, err := db.pool(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		ps, err := queryProjections(ctx, pool, &args[0])
+		if err != nil {
+			return err
+		}
+		if len(ps) == 0 {
+			return fmt.Errorf("projection %q does not exist (annals projections list shows them)", args[0])
+		}
+		p := ps[0]
+		if *asJSON {
+			return writeJSONLine(out, p)
+		}
+		tw := newTable(out)
+		fmt.Fprintf(tw, "projection\t%s\n", p.Name)
+		fmt.Fprintf(tw, "mode\t%s\n", p.Mode)
+		fmt.Fprintf(tw, "state\t%s\n", p.State)
+		fmt.Fprintf(tw, "handler\t%s\n", p.Handler)
+		fmt.Fprintf(tw, "tables\t%s\n", strings.Join(p.Tables, ", "))
+		fmt.Fprintf(tw, "event types\t%s\n", listOrAll(p.EventTypes))
+		fmt.Fprintf(tw, "categories\t%s\n", listOrAll(p.Categories))
+		if p.Mode == "async" {
+			fmt.Fprintf(tw, "checkpoint\t%s\n", orDash(p.Checkpoint))
+			fmt.Fprintf(tw, "behind\t%s events, %s\n", behind(p.EventsBehind, true), formatAge(time.Duration(p.SecondsBehind*float64(time.Second))))
+		}
+		if p.RebuildDone != nil && p.RebuildTotal != nil {
+			fmt.Fprintf(tw, "rebuilding\t%d of %d events\n", *p.RebuildDone, *p.RebuildTotal)
+		}
+		fmt.Fprintf(tw, "rebuilt\t%s", formatTimePtr(p.RebuiltAt))
+		if p.RebuiltEvents != nil {
+			fmt.Fprintf(tw, " (%d events)", *p.RebuiltEvents)
+		}
+		fmt.Fprintln(tw)
+		fmt.Fprintf(tw, "dead letters\t%d\n", p.DeadLetters)
+		fmt.Fprintf(tw, "last error\t%s\n", orDash(p.LastError))
+		if p.LastErrorAt != nil {
+			fmt.Fprintf(tw, "last error at\t%s\n", formatTime(*p.LastErrorAt))
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+func listOrAll(xs []string) string {
+	if len(xs) == 0 {
+		return "all"
+	}
+	return strings.Join(xs, ", ")
+}
+
+func newProjectionsRebuildCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rebuild NAME",
+		Short: "Rebuild a projection's tables from the whole history, without downtime, with a progress bar.",
+		Long: `Rebuild a projection's tables from the whole history, without downtime, with a progress bar.
+
+Runs annals.rebuild_projection(NAME) in one transaction: readers keep seeing the old rows until it
+commits, and appends keep flowing. The progress bar (on stderr) comes from the rebuild's
+progress, which annals.projections shows to every session. Needs the owner's or a superuser's login.`,
+		Args: exactArgs("NAME"),
+	}
+	db := addDatabaseFlag(cmd)
+	cmd.ValidArgsFunction = completeProjections(db)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		client, pool, err := db.client(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		bar := newProgressBar(cmd.ErrOrStderr(), "rebuilding "+args[0])
+		started := time.Now()
+		n, err := client.RebuildProjection(ctx, args[0], bar.update, 200*time.Millisecond)
+		bar.finish(err == nil)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "rebuilt %s from %d events in %s\n", args[0], n, roundDur(time.Since(started)))
+		return nil
+	}
+	return cmd
+}
+
+// completeProjections completes projection names from the database, when it is reachable.
+func completeProjections(db *dbFlag) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
+		defer cancel()
+		pool, err := db.pool(ctx, cmd)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		defer pool.Close()
+		rows, err := pool.Query(ctx, "SELECT p.projection_name FROM annals.projections AS p ORDER BY 1")
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// progressBar draws done/total on a terminal (redrawn in place) or, when the output is a file or
+// a pipe, prints a line at every tenth.
+type progressBar struct {
+	mu      sync.Mutex
+	w       io.Writer
+	label   string
+	tty     bool
+	drawn   bool
+	lastPct int
+}
+
+func newProgressBar(w io.Writer, label string) *progressBar {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return &progressBar{w: w, label: label, tty: tty, lastPct: -1}
+}
+
+func (p *progressBar) update(done, total int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pct := 100
+	if total > 0 {
+		pct = int(min(done, total) * 100 / total)
+	}
+	if p.tty {
+		const width = 30
+		fill := pct * width / 100
+		fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d %3d%%", p.label, strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, total, pct)
+		p.drawn = true
+		return
+	}
+	if pct/10 > p.lastPct/10 || p.lastPct < 0 {
+		fmt.Fprintf(p.w, "%s: %d/%d events (%d%%)\n", p.label, done, total, pct)
+		p.lastPct = pct
+	}
+}
+
+func (p *progressBar) finish(ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty && p.drawn {
+		if ok {
+			fmt.Fprintln(p.w)
+		} else {
+			fmt.Fprintln(p.w, " failed")
+		}
+	}
+}

@@ -1,0 +1,418 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+)
+
+func newSubscriptionsCmd() *cobra.Command {
+	return group("subscriptions COMMAND", "Inspect subscriptions' lag, move their checkpoints, list and replay dead letters.",
+		`Inspect subscriptions' lag, move their checkpoints, list and replay dead letters.
+
+A subscription (annals.create_subscription) is a named, durable position in the gap-free feed,
+consumed by your code (annals.Subscriber in Go). Events a consumer gave up on are parked as dead
+letters; replay queues them for the consumer to try again. Reads annals.subscription_status and
+annals.dead_letters; reset and replay need annals_writer.`,
+		newSubscriptionsListCmd(), newSubscriptionsStatusCmd(), newSubscriptionsResetCmd(),
+		newSubscriptionsDeadLettersCmd(), newSubscriptionsReplayCmd())
+}
+
+// subscriptionSummary is one subscription, its members' rows of annals.subscription_status added up.
+type subscriptionSummary struct {
+	Name          string   `db:"subscription_name" json:"name"`
+	GroupSize     int      `db:"group_size" json:"group_size"`
+	EventTypes    []string `db:"event_types" json:"event_types"`
+	Categories    []string `db:"categories" json:"categories"`
+	EventsBehind  int64    `db:"events_behind" json:"events_behind"`
+	Capped        bool     `db:"capped" json:"events_behind_capped"`
+	SecondsBehind float64  `db:"seconds_behind" json:"seconds_behind"`
+	DeadLetters   int64    `db:"dead_letters" json:"dead_letters"`
+	ActiveLeases  int64    `db:"active_leases" json:"active_leases"`
+}
+
+// querySubscriptions sums annals.subscription_status per subscription; names nil means all but
+// the internal ones ($projection:...).
+func querySubscriptions(ctx context.Context, pool *pgxpool.Pool, names []string) ([]subscriptionSummary, error) {
+	rows, err := pool.Query(ctx, `
+		SELECT s.subscription_name, max(s.group_size) AS group_size,
+		       max(s.event_types) AS event_types, max(s.categories) AS categories,
+		       sum(s.events_behind)::bigint AS events_behind, bool_or(s.events_behind_capped) AS capped,
+		       coalesce(max(extract(epoch FROM s.time_behind)), 0)::float8 AS seconds_behind,
+		       sum(s.dead_letters)::bigint AS dead_letters, count(*) FILTER (WHERE s.lease_active) AS active_leases
+		  FROM annals.subscription_status AS s
+		 WHERE CASE WHEN $1::text[] IS NULL THEN left(s.subscription_name, 1) <> '$'
+		            ELSE s.subscription_name = ANY ($1) END
+		 GROUP BY s.subscription_name
+		 ORDER BY s.subscription_name`, names)
+	if err != nil {
+		return nil, fmt.Errorf("read annals.subscription_status: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[subscriptionSummary])
+	if err != nil {
+		return nil, fmt.Errorf("read annals.subscription_status: %w", err)
+	}
+	return out, nil
+}
+
+func newSubscriptionsListCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List subscriptions with their lag in events and time, dead letters and active leases.",
+		Args:  noArgs,
+	}
+	db := addDatabaseFlag(cmd)
+	asJSON := cmd.Flags().Bool("json", false, "one JSON object per subscription and line")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		pool, err := db.pool(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		subs, err := querySubscriptions(ctx, pool, nil)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			for _, s := range subs {
+				if err := writeJSONLine(out, s); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if len(subs) == 0 {
+			fmt.Fprintln(cmd.ErrOrStderr(), "no subscriptions; create one with SELECT annals.create_subscription('name')")
+			return nil
+		}
+		tw := newTable(out)
+		fmt.Fprintln(tw, "NAME\tMEMBERS\tEVENTS_BEHIND\tTIME_BEHIND\tDEAD_LETTERS\tLEASES\tFILTER")
+		for _, s := range subs {
+			eb := fmt.Sprint(s.EventsBehind)
+			if s.Capped {
+				eb = ">=" + eb
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.GroupSize, eb, formatAge(seconds(s.SecondsBehind)),
+				s.DeadLetters, s.ActiveLeases, describeFilter(s.EventTypes, s.Categories))
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+func describeFilter(types, categories []string) string {
+	var parts []string
+	if len(categories) > 0 {
+		parts = append(parts, "categories "+strings.Join(categories, ","))
+	}
+	if len(types) > 0 {
+		parts = append(parts, "types "+strings.Join(types, ","))
+	}
+	if len(parts) == 0 {
+		return "all events"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func newSubscriptionsStatusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status NAME [--json]",
+		Short: "Show each member of a subscription: checkpoint, lag, lease, dead letters.",
+		Args:  exactArgs("NAME"),
+	}
+	db := addDatabaseFlag(cmd)
+	asJSON := cmd.Flags().Bool("json", false, "one JSON object per member and line")
+	cmd.ValidArgsFunction = completeSubscriptions(db)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		client, pool, err := db.client(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		members, err := client.SubscriptionStatus(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if len(members) == 0 {
+			return subscriptionMissing(args[0])
+		}
+		if *asJSON {
+			for _, m := range members {
+				err := writeJSONLine(out, map[string]any{
+					"name": m.Name, "member": m.Member, "group_size": m.GroupSize, "checkpoint": formatCheckpoint(m.Checkpoint),
+					"events_behind": m.EventsBehind, "events_behind_capped": m.Capped, "seconds_behind": m.TimeBehind.Seconds(),
+					"lease_holder": m.LeaseHolder, "lease_active": m.LeaseActive, "dead_letters": m.DeadLetters,
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		tw := newTable(out)
+		fmt.Fprintln(tw, "MEMBER\tCHECKPOINT\tEVENTS_BEHIND\tTIME_BEHIND\tLEASE\tDEAD_LETTERS")
+		for _, m := range members {
+			eb := fmt.Sprint(m.EventsBehind)
+			if m.Capped {
+				eb = ">=" + eb
+			}
+			lease := "-"
+			if m.LeaseHolder != nil {
+				lease = *m.LeaseHolder
+				if !m.LeaseActive {
+					lease += " (expired)"
+				}
+			}
+			fmt.Fprintf(tw, "%d/%d\t%s\t%s\t%s\t%s\t%d\n", m.Member, m.GroupSize, formatCheckpoint(m.Checkpoint), eb,
+				formatAge(m.TimeBehind), lease, m.DeadLetters)
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+func subscriptionMissing(name string) error {
+	return fmt.Errorf("subscription %q does not exist (annals subscriptions list shows them; create one with SELECT annals.create_subscription(%s))",
+		name, quoteLiteral(name))
+}
+
+func newSubscriptionsResetCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reset NAME --to beginning|now|TXID:POS [--member N]",
+		Short: "Move a subscription's checkpoint: back to replay, forward to skip.",
+		Long: `Move a subscription's checkpoint: back to replay, forward to skip.
+
+--to beginning replays the whole history; now skips everything already in the feed; TXID:POS is a
+feed position (transaction id and global position, as status prints it): the consumer continues
+after it. Every member moves unless --member N. Consumers running meanwhile may acknowledge over
+the move: stop them first. Runs annals.reset_subscription: the login needs annals_writer.`,
+		Example: `  annals subscriptions reset billing --to beginning
+  annals subscriptions reset billing --to 7412:1830 --member 2`,
+		Args: exactArgs("NAME"),
+	}
+	db := addDatabaseFlag(cmd)
+	to := cmd.Flags().String("to", "", "beginning, now or TXID:POS (required)")
+	member := cmd.Flags().Int("member", -1, "move only this member (default all)")
+	cmd.ValidArgsFunction = completeSubscriptions(db)
+	_ = cmd.RegisterFlagCompletionFunc("to", cobra.FixedCompletions([]string{"beginning", "now"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if *to == "" {
+			return usagef("reset needs --to beginning, now or TXID:POS")
+		}
+		if cmd.Flags().Changed("member") && *member < 0 {
+			return usagef("--member must be >= 0, got %d", *member)
+		}
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		cp, err := parseCheckpoint(*to)
+		if err != nil {
+			return err
+		}
+		client, pool, err := db.client(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if *to == "now" {
+			head, err := client.FeedHead(ctx)
+			if err != nil {
+				return err
+			}
+			cp = annals.Checkpoint{TransactionID: head.Barrier}
+		}
+		n, err := client.ResetSubscription(ctx, args[0], cp, *member)
+		if err != nil {
+			return err
+		}
+		who := fmt.Sprintf("%d member(s)", n)
+		if *member >= 0 {
+			who = fmt.Sprintf("member %d", *member)
+		}
+		named := ""
+		if *to == "now" || *to == "beginning" {
+			named = " (" + *to + ")"
+		}
+		fmt.Fprintf(out, "moved %s of %s to %s%s\n", who, args[0], formatCheckpoint(cp), named)
+		return nil
+	}
+	return cmd
+}
+
+// parseCheckpoint reads beginning, now (resolved by the caller) or TXID:POS.
+func parseCheckpoint(s string) (annals.Checkpoint, error) {
+	switch s {
+	case "beginning", "start":
+		return annals.Checkpoint{}, nil
+	case "now":
+		return annals.Checkpoint{}, nil
+	}
+	tx, pos, ok := strings.Cut(s, ":")
+	t, err1 := strconv.ParseUint(tx, 10, 64)
+	p, err2 := strconv.ParseInt(pos, 10, 64)
+	if !ok || err1 != nil || err2 != nil || p < 0 {
+		return annals.Checkpoint{}, usagef("--to %q: want beginning, now or TXID:POS (e.g. 7412:1830)", s)
+	}
+	return annals.Checkpoint{TransactionID: t, GlobalPosition: p}, nil
+}
+
+// deadLetter is a row of annals.dead_letters.
+type deadLetter struct {
+	ID            int64      `db:"dead_letter_id" json:"id"`
+	Subscription  string     `db:"subscription_name" json:"subscription"`
+	Member        int        `db:"member" json:"member"`
+	StreamID      string     `db:"stream_id" json:"stream_id"`
+	StreamVersion int64      `db:"stream_version" json:"stream_version"`
+	Position      int64      `db:"global_position" json:"global_position"`
+	EventType     string     `db:"event_type" json:"event_type"`
+	Attempts      int        `db:"attempts" json:"attempts"`
+	LastError     string     `db:"last_error" json:"last_error"`
+	Status        string     `db:"status" json:"status"`
+	ParkedAt      time.Time  `db:"parked_at" json:"parked_at"`
+	ResolvedAt    *time.Time `db:"resolved_at" json:"resolved_at"`
+}
+
+func newSubscriptionsDeadLettersCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dead-letters NAME [--all] [--json]",
+		Short: "List the events a subscription's consumers parked, with attempts and last error.",
+		Long: `List the events a subscription's consumers parked, with attempts and last error.
+
+Shows parked ones and ones queued for retry; --all adds resolved ones. An async projection's dead
+letters are under the subscription '$projection:NAME'. Replay with annals subscriptions replay.`,
+		Args: exactArgs("NAME"),
+	}
+	db := addDatabaseFlag(cmd)
+	all := cmd.Flags().Bool("all", false, "include resolved dead letters")
+	asJSON := cmd.Flags().Bool("json", false, "one JSON object per dead letter and line")
+	width := cmd.Flags().Int("width", 80, "cut the last error to this many characters (0: never)")
+	cmd.ValidArgsFunction = completeSubscriptions(db)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		pool, err := db.pool(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := requireSubscription(ctx, pool, args[0]); err != nil {
+			return err
+		}
+		rows, err := pool.Query(ctx, `
+			SELECT d.dead_letter_id, d.subscription_name, d.member, d.stream_id, d.stream_version, d.global_position,
+			       d.event_type, d.attempts, d.last_error, d.status, d.parked_at, d.resolved_at
+			  FROM annals.dead_letters AS d
+			 WHERE d.subscription_name = $1 AND ($2 OR d.status <> 'resolved')
+			 ORDER BY d.dead_letter_id`, args[0], *all)
+		if err != nil {
+			return fmt.Errorf("read annals.dead_letters: %w", err)
+		}
+		letters, err := pgx.CollectRows(rows, pgx.RowToStructByName[deadLetter])
+		if err != nil {
+			return fmt.Errorf("read annals.dead_letters: %w", err)
+		}
+		if *asJSON {
+			for _, l := range letters {
+				if err := writeJSONLine(out, l); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if len(letters) == 0 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "no dead letters for %s\n", args[0])
+			return nil
+		}
+		tw := newTable(out)
+		fmt.Fprintln(tw, "ID\tMEMBER\tEVENT\tTYPE\tATTEMPTS\tSTATUS\tPARKED_AT\tLAST_ERROR")
+		for _, l := range letters {
+			fmt.Fprintf(tw, "%d\t%d\t%s@%d\t%s\t%d\t%s\t%s\t%s\n", l.ID, l.Member, l.StreamID, l.StreamVersion, l.EventType,
+				l.Attempts, l.Status, formatTime(l.ParkedAt), truncate(strings.Join(strings.Fields(l.LastError), " "), *width))
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+// requireSubscription fails with a clear error when the subscription does not exist.
+func requireSubscription(ctx context.Context, pool *pgxpool.Pool, name string) error {
+	var exists bool
+	err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM annals.subscription_status AS s WHERE s.subscription_name = $1)", name).Scan(&exists)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return subscriptionMissing(name)
+	}
+	return nil
+}
+
+func newSubscriptionsReplayCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "replay NAME [--id N]...",
+		Short: "Queue a subscription's parked events (all, or the given ids) for its consumers to retry.",
+		Long: `Queue a subscription's parked events (all, or the given ids) for its consumers to retry.
+
+Runs annals.retry_dead_letters: the events' status becomes 'retry', and the subscription's running
+consumers (annals.Subscriber) try them again, resolving or re-parking each. Needs annals_writer.`,
+		Example: `  annals subscriptions replay billing
+  annals subscriptions replay billing --id 17 --id 18`,
+		Args: exactArgs("NAME"),
+	}
+	db := addDatabaseFlag(cmd)
+	ids := cmd.Flags().Int64Slice("id", nil, "replay only this dead letter id (repeatable; default all parked)")
+	cmd.ValidArgsFunction = completeSubscriptions(db)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		pool, err := db.pool(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		var which []int64
+		if len(*ids) > 0 {
+			which = *ids
+		}
+		var n int
+		if err := pool.QueryRow(ctx, "SELECT annals.retry_dead_letters($1, $2)", args[0], which).Scan(&n); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "queued %d dead letter(s) of %s for retry; its consumers pick them up on their next poll\n", n, args[0])
+		if n == 0 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "no parked dead letters matched: annals subscriptions dead-letters %s lists them\n", shellQuote(args[0]))
+		}
+		return nil
+	}
+	return cmd
+}
+
+// completeSubscriptions completes subscription names from the database, when it is reachable.
+func completeSubscriptions(db *dbFlag) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
+		defer cancel()
+		pool, err := db.pool(ctx, cmd)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		defer pool.Close()
+		subs, err := querySubscriptions(ctx, pool, nil)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		names := make([]string, len(subs))
+		for i, s := range subs {
+			names[i] = s.Name
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
+}

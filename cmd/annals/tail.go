@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+)
+
+func newTailCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "tail [--category C]... [--type T]... [--from-start] [--json]",
+		Short: "Follow the gap-free global feed live, optionally one category or some event types.",
+		Long: `Follow the gap-free global feed live, optionally one category or some event types.
+
+Prints each event as it becomes readable in the feed, in feed order (transaction id, then global
+position), from now on, or from the beginning of history with --from-start, until Ctrl-C (exit 0).
+It wakes on NOTIFY annals_events (when annals.configure(notify => true) is on) and polls every
+--poll-interval either way.
+
+Events appear once every older transaction has ended: a long-running writing transaction anywhere
+in the cluster pauses the feed (never skips it). tail says so on stderr when that lasts; see
+annals doctor, or SELECT * FROM annals.feed_blocker.`,
+		Example: `  annals tail
+  annals tail --category inventory --type ItemAdjusted
+  annals tail --from-start --json | jq -c '{stream_id, event_type, data}'`,
+		Args: noArgs,
+	}
+	db := addDatabaseFlag(cmd)
+	f := cmd.Flags()
+	categories := f.StringArray("category", nil, "only streams of this category (repeatable)")
+	types := f.StringArray("type", nil, "only events of this type (repeatable)")
+	fromStart := f.Bool("from-start", false, "start at the beginning of history instead of now")
+	asJSON := f.Bool("json", false, "one JSON object per event and line")
+	poll := f.Duration("poll-interval", time.Second, "how often to look for new events without a notification")
+	batch := f.Int("batch", 500, "events per read")
+	width := f.Int("width", 60, "cut data to this many characters (0: never)")
+
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *poll <= 0 || *batch <= 0 {
+			return usagef("--poll-interval and --batch must be positive")
+		}
+		ctx := cmd.Context()
+		client, pool, err := db.client(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		t := &tailer{
+			client: client, pool: pool, out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(),
+			opts: annals.FeedOptions{MaxCount: *batch, EventTypes: *types, Categories: *categories},
+			json: *asJSON, width: *width, poll: *poll,
+		}
+		err = t.run(ctx, *fromStart)
+		if ctx.Err() != nil {
+			return nil // Ctrl-C or SIGTERM: the normal way to stop
+		}
+		return err
+	}
+	return cmd
+}
+
+type tailer struct {
+	client      *annals.Client
+	pool        *pgxpool.Pool
+	out, errOut io.Writer
+	opts        annals.FeedOptions
+	json        bool
+	width       int
+	poll        time.Duration
+	warnedPid   int32
+}
+
+func (t *tailer) run(ctx context.Context, fromStart bool) error {
+	var cp annals.Checkpoint
+	var past *txSnapshot
+	if !fromStart {
+		// Now is this snapshot: everything below its xmin is history, and so is every transaction
+		// it sees as committed above xmin (they committed while an older one was still open).
+		var err error
+		if past, err = currentSnapshot(ctx, t.pool); err != nil {
+			return err
+		}
+		cp = annals.Checkpoint{TransactionID: past.xmin}
+	}
+	where := "from now"
+	if fromStart {
+		where = "from the beginning"
+	}
+	var filters []string
+	if len(t.opts.Categories) > 0 {
+		filters = append(filters, "categories "+strings.Join(t.opts.Categories, ", "))
+	}
+	if len(t.opts.EventTypes) > 0 {
+		filters = append(filters, "types "+strings.Join(t.opts.EventTypes, ", "))
+	}
+	if len(filters) > 0 {
+		where += " (" + strings.Join(filters, "; ") + ")"
+	}
+	fmt.Fprintf(t.errOut, "following the feed %s, after %s; Ctrl-C to stop\n", where, formatCheckpoint(cp))
+
+	wake := make(chan struct{}, 1)
+	go listen(ctx, t.pool, wake)
+
+	idleSince := time.Now()
+	for {
+		page, err := t.client.ReadAll(ctx, cp, t.opts)
+		if err != nil {
+			return err
+		}
+		for _, ev := range page {
+			cp = ev.Checkpoint()
+			if past != nil && past.sees(ev.TransactionID) {
+				continue
+			}
+			if err := t.print(ev); err != nil {
+				return err
+			}
+		}
+		if past != nil && cp.TransactionID >= past.xmax {
+			past = nil // every later transaction started after the snapshot
+		}
+		if len(page) > 0 {
+			idleSince = time.Now()
+		}
+		if len(page) == t.opts.MaxCount {
+			continue
+		}
+		if time.Since(idleSince) > 30*time.Second {
+			t.warnIfPaused(ctx)
+		}
+		timer := time.NewTimer(t.poll)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+func (t *tailer) print(ev annals.RecordedEvent) error {
+	if t.json {
+		return writeEventJSON(t.out, ev)
+	}
+	_, err := fmt.Fprintf(t.out, "%s  %8d  %s@%d  %s  %s\n", formatTime(ev.RecordedAt), ev.GlobalPosition,
+		ev.StreamID, ev.StreamVersion, ev.EventType, truncate(oneLineJSON(ev.Data), t.width))
+	return err
+}
+
+// warnIfPaused tells, once per blocking backend, that an old transaction holds the feed back.
+func (t *tailer) warnIfPaused(ctx context.Context) {
+	b, err := feedBlocker(ctx, t.pool)
+	if err != nil || b == nil || b.Age < 30*time.Second || b.Pid == t.warnedPid {
+		return
+	}
+	t.warnedPid = b.Pid
+	fmt.Fprintf(t.errOut, "note: the feed may be paused: %s\n", b.describe())
+}
+
+// listen forwards NOTIFY annals_events to wake on a connection of its own, reconnecting with
+// backoff, until ctx ends. Notifications are only hints: the feed is always re-read.
+func listen(ctx context.Context, pool *pgxpool.Pool, wake chan<- struct{}) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		_ = func() error {
+			conn, err := pool.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			// A LISTENing connection must not go back to the pool.
+			raw := conn.Hijack()
+			defer raw.Close(context.WithoutCancel(ctx)) //nolint:errcheck
+			if _, err := raw.Exec(ctx, "LISTEN annals_events"); err != nil {
+				return err
+			}
+			backoff = 100 * time.Millisecond
+			for {
+				if _, err := raw.WaitForNotification(ctx); err != nil {
+					return err
+				}
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// blocker is the row of annals.feed_blocker: the oldest transaction holding the feed's barrier.
+type blocker struct {
+	Kind          string
+	Pid           int32
+	TransactionID string
+	Age           time.Duration
+	State         string
+	Username      string
+	Application   string
+	Query         string
+}
+
+func (b *blocker) describe() string {
+	who := fmt.Sprintf("%s %d", b.Kind, b.Pid)
+	end := fmt.Sprintf("end it (COMMIT or ROLLBACK in that session, or SELECT pg_terminate_backend(%d))", b.Pid)
+	if b.Kind != "backend" {
+		who = fmt.Sprintf("prepared transaction %q", b.Query)
+		end = fmt.Sprintf("COMMIT PREPARED or ROLLBACK PREPARED %s", quoteLiteral(b.Query))
+	}
+	return fmt.Sprintf("transaction %s of %s (user %s, %s, state %s) has been open for %s and holds the feed back; %s",
+		b.TransactionID, who, orDash(&b.Username), orDash(&b.Application), orDash(&b.State), formatAge(b.Age), end)
+}
+
+// feedBlocker reads annals.feed_blocker; nil when no transaction holds the barrier.
+func feedBlocker(ctx context.Context, db interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) (*blocker, error) {
+	rows, err := db.Query(ctx, `
+		SELECT b.kind, coalesce(b.pid, 0), b.transaction_id::text, coalesce(extract(epoch FROM b.age), 0)::float8,
+		       coalesce(b.state, ''), coalesce(b.username, ''), coalesce(b.application_name, ''), coalesce(b.query, '')
+		  FROM annals.feed_blocker AS b`)
+	if err != nil {
+		return nil, err
+	}
+	var b blocker
+	var secs float64
+	found := false
+	for rows.Next() {
+		found = true
+		if err := rows.Scan(&b.Kind, &b.Pid, &b.TransactionID, &secs, &b.State, &b.Username, &b.Application, &b.Query); err != nil {
+			rows.Close()
+			return nil, err
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, nil
+	}
+	b.Age = time.Duration(secs * float64(time.Second))
+	return &b, nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// txSnapshot is a pg_snapshot: transactions below xmin had ended, those from xmax on had not
+// started, and in between the ones in xip were running.
+type txSnapshot struct {
+	xmin, xmax uint64
+	xip        map[uint64]bool
+}
+
+// sees reports whether the snapshot saw txid's work as done (committed, for a transaction that
+// wrote events).
+func (s *txSnapshot) sees(txid uint64) bool {
+	return txid < s.xmin || txid < s.xmax && !s.xip[txid]
+}
+
+func currentSnapshot(ctx context.Context, pool *pgxpool.Pool) (*txSnapshot, error) {
+	var text string
+	if err := pool.QueryRow(ctx, "SELECT pg_catalog.pg_current_snapshot()::text").Scan(&text); err != nil {
+		return nil, err
+	}
+	return parseSnapshot(text)
+}
+
+// parseSnapshot reads pg_snapshot's text form, xmin:xmax:xip,xip,...
+func parseSnapshot(text string) (*txSnapshot, error) {
+	parts := strings.Split(text, ":")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("unexpected snapshot %q", text)
+	}
+	s := &txSnapshot{xip: map[uint64]bool{}}
+	var err error
+	if s.xmin, err = strconv.ParseUint(parts[0], 10, 64); err != nil {
+		return nil, fmt.Errorf("snapshot %q: %w", text, err)
+	}
+	if s.xmax, err = strconv.ParseUint(parts[1], 10, 64); err != nil {
+		return nil, fmt.Errorf("snapshot %q: %w", text, err)
+	}
+	if parts[2] != "" {
+		for _, x := range strings.Split(parts[2], ",") {
+			v, err := strconv.ParseUint(x, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("snapshot %q: %w", text, err)
+			}
+			s.xip[v] = true
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+)
+
+func newWorkerCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "worker [--metrics-addr ADDR] [--refresh-every D] [--subscription NAME]...",
+		Short: "Run async projections and view refreshes until stopped, with Prometheus metrics.",
+		Long: `Run async projections and view refreshes until stopped, with Prometheus metrics.
+
+The worker calls annals.run_async_projections until it returns 0, then waits for NOTIFY
+annals_events or --poll-interval; calls annals.refresh_views every --refresh-every (each view's own
+refresh_interval still applies); and serves Prometheus metrics on --metrics-addr (/metrics):
+append rate, feed head and barrier age, projection lag and state, view freshness, worker errors, and
+the lag of each subscription named with --subscription. Subscriptions need your handlers, so the
+worker only reports on them; run annals.Subscriber in your service to consume them.
+
+Several workers may run at once: projections and views are split between them (SKIP LOCKED).
+SIGINT or SIGTERM stops it gracefully: no new work starts, work in flight may finish within
+--shutdown-timeout, then the metrics server closes and the worker exits 0.
+
+The login needs annals_writer.`,
+		Example: `  annals worker
+  annals worker --metrics-addr :9187 --refresh-every 30s --subscription billing --subscription emails`,
+		Args: noArgs,
+	}
+	db := addDatabaseFlag(cmd)
+	f := cmd.Flags()
+	cfg := workerConfig{}
+	f.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9187", "serve Prometheus metrics on this address (empty: off; port 0: any free port)")
+	f.DurationVar(&cfg.refreshEvery, "refresh-every", 15*time.Second, "how often to refresh due materialized views (0: never)")
+	f.DurationVar(&cfg.poll, "poll-interval", time.Second, "how long to wait for new events when caught up, without a notification")
+	f.DurationVar(&cfg.sampleEvery, "metrics-every", 10*time.Second, "how often to read lag and state for the metrics")
+	f.IntVar(&cfg.batch, "batch", 1000, "events per projection per annals.run_async_projections call")
+	f.StringArrayVar(&cfg.subscriptions, "subscription", nil, "report this subscription's lag (repeatable)")
+	f.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long work in flight may take to finish after SIGINT/SIGTERM")
+	logJSON := f.Bool("log-json", false, "log JSON lines instead of text")
+
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if cfg.poll <= 0 || cfg.sampleEvery <= 0 || cfg.batch <= 0 || cfg.refreshEvery < 0 || cfg.shutdownTimeout < 0 {
+			return usagef("--poll-interval, --metrics-every and --batch must be positive; --refresh-every and --shutdown-timeout not negative")
+		}
+		var h slog.Handler = slog.NewTextHandler(cmd.ErrOrStderr(), nil)
+		if *logJSON {
+			h = slog.NewJSONHandler(cmd.ErrOrStderr(), nil)
+		}
+		ctx := cmd.Context()
+		client, pool, err := db.client(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := client.CheckSchema(ctx); err != nil {
+			return err
+		}
+		w := &worker{workerConfig: cfg, client: client, pool: pool, log: slog.New(h), metrics: newWorkerMetrics()}
+		return w.run(ctx)
+	}
+	return cmd
+}
+
+type workerConfig struct {
+	metricsAddr                                      string
+	refreshEvery, poll, sampleEvery, shutdownTimeout time.Duration
+	batch                                            int
+	subscriptions                                    []string
+}
+
+type worker struct {
+	workerConfig
+	client  *annals.Client
+	pool    *pgxpool.Pool
+	log     *slog.Logger
+	metrics *workerMetrics
+}
+
+// run works until ctx ends (the signal), then shuts down gracefully and returns nil. Database
+// calls run on a context of their own, cancelled only when the shutdown timeout passes, so a
+// batch in flight commits instead of being cut off.
+func (w *worker) run(ctx context.Context) error {
+	if len(w.subscriptions) > 0 {
+		found, err := querySubscriptions(ctx, w.pool, w.subscriptions)
+		if err != nil {
+			return err
+		}
+		have := map[string]bool{}
+		for _, s := range found {
+			have[s.Name] = true
+		}
+		for _, s := range w.subscriptions {
+			if !have[s] {
+				return subscriptionMissing(s)
+			}
+		}
+	}
+
+	var srv *http.Server
+	if w.metricsAddr != "" {
+		ln, err := net.Listen("tcp", w.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics address %s: %w (pick another with --metrics-addr, or --metrics-addr '' to turn metrics off)", w.metricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(w.metrics.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(w.log.Handler(), slog.LevelError)}))
+		mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/" {
+				http.NotFound(rw, r)
+				return
+			}
+			fmt.Fprintln(rw, "annals worker: metrics at /metrics")
+		})
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				w.log.Error("metrics server failed", "error", err)
+			}
+		}()
+		w.log.Info("annals worker started", "metrics", "http://"+ln.Addr().String()+"/metrics",
+			"refresh_every", w.refreshEvery, "subscriptions", w.subscriptions)
+	} else {
+		w.log.Info("annals worker started", "metrics", "off", "refresh_every", w.refreshEvery, "subscriptions", w.subscriptions)
+	}
+
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	wake := make(chan struct{}, 1)
+	go listen(ctx, w.pool, wake)
+
+	var wg sync.WaitGroup
+	loops := []func(context.Context, context.Context){
+		func(stop, work context.Context) { w.projectionsLoop(stop, work, wake) },
+		w.sampleLoop,
+	}
+	if w.refreshEvery > 0 {
+		loops = append(loops, w.viewsLoop)
+	}
+	for _, loop := range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			loop(ctx, work)
+		}()
+	}
+
+	<-ctx.Done()
+	w.log.Info("annals worker stopping: letting work in flight finish", "timeout", w.shutdownTimeout)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.shutdownTimeout):
+		w.log.Warn("shutdown timeout passed: cancelling work in flight (it rolls back and is redone by the next worker)")
+		cancelWork()
+		<-done
+	}
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}
+	w.log.Info("annals worker stopped")
+	return nil
+}
+
+// projectionsLoop runs async projections until they are caught up, then waits for a
+// notification or the poll interval.
+func (w *worker) projectionsLoop(stop, work context.Context, wake <-chan struct{}) {
+	backoff := time.Duration(0)
+	for stop.Err() == nil {
+		n, err := w.client.RunAsyncProjections(work, w.batch)
+		if err != nil {
+			w.metrics.errors.WithLabelValues("projections").Inc()
+			backoff = min(max(2*backoff, 500*time.Millisecond), 30*time.Second)
+			w.log.Error("running async projections failed; retrying", "error", explain(err), "backoff", backoff)
+			pause(stop, backoff, nil)
+			continue
+		}
+		backoff = 0
+		w.metrics.projected.Add(float64(n))
+		if n > 0 {
+			continue
+		}
+		pause(stop, w.poll, wake)
+	}
+}
+
+// viewsLoop refreshes due materialized views at start and every refreshEvery.
+func (w *worker) viewsLoop(stop, work context.Context) {
+	for stop.Err() == nil {
+		res, err := w.client.RefreshViews(work, false)
+		if err != nil {
+			w.metrics.errors.WithLabelValues("views").Inc()
+			w.log.Error("refreshing views failed", "error", explain(err))
+		}
+		for _, r := range res {
+			switch {
+			case r.Error != nil:
+				w.metrics.errors.WithLabelValues("views").Inc()
+				w.metrics.refreshes.WithLabelValues(r.View, "failed").Inc()
+				w.log.Error("view refresh failed", "view", r.View, "error", *r.Error)
+			case r.Refreshed:
+				w.metrics.refreshes.WithLabelValues(r.View, "refreshed").Inc()
+				d := time.Duration(0)
+				if r.Duration != nil {
+					d = *r.Duration
+				}
+				w.log.Info("view refreshed", "view", r.View, "duration", d)
+			}
+		}
+		pause(stop, w.refreshEvery, nil)
+	}
+}
+
+// sampleLoop reads lag and state for the metrics at start and every sampleEvery.
+func (w *worker) sampleLoop(stop, work context.Context) {
+	var prevPos int64
+	var prevAt time.Time
+	for stop.Err() == nil {
+		s, err := w.sample(work)
+		if err != nil {
+			w.metrics.errors.WithLabelValues("metrics").Inc()
+			w.log.Error("reading metrics failed", "error", explain(err))
+		} else {
+			if !prevAt.IsZero() {
+				if dt := s.at.Sub(prevAt).Seconds(); dt > 0 && s.headPosition >= prevPos {
+					s.appendRate = float64(s.headPosition-prevPos) / dt
+				}
+			}
+			prevPos, prevAt = s.headPosition, s.at
+			w.metrics.set(s)
+		}
+		pause(stop, w.sampleEvery, nil)
+	}
+}
+
+// snapshot is what one sample read; the collector serves the latest one on every scrape.
+type snapshot struct {
+	at           time.Time
+	headPosition int64
+	appendRate   float64
+	barrierAge   float64
+	projections  []projectionRow
+	views        []viewRow
+	members      []annals.SubscriptionStatus
+}
+
+func (w *worker) sample(ctx context.Context) (*snapshot, error) {
+	s := &snapshot{at: time.Now()}
+	head, err := w.client.FeedHead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.headPosition = head.LastPosition
+	b, err := feedBlocker(ctx, w.pool)
+	if err != nil {
+		return nil, fmt.Errorf("read annals.feed_blocker: %w", err)
+	}
+	if b != nil {
+		s.barrierAge = b.Age.Seconds()
+	}
+	if s.projections, err = queryProjections(ctx, w.pool, nil); err != nil {
+		return nil, err
+	}
+	if s.views, err = queryViews(ctx, w.pool); err != nil {
+		return nil, err
+	}
+	for _, name := range w.subscriptions {
+		ms, err := w.client.SubscriptionStatus(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		s.members = append(s.members, ms...)
+	}
+	return s, nil
+}
+
+// pause waits d, or until stop ends or wake fires.
+func pause(stop context.Context, d time.Duration, wake <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-stop.Done():
+	case <-t.C:
+	case <-wake:
+	}
+}

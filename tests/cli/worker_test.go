@@ -1,0 +1,122 @@
+package cli_test
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// metric is the value of the sample whose name and labels match pattern; false when absent.
+func metric(body, pattern string) (float64, bool) {
+	m := regexp.MustCompile(`(?m)^` + pattern + ` (\S+)$`).FindStringSubmatch(body)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	return v, err == nil
+}
+
+func TestCLIWorker(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	pool := installInventory(t, db)
+	installAsyncCounter(t, pool, "")
+	execSQL(t, pool, `SELECT annals.create_subscription('billing')`)
+
+	w := start(t, db, "worker", "--metrics-addr", "127.0.0.1:0", "--metrics-every", "100ms",
+		"--poll-interval", "100ms", "--refresh-every", "200ms", "--subscription", "billing")
+	url := w.waitFor(t, w.stderr, regexp.MustCompile(`metrics=(http://127\.0\.0\.1:\d+/metrics)`), 30*time.Second)[1]
+
+	// The projection lag metric is there; the worker applies the async projection until it is 0.
+	var body string
+	deadline := time.Now().Add(feedTimeout)
+	for {
+		body = scrape(t, url)
+		behind, found := metric(body, `annals_projection_events_behind\{mode="async",projection="event_counts"\}`)
+		projected, _ := metric(body, `annals_worker_projected_events_total`)
+		if found && behind == 0 && projected >= 3 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the worker did not catch up within %v; last scrape:\n%s\nworker log:\n%s",
+			feedTimeout, body, w.stderr.String())
+		time.Sleep(100 * time.Millisecond)
+	}
+	var n int
+	require.NoError(t, pool.QueryRow(t.Context(), `SELECT sum(n) FROM public.event_counts`).Scan(&n))
+	require.Equal(t, 3, n)
+
+	for _, pattern := range []string{
+		`annals_projection_events_behind\{mode="inline",projection="inventory_item_counts"\}`,
+		`annals_projection_state\{projection="event_counts",state="active"\}`,
+		`annals_projection_seconds_behind\{projection="event_counts"\}`,
+		`annals_feed_head_position`,
+		`annals_append_rate_events_per_second`,
+		`annals_feed_barrier_age_seconds`,
+		`annals_subscription_events_behind\{member="0",subscription="billing"\}`,
+		`annals_subscription_seconds_behind\{member="0",subscription="billing"\}`,
+		`annals_view_age_seconds\{view="inventory.movements_per_day"\}`,
+		`annals_worker_errors_total\{task="projections"\}`,
+	} {
+		_, found := metric(body, pattern)
+		require.True(t, found, "no %s in:\n%s", pattern, body)
+	}
+	v, _ := metric(body, `annals_projection_state\{projection="event_counts",state="active"\}`)
+	require.Equal(t, 1.0, v)
+	v, _ = metric(body, `annals_subscription_events_behind\{member="0",subscription="billing"\}`)
+	require.Equal(t, 3.0, v, "the worker reports subscriptions but does not consume them")
+	v, _ = metric(body, `annals_feed_head_position`)
+	require.Greater(t, v, 0.0)
+
+	// New events: the lag shows, then the worker applies them.
+	appendEvent(t, db, "inventory-42", "2", "ItemAdjusted", `{"delta":1,"reason":"found one"}`)
+	deadline = time.Now().Add(feedTimeout)
+	for {
+		body = scrape(t, url)
+		if projected, _ := metric(body, `annals_worker_projected_events_total`); projected >= 4 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the new event was not projected; worker log:\n%s", w.stderr.String())
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// SIGTERM: a graceful stop, exit 0, within a few seconds.
+	started := time.Now()
+	require.Equal(t, 0, w.stop(t, syscall.SIGTERM, 10*time.Second), w.stderr.String())
+	require.Less(t, time.Since(started), 5*time.Second)
+	require.Contains(t, w.stderr.String(), "annals worker stopped")
+	_, err := http.Get(url)
+	require.Error(t, err, "the metrics server is closed")
+}
+
+func TestCLIWorkerErrors(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+
+	r := annals(t, db, "worker", "--metrics-addr", "", "--subscription", "nope")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, `subscription "nope" does not exist`)
+
+	r = annals(t, db, "worker", "--metrics-addr", "256.0.0.1:1")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "metrics address 256.0.0.1:1")
+
+	r = annals(t, db, "worker", "--batch", "0")
+	require.Equal(t, 2, r.code)
+}
