@@ -36,7 +36,7 @@ BEGIN
      LIMIT 1;
     IF v_max >= pg_snapshot_xmax(pg_current_snapshot()) THEN
         PERFORM annals_internal.raise_error('ST503',
-            format('stored transaction id %s is ahead of this cluster (next id %s): the events were restored from another cluster and the feed cannot order them',
+            format('stored transaction id %s is ahead of this cluster (next id %s): the events were restored from another cluster and the feed cannot order them; run annals.rebase_transaction_ids() as annals_owner',
                    v_max, pg_snapshot_xmax(pg_current_snapshot())),
             jsonb_build_object('max_stored_transaction_id', v_max::text,
                                'next_transaction_id', pg_snapshot_xmax(pg_current_snapshot())::text),

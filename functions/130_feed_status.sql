@@ -58,7 +58,7 @@ SELECT c.subscription_name, c.member, s.group_size, s.event_types, s.categories,
        c.checkpoint_transaction, c.checkpoint_position,
        pending.events_behind,
        pending.events_behind >= 100000 AS events_behind_capped,
-       clock_timestamp() - pending.oldest_recorded_at AS time_behind,
+       coalesce(clock_timestamp() - pending.oldest_recorded_at, interval '0') AS time_behind,
        c.lease_holder, c.lease_expires_at,
        c.lease_holder IS NOT NULL AND c.lease_expires_at > clock_timestamp() AS lease_active,
        (SELECT count(*) FROM annals_internal.dead_letters AS d
@@ -78,6 +78,6 @@ SELECT c.subscription_name, c.member, s.group_size, s.event_types, s.categories,
                  LIMIT 100000) AS p) AS pending;
 COMMENT ON VIEW annals.subscription_status IS
 $$Per subscription member: its checkpoint, events behind (counted up to 100000; events_behind_capped says
-when there are more), time behind (age of the oldest unacknowledged event), lease and open dead letters.$$;
+when there are more), time behind (age of the oldest unacknowledged event, 0 when caught up), lease and open dead letters.$$;
 REVOKE ALL ON annals.subscription_status FROM PUBLIC;
 GRANT SELECT ON annals.subscription_status TO annals_writer, annals_reader, annals_bi;
