@@ -140,7 +140,7 @@ ROWS 100
 AS $$
 DECLARE
     v_size  integer;
-    v_cp    annals_internal.subscription_checkpoints%ROWTYPE;
+    v_cp    record;
     v_sub   annals_internal.subscriptions%ROWTYPE;
     v_rows  bigint;
     v_up    text[] := annals_internal.types_to_upcast();
@@ -151,9 +151,10 @@ BEGIN
     END IF;
     SELECT * INTO v_sub FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = read_subscription.subscription;
-    SELECT * INTO v_cp FROM annals_internal.subscription_checkpoints AS c
+    SELECT c.*, pg_snapshot_xmin(pg_current_snapshot()) AS barrier INTO v_cp
+      FROM annals_internal.subscription_checkpoints AS c
      WHERE c.subscription_name = read_subscription.subscription AND c.member = read_subscription.member
-       FOR UPDATE;
+       FOR UPDATE OF c;
 
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
@@ -170,13 +171,23 @@ BEGIN
     IF v_rows < read_subscription.max_count THEN
         PERFORM annals_internal.check_restored_ids();
     END IF;
+    -- Nothing matched below the barrier (taken before the read, so the read covered it): move an
+    -- idle member up to the barrier, or a rarely matching filter would rescan the same stretch of
+    -- the feed on every poll. Events of the barrier transaction itself still come later.
+    IF v_rows = 0 AND (v_cp.barrier, 0::bigint) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position) THEN
+        UPDATE annals_internal.subscription_checkpoints AS c
+           SET checkpoint_transaction = v_cp.barrier, checkpoint_position = 0, updated_at = clock_timestamp()
+         WHERE c.subscription_name = read_subscription.subscription AND c.member = read_subscription.member;
+    END IF;
 END
 $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.read_subscription(text, integer, integer) IS
 $$The next events (at most max_count) for one member of a subscription, after its checkpoint, from the
 gap-free feed with the subscription's filters. Locks the member's checkpoint until the transaction ends,
-so process the batch and call annals.ack_subscription in the same transaction for exactly-once effects.$$;
+so process the batch and call annals.ack_subscription in the same transaction for exactly-once effects.
+When nothing matches, the member's checkpoint moves up to the feed barrier (nothing below it can still
+arrive), so a rarely matching filter does not rescan the same events on every call.$$;
 REVOKE ALL ON FUNCTION annals.read_subscription(text, integer, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.read_subscription(text, integer, integer) TO annals_writer;
 

@@ -232,6 +232,10 @@ func (s *Subscriber) runBatch(ctx context.Context, failed *failure) (n int, hand
 		return 0, nil, fmt.Errorf("annals: subscriber %q: %w", s.Name, mapError(err))
 	}
 	if len(events) == 0 {
+		// Commit: an idle read may have moved the checkpoint up to the feed barrier.
+		if err := tx.Commit(ctx); err != nil {
+			return 0, nil, fmt.Errorf("annals: subscriber %q: commit: %w", s.Name, mapError(err))
+		}
 		return 0, nil, nil
 	}
 

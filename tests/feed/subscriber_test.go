@@ -191,7 +191,9 @@ func TestSubscriberAppliesEveryEventOnceWhileAppending(t *testing.T) {
 	require.Positive(t, st.Batches)
 	cp, err := e.store.SubscriptionCheckpoint(e.ctx, "apply", 0)
 	require.NoError(t, err)
-	require.Equal(t, all[len(all)-1].Checkpoint(), cp)
+	// At the last event, or past it once an idle read moved the member up to the feed barrier.
+	lastCP := all[len(all)-1].Checkpoint()
+	require.True(t, cp == lastCP || cp.After(lastCP), "checkpoint %+v is behind the last event %+v", cp, lastCP)
 
 	// Per-stream order of application follows versions.
 	rows, err := e.pool.Query(e.ctx, "SELECT a.stream_id, a.stream_version FROM public.applied AS a ORDER BY a.ctid")
@@ -393,7 +395,7 @@ func TestSubscriberParksPoisonEventsAndReplaysThem(t *testing.T) {
 	all := drain(t, e.pool, annals.Checkpoint{}, 100, 4)
 	cp, err := e.store.SubscriptionCheckpoint(e.ctx, "poison", 0)
 	require.NoError(t, err)
-	require.Equal(t, all[3].Checkpoint(), cp)
+	require.True(t, cp == all[3].Checkpoint() || cp.After(all[3].Checkpoint()), "checkpoint %+v is behind %+v", cp, all[3].Checkpoint())
 	ok3 := appendEvents(t, e.pool, "meal-3", "Tasty", 1)
 	requireAppliedOnce(t, e, concat(ok1.IDs, ok2.IDs, ok3.IDs))
 	st, err := e.store.SubscriptionStatus(e.ctx, "poison")

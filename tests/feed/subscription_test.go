@@ -120,6 +120,27 @@ func TestSubscriptionFilters(t *testing.T) {
 	require.Equal(t, p1.IDs, ids(consumeAll(t, e, "both", 0, 10, 1)))
 }
 
+// A member whose filter matches nothing below the barrier moves up to it, so the next read does
+// not scan the same stretch of the feed again; a later matching event still arrives.
+func TestSubscriptionIdleReadAdvancesToBarrier(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, err := e.store.CreateSubscription(e.ctx, "rare", annals.SubscriptionOptions{EventTypes: []string{"Rare"}})
+	require.NoError(t, err)
+	noise := appendEvents(t, e.pool, "noise-1", "Common", 20)
+	drain(t, e.pool, annals.Checkpoint{}, 100, 20) // the noise is below the barrier now
+
+	require.Empty(t, readSubscription(t, e.pool, "rare", 0, 10))
+	cp, err := e.store.SubscriptionCheckpoint(e.ctx, "rare", 0)
+	require.NoError(t, err)
+	require.Zero(t, cp.GlobalPosition, "an idle move lands on the barrier itself")
+	require.True(t, cp.TransactionID > noise.TransactionID,
+		"checkpoint %+v is past the noise (transaction %d)", cp, noise.TransactionID)
+
+	rare := appendEvents(t, e.pool, "signal-1", "Rare", 1)
+	require.Equal(t, rare.IDs, ids(consumeAll(t, e, "rare", 0, 10, 1)))
+}
+
 // The acknowledgement is a compare-and-set: a stale expectation is refused (ST409 with the
 // subscription in DETAIL, which the Go package maps to ErrCheckpointConflict), a backwards
 // move is invalid (ST422).
