@@ -373,6 +373,10 @@ func (s *Subscriber) retryDeadLetters(ctx context.Context) (int, error) {
 			return 0, err
 		}
 		herr := s.Handler(ctx, sp, l.ev)
+		if serializationFailure(herr) {
+			// Retrying in this transaction cannot succeed: redo in a fresh one, park nothing.
+			return 0, fmt.Errorf("annals: subscriber %q: dead letter %d: %w", s.Name, l.id, herr)
+		}
 		var msg *string
 		if herr != nil {
 			_ = sp.Rollback(ctx)
