@@ -41,7 +41,7 @@ func TestCLI(t *testing.T) {
 		require.Contains(t, o, "SELECT * FROM annals.append_events('inventory-42', 0,")
 		require.Contains(t, o, "version 1, global position")
 		require.Contains(t, o, "version 3: 15 - 3 = 12 in stock")
-		require.Contains(t, o, "selling 20 REJECTED: cannot remove 20, only 12 in stock; nothing appended")
+		require.Regexp(t, `selling 20 REJECTED \(ErrInsufficientInventory: 20 requested, 12 available\); nothing appended`, o)
 		require.Contains(t, o, "still version 3")
 		require.Contains(t, o, "ST409 wrong expected version, expected 3, actual 4")
 		require.Contains(t, o, `DETAIL:  {"actual": 4, "expected": 3, "stream_id": "inventory-42"}`)
@@ -51,11 +51,39 @@ func TestCLI(t *testing.T) {
 		require.Contains(t, o, "the stream still has 6 events")
 		require.Regexp(t, `(?m)^\s+1\s+ItemAdded\s+\{"sku": "42", "name": "Blue widget", "count": 10\}`, o)
 		require.Regexp(t, `(?m)^\s+6\s+ItemAdjusted\s+\{"delta": 7, "reason": "restock"\}`, o)
-		require.Contains(t, o, "folded: Blue widget, 13 in stock at version 6")
+		require.Regexp(t, `folded by inventory.Decider: Blue widget, 13 in stock at version 6`, o)
 		require.Contains(t, o, "as of version 3: 12 in stock (now 13)")
 		require.Contains(t, o, "as of that time: 15 in stock")
 		require.Regexp(t, `inventory-42\s+6\s+\S+ \S+\s+\S+ \S+\s+active`, o)
+
+		// Read models: the install projects the history; an append's row is there inside its
+		// transaction and invisible to other sessions until COMMIT.
+		require.Regexp(t, `(?m)^\s+42\s+Blue widget\s+13\s+6\s+\S+ \S+$`, o)
+		require.Regexp(t, `(?m)^\s+7\s+Red gear\s+500\s+1$`, o)
+		require.Contains(t, o, "0: another session sees nothing of the append until COMMIT")
+		// The materialized view: refreshed, agrees with the projection, 0 events behind.
+		require.Regexp(t, `(?m)^\s+inventory.movements_per_day\s+t\s+\S+`, o)
+		require.Contains(t, o, "units in minus units out per item: what inventory.item_counts says is in stock")
+		require.Regexp(t, `(?m)^\s+inventory.movements_per_day\s+\S+ \S+\s+0$`, o)
+		// A snapshot at version 100 of 121 events, loaded with its tail.
+		require.Regexp(t, `(?m)^\s+100\s+\{"sku": "7", "name": "Red gear", "count": \d+, "exists": true\}$`, o)
+		require.Regexp(t, `(?m)^\s+tail\n\s+21$`, o)
+		require.Contains(t, o, "snapshot + 21 events = 572 in stock at version 121, as a full replay")
+		// Upcasting: read as version 2, raw as stored, decoded by Go.
+		require.Regexp(t, `(?m)^\s+1\s+2\s+\{"cents": 1299, "currency": "EUR"\}$`, o)
+		require.Regexp(t, `(?m)^\s+1\s+1\s+\{"cents": 1299\}$`, o)
+		require.Contains(t, o, "decodes both: 12.99 EUR, 14.99 USD")
+		// The subscription catches up on every inventory event (6 + 121), each handled once.
+		require.Regexp(t, `(?m)^\s+demo-mailer\s+\{inventory\}\s+127\s+0$`, o)
+		require.Regexp(t, `(?m)^\s+demo-mailer\s+\{inventory\}\s+0\s+0$`, o)
+		require.Regexp(t, `(?m)^\s+mails\n\s+127$`, o)
+		// The rebuild replays them all and gives the same table.
+		require.Contains(t, o, "127 events replayed in")
+		require.Regexp(t, `(?m)^\s+7\s+Red gear\s+572\s+121\s+\S+ \S+$`, o)
+		require.Contains(t, o, "identical to the table the appends had kept current")
+		require.Regexp(t, `(?m)^\s+inventory_item_counts\s+inline\s+active\s+\S+`, o)
 		require.Contains(t, o, "Summary")
+		require.Regexp(t, `finished in \d`, o)
 
 		name := demoDatabase(t, o)
 		require.Contains(t, o, "Dropped the scratch database "+name+".")
@@ -85,6 +113,18 @@ func TestCLI(t *testing.T) {
 			"SELECT stream_version, state FROM annals.stream_info('inventory-42')").Scan(&version, &state))
 		require.Equal(t, int64(6), version)
 		require.Equal(t, "active", state)
+		// And the read models, the upcaster and the subscription, ready to query.
+		var counts, behind int64
+		require.NoError(t, conn.QueryRow(ctx, "SELECT sum(count) FROM inventory.item_counts").Scan(&counts))
+		require.Equal(t, int64(13+572), counts)
+		require.NoError(t, conn.QueryRow(ctx,
+			"SELECT events_behind FROM annals.subscription_status WHERE subscription_name = 'demo-mailer'").Scan(&behind))
+		require.Zero(t, behind)
+		var currency string
+		require.NoError(t, conn.QueryRow(ctx,
+			"SELECT data ->> 'currency' FROM annals.read_stream('price-42') WHERE stream_version = 1").Scan(&currency))
+		require.Equal(t, "EUR", currency)
+		require.Contains(t, res.stdout, "SELECT * FROM inventory.item_counts;")
 	})
 
 	t.Run("DemoThrowawayCluster", func(t *testing.T) {
@@ -101,7 +141,8 @@ func TestCLI(t *testing.T) {
 		res := runCLI(t, bin, []string{"ANNALS_DEMO_NO_LOCAL=1"}, "demo")
 		require.Equal(t, 0, res.code, "demo on a throwaway cluster failed:\n%s\n%s", res.stdout, res.stderr)
 		require.Contains(t, res.stdout, "throwaway cluster at postgres@127.0.0.1:")
-		require.Contains(t, res.stdout, "folded: Blue widget, 13 in stock at version 6")
+		require.Contains(t, res.stdout, "folded by inventory.Decider: Blue widget, 13 in stock at version 6")
+		require.Contains(t, res.stdout, "identical to the table the appends had kept current")
 		require.Contains(t, res.stdout, "and stopped the throwaway cluster.")
 		m := regexp.MustCompile(`(?m)^\s+cluster\s+(\S+) \(initdb from `).FindStringSubmatch(res.stdout)
 		require.NotNil(t, m, "no cluster directory in:\n%s", res.stdout)

@@ -22,9 +22,13 @@ func newDemoCmd() *cobra.Command {
 		Short: "Play the inventory story against a scratch database, with the SQL of every step.",
 		Long: `Play the inventory story against a scratch database, with the SQL of every step.
 
-Steps: an item is added and adjusted with exact expected versions, an overdraw is rejected, two
-writers race (one gets ST409), a lost reply is retried idempotently, and the history, the state as
-of an earlier version or time, and stream_info are read back.
+The story runs on the inventory domain of examples/inventory. Steps: an item is added and adjusted
+with exact expected versions, an overdraw is rejected, two writers race (one gets ST409), a lost
+reply is retried idempotently, the history, the state as of an earlier version or time and
+stream_info are read back; then an inline projection updated inside the appending transaction, a
+materialized view refreshed, a snapshot loaded with its tail, an old event upcast on read, a
+subscription catching up, and a projection rebuilt. Each step checks its facts: a wrong one
+stops the demo with an error.
 
 PostgreSQL comes from --database-url or DATABASE_URL (a role that may create databases and roles;
 the demo creates annals_demo_<random> there and drops it afterwards), else the local server
@@ -136,7 +140,7 @@ func runDemo(ctx context.Context, out io.Writer, explicit, source string, keep b
 	fmt.Fprintf(out, "  Annals      installed by annals.Migrate in %s: %d migrations and the functions, schema version %d\n",
 		roundDur(time.Since(t0)), len(res.Applied), res.ToVersion)
 
-	st := &story{out: out, store: annals.New(pool), pool: pool, stream: "inventory-42"}
+	st := newStory(out, pool)
 	if err := st.play(ctx); err != nil {
 		return err
 	}
@@ -170,13 +174,19 @@ func dropScratch(ctx context.Context, admin *pgx.Conn, name string) error {
 func printKeep(out io.Writer, srv *pgServer, dbURL, dbName string) {
 	fmt.Fprintf(out, "Kept the scratch database %s. Connect with psql:\n\n", dbName)
 	fmt.Fprintf(out, "    psql %q\n\n", dbURL)
-	fmt.Fprintln(out, "  and try   SELECT stream_version, event_type, data FROM annals.read_stream('inventory-42');")
+	fmt.Fprintln(out, "  and try  SELECT stream_version, event_type, data FROM annals.read_stream('inventory-42');")
+	fmt.Fprintln(out, "           SELECT * FROM inventory.item_counts;")
+	fmt.Fprintln(out, "           SELECT * FROM annals.refresh_views(force => true);")
+	fmt.Fprintln(out, "           SELECT * FROM inventory.movements_per_day;")
+	fmt.Fprintln(out, "           SELECT * FROM annals.projections;")
+	fmt.Fprintln(out, "           SELECT * FROM annals.subscription_status;")
+	fmt.Fprintln(out, "           SELECT * FROM annals.read_stream('price-42', raw => true);")
 	if srv.cluster != nil {
 		fmt.Fprintf(out, "\nThe throwaway cluster keeps running on 127.0.0.1:%d. Stop and remove it with:\n\n    %s\n",
 			srv.cluster.port, srv.cluster.stopCommand())
 		return
 	}
-	fmt.Fprintf(out, "  drop it   psql %q -c 'DROP DATABASE %s'\n", srv.adminURL, dbName)
+	fmt.Fprintf(out, "\n  drop it  psql %q -c 'DROP DATABASE %s'\n", srv.adminURL, dbName)
 }
 
 func roundDur(d time.Duration) string {

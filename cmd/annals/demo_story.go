@@ -2,111 +2,49 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"iter"
-	"strconv"
-	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
+	"github.com/annals-db/annals/examples/inventory"
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// The inventory domain of the original guide: an item is added with a count, and the count is
-// adjusted up (deliveries) and down (sales), never below zero.
-const (
-	typeItemAdded    = "ItemAdded"
-	typeItemAdjusted = "ItemAdjusted"
-)
-
-type itemAdded struct {
-	SKU   string `json:"sku"`
-	Name  string `json:"name"`
-	Count int    `json:"count"`
-}
-
-type itemAdjusted struct {
-	Delta  int    `json:"delta"`
-	Reason string `json:"reason"`
-}
-
-// item is an inventory item's state, rebuilt by folding its events; Version is the stream version
-// it reflects, which is what the next append expects.
-type item struct {
-	SKU, Name string
-	Count     int
-	Version   int64
-}
-
-func (it *item) apply(ev annals.RecordedEvent) error {
-	switch ev.EventType {
-	case typeItemAdded:
-		var d itemAdded
-		if err := json.Unmarshal(ev.Data, &d); err != nil {
-			return fmt.Errorf("event %d (%s): %w", ev.StreamVersion, ev.EventType, err)
-		}
-		it.SKU, it.Name, it.Count = d.SKU, d.Name, d.Count
-	case typeItemAdjusted:
-		var d itemAdjusted
-		if err := json.Unmarshal(ev.Data, &d); err != nil {
-			return fmt.Errorf("event %d (%s): %w", ev.StreamVersion, ev.EventType, err)
-		}
-		it.Count += d.Delta
-	}
-	it.Version = ev.StreamVersion
-	return nil
-}
-
-func fold(events iter.Seq2[annals.RecordedEvent, error]) (item, error) {
-	var it item
-	for ev, err := range events {
-		if err != nil {
-			return item{}, err
-		}
-		if err := it.apply(ev); err != nil {
-			return item{}, err
-		}
-	}
-	return it, nil
-}
-
-// overdrawError is the business rule's verdict: the count may not go below zero.
-type overdrawError struct{ remove, have int }
-
-func (e overdrawError) Error() string {
-	return fmt.Sprintf("cannot remove %d, only %d in stock", e.remove, e.have)
-}
-
-// adjust decides a change on the current state: the event to append, or why not.
-func (it item) adjust(delta int, reason string) (annals.EventData, error) {
-	if it.Count+delta < 0 {
-		return annals.EventData{}, overdrawError{remove: -delta, have: it.Count}
-	}
-	return annals.EventData{Type: typeItemAdjusted, Data: itemAdjusted{Delta: delta, Reason: reason}}, nil
-}
-
-// story plays the demo's steps against one stream and prints them.
+// story plays the demo's steps and prints them. The domain (events, rules, fold, service) is the
+// inventory example's, examples/inventory; the story only drives it and shows the SQL.
 type story struct {
-	out    io.Writer
-	store  *annals.Client
-	pool   *pgxpool.Pool
-	stream string
-	step   int
-	stats  struct{ rejected, conflicts, replays int }
-	final  item
+	out   io.Writer
+	store *annals.Client
+	pool  *pgxpool.Pool
+	reg   *annals.Registry                                  // inventory.NewRegistry()
+	rules annals.Decider[inventory.Item, inventory.Command] // inventory.Decider()
+	svc   *inventory.Service
+	// sku and stream are the item the first steps follow.
+	sku, stream string
+	step        int
+	final       inventory.Item // inventory-42 as the history step folded it
+	facts       []string       // the summary, one line per step that proved something
+}
+
+func newStory(out io.Writer, pool *pgxpool.Pool) *story {
+	store := annals.New(pool)
+	return &story{
+		out: out, store: store, pool: pool,
+		reg: inventory.NewRegistry(), rules: inventory.Decider(),
+		svc: inventory.NewService(store, annals.RepositoryOptions{SnapshotEvery: 100}),
+		sku: "42", stream: inventory.StreamID("42"),
+	}
 }
 
 func (s *story) play(ctx context.Context) error {
 	for _, step := range []func(context.Context) error{
 		s.addItem, s.adjustments, s.overdraw, s.race, s.retry, s.history, s.asOf, s.info,
+		s.projection, s.view, s.snapshot, s.upcast, s.subscription, s.rebuild,
 	} {
 		if err := step(ctx); err != nil {
 			return err
@@ -115,35 +53,52 @@ func (s *story) play(ctx context.Context) error {
 	return nil
 }
 
-func (s *story) load(ctx context.Context) (item, error) {
-	return fold(s.store.ReadStream(ctx, s.stream, annals.ReadOptions{}))
+// fact records a line for the summary.
+func (s *story) fact(format string, args ...any) {
+	s.facts = append(s.facts, fmt.Sprintf(format, args...))
 }
 
-// adjustOnce is the whole command: load, decide, append expecting the version that was loaded.
-func (s *story) adjustOnce(ctx context.Context, delta int, reason string) (item, annals.EventData, annals.AppendResult, error) {
-	it, err := s.load(ctx)
+// decide runs an inventory command on a loaded item with the domain's rules and encodes the one
+// event it decides, without appending it: the steps that show raw appends use it.
+func (s *story) decide(item inventory.Item, cmd inventory.Command) (annals.EventData, error) {
+	events, err := s.rules.Decide(item, cmd)
 	if err != nil {
-		return item{}, annals.EventData{}, annals.AppendResult{}, err
+		return annals.EventData{}, err
 	}
-	ev, err := it.adjust(delta, reason)
+	if len(events) != 1 {
+		return annals.EventData{}, fmt.Errorf("%T decided %d events, want 1", cmd, len(events))
+	}
+	return s.reg.Encode(events[0], annals.Metadata{})
+}
+
+// handle runs a command through the inventory service's repository (load, decide, append
+// expecting the loaded version) and prints the equivalent SQL append.
+func (s *story) handle(ctx context.Context, cmd inventory.Command) (annals.HandleResult[inventory.Item], error) {
+	stream := inventory.StreamID(cmd.ItemSKU())
+	res, err := s.svc.Repository().Handle(ctx, stream, cmd)
 	if err != nil {
-		return it, ev, annals.AppendResult{}, err
+		return res, err
 	}
-	res, err := s.store.Append(ctx, s.stream, annals.Exact(it.Version), ev)
-	return it, ev, res, err
+	evs := make([]annals.EventData, len(res.Events))
+	for i, ev := range res.Events {
+		if evs[i], err = s.reg.Encode(ev, annals.Metadata{}); err != nil {
+			return res, err
+		}
+	}
+	s.sql(appendSQL(stream, annals.Exact(res.Version-int64(len(evs))), evs...))
+	return res, nil
 }
 
 func (s *story) addItem(ctx context.Context) error {
 	s.heading("Add an item")
 	s.say("An item is a stream, inventory-<sku>. Its first event creates it, so the append expects",
-		`version 0, "no stream yet" (NULL would accept any version, -1 only an existing stream).`)
-	ev := annals.EventData{Type: typeItemAdded, Data: itemAdded{SKU: "42", Name: "Blue widget", Count: 10}}
-	s.sql(appendSQL(s.stream, annals.NoStream, ev))
-	res, err := s.store.Append(ctx, s.stream, annals.NoStream, ev)
+		`version 0, "no stream yet" (NULL would accept any version, -1 only an existing stream).`,
+		"Events, rules and fold come from the Go package examples/inventory (inventory.Service).")
+	res, err := s.handle(ctx, inventory.AddItem{SKU: s.sku, Name: "Blue widget", Count: 10})
 	if err != nil {
 		return fmt.Errorf("add the item: %w", err)
 	}
-	s.result("version %d, global position %d: Blue widget, 10 in stock", res.StreamVersion, res.GlobalPosition)
+	s.result("version %d, global position %d: %s, %d in stock", res.Version, res.Appended.GlobalPosition, res.State.Name, res.State.Count)
 	return nil
 }
 
@@ -155,12 +110,11 @@ func (s *story) adjustments(ctx context.Context) error {
 		delta  int
 		reason string
 	}{{5, "delivery"}, {-3, "sale"}} {
-		before, ev, res, err := s.adjustOnce(ctx, a.delta, a.reason)
+		res, err := s.handle(ctx, inventory.AdjustCount{SKU: s.sku, Delta: a.delta, Reason: a.reason})
 		if err != nil {
 			return fmt.Errorf("adjust by %d: %w", a.delta, err)
 		}
-		s.sql(appendSQL(s.stream, annals.Exact(before.Version), ev))
-		s.result("version %d: %d %s = %d in stock", res.StreamVersion, before.Count, signed(a.delta), before.Count+a.delta)
+		s.result("version %d: %d %s = %d in stock", res.Version, res.State.Count-a.delta, signed(a.delta), res.State.Count)
 	}
 	return nil
 }
@@ -173,9 +127,9 @@ const foldSQL = `SELECT max(stream_version) AS version,
 
 func (s *story) overdraw(ctx context.Context) error {
 	s.heading("An overdraw is rejected")
-	s.say("Selling 20 would take the count below zero. That rule lives in the application: it",
-		"rebuilds the item from its events (here the same fold in SQL) and refuses.")
-	it, err := s.load(ctx)
+	s.say("Selling 20 would take the count below zero. That rule lives in the domain: the service",
+		"rebuilds the item from its events (here the same fold in SQL) and its Decider refuses.")
+	it, err := s.svc.Item(ctx, s.sku)
 	if err != nil {
 		return err
 	}
@@ -188,13 +142,13 @@ func (s *story) overdraw(ctx context.Context) error {
 	}
 	s.sql(foldSQL)
 	s.result("version %d, %d in stock", version, count)
-	_, _, _, err = s.adjustOnce(ctx, -20, "sale")
-	var od overdrawError
-	if !errors.As(err, &od) {
-		return fmt.Errorf("selling 20 of %d: want the overdraw rejected, got %v", it.Count, err)
+	_, err = s.svc.AdjustCount(ctx, s.sku, -20, "sale")
+	var short *inventory.InsufficientInventoryError
+	if !errors.As(err, &short) || !errors.Is(err, inventory.ErrInsufficientInventory) {
+		return fmt.Errorf("selling 20 of %d: want ErrInsufficientInventory, got %v", it.Count, err)
 	}
-	s.stats.rejected++
-	s.result("selling 20 REJECTED: %v; nothing appended", err)
+	s.result("selling 20 REJECTED (ErrInsufficientInventory: %d requested, %d available); nothing appended",
+		short.Requested, short.Available)
 	info, err := s.store.StreamInfo(ctx, s.stream)
 	if err != nil {
 		return err
@@ -204,12 +158,13 @@ func (s *story) overdraw(ctx context.Context) error {
 	}
 	s.sql("SELECT stream_version FROM annals.stream_info('inventory-42');")
 	s.result("still version %d", info.StreamVersion)
+	s.fact("1 overdraw refused by the domain (ErrInsufficientInventory) before anything was written")
 	return nil
 }
 
 func (s *story) race(ctx context.Context) error {
 	s.heading("Two writers race")
-	loaded, err := s.load(ctx)
+	loaded, err := s.svc.Item(ctx, s.sku)
 	if err != nil {
 		return err
 	}
@@ -224,7 +179,7 @@ func (s *story) race(ctx context.Context) error {
 	}
 	ws := []*writer{{name: "A", delta: -2}, {name: "B", delta: -4}}
 	for _, w := range ws {
-		if w.ev, err = loaded.adjust(w.delta, "sale"); err != nil {
+		if w.ev, err = s.decide(loaded, inventory.AdjustCount{SKU: s.sku, Delta: w.delta, Reason: "sale"}); err != nil {
 			return err
 		}
 		s.sql("-- writer " + w.name + "\n" + appendSQL(s.stream, annals.Exact(loaded.Version), w.ev))
@@ -232,12 +187,10 @@ func (s *story) race(ctx context.Context) error {
 	gate := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, w := range ws {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			<-gate
 			w.res, w.err = s.store.Append(ctx, s.stream, annals.Exact(loaded.Version), w.ev)
-		}()
+		})
 	}
 	close(gate)
 	wg.Wait()
@@ -254,7 +207,6 @@ func (s *story) race(ctx context.Context) error {
 		return fmt.Errorf("racing appends: want one ErrWrongExpectedVersion, got %v", loser.err)
 	}
 	exp, _ := wev.Expected.Version()
-	s.stats.conflicts++
 	s.result("%s sells %d: version %d, won", winner.name, -winner.delta, winner.res.StreamVersion)
 	s.result("%s sells %d: ST409 wrong expected version, expected %d, actual %d", loser.name, -loser.delta, exp, wev.Actual)
 	var pgErr *pgconn.PgError
@@ -268,13 +220,16 @@ func (s *story) race(ctx context.Context) error {
 	s.say("     Go sees:     errors.Is(err, annals.ErrWrongExpectedVersion) and a *WrongExpectedVersionError",
 		fmt.Sprintf("                  with Expected %d and Actual %d", exp, wev.Actual))
 
-	before, ev, res, err := s.adjustOnce(ctx, loser.delta, "sale")
+	fmt.Fprintln(s.out)
+	s.say(loser.name+" runs the sale again through the service: its repository reloads, decides again, and",
+		"appends expecting the new version (inventory.Service does this on every ST409, up to 3 tries).")
+	res, err := s.handle(ctx, inventory.AdjustCount{SKU: s.sku, Delta: loser.delta, Reason: "sale"})
 	if err != nil {
 		return fmt.Errorf("writer %s's retry: %w", loser.name, err)
 	}
-	s.sql(appendSQL(s.stream, annals.Exact(before.Version), ev))
 	s.result("%s reloaded: version %d, %d in stock, still enough; retried expecting %d: version %d, %d in stock",
-		loser.name, before.Version, before.Count, before.Version, res.StreamVersion, before.Count+loser.delta)
+		loser.name, res.Version-1, res.State.Count-loser.delta, res.Version-1, res.Version, res.State.Count)
+	s.fact("1 write-write conflict caught by the database (ST409), reloaded and retried")
 	return nil
 }
 
@@ -282,11 +237,11 @@ func (s *story) retry(ctx context.Context) error {
 	s.heading("A retry after a lost reply is safe")
 	s.say("Event ids are fixed before the first try (the Go client does it for you). Resending the",
 		"same ids at the same position returns the original result and writes nothing.")
-	before, err := s.load(ctx)
+	before, err := s.svc.Item(ctx, s.sku)
 	if err != nil {
 		return err
 	}
-	ev, err := before.adjust(7, "restock")
+	ev, err := s.decide(before, inventory.AdjustCount{SKU: s.sku, Delta: 7, Reason: "restock"})
 	if err != nil {
 		return err
 	}
@@ -298,6 +253,7 @@ func (s *story) retry(ctx context.Context) error {
 		return fmt.Errorf("restock: %w", err)
 	}
 	s.result("%-24s version %d, global position %d", "sent:", first.StreamVersion, first.GlobalPosition)
+	replays := 0
 	for _, again := range []struct {
 		label    string
 		expected annals.ExpectedVersion
@@ -309,11 +265,14 @@ func (s *story) retry(ctx context.Context) error {
 		if res.StreamVersion != first.StreamVersion || res.GlobalPosition != first.GlobalPosition || res.TransactionID != first.TransactionID {
 			return fmt.Errorf("resend returned %+v, the first append %+v", res, first)
 		}
-		s.stats.replays++
+		replays++
 		s.result("%-24s version %d, global position %d: replayed, nothing written", again.label, res.StreamVersion, res.GlobalPosition)
 	}
-	changed := ev
-	changed.Data = itemAdjusted{Delta: 70, Reason: "restock"}
+	changed, err := s.reg.Encode(inventory.ItemAdjusted{Delta: 70, Reason: "restock"}, annals.Metadata{})
+	if err != nil {
+		return err
+	}
+	changed.ID = ev.ID
 	_, err = s.store.Append(ctx, s.stream, expected, changed)
 	var conflict *annals.EventIDConflictError
 	if !errors.As(err, &conflict) {
@@ -328,6 +287,7 @@ func (s *story) retry(ctx context.Context) error {
 		return fmt.Errorf("after the resends the stream is at version %d, want %d", info.StreamVersion, first.StreamVersion)
 	}
 	s.result("the stream still has %d events", info.StreamVersion)
+	s.fact("%d resends replayed without writing; a reused id with other data refused (ST412)", replays)
 	return nil
 }
 
@@ -335,22 +295,30 @@ func (s *story) history(ctx context.Context) error {
 	s.heading("History")
 	s.say("Every change is a fact that stays: the history is the audit trail.")
 	s.sql("SELECT stream_version, event_type, data, recorded_at\n  FROM annals.read_stream('inventory-42');")
-	fmt.Fprintln(s.out)
-	tw := tabwriter.NewWriter(s.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "   version\ttype\tdata\trecorded_at")
-	var it item
+	tw := s.table("version", "type", "data", "recorded_at")
+	it := s.rules.Initial()
 	for ev, err := range s.store.ReadStream(ctx, s.stream, annals.ReadOptions{}) {
 		if err != nil {
 			return err
 		}
-		if err := it.apply(ev); err != nil {
+		typed, err := s.reg.Decode(ev)
+		if err != nil {
 			return err
 		}
+		it = s.rules.Evolve(it, typed)
+		it.Version = ev.StreamVersion
 		fmt.Fprintf(tw, "   %d\t%s\t%s\t%s\n", ev.StreamVersion, ev.EventType, ev.Data, pgTime(ev.RecordedAt))
 	}
 	_ = tw.Flush() // output is best effort (the reader may be gone: `annals demo | head`)
+	loaded, err := s.svc.Item(ctx, s.sku)
+	if err != nil {
+		return err
+	}
+	if loaded != it {
+		return fmt.Errorf("folding the history gives %+v, the service loads %+v", it, loaded)
+	}
 	s.final = it
-	s.result("folded: %s, %d in stock at version %d", it.Name, it.Count, it.Version)
+	s.result("folded by inventory.Decider: %s, %d in stock at version %d", it.Name, it.Count, it.Version)
 	return nil
 }
 
@@ -358,7 +326,7 @@ func (s *story) asOf(ctx context.Context) error {
 	s.heading("Back in time")
 	s.say("Nothing is overwritten, so any earlier state can be rebuilt: as of a version or a time.")
 	s.sql("SELECT * FROM annals.read_stream_as_of('inventory-42', as_of_version => 3);")
-	at3, err := fold(s.store.ReadStreamAsOf(ctx, s.stream, annals.AtVersion(3)))
+	at3, err := s.svc.ItemAt(ctx, s.sku, annals.AtVersion(3))
 	if err != nil {
 		return err
 	}
@@ -382,7 +350,7 @@ func (s *story) asOf(ctx context.Context) error {
 	s.sql(versionAtSQL)
 	s.result("version %d was current at %s (when event 2 was recorded)", v, pgTime(t2))
 	s.sql(fmt.Sprintf("SELECT * FROM annals.read_stream_as_of('inventory-42', as_of_time => '%s');", pgTime(t2)))
-	atT, err := fold(s.store.ReadStreamAsOf(ctx, s.stream, annals.AtTime(t2)))
+	atT, err := s.svc.ItemAt(ctx, s.sku, annals.AtTime(t2))
 	if err != nil {
 		return err
 	}
@@ -395,97 +363,24 @@ func (s *story) asOf(ctx context.Context) error {
 
 func (s *story) info(ctx context.Context) error {
 	s.heading("Stream info")
-	s.sql("SELECT * FROM annals.stream_info('inventory-42');")
 	info, err := s.store.StreamInfo(ctx, s.stream)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(s.out)
-	tw := tabwriter.NewWriter(s.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "   stream_id\tstream_version\tcreated_at\tupdated_at\tstate")
-	fmt.Fprintf(tw, "   %s\t%d\t%s\t%s\t%s\n", info.StreamID, info.StreamVersion, pgTime(info.CreatedAt), pgTime(info.UpdatedAt), info.State)
-	_ = tw.Flush()
+	if _, err := s.query(ctx, "SELECT * FROM annals.stream_info('inventory-42');"); err != nil {
+		return err
+	}
+	if info.StreamVersion != s.final.Version {
+		return fmt.Errorf("stream_info says version %d, the history ended at %d", info.StreamVersion, s.final.Version)
+	}
+	s.fact("history, state as of a version and as of a time, and stream_info read back")
 	return nil
 }
 
 func (s *story) summary(took time.Duration) {
 	fmt.Fprintf(s.out, "\n%s\n", rule("── Summary "))
-	s.say(fmt.Sprintf("%s: %d events, %d in stock; every append checked its expected version", s.stream, s.final.Version, s.final.Count),
-		fmt.Sprintf("%d overdraw rejected by the application before anything was written", s.stats.rejected),
-		fmt.Sprintf("%d write-write conflict caught by the database (ST409), reloaded and retried", s.stats.conflicts),
-		fmt.Sprintf("%d resends replayed without writing; a reused id with other data refused (ST412)", s.stats.replays),
-		"history, state as of a version and as of a time, and stream_info read back",
-		"finished in "+roundDur(took))
+	s.say(fmt.Sprintf("%s: %d events, %d in stock; every append checked its expected version", s.stream, s.final.Version, s.final.Count))
+	s.say(s.facts...)
+	s.say("finished in " + roundDur(took))
 	fmt.Fprintln(s.out)
-}
-
-// Output helpers: a heading per step, indented prose, SQL as one would type it, results.
-
-func (s *story) heading(title string) {
-	s.step++
-	fmt.Fprintf(s.out, "\n%s\n", rule(fmt.Sprintf("── %d. %s ", s.step, title)))
-}
-
-func rule(h string) string {
-	return h + strings.Repeat("─", max(3, 80-utf8.RuneCountInString(h)))
-}
-
-func (s *story) say(lines ...string) {
-	for _, l := range lines {
-		fmt.Fprintln(s.out, "   "+l)
-	}
-}
-
-func (s *story) sql(stmt string) {
-	fmt.Fprintln(s.out)
-	for _, l := range strings.Split(stmt, "\n") {
-		fmt.Fprintln(s.out, "     "+l)
-	}
-}
-
-func (s *story) result(format string, args ...any) {
-	fmt.Fprintf(s.out, "   → "+format+"\n", args...)
-}
-
-// appendSQL is the annals.append_events call equivalent to an Append from Go (ids are shown only
-// when the caller fixed them; Go generates them otherwise).
-func appendSQL(stream string, expected annals.ExpectedVersion, events ...annals.EventData) string {
-	type wire struct {
-		ID   string `json:"id,omitempty"`
-		Type string `json:"type"`
-		Data any    `json:"data"`
-	}
-	ws := make([]wire, len(events))
-	for i, ev := range events {
-		ws[i] = wire{Type: ev.Type, Data: ev.Data}
-		if ev.ID != uuid.Nil {
-			ws[i].ID = ev.ID.String()
-		}
-	}
-	body, _ := json.Marshal(ws) // plain structs always encode
-	exp := "NULL"
-	if v, ok := expected.Version(); ok {
-		exp = strconv.FormatInt(v, 10)
-	} else if !expected.IsAny() {
-		exp = "-1"
-	}
-	return fmt.Sprintf("SELECT * FROM annals.append_events(%s, %s,\n  %s);", sqlQuote(stream), exp, sqlQuote(string(body)))
-}
-
-func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-// pgTime formats a timestamp the way psql shows a timestamptz (microseconds, numeric zone).
-func pgTime(t time.Time) string {
-	t = t.Local()
-	if _, off := t.Zone(); off%3600 == 0 {
-		return t.Format("2006-01-02 15:04:05.000000-07")
-	}
-	return t.Format("2006-01-02 15:04:05.000000-07:00")
-}
-
-func signed(d int) string {
-	if d < 0 {
-		return "- " + strconv.Itoa(-d)
-	}
-	return "+ " + strconv.Itoa(d)
 }
