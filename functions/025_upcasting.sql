@@ -136,9 +136,11 @@ BEGIN
         PERFORM annals_internal.raise_invalid('upcaster',
             format('%s is VOLATILE; an upcaster must be IMMUTABLE (or STABLE) so every read sees the same shape', register_upcaster.upcaster));
     END IF;
-    IF NOT has_function_privilege('annals_owner', register_upcaster.upcaster, 'EXECUTE') THEN
+    -- Reads run the upcaster as annals_owner: without both privileges every read of the type fails.
+    IF NOT has_function_privilege('annals_owner', register_upcaster.upcaster, 'EXECUTE')
+       OR NOT has_schema_privilege('annals_owner', v_proc.pronamespace, 'USAGE') THEN
         PERFORM annals_internal.raise_invalid('upcaster',
-            format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner',
+            format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner, with USAGE on its schema',
                    register_upcaster.upcaster, register_upcaster.upcaster));
     END IF;
     v_call := format('%I.%I', (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname);

@@ -71,7 +71,7 @@ SELECT c.subscription_name, c.member, s.group_size, s.event_types, s.categories,
           FROM (SELECT e.recorded_at
                   FROM annals_internal.events AS e
                  WHERE (e.transaction_id, e.global_position) > (c.checkpoint_transaction, c.checkpoint_position)
-                   AND (s.event_types IS NULL OR e.event_type = ANY (s.event_types))
+                   AND (s.event_types IS NULL OR coalesce((SELECT a.event_type FROM annals_internal.event_type_aliases AS a WHERE a.alias = e.event_type), e.event_type) = ANY (s.event_types))
                    AND (s.categories IS NULL OR e.category = ANY (s.categories))
                    AND (s.group_size = 1
                         OR ((hashtextextended(e.stream_id, 0) & 9223372036854775807) % s.group_size) = c.member)

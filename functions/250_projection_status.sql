@@ -4,8 +4,9 @@
 SET LOCAL ROLE annals_owner;
 SET LOCAL search_path = pg_catalog, pg_temp;
 
--- A rebuild reports 'annals rebuild <name> <done>/<total>' in its session's application_name,
--- which other sessions see at once (its table writes they see only at commit).
+-- A rebuild reports 'annals rebuild <lock key hex> <done>/<total> <name>' in its session's
+-- application_name (annals_internal.report_rebuild_progress), which other sessions see at once (its
+-- table writes they see only at commit). pg_stat_activity spans the cluster: keep this database's.
 CREATE OR REPLACE VIEW annals.projections AS
 SELECT p.projection_name, p.mode, p.enabled,
        CASE WHEN r.done IS NOT NULL THEN 'rebuilding'
@@ -17,14 +18,14 @@ SELECT p.projection_name, p.mode, p.enabled,
        CASE WHEN p.mode = 'async' THEN (
             SELECT count(*) FROM (SELECT 1 FROM annals_internal.events AS e
                                    WHERE (e.transaction_id, e.global_position) > (c.checkpoint_transaction, c.checkpoint_position)
-                                     AND (p.event_types IS NULL OR e.event_type = ANY (p.event_types))
+                                     AND (p.event_types IS NULL OR coalesce((SELECT a.event_type FROM annals_internal.event_type_aliases AS a WHERE a.alias = e.event_type), e.event_type) = ANY (p.event_types))
                                      AND (p.categories IS NULL OR e.category = ANY (p.categories))
                                    LIMIT 100000) AS pending)
             ELSE 0 END AS events_behind,
        CASE WHEN p.mode = 'async' THEN (
             SELECT clock_timestamp() - min(e.recorded_at) FROM annals_internal.events AS e
              WHERE (e.transaction_id, e.global_position) > (c.checkpoint_transaction, c.checkpoint_position)
-               AND (p.event_types IS NULL OR e.event_type = ANY (p.event_types))
+               AND (p.event_types IS NULL OR coalesce((SELECT a.event_type FROM annals_internal.event_type_aliases AS a WHERE a.alias = e.event_type), e.event_type) = ANY (p.event_types))
                AND (p.categories IS NULL OR e.category = ANY (p.categories)))
             END AS time_behind,
        r.done AS rebuild_done, r.total AS rebuild_total,
@@ -35,11 +36,14 @@ SELECT p.projection_name, p.mode, p.enabled,
   LEFT JOIN annals_internal.subscription_checkpoints AS c
          ON c.subscription_name = '$projection:' || p.projection_name AND c.member = 0
   LEFT JOIN LATERAL (
-        SELECT (regexp_match(a.application_name, '^annals rebuild .* (\d+)/(\d+)$'))[1]::bigint AS done,
-               (regexp_match(a.application_name, '^annals rebuild .* (\d+)/(\d+)$'))[2]::bigint AS total
+        SELECT (regexp_match(a.application_name, '^annals rebuild [0-9a-f]+ (\d+)/(\d+)'))[1]::bigint AS done,
+               (regexp_match(a.application_name, '^annals rebuild [0-9a-f]+ (\d+)/(\d+)'))[2]::bigint AS total
           FROM pg_stat_activity AS a
-         WHERE a.application_name LIKE 'annals rebuild %'
-           AND substring(a.application_name FROM '^annals rebuild (.*) \d+/\d+$') = p.projection_name
+         WHERE a.datname = current_database()
+           AND a.application_name LIKE 'annals rebuild %'
+           -- The key is annals_internal.projection_lock_key, spelled out: BI may not execute that.
+           AND substring(a.application_name FROM '^annals rebuild ([0-9a-f]+) ')
+               = to_hex(hashtextextended('annals:projection:' || p.projection_name, 0))
          LIMIT 1) AS r ON true;
 COMMENT ON VIEW annals.projections IS
 $$Every projection: mode, state (active, failing, disabled, rebuilding), handler and tables, checkpoint and
