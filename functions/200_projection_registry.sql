@@ -96,19 +96,27 @@ BEGIN
         PERFORM annals_internal.raise_invalid('handler',
             format('%s must have the signature (events annals.event[]) RETURNS void', register_projection.handler));
     END IF;
-    IF NOT has_function_privilege('annals_owner', register_projection.handler, 'EXECUTE') THEN
+    IF NOT has_function_privilege('annals_owner', register_projection.handler, 'EXECUTE')
+       OR NOT has_schema_privilege('annals_owner', v_proc.pronamespace, 'USAGE') THEN
         PERFORM annals_internal.raise_invalid('handler',
-            format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner',
+            format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner, with USAGE on its schema',
                    register_projection.handler, register_projection.handler));
     END IF;
     IF register_projection.tables IS NULL OR cardinality(register_projection.tables) = 0 THEN
         PERFORM annals_internal.raise_invalid('tables', 'name at least one table the projection owns');
     END IF;
     FOREACH v_table IN ARRAY register_projection.tables LOOP
+        IF v_table IS NULL THEN
+            PERFORM annals_internal.raise_invalid('tables', 'must not contain NULL');
+        END IF;
         IF (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = v_table) NOT IN ('r', 'p') THEN
             PERFORM annals_internal.raise_invalid('tables', format('%s is not a table', v_table));
         END IF;
-        IF NOT has_table_privilege('annals_owner', v_table, 'SELECT, INSERT, UPDATE, DELETE') THEN
+        -- One privilege per call: with a list, has_table_privilege is true when ANY is held.
+        IF NOT (has_table_privilege('annals_owner', v_table, 'SELECT') AND has_table_privilege('annals_owner', v_table, 'INSERT')
+                AND has_table_privilege('annals_owner', v_table, 'UPDATE') AND has_table_privilege('annals_owner', v_table, 'DELETE')
+                AND has_schema_privilege('annals_owner',
+                        (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = v_table), 'USAGE')) THEN
             PERFORM annals_internal.raise_invalid('tables',
                 format('annals_owner needs SELECT, INSERT, UPDATE, DELETE on %s (rebuilds replace its rows); GRANT them, with USAGE on its schema', v_table));
         END IF;

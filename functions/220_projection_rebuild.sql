@@ -4,19 +4,72 @@
 SET LOCAL ROLE annals_owner;
 SET LOCAL search_path = pg_catalog, pg_temp;
 
--- Applies the projection's events after `after` in feed order, in batches, to its handler. With
--- use_barrier, only events of transactions older than every running one (safe to pass: nothing
--- can commit below them later); without, everything visible (the caller has stopped appends).
--- Returns the new position and how many events were applied.
+-- Reports a rebuild's progress in application_name, which other sessions see at once (its table
+-- writes they see only at commit). application_name keeps 63 ASCII bytes, so the projection is
+-- identified by the hex of its lock key, ahead of the counts; its name follows, clipped, for people.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.report_rebuild_progress(projection text, done bigint, total bigint)
+RETURNS void
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT set_config('application_name',
+        left(format('annals rebuild %s %s/%s %s', to_hex(annals_internal.projection_lock_key(report_rebuild_progress.projection)),
+                    report_rebuild_progress.done, report_rebuild_progress.total,
+                    regexp_replace(report_rebuild_progress.projection, '[^ -~]', '?', 'g')), 63),
+        true);
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.report_rebuild_progress(text, bigint, bigint) IS
+    'Sets application_name to ''annals rebuild <lock key hex> <done>/<total> <name>'' for annals.projections to read.';
+REVOKE ALL ON FUNCTION annals_internal.report_rebuild_progress(text, bigint, bigint) FROM PUBLIC;
+
+-- Hands a batch to a projection's handler. Its own SET enable_sort = on: the callers turn sorting
+-- off for their feed queries, and a SET clause reaches nested calls, so a handler's GROUP BY would
+-- cost 1e10 and be JIT-compiled on every call.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.apply_projection(handler_call text, events annals.event[])
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET enable_sort = on
+AS $$
+BEGIN
+    EXECUTE format('SELECT %s($1)', apply_projection.handler_call) USING apply_projection.events;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.apply_projection(text, annals.event[]) IS
+    'Calls a projection handler with a batch of events, planning it with sorting enabled.';
+REVOKE ALL ON FUNCTION annals_internal.apply_projection(text, annals.event[]) FROM PUBLIC;
+
+-- The replay signature before `how`, `until_xid` and `skipped`.
+DROP FUNCTION IF EXISTS annals_internal.replay_projection(annals_internal.projections, xid8, bigint, integer, boolean, bigint, bigint);
+
+-- Applies the projection's events after a feed position, in feed order, in batches, to its
+-- handler, reporting progress. `how`:
+--   'barrier': only events of transactions older than every running one, so nothing can commit
+--              below the position reached later: the gap-free position an async checkpoint needs.
+--   'live':    every visible event of a transaction older than until_xid, while appends go on. A
+--              transaction still running below the position reached may commit events behind it:
+--              its id is added to `skipped`. No barrier: a long transaction anywhere in the cluster
+--              (transaction ids are cluster-wide) must not push the history into the locked step.
+--   'locked':  the caller has stopped appends: the events of the `skipped` transactions, then
+--              everything visible after the position.
+-- Returns the new position, how many events were applied, and `skipped`.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.replay_projection(
     projection      annals_internal.projections,
     after_xid       xid8,
     after_position  bigint,
     batch_size      integer,
-    use_barrier     boolean,
+    how             text,
+    until_xid       xid8,
     total           bigint,
     done            bigint,
+    INOUT skipped   xid8[],
     OUT last_xid      xid8,
     OUT last_position bigint,
     OUT applied       bigint)
@@ -26,14 +79,21 @@ SET search_path = pg_catalog, pg_temp
 SET enable_sort = off
 AS $$
 DECLARE
-    v_events annals.event[];
-    v_n      integer;
-    v_up     text[] := annals_internal.types_to_upcast();
+    v_events  annals.event[];
+    v_n       integer;
+    v_running xid8[];
+    v_up      text[] := annals_internal.types_to_upcast();
+    v_xid     xid8 := '0'::xid8;
+    v_pos     bigint := 0;
 BEGIN
     last_xid := replay_projection.after_xid;
     last_position := replay_projection.after_position;
     applied := 0;
-    LOOP
+    skipped := coalesce(replay_projection.skipped, '{}');
+
+    -- Locked: first the transactions that were still running behind the position. Their events
+    -- are all below it, so the pass after this one cannot apply them again.
+    WHILE replay_projection.how = 'locked' AND cardinality(skipped) > 0 LOOP
         SELECT array_agg(annals_internal.as_read(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
                              b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at, v_up)
                          ORDER BY b.transaction_id, b.global_position),
@@ -41,35 +101,70 @@ BEGIN
           INTO v_events, v_n
           FROM (SELECT e.*
                   FROM annals_internal.events AS e
-                 WHERE (e.transaction_id, e.global_position) > (last_xid, last_position)
-                   AND (NOT replay_projection.use_barrier OR e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
+                 WHERE e.transaction_id = ANY (skipped)
+                   AND (e.transaction_id, e.global_position) > (v_xid, v_pos)
                    AND ((replay_projection.projection).event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY ((replay_projection.projection).event_types))
                    AND ((replay_projection.projection).categories IS NULL OR e.category = ANY ((replay_projection.projection).categories))
                  ORDER BY e.transaction_id, e.global_position
                  LIMIT replay_projection.batch_size) AS b;
         EXIT WHEN v_n = 0;
-        EXECUTE format('SELECT %s($1)', (replay_projection.projection).handler_call) USING v_events;
+        PERFORM annals_internal.apply_projection((replay_projection.projection).handler_call, v_events);
+        v_xid := v_events[v_n].transaction_id;
+        v_pos := v_events[v_n].global_position;
+        applied := applied + v_n;
+        PERFORM annals_internal.report_rebuild_progress((replay_projection.projection).projection_name,
+            replay_projection.done + applied, greatest(replay_projection.total, replay_projection.done + applied));
+        EXIT WHEN v_n < replay_projection.batch_size;
+    END LOOP;
+    IF replay_projection.how = 'locked' THEN
+        skipped := '{}';
+    END IF;
+
+    LOOP
+        -- The ids running in this statement's snapshot come with the batch (same snapshot).
+        SELECT array_agg(annals_internal.as_read(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
+                             b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at, v_up)
+                         ORDER BY b.transaction_id, b.global_position),
+               count(*),
+               (SELECT array_agg(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x)
+          INTO v_events, v_n, v_running
+          FROM (SELECT e.*
+                  FROM annals_internal.events AS e
+                 WHERE (e.transaction_id, e.global_position) > (last_xid, last_position)
+                   AND (replay_projection.how <> 'barrier' OR e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
+                   AND (replay_projection.until_xid IS NULL OR e.transaction_id < replay_projection.until_xid)
+                   AND ((replay_projection.projection).event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY ((replay_projection.projection).event_types))
+                   AND ((replay_projection.projection).categories IS NULL OR e.category = ANY ((replay_projection.projection).categories))
+                 ORDER BY e.transaction_id, e.global_position
+                 LIMIT replay_projection.batch_size) AS b;
+        EXIT WHEN v_n = 0;
+        PERFORM annals_internal.apply_projection((replay_projection.projection).handler_call, v_events);
         last_xid := v_events[v_n].transaction_id;
         last_position := v_events[v_n].global_position;
         applied := applied + v_n;
+        IF replay_projection.how = 'live' THEN
+            skipped := skipped || ARRAY(SELECT DISTINCT x FROM unnest(v_running) AS x
+                                         WHERE x < last_xid AND x <> ALL (skipped));
+        END IF;
         -- Progress must be visible while this transaction runs: application_name is, at once.
-        PERFORM set_config('application_name',
-            format('annals rebuild %s %s/%s', (replay_projection.projection).projection_name,
-                   replay_projection.done + applied, greatest(replay_projection.total, replay_projection.done + applied)), true);
+        PERFORM annals_internal.report_rebuild_progress((replay_projection.projection).projection_name,
+            replay_projection.done + applied, greatest(replay_projection.total, replay_projection.done + applied));
         EXIT WHEN v_n < replay_projection.batch_size;
     END LOOP;
 END
 $$;
 -- +goose StatementEnd
-COMMENT ON FUNCTION annals_internal.replay_projection(annals_internal.projections, xid8, bigint, integer, boolean, bigint, bigint) IS
-    'Feeds a projection''s handler its events after a feed position, in batches, reporting progress in application_name.';
-REVOKE ALL ON FUNCTION annals_internal.replay_projection(annals_internal.projections, xid8, bigint, integer, boolean, bigint, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION annals_internal.replay_projection(annals_internal.projections, xid8, bigint, integer, text, xid8, bigint, bigint, xid8[]) IS
+    'Feeds a projection''s handler its events after a feed position, in batches (barrier, live or locked), reporting progress in application_name.';
+REVOKE ALL ON FUNCTION annals_internal.replay_projection(annals_internal.projections, xid8, bigint, integer, text, xid8, bigint, bigint, xid8[]) FROM PUBLIC;
 
 -- Rebuild without downtime. One transaction: readers keep seeing the old rows (MVCC) until it
 -- commits, which is the atomic switch. Appends keep flowing: while the rebuild holds the
 -- projection's advisory lock, inline dispatch skips this projection and the rebuild applies those
--- events itself. Only the last step blocks appends, briefly: it takes SHARE on the events table,
--- so every appending transaction has ended, and applies what was appended during the rebuild.
+-- events itself, in passes that each take what was appended during the previous one. Only the last
+-- step blocks appends, briefly: it takes SHARE on the events table, so every appending transaction
+-- has ended, and applies the rest. An async projection replays up to the gap-free barrier only and
+-- leaves the rest to annals.run_async_projections.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.rebuild_projection(name text, batch_size integer DEFAULT 5000)
 RETURNS bigint
@@ -84,6 +179,10 @@ DECLARE
     v_total   bigint;
     v_step    record;
     v_applied bigint := 0;
+    v_passes  integer := 0;
+    v_xid     xid8 := '0'::xid8;
+    v_pos     bigint := 0;
+    v_skipped xid8[] := '{}'::xid8[];
 BEGIN
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
         PERFORM annals_internal.raise_invalid('batch_size', 'must be >= 1');
@@ -93,38 +192,67 @@ BEGIN
         PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', rebuild_projection.name),
             jsonb_build_object('projection', rebuild_projection.name));
     END IF;
-    -- Waits for appends that are applying this projection right now; later ones skip it.
-    PERFORM pg_advisory_xact_lock(annals_internal.projection_lock_key(v_proj.projection_name));
+    -- Waits for appends that are applying this projection right now; later ones skip it. Held at
+    -- session level and released before returning (or failing): at commit PostgreSQL releases
+    -- advisory locks after table locks, so an append let through by the end of the SHARE lock
+    -- below could still find a transaction-level lock held, skip the projection, and be lost.
+    PERFORM pg_advisory_lock(annals_internal.projection_lock_key(v_proj.projection_name));
+    BEGIN
+        SELECT count(*) INTO v_total
+          FROM annals_internal.events AS e
+         WHERE (v_proj.event_types IS NULL OR e.event_type = ANY (v_proj.event_types))
+           AND (v_proj.categories IS NULL OR e.category = ANY (v_proj.categories));
+        PERFORM annals_internal.report_rebuild_progress(v_proj.projection_name, 0, v_total);
 
-    SELECT count(*) INTO v_total
-      FROM annals_internal.events AS e
-     WHERE (v_proj.event_types IS NULL OR e.event_type = ANY (v_proj.event_types))
-       AND (v_proj.categories IS NULL OR e.category = ANY (v_proj.categories));
-    PERFORM set_config('application_name', format('annals rebuild %s 0/%s', v_proj.projection_name, v_total), true);
+        -- DELETE, not TRUNCATE: TRUNCATE would lock readers out until the end.
+        FOREACH v_table IN ARRAY v_proj.tables LOOP
+            EXECUTE format('DELETE FROM %s', v_table);
+        END LOOP;
 
-    -- DELETE, not TRUNCATE: TRUNCATE would lock readers out until the end.
-    FOREACH v_table IN ARRAY v_proj.tables LOOP
-        EXECUTE format('DELETE FROM %s', v_table);
-    END LOOP;
+        IF v_proj.mode = 'async' THEN
+            -- Its tables must hold exactly the events up to its checkpoint, a gap-free position.
+            v_step := annals_internal.replay_projection(v_proj, '0', 0, rebuild_projection.batch_size, 'barrier', NULL,
+                                                        v_total, 0, NULL);
+            v_applied := v_step.applied;
+        ELSE
+            LOOP
+                v_step := annals_internal.replay_projection(v_proj, v_xid, v_pos, rebuild_projection.batch_size,
+                    'live', pg_snapshot_xmax(pg_current_snapshot()), v_total, v_applied, v_skipped);
+                v_applied := v_applied + v_step.applied;
+                v_xid := v_step.last_xid;
+                v_pos := v_step.last_position;
+                v_skipped := v_step.skipped;
+                v_passes := v_passes + 1;
+                -- Once a pass is short, what is left is too: stop the appends for it.
+                EXIT WHEN v_step.applied < rebuild_projection.batch_size OR v_passes >= 10;
+            END LOOP;
+            LOCK TABLE annals_internal.events IN SHARE MODE;
+            v_step := annals_internal.replay_projection(v_proj, v_xid, v_pos, rebuild_projection.batch_size,
+                'locked', NULL, v_total, v_applied, v_skipped);
+            v_applied := v_applied + v_step.applied;
+        END IF;
 
-    v_step := annals_internal.replay_projection(v_proj, '0', 0, rebuild_projection.batch_size, true, v_total, 0);
-    v_applied := v_step.applied;
-    LOCK TABLE annals_internal.events IN SHARE MODE;
-    v_step := annals_internal.replay_projection(v_proj, v_step.last_xid, v_step.last_position,
-                                                rebuild_projection.batch_size, false, v_total, v_applied);
-    v_applied := v_applied + v_step.applied;
-
-    IF v_proj.mode = 'async' THEN
-        UPDATE annals_internal.subscription_checkpoints AS c
-           SET checkpoint_transaction = v_step.last_xid, checkpoint_position = v_step.last_position,
-               updated_at = clock_timestamp()
-         WHERE c.subscription_name = annals_internal.projection_subscription(v_proj.projection_name);
-        DELETE FROM annals_internal.dead_letters AS d
-         WHERE d.subscription_name = annals_internal.projection_subscription(v_proj.projection_name);
-    END IF;
-    UPDATE annals_internal.projections AS p
-       SET rebuilt_at = clock_timestamp(), rebuilt_events = v_applied, last_error = NULL, last_error_at = NULL
-     WHERE p.projection_name = v_proj.projection_name;
+        IF v_proj.mode = 'async' THEN
+            UPDATE annals_internal.subscription_checkpoints AS c
+               SET checkpoint_transaction = v_step.last_xid, checkpoint_position = v_step.last_position,
+                   updated_at = clock_timestamp()
+             WHERE c.subscription_name = annals_internal.projection_subscription(v_proj.projection_name);
+            DELETE FROM annals_internal.dead_letters AS d
+             WHERE d.subscription_name = annals_internal.projection_subscription(v_proj.projection_name);
+        END IF;
+        UPDATE annals_internal.projections AS p
+           SET rebuilt_at = clock_timestamp(), rebuilt_events = v_applied, last_error = NULL, last_error_at = NULL
+         WHERE p.projection_name = v_proj.projection_name;
+        -- Inside the block, so that a cancel arriving now still goes through the handlers.
+        PERFORM pg_advisory_unlock(annals_internal.projection_lock_key(v_proj.projection_name));
+    EXCEPTION
+        WHEN query_canceled THEN
+            PERFORM pg_advisory_unlock(annals_internal.projection_lock_key(v_proj.projection_name));
+            RAISE;
+        WHEN OTHERS THEN
+            PERFORM pg_advisory_unlock(annals_internal.projection_lock_key(v_proj.projection_name));
+            RAISE;
+    END;
     RETURN v_applied;
 END
 $$;

@@ -55,11 +55,11 @@ BEGIN
         CONTINUE WHEN v_n = 0;
 
         BEGIN
-            EXECUTE format('SELECT %s($1)', p.handler_call) USING v_events;
+            PERFORM annals_internal.apply_projection(p.handler_call, v_events);
         EXCEPTION WHEN OTHERS THEN
             FOR i IN 1 .. v_n LOOP
                 BEGIN
-                    EXECUTE format('SELECT %s($1)', p.handler_call) USING ARRAY[v_events[i]];
+                    PERFORM annals_internal.apply_projection(p.handler_call, ARRAY[v_events[i]]);
                 EXCEPTION WHEN OTHERS THEN
                     v_err := format('%s (SQLSTATE %s)', SQLERRM, SQLSTATE);
                     INSERT INTO annals_internal.dead_letters AS d
