@@ -54,4 +54,20 @@ func TestDecider(t *testing.T) {
 		scenario(t).When(inventory.AddItem{SKU: "1", Name: ""}).ThenError(inventory.ErrInvalidCommand)
 		scenario(t).When(inventory.AddItem{SKU: "1", Name: "x", Count: -1}).ThenError(inventory.ErrInvalidCommand)
 	})
+
+	// The read models store counts as integer: a count they cannot hold is refused here, not by a
+	// failing projection inside the append.
+	t.Run("never above MaxCount", func(t *testing.T) {
+		t.Parallel()
+		full := inventory.ItemAdded{SKU: "42", Name: "Blue widget", Count: inventory.MaxCount}
+		scenario(t).When(inventory.AddItem{SKU: "42", Name: "Blue widget", Count: inventory.MaxCount}).Then(full)
+		scenario(t).When(inventory.AddItem{SKU: "42", Name: "x", Count: inventory.MaxCount + 1}).ThenError(inventory.ErrInvalidCommand)
+		scenario(t).Given(full).When(inventory.AdjustCount{SKU: "42", Delta: 1}).ThenError(inventory.ErrInvalidCommand)
+		scenario(t).Given(widget).When(inventory.AdjustCount{SKU: "42", Delta: inventory.MaxCount - 10}).
+			Then(inventory.ItemAdjusted{Delta: inventory.MaxCount - 10})
+		scenario(t).Given(widget).When(inventory.AdjustCount{SKU: "42", Delta: inventory.MaxCount + 1}).ThenError(inventory.ErrInvalidCommand)
+		scenario(t).Given(widget).When(inventory.AdjustCount{SKU: "42", Delta: -inventory.MaxCount - 1}).ThenError(inventory.ErrInvalidCommand)
+		scenario(t).Given(full).When(inventory.AdjustCount{SKU: "42", Delta: -inventory.MaxCount}).
+			Then(inventory.ItemAdjusted{Delta: -inventory.MaxCount})
+	})
 }

@@ -3,6 +3,7 @@ package inventory
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	annals "github.com/annals-db/annals/goapi"
 )
@@ -24,14 +25,19 @@ type Command interface {
 	ItemSKU() string
 }
 
-// AddItem creates an item with a name and a count (0 or more).
+// MaxCount is the largest count an item may hold. The read models store counts as PostgreSQL
+// integer, so a larger count would make the inline projection, and with it the append, fail.
+const MaxCount = math.MaxInt32
+
+// AddItem creates an item with a name and a count (0 to MaxCount).
 type AddItem struct {
 	SKU   string
 	Name  string
 	Count int
 }
 
-// AdjustCount changes an item's count by Delta (not 0); the count may not go below zero.
+// AdjustCount changes an item's count by Delta (not 0, at most MaxCount either way); the count
+// may not go below zero or above MaxCount.
 type AdjustCount struct {
 	SKU    string
 	Delta  int
@@ -52,8 +58,8 @@ var (
 	ErrItemExists = errors.New("inventory: item already exists")
 	// ErrItemNotFound: a command or a read for an item that was never added.
 	ErrItemNotFound = errors.New("inventory: item not found")
-	// ErrInvalidCommand: a command with an empty SKU or name, a negative initial count or a zero
-	// delta.
+	// ErrInvalidCommand: a command with an empty SKU or name, an initial count outside 0..MaxCount,
+	// a zero or out-of-range delta, or an adjustment that would take the count above MaxCount.
 	ErrInvalidCommand = errors.New("inventory: invalid command")
 )
 
@@ -91,6 +97,8 @@ func decide(item Item, command Command) ([]any, error) {
 			return nil, fmt.Errorf("%w: empty name", ErrInvalidCommand)
 		case c.Count < 0:
 			return nil, fmt.Errorf("%w: negative initial count %d", ErrInvalidCommand, c.Count)
+		case c.Count > MaxCount:
+			return nil, fmt.Errorf("%w: initial count %d is over the maximum %d", ErrInvalidCommand, c.Count, MaxCount)
 		case item.Exists:
 			return nil, fmt.Errorf("%w: %s", ErrItemExists, c.SKU)
 		}
@@ -99,10 +107,14 @@ func decide(item Item, command Command) ([]any, error) {
 		switch {
 		case c.Delta == 0:
 			return nil, fmt.Errorf("%w: zero delta", ErrInvalidCommand)
+		case c.Delta > MaxCount || c.Delta < -MaxCount:
+			return nil, fmt.Errorf("%w: delta %d is out of range (at most %d either way)", ErrInvalidCommand, c.Delta, MaxCount)
 		case !item.Exists:
 			return nil, fmt.Errorf("%w: %s", ErrItemNotFound, c.SKU)
 		case item.Count+c.Delta < 0:
 			return nil, &InsufficientInventoryError{SKU: item.SKU, Available: item.Count, Requested: -c.Delta}
+		case item.Count+c.Delta > MaxCount:
+			return nil, fmt.Errorf("%w: count %d%+d would be over the maximum %d", ErrInvalidCommand, item.Count, c.Delta, MaxCount)
 		}
 		return []any{ItemAdjusted{Delta: c.Delta, Reason: c.Reason}}, nil
 	}

@@ -1,0 +1,129 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/annals-db/annals/examples/inventory"
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Error codes, the "code" of an error body. Clients branch on them, never on the message.
+const (
+	CodeMalformedJSON         = "malformed_json"         // 400: not one JSON object, or a duplicate key
+	CodeUnknownField          = "unknown_field"          // 400: a member the endpoint does not take
+	CodeInvalidType           = "invalid_type"           // 400: a member of the wrong JSON type
+	CodeInvalidParameter      = "invalid_parameter"      // 400: a malformed path, query or header value
+	CodeNotFound              = "not_found"              // 404: no such endpoint
+	CodeItemNotFound          = "item_not_found"         // 404: no such item (at that point in time)
+	CodeMethodNotAllowed      = "method_not_allowed"     // 405
+	CodeItemExists            = "item_exists"            // 409: POST /items for an existing SKU
+	CodeConflict              = "conflict"               // 409: concurrent writers kept winning
+	CodeStreamDeleted         = "stream_deleted"         // 410: the item's stream was deleted
+	CodePreconditionFailed    = "precondition_failed"    // 412: If-Match is not the current version
+	CodeBodyTooLarge          = "body_too_large"         // 413
+	CodeUnsupportedMediaType  = "unsupported_media_type" // 415: Content-Type is not application/json
+	CodeValidationFailed      = "validation_failed"      // 422: well-formed, but values are invalid
+	CodeInvalidCommand        = "invalid_command"        // 422: the inventory rules refuse the values
+	CodeInsufficientInventory = "insufficient_inventory" // 422: an adjustment below zero
+	CodeCanceled              = "canceled"               // 499: the client went away
+	CodeInternal              = "internal"               // 500
+	CodeUnavailable           = "unavailable"            // 503: the database is unreachable or not set up
+)
+
+// statusClientClosedRequest is logged when the client gave up before the answer (nginx's 499).
+const statusClientClosedRequest = 499
+
+// apiError is an error answer: its status and the body {"error": {...}}.
+type apiError struct {
+	Status  int            `json:"-"`
+	Code    string         `json:"code"`
+	Message string         `json:"message"`
+	Details map[string]any `json:"details,omitempty"`
+	// cause is logged with the request (500s and 503s), never sent.
+	cause error
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+func newError(status int, code, format string, args ...any) *apiError {
+	return &apiError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func (e *apiError) with(key string, value any) *apiError {
+	if e.Details == nil {
+		e.Details = map[string]any{}
+	}
+	e.Details[key] = value
+	return e
+}
+
+// preconditionError: an If-Match version that is not the item's version, found before or by the
+// append.
+type preconditionError struct {
+	SKU              string
+	Expected, Actual int64
+}
+
+func (e *preconditionError) Error() string {
+	return fmt.Sprintf("item %s is at version %d, not %d", e.SKU, e.Actual, e.Expected)
+}
+
+// toAPIError is the one place that turns errors from the inventory domain, Annals and the request
+// checks into answers. Errors it does not know are 500s, with the cause kept for the log only.
+func toAPIError(err error) *apiError {
+	var (
+		api          *apiError
+		precondition *preconditionError
+		insufficient *inventory.InsufficientInventoryError
+		wrongVersion *annals.WrongExpectedVersionError
+		tooLarge     *annals.TooLargeError
+	)
+	switch {
+	case errors.As(err, &api):
+		return api
+	case errors.As(err, &precondition):
+		return newError(http.StatusPreconditionFailed, CodePreconditionFailed,
+			"If-Match expected version %d, but item %s is at version %d; read it again", precondition.Expected, precondition.SKU, precondition.Actual).
+			with("expected", precondition.Expected).with("actual", precondition.Actual)
+	case errors.As(err, &insufficient):
+		return newError(http.StatusUnprocessableEntity, CodeInsufficientInventory,
+			"item %s has %d, %d requested", insufficient.SKU, insufficient.Available, insufficient.Requested).
+			with("available", insufficient.Available).with("requested", insufficient.Requested)
+	case errors.Is(err, inventory.ErrItemNotFound):
+		return newError(http.StatusNotFound, CodeItemNotFound, "%s", trimPrefix(err, "inventory: "))
+	case errors.Is(err, inventory.ErrItemExists):
+		return newError(http.StatusConflict, CodeItemExists, "%s", trimPrefix(err, "inventory: "))
+	case errors.Is(err, inventory.ErrInvalidCommand):
+		return newError(http.StatusUnprocessableEntity, CodeInvalidCommand, "%s", trimPrefix(err, "inventory: "))
+	case errors.As(err, &wrongVersion): // the repository's retries ran out
+		return newError(http.StatusConflict, CodeConflict,
+			"the item kept changing under concurrent writers (now at version %d); try again", wrongVersion.Actual).
+			with("actual", wrongVersion.Actual)
+	case errors.Is(err, annals.ErrStreamDeleted):
+		return newError(http.StatusGone, CodeStreamDeleted, "the item's stream is deleted")
+	case errors.As(err, &tooLarge):
+		return newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "the event is over the store's %s limit", tooLarge.Setting)
+	case errors.Is(err, annals.ErrInvalidArgument), errors.Is(err, annals.ErrReserved):
+		// The request checks should have caught it; the database did.
+		return &apiError{Status: http.StatusUnprocessableEntity, Code: CodeValidationFailed,
+			Message: err.Error(), cause: err}
+	case errors.Is(err, annals.ErrSchemaNotInstalled), errors.Is(err, annals.ErrSchemaTooNew):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+			Message: "the database is not set up for this service", cause: err}
+	case errors.As(err, new(*pgconn.ConnectError)):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the database is unreachable", cause: err}
+	case errors.Is(err, context.Canceled):
+		return &apiError{Status: statusClientClosedRequest, Code: CodeCanceled, Message: "request canceled", cause: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the database did not answer in time", cause: err}
+	}
+	return &apiError{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error", cause: err}
+}
+
+// trimPrefix is err's message without the package prefix a client has no use for.
+func trimPrefix(err error, prefix string) string { return strings.TrimPrefix(err.Error(), prefix) }

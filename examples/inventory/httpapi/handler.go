@@ -1,0 +1,140 @@
+// Package httpapi is the inventory service over HTTP and JSON: create an item, adjust its count,
+// read it (from the inline projection inventory.item_counts), its history and its state as of
+// a time or version, with optimistic concurrency through ETag and If-Match.
+//
+//	pool, _ := pgxpool.New(ctx, os.Getenv("DATABASE_URL")) // Annals migrated, readmodels installed
+//	http.ListenAndServe("127.0.0.1:8080", httpapi.New(pool, httpapi.Options{}))
+//
+// Endpoints:
+//
+//	POST /items                       {"sku", "name", "count"}  201, ETag, Location | 409 item_exists
+//	GET  /items/{sku}                 the read model's row      200, ETag | 404
+//	GET  /items/{sku}?as_of=RFC3339   rebuilt from the events   200 | 404 (did not exist yet)
+//	GET  /items/{sku}?as_of_version=N rebuilt from the events   200 | 404
+//	POST /items/{sku}/adjustments     {"delta", "reason"}       200, ETag | 404 | 409 | 412 | 422
+//	GET  /items/{sku}/history?from=&limit=                      200 (Link: next) | 404
+//	GET  /healthz                     database, schema, read models  200 | 503
+//
+// Every item's ETag is its stream version, "3". An adjustment with If-Match: "3" appends only if
+// the item is still at version 3, else 412 with the expected and actual versions; without
+// If-Match it reloads and decides again when another writer got there first, and answers 409 when
+// that keeps happening (Options.MaxAttempts).
+//
+// Requests are checked completely before anything reaches the database: 415 for a Content-Type
+// other than application/json, 413 for a body over Options.MaxBodyBytes, 400 for anything but
+// one JSON object, duplicate or unknown members, values of the wrong JSON type and malformed path,
+// query or header values, 422 (listing every invalid field) for values the rules refuse. Errors
+// are {"error": {"code", "message", "details"}}; the codes are the Code constants.
+//
+// Each request gets an id (X-Request-Id, kept from the request when sane), stored as the
+// correlation_id of the events it appends, and one log line.
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/annals-db/annals/examples/inventory"
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options configures a Handler. The zero value gives the defaults.
+type Options struct {
+	// Logger receives one line per request (default slog.Default()).
+	Logger *slog.Logger
+	// MaxBodyBytes limits request bodies (default DefaultMaxBodyBytes, 64 KiB).
+	MaxBodyBytes int64
+	// MaxAttempts is how many times an adjustment without If-Match is decided when other writers
+	// keep appending first, before the answer is 409 (default 10).
+	MaxAttempts int
+}
+
+// Handler serves the inventory API. Safe for concurrent use.
+type Handler struct {
+	pool     *pgxpool.Pool
+	client   *annals.Client
+	service  *inventory.Service
+	decider  annals.Decider[inventory.Item, inventory.Command]
+	registry *annals.Registry
+	log      *slog.Logger
+	maxBody  int64
+	root     http.Handler
+}
+
+// New returns the API over pool, a database with Annals migrated and the inventory read models
+// installed (readmodels.Install; Check tells). It panics when pool is nil.
+func New(pool *pgxpool.Pool, opts Options) *Handler {
+	if pool == nil {
+		panic("httpapi: New needs a pool")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 10
+	}
+	client := annals.New(pool)
+	h := &Handler{
+		pool:     pool,
+		client:   client,
+		service:  inventory.NewService(client, annals.RepositoryOptions{MaxAttempts: opts.MaxAttempts, Logger: opts.Logger}),
+		decider:  inventory.Decider(),
+		registry: inventory.NewRegistry(),
+		log:      opts.Logger,
+		maxBody:  opts.MaxBodyBytes,
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /items", h.createItem)
+	mux.HandleFunc("GET /items/{sku}", h.getItem)
+	mux.HandleFunc("POST /items/{sku}/adjustments", h.adjustItem)
+	mux.HandleFunc("GET /items/{sku}/history", h.history)
+	mux.HandleFunc("GET /healthz", h.health)
+	// The same paths with other methods, and every other path, answer in JSON too.
+	mux.Handle("/items", methodNotAllowed("POST"))
+	mux.Handle("/items/{sku}", methodNotAllowed("GET, HEAD"))
+	mux.Handle("/items/{sku}/adjustments", methodNotAllowed("POST"))
+	mux.Handle("/items/{sku}/history", methodNotAllowed("GET, HEAD"))
+	mux.Handle("/healthz", methodNotAllowed("GET, HEAD"))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, newError(http.StatusNotFound, CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
+	})
+	h.root = h.instrument(mux)
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.root.ServeHTTP(w, r) }
+
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, r, newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+			"%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow).with("allow", allow))
+	})
+}
+
+// Check verifies that the service can work: the database answers, Annals is installed at the
+// version this build expects (annals.ErrSchemaNotInstalled, annals.ErrSchemaTooNew otherwise) and
+// the inventory read models are installed. GET /healthz runs it.
+func (h *Handler) Check(ctx context.Context) error {
+	if err := h.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if err := h.client.CheckSchema(ctx); err != nil {
+		return err
+	}
+	var installed bool
+	if err := h.pool.QueryRow(ctx, "SELECT pg_catalog.to_regclass('inventory.item_counts') IS NOT NULL").Scan(&installed); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if !installed {
+		return fmt.Errorf("the inventory read models are not installed: run readmodels.Install (inventory-service --migrate)")
+	}
+	return nil
+}

@@ -1,0 +1,270 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/annals-db/annals/examples/inventory"
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/jackc/pgx/v5"
+)
+
+// History page sizes (?limit).
+const (
+	DefaultHistoryLimit = 100
+	MaxHistoryLimit     = 1000
+)
+
+func itemOf(it inventory.Item) Item {
+	return Item{SKU: it.SKU, Name: it.Name, Count: it.Count, Version: it.Version}
+}
+
+// createItem: POST /items {"sku", "name", "count"}.
+func (h *Handler) createItem(w http.ResponseWriter, r *http.Request) {
+	req, err := parseCreate(w, r, h.maxBody)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	item, err := h.service.AddItem(r.Context(), req.SKU, req.Name, req.Count)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", etag(item.Version))
+	w.Header().Set("Location", "/items/"+url.PathEscape(item.SKU))
+	writeJSON(w, http.StatusCreated, itemOf(item))
+}
+
+// getItem: GET /items/{sku}, from the read model, or as of a time or version, rebuilt from the
+// events.
+func (h *Handler) getItem(w http.ResponseWriter, r *http.Request) {
+	sku, err := pathSKU(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	asOf, echo, err := parseAsOf(r.URL.Query())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if echo != nil {
+		item, err := h.service.ItemAt(r.Context(), sku, asOf)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		resp := itemOf(item)
+		echo(&resp)
+		writeJSON(w, http.StatusOK, resp) // no ETag: a past state is no precondition for a write
+		return
+	}
+	item, err := h.readModel(r.Context(), sku)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", etag(item.Version))
+	writeJSON(w, http.StatusOK, item)
+}
+
+// readModel reads an item's row in the inline projection inventory.item_counts. The projection
+// is written in the append's transaction, so a client reads its own writes.
+func (h *Handler) readModel(ctx context.Context, sku string) (Item, error) {
+	var item Item
+	var updated time.Time
+	err := h.pool.QueryRow(ctx,
+		`SELECT c.sku, c.name, c.count, c.version, c.updated_at FROM inventory.item_counts AS c WHERE c.sku = $1`, sku).
+		Scan(&item.SKU, &item.Name, &item.Count, &item.Version, &updated)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Item{}, fmt.Errorf("%w: %s", inventory.ErrItemNotFound, sku)
+	}
+	if err != nil {
+		return Item{}, fmt.Errorf("read inventory.item_counts: %w", err)
+	}
+	updated = updated.UTC()
+	item.UpdatedAt = &updated
+	return item, nil
+}
+
+// parseAsOf reads ?as_of=RFC3339 or ?as_of_version=N (not both). echo is nil when neither is
+// given; otherwise it copies the point asked for into the answer.
+func parseAsOf(q url.Values) (annals.AsOf, func(*Item), error) {
+	times, versions := q["as_of"], q["as_of_version"]
+	bad := func(param, format string, args ...any) error {
+		return newError(http.StatusBadRequest, CodeInvalidParameter, format, args...).with("parameter", param)
+	}
+	switch {
+	case times == nil && versions == nil:
+		return annals.AsOf{}, nil, nil
+	case times != nil && versions != nil:
+		return annals.AsOf{}, nil, bad("as_of", "give as_of or as_of_version, not both")
+	case len(times) > 1 || len(versions) > 1:
+		return annals.AsOf{}, nil, bad("as_of", "give as_of or as_of_version once")
+	case times != nil:
+		// A '+' in a query string decodes to a space, and RFC 3339 has no spaces: a client that
+		// did not percent-encode the offset's '+' (%2B) meant it.
+		t, err := time.Parse(time.RFC3339Nano, strings.ReplaceAll(times[0], " ", "+"))
+		if err != nil {
+			return annals.AsOf{}, nil, bad("as_of", "as_of must be an RFC 3339 time such as 2025-01-02T15:04:05Z, got %q", times[0])
+		}
+		return annals.AtTime(t), func(it *Item) { it.AsOf = &t }, nil
+	default:
+		v, err := strconv.ParseInt(versions[0], 10, 64)
+		if err != nil || v < 0 {
+			return annals.AsOf{}, nil, bad("as_of_version", "as_of_version must be an integer >= 0, got %q", versions[0])
+		}
+		return annals.AtVersion(v), func(it *Item) { it.AsOfVersion = &v }, nil
+	}
+}
+
+// adjustItem: POST /items/{sku}/adjustments {"delta", "reason"}, with an optional If-Match.
+func (h *Handler) adjustItem(w http.ResponseWriter, r *http.Request) {
+	sku, err := pathSKU(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	expected, conditional, err := ifMatch(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	req, err := parseAdjust(w, r, h.maxBody)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	command := inventory.AdjustCount{SKU: sku, Delta: req.Delta, Reason: req.Reason}
+	var item inventory.Item
+	if conditional {
+		item, err = h.adjustAt(r.Context(), command, expected)
+	} else {
+		item, err = h.service.Handle(r.Context(), command)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", etag(item.Version))
+	writeJSON(w, http.StatusOK, itemOf(item))
+}
+
+// adjustAt runs command only if the item is at version expected: it loads the item, refuses
+// another version (*preconditionError), decides with the inventory rules and appends expecting
+// exactly that version, so a writer that slips in between also ends in *preconditionError. No
+// retry: the client decided on what it saw at that version. The repository's next write takes
+// the snapshot this path skips.
+func (h *Handler) adjustAt(ctx context.Context, command inventory.AdjustCount, expected int64) (inventory.Item, error) {
+	item, err := h.service.Item(ctx, command.SKU)
+	if err != nil {
+		return inventory.Item{}, err
+	}
+	if item.Version != expected {
+		return inventory.Item{}, &preconditionError{SKU: command.SKU, Expected: expected, Actual: item.Version}
+	}
+	events, err := h.decider.Decide(item, command)
+	if err != nil {
+		return inventory.Item{}, err
+	}
+	md, _ := annals.MetadataFromContext(ctx)
+	data := make([]annals.EventData, len(events))
+	for i, ev := range events {
+		if data[i], err = h.registry.Encode(ev, md); err != nil {
+			return inventory.Item{}, err
+		}
+	}
+	res, err := h.client.Append(ctx, inventory.StreamID(command.SKU), annals.Exact(expected), data...)
+	if wrong, ok := errors.AsType[*annals.WrongExpectedVersionError](err); ok {
+		return inventory.Item{}, &preconditionError{SKU: command.SKU, Expected: expected, Actual: wrong.Actual}
+	}
+	if err != nil {
+		return inventory.Item{}, err
+	}
+	item = h.decider.Fold(item, events...)
+	item.Version = res.StreamVersion
+	return item, nil
+}
+
+// history: GET /items/{sku}/history?from=1&limit=100, oldest first.
+func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
+	sku, err := pathSKU(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	from, err := intParam(q, "from", 1, 1, 1<<62)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	limit, err := intParam(q, "limit", DefaultHistoryLimit, 1, MaxHistoryLimit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	page := History{SKU: sku, Events: make([]Event, 0, min(limit, 64))}
+	stream := inventory.StreamID(sku)
+	for ev, err := range h.client.ReadStream(r.Context(), stream, annals.ReadOptions{From: from, Limit: int(limit) + 1}) {
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if int64(len(page.Events)) == limit { // one more than the page: there is a next page
+			next := ev.StreamVersion
+			page.NextFrom = &next
+			break
+		}
+		e := Event{Version: ev.StreamVersion, Type: ev.EventType, Data: ev.Data, RecordedAt: ev.RecordedAt.UTC()}
+		if string(ev.Metadata) != "{}" {
+			e.Metadata = ev.Metadata
+		}
+		page.Events = append(page.Events, e)
+	}
+	if len(page.Events) == 0 { // past the end, or no such item?
+		if _, err := h.client.StreamInfo(r.Context(), stream); errors.Is(err, annals.ErrStreamNotFound) {
+			writeError(w, r, fmt.Errorf("%w: %s", inventory.ErrItemNotFound, sku))
+			return
+		} else if err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	if page.NextFrom != nil {
+		w.Header().Set("Link", fmt.Sprintf(`</items/%s/history?from=%d&limit=%d>; rel="next"`, url.PathEscape(sku), *page.NextFrom, limit))
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// intParam reads the integer query parameter name, def when absent, a 400 outside lo..hi.
+func intParam(q url.Values, name string, def, lo, hi int64) (int64, error) {
+	values, ok := q[name]
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(values[0], 10, 64)
+	if len(values) > 1 || err != nil || n < lo || n > hi {
+		return 0, newError(http.StatusBadRequest, CodeInvalidParameter, "%s must be one integer from %d to %d, got %q", name, lo, hi, strings.Join(values, ",")).
+			with("parameter", name)
+	}
+	return n, nil
+}
+
+// health: GET /healthz, Check with a deadline.
+func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := h.Check(ctx); err != nil {
+		writeError(w, r, &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: err.Error(), cause: err})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "schema_version": annals.SchemaVersion()})
+}
