@@ -1,0 +1,47 @@
+# Annals: build, test and schema maintenance. Every target that needs PostgreSQL uses
+# TEST_DATABASE_URL when set (a maintenance database such as postgres; scratch databases are
+# created beside it and dropped), else the local server on 127.0.0.1:5432 as user postgres.
+#
+#   make test          everything CI runs: deps, vet, Go tests, pgTAP, schema drift, goose CLI
+#   make demo          the inventory story against a scratch database
+
+GO        ?= go
+GOTIMEOUT ?= 10m
+
+.NOTPARALLEL:
+.PHONY: test deps vet test-go test-sql schema-dump schema-check test-goose-cli demo build
+
+test: deps vet test-go test-sql schema-check test-goose-cli
+
+# pg_prove and the pgtap and plpgsql_check extensions; installed with apt-get as root, else the
+# command to run is printed and the target fails.
+deps:
+	tests/scripts/deps.sh
+
+vet:
+	$(GO) vet ./...
+
+test-go:
+	$(GO) test -count=1 -timeout $(GOTIMEOUT) ./...
+
+# pgTAP files in tests/pgtap (structure, behaviour, plpgsql_check) in a fresh database.
+test-sql:
+	tests/pgtap/run.sh
+
+# sql/900_schema.sql: the schema a fresh install has, for review and drift checks.
+schema-dump:
+	tests/scripts/schema_dump.sh sql/900_schema.sql
+
+schema-check:
+	tests/scripts/schema_check.sh
+
+# The README's goose CLI install path, compared with annals migrate.
+test-goose-cli:
+	tests/scripts/goose_cli.sh
+
+demo:
+	$(GO) run ./cmd/annals demo
+
+build:
+	$(GO) build ./...
+	$(GO) build -o bin/annals ./cmd/annals

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Makes sure the SQL test tools are present: pg_prove (libtap-parser-sourcehandler-pgtap-perl) and
+# the pgtap and plpgsql_check extensions (postgresql-15-pgtap, postgresql-15-plpgsql-check).
+# Installs them with apt-get when running as root on a machine that has it; otherwise prints the
+# exact command and fails.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source tests/scripts/lib.sh
+
+packages=()
+command -v pg_prove >/dev/null || packages+=(libtap-parser-sourcehandler-pgtap-perl)
+
+# The extensions must be available to the server. Ask it when it is reachable; otherwise look
+# where Debian's packages put them.
+if available=$(admin_psql -At -c "SELECT string_agg(name, ' ') FROM pg_catalog.pg_available_extensions
+                                   WHERE name IN ('pgtap', 'plpgsql_check')" 2>/dev/null); then
+    [[ " $available " == *" pgtap "* ]] || packages+=(postgresql-15-pgtap)
+    [[ " $available " == *" plpgsql_check "* ]] || packages+=(postgresql-15-plpgsql-check)
+else
+    echo "note: PostgreSQL at $ADMIN_URL is not reachable; checking the extension files instead" >&2
+    compgen -G '/usr/share/postgresql/*/extension/pgtap.control' >/dev/null || packages+=(postgresql-15-pgtap)
+    compgen -G '/usr/share/postgresql/*/extension/plpgsql_check.control' >/dev/null || packages+=(postgresql-15-plpgsql-check)
+fi
+
+if [[ ${#packages[@]} -eq 0 ]]; then
+    echo "deps: pg_prove, pgtap and plpgsql_check are available"
+    exit 0
+fi
+
+echo "deps: missing ${packages[*]}"
+if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+    exit 0
+fi
+echo "error: install them first, as root:" >&2
+echo "  apt-get update && apt-get install -y ${packages[*]}" >&2
+exit 1
