@@ -87,6 +87,7 @@ DECLARE
     v_head     record;
     v_start    timestamptz;
     v_populated boolean;
+    v_snapshot pg_snapshot;
 BEGIN
     FOR m IN SELECT * FROM annals_internal.materialized_views AS mv ORDER BY mv.view_name::text FOR UPDATE SKIP LOCKED LOOP
         -- The feed position the refresh will include: everything below the barrier now.
@@ -104,6 +105,8 @@ BEGIN
             CONTINUE;
         END IF;
         v_start := clock_timestamp();
+        -- Taken just before the REFRESH's own snapshot: whatever is visible here is in the view.
+        v_snapshot := pg_current_snapshot();
         SELECT c.relispopulated INTO v_populated FROM pg_catalog.pg_class AS c WHERE c.oid = m.view_name;
         BEGIN
             IF v_populated THEN
@@ -113,7 +116,7 @@ BEGIN
             END IF;
             UPDATE annals_internal.materialized_views AS mv
                SET refreshed_at = clock_timestamp(), refreshed_through_transaction = v_head.transaction_id,
-                   refreshed_through_position = v_head.global_position,
+                   refreshed_through_position = v_head.global_position, refreshed_snapshot = v_snapshot,
                    last_duration = clock_timestamp() - v_start, last_error = NULL
              WHERE mv.view_name = m.view_name;
             view_name := m.view_name::text; refreshed := true; duration := clock_timestamp() - v_start; error := NULL;
@@ -139,15 +142,18 @@ GRANT EXECUTE ON FUNCTION annals.refresh_views(boolean) TO annals_writer;
 CREATE OR REPLACE VIEW annals.view_freshness AS
 SELECT m.view_name::text AS view_name, m.refresh_interval, m.refreshed_at,
        m.refreshed_through_transaction, m.refreshed_through_position,
+       -- Events the last refresh could not see (only ids at or above its xmin can be invisible).
        (SELECT count(*) FROM (SELECT 1 FROM annals_internal.events AS e
-                               WHERE m.refreshed_through_transaction IS NULL
-                                  OR (e.transaction_id, e.global_position) > (m.refreshed_through_transaction, m.refreshed_through_position)
+                               WHERE m.refreshed_snapshot IS NULL
+                                  OR e.transaction_id >= pg_snapshot_xmin(m.refreshed_snapshot)
+                                 AND NOT pg_visible_in_snapshot(e.transaction_id, m.refreshed_snapshot)
                                LIMIT 100000) AS pending) AS events_behind,
        clock_timestamp() - m.refreshed_at AS age,
        m.last_duration, m.last_error
   FROM annals_internal.materialized_views AS m;
 COMMENT ON VIEW annals.view_freshness IS
-$$Each registered materialized view: when it was refreshed, through which feed position, how many events it
-lags (counted up to 100000), how long the last refresh took and its last error.$$;
+$$Each registered materialized view: when it was refreshed, through which feed position (everything up to it
+is included), how many events the refresh could not see yet (counted up to 100000, all categories), how long
+the last refresh took and its last error.$$;
 REVOKE ALL ON annals.view_freshness FROM PUBLIC;
 GRANT SELECT ON annals.view_freshness TO annals_writer, annals_reader, annals_bi;

@@ -1349,6 +1349,7 @@ DECLARE
     v_head     record;
     v_start    timestamptz;
     v_populated boolean;
+    v_snapshot pg_snapshot;
 BEGIN
     FOR m IN SELECT * FROM annals_internal.materialized_views AS mv ORDER BY mv.view_name::text FOR UPDATE SKIP LOCKED LOOP
         -- The feed position the refresh will include: everything below the barrier now.
@@ -1366,6 +1367,8 @@ BEGIN
             CONTINUE;
         END IF;
         v_start := clock_timestamp();
+        -- Taken just before the REFRESH's own snapshot: whatever is visible here is in the view.
+        v_snapshot := pg_current_snapshot();
         SELECT c.relispopulated INTO v_populated FROM pg_catalog.pg_class AS c WHERE c.oid = m.view_name;
         BEGIN
             IF v_populated THEN
@@ -1375,7 +1378,7 @@ BEGIN
             END IF;
             UPDATE annals_internal.materialized_views AS mv
                SET refreshed_at = clock_timestamp(), refreshed_through_transaction = v_head.transaction_id,
-                   refreshed_through_position = v_head.global_position,
+                   refreshed_through_position = v_head.global_position, refreshed_snapshot = v_snapshot,
                    last_duration = clock_timestamp() - v_start, last_error = NULL
              WHERE mv.view_name = m.view_name;
             view_name := m.view_name::text; refreshed := true; duration := clock_timestamp() - v_start; error := NULL;
@@ -3403,6 +3406,7 @@ CREATE TABLE annals_internal.materialized_views (
     last_duration interval,
     last_error text,
     registered_at timestamp with time zone NOT NULL,
+    refreshed_snapshot pg_snapshot,
     CONSTRAINT materialized_views_interval_chk CHECK ((refresh_interval >= '00:00:00'::interval))
 );
 
@@ -3414,6 +3418,13 @@ ALTER TABLE annals_internal.materialized_views OWNER TO annals_owner;
 --
 
 COMMENT ON TABLE annals_internal.materialized_views IS 'Registered materialized views: refresh interval and freshness (when, through which feed position).';
+
+
+--
+-- Name: COLUMN materialized_views.refreshed_snapshot; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.materialized_views.refreshed_snapshot IS 'The snapshot taken just before the last refresh: events invisible to it are not in the view.';
 
 
 --
@@ -3429,7 +3440,7 @@ CREATE VIEW annals.view_freshness AS
     ( SELECT count(*) AS count
            FROM ( SELECT 1 AS "?column?"
                    FROM annals_internal.events e
-                  WHERE ((m.refreshed_through_transaction IS NULL) OR (ROW(e.transaction_id, e.global_position) > ROW(m.refreshed_through_transaction, m.refreshed_through_position)))
+                  WHERE ((m.refreshed_snapshot IS NULL) OR ((e.transaction_id >= pg_snapshot_xmin(m.refreshed_snapshot)) AND (NOT pg_visible_in_snapshot(e.transaction_id, m.refreshed_snapshot))))
                  LIMIT 100000) pending) AS events_behind,
     (clock_timestamp() - m.refreshed_at) AS age,
     m.last_duration,
@@ -3443,8 +3454,9 @@ ALTER TABLE annals.view_freshness OWNER TO annals_owner;
 -- Name: VIEW view_freshness; Type: COMMENT; Schema: annals; Owner: annals_owner
 --
 
-COMMENT ON VIEW annals.view_freshness IS 'Each registered materialized view: when it was refreshed, through which feed position, how many events it
-lags (counted up to 100000), how long the last refresh took and its last error.';
+COMMENT ON VIEW annals.view_freshness IS 'Each registered materialized view: when it was refreshed, through which feed position (everything up to it
+is included), how many events the refresh could not see yet (counted up to 100000, all categories), how long
+the last refresh took and its last error.';
 
 
 --

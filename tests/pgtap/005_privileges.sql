@@ -93,12 +93,11 @@ SELECT is_empty(
                 WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
                   AND d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = p.oid
                   AND has_table_privilege('annals_bi', rw.ev_class, 'SELECT'))$$,
-    'annals_bi may execute no annals function but schema_version and those its views call (feed_head: see the TODO below)');
--- Known deviation, kept visible: functions/130_feed_status.sql grants annals.feed_head() to
--- annals_bi, which DESIGN.md does not provide for (bi reads views). Decide, then drop the TODO.
-SELECT todo('annals.feed_head() is granted to annals_bi outside the documented bi privileges', 1);
-SELECT function_privs_are('annals', 'feed_head', ARRAY[]::name[], 'annals_bi', ARRAY[]::name[],
-                          'annals_bi has no EXECUTE on annals.feed_head()');
+    'annals_bi may execute no annals function but schema_version, feed_head and those its views call');
+-- Decided (README, roles): BI dashboards chart feed lag, so annals_bi may call annals.feed_head(),
+-- which returns positions and a time, never event data.
+SELECT function_privs_are('annals', 'feed_head', ARRAY[]::name[], 'annals_bi', ARRAY['EXECUTE']::name[],
+                          'annals_bi may execute annals.feed_head() (lag dashboards), no data');
 SELECT is_empty(
     $$SELECT p.oid::regprocedure AS function
         FROM pg_catalog.pg_proc AS p
