@@ -1,0 +1,158 @@
+package projections_test
+
+import (
+	"testing"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRegisterProjectionErrorsAreClear(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.exec(t, `
+		CREATE SCHEMA s;
+		CREATE TABLE s.t (x integer);
+		CREATE TABLE s.t2 (x integer);
+		CREATE TABLE s.select_only (x integer);
+		CREATE VIEW s.a_view AS SELECT 1 AS x;
+		CREATE SEQUENCE s.a_sequence;
+		CREATE FUNCTION s.h(events annals.event[]) RETURNS void LANGUAGE sql AS 'SELECT';
+		CREATE FUNCTION s.wrong_arg(events jsonb) RETURNS void LANGUAGE sql AS 'SELECT';
+		CREATE FUNCTION s.wrong_return(events annals.event[]) RETURNS integer LANGUAGE sql AS 'SELECT 1';
+		CREATE FUNCTION s.two_args(events annals.event[], x integer) RETURNS void LANGUAGE sql AS 'SELECT';
+		CREATE FUNCTION s.set_returning(events annals.event[]) RETURNS SETOF void LANGUAGE sql AS 'SELECT';
+		CREATE PROCEDURE s.a_procedure(events annals.event[]) LANGUAGE sql AS 'SELECT';
+		CREATE FUNCTION s.private(events annals.event[]) RETURNS void LANGUAGE sql AS 'SELECT';
+		REVOKE EXECUTE ON FUNCTION s.private(annals.event[]) FROM PUBLIC;
+		CREATE SCHEMA hidden;
+		CREATE FUNCTION hidden.h(events annals.event[]) RETURNS void LANGUAGE sql AS 'SELECT';
+		CREATE TABLE hidden.t (x integer);
+		GRANT SELECT, INSERT, UPDATE, DELETE ON hidden.t TO annals_owner;`)
+	f.grantOwner(t, "s")
+	f.exec(t, "REVOKE INSERT, UPDATE, DELETE ON s.select_only FROM annals_owner")
+	ok := projection{name: "p", handler: "s.h(annals.event[])", tables: []string{"s.t"}}
+
+	// Unknown handler: the cast to regprocedure fails before annals.register_projection runs,
+	// with PostgreSQL's own error naming the function.
+	p := ok
+	p.handler = "s.nope(annals.event[])"
+	err := f.tryRegister(p)
+	pgErr := pgCode(t, err)
+	require.Equal(t, "42883", pgErr.Code)
+	require.Contains(t, pgErr.Message, "s.nope(annals.event[])")
+
+	// Wrong signatures.
+	for _, h := range []string{"s.wrong_arg(jsonb)", "s.wrong_return(annals.event[])", "s.two_args(annals.event[],integer)",
+		"s.set_returning(annals.event[])", "s.a_procedure(annals.event[])"} {
+		p := ok
+		p.handler = h
+		requireInvalid(t, f.tryRegister(p), "must have the signature (events annals.event[]) RETURNS void")
+	}
+	// annals_owner cannot run it: revoked, or no USAGE on its schema.
+	p = ok
+	p.handler = "s.private(annals.event[])"
+	requireInvalid(t, f.tryRegister(p), "GRANT EXECUTE ON FUNCTION s.private(annals.event[]) TO annals_owner")
+	p = ok
+	p.handler = "hidden.h(annals.event[])"
+	requireInvalid(t, f.tryRegister(p), "annals_owner cannot execute hidden.h(annals.event[])", "USAGE")
+
+	// Tables.
+	for _, tables := range [][]string{nil, {}} {
+		p := ok
+		p.tables = tables
+		requireInvalid(t, f.tryRegister(p), "at least one table")
+	}
+	for _, tbl := range []string{"s.a_view", "s.a_sequence"} {
+		p := ok
+		p.tables = []string{"s.t", tbl}
+		requireInvalid(t, f.tryRegister(p), tbl+" is not a table")
+	}
+	_, err = f.pool.Exec(f.ctx, "SELECT annals.register_projection('p', 's.h(annals.event[])', ARRAY['s.t', NULL]::regclass[])")
+	requireInvalid(t, err, "tables", "NULL")
+	p = ok
+	p.tables = []string{"s.select_only"} // SELECT alone is not enough: a rebuild deletes, the handler writes
+	requireInvalid(t, f.tryRegister(p), "annals_owner needs SELECT, INSERT, UPDATE, DELETE on s.select_only", "GRANT")
+	p = ok
+	p.tables = []string{"hidden.t"} // privileges on the table but no USAGE on its schema
+	requireInvalid(t, f.tryRegister(p), "hidden.t", "USAGE on its schema")
+
+	// Mode and filters.
+	p = ok
+	p.mode = "sometimes"
+	requireInvalid(t, f.tryRegister(p), "mode", "'inline' or 'async'")
+	p = ok
+	p.eventTypes = []string{}
+	requireInvalid(t, f.tryRegister(p), "NULL (everything) or non-empty")
+	_, err = f.pool.Exec(f.ctx, "SELECT annals.register_projection('', 's.h(annals.event[])', ARRAY['s.t']::regclass[])")
+	requireInvalid(t, err, "name")
+	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals.projections"), "no failed call registered anything")
+
+	// A table belongs to one projection.
+	require.True(t, scalar[bool](t, f, "SELECT annals.register_projection('p', 's.h(annals.event[])', ARRAY['s.t']::regclass[])"))
+	p = ok
+	p.name = "q"
+	p.tables = []string{"s.t2", "s.t"}
+	requireInvalid(t, f.tryRegister(p), "s.t already belongs to another projection")
+	// Re-registering the same projection updates it (false: not new).
+	require.False(t, scalar[bool](t, f, "SELECT annals.register_projection('p', 's.h(annals.event[])', ARRAY['s.t', 's.t2']::regclass[], event_types => ARRAY['X'])"))
+	require.Equal(t, []string{"p [s.t s.t2] [X]"}, dump(t, f, "SELECT p.projection_name, p.tables, p.event_types FROM annals.projections AS p"))
+
+	// set_projection_enabled on an unknown projection: ST404, annals.ErrNotFound in Go.
+	_, err = f.pool.Exec(f.ctx, "SELECT annals.set_projection_enabled('nope', false)")
+	require.Equal(t, "ST404", pgCode(t, err).Code)
+	_, err = f.store.RebuildProjection(f.ctx, "nope", nil, 0)
+	require.ErrorIs(t, err, annals.ErrNotFound)
+	_, err = f.pool.Exec(f.ctx, "SELECT annals.set_projection_enabled('p', NULL)")
+	requireInvalid(t, err, "enabled")
+
+	// drop_projection: true once, then false; the handler is no longer called.
+	require.True(t, scalar[bool](t, f, "SELECT annals.drop_projection('p')"))
+	require.False(t, scalar[bool](t, f, "SELECT annals.drop_projection('p')"))
+	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals.projections"))
+	// Its tables are free again.
+	p = ok
+	p.name = "q"
+	require.NoError(t, f.tryRegister(p))
+}
+
+// The dispatch trigger exists only while an enabled inline projection does.
+func TestDispatchTriggerFollowsInlineProjections(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.createCallLog(t)
+	tg := func() string {
+		return scalar[string](t, f, `SELECT t.tgenabled::text FROM pg_trigger AS t
+			WHERE t.tgrelid = 'annals_internal.events'::regclass AND t.tgname = 'events_dispatch_inline'`)
+	}
+	require.Equal(t, "D", tg(), "a fresh store pays nothing")
+
+	f.logProjectionMode(t, "a", "async", nil, nil)
+	require.Equal(t, "D", tg(), "async projections do not need it")
+	f.logProjection(t, "b", nil, nil)
+	require.Equal(t, "O", tg())
+	f.logProjection(t, "c", nil, nil)
+	f.exec(t, "SELECT annals.set_projection_enabled('b', false)")
+	require.Equal(t, "O", tg(), "c is still enabled")
+	f.exec(t, "SELECT annals.set_projection_enabled('c', false)")
+	require.Equal(t, "D", tg(), "the last enabled inline projection was disabled")
+	f.append(t, "acct-1", ev("X", nil))
+	require.Empty(t, f.calls(t))
+
+	f.exec(t, "SELECT annals.set_projection_enabled('c', true)")
+	require.Equal(t, "O", tg())
+	f.append(t, "acct-1", ev("X", nil))
+	require.Len(t, f.calls(t), 1)
+
+	// Switching c to async, then dropping the rest.
+	f.exec(t, "SELECT annals.register_projection('c', 's.c_handler(annals.event[])', ARRAY['s.c_owned']::regclass[], mode => 'async')")
+	require.Equal(t, "D", tg())
+	f.exec(t, "SELECT annals.set_projection_enabled('b', true)")
+	require.Equal(t, "O", tg())
+	f.exec(t, "SELECT annals.drop_projection('b')")
+	require.Equal(t, "D", tg())
+	f.exec(t, "SELECT annals.drop_projection('a'); SELECT annals.drop_projection('c')")
+	require.Equal(t, "D", tg())
+	// Dropping an async projection drops its subscription (checkpoint, dead letters) too.
+	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals_internal.subscriptions"))
+}
