@@ -36,7 +36,14 @@ BEGIN
          WHERE (p.event_types IS NULL OR annals_internal.read_type(n.event_type, v_up) = ANY (p.event_types))
            AND (p.categories IS NULL OR n.category = ANY (p.categories));
         CONTINUE WHEN v_events IS NULL;
-        CONTINUE WHEN NOT pg_try_advisory_xact_lock_shared(annals_internal.projection_lock_key(p.projection_name));
+        IF NOT pg_try_advisory_xact_lock_shared(annals_internal.projection_lock_key(p.projection_name)) THEN
+            -- Being rebuilt: the rebuild applies these events. Note the skip, so that a rebuild
+            -- that fails leaves the projection visibly stale rather than silently short.
+            INSERT INTO annals_internal.projection_skips AS k (projection_name, transaction_id, skipped_at)
+            VALUES (p.projection_name, pg_current_xact_id(), clock_timestamp())
+            ON CONFLICT ON CONSTRAINT projection_skips_pkey DO NOTHING;
+            CONTINUE;
+        END IF;
         EXECUTE format('SELECT %s($1)', p.handler_call) USING v_events;
     END LOOP;
     RETURN NULL;

@@ -243,6 +243,9 @@ BEGIN
         UPDATE annals_internal.projections AS p
            SET rebuilt_at = clock_timestamp(), rebuilt_events = v_applied, last_error = NULL, last_error_at = NULL
          WHERE p.projection_name = v_proj.projection_name;
+        -- Every skipping append has ended (the SHARE lock waited for them) and its events are
+        -- applied above; skips left by an earlier, failed rebuild are covered by this full replay.
+        DELETE FROM annals_internal.projection_skips AS k WHERE k.projection_name = v_proj.projection_name;
         -- Inside the block, so that a cancel arriving now still goes through the handlers.
         PERFORM pg_advisory_unlock(annals_internal.projection_lock_key(v_proj.projection_name));
     EXCEPTION

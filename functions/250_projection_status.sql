@@ -10,6 +10,8 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 CREATE OR REPLACE VIEW annals.projections AS
 SELECT p.projection_name, p.mode, p.enabled,
        CASE WHEN r.done IS NOT NULL THEN 'rebuilding'
+            WHEN EXISTS (SELECT FROM annals_internal.projection_skips AS k WHERE k.projection_name = p.projection_name)
+                 THEN 'stale'
             WHEN NOT p.enabled THEN 'disabled'
             WHEN p.last_error IS NOT NULL THEN 'failing'
             ELSE 'active' END AS state,
@@ -46,7 +48,8 @@ SELECT p.projection_name, p.mode, p.enabled,
                = to_hex(hashtextextended('annals:projection:' || p.projection_name, 0))
          LIMIT 1) AS r ON true;
 COMMENT ON VIEW annals.projections IS
-$$Every projection: mode, state (active, failing, disabled, rebuilding), handler and tables, checkpoint and
+$$Every projection: mode, state (active, failing, disabled, rebuilding, or stale: a rebuild failed after
+appends had skipped the projection for it, so rebuild again), handler and tables, checkpoint and
 lag for async ones (events counted up to 100000, time since the oldest pending), rebuild progress
 (rebuild_done of rebuild_total), open dead letters, last error.$$;
 REVOKE ALL ON annals.projections FROM PUBLIC;

@@ -1308,6 +1308,9 @@ BEGIN
         UPDATE annals_internal.projections AS p
            SET rebuilt_at = clock_timestamp(), rebuilt_events = v_applied, last_error = NULL, last_error_at = NULL
          WHERE p.projection_name = v_proj.projection_name;
+        -- Every skipping append has ended (the SHARE lock waited for them) and its events are
+        -- applied above; skips left by an earlier, failed rebuild are covered by this full replay.
+        DELETE FROM annals_internal.projection_skips AS k WHERE k.projection_name = v_proj.projection_name;
         -- Inside the block, so that a cancel arriving now still goes through the handlers.
         PERFORM pg_advisory_unlock(annals_internal.projection_lock_key(v_proj.projection_name));
     EXCEPTION
@@ -2630,7 +2633,14 @@ BEGIN
          WHERE (p.event_types IS NULL OR annals_internal.read_type(n.event_type, v_up) = ANY (p.event_types))
            AND (p.categories IS NULL OR n.category = ANY (p.categories));
         CONTINUE WHEN v_events IS NULL;
-        CONTINUE WHEN NOT pg_try_advisory_xact_lock_shared(annals_internal.projection_lock_key(p.projection_name));
+        IF NOT pg_try_advisory_xact_lock_shared(annals_internal.projection_lock_key(p.projection_name)) THEN
+            -- Being rebuilt: the rebuild applies these events. Note the skip, so that a rebuild
+            -- that fails leaves the projection visibly stale rather than silently short.
+            INSERT INTO annals_internal.projection_skips AS k (projection_name, transaction_id, skipped_at)
+            VALUES (p.projection_name, pg_current_xact_id(), clock_timestamp())
+            ON CONFLICT ON CONSTRAINT projection_skips_pkey DO NOTHING;
+            CONTINUE;
+        END IF;
         EXECUTE format('SELECT %s($1)', p.handler_call) USING v_events;
     END LOOP;
     RETURN NULL;
@@ -3233,6 +3243,26 @@ id (kind, pid, age, state, query). While it runs, events of younger transactions
 
 
 --
+-- Name: projection_skips; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.projection_skips (
+    projection_name text NOT NULL,
+    transaction_id xid8 NOT NULL,
+    skipped_at timestamp with time zone NOT NULL
+);
+
+
+ALTER TABLE annals_internal.projection_skips OWNER TO annals_owner;
+
+--
+-- Name: TABLE projection_skips; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.projection_skips IS 'Appending transactions that skipped an inline projection during its rebuild; left behind only by a failed rebuild.';
+
+
+--
 -- Name: subscription_checkpoints; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3268,6 +3298,9 @@ CREATE VIEW annals.projections AS
     p.enabled,
         CASE
             WHEN (r.done IS NOT NULL) THEN 'rebuilding'::text
+            WHEN (EXISTS ( SELECT
+               FROM annals_internal.projection_skips k
+              WHERE (k.projection_name = p.projection_name))) THEN 'stale'::text
             WHEN (NOT p.enabled) THEN 'disabled'::text
             WHEN (p.last_error IS NOT NULL) THEN 'failing'::text
             ELSE 'active'::text
@@ -3321,7 +3354,8 @@ ALTER TABLE annals.projections OWNER TO annals_owner;
 -- Name: VIEW projections; Type: COMMENT; Schema: annals; Owner: annals_owner
 --
 
-COMMENT ON VIEW annals.projections IS 'Every projection: mode, state (active, failing, disabled, rebuilding), handler and tables, checkpoint and
+COMMENT ON VIEW annals.projections IS 'Every projection: mode, state (active, failing, disabled, rebuilding, or stale: a rebuild failed after
+appends had skipped the projection for it, so rebuild again), handler and tables, checkpoint and
 lag for async ones (events counted up to 100000, time since the oldest pending), rebuild progress
 (rebuild_done of rebuild_total), open dead letters, last error.';
 
@@ -4082,6 +4116,14 @@ ALTER TABLE ONLY annals_internal.materialized_views
 
 
 --
+-- Name: projection_skips projection_skips_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.projection_skips
+    ADD CONSTRAINT projection_skips_pkey PRIMARY KEY (projection_name, transaction_id);
+
+
+--
 -- Name: projections projections_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4629,6 +4671,14 @@ CREATE TRIGGER streams_no_truncate BEFORE TRUNCATE ON annals_internal.streams FO
 
 ALTER TABLE ONLY annals_internal.dead_letters
     ADD CONSTRAINT dead_letters_subscription_fkey FOREIGN KEY (subscription_name) REFERENCES annals_internal.subscriptions(subscription_name) ON DELETE CASCADE;
+
+
+--
+-- Name: projection_skips projection_skips_projection_fkey; Type: FK CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.projection_skips
+    ADD CONSTRAINT projection_skips_projection_fkey FOREIGN KEY (projection_name) REFERENCES annals_internal.projections(projection_name) ON DELETE CASCADE;
 
 
 --

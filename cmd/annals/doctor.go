@@ -31,7 +31,7 @@ present (and the installed functions' checksum, when the login may read it); the
 annals_owner, annals_writer, annals_reader, annals_bi exist, NOLOGIN, the owner no superuser;
 annals_writer may append and annals_reader read, PUBLIC may execute nothing, and no application
 role holds a privilege on annals_internal's tables; the feed is readable and no transaction older
-than --blocker-age holds it back; no projection is failing or disabled; no dead letters wait; no
+than --blocker-age holds it back; no projection is failing, stale or disabled; no dead letters wait; no
 materialized view is stale or failing to refresh. Changes nothing.`,
 		Args: noArgs,
 	}
@@ -367,6 +367,9 @@ func (d *doctor) checkProjections(ctx context.Context) {
 				fix += fmt.Sprintf(" (its %d parked event(s): annals subscriptions dead-letters '$projection:%s')", p.DeadLetters, p.Name)
 			}
 			d.fail("projections", "%s is failing: %s; %s", p.Name, truncate(orDash(p.LastError), 200), fix)
+		case p.State == "stale":
+			d.fail("projections", "%s is stale: a rebuild failed after appends had left their events to it; annals projections rebuild %s",
+				p.Name, shellQuote(p.Name))
 		case p.State == "disabled":
 			d.warn("projections", "%s is disabled: SELECT annals.set_projection_enabled(%s, true), then annals projections rebuild %s",
 				p.Name, quoteLiteral(p.Name), shellQuote(p.Name))
