@@ -143,6 +143,13 @@ BEGIN
             format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner, with USAGE on its schema',
                    register_upcaster.upcaster, register_upcaster.upcaster));
     END IF;
+    -- Every read runs the upcaster as annals_owner, and its owner can redefine it at any time, so
+    -- only a role already trusted with annals_owner may own one.
+    IF NOT pg_has_role(v_proc.proowner, 'annals_owner', 'MEMBER') THEN
+        PERFORM annals_internal.raise_invalid('upcaster',
+            format('%s is owned by %s, who is not a member of annals_owner; since its owner could redefine it to run anything as annals_owner, ALTER FUNCTION %s OWNER TO annals_owner (or to a role that is a member of it)',
+                   register_upcaster.upcaster, v_proc.proowner::regrole, register_upcaster.upcaster));
+    END IF;
     v_call := format('%I.%I', (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname);
     INSERT INTO annals_internal.upcasters AS u (event_type, from_version, upcaster, upcaster_call, registered_at)
     VALUES (register_upcaster.event_type, register_upcaster.from_version, register_upcaster.upcaster::text, v_call, clock_timestamp())

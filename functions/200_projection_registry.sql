@@ -102,6 +102,14 @@ BEGIN
             format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner, with USAGE on its schema',
                    register_projection.handler, register_projection.handler));
     END IF;
+    -- A handler runs as annals_owner (inside the append). Its owner can redefine it at any time,
+    -- SECURITY DEFINER or not (an owner may switch that off again), so only a role already
+    -- trusted with annals_owner may own one.
+    IF NOT pg_has_role(v_proc.proowner, 'annals_owner', 'MEMBER') THEN
+        PERFORM annals_internal.raise_invalid('handler',
+            format('%s is owned by %s, who is not a member of annals_owner; since its owner could redefine it to run anything as annals_owner, ALTER FUNCTION %s OWNER TO annals_owner (or to a role that is a member of it)',
+                   register_projection.handler, v_proc.proowner::regrole, register_projection.handler));
+    END IF;
     IF register_projection.tables IS NULL OR cardinality(register_projection.tables) = 0 THEN
         PERFORM annals_internal.raise_invalid('tables', 'name at least one table the projection owns');
     END IF;

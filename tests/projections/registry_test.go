@@ -1,7 +1,10 @@
 package projections_test
 
 import (
+	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/stretchr/testify/require"
@@ -114,6 +117,67 @@ func TestRegisterProjectionErrorsAreClear(t *testing.T) {
 	p = ok
 	p.name = "q"
 	require.NoError(t, f.tryRegister(p))
+}
+
+// A handler runs as annals_owner, and its owner can redefine it at any time (a SECURITY DEFINER
+// function's owner can switch that off again), so only a role that is a member of annals_owner
+// may own one: otherwise that owner could run anything as annals_owner.
+func TestRegisterProjectionRefusesHandlersOwnedByUntrustedRoles(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	role := fmt.Sprintf("proj_dev_%d", time.Now().UnixNano())
+	f.exec(t, "CREATE ROLE "+role)
+	t.Cleanup(func() {
+		_, _ = f.pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS dev CASCADE")
+		_, _ = f.pool.Exec(context.Background(), "REVOKE ALL ON SCHEMA annals FROM "+role)
+		_, _ = f.pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
+	})
+	f.exec(t, "GRANT USAGE ON SCHEMA annals TO "+role)
+	f.exec(t, "CREATE SCHEMA dev AUTHORIZATION "+role)
+	f.exec(t, "GRANT USAGE ON SCHEMA dev TO annals_owner")
+	f.exec(t, "CREATE TABLE dev.t (x integer)")
+	f.exec(t, "GRANT SELECT, INSERT, UPDATE, DELETE ON dev.t TO annals_owner")
+	f.exec(t, "CREATE FUNCTION dev.h(events annals.event[]) RETURNS void LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'")
+	f.exec(t, "GRANT EXECUTE ON FUNCTION dev.h(annals.event[]) TO annals_owner")
+	f.exec(t, "ALTER FUNCTION dev.h(annals.event[]) OWNER TO "+role)
+
+	register := "SELECT annals.register_projection('dev', 'dev.h(annals.event[])', ARRAY['dev.t']::regclass[])"
+	_, err := f.pool.Exec(f.ctx, register)
+	requireInvalid(t, err, "owned by "+role, "not a member of annals_owner", "OWNER TO annals_owner")
+	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals.projections"))
+
+	f.exec(t, "ALTER FUNCTION dev.h(annals.event[]) OWNER TO annals_owner")
+	require.True(t, scalar[bool](t, f, register))
+}
+
+// Upcasters run as annals_owner on every read: the same ownership rule as handlers, plus the
+// schema USAGE check (without it every read of the type would fail).
+func TestRegisterUpcasterRefusesUntrustedOwnersAndMissingUsage(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	role := fmt.Sprintf("up_dev_%d", time.Now().UnixNano())
+	f.exec(t, "CREATE ROLE "+role)
+	t.Cleanup(func() {
+		_, _ = f.pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS up CASCADE")
+		_, _ = f.pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
+	})
+	f.exec(t, "CREATE SCHEMA up")
+	f.exec(t, "CREATE FUNCTION up.v1_to_v2(data jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE RETURN data || '{\"v\": 2}'")
+	f.exec(t, "GRANT EXECUTE ON FUNCTION up.v1_to_v2(jsonb) TO annals_owner")
+	register := "SELECT annals.register_upcaster('Thing', 1, 'up.v1_to_v2(jsonb)')"
+
+	_, err := f.pool.Exec(f.ctx, register)
+	requireInvalid(t, err, "annals_owner cannot execute up.v1_to_v2(jsonb)", "USAGE on its schema")
+	f.exec(t, "GRANT USAGE ON SCHEMA up TO annals_owner")
+
+	f.exec(t, "ALTER FUNCTION up.v1_to_v2(jsonb) OWNER TO "+role)
+	_, err = f.pool.Exec(f.ctx, register)
+	requireInvalid(t, err, "owned by "+role, "not a member of annals_owner")
+
+	f.exec(t, "ALTER FUNCTION up.v1_to_v2(jsonb) OWNER TO annals_owner")
+	require.True(t, scalar[bool](t, f, register))
+	f.append(t, "thing-1", ev("Thing", map[string]any{"a": 1}))
+	require.Equal(t, `{"a": 1, "v": 2}`, scalar[string](t, f, "SELECT e.data::text FROM annals.read_stream('thing-1') AS e"))
 }
 
 // The dispatch trigger exists only while an enabled inline projection does.
