@@ -133,12 +133,22 @@ BEGIN
             PERFORM annals_internal.raise_invalid('tables', format('%s already belongs to another projection', v_table));
         END IF;
     END LOOP;
-    IF cardinality(register_projection.event_types) = 0 OR cardinality(register_projection.categories) = 0 THEN
-        PERFORM annals_internal.raise_invalid('event_types', 'filters must be NULL (everything) or non-empty arrays');
+    IF cardinality(register_projection.event_types) = 0 THEN
+        PERFORM annals_internal.raise_invalid('event_types', 'must be NULL (every type) or a non-empty array');
+    END IF;
+    IF cardinality(register_projection.categories) = 0 THEN
+        PERFORM annals_internal.raise_invalid('categories', 'must be NULL (every category) or a non-empty array');
     END IF;
     v_call := format('%I.%I', (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname);
 
     SELECT * INTO v_existing FROM annals_internal.projections AS p WHERE p.projection_name = register_projection.name FOR UPDATE;
+    -- An inline projection's tables already hold every event; an async one would start from its
+    -- checkpoint and apply them all again. Switching is drop, register, rebuild.
+    IF v_existing.mode IS DISTINCT FROM register_projection.mode AND v_existing.projection_name IS NOT NULL THEN
+        PERFORM annals_internal.raise_invalid('mode',
+            format('projection %L is %s; to switch it to %s: SELECT annals.drop_projection(%L), register it again, then annals.rebuild_projection(%L)',
+                   register_projection.name, v_existing.mode, register_projection.mode, register_projection.name, register_projection.name));
+    END IF;
     INSERT INTO annals_internal.projections AS p
            (projection_name, handler, handler_call, tables, event_types, categories, mode, created_at, updated_at)
     VALUES (register_projection.name, register_projection.handler::text, v_call, register_projection.tables,

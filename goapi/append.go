@@ -209,6 +209,9 @@ func jsonObject(v any) ([]byte, error) {
 		raw = b
 	}
 	trimmed := bytes.TrimSpace(raw)
+	if string(trimmed) == "null" { // a typed nil map or pointer: nil means {}
+		return []byte("{}"), nil
+	}
 	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
 		return nil, errors.New("must be a JSON object")
 	}

@@ -371,3 +371,23 @@ func expectedJSON(e annals.ExpectedVersion) any {
 	v, _ := e.Version()
 	return float64(v)
 }
+
+// nil data or metadata means {}, also when the nil is typed (a nil map or pointer encodes as
+// JSON null).
+func TestAppendNilPayloadsAreEmptyObjects(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	s := stream("nil")
+	var m map[string]any
+	var p *struct{ A int }
+	_, err := f.store.Append(f.ctx, s, annals.NoStream,
+		annals.EventData{Type: "Untyped"},
+		annals.EventData{Type: "TypedNilMap", Data: m, Metadata: m},
+		annals.EventData{Type: "TypedNilPointer", Data: p})
+	require.NoError(t, err)
+	for ev, err := range f.store.ReadStream(f.ctx, s, annals.ReadOptions{}) {
+		require.NoError(t, err)
+		require.JSONEq(t, `{}`, string(ev.Data), ev.EventType)
+		require.JSONEq(t, `{}`, string(ev.Metadata), ev.EventType)
+	}
+}

@@ -86,7 +86,10 @@ func TestRegisterProjectionErrorsAreClear(t *testing.T) {
 	requireInvalid(t, f.tryRegister(p), "mode", "'inline' or 'async'")
 	p = ok
 	p.eventTypes = []string{}
-	requireInvalid(t, f.tryRegister(p), "NULL (everything) or non-empty")
+	requireInvalid(t, f.tryRegister(p), "event_types", "NULL (every type) or a non-empty array")
+	p = ok
+	p.categories = []string{}
+	requireInvalid(t, f.tryRegister(p), "categories", "NULL (every category) or a non-empty array")
 	_, err = f.pool.Exec(f.ctx, "SELECT annals.register_projection('', 's.h(annals.event[])', ARRAY['s.t']::regclass[])")
 	requireInvalid(t, err, "name")
 	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals.projections"), "no failed call registered anything")
@@ -208,7 +211,11 @@ func TestDispatchTriggerFollowsInlineProjections(t *testing.T) {
 	f.append(t, "acct-1", ev("X", nil))
 	require.Len(t, f.calls(t), 1)
 
-	// Switching c to async, then dropping the rest.
+	// Switching c to async in place would apply every event again on top of its rows: refused,
+	// with the way to do it (drop, register, rebuild).
+	_, err := f.pool.Exec(f.ctx, "SELECT annals.register_projection('c', 's.c_handler(annals.event[])', ARRAY['s.c_owned']::regclass[], mode => 'async')")
+	requireInvalid(t, err, "mode", "drop_projection", "rebuild_projection")
+	f.exec(t, "SELECT annals.drop_projection('c')")
 	f.exec(t, "SELECT annals.register_projection('c', 's.c_handler(annals.event[])', ARRAY['s.c_owned']::regclass[], mode => 'async')")
 	require.Equal(t, "D", tg())
 	f.exec(t, "SELECT annals.set_projection_enabled('b', true)")
