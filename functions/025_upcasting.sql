@@ -108,7 +108,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_proc pg_catalog.pg_proc%ROWTYPE;
     v_call text;
     v_new  boolean;
 BEGIN
@@ -123,34 +122,13 @@ BEGIN
     IF register_upcaster.from_version IS NULL OR register_upcaster.from_version < 1 THEN
         PERFORM annals_internal.raise_invalid('from_version', 'must be >= 1');
     END IF;
-    IF register_upcaster.upcaster IS NULL THEN
-        PERFORM annals_internal.raise_invalid('upcaster', 'must name a function (data jsonb) RETURNS jsonb');
-    END IF;
-    SELECT * INTO v_proc FROM pg_catalog.pg_proc AS p WHERE p.oid = register_upcaster.upcaster;
-    IF v_proc.prokind <> 'f' OR v_proc.pronargs <> 1 OR v_proc.proargtypes[0] <> 'jsonb'::regtype
-       OR v_proc.prorettype <> 'jsonb'::regtype OR v_proc.proretset THEN
-        PERFORM annals_internal.raise_invalid('upcaster',
-            format('%s must have the signature (data jsonb) RETURNS jsonb', register_upcaster.upcaster));
-    END IF;
-    IF v_proc.provolatile = 'v' THEN
+    v_call := annals_internal.check_callback(register_upcaster.upcaster, 'upcaster', 'jsonb', 'jsonb',
+                                        '(data jsonb) RETURNS jsonb');
+    -- Every read runs it: it must give the same answer every time.
+    IF (SELECT p.provolatile FROM pg_catalog.pg_proc AS p WHERE p.oid = register_upcaster.upcaster) = 'v' THEN
         PERFORM annals_internal.raise_invalid('upcaster',
             format('%s is VOLATILE; an upcaster must be IMMUTABLE (or STABLE) so every read sees the same shape', register_upcaster.upcaster));
     END IF;
-    -- Reads run the upcaster as annals_owner: without both privileges every read of the type fails.
-    IF NOT has_function_privilege('annals_owner', register_upcaster.upcaster, 'EXECUTE')
-       OR NOT has_schema_privilege('annals_owner', v_proc.pronamespace, 'USAGE') THEN
-        PERFORM annals_internal.raise_invalid('upcaster',
-            format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner, with USAGE on its schema',
-                   register_upcaster.upcaster, register_upcaster.upcaster));
-    END IF;
-    -- Every read runs the upcaster as annals_owner, and its owner can redefine it at any time, so
-    -- only a role already trusted with annals_owner may own one.
-    IF NOT pg_has_role(v_proc.proowner, 'annals_owner', 'MEMBER') THEN
-        PERFORM annals_internal.raise_invalid('upcaster',
-            format('%s is owned by %s, who is not a member of annals_owner; since its owner could redefine it to run anything as annals_owner, ALTER FUNCTION %s OWNER TO annals_owner (or to a role that is a member of it)',
-                   register_upcaster.upcaster, v_proc.proowner::regrole, register_upcaster.upcaster));
-    END IF;
-    v_call := format('%I.%I', (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname);
     INSERT INTO annals_internal.upcasters AS u (event_type, from_version, upcaster, upcaster_call, registered_at)
     VALUES (register_upcaster.event_type, register_upcaster.from_version, register_upcaster.upcaster::text, v_call, clock_timestamp())
     ON CONFLICT ON CONSTRAINT upcasters_pkey DO UPDATE

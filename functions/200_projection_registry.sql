@@ -73,7 +73,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_proc     pg_catalog.pg_proc%ROWTYPE;
     v_call     text;
     v_table    regclass;
     v_now      timestamptz := clock_timestamp();
@@ -86,30 +85,8 @@ BEGIN
     IF register_projection.mode IS NULL OR register_projection.mode NOT IN ('inline', 'async') THEN
         PERFORM annals_internal.raise_invalid('mode', 'must be ''inline'' or ''async''');
     END IF;
-    IF register_projection.handler IS NULL THEN
-        PERFORM annals_internal.raise_invalid('handler', 'must name a function (events annals.event[]) RETURNS void');
-    END IF;
-    SELECT * INTO v_proc FROM pg_catalog.pg_proc AS p WHERE p.oid = register_projection.handler;
-    IF v_proc.prokind <> 'f' OR v_proc.pronargs <> 1
-       OR v_proc.proargtypes[0] <> 'annals.event[]'::regtype OR v_proc.prorettype <> 'void'::regtype
-       OR v_proc.proretset THEN
-        PERFORM annals_internal.raise_invalid('handler',
-            format('%s must have the signature (events annals.event[]) RETURNS void', register_projection.handler));
-    END IF;
-    IF NOT has_function_privilege('annals_owner', register_projection.handler, 'EXECUTE')
-       OR NOT has_schema_privilege('annals_owner', v_proc.pronamespace, 'USAGE') THEN
-        PERFORM annals_internal.raise_invalid('handler',
-            format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner, with USAGE on its schema',
-                   register_projection.handler, register_projection.handler));
-    END IF;
-    -- A handler runs as annals_owner (inside the append). Its owner can redefine it at any time,
-    -- SECURITY DEFINER or not (an owner may switch that off again), so only a role already
-    -- trusted with annals_owner may own one.
-    IF NOT pg_has_role(v_proc.proowner, 'annals_owner', 'MEMBER') THEN
-        PERFORM annals_internal.raise_invalid('handler',
-            format('%s is owned by %s, who is not a member of annals_owner; since its owner could redefine it to run anything as annals_owner, ALTER FUNCTION %s OWNER TO annals_owner (or to a role that is a member of it)',
-                   register_projection.handler, v_proc.proowner::regrole, register_projection.handler));
-    END IF;
+    v_call := annals_internal.check_callback(register_projection.handler, 'handler', 'annals.event[]', 'void',
+                                        '(events annals.event[]) RETURNS void');
     IF register_projection.tables IS NULL OR cardinality(register_projection.tables) = 0 THEN
         PERFORM annals_internal.raise_invalid('tables', 'name at least one table the projection owns');
     END IF;
@@ -139,7 +116,6 @@ BEGIN
     IF cardinality(register_projection.categories) = 0 THEN
         PERFORM annals_internal.raise_invalid('categories', 'must be NULL (every category) or a non-empty array');
     END IF;
-    v_call := format('%I.%I', (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname);
 
     SELECT * INTO v_existing FROM annals_internal.projections AS p WHERE p.projection_name = register_projection.name FOR UPDATE;
     -- An inline projection's tables already hold every event; an async one would start from its

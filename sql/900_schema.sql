@@ -1464,7 +1464,6 @@ CREATE FUNCTION annals.register_projection(name text, handler regprocedure, tabl
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-    v_proc     pg_catalog.pg_proc%ROWTYPE;
     v_call     text;
     v_table    regclass;
     v_now      timestamptz := clock_timestamp();
@@ -1477,30 +1476,8 @@ BEGIN
     IF register_projection.mode IS NULL OR register_projection.mode NOT IN ('inline', 'async') THEN
         PERFORM annals_internal.raise_invalid('mode', 'must be ''inline'' or ''async''');
     END IF;
-    IF register_projection.handler IS NULL THEN
-        PERFORM annals_internal.raise_invalid('handler', 'must name a function (events annals.event[]) RETURNS void');
-    END IF;
-    SELECT * INTO v_proc FROM pg_catalog.pg_proc AS p WHERE p.oid = register_projection.handler;
-    IF v_proc.prokind <> 'f' OR v_proc.pronargs <> 1
-       OR v_proc.proargtypes[0] <> 'annals.event[]'::regtype OR v_proc.prorettype <> 'void'::regtype
-       OR v_proc.proretset THEN
-        PERFORM annals_internal.raise_invalid('handler',
-            format('%s must have the signature (events annals.event[]) RETURNS void', register_projection.handler));
-    END IF;
-    IF NOT has_function_privilege('annals_owner', register_projection.handler, 'EXECUTE')
-       OR NOT has_schema_privilege('annals_owner', v_proc.pronamespace, 'USAGE') THEN
-        PERFORM annals_internal.raise_invalid('handler',
-            format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner, with USAGE on its schema',
-                   register_projection.handler, register_projection.handler));
-    END IF;
-    -- A handler runs as annals_owner (inside the append). Its owner can redefine it at any time,
-    -- SECURITY DEFINER or not (an owner may switch that off again), so only a role already
-    -- trusted with annals_owner may own one.
-    IF NOT pg_has_role(v_proc.proowner, 'annals_owner', 'MEMBER') THEN
-        PERFORM annals_internal.raise_invalid('handler',
-            format('%s is owned by %s, who is not a member of annals_owner; since its owner could redefine it to run anything as annals_owner, ALTER FUNCTION %s OWNER TO annals_owner (or to a role that is a member of it)',
-                   register_projection.handler, v_proc.proowner::regrole, register_projection.handler));
-    END IF;
+    v_call := annals_internal.check_callback(register_projection.handler, 'handler', 'annals.event[]', 'void',
+                                        '(events annals.event[]) RETURNS void');
     IF register_projection.tables IS NULL OR cardinality(register_projection.tables) = 0 THEN
         PERFORM annals_internal.raise_invalid('tables', 'name at least one table the projection owns');
     END IF;
@@ -1530,7 +1507,6 @@ BEGIN
     IF cardinality(register_projection.categories) = 0 THEN
         PERFORM annals_internal.raise_invalid('categories', 'must be NULL (every category) or a non-empty array');
     END IF;
-    v_call := format('%I.%I', (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname);
 
     SELECT * INTO v_existing FROM annals_internal.projections AS p WHERE p.projection_name = register_projection.name FOR UPDATE;
     -- An inline projection's tables already hold every event; an async one would start from its
@@ -1593,7 +1569,6 @@ CREATE FUNCTION annals.register_upcaster(event_type text, from_version integer, 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-    v_proc pg_catalog.pg_proc%ROWTYPE;
     v_call text;
     v_new  boolean;
 BEGIN
@@ -1608,34 +1583,13 @@ BEGIN
     IF register_upcaster.from_version IS NULL OR register_upcaster.from_version < 1 THEN
         PERFORM annals_internal.raise_invalid('from_version', 'must be >= 1');
     END IF;
-    IF register_upcaster.upcaster IS NULL THEN
-        PERFORM annals_internal.raise_invalid('upcaster', 'must name a function (data jsonb) RETURNS jsonb');
-    END IF;
-    SELECT * INTO v_proc FROM pg_catalog.pg_proc AS p WHERE p.oid = register_upcaster.upcaster;
-    IF v_proc.prokind <> 'f' OR v_proc.pronargs <> 1 OR v_proc.proargtypes[0] <> 'jsonb'::regtype
-       OR v_proc.prorettype <> 'jsonb'::regtype OR v_proc.proretset THEN
-        PERFORM annals_internal.raise_invalid('upcaster',
-            format('%s must have the signature (data jsonb) RETURNS jsonb', register_upcaster.upcaster));
-    END IF;
-    IF v_proc.provolatile = 'v' THEN
+    v_call := annals_internal.check_callback(register_upcaster.upcaster, 'upcaster', 'jsonb', 'jsonb',
+                                        '(data jsonb) RETURNS jsonb');
+    -- Every read runs it: it must give the same answer every time.
+    IF (SELECT p.provolatile FROM pg_catalog.pg_proc AS p WHERE p.oid = register_upcaster.upcaster) = 'v' THEN
         PERFORM annals_internal.raise_invalid('upcaster',
             format('%s is VOLATILE; an upcaster must be IMMUTABLE (or STABLE) so every read sees the same shape', register_upcaster.upcaster));
     END IF;
-    -- Reads run the upcaster as annals_owner: without both privileges every read of the type fails.
-    IF NOT has_function_privilege('annals_owner', register_upcaster.upcaster, 'EXECUTE')
-       OR NOT has_schema_privilege('annals_owner', v_proc.pronamespace, 'USAGE') THEN
-        PERFORM annals_internal.raise_invalid('upcaster',
-            format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner, with USAGE on its schema',
-                   register_upcaster.upcaster, register_upcaster.upcaster));
-    END IF;
-    -- Every read runs the upcaster as annals_owner, and its owner can redefine it at any time, so
-    -- only a role already trusted with annals_owner may own one.
-    IF NOT pg_has_role(v_proc.proowner, 'annals_owner', 'MEMBER') THEN
-        PERFORM annals_internal.raise_invalid('upcaster',
-            format('%s is owned by %s, who is not a member of annals_owner; since its owner could redefine it to run anything as annals_owner, ALTER FUNCTION %s OWNER TO annals_owner (or to a role that is a member of it)',
-                   register_upcaster.upcaster, v_proc.proowner::regrole, register_upcaster.upcaster));
-    END IF;
-    v_call := format('%I.%I', (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname);
     INSERT INTO annals_internal.upcasters AS u (event_type, from_version, upcaster, upcaster_call, registered_at)
     VALUES (register_upcaster.event_type, register_upcaster.from_version, register_upcaster.upcaster::text, v_call, clock_timestamp())
     ON CONFLICT ON CONSTRAINT upcasters_pkey DO UPDATE
@@ -2460,6 +2414,51 @@ ALTER FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, gl
 --
 
 COMMENT ON FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]) IS 'A stored event as reads return it: renamed and upcast when its type is listed in up (NULL: as stored).';
+
+
+--
+-- Name: check_callback(regprocedure, text, regtype, regtype, text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.check_callback(fn regprocedure, argument text, arg_type regtype, return_type regtype, signature text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_proc pg_catalog.pg_proc%ROWTYPE;
+BEGIN
+    IF check_callback.fn IS NULL THEN
+        PERFORM annals_internal.raise_invalid(check_callback.argument, 'must name a function ' || check_callback.signature);
+    END IF;
+    SELECT * INTO v_proc FROM pg_catalog.pg_proc AS p WHERE p.oid = check_callback.fn;
+    IF v_proc.prokind <> 'f' OR v_proc.pronargs <> 1 OR v_proc.proargtypes[0] <> check_callback.arg_type
+       OR v_proc.prorettype <> check_callback.return_type OR v_proc.proretset THEN
+        PERFORM annals_internal.raise_invalid(check_callback.argument,
+            format('%s must have the signature %s', check_callback.fn, check_callback.signature));
+    END IF;
+    IF NOT has_function_privilege('annals_owner', check_callback.fn, 'EXECUTE')
+       OR NOT has_schema_privilege('annals_owner', v_proc.pronamespace, 'USAGE') THEN
+        PERFORM annals_internal.raise_invalid(check_callback.argument,
+            format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner, with USAGE on its schema',
+                   check_callback.fn, check_callback.fn));
+    END IF;
+    IF NOT pg_has_role(v_proc.proowner, 'annals_owner', 'MEMBER') THEN
+        PERFORM annals_internal.raise_invalid(check_callback.argument,
+            format('%s is owned by %s, who is not a member of annals_owner; since its owner could redefine it to run anything as annals_owner, ALTER FUNCTION %s OWNER TO annals_owner (or to a role that is a member of it)',
+                   check_callback.fn, v_proc.proowner::regrole, check_callback.fn));
+    END IF;
+    RETURN format('%I.%I', (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname);
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.check_callback(fn regprocedure, argument text, arg_type regtype, return_type regtype, signature text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION check_callback(fn regprocedure, argument text, arg_type regtype, return_type regtype, signature text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.check_callback(fn regprocedure, argument text, arg_type regtype, return_type regtype, signature text) IS 'Checks a handler or upcaster (signature, annals_owner''s EXECUTE and USAGE, trusted owner) and returns its quoted name.';
 
 
 --
@@ -5071,6 +5070,13 @@ REVOKE ALL ON FUNCTION annals_internal.upcast_version(event_type text, schema_ve
 --
 
 REVOKE ALL ON FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION check_callback(fn regprocedure, argument text, arg_type regtype, return_type regtype, signature text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.check_callback(fn regprocedure, argument text, arg_type regtype, return_type regtype, signature text) FROM PUBLIC;
 
 
 --
