@@ -48,7 +48,7 @@ type projectionRow struct {
 }
 
 func queryProjections(ctx context.Context, pool *pgxpool.Pool, name *string) ([]projectionRow, error) {
-	rows, err := pool.Query(ctx, `
+	return queryRows[projectionRow](ctx, pool, "annals.projections", `
 		SELECT p.projection_name, p.mode, p.enabled, p.state, p.handler, p.tables, p.event_types, p.categories,
 		       p.checkpoint_transaction::text || ':' || p.checkpoint_position::text AS checkpoint,
 		       p.events_behind, coalesce(extract(epoch FROM p.time_behind), 0)::float8 AS seconds_behind,
@@ -57,56 +57,24 @@ func queryProjections(ctx context.Context, pool *pgxpool.Pool, name *string) ([]
 		  FROM annals.projections AS p
 		 WHERE $1::text IS NULL OR p.projection_name = $1
 		 ORDER BY p.projection_name`, name)
-	if err != nil {
-		return nil, fmt.Errorf("read annals.projections: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[projectionRow])
-	if err != nil {
-		return nil, fmt.Errorf("read annals.projections: %w", err)
-	}
-	return out, nil
 }
 
 func newProjectionsListCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "list [--json]",
-		Short: "List projections with mode, state, lag, dead letters and last error.",
-		Args:  noArgs,
-	}
-	db := addDatabaseFlag(cmd)
-	asJSON := cmd.Flags().Bool("json", false, "one JSON object per projection and line")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		pool, err := db.pool(ctx, cmd)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		ps, err := queryProjections(ctx, pool, nil)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			for _, p := range ps {
-				if err := writeJSONLine(out, p); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		if len(ps) == 0 {
-			fmt.Fprintln(cmd.ErrOrStderr(), "no projections; register one with SELECT annals.register_projection(...)")
-			return nil
-		}
-		tw := newTable(out)
-		fmt.Fprintln(tw, "NAME\tMODE\tSTATE\tEVENTS_BEHIND\tDEAD_LETTERS\tREBUILT_AT\tLAST_ERROR")
-		for _, p := range ps {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Mode, p.State, behind(p.EventsBehind, p.Mode == "async"),
-				p.DeadLetters, formatTimePtr(p.RebuiltAt), truncate(orDash(p.LastError), 60))
-		}
-		return tw.Flush()
-	}
-	return cmd
+	return newListCmd("List projections with mode, state, lag, dead letters and last error.",
+		"one JSON object per projection and line", listing[projectionRow]{
+			query: func(ctx context.Context, pool *pgxpool.Pool) ([]projectionRow, error) {
+				return queryProjections(ctx, pool, nil)
+			},
+			empty:  "no projections; register one with SELECT annals.register_projection(...)",
+			header: "NAME\tMODE\tSTATE\tEVENTS_BEHIND\tDEAD_LETTERS\tREBUILT_AT\tLAST_ERROR",
+			row:    projectionLine,
+		})
+}
+
+// projectionLine is a projection's table line; inline projections have no lag to show.
+func projectionLine(p projectionRow) string {
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%s\t%s", p.Name, p.Mode, p.State, behind(p.EventsBehind, p.Mode == "async"),
+		p.DeadLetters, formatTimePtr(p.RebuiltAt), truncate(orDash(p.LastError), 60))
 }
 
 // behind prints a lag counted up to 100000 by the status views.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 )
@@ -41,7 +40,7 @@ type subscriptionSummary struct {
 // querySubscriptions sums annals.subscription_status per subscription; names nil means all but
 // the internal ones ($projection:...).
 func querySubscriptions(ctx context.Context, pool *pgxpool.Pool, names []string) ([]subscriptionSummary, error) {
-	rows, err := pool.Query(ctx, `
+	return queryRows[subscriptionSummary](ctx, pool, "annals.subscription_status", `
 		SELECT s.subscription_name, max(s.group_size) AS group_size,
 		       max(s.event_types) AS event_types, max(s.categories) AS categories,
 		       sum(s.events_behind)::bigint AS events_behind, bool_or(s.events_behind_capped) AS capped,
@@ -52,60 +51,32 @@ func querySubscriptions(ctx context.Context, pool *pgxpool.Pool, names []string)
 		            ELSE s.subscription_name = ANY ($1) END
 		 GROUP BY s.subscription_name
 		 ORDER BY s.subscription_name`, names)
-	if err != nil {
-		return nil, fmt.Errorf("read annals.subscription_status: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[subscriptionSummary])
-	if err != nil {
-		return nil, fmt.Errorf("read annals.subscription_status: %w", err)
-	}
-	return out, nil
 }
 
 func newSubscriptionsListCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "list [--json]",
-		Short: "List subscriptions with their lag in events and time, dead letters and active leases.",
-		Args:  noArgs,
+	return newListCmd("List subscriptions with their lag in events and time, dead letters and active leases.",
+		"one JSON object per subscription and line", listing[subscriptionSummary]{
+			query: func(ctx context.Context, pool *pgxpool.Pool) ([]subscriptionSummary, error) {
+				return querySubscriptions(ctx, pool, nil)
+			},
+			empty:  "no subscriptions; create one with SELECT annals.create_subscription('name')",
+			header: "NAME\tMEMBERS\tEVENTS_BEHIND\tTIME_BEHIND\tDEAD_LETTERS\tLEASES\tFILTER",
+			row:    subscriptionLine,
+		})
+}
+
+// subscriptionLine is a subscription's table line, its members added up.
+func subscriptionLine(s subscriptionSummary) string {
+	return fmt.Sprintf("%s\t%d\t%s\t%s\t%d\t%d\t%s", s.Name, s.GroupSize, eventsBehind(s.EventsBehind, s.Capped),
+		formatAge(seconds(s.SecondsBehind)), s.DeadLetters, s.ActiveLeases, describeFilter(s.EventTypes, s.Categories))
+}
+
+// eventsBehind prints a subscription's lag in events; capped means the view stopped counting there.
+func eventsBehind(n int64, capped bool) string {
+	if capped {
+		return fmt.Sprintf(">=%d", n)
 	}
-	db := addDatabaseFlag(cmd)
-	asJSON := cmd.Flags().Bool("json", false, "one JSON object per subscription and line")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		pool, err := db.pool(ctx, cmd)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		subs, err := querySubscriptions(ctx, pool, nil)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			for _, s := range subs {
-				if err := writeJSONLine(out, s); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		if len(subs) == 0 {
-			fmt.Fprintln(cmd.ErrOrStderr(), "no subscriptions; create one with SELECT annals.create_subscription('name')")
-			return nil
-		}
-		tw := newTable(out)
-		fmt.Fprintln(tw, "NAME\tMEMBERS\tEVENTS_BEHIND\tTIME_BEHIND\tDEAD_LETTERS\tLEASES\tFILTER")
-		for _, s := range subs {
-			eb := fmt.Sprint(s.EventsBehind)
-			if s.Capped {
-				eb = ">=" + eb
-			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.GroupSize, eb, formatAge(seconds(s.SecondsBehind)),
-				s.DeadLetters, s.ActiveLeases, describeFilter(s.EventTypes, s.Categories))
-		}
-		return tw.Flush()
-	}
-	return cmd
+	return fmt.Sprint(n)
 }
 
 func describeFilter(types, categories []string) string {
@@ -128,56 +99,45 @@ func newSubscriptionsStatusCmd() *cobra.Command {
 		Short: "Show each member of a subscription: checkpoint, lag, lease, dead letters.",
 		Args:  exactArgs("NAME"),
 	}
-	db := addDatabaseFlag(cmd)
-	asJSON := cmd.Flags().Bool("json", false, "one JSON object per member and line")
+	db := listingCmd(cmd, "one JSON object per member and line", func(args []string) listing[annals.SubscriptionStatus] {
+		return listing[annals.SubscriptionStatus]{
+			query: func(ctx context.Context, pool *pgxpool.Pool) ([]annals.SubscriptionStatus, error) {
+				members, err := annals.New(pool).SubscriptionStatus(ctx, args[0])
+				if err == nil && len(members) == 0 {
+					return nil, subscriptionMissing(args[0])
+				}
+				return members, err
+			},
+			json:   memberJSON,
+			header: "MEMBER\tCHECKPOINT\tEVENTS_BEHIND\tTIME_BEHIND\tLEASE\tDEAD_LETTERS",
+			row:    memberLine,
+		}
+	})
 	cmd.ValidArgsFunction = completeSubscriptions(db)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		client, pool, err := db.client(ctx, cmd)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		members, err := client.SubscriptionStatus(ctx, args[0])
-		if err != nil {
-			return err
-		}
-		if len(members) == 0 {
-			return subscriptionMissing(args[0])
-		}
-		if *asJSON {
-			for _, m := range members {
-				err := writeJSONLine(out, map[string]any{
-					"name": m.Name, "member": m.Member, "group_size": m.GroupSize, "checkpoint": formatCheckpoint(m.Checkpoint),
-					"events_behind": m.EventsBehind, "events_behind_capped": m.Capped, "seconds_behind": m.TimeBehind.Seconds(),
-					"lease_holder": m.LeaseHolder, "lease_active": m.LeaseActive, "dead_letters": m.DeadLetters,
-				})
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		tw := newTable(out)
-		fmt.Fprintln(tw, "MEMBER\tCHECKPOINT\tEVENTS_BEHIND\tTIME_BEHIND\tLEASE\tDEAD_LETTERS")
-		for _, m := range members {
-			eb := fmt.Sprint(m.EventsBehind)
-			if m.Capped {
-				eb = ">=" + eb
-			}
-			lease := "-"
-			if m.LeaseHolder != nil {
-				lease = *m.LeaseHolder
-				if !m.LeaseActive {
-					lease += " (expired)"
-				}
-			}
-			fmt.Fprintf(tw, "%d/%d\t%s\t%s\t%s\t%s\t%d\n", m.Member, m.GroupSize, formatCheckpoint(m.Checkpoint), eb,
-				formatAge(m.TimeBehind), lease, m.DeadLetters)
-		}
-		return tw.Flush()
-	}
 	return cmd
+}
+
+// memberJSON is a member's --json form: the checkpoint as TXID:POS and the lag in seconds, as the
+// table and reset --to write them.
+func memberJSON(m annals.SubscriptionStatus) any {
+	return map[string]any{
+		"name": m.Name, "member": m.Member, "group_size": m.GroupSize, "checkpoint": formatCheckpoint(m.Checkpoint),
+		"events_behind": m.EventsBehind, "events_behind_capped": m.Capped, "seconds_behind": m.TimeBehind.Seconds(),
+		"lease_holder": m.LeaseHolder, "lease_active": m.LeaseActive, "dead_letters": m.DeadLetters,
+	}
+}
+
+// memberLine is a member's table line; a lease past its expiry says so, since its holder may be gone.
+func memberLine(m annals.SubscriptionStatus) string {
+	lease := "-"
+	if m.LeaseHolder != nil {
+		lease = *m.LeaseHolder
+		if !m.LeaseActive {
+			lease += " (expired)"
+		}
+	}
+	return fmt.Sprintf("%d/%d\t%s\t%s\t%s\t%s\t%d", m.Member, m.GroupSize, formatCheckpoint(m.Checkpoint),
+		eventsBehind(m.EventsBehind, m.Capped), formatAge(m.TimeBehind), lease, m.DeadLetters)
 }
 
 func subscriptionMissing(name string) error {
@@ -289,55 +249,37 @@ Shows parked ones and ones queued for retry; --all adds resolved ones. An async 
 letters are under the subscription '$projection:NAME'. Replay with annals subscriptions replay.`,
 		Args: exactArgs("NAME"),
 	}
-	db := addDatabaseFlag(cmd)
 	all := cmd.Flags().Bool("all", false, "include resolved dead letters")
-	asJSON := cmd.Flags().Bool("json", false, "one JSON object per dead letter and line")
 	width := cmd.Flags().Int("width", 80, "cut the last error to this many characters (0: never)")
+	db := listingCmd(cmd, "one JSON object per dead letter and line", func(args []string) listing[deadLetter] {
+		return listing[deadLetter]{
+			query: func(ctx context.Context, pool *pgxpool.Pool) ([]deadLetter, error) {
+				return queryDeadLetters(ctx, pool, args[0], *all)
+			},
+			empty:  "no dead letters for " + args[0],
+			header: "ID\tMEMBER\tEVENT\tTYPE\tATTEMPTS\tSTATUS\tPARKED_AT\tLAST_ERROR",
+			row: func(l deadLetter) string {
+				return fmt.Sprintf("%d\t%d\t%s@%d\t%s\t%d\t%s\t%s\t%s", l.ID, l.Member, l.StreamID, l.StreamVersion, l.EventType,
+					l.Attempts, l.Status, formatTime(l.ParkedAt), truncate(strings.Join(strings.Fields(l.LastError), " "), *width))
+			},
+		}
+	})
 	cmd.ValidArgsFunction = completeSubscriptions(db)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		pool, err := db.pool(ctx, cmd)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		if err := requireSubscription(ctx, pool, args[0]); err != nil {
-			return err
-		}
-		rows, err := pool.Query(ctx, `
-			SELECT d.dead_letter_id, d.subscription_name, d.member, d.stream_id, d.stream_version, d.global_position,
-			       d.event_type, d.attempts, d.last_error, d.status, d.parked_at, d.resolved_at
-			  FROM annals.dead_letters AS d
-			 WHERE d.subscription_name = $1 AND ($2 OR d.status <> 'resolved')
-			 ORDER BY d.dead_letter_id`, args[0], *all)
-		if err != nil {
-			return fmt.Errorf("read annals.dead_letters: %w", err)
-		}
-		letters, err := pgx.CollectRows(rows, pgx.RowToStructByName[deadLetter])
-		if err != nil {
-			return fmt.Errorf("read annals.dead_letters: %w", err)
-		}
-		if *asJSON {
-			for _, l := range letters {
-				if err := writeJSONLine(out, l); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		if len(letters) == 0 {
-			fmt.Fprintf(cmd.ErrOrStderr(), "no dead letters for %s\n", args[0])
-			return nil
-		}
-		tw := newTable(out)
-		fmt.Fprintln(tw, "ID\tMEMBER\tEVENT\tTYPE\tATTEMPTS\tSTATUS\tPARKED_AT\tLAST_ERROR")
-		for _, l := range letters {
-			fmt.Fprintf(tw, "%d\t%d\t%s@%d\t%s\t%d\t%s\t%s\t%s\n", l.ID, l.Member, l.StreamID, l.StreamVersion, l.EventType,
-				l.Attempts, l.Status, formatTime(l.ParkedAt), truncate(strings.Join(strings.Fields(l.LastError), " "), *width))
-		}
-		return tw.Flush()
-	}
 	return cmd
+}
+
+// queryDeadLetters reads a subscription's dead letters, resolved ones too when all. An unknown
+// name fails rather than listing nothing, so a typo is not mistaken for a healthy consumer.
+func queryDeadLetters(ctx context.Context, pool *pgxpool.Pool, name string, all bool) ([]deadLetter, error) {
+	if err := requireSubscription(ctx, pool, name); err != nil {
+		return nil, err
+	}
+	return queryRows[deadLetter](ctx, pool, "annals.dead_letters", `
+		SELECT d.dead_letter_id, d.subscription_name, d.member, d.stream_id, d.stream_version, d.global_position,
+		       d.event_type, d.attempts, d.last_error, d.status, d.parked_at, d.resolved_at
+		  FROM annals.dead_letters AS d
+		 WHERE d.subscription_name = $1 AND ($2 OR d.status <> 'resolved')
+		 ORDER BY d.dead_letter_id`, name, all)
 }
 
 // requireSubscription fails with a clear error when the subscription does not exist.

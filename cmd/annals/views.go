@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 )
@@ -31,68 +31,37 @@ type viewRow struct {
 }
 
 func queryViews(ctx context.Context, pool *pgxpool.Pool) ([]viewRow, error) {
-	rows, err := pool.Query(ctx, `
+	return queryRows[viewRow](ctx, pool, "annals.view_freshness", `
 		SELECT v.view_name, extract(epoch FROM v.refresh_interval)::float8 AS interval_seconds, v.refreshed_at,
 		       v.events_behind, extract(epoch FROM v.age)::float8 AS age_seconds,
 		       (extract(epoch FROM v.last_duration) * 1000)::float8 AS last_duration_ms, v.last_error
 		  FROM annals.view_freshness AS v
 		 ORDER BY v.view_name`)
-	if err != nil {
-		return nil, fmt.Errorf("read annals.view_freshness: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[viewRow])
-	if err != nil {
-		return nil, fmt.Errorf("read annals.view_freshness: %w", err)
-	}
-	return out, nil
 }
+
+// noViewsHint is what list and refresh say when no view is registered.
+const noViewsHint = "no materialized views registered; register one with SELECT annals.register_view(...)"
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 func newViewsListCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "list [--json]",
-		Short: "List registered materialized views: last refresh, age, events behind, last error.",
-		Args:  noArgs,
+	return newListCmd("List registered materialized views: last refresh, age, events behind, last error.",
+		"one JSON object per view and line", listing[viewRow]{
+			query:  queryViews,
+			empty:  noViewsHint,
+			header: "VIEW\tINTERVAL\tREFRESHED_AT\tAGE\tEVENTS_BEHIND\tLAST_ERROR",
+			row:    viewLine,
+		})
+}
+
+// viewLine is a view's table line; a view never refreshed has no age.
+func viewLine(v viewRow) string {
+	age := "never"
+	if v.AgeSeconds != nil {
+		age = formatAge(seconds(*v.AgeSeconds))
 	}
-	db := addDatabaseFlag(cmd)
-	asJSON := cmd.Flags().Bool("json", false, "one JSON object per view and line")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		pool, err := db.pool(ctx, cmd)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		vs, err := queryViews(ctx, pool)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			for _, v := range vs {
-				if err := writeJSONLine(out, v); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		if len(vs) == 0 {
-			fmt.Fprintln(cmd.ErrOrStderr(), "no materialized views registered; register one with SELECT annals.register_view(...)")
-			return nil
-		}
-		tw := newTable(out)
-		fmt.Fprintln(tw, "VIEW\tINTERVAL\tREFRESHED_AT\tAGE\tEVENTS_BEHIND\tLAST_ERROR")
-		for _, v := range vs {
-			age := "never"
-			if v.AgeSeconds != nil {
-				age = formatAge(seconds(*v.AgeSeconds))
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, formatAge(seconds(v.IntervalSeconds)), formatTimePtr(v.RefreshedAt),
-				age, behind(v.EventsBehind, true), truncate(orDash(v.LastError), 60))
-		}
-		return tw.Flush()
-	}
-	return cmd
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", v.Name, formatAge(seconds(v.IntervalSeconds)), formatTimePtr(v.RefreshedAt),
+		age, behind(v.EventsBehind, true), truncate(orDash(v.LastError), 60))
 }
 
 func newViewsRefreshCmd() *cobra.Command {
@@ -108,45 +77,42 @@ Runs annals.refresh_views(force): the login needs annals_writer. Exit code 1 whe
 	db := addDatabaseFlag(cmd)
 	force := cmd.Flags().Bool("force", false, "refresh every registered view, due or not")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		client, pool, err := db.client(ctx, cmd)
-		if err != nil {
+		var failed, total int
+		err := runListing(cmd, db, false, listing[annals.ViewRefresh]{
+			query: func(ctx context.Context, pool *pgxpool.Pool) ([]annals.ViewRefresh, error) {
+				res, err := annals.New(pool).RefreshViews(ctx, *force)
+				total = len(res)
+				for _, r := range res {
+					if r.Error != nil {
+						failed++
+					}
+				}
+				return res, err
+			},
+			empty:  noViewsHint,
+			header: "VIEW\tRESULT\tDURATION\tERROR",
+			row:    refreshLine,
+		})
+		if err != nil || failed == 0 {
 			return err
 		}
-		defer pool.Close()
-		res, err := client.RefreshViews(ctx, *force)
-		if err != nil {
-			return err
-		}
-		if len(res) == 0 {
-			fmt.Fprintln(cmd.ErrOrStderr(), "no materialized views registered; register one with SELECT annals.register_view(...)")
-			return nil
-		}
-		tw := newTable(out)
-		fmt.Fprintln(tw, "VIEW\tRESULT\tDURATION\tERROR")
-		failed := 0
-		for _, r := range res {
-			result := "not due"
-			switch {
-			case r.Error != nil:
-				result = "FAILED"
-				failed++
-			case r.Refreshed:
-				result = "refreshed"
-			}
-			dur := "-"
-			if r.Duration != nil {
-				dur = roundDur(*r.Duration)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.View, result, dur, orDash(r.Error))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		if failed > 0 {
-			return fmt.Errorf("%d of %d view(s) failed to refresh; the errors are above and in annals.view_freshness", failed, len(res))
-		}
-		return nil
+		return fmt.Errorf("%d of %d view(s) failed to refresh; the errors are above and in annals.view_freshness", failed, total)
 	}
 	return cmd
+}
+
+// refreshLine is a refresh result's table line: what happened to the view, and how long it took.
+func refreshLine(r annals.ViewRefresh) string {
+	result := "not due"
+	switch {
+	case r.Error != nil:
+		result = "FAILED"
+	case r.Refreshed:
+		result = "refreshed"
+	}
+	dur := "-"
+	if r.Duration != nil {
+		dur = roundDur(*r.Duration)
+	}
+	return fmt.Sprintf("%s\t%s\t%s\t%s", r.View, result, dur, orDash(r.Error))
 }
