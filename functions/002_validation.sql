@@ -5,7 +5,9 @@ SET LOCAL ROLE annals_owner;
 SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- Reasons rather than booleans so every caller reports the same words. NULL means valid. The
--- reserved '$' prefix is checked separately: it is ST403, not ST422.
+-- reserved '$' prefix is checked separately: it is ST403, not ST422. Every call in the body is
+-- IMMUTABLE (note the explicit ::text casts: text || integer is only STABLE), so the planner
+-- inlines it; a SQL function that is not inlined is parsed and planned again on every call.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.name_problem(name text, max_bytes integer)
 RETURNS text
@@ -15,7 +17,7 @@ RETURN CASE
     WHEN name IS NULL THEN 'must not be null'
     WHEN octet_length(name) = 0 THEN 'must not be empty'
     WHEN octet_length(name) > max_bytes
-        THEN 'must be at most ' || max_bytes || ' bytes, is ' || octet_length(name)
+        THEN 'must be at most ' || max_bytes::text || ' bytes, is ' || octet_length(name)::text
     WHEN name ~ '[[:cntrl:]]' THEN 'must not contain control characters'
     WHEN name ~ '^\s|\s$' THEN 'must not start or end with whitespace'
 END;
@@ -50,48 +52,62 @@ COMMENT ON FUNCTION annals_internal.check_stream_id(text) IS
     'Raises ST422 for a malformed stream id (1..512 bytes, no control characters, no surrounding whitespace) and ST403 for a reserved one ($...).';
 REVOKE ALL ON FUNCTION annals_internal.check_stream_id(text) FROM PUBLIC;
 
+-- The keys of an event object that append_events does not know, for the error message only.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.unknown_keys(ev jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+RETURN (SELECT string_agg(quote_ident(k), ', ' ORDER BY k)
+          FROM jsonb_object_keys(ev - '{type,data,metadata,id,schema_version}'::text[]) AS k);
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.unknown_keys(jsonb) IS
+    'The keys of an event object other than type, data, metadata, id and schema_version, comma-separated.';
+REVOKE ALL ON FUNCTION annals_internal.unknown_keys(jsonb) FROM PUBLIC;
+
 -- What is wrong with one element of an append's events array, as {"code","argument","reason"}
 -- or {"code":"ST413","limit","actual"}; NULL when it is valid. `idx` is the 0-based array index.
+-- Inlined into the append's validation query (no sub-select, nothing more volatile than STABLE):
+-- that query runs once per append, so a re-planned call per event would dominate its cost.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer)
 RETURNS jsonb
 LANGUAGE sql
-IMMUTABLE PARALLEL SAFE
+STABLE PARALLEL SAFE
 RETURN CASE
     WHEN jsonb_typeof(ev) IS DISTINCT FROM 'object' THEN
-        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || ']',
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || ']',
             'reason', 'must be a JSON object with "type" and "data"')
     WHEN (ev - '{type,data,metadata,id,schema_version}'::text[]) <> '{}'::jsonb THEN
-        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || ']',
-            'reason', 'unknown key(s) ' || (SELECT string_agg(quote_ident(k), ', ' ORDER BY k)
-                FROM jsonb_object_keys(ev - '{type,data,metadata,id,schema_version}'::text[]) AS k)
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || ']',
+            'reason', 'unknown key(s) ' || annals_internal.unknown_keys(ev)
                 || '; allowed: type, data, metadata, id, schema_version')
     WHEN jsonb_typeof(ev -> 'type') IS DISTINCT FROM 'string' THEN
-        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || '].type',
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || '].type',
             'reason', 'must be a string')
     WHEN annals_internal.name_problem(ev ->> 'type', 256) IS NOT NULL THEN
-        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || '].type',
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || '].type',
             'reason', annals_internal.name_problem(ev ->> 'type', 256))
     WHEN left(ev ->> 'type', 1) = '$' THEN
-        jsonb_build_object('code', 'ST403', 'argument', 'events[' || idx || '].type',
+        jsonb_build_object('code', 'ST403', 'argument', 'events[' || idx::text || '].type',
             'reason', 'event types starting with $ are reserved')
     WHEN jsonb_typeof(ev -> 'data') NOT IN ('object', 'null') THEN
-        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || '].data',
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || '].data',
             'reason', 'must be a JSON object')
     WHEN jsonb_typeof(ev -> 'metadata') NOT IN ('object', 'null') THEN
-        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || '].metadata',
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || '].metadata',
             'reason', 'must be a JSON object')
     WHEN jsonb_typeof(ev -> 'id') NOT IN ('string', 'null')
       OR NOT (ev ->> 'id') ~
             '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$' THEN
-        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || '].id',
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || '].id',
             'reason', 'must be a UUID string')
     WHEN jsonb_typeof(ev -> 'schema_version') NOT IN ('number', 'null')
       OR NOT (ev ->> 'schema_version') ~ '^[1-9][0-9]{0,8}$' THEN
-        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx || '].schema_version',
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || '].schema_version',
             'reason', 'must be a positive integer')
     WHEN octet_length((ev -> 'data')::text) > max_event_bytes THEN
-        jsonb_build_object('code', 'ST413', 'argument', 'events[' || idx || '].data',
+        jsonb_build_object('code', 'ST413', 'argument', 'events[' || idx::text || '].data',
             'limit', max_event_bytes, 'actual', octet_length((ev -> 'data')::text))
 END;
 -- +goose StatementEnd

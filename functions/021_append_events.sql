@@ -37,7 +37,12 @@ DECLARE
     v_duplicate  text;
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
-    PERFORM annals_internal.check_stream_id(append_events.stream_id);
+    -- A plain expression (name_problem is inlined), so a valid id costs no query; the PERFORM
+    -- only runs to raise the right error.
+    IF annals_internal.name_problem(append_events.stream_id, 512) IS NOT NULL
+       OR left(append_events.stream_id, 1) = '$' THEN
+        PERFORM annals_internal.check_stream_id(append_events.stream_id);
+    END IF;
     IF append_events.expected_version < -1 THEN
         PERFORM annals_internal.raise_invalid('expected_version',
             'must be NULL (any), -1 (stream exists), 0 (no stream) or a version >= 1, got ' || append_events.expected_version);

@@ -229,7 +229,12 @@ DECLARE
     v_duplicate  text;
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
-    PERFORM annals_internal.check_stream_id(append_events.stream_id);
+    -- A plain expression (name_problem is inlined), so a valid id costs no query; the PERFORM
+    -- only runs to raise the right error.
+    IF annals_internal.name_problem(append_events.stream_id, 512) IS NOT NULL
+       OR left(append_events.stream_id, 1) = '$' THEN
+        PERFORM annals_internal.check_stream_id(append_events.stream_id);
+    END IF;
     IF append_events.expected_version < -1 THEN
         PERFORM annals_internal.raise_invalid('expected_version',
             'must be NULL (any), -1 (stream exists), 0 (no stream) or a version >= 1, got ' || append_events.expected_version);
@@ -2687,7 +2692,7 @@ COMMENT ON FUNCTION annals_internal.dispatch_inline() IS 'Trigger function: hand
 
 CREATE FUNCTION annals_internal.name_problem(name text, max_bytes integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE WHEN (name IS NULL) THEN 'must not be null'::text WHEN (octet_length(name) = 0) THEN 'must not be empty'::text WHEN (octet_length(name) > max_bytes) THEN ((('must be at most '::text || max_bytes) || ' bytes, is '::text) || octet_length(name)) WHEN (name ~ '[[:cntrl:]]'::text) THEN 'must not contain control characters'::text WHEN (name ~ '^\s|\s$'::text) THEN 'must not start or end with whitespace'::text ELSE NULL::text END;
+    RETURN CASE WHEN (name IS NULL) THEN 'must not be null'::text WHEN (octet_length(name) = 0) THEN 'must not be empty'::text WHEN (octet_length(name) > max_bytes) THEN ((('must be at most '::text || (max_bytes)::text) || ' bytes, is '::text) || (octet_length(name))::text) WHEN (name ~ '[[:cntrl:]]'::text) THEN 'must not contain control characters'::text WHEN (name ~ '^\s|\s$'::text) THEN 'must not start or end with whitespace'::text ELSE NULL::text END;
 
 
 ALTER FUNCTION annals_internal.name_problem(name text, max_bytes integer) OWNER TO annals_owner;
@@ -2700,12 +2705,30 @@ COMMENT ON FUNCTION annals_internal.name_problem(name text, max_bytes integer) I
 
 
 --
+-- Name: unknown_keys(jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.unknown_keys(ev jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN (SELECT string_agg(quote_ident(k.k), ', '::text ORDER BY k.k) AS string_agg FROM jsonb_object_keys((unknown_keys.ev - '{type,data,metadata,id,schema_version}'::text[])) k(k));
+
+
+ALTER FUNCTION annals_internal.unknown_keys(ev jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION unknown_keys(ev jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.unknown_keys(ev jsonb) IS 'The keys of an event object other than type, data, metadata, id and schema_version, comma-separated.';
+
+
+--
 -- Name: event_problem(jsonb, bigint, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
 CREATE FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE WHEN (jsonb_typeof(ev) IS DISTINCT FROM 'object'::text) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || idx) || ']'::text), 'reason', 'must be a JSON object with "type" and "data"') WHEN ((ev - '{type,data,metadata,id,schema_version}'::text[]) <> '{}'::jsonb) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || idx) || ']'::text), 'reason', (('unknown key(s) '::text || (SELECT string_agg(quote_ident(k.k), ', '::text ORDER BY k.k) AS string_agg FROM jsonb_object_keys((event_problem.ev - '{type,data,metadata,id,schema_version}'::text[])) k(k))) || '; allowed: type, data, metadata, id, schema_version'::text)) WHEN (jsonb_typeof((ev -> 'type'::text)) IS DISTINCT FROM 'string'::text) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || idx) || '].type'::text), 'reason', 'must be a string') WHEN (annals_internal.name_problem((ev ->> 'type'::text), 256) IS NOT NULL) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || idx) || '].type'::text), 'reason', annals_internal.name_problem((ev ->> 'type'::text), 256)) WHEN ("left"((ev ->> 'type'::text), 1) = '$'::text) THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || idx) || '].type'::text), 'reason', 'event types starting with $ are reserved') WHEN (jsonb_typeof((ev -> 'data'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || idx) || '].data'::text), 'reason', 'must be a JSON object') WHEN (jsonb_typeof((ev -> 'metadata'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || idx) || '].metadata'::text), 'reason', 'must be a JSON object') WHEN ((jsonb_typeof((ev -> 'id'::text)) <> ALL (ARRAY['string'::text, 'null'::text])) OR (NOT ((ev ->> 'id'::text) ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'::text))) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || idx) || '].id'::text), 'reason', 'must be a UUID string') WHEN ((jsonb_typeof((ev -> 'schema_version'::text)) <> ALL (ARRAY['number'::text, 'null'::text])) OR (NOT ((ev ->> 'schema_version'::text) ~ '^[1-9][0-9]{0,8}$'::text))) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || idx) || '].schema_version'::text), 'reason', 'must be a positive integer') WHEN (octet_length(((ev -> 'data'::text))::text) > max_event_bytes) THEN jsonb_build_object('code', 'ST413', 'argument', (('events['::text || idx) || '].data'::text), 'limit', max_event_bytes, 'actual', octet_length(((ev -> 'data'::text))::text)) ELSE NULL::jsonb END;
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN CASE WHEN (jsonb_typeof(ev) IS DISTINCT FROM 'object'::text) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', 'must be a JSON object with "type" and "data"') WHEN ((ev - '{type,data,metadata,id,schema_version}'::text[]) <> '{}'::jsonb) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', (('unknown key(s) '::text || annals_internal.unknown_keys(ev)) || '; allowed: type, data, metadata, id, schema_version'::text)) WHEN (jsonb_typeof((ev -> 'type'::text)) IS DISTINCT FROM 'string'::text) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'must be a string') WHEN (annals_internal.name_problem((ev ->> 'type'::text), 256) IS NOT NULL) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', annals_internal.name_problem((ev ->> 'type'::text), 256)) WHEN ("left"((ev ->> 'type'::text), 1) = '$'::text) THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'event types starting with $ are reserved') WHEN (jsonb_typeof((ev -> 'data'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'reason', 'must be a JSON object') WHEN (jsonb_typeof((ev -> 'metadata'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].metadata'::text), 'reason', 'must be a JSON object') WHEN ((jsonb_typeof((ev -> 'id'::text)) <> ALL (ARRAY['string'::text, 'null'::text])) OR (NOT ((ev ->> 'id'::text) ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'::text))) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].id'::text), 'reason', 'must be a UUID string') WHEN ((jsonb_typeof((ev -> 'schema_version'::text)) <> ALL (ARRAY['number'::text, 'null'::text])) OR (NOT ((ev ->> 'schema_version'::text) ~ '^[1-9][0-9]{0,8}$'::text))) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].schema_version'::text), 'reason', 'must be a positive integer') WHEN (octet_length(((ev -> 'data'::text))::text) > max_event_bytes) THEN jsonb_build_object('code', 'ST413', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'limit', max_event_bytes, 'actual', octet_length(((ev -> 'data'::text))::text)) ELSE NULL::jsonb END;
 
 
 ALTER FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) OWNER TO annals_owner;
@@ -5126,6 +5149,13 @@ REVOKE ALL ON FUNCTION annals_internal.dispatch_inline() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.name_problem(name text, max_bytes integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION unknown_keys(ev jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.unknown_keys(ev jsonb) FROM PUBLIC;
 
 
 --
