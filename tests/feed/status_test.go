@@ -157,11 +157,15 @@ func TestSubscriptionStatusShowsLag(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, st[0].EventsBehind)
 	require.Zero(t, st[0].TimeBehind)
-	// Caught up: the checkpoint is at the feed head's last event, or past it at the barrier once
-	// an idle read moved it there.
-	require.True(t, st[0].Checkpoint.GlobalPosition == head.LastPosition || st[0].Checkpoint.TransactionID >= head.Barrier,
-		"checkpoint %+v is neither at the head (position %d) nor at the barrier", st[0].Checkpoint, head.LastPosition)
-	require.False(t, s.Stats().Checkpoint.After(st[0].Checkpoint), "the subscriber's last batch is not past the stored checkpoint")
+	// Caught up: the checkpoint is at the last event the subscriber processed, or past it once an
+	// idle read moved it up to the barrier; never behind it, and never past the head's barrier.
+	last := s.Stats().Checkpoint
+	require.Equal(t, head.LastPosition, last.GlobalPosition, "the subscriber's last batch ended at the feed head")
+	require.True(t, st[0].Checkpoint == last || st[0].Checkpoint.After(last),
+		"checkpoint %+v is behind the last processed event %+v", st[0].Checkpoint, last)
+	if st[0].Checkpoint != last {
+		require.Zero(t, st[0].Checkpoint.GlobalPosition, "an idle move lands on a barrier, position 0")
+	}
 	require.True(t, st[0].LeaseActive)
 
 	var behind int64
