@@ -86,7 +86,7 @@ func collectEvents(ctx context.Context, db dbtx, what, sql string, args ...any) 
 	if err != nil {
 		return nil, fmt.Errorf("annals: %s: %w", what, mapError(err))
 	}
-	evs, err := pgx.CollectRows(rows, pgx.RowToStructByName[RecordedEvent])
+	evs, err := pgx.CollectRows(rows, scanEvent)
 	if err != nil {
 		return nil, fmt.Errorf("annals: %s: %w", what, mapError(err))
 	}

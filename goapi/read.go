@@ -31,6 +31,16 @@ type RecordedEvent struct {
 const eventColumns = `e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
 e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at`
 
+// scanEvent reads one row selected with eventColumns, in that order. Hand-written rather than
+// pgx.RowToStructByName: feed catch-up decodes millions of rows, and matching columns to fields
+// by name cost about a fifth of the time per event.
+func scanEvent(row pgx.CollectableRow) (RecordedEvent, error) {
+	var e RecordedEvent
+	err := row.Scan(&e.StreamID, &e.StreamVersion, &e.GlobalPosition, &e.EventID, &e.EventType,
+		&e.SchemaVersion, &e.Data, &e.Metadata, &e.TransactionID, &e.RecordedAt)
+	return e, err
+}
+
 // ReadOptions selects part of a stream. The zero value reads the whole stream forwards.
 type ReadOptions struct {
 	// From is the first version to read (inclusive); 0 means the start, or the end when Backwards.
@@ -128,7 +138,7 @@ func readPages(ctx context.Context, db dbtx, pageSize, limit int, from int64, ba
 				yield(RecordedEvent{}, fmt.Errorf("annals: read: %w", mapError(err)))
 				return
 			}
-			page, err := pgx.CollectRows(rows, pgx.RowToStructByName[RecordedEvent])
+			page, err := pgx.CollectRows(rows, scanEvent)
 			if err != nil {
 				yield(RecordedEvent{}, fmt.Errorf("annals: read: %w", mapError(err)))
 				return

@@ -218,7 +218,7 @@ func (s *Subscriber) runBatch(ctx context.Context, failed *failure) (n int, hand
 		br.Close()
 		return 0, nil, fmt.Errorf("annals: subscriber %q: read: %w", s.Name, mapError(err))
 	}
-	events, err := pgx.CollectRows(rows, pgx.RowToStructByName[RecordedEvent])
+	events, err := pgx.CollectRows(rows, scanEvent)
 	if err != nil {
 		br.Close()
 		return 0, nil, fmt.Errorf("annals: subscriber %q: read: %w", s.Name, mapError(err))
