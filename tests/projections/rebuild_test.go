@@ -570,7 +570,6 @@ func TestRebuildBoundaryDoesNotDropAppends(t *testing.T) {
 	require.Zero(t, countsMismatch(t, f))
 }
 
-
 // slowCounts registers inline (or async) projection "counts" over category acct whose handler
 // sleeps perEvent seconds per event, but only inside a rebuild.
 func slowCounts(t testing.TB, f fixture, mode string, perEvent float64) {
