@@ -8,21 +8,30 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 -- store without upcasters pays one tiny lookup per read call and nothing per row.
 
 -- The stored type names that need work on read: aliases and types with upcasters (under any of
--- their names). NULL when there is nothing to do.
+-- their names). NULL when there is nothing to do. PL/pgSQL, not SQL: every read and every inline
+-- dispatch calls it, and a SQL function this shape (UNION, aggregate) is never inlined, so it
+-- would be planned again on each call; PL/pgSQL keeps its plans for the session.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.types_to_upcast()
 RETURNS text[]
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE PARALLEL SAFE
-BEGIN ATOMIC
-    SELECT nullif(array_agg(DISTINCT t.name), '{}')
-      FROM (SELECT a.alias AS name FROM annals_internal.event_type_aliases AS a
-            UNION ALL
-            SELECT u.event_type FROM annals_internal.upcasters AS u
-            UNION ALL
-            SELECT a.alias FROM annals_internal.event_type_aliases AS a
-              JOIN annals_internal.upcasters AS u ON u.event_type = a.event_type) AS t;
-END;
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM annals_internal.event_type_aliases)
+       AND NOT EXISTS (SELECT FROM annals_internal.upcasters) THEN
+        RETURN NULL;  -- the common case: nothing registered
+    END IF;
+    RETURN (SELECT nullif(array_agg(DISTINCT t.name), '{}')
+              FROM (SELECT a.alias AS name FROM annals_internal.event_type_aliases AS a
+                    UNION ALL
+                    SELECT u.event_type FROM annals_internal.upcasters AS u
+                    UNION ALL
+                    SELECT a.alias FROM annals_internal.event_type_aliases AS a
+                      JOIN annals_internal.upcasters AS u ON u.event_type = a.event_type) AS t);
+END
+$$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.types_to_upcast() IS
     'Stored event type names that reads must rename or upcast; NULL when none.';

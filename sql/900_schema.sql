@@ -3101,46 +3101,27 @@ COMMENT ON FUNCTION annals_internal.sync_dispatch_trigger() IS 'Enables the inli
 
 
 --
--- Name: upcasters; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.upcasters (
-    event_type text NOT NULL,
-    from_version integer NOT NULL,
-    upcaster text NOT NULL,
-    upcaster_call text NOT NULL,
-    registered_at timestamp with time zone NOT NULL,
-    CONSTRAINT upcasters_from_version_chk CHECK ((from_version >= 1))
-);
-
-
-ALTER TABLE annals_internal.upcasters OWNER TO annals_owner;
-
---
--- Name: TABLE upcasters; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.upcasters IS 'Upcasters: a function (data jsonb) RETURNS jsonb lifting event_type data from from_version to from_version + 1.';
-
-
---
 -- Name: types_to_upcast(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
 CREATE FUNCTION annals_internal.types_to_upcast() RETURNS text[]
-    LANGUAGE sql STABLE PARALLEL SAFE
-    BEGIN ATOMIC
- SELECT NULLIF(array_agg(DISTINCT t.name), '{}'::text[]) AS "nullif"
-    FROM ( SELECT a.alias AS name
-            FROM annals_internal.event_type_aliases a
-         UNION ALL
-          SELECT u.event_type
-            FROM annals_internal.upcasters u
-         UNION ALL
-          SELECT a.alias
-            FROM (annals_internal.event_type_aliases a
-              JOIN annals_internal.upcasters u ON ((u.event_type = a.event_type)))) t;
-END;
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM annals_internal.event_type_aliases)
+       AND NOT EXISTS (SELECT FROM annals_internal.upcasters) THEN
+        RETURN NULL;  -- the common case: nothing registered
+    END IF;
+    RETURN (SELECT nullif(array_agg(DISTINCT t.name), '{}')
+              FROM (SELECT a.alias AS name FROM annals_internal.event_type_aliases AS a
+                    UNION ALL
+                    SELECT u.event_type FROM annals_internal.upcasters AS u
+                    UNION ALL
+                    SELECT a.alias FROM annals_internal.event_type_aliases AS a
+                      JOIN annals_internal.upcasters AS u ON u.event_type = a.event_type) AS t);
+END
+$$;
 
 
 ALTER FUNCTION annals_internal.types_to_upcast() OWNER TO annals_owner;
@@ -3912,6 +3893,29 @@ ALTER TABLE annals_internal.streams OWNER TO annals_owner;
 --
 
 COMMENT ON TABLE annals_internal.streams IS 'One row per stream that has events: current version, state and the last appending transaction id.';
+
+
+--
+-- Name: upcasters; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.upcasters (
+    event_type text NOT NULL,
+    from_version integer NOT NULL,
+    upcaster text NOT NULL,
+    upcaster_call text NOT NULL,
+    registered_at timestamp with time zone NOT NULL,
+    CONSTRAINT upcasters_from_version_chk CHECK ((from_version >= 1))
+);
+
+
+ALTER TABLE annals_internal.upcasters OWNER TO annals_owner;
+
+--
+-- Name: TABLE upcasters; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.upcasters IS 'Upcasters: a function (data jsonb) RETURNS jsonb lifting event_type data from from_version to from_version + 1.';
 
 
 --
