@@ -112,7 +112,39 @@ func cloneTemplate(admin, template string) (string, error) {
 	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, template)); err != nil {
 		return "", fmt.Errorf("create database from template: %w", err)
 	}
+	// The creation time lets a later process sweep clones a killed test run left behind.
+	_, _ = conn.Exec(ctx, fmt.Sprintf("COMMENT ON DATABASE %s IS '%s%d'",
+		pgx.Identifier{name}.Sanitize(), clonePrefix, time.Now().Unix()))
 	return name, nil
+}
+
+// clonePrefix starts the comment that records when a per-test database was created.
+const clonePrefix = "annalstest clone, created at unix "
+
+// dropLeakedClones removes per-test databases that a killed test process never dropped: created
+// more than staleAfter ago (no test runs that long) and with nobody connected; best effort.
+func dropLeakedClones(ctx context.Context, conn *pgx.Conn) {
+	rows, err := conn.Query(ctx, `
+		SELECT d.datname, coalesce(pg_catalog.shobj_description(d.oid, 'pg_database'), '')
+		  FROM pg_catalog.pg_database AS d
+		 WHERE d.datname LIKE 'annals\_t\_%'
+		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity AS a WHERE a.datid = d.oid)`)
+	if err != nil {
+		return
+	}
+	type clone struct{ Name, Comment string }
+	clones, err := pgx.CollectRows(rows, pgx.RowToStructByPos[clone])
+	if err != nil {
+		return
+	}
+	for _, c := range clones {
+		var createdAt int64
+		if _, err := fmt.Sscanf(c.Comment, clonePrefix+"%d", &createdAt); err != nil ||
+			time.Since(time.Unix(createdAt, 0)) < staleAfter {
+			continue // not ours to judge, or possibly still in use
+		}
+		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{c.Name}.Sanitize())
+	}
 }
 
 // AdminURL returns the URL of the server's maintenance database, for tests that create roles or
@@ -223,6 +255,7 @@ func ensureTemplate(adminURL string) (string, error) {
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return "", err
 	}
+	dropLeakedClones(ctx, conn)
 	if complete != nil && *complete {
 		markUsed(ctx, conn, name)
 		return name, nil
