@@ -297,32 +297,12 @@ BEGIN
         PERFORM annals_internal.raise_invalid('events', 'event id ' || v_duplicate || ' appears more than once in the batch');
     END IF;
 
-    -- An empty batch writes nothing and takes no lock; it still checks the expected version.
-    IF v_count = 0 THEN
-        SELECT s.stream_version, s.last_transaction_id, s.state
-          INTO v_current, v_last_xid, v_state
-          FROM annals_internal.streams AS s
-         WHERE s.stream_id = append_events.stream_id;
-        v_current := coalesce(v_current, 0);
-        IF v_state = 'deleted' THEN
-            PERFORM annals_internal.raise_error('ST410', format('stream %L is deleted', append_events.stream_id),
-                jsonb_build_object('stream_id', append_events.stream_id));
-        END IF;
-        IF append_events.expected_version = -1 AND v_current = 0
-           OR append_events.expected_version >= 0 AND append_events.expected_version <> v_current THEN
-            PERFORM annals_internal.append_replay(append_events.stream_id, append_events.expected_version, append_events.events, v_current);
-        END IF;
-        RETURN QUERY
-            SELECT v_current, e.global_position, v_last_xid
-              FROM (SELECT 1) AS one
-              LEFT JOIN annals_internal.events AS e
-                     ON e.stream_id = append_events.stream_id AND e.stream_version = v_current;
-        RETURN;
-    END IF;
-
     -- Serialize appends to this stream before writing anything: the transaction id assigned
-    -- below is then newer than every earlier appender's, so ids grow with versions.
-    PERFORM pg_advisory_xact_lock(hashtextextended(append_events.stream_id, 0));
+    -- below is then newer than every earlier appender's, so ids grow with versions. An empty
+    -- batch writes nothing, so it takes no lock; it still checks state and expected version.
+    IF v_count > 0 THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended(append_events.stream_id, 0));
+    END IF;
 
     SELECT s.stream_version, s.last_transaction_id, s.state, s.updated_at
       INTO v_current, v_last_xid, v_state, v_updated_at
@@ -337,8 +317,17 @@ BEGIN
     END IF;
     IF append_events.expected_version = -1 AND v_current = 0
        OR append_events.expected_version >= 0 AND append_events.expected_version <> v_current THEN
+        -- A replay returns the original result; anything else (an empty batch too) raises.
         RETURN QUERY SELECT * FROM annals_internal.append_replay(
             append_events.stream_id, append_events.expected_version, append_events.events, v_current);
+        RETURN;
+    END IF;
+    IF v_count = 0 THEN
+        RETURN QUERY
+            SELECT v_current, e.global_position, v_last_xid
+              FROM (SELECT 1) AS one
+              LEFT JOIN annals_internal.events AS e
+                     ON e.stream_id = append_events.stream_id AND e.stream_version = v_current;
         RETURN;
     END IF;
 
@@ -391,16 +380,9 @@ BEGIN
     SELECT res.n, res.g INTO v_inserted, v_position FROM res;
 
     IF v_inserted < v_count THEN
-        -- Some id is already stored: a replay (nothing was inserted) or a conflict (raises, and
-        -- the raise undoes the rows this statement did insert).
-        IF v_inserted > 0 THEN
-            PERFORM annals_internal.append_replay(
-                append_events.stream_id, append_events.expected_version, append_events.events, v_current);
-            PERFORM annals_internal.raise_error('ST409',
-                format('batch partly overlaps stream %L', append_events.stream_id),
-                jsonb_build_object('stream_id', append_events.stream_id,
-                                   'expected', append_events.expected_version, 'actual', v_current));
-        END IF;
+        -- Some id is already stored. append_replay returns only when every id of the batch is
+        -- stored, and then every row conflicted and nothing was inserted; otherwise it raises,
+        -- and the raise undoes the rows this statement did insert.
         RETURN QUERY SELECT * FROM annals_internal.append_replay(
             append_events.stream_id, append_events.expected_version, append_events.events, v_current);
         RETURN;
