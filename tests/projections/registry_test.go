@@ -181,6 +181,18 @@ func TestRegisterUpcasterRefusesUntrustedOwnersAndMissingUsage(t *testing.T) {
 	require.True(t, scalar[bool](t, f, register))
 	f.append(t, "thing-1", ev("Thing", map[string]any{"a": 1}))
 	require.Equal(t, `{"a": 1, "v": 2}`, scalar[string](t, f, "SELECT e.data::text FROM annals.read_stream('thing-1') AS e"))
+
+	// An upcaster that returns anything but a JSON object fails every read of the type with
+	// ST500, naming it; raw reads still work.
+	f.exec(t, "CREATE FUNCTION up.v2_to_v3(data jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE RETURN '[]'::jsonb")
+	f.exec(t, "ALTER FUNCTION up.v2_to_v3(jsonb) OWNER TO annals_owner")
+	require.True(t, scalar[bool](t, f, "SELECT annals.register_upcaster('Thing', 2, 'up.v2_to_v3(jsonb)')"))
+	_, err = f.pool.Exec(f.ctx, "SELECT e.data FROM annals.read_stream('thing-1') AS e")
+	pgErr := pgCode(t, err)
+	require.Equal(t, "ST500", pgErr.Code)
+	require.Contains(t, pgErr.Message, "up.v2_to_v3")
+	require.Contains(t, pgErr.Message, "not a JSON object")
+	require.Equal(t, `{"a": 1}`, scalar[string](t, f, "SELECT e.data::text FROM annals.read_stream('thing-1', raw => true) AS e"))
 }
 
 // The dispatch trigger exists only while an enabled inline projection does.
