@@ -143,21 +143,31 @@ func applyFunctions(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// checksum hashes file names and contents in name order.
-func checksum(fsys fs.FS) (string, error) {
-	names, err := fs.Glob(fsys, "*.sql")
-	if err != nil {
-		return "", err
-	}
-	sort.Strings(names)
+// FunctionsChecksum identifies this build's function files: Migrate records it in schema_info
+// and skips the functions pass when the installed checksum matches.
+func FunctionsChecksum() (string, error) { return checksum(functions.FS) }
+
+// SchemaChecksum identifies this build's migrations and function files together, for caches
+// keyed by schema content (annalstest's template databases).
+func SchemaChecksum() (string, error) { return checksum(migrations.FS, functions.FS) }
+
+// checksum hashes file names and contents, each file system in turn, files in name order.
+func checksum(fsyss ...fs.FS) (string, error) {
 	h := sha256.New()
-	for _, n := range names {
-		b, err := fs.ReadFile(fsys, n)
+	for _, fsys := range fsyss {
+		names, err := fs.Glob(fsys, "*.sql")
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
-		h.Write(b)
+		sort.Strings(names)
+		for _, n := range names {
+			b, err := fs.ReadFile(fsys, n)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
+			h.Write(b)
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -191,7 +191,7 @@ func (d *doctor) checkFunctions(ctx context.Context) {
 			len(missing), len(missingViews), firstFew(append(missing, missingViews...), 4))
 		return
 	}
-	sum, err := functionsChecksum()
+	sum, err := annals.FunctionsChecksum()
 	if err != nil {
 		d.cannot("functions", err)
 		return

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/annals-db/annals/functions"
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/migrations"
 	"github.com/jackc/pgx/v5"
@@ -175,7 +172,7 @@ func migrateStatus(ctx context.Context, pool *pgxpool.Pool, out io.Writer) error
 		fmt.Fprintf(out, "schema: version %d installed, as this build expects\n", current)
 	}
 
-	sum, err := functionsChecksum()
+	sum, err := annals.FunctionsChecksum()
 	if err != nil {
 		return err
 	}
@@ -194,25 +191,4 @@ func migrateStatus(ctx context.Context, pool *pgxpool.Pool, out io.Writer) error
 			installedSum[:min(12, len(installedSum))], sum[:12])
 	}
 	return nil
-}
-
-// functionsChecksum is the checksum annals.Migrate records in schema_info for this build's
-// function files: SHA-256 over each file's name, length and content, in name order. It must stay
-// in step with goapi/migrate.go's checksum (TestCLI's migrate status test fails if it does not).
-func functionsChecksum() (string, error) {
-	names, err := fs.Glob(functions.FS, "*.sql")
-	if err != nil {
-		return "", err
-	}
-	sort.Strings(names)
-	h := sha256.New()
-	for _, n := range names {
-		b, err := fs.ReadFile(functions.FS, n)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
-		h.Write(b)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -12,20 +12,15 @@ package annalstest
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"sort"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/annals-db/annals/functions"
 	annals "github.com/annals-db/annals/goapi"
-	"github.com/annals-db/annals/migrations"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -233,7 +228,7 @@ func ping(url string) error {
 // ensureTemplate migrates a template database named after the schema files' checksum, once per
 // content; concurrent test processes serialize on an advisory lock. IS_TEMPLATE marks it complete.
 func ensureTemplate(adminURL string) (string, error) {
-	sum, err := schemaChecksum()
+	sum, err := annals.SchemaChecksum()
 	if err != nil {
 		return "", err
 	}
@@ -377,26 +372,6 @@ func hostForURL(host string) string {
 		return string(out)
 	}
 	return host
-}
-
-func schemaChecksum() (string, error) {
-	h := sha256.New()
-	for _, fsys := range []fs.FS{migrations.FS, functions.FS} {
-		names, err := fs.Glob(fsys, "*.sql")
-		if err != nil {
-			return "", err
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			b, err := fs.ReadFile(fsys, n)
-			if err != nil {
-				return "", err
-			}
-			fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
-			h.Write(b)
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func randomHex(n int) string {
