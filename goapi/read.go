@@ -36,9 +36,15 @@ e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at`
 // by name cost about a fifth of the time per event.
 func scanEvent(row pgx.CollectableRow) (RecordedEvent, error) {
 	var e RecordedEvent
-	err := row.Scan(&e.StreamID, &e.StreamVersion, &e.GlobalPosition, &e.EventID, &e.EventType,
-		&e.SchemaVersion, &e.Data, &e.Metadata, &e.TransactionID, &e.RecordedAt)
+	err := row.Scan(e.fields()...)
 	return e, err
+}
+
+// fields are the scan destinations for eventColumns, in order, so every query that selects
+// events (with extra columns in front, say) scans them the same way.
+func (e *RecordedEvent) fields() []any {
+	return []any{&e.StreamID, &e.StreamVersion, &e.GlobalPosition, &e.EventID, &e.EventType,
+		&e.SchemaVersion, &e.Data, &e.Metadata, &e.TransactionID, &e.RecordedAt}
 }
 
 // ReadOptions selects part of a stream. The zero value reads the whole stream forwards.
@@ -56,16 +62,16 @@ type ReadOptions struct {
 // ReadStream returns an iterator over a stream's events, fetched in pages (WithReadPageSize). A
 // missing stream yields nothing. The iterator stops at the first error, which it yields.
 func (c *Client) ReadStream(ctx context.Context, streamID string, opts ReadOptions) iter.Seq2[RecordedEvent, error] {
-	return readPages(ctx, c.pool, c.readPageSize, opts.Limit, opts.From, opts.Backwards,
-		func(from *int64, n int) (string, []any) {
-			return "SELECT " + eventColumns + " FROM annals.read_stream($1, $2, $3, $4, $5) AS e",
-				[]any{streamID, from, n, opts.Backwards, opts.Raw}
-		})
+	return c.readStream(ctx, c.pool, streamID, opts)
 }
 
 // ReadStreamTx is ReadStream inside the caller's transaction.
 func (c *Client) ReadStreamTx(ctx context.Context, tx pgx.Tx, streamID string, opts ReadOptions) iter.Seq2[RecordedEvent, error] {
-	return readPages(ctx, tx, c.readPageSize, opts.Limit, opts.From, opts.Backwards,
+	return c.readStream(ctx, tx, streamID, opts)
+}
+
+func (c *Client) readStream(ctx context.Context, db dbtx, streamID string, opts ReadOptions) iter.Seq2[RecordedEvent, error] {
+	return readPages(ctx, db, c.readPageSize, opts.Limit, opts.From, opts.Backwards,
 		func(from *int64, n int) (string, []any) {
 			return "SELECT " + eventColumns + " FROM annals.read_stream($1, $2, $3, $4, $5) AS e",
 				[]any{streamID, from, n, opts.Backwards, opts.Raw}

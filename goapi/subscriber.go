@@ -344,10 +344,9 @@ func (s *Subscriber) retryDeadLetters(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("annals: subscriber %q: begin: %w", s.Name, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	rows, err := tx.Query(ctx, `SELECT d.dead_letter_id, (d.event).stream_id, (d.event).stream_version, (d.event).global_position,
-		(d.event).event_id, (d.event).event_type, (d.event).schema_version, (d.event).data, (d.event).metadata,
-		(d.event).transaction_id, (d.event).recorded_at
-		FROM annals.read_dead_letters($1, $2, $3) AS d`, s.Name, s.Member, s.BatchSize)
+	rows, err := tx.Query(ctx, "SELECT d.dead_letter_id, "+eventColumns+
+		" FROM annals.read_dead_letters($1, $2, $3) AS d CROSS JOIN LATERAL (SELECT (d.event).*) AS e",
+		s.Name, s.Member, s.BatchSize)
 	if err != nil {
 		return 0, fmt.Errorf("annals: subscriber %q: read dead letters: %w", s.Name, mapError(err))
 	}
@@ -357,8 +356,7 @@ func (s *Subscriber) retryDeadLetters(ctx context.Context) (int, error) {
 	}
 	letters, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (letter, error) {
 		var l letter
-		err := r.Scan(&l.id, &l.ev.StreamID, &l.ev.StreamVersion, &l.ev.GlobalPosition, &l.ev.EventID, &l.ev.EventType,
-			&l.ev.SchemaVersion, &l.ev.Data, &l.ev.Metadata, &l.ev.TransactionID, &l.ev.RecordedAt)
+		err := r.Scan(append([]any{&l.id}, l.ev.fields()...)...)
 		return l, err
 	})
 	if err != nil {
