@@ -347,3 +347,34 @@ func TestPropertySnapshotsEqualFullReplay(t *testing.T) {
 		}
 	}
 }
+
+// The Tx forms save and load inside the caller's transaction: the snapshot is visible there
+// before commit, to nobody else, and gone after a rollback.
+func TestClientSnapshotsTx(t *testing.T) {
+	t.Parallel()
+	_, client := domainDB(t)
+	ctx := t.Context()
+	s := streamName("snaptx")
+	tx, err := client.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck
+	_, err = client.AppendTx(ctx, tx, s, annals.NoStream, annals.EventData{Type: "A"}, annals.EventData{Type: "B"})
+	require.NoError(t, err)
+	saved, err := client.SaveSnapshotTx(ctx, tx, annals.Snapshot{StreamID: s, Type: "counter", SchemaVersion: 1,
+		StreamVersion: 2, State: json.RawMessage(`{"n": 2}`)})
+	require.NoError(t, err)
+	require.True(t, saved)
+
+	got, ok, err := client.LoadSnapshotTx(ctx, tx, s, "counter", 1)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, int64(2), got.StreamVersion)
+	_, ok, err = client.LoadSnapshot(ctx, s, "counter", 1)
+	require.NoError(t, err)
+	require.False(t, ok, "not visible outside the transaction before commit")
+
+	require.NoError(t, tx.Rollback(ctx))
+	_, ok, err = client.LoadSnapshot(ctx, s, "counter", 1)
+	require.NoError(t, err)
+	require.False(t, ok, "rolled back with the events")
+}
