@@ -143,6 +143,8 @@ BEGIN
     ON CONFLICT ON CONSTRAINT upcasters_pkey DO UPDATE
        SET upcaster = excluded.upcaster, upcaster_call = excluded.upcaster_call, registered_at = excluded.registered_at
     RETURNING (xmax = 0) INTO v_new;
+    -- Inline projections get events upcast too; their dispatch has the types to upcast built in.
+    PERFORM annals_internal.sync_dispatch_trigger();
     RETURN v_new;
 END
 $$;
@@ -185,6 +187,8 @@ BEGIN
     ON CONFLICT ON CONSTRAINT event_type_aliases_pkey DO UPDATE
        SET event_type = excluded.event_type, registered_at = excluded.registered_at
     RETURNING (xmax = 0) INTO v_new;
+    -- Inline projections get events upcast too; their dispatch has the types to upcast built in.
+    PERFORM annals_internal.sync_dispatch_trigger();
     RETURN v_new;
 END
 $$;

@@ -30,34 +30,6 @@ COMMENT ON FUNCTION annals_internal.projection_subscription(text) IS
     'Name of the internal subscription holding an async projection''s checkpoint.';
 REVOKE ALL ON FUNCTION annals_internal.projection_subscription(text) FROM PUBLIC;
 
--- The dispatch trigger (with its transition table) exists only while some inline projection is
--- enabled, so a store without inline projections pays nothing for it.
--- +goose StatementBegin
-CREATE OR REPLACE FUNCTION annals_internal.sync_dispatch_trigger()
-RETURNS void
-LANGUAGE plpgsql
-VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_want    boolean;
-    v_enabled boolean;
-BEGIN
-    SELECT EXISTS (SELECT FROM annals_internal.projections AS p WHERE p.mode = 'inline' AND p.enabled) INTO v_want;
-    SELECT t.tgenabled <> 'D' INTO v_enabled
-      FROM pg_catalog.pg_trigger AS t
-     WHERE t.tgrelid = 'annals_internal.events'::regclass AND t.tgname = 'events_dispatch_inline';
-    IF v_enabled IS DISTINCT FROM v_want THEN
-        EXECUTE format('ALTER TABLE annals_internal.events %s TRIGGER events_dispatch_inline',
-                       CASE WHEN v_want THEN 'ENABLE' ELSE 'DISABLE' END);
-    END IF;
-END
-$$;
--- +goose StatementEnd
-COMMENT ON FUNCTION annals_internal.sync_dispatch_trigger() IS
-    'Enables the inline-projection dispatch trigger exactly when an enabled inline projection exists.';
-REVOKE ALL ON FUNCTION annals_internal.sync_dispatch_trigger() FROM PUBLIC;
-
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.register_projection(
     name        text,

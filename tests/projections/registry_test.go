@@ -239,3 +239,74 @@ func TestDispatchTriggerFollowsInlineProjections(t *testing.T) {
 	// Dropping an async projection drops its subscription (checkpoint, dead letters) too.
 	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals_internal.subscriptions"))
 }
+
+// The dispatch is generated with the upcasters built in; registering an alias or an upcaster
+// after the projection regenerates it, so inline handlers see what every other read sees.
+func TestInlineDispatchFollowsUpcastersRegisteredLater(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.exec(t, `
+		CREATE SCHEMA s;
+		CREATE TABLE s.seen (event_type text, schema_version integer, data jsonb);
+		CREATE FUNCTION s.see(events annals.event[]) RETURNS void LANGUAGE sql AS $fn$
+			INSERT INTO s.seen SELECT e.event_type, e.schema_version, e.data FROM pg_catalog.unnest(events) AS e
+		$fn$;
+		CREATE FUNCTION s.moved_v1_to_v2(data jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE RETURN data || '{"v": 2}';
+		ALTER FUNCTION s.moved_v1_to_v2(jsonb) OWNER TO annals_owner;`)
+	f.grantOwner(t, "s")
+	f.register(t, projection{name: "moves", handler: "s.see(annals.event[])", tables: []string{"s.seen"},
+		eventTypes: []string{"ItemMoved"}})
+	seen := func() []string { return dump(t, f, "SELECT event_type, schema_version, data::text FROM s.seen ORDER BY data ->> 'n'") }
+
+	f.append(t, "item-1", ev("ItemShifted", map[string]any{"n": 1}))
+	require.Empty(t, seen(), "ItemShifted is not a type the projection asked for")
+
+	require.True(t, scalar[bool](t, f, "SELECT annals.register_event_alias('ItemShifted', 'ItemMoved')"))
+	f.append(t, "item-1", ev("ItemShifted", map[string]any{"n": 2}))
+	require.True(t, scalar[bool](t, f, "SELECT annals.register_upcaster('ItemMoved', 1, 's.moved_v1_to_v2(jsonb)')"))
+	f.append(t, "item-1", ev("ItemShifted", map[string]any{"n": 3}))
+	require.Equal(t, []string{
+		`ItemMoved 1 {"n": 2}`,
+		`ItemMoved 2 {"n": 3, "v": 2}`,
+	}, seen())
+}
+
+// Two transactions registering inline projections at once: the second regenerates the dispatch
+// after the first commits and includes both, instead of failing or dropping the first.
+func TestConcurrentRegistrationsKeepEveryProjection(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.createCallLog(t)
+	f.exec(t, `
+		CREATE TABLE s.a_owned (x integer); CREATE TABLE s.b_owned (x integer);
+		GRANT SELECT, INSERT, UPDATE, DELETE ON s.a_owned, s.b_owned TO annals_owner;
+		CREATE FUNCTION s.a_handler(events annals.event[]) RETURNS void LANGUAGE sql AS
+			$fn$ INSERT INTO s.calls (projection, n, types, categories, positions) VALUES ('a', 1, '{}', '{}', '{}') $fn$;
+		CREATE FUNCTION s.b_handler(events annals.event[]) RETURNS void LANGUAGE sql AS
+			$fn$ INSERT INTO s.calls (projection, n, types, categories, positions) VALUES ('b', 1, '{}', '{}', '{}') $fn$;`)
+
+	txA, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	defer func() { _ = txA.Rollback(context.Background()) }()
+	_, err = txA.Exec(f.ctx, "SELECT annals.register_projection('a', 's.a_handler(annals.event[])', ARRAY['s.a_owned']::regclass[])")
+	require.NoError(t, err)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.pool.Exec(f.ctx, "SELECT annals.register_projection('b', 's.b_handler(annals.event[])', ARRAY['s.b_owned']::regclass[])")
+		done <- err
+	}()
+	eventually(t, 10*time.Second, "b's registration to wait for a's", func() bool {
+		return scalar[int64](t, f, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%register_projection(''b''%'`) == 1
+	})
+	require.NoError(t, txA.Commit(f.ctx))
+	require.NoError(t, <-done)
+
+	f.append(t, "acct-1", ev("X", nil))
+	var got []string
+	for _, c := range f.calls(t) {
+		got = append(got, c.Projection)
+	}
+	require.Equal(t, []string{"a", "b"}, got)
+}
