@@ -26,6 +26,8 @@ DECLARE
     v_problem    jsonb;
     v_max_events integer;
     v_max_bytes  integer;
+    v_max_event  integer;
+    v_first_bad  bigint;
     v_current    bigint;
     v_last_xid   xid8;
     v_state      text;
@@ -53,21 +55,24 @@ BEGIN
         PERFORM annals_internal.raise_invalid('events', 'must be a JSON array of event objects, got ' || jsonb_typeof(append_events.events));
     END IF;
 
-    SELECT b.n, b.n_distinct, b.n_with_id, f.problem, s.max_batch_events, s.max_batch_bytes
-      INTO v_count, v_distinct, v_with_id, v_problem, v_max_events, v_max_bytes
+    -- One pass over the batch. Only the first invalid event's index is kept: the problem itself
+    -- is worked out again below for that one event, so a valid batch never builds it.
+    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes
+      INTO v_count, v_distinct, v_with_id, v_first_bad, v_max_events, v_max_bytes, v_max_event
       FROM annals_internal.settings AS s
      CROSS JOIN LATERAL (
             SELECT count(*) AS n,
                    count(DISTINCT CASE WHEN x.ev ->> 'id' ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'
                                        THEN (x.ev ->> 'id')::uuid END) AS n_distinct,
-                   count(x.ev ->> 'id') AS n_with_id
-              FROM jsonb_array_elements(append_events.events) AS x(ev)) AS b
-      LEFT JOIN LATERAL (
-            SELECT annals_internal.event_problem(x.ev, x.ord - 1, s.max_event_bytes) AS problem
-              FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)
-             WHERE annals_internal.event_problem(x.ev, x.ord - 1, s.max_event_bytes) IS NOT NULL
-             ORDER BY x.ord
-             LIMIT 1) AS f ON true;
+                   count(x.ev ->> 'id') AS n_with_id,
+                   min(x.ord) FILTER (WHERE annals_internal.event_problem(x.ev, x.ord - 1, s.max_event_bytes) IS NOT NULL) AS first_bad
+              FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)) AS b
+     -- Through the primary key, so the planner counts one settings row: left to guess, it
+     -- assumes thousands, and the estimate crosses jit_above_cost (10 ms of JIT per append).
+     WHERE s.singleton = true;
+    IF v_first_bad IS NOT NULL THEN
+        v_problem := annals_internal.event_problem(append_events.events -> (v_first_bad::integer - 1), v_first_bad - 1, v_max_event);
+    END IF;
 
     IF v_count > v_max_events THEN
         PERFORM annals_internal.raise_error('ST413',
