@@ -311,7 +311,20 @@ func stateResult[S any](streamID string, l loaded[S], err error) (S, int64, erro
 // is saved after the commit when the policy says so; its failure is logged, not returned.
 // Events carry the context's Metadata (ContextWithMetadata).
 func (r *Repository[S, C]) Handle(ctx context.Context, streamID string, command C) (HandleResult[S], error) {
-	return r.handle(ctx, nil, streamID, command)
+	return r.handle(ctx, nil, streamID, -1, command)
+}
+
+// HandleAt is Handle for a command decided on what its sender saw at a version (an HTTP
+// If-Match, a form posted back): it runs only while the stream is at expected (0: the stream has
+// no events yet) and is never retried. A stream at another version, found on load or by the
+// append when a writer slipped in between, is a *WrongExpectedVersionError
+// (ErrWrongExpectedVersion) carrying the actual version. Snapshots are used and written as by
+// Handle.
+func (r *Repository[S, C]) HandleAt(ctx context.Context, streamID string, expected int64, command C) (HandleResult[S], error) {
+	if expected < 0 {
+		return HandleResult[S]{}, invalid("expected", "must be a stream version >= 0, got %d", expected)
+	}
+	return r.handle(ctx, nil, streamID, expected, command)
 }
 
 // HandleTx is Handle inside the caller's transaction, so the events commit or roll back with the
@@ -323,18 +336,26 @@ func (r *Repository[S, C]) HandleTx(ctx context.Context, tx pgx.Tx, streamID str
 	if tx == nil {
 		return HandleResult[S]{}, invalid("tx", "must not be nil")
 	}
-	return r.handle(ctx, tx, streamID, command)
+	return r.handle(ctx, tx, streamID, -1, command)
 }
 
-func (r *Repository[S, C]) handle(ctx context.Context, tx pgx.Tx, streamID string, command C) (HandleResult[S], error) {
+// handle runs command; expected >= 0 requires the stream at that version (no retries), -1 takes
+// whatever version it loads.
+func (r *Repository[S, C]) handle(ctx context.Context, tx pgx.Tx, streamID string, expected int64, command C) (HandleResult[S], error) {
 	maxAttempts := r.e.opts.MaxAttempts
-	if tx != nil {
+	if tx != nil || expected >= 0 {
 		maxAttempts = 1
 	}
 	for attempt := 1; ; attempt++ {
 		l, err := r.e.load(ctx, tx, streamID, -1)
 		if err != nil {
 			return HandleResult[S]{}, err
+		}
+		if expected >= 0 && l.version != expected {
+			return HandleResult[S]{}, &WrongExpectedVersionError{
+				BaseError: BaseError{Kind: ErrWrongExpectedVersion,
+					Message: fmt.Sprintf("stream %q is at version %d, not %d", streamID, l.version, expected)},
+				StreamID: streamID, Expected: Exact(expected), Actual: l.version}
 		}
 		decided, err := r.d.Decide(l.state, command)
 		if err != nil {

@@ -349,3 +349,67 @@ func TestRepositoryEventIDs(t *testing.T) {
 	}
 	require.Equal(t, res.Appended.EventIDs, stored)
 }
+
+func TestRepositoryHandleAt(t *testing.T) {
+	t.Parallel()
+	_, client := domainDB(t)
+	ctx := t.Context()
+	reg := tallyRegistry()
+	repo := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{})
+
+	t.Run("runs at the expected version, refuses any other and appends nothing", func(t *testing.T) {
+		t.Parallel()
+		s := streamName("tally")
+		res, err := repo.HandleAt(ctx, s, 0, TallyCmd{Events: []any{Added{N: 2}}})
+		require.NoError(t, err, "0: the stream has no events yet")
+		require.Equal(t, int64(1), res.Version)
+
+		_, err = repo.HandleAt(ctx, s, 0, TallyCmd{Events: []any{Added{N: 5}}})
+		var wrong *annals.WrongExpectedVersionError
+		require.ErrorAs(t, err, &wrong)
+		require.Equal(t, int64(1), wrong.Actual)
+		require.Equal(t, s, wrong.StreamID)
+
+		res, err = repo.HandleAt(ctx, s, 1, TallyCmd{Events: []any{Scaled{Factor: 3}}})
+		require.NoError(t, err)
+		require.Equal(t, int64(2), res.Version)
+		require.Equal(t, int64(6), res.State.Value)
+
+		state, version, err := repo.Load(ctx, s)
+		require.NoError(t, err)
+		require.Equal(t, int64(2), version, "the refused command appended nothing")
+		require.Equal(t, int64(6), state.Value)
+	})
+
+	t.Run("a writer slipping in between load and append wins; no retry", func(t *testing.T) {
+		t.Parallel()
+		s := streamName("tally")
+		_, err := repo.Handle(ctx, s, TallyCmd{Events: []any{Added{N: 1}}})
+		require.NoError(t, err)
+		var decides atomic.Int32
+		d := tallyDecider()
+		decide := d.Decide
+		d.Decide = func(st Tally, c TallyCmd) ([]any, error) {
+			decides.Add(1)
+			_, err := client.Append(ctx, s, annals.Any, annals.EventData{Type: "tally.added", Data: Added{N: 100}})
+			require.NoError(t, err)
+			return decide(st, c)
+		}
+		rival := annals.NewRepository(client, reg, d, annals.RepositoryOptions{MaxAttempts: 5})
+		_, err = rival.HandleAt(ctx, s, 1, TallyCmd{Events: []any{Scaled{Factor: 2}}})
+		var wrong *annals.WrongExpectedVersionError
+		require.ErrorAs(t, err, &wrong)
+		require.Equal(t, int64(2), wrong.Actual, "the version the rival left")
+		require.Equal(t, int32(1), decides.Load(), "decided once: MaxAttempts does not apply")
+		state, version, err := repo.Load(ctx, s)
+		require.NoError(t, err)
+		require.Equal(t, int64(2), version)
+		require.Equal(t, int64(101), state.Value, "only the rival's event")
+	})
+
+	t.Run("a negative version is an invalid argument", func(t *testing.T) {
+		t.Parallel()
+		_, err := repo.HandleAt(ctx, streamName("tally"), -1, TallyCmd{Events: []any{Added{N: 1}}})
+		require.ErrorIs(t, err, annals.ErrInvalidArgument)
+	})
+}

@@ -42,6 +42,22 @@ func (s *Service) Handle(ctx context.Context, command Command) (Item, error) {
 	return res.State, nil
 }
 
+// HandleAt runs a command only while the item is at version expected, for a caller that
+// decided on what it saw at that version (annals.Repository.HandleAt: no retries). An item that
+// was never added is ErrItemNotFound; another version is an *annals.WrongExpectedVersionError
+// with the actual version.
+func (s *Service) HandleAt(ctx context.Context, command Command, expected int64) (Item, error) {
+	res, err := s.repo.HandleAt(ctx, StreamID(command.ItemSKU()), expected, command)
+	if wrong, ok := errors.AsType[*annals.WrongExpectedVersionError](err); ok && wrong.Actual == 0 {
+		return Item{}, fmt.Errorf("%w: %s", ErrItemNotFound, command.ItemSKU())
+	}
+	if err != nil {
+		return Item{}, err
+	}
+	res.State.Version = res.Version
+	return res.State, nil
+}
+
 // HandleTx is Handle inside the caller's transaction: the events commit with the caller's
 // writes. It does not retry conflicts; retry the transaction.
 func (s *Service) HandleTx(ctx context.Context, tx pgx.Tx, command Command) (Item, error) {

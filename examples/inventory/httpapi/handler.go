@@ -54,14 +54,12 @@ type Options struct {
 
 // Handler serves the inventory API. Safe for concurrent use.
 type Handler struct {
-	pool     *pgxpool.Pool
-	client   *annals.Client
-	service  *inventory.Service
-	decider  annals.Decider[inventory.Item, inventory.Command]
-	registry *annals.Registry
-	log      *slog.Logger
-	maxBody  int64
-	root     http.Handler
+	pool    *pgxpool.Pool
+	client  *annals.Client
+	service *inventory.Service
+	log     *slog.Logger
+	maxBody int64
+	root    http.Handler
 }
 
 // New returns the API over pool, a database with Annals migrated and the inventory read models
@@ -81,13 +79,11 @@ func New(pool *pgxpool.Pool, opts Options) *Handler {
 	}
 	client := annals.New(pool)
 	h := &Handler{
-		pool:     pool,
-		client:   client,
-		service:  inventory.NewService(client, annals.RepositoryOptions{MaxAttempts: opts.MaxAttempts, Logger: opts.Logger}),
-		decider:  inventory.Decider(),
-		registry: inventory.NewRegistry(),
-		log:      opts.Logger,
-		maxBody:  opts.MaxBodyBytes,
+		pool:    pool,
+		client:  client,
+		service: inventory.NewService(client, annals.RepositoryOptions{MaxAttempts: opts.MaxAttempts, Logger: opts.Logger}),
+		log:     opts.Logger,
+		maxBody: opts.MaxBodyBytes,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /items", h.createItem)

@@ -157,40 +157,15 @@ func (h *Handler) adjustItem(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, itemOf(item))
 }
 
-// adjustAt runs command only if the item is at version expected: it loads the item, refuses
-// another version (*preconditionError), decides with the inventory rules and appends expecting
-// exactly that version, so a writer that slips in between also ends in *preconditionError. No
-// retry: the client decided on what it saw at that version. The repository's next write takes
-// the snapshot this path skips.
+// adjustAt runs command only if the item is at version expected (the If-Match), whether that
+// is found on load or by the append when a writer slipped in between. No retry: the client
+// decided on what it saw at that version.
 func (h *Handler) adjustAt(ctx context.Context, command inventory.AdjustCount, expected int64) (inventory.Item, error) {
-	item, err := h.service.Item(ctx, command.SKU)
-	if err != nil {
-		return inventory.Item{}, err
-	}
-	if item.Version != expected {
-		return inventory.Item{}, &preconditionError{SKU: command.SKU, Expected: expected, Actual: item.Version}
-	}
-	events, err := h.decider.Decide(item, command)
-	if err != nil {
-		return inventory.Item{}, err
-	}
-	md, _ := annals.MetadataFromContext(ctx)
-	data := make([]annals.EventData, len(events))
-	for i, ev := range events {
-		if data[i], err = h.registry.Encode(ev, md); err != nil {
-			return inventory.Item{}, err
-		}
-	}
-	res, err := h.client.Append(ctx, inventory.StreamID(command.SKU), annals.Exact(expected), data...)
+	item, err := h.service.HandleAt(ctx, command, expected)
 	if wrong, ok := errors.AsType[*annals.WrongExpectedVersionError](err); ok {
 		return inventory.Item{}, &preconditionError{SKU: command.SKU, Expected: expected, Actual: wrong.Actual}
 	}
-	if err != nil {
-		return inventory.Item{}, err
-	}
-	item = h.decider.Fold(item, events...)
-	item.Version = res.StreamVersion
-	return item, nil
+	return item, err
 }
 
 // history: GET /items/{sku}/history?from=1&limit=100, oldest first.
