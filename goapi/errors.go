@@ -188,6 +188,26 @@ func mapError(err error) error {
 	return err
 }
 
+// kinds are the sentinels, most specific first (ErrStreamNotFound before ErrNotFound).
+var kinds = []error{
+	ErrWrongExpectedVersion, ErrEventIDConflict, ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument,
+	ErrReserved, ErrAppendOnly, ErrStreamNotFound, ErrNotFound, ErrCheckpointConflict, ErrLeaseHeld,
+	ErrFeedRestored, ErrSchemaNotInstalled, ErrSchemaTooNew,
+}
+
+// Kind returns the sentinel error err is (or maps to, for a raw *pgconn.PgError from Annals'
+// functions), such as ErrWrongExpectedVersion, or nil when it is none of them. Tools that
+// describe errors by kind use it instead of reading SQLSTATEs themselves.
+func Kind(err error) error {
+	err = mapError(err)
+	for _, k := range kinds {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return nil
+}
+
 // invalid builds a client-side InvalidArgumentError (no database round trip was made).
 func invalid(argument, format string, args ...any) error {
 	reason := fmt.Sprintf(format, args...)

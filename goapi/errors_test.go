@@ -66,3 +66,23 @@ func TestMapError(t *testing.T) {
 		require.Same(t, plain, annals.MapError(plain))
 	})
 }
+
+func TestKind(t *testing.T) {
+	t.Parallel()
+	raw := func(code string) error { return &pgconn.PgError{Code: code, Message: "m", Detail: `{"subscription": "s"}`} }
+	for code, want := range map[string]error{
+		"ST412": annals.ErrEventIDConflict, "ST410": annals.ErrStreamDeleted, "ST413": annals.ErrTooLarge,
+		"ST422": annals.ErrInvalidArgument, "ST403": annals.ErrReserved, "ST405": annals.ErrAppendOnly,
+		"ST404": annals.ErrNotFound, "ST423": annals.ErrLeaseHeld, "ST503": annals.ErrFeedRestored,
+		"ST409": annals.ErrCheckpointConflict, // the DETAIL names a subscription
+		"3F000": annals.ErrSchemaNotInstalled,
+	} {
+		require.Equal(t, want, annals.Kind(raw(code)), code)
+	}
+	wrong := &pgconn.PgError{Code: "ST409", Detail: `{"stream_id": "s-1", "expected": 1, "actual": 2}`}
+	require.Equal(t, annals.ErrWrongExpectedVersion, annals.Kind(wrong))
+	require.Equal(t, annals.ErrWrongExpectedVersion, annals.Kind(annals.MapError(wrong)), "a mapped error keeps its kind")
+	require.Nil(t, annals.Kind(raw("23505")), "not an Annals error")
+	require.Nil(t, annals.Kind(errors.New("plain")))
+	require.Nil(t, annals.Kind(nil))
+}

@@ -13,21 +13,27 @@ import (
 // sqlstate is what a SQLSTATE means and what to do about it.
 type sqlstate struct{ meaning, hint string }
 
-// sqlstates covers the codes Annals raises (class ST, see DESIGN.md) and the PostgreSQL codes a
-// user of this command meets in practice. Classes (the first two characters) are the fallback.
+// annalsHints says what to do about each kind of Annals error; what it is comes from the error
+// itself (annals.Kind), so the words match the Go API's.
+var annalsHints = map[error]string{
+	annals.ErrWrongExpectedVersion: "read the stream again (annals read STREAM) and retry with its current version",
+	annals.ErrEventIDConflict:      "a retry must resend identical events; new events need new ids (omit --id to generate one)",
+	annals.ErrStreamDeleted:        "the stream is closed for appends; append to another stream",
+	annals.ErrTooLarge:             "split the batch or raise the limit with SELECT annals.configure(...) as annals_owner",
+	annals.ErrInvalidArgument:      "fix the argument named in the message",
+	annals.ErrReserved:             "names starting with $ are reserved for Annals; pick another name",
+	annals.ErrAppendOnly:           "events are never updated or deleted; append a compensating event instead",
+	annals.ErrNotFound:             "check the name: annals subscriptions list, annals projections list",
+	annals.ErrCheckpointConflict:   "another consumer moved the checkpoint; read it again before acknowledging",
+	annals.ErrLeaseHeld:            "another instance serves this member; stop it or wait for its lease to expire",
+	annals.ErrFeedRestored:         "run SELECT annals.rebase_transaction_ids() as annals_owner once, then retry",
+	annals.ErrSchemaNotInstalled:   "run `annals migrate` against this database",
+}
+
+// sqlstates covers the PostgreSQL codes a user of this command meets in practice, and the Annals
+// code the Go API has no kind for. Classes (the first two characters) are the fallback.
 var sqlstates = map[string]sqlstate{
-	"ST409": {"wrong expected version", "read the stream again (annals read STREAM) and retry with its current version"},
-	"ST412": {"event id reused", "a retry must resend identical events; new events need new ids (omit --id to generate one)"},
-	"ST410": {"stream deleted", "the stream is closed for appends; append to another stream"},
-	"ST413": {"over a size or count limit", "split the batch or raise the limit with SELECT annals.configure(...) as annals_owner"},
-	"ST422": {"invalid argument", "fix the argument named in the message"},
-	"ST403": {"reserved name", "names starting with $ are reserved for Annals; pick another name"},
-	"ST405": {"history is append-only", "events are never updated or deleted; append a compensating event instead"},
-	"ST404": {"not found", "check the name: annals subscriptions list, annals projections list"},
-	"ST423": {"lease held by another consumer", "another instance serves this member; stop it or wait for its lease to expire"},
-	"ST503": {"transaction ids restored from another cluster", "run SELECT annals.rebase_transaction_ids() as annals_owner once, then retry"},
 	"ST500": {"upcaster failed", "fix the registered upcaster function named in the message"},
-	"3F000": {"schema does not exist", "run `annals migrate` against this database"},
 	"42883": {"undefined function", "Annals is missing or older than this build: run `annals migrate`"},
 	"42P01": {"undefined table", "Annals is missing or older than this build: run `annals migrate`"},
 	"42501": {"insufficient privilege", "the login lacks a privilege; GRANT it annals_writer (or annals_reader to read), or run as the owner or a superuser"},
@@ -66,13 +72,12 @@ func explain(err error) string {
 	if hasPg {
 		code = pgErr.Code
 		st, ok := sqlstates[code]
-		if !ok && len(code) == 5 {
+		if kind := annals.Kind(err); kind != nil && !ok {
+			st = sqlstate{strings.TrimPrefix(kind.Error(), "annals: "), annalsHints[kind]}
+		} else if !ok && len(code) == 5 {
 			st = sqlstateClasses[code[:2]]
 		}
 		meaning = st.meaning
-		if errors.Is(err, annals.ErrCheckpointConflict) {
-			meaning = "checkpoint moved"
-		}
 		if hint == "" {
 			hint = st.hint
 		}
