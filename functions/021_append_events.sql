@@ -65,7 +65,7 @@ BEGIN
                    count(DISTINCT CASE WHEN x.ev ->> 'id' ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'
                                        THEN (x.ev ->> 'id')::uuid END) AS n_distinct,
                    count(x.ev ->> 'id') AS n_with_id,
-                   min(x.ord) FILTER (WHERE annals_internal.event_problem(x.ev, x.ord - 1, s.max_event_bytes) IS NOT NULL) AS first_bad
+                   min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, s.max_event_bytes) IS NOT NULL) AS first_bad
               FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)) AS b
      -- Through the primary key, so the planner counts one settings row: left to guess, it
      -- assumes thousands, and the estimate crosses jit_above_cost (10 ms of JIT per append).

@@ -257,7 +257,7 @@ BEGIN
                    count(DISTINCT CASE WHEN x.ev ->> 'id' ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'
                                        THEN (x.ev ->> 'id')::uuid END) AS n_distinct,
                    count(x.ev ->> 'id') AS n_with_id,
-                   min(x.ord) FILTER (WHERE annals_internal.event_problem(x.ev, x.ord - 1, s.max_event_bytes) IS NOT NULL) AS first_bad
+                   min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, s.max_event_bytes) IS NOT NULL) AS first_bad
               FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)) AS b
      -- Through the primary key, so the planner counts one settings row: left to guess, it
      -- assumes thousands, and the estimate crosses jit_above_cost (10 ms of JIT per append).
@@ -2723,6 +2723,24 @@ COMMENT ON FUNCTION annals_internal.name_problem(name text, max_bytes integer) I
 
 
 --
+-- Name: event_fault(jsonb, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN (jsonb_typeof(ev) IS DISTINCT FROM 'object'::text) THEN 'object'::text WHEN ((ev - '{type,data,metadata,id,schema_version}'::text[]) <> '{}'::jsonb) THEN 'keys'::text WHEN (jsonb_typeof((ev -> 'type'::text)) IS DISTINCT FROM 'string'::text) THEN 'type'::text WHEN (annals_internal.name_problem((ev ->> 'type'::text), 256) IS NOT NULL) THEN 'type_name'::text WHEN ("left"((ev ->> 'type'::text), 1) = '$'::text) THEN 'type_reserved'::text WHEN (jsonb_typeof((ev -> 'data'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'data'::text WHEN (jsonb_typeof((ev -> 'metadata'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'metadata'::text WHEN ((jsonb_typeof((ev -> 'id'::text)) <> ALL (ARRAY['string'::text, 'null'::text])) OR (NOT ((ev ->> 'id'::text) ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'::text))) THEN 'id'::text WHEN ((jsonb_typeof((ev -> 'schema_version'::text)) <> ALL (ARRAY['number'::text, 'null'::text])) OR (NOT ((ev ->> 'schema_version'::text) ~ '^[1-9][0-9]{0,8}$'::text))) THEN 'schema_version'::text WHEN (octet_length(((ev -> 'data'::text))::text) > max_event_bytes) THEN 'size'::text ELSE NULL::text END;
+
+
+ALTER FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION event_fault(ev jsonb, max_event_bytes integer); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) IS 'Which check an element of an append''s events array fails (object, keys, type, type_name, type_reserved, data, metadata, id, schema_version, size); NULL when valid.';
+
+
+--
 -- Name: unknown_keys(jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -2746,7 +2764,7 @@ COMMENT ON FUNCTION annals_internal.unknown_keys(ev jsonb) IS 'The keys of an ev
 
 CREATE FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN CASE WHEN (jsonb_typeof(ev) IS DISTINCT FROM 'object'::text) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', 'must be a JSON object with "type" and "data"') WHEN ((ev - '{type,data,metadata,id,schema_version}'::text[]) <> '{}'::jsonb) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', (('unknown key(s) '::text || annals_internal.unknown_keys(ev)) || '; allowed: type, data, metadata, id, schema_version'::text)) WHEN (jsonb_typeof((ev -> 'type'::text)) IS DISTINCT FROM 'string'::text) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'must be a string') WHEN (annals_internal.name_problem((ev ->> 'type'::text), 256) IS NOT NULL) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', annals_internal.name_problem((ev ->> 'type'::text), 256)) WHEN ("left"((ev ->> 'type'::text), 1) = '$'::text) THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'event types starting with $ are reserved') WHEN (jsonb_typeof((ev -> 'data'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'reason', 'must be a JSON object') WHEN (jsonb_typeof((ev -> 'metadata'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].metadata'::text), 'reason', 'must be a JSON object') WHEN ((jsonb_typeof((ev -> 'id'::text)) <> ALL (ARRAY['string'::text, 'null'::text])) OR (NOT ((ev ->> 'id'::text) ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'::text))) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].id'::text), 'reason', 'must be a UUID string') WHEN ((jsonb_typeof((ev -> 'schema_version'::text)) <> ALL (ARRAY['number'::text, 'null'::text])) OR (NOT ((ev ->> 'schema_version'::text) ~ '^[1-9][0-9]{0,8}$'::text))) THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].schema_version'::text), 'reason', 'must be a positive integer') WHEN (octet_length(((ev -> 'data'::text))::text) > max_event_bytes) THEN jsonb_build_object('code', 'ST413', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'limit', max_event_bytes, 'actual', octet_length(((ev -> 'data'::text))::text)) ELSE NULL::jsonb END;
+    RETURN CASE annals_internal.event_fault(ev, max_event_bytes) WHEN 'object'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', 'must be a JSON object with "type" and "data"') WHEN 'keys'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', (('unknown key(s) '::text || annals_internal.unknown_keys(ev)) || '; allowed: type, data, metadata, id, schema_version'::text)) WHEN 'type'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'must be a string') WHEN 'type_name'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', annals_internal.name_problem((ev ->> 'type'::text), 256)) WHEN 'type_reserved'::text THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'event types starting with $ are reserved') WHEN 'data'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'reason', 'must be a JSON object') WHEN 'metadata'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].metadata'::text), 'reason', 'must be a JSON object') WHEN 'id'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].id'::text), 'reason', 'must be a UUID string') WHEN 'schema_version'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].schema_version'::text), 'reason', 'must be a positive integer') WHEN 'size'::text THEN jsonb_build_object('code', 'ST413', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'limit', max_event_bytes, 'actual', octet_length(((ev -> 'data'::text))::text)) ELSE NULL::jsonb END;
 
 
 ALTER FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) OWNER TO annals_owner;
@@ -5188,6 +5206,13 @@ REVOKE ALL ON FUNCTION annals_internal.dispatch_source() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.name_problem(name text, max_bytes integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION event_fault(ev jsonb, max_event_bytes integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) FROM PUBLIC;
 
 
 --

@@ -64,8 +64,8 @@ var updateExisting = []edit{{from: "    WITH ins AS (\n", to: "    IF v_inserted
 	return "    IF v_current > 0 THEN\n" + upd + "    ELSE\n" + block + "    END IF;\n\n", nil
 }}}
 
-// noEventChecks drops the per-event checks (annals_internal.event_problem) from the batch scan.
-var noEventChecks = []edit{{from: "                   min(x.ord) FILTER (WHERE annals_internal.event_problem(x.ev, x.ord - 1, s.max_event_bytes) IS NOT NULL) AS first_bad\n",
+// noEventChecks drops the per-event checks (annals_internal.event_fault) from the batch scan.
+var noEventChecks = []edit{{from: "                   min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, s.max_event_bytes) IS NOT NULL) AS first_bad\n",
 	with: "                   NULL::bigint AS first_bad\n"}}
 
 // noValidation drops the whole batch scan: no per-event checks, no duplicate ids, no limits.
@@ -120,7 +120,7 @@ func variants() []variant {
 		{name: "cd_no_dispatch_trigger", noDispatchTrigger: true,
 			summary: "C + D with the disabled events_dispatch_inline trigger dropped (a change to 210, not 021: a disabled trigger with a transition table still makes every insert capture its rows)",
 			edits:   cat(idArbiter, updateExisting)},
-		{name: "diag_no_event_checks", diagnostic: true, summary: "diagnostic only, not a proposal: no per-event checks (event_problem) in the batch scan",
+		{name: "diag_no_event_checks", diagnostic: true, summary: "diagnostic only, not a proposal: no per-event checks (event_fault) in the batch scan",
 			edits: noEventChecks},
 		{name: "diag_no_validation", diagnostic: true, summary: "diagnostic only, not a proposal: no batch scan at all (no checks, duplicate ids or limits)",
 			edits: noValidation},

@@ -3,7 +3,7 @@
 -- pin the core API; the catalog tests cover every function in both schemas, present and future,
 -- and list the offenders.
 BEGIN;
-SELECT plan(32);
+SELECT plan(34);
 
 -- Volatility as declared: writes VOLATILE, reads STABLE, pure validation IMMUTABLE. The error
 -- raisers are VOLATILE so the planner never pre-evaluates (and raises) them at plan time.
@@ -20,6 +20,7 @@ SELECT volatility_is('annals_internal', 'version_at', 'stable', 'annals_internal
 SELECT volatility_is('annals_internal', 'check_page', 'immutable', 'annals_internal.check_page is IMMUTABLE');
 SELECT volatility_is('annals_internal', 'check_stream_id', 'immutable', 'annals_internal.check_stream_id is IMMUTABLE');
 SELECT volatility_is('annals_internal', 'name_problem', 'immutable', 'annals_internal.name_problem is IMMUTABLE');
+SELECT volatility_is('annals_internal', 'event_fault', 'immutable', 'annals_internal.event_fault is IMMUTABLE');
 -- STABLE, not IMMUTABLE: its body builds JSON with jsonb_build_object (STABLE), and a body more
 -- volatile than its declaration would stop the planner from inlining it.
 SELECT volatility_is('annals_internal', 'event_problem', 'stable', 'annals_internal.event_problem is STABLE');
@@ -82,9 +83,12 @@ BEGIN
     RETURN out;
 END
 $fn$;
+SELECT unalike(pg_temp.plan_of($q$SELECT annals_internal.event_fault(x.ev, 100)
+                                   FROM jsonb_array_elements('[{"type": "A"}]') WITH ORDINALITY AS x(ev, ord)$q$),
+               '%event_fault%', 'annals_internal.event_fault is inlined into the validation query');
 SELECT unalike(pg_temp.plan_of($q$SELECT annals_internal.event_problem(x.ev, x.ord - 1, 100)
                                    FROM jsonb_array_elements('[{"type": "A"}]') WITH ORDINALITY AS x(ev, ord)$q$),
-               '%event_problem%', 'annals_internal.event_problem is inlined into the validation query');
+               '%event_problem%', 'annals_internal.event_problem is inlined');
 SELECT unalike(pg_temp.plan_of($q$SELECT annals_internal.name_problem(c.relname::text, 512) FROM pg_catalog.pg_class AS c$q$),
                '%name_problem%', 'annals_internal.name_problem is inlined');
 SELECT unalike(pg_temp.plan_of($q$SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id,
