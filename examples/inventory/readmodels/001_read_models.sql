@@ -30,38 +30,48 @@ COMMENT ON TABLE inventory.item_counts IS 'Current count per inventory item (inl
 GRANT SELECT, INSERT, UPDATE, DELETE ON inventory.item_counts TO annals_owner;
 GRANT SELECT ON inventory.item_counts TO annals_bi;
 
--- The handler: one set-based statement per kind of change, whatever the batch size. version
--- guards against applying an event twice. PL/pgSQL, not SQL: it keeps its plans between calls,
--- while a SQL function is planned again on every append (twice the append's cost here).
+-- The handler: one set-based statement per kind of change, whatever the batch size, plus a
+-- fast path for the usual inline batch, one adjustment: an UPDATE by key. version guards against
+-- applying an event twice. PL/pgSQL, not SQL: it keeps its plans between calls, while a SQL
+-- function is planned again on every append. force_generic_plan: left to choose, the plan cache
+-- keeps re-planning the keyed UPDATE on every call (a custom plan prunes the partitions at plan
+-- time, so it always looks cheaper), while the generic plan prunes them at executor start;
+-- together the fast path and the generic plan take a third off the projection's cost per append.
 CREATE OR REPLACE FUNCTION inventory.project_item_counts(events annals.event[])
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 BEGIN
-    -- Items created in this batch: their count is the added count plus later adjustments. A lone
-    -- adjustment, the usual batch of an inline projection, creates nothing: skipping the
-    -- statement (a plain expression, no query) saves a sixth of the projection's cost per append.
-    IF NOT (cardinality(events) = 1 AND (events[1]).event_type = 'ItemAdjusted') THEN
-        WITH per_item AS (
-            SELECT substr(e.stream_id, 11) AS sku,
-                   max(e.data ->> 'name') FILTER (WHERE e.event_type = 'ItemAdded') AS name,
-                   sum((e.data ->> 'count')::integer) FILTER (WHERE e.event_type = 'ItemAdded') AS added,
-                   coalesce(sum((e.data ->> 'delta')::integer) FILTER (WHERE e.event_type = 'ItemAdjusted'), 0) AS delta,
-                   max(e.stream_version) AS version,
-                   max(e.recorded_at) AS at
-              FROM unnest(events) AS e
-             WHERE e.stream_id LIKE 'inventory-%'
-             GROUP BY 1)
-        INSERT INTO inventory.item_counts AS c (sku, name, count, version, updated_at)
-        SELECT p.sku, p.name, p.added + p.delta, p.version, p.at
-          FROM per_item AS p
-         WHERE p.added IS NOT NULL
-        ON CONFLICT (sku) DO UPDATE
-           SET name = excluded.name, count = excluded.count, version = excluded.version, updated_at = excluded.updated_at
-         WHERE c.version < excluded.version;
+    IF cardinality(events) = 1 AND (events[1]).event_type = 'ItemAdjusted' THEN
+        UPDATE inventory.item_counts AS c
+           SET count = c.count + ((events[1]).data ->> 'delta')::integer,
+               version = (events[1]).stream_version, updated_at = (events[1]).recorded_at
+         WHERE c.sku = substr((events[1]).stream_id, 11) AND c.version < (events[1]).stream_version
+           AND (events[1]).stream_id LIKE 'inventory-%';
+        RETURN;
     END IF;
+
+    -- Items created in this batch: their count is the added count plus later adjustments.
+    WITH per_item AS (
+        SELECT substr(e.stream_id, 11) AS sku,
+               max(e.data ->> 'name') FILTER (WHERE e.event_type = 'ItemAdded') AS name,
+               sum((e.data ->> 'count')::integer) FILTER (WHERE e.event_type = 'ItemAdded') AS added,
+               coalesce(sum((e.data ->> 'delta')::integer) FILTER (WHERE e.event_type = 'ItemAdjusted'), 0) AS delta,
+               max(e.stream_version) AS version,
+               max(e.recorded_at) AS at
+          FROM unnest(events) AS e
+         WHERE e.stream_id LIKE 'inventory-%'
+         GROUP BY 1)
+    INSERT INTO inventory.item_counts AS c (sku, name, count, version, updated_at)
+    SELECT p.sku, p.name, p.added + p.delta, p.version, p.at
+      FROM per_item AS p
+     WHERE p.added IS NOT NULL
+    ON CONFLICT (sku) DO UPDATE
+       SET name = excluded.name, count = excluded.count, version = excluded.version, updated_at = excluded.updated_at
+     WHERE c.version < excluded.version;
 
     -- Items created earlier: add this batch's adjustments. An item created above already has
     -- this batch's last version, so the version guard skips it.
