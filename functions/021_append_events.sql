@@ -67,8 +67,8 @@ BEGIN
                    count(x.ev ->> 'id') AS n_with_id,
                    min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, s.max_event_bytes) IS NOT NULL) AS first_bad
               FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)) AS b
-     -- Through the primary key, so the planner counts one settings row: left to guess, it
-     -- assumes thousands, and the estimate crosses jit_above_cost (10 ms of JIT per append).
+     -- Equality on the primary key makes the planner count one settings row: left to guess,
+     -- it assumes thousands, and the estimate crosses jit_above_cost (10 ms of JIT per append).
      WHERE s.singleton = true;
     IF v_first_bad IS NOT NULL THEN
         v_problem := annals_internal.event_problem(append_events.events -> (v_first_bad::integer - 1), v_first_bad - 1, v_max_event);
