@@ -258,6 +258,30 @@ func ExampleAggregateRepository_Handle() {
 
 // A repository snapshots every SnapshotEvery events, after the commit; loads start from the
 // latest snapshot and read only the events after it.
+// A command decided on what a client saw at a version, as with an HTTP If-Match: it runs only
+// while the stream is still at that version.
+func ExampleRepository_HandleAt() {
+	ctx := context.Background()
+	pool := examplePool()
+	defer pool.Close()
+	carts := annals.NewRepository(annals.New(pool), cartRegistry(), cartDecider(), annals.RepositoryOptions{})
+
+	res, err := carts.HandleAt(ctx, "cart-ex-9", 0, CartCommand{AddSKU: "A-1", Qty: 1}) // 0: a new cart
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("version %d: %+v\n", res.Version, res.State)
+
+	// Another client still holds version 0.
+	_, err = carts.HandleAt(ctx, "cart-ex-9", 0, CartCommand{AddSKU: "B-2", Qty: 5})
+	if wrong, ok := errors.AsType[*annals.WrongExpectedVersionError](err); ok {
+		fmt.Printf("refused: the cart is at version %d\n", wrong.Actual)
+	}
+	// Output:
+	// version 1: {Lines:1 Units:1 CheckedOut:false}
+	// refused: the cart is at version 1
+}
+
 func ExampleRepositoryOptions_snapshots() {
 	ctx := context.Background()
 	pool := examplePool()
