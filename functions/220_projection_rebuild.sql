@@ -226,6 +226,11 @@ BEGIN
                 -- Once a pass is short, what is left is too: stop the appends for it.
                 EXIT WHEN v_step.applied < rebuild_projection.batch_size OR v_passes >= 10;
             END LOOP;
+            -- The projection's row before the events, the order a registry change takes them in
+            -- (its row, then the lock that regenerates the dispatch): the two queue, never deadlock.
+            -- NO KEY UPDATE: an append noting a skip holds KEY SHARE on the row (the skip's foreign
+            -- key) and must get through, or it would wait here while the SHARE lock waits for it.
+            PERFORM FROM annals_internal.projections AS p WHERE p.projection_name = v_proj.projection_name FOR NO KEY UPDATE;
             LOCK TABLE annals_internal.events IN SHARE MODE;
             v_step := annals_internal.replay_projection(v_proj, v_xid, v_pos, rebuild_projection.batch_size,
                 'locked', NULL, v_total, v_applied, v_skipped);

@@ -1,6 +1,7 @@
 package projections_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -733,4 +734,38 @@ func drainAsync(t testing.TB, f fixture) {
 		require.NoError(t, err)
 		return scalar[int64](t, f, "SELECT coalesce(sum(p.events_behind), 0)::bigint FROM annals.projections AS p") == 0
 	})
+}
+
+// A registry change to a projection while it is being rebuilt queues behind the rebuild (or the
+// rebuild behind it) instead of deadlocking. The registry change locks the projection's row and
+// then, to regenerate the dispatch, the events table; the rebuild's last step must take them in
+// the same order.
+func TestRegistryChangeDuringRebuildDoesNotDeadlock(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.createCallLog(t)
+	f.logProjection(t, "p", nil, nil)
+	f.append(t, "acct-1", evs("X", 3)...)
+
+	// The first half of a registry change: the projection's row is locked.
+	tx, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	_, err = tx.Exec(f.ctx, "SELECT FROM annals_internal.projections WHERE projection_name = 'p' FOR UPDATE")
+	require.NoError(t, err)
+
+	rebuilt := make(chan error, 1)
+	go func() {
+		_, err := f.pool.Exec(f.ctx, "SELECT annals.rebuild_projection('p')")
+		rebuilt <- err
+	}()
+	eventually(t, 10*time.Second, "the rebuild to wait for the projection's row", func() bool {
+		return scalar[int64](t, f, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%rebuild_projection(''p'')%'`) == 1
+	})
+	// The second half: the change regenerates the dispatch, which locks the events table.
+	_, err = tx.Exec(f.ctx, "SELECT annals.set_projection_enabled('p', false)")
+	require.NoError(t, err, "no deadlock with the waiting rebuild")
+	require.NoError(t, tx.Commit(f.ctx))
+	require.NoError(t, <-rebuilt)
 }

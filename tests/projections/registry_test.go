@@ -256,7 +256,9 @@ func TestInlineDispatchFollowsUpcastersRegisteredLater(t *testing.T) {
 	f.grantOwner(t, "s")
 	f.register(t, projection{name: "moves", handler: "s.see(annals.event[])", tables: []string{"s.seen"},
 		eventTypes: []string{"ItemMoved"}})
-	seen := func() []string { return dump(t, f, "SELECT event_type, schema_version, data::text FROM s.seen ORDER BY data ->> 'n'") }
+	seen := func() []string {
+		return dump(t, f, "SELECT event_type, schema_version, data::text FROM s.seen ORDER BY data ->> 'n'")
+	}
 
 	f.append(t, "item-1", ev("ItemShifted", map[string]any{"n": 1}))
 	require.Empty(t, seen(), "ItemShifted is not a type the projection asked for")
