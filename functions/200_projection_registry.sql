@@ -179,6 +179,9 @@ BEGIN
     DELETE FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = annals_internal.projection_subscription(drop_projection.name);
     PERFORM annals_internal.sync_dispatch_trigger();
+    -- After the dispatch stopped calling it: an append still running that dispatch has ended by
+    -- now (the regeneration's lock waited for it), so no skip for this name can follow.
+    DELETE FROM annals_internal.projection_skips AS k WHERE k.projection_name = drop_projection.name;
     RETURN true;
 END
 $$;

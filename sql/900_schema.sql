@@ -600,6 +600,9 @@ BEGIN
     DELETE FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = annals_internal.projection_subscription(drop_projection.name);
     PERFORM annals_internal.sync_dispatch_trigger();
+    -- After the dispatch stopped calling it: an append still running that dispatch has ended by
+    -- now (the regeneration's lock waited for it), so no skip for this name can follow.
+    DELETE FROM annals_internal.projection_skips AS k WHERE k.projection_name = drop_projection.name;
     RETURN true;
 END
 $$;
@@ -3338,7 +3341,7 @@ ALTER TABLE annals_internal.projection_skips OWNER TO annals_owner;
 -- Name: TABLE projection_skips; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON TABLE annals_internal.projection_skips IS 'Appending transactions that skipped an inline projection during its rebuild; left behind only by a failed rebuild.';
+COMMENT ON TABLE annals_internal.projection_skips IS 'Appending transactions that skipped an inline projection during its rebuild; left behind only by a failed rebuild. No foreign key: appends must not lock the registry; drop_projection deletes a projection''s rows.';
 
 
 --
@@ -4773,14 +4776,6 @@ CREATE TRIGGER streams_no_truncate BEFORE TRUNCATE ON annals_internal.streams FO
 
 ALTER TABLE ONLY annals_internal.dead_letters
     ADD CONSTRAINT dead_letters_subscription_fkey FOREIGN KEY (subscription_name) REFERENCES annals_internal.subscriptions(subscription_name) ON DELETE CASCADE;
-
-
---
--- Name: projection_skips projection_skips_projection_fkey; Type: FK CONSTRAINT; Schema: annals_internal; Owner: annals_owner
---
-
-ALTER TABLE ONLY annals_internal.projection_skips
-    ADD CONSTRAINT projection_skips_projection_fkey FOREIGN KEY (projection_name) REFERENCES annals_internal.projections(projection_name) ON DELETE CASCADE;
 
 
 --

@@ -769,3 +769,45 @@ func TestRegistryChangeDuringRebuildDoesNotDeadlock(t *testing.T) {
 	require.NoError(t, tx.Commit(f.ctx))
 	require.NoError(t, <-rebuilt)
 }
+
+// Dropping a projection while it is rebuilt and an append skips it: the append must not wait for
+// the drop (which waits for the append's hold on the events table), so noting a skip takes no
+// lock on the registry.
+func TestDropDuringRebuildWithSkippingAppend(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	slowCounts(t, f, "inline", 0.01)
+	f.append(t, "acct-1", evs("Ticked", 100)...)
+	rebuilt := startRebuild(t, f, "counts", 10) // ~1 s of handler sleeps
+
+	tx, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	_, err = tx.Exec(f.ctx, "SELECT FROM annals_internal.projections WHERE projection_name = 'counts' FOR UPDATE")
+	require.NoError(t, err)
+
+	appended := make(chan error, 1)
+	go func() {
+		_, err := f.store.Append(f.ctx, "acct-2", annals.Any, ev("Ticked", nil))
+		appended <- err
+	}()
+	// It skips the projection and returns, or it waits on a lock: on the registry row.
+	var appendErr error
+	eventually(t, 30*time.Second, "the skipping append to finish", func() bool {
+		select {
+		case appendErr = <-appended:
+			return true
+		default:
+		}
+		require.Zero(t, scalar[int64](t, f, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%append_events%'`),
+			"the skipping append waits for the projection's registry row")
+		return false
+	})
+	require.NoError(t, appendErr)
+	_, err = tx.Exec(f.ctx, "SELECT annals.drop_projection('counts')")
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(f.ctx))
+	require.NoError(t, <-rebuilt)
+	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals_internal.projection_skips"), "the dropped projection leaves no skips")
+}
