@@ -359,6 +359,19 @@ func (d *doctor) checkProjections(ctx context.Context) {
 		return
 	}
 	problems := 0
+	// The inline dispatch is generated from the registry; a stale one calls the wrong handlers.
+	var current bool
+	err = d.pool.QueryRow(ctx, `SELECT annals_internal.dispatch_source() = p.prosrc FROM pg_catalog.pg_proc AS p
+		WHERE p.oid = 'annals_internal.dispatch_inline()'::pg_catalog.regprocedure`).Scan(&current)
+	switch {
+	case err != nil:
+		d.cannot("projections", err)
+		problems++
+	case !current:
+		d.fail("projections", "the inline dispatch (annals_internal.dispatch_inline) does not match the registry; "+
+			"regenerate it as annals_owner: SELECT annals_internal.sync_dispatch_trigger()")
+		problems++
+	}
 	for _, p := range ps {
 		switch {
 		case p.State == "failing":
@@ -385,7 +398,7 @@ func (d *doctor) checkProjections(ctx context.Context) {
 		if len(ps) == 0 {
 			d.ok("projections", "none registered")
 		} else {
-			d.ok("projections", "%d registered, none failing, disabled or lagging", len(ps))
+			d.ok("projections", "%d registered, none failing, disabled or lagging; the inline dispatch matches them", len(ps))
 		}
 	}
 }

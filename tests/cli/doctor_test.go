@@ -94,6 +94,26 @@ func TestCLIDoctorFindsProblems(t *testing.T) {
 	require.Contains(t, r.stdout, "WARN  dead letters")
 }
 
+// The inline dispatch is generated from the registry; doctor notices one that no longer is.
+func TestCLIDoctorFindsAStaleDispatch(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	pool := installInventory(t, db)
+	execSQL(t, pool, `CREATE OR REPLACE FUNCTION annals_internal.dispatch_inline() RETURNS trigger LANGUAGE plpgsql
+		SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULL; END $$`)
+
+	r := annals(t, db, "doctor")
+	require.Equal(t, 1, r.code, "doctor must fail:\n%s\n%s", r.stdout, r.stderr)
+	require.Contains(t, doctorLines(t, r.stdout)["projections"],
+		"FAIL the inline dispatch (annals_internal.dispatch_inline) does not match the registry; "+
+			"regenerate it as annals_owner: SELECT annals_internal.sync_dispatch_trigger()", r.stdout)
+
+	execSQL(t, pool, `SELECT annals_internal.sync_dispatch_trigger()`)
+	r = annals(t, db, "doctor")
+	require.NotContains(t, r.stdout, "FAIL ", r.stdout)
+	require.True(t, strings.HasPrefix(doctorLines(t, r.stdout)["projections"][0], "OK "), r.stdout)
+}
+
 func TestCLIDoctorWithoutAnnals(t *testing.T) {
 	t.Parallel()
 	admin := annalstest.AdminURL(t)
