@@ -312,3 +312,21 @@ func TestConcurrentRegistrationsKeepEveryProjection(t *testing.T) {
 	}
 	require.Equal(t, []string{"a", "b"}, got)
 }
+
+// An upgrade re-applies the functions, dispatch_inline among them: the registered inline
+// projections must still be called afterwards.
+func TestReappliedFunctionsKeepTheGeneratedDispatch(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.createCallLog(t)
+	f.logProjection(t, "kept", nil, nil)
+	f.exec(t, "UPDATE annals_internal.schema_info SET functions_checksum = 'from an older build'")
+	res, err := annals.Migrate(f.ctx, f.pool)
+	require.NoError(t, err)
+	require.True(t, res.FunctionsApplied, "the functions were re-applied")
+
+	f.append(t, "acct-1", ev("X", nil))
+	calls := f.calls(t)
+	require.Len(t, calls, 1)
+	require.Equal(t, "kept", calls[0].Projection)
+}
