@@ -69,7 +69,9 @@ func TestMapError(t *testing.T) {
 
 func TestKind(t *testing.T) {
 	t.Parallel()
-	raw := func(code string) error { return &pgconn.PgError{Code: code, Message: "m", Detail: `{"subscription": "s"}`} }
+	raw := func(code string) error {
+		return &pgconn.PgError{Code: code, Message: "m", Detail: `{"subscription": "s"}`}
+	}
 	for code, want := range map[string]error{
 		"ST412": annals.ErrEventIDConflict, "ST410": annals.ErrStreamDeleted, "ST413": annals.ErrTooLarge,
 		"ST422": annals.ErrInvalidArgument, "ST403": annals.ErrReserved, "ST405": annals.ErrAppendOnly,
