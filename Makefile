@@ -20,6 +20,8 @@ deps:
 
 vet:
 	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt: these files need gofmt -w:"; echo "$$unformatted"; exit 1; fi
 
 # One package at a time (-p 1): the feed's barrier is cluster-wide, so one package's deliberately
 # long transactions (rebuilds, interleavings) would stall another package's feed tests. Tests
