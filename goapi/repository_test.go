@@ -123,20 +123,8 @@ func TestRepositoryRetriesConflicts(t *testing.T) {
 	_, client := domainDB(t)
 	ctx := t.Context()
 	reg := tallyRegistry()
-
-	// interfering returns a decider whose Decide first lets a rival append to the stream,
-	// conflicts times, so the repository's append loses the race.
 	interfering := func(s string, conflicts int, decides *atomic.Int32) annals.Decider[Tally, TallyCmd] {
-		d := tallyDecider()
-		decide := d.Decide
-		d.Decide = func(st Tally, c TallyCmd) ([]any, error) {
-			if int(decides.Add(1)) <= conflicts {
-				_, err := client.Append(ctx, s, annals.Any, annals.EventData{Type: "tally.added", Data: Added{N: 100}})
-				require.NoError(t, err)
-			}
-			return decide(st, c)
-		}
-		return d
+		return interferingDecider(t, client, s, conflicts, decides)
 	}
 
 	t.Run("reload and decide again", func(t *testing.T) {
@@ -387,15 +375,7 @@ func TestRepositoryHandleAt(t *testing.T) {
 		_, err := repo.Handle(ctx, s, TallyCmd{Events: []any{Added{N: 1}}})
 		require.NoError(t, err)
 		var decides atomic.Int32
-		d := tallyDecider()
-		decide := d.Decide
-		d.Decide = func(st Tally, c TallyCmd) ([]any, error) {
-			decides.Add(1)
-			_, err := client.Append(ctx, s, annals.Any, annals.EventData{Type: "tally.added", Data: Added{N: 100}})
-			require.NoError(t, err)
-			return decide(st, c)
-		}
-		rival := annals.NewRepository(client, reg, d, annals.RepositoryOptions{MaxAttempts: 5})
+		rival := annals.NewRepository(client, reg, interferingDecider(t, client, s, 100, &decides), annals.RepositoryOptions{MaxAttempts: 5})
 		_, err = rival.HandleAt(ctx, s, 1, TallyCmd{Events: []any{Scaled{Factor: 2}}})
 		var wrong *annals.WrongExpectedVersionError
 		require.ErrorAs(t, err, &wrong)
@@ -412,4 +392,19 @@ func TestRepositoryHandleAt(t *testing.T) {
 		_, err := repo.HandleAt(ctx, streamName("tally"), -1, TallyCmd{Events: []any{Added{N: 1}}})
 		require.ErrorIs(t, err, annals.ErrInvalidArgument)
 	})
+}
+
+// interferingDecider returns a tally decider whose Decide first lets a rival append an Added{100}
+// to stream s, the first conflicts times, so the repository's append loses the race.
+func interferingDecider(t *testing.T, client *annals.Client, s string, conflicts int, decides *atomic.Int32) annals.Decider[Tally, TallyCmd] {
+	d := tallyDecider()
+	decide := d.Decide
+	d.Decide = func(st Tally, c TallyCmd) ([]any, error) {
+		if int(decides.Add(1)) <= conflicts {
+			_, err := client.Append(t.Context(), s, annals.Any, annals.EventData{Type: "tally.added", Data: Added{N: 100}})
+			require.NoError(t, err)
+		}
+		return decide(st, c)
+	}
+	return d
 }

@@ -220,6 +220,14 @@ func requireInvalid(t testing.TB, err error, fragments ...string) {
 	}
 }
 
+// waitingOnLock counts this database's sessions that wait on a heavyweight lock while running a
+// statement containing fragment.
+func waitingOnLock(t testing.TB, f fixture, fragment string) int64 {
+	t.Helper()
+	return scalar[int64](t, f, `SELECT count(*) FROM pg_stat_activity AS a
+		WHERE a.datname = current_database() AND a.wait_event_type = 'Lock' AND strpos(a.query, $1) > 0`, fragment)
+}
+
 // eventually polls cond until it holds or timeout passes. The gap-free feed's barrier is
 // cluster-wide (transaction ids are), so a long transaction in a parallel test of another
 // database can hold it back for seconds: anything that waits for the barrier polls.

@@ -760,8 +760,7 @@ func TestRegistryChangeDuringRebuildDoesNotDeadlock(t *testing.T) {
 		rebuilt <- err
 	}()
 	eventually(t, 10*time.Second, "the rebuild to wait for the projection's row", func() bool {
-		return scalar[int64](t, f, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%rebuild_projection(''p'')%'`) == 1
+		return waitingOnLock(t, f, "rebuild_projection('p')") == 1
 	})
 	// The second half: the change regenerates the dispatch, which locks the events table.
 	_, err = tx.Exec(f.ctx, "SELECT annals.set_projection_enabled('p', false)")
@@ -799,12 +798,12 @@ func TestDropDuringRebuildWithSkippingAppend(t *testing.T) {
 			return true
 		default:
 		}
-		require.Zero(t, scalar[int64](t, f, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%append_events%'`),
-			"the skipping append waits for the projection's registry row")
+		require.Zero(t, waitingOnLock(t, f, "append_events"), "the skipping append waits for the projection's registry row")
 		return false
 	})
 	require.NoError(t, appendErr)
+	require.EqualValues(t, 1, scalar[int64](t, f, "SELECT count(*) FROM annals_internal.projection_skips WHERE projection_name = 'counts'"),
+		"the append skipped the projection under rebuild")
 	_, err = tx.Exec(f.ctx, "SELECT annals.drop_projection('counts')")
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(f.ctx))

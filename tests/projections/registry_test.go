@@ -299,8 +299,7 @@ func TestConcurrentRegistrationsKeepEveryProjection(t *testing.T) {
 		done <- err
 	}()
 	eventually(t, 10*time.Second, "b's registration to wait for a's", func() bool {
-		return scalar[int64](t, f, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%register_projection(''b''%'`) == 1
+		return waitingOnLock(t, f, "register_projection('b'") == 1
 	})
 	require.NoError(t, txA.Commit(f.ctx))
 	require.NoError(t, <-done)
