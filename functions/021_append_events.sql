@@ -20,14 +20,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_count      bigint;
-    v_distinct   bigint;
-    v_with_id    bigint;
-    v_problem    jsonb;
-    v_max_events integer;
-    v_max_bytes  integer;
-    v_max_event  integer;
-    v_first_bad  bigint;
+    v_count           bigint;
+    v_distinct        bigint;
+    v_with_id         bigint;
+    v_problem         jsonb;
+    v_max_events      integer;
+    v_max_bytes       integer;
+    v_max_event_bytes integer;
+    v_first_bad       bigint;
     v_current    bigint;
     v_last_xid   xid8;
     v_state      text;
@@ -58,7 +58,7 @@ BEGIN
     -- One pass over the batch. Only the first invalid event's index is kept: the problem itself
     -- is worked out again below for that one event, so a valid batch never builds it.
     SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes
-      INTO v_count, v_distinct, v_with_id, v_first_bad, v_max_events, v_max_bytes, v_max_event
+      INTO v_count, v_distinct, v_with_id, v_first_bad, v_max_events, v_max_bytes, v_max_event_bytes
       FROM annals_internal.settings AS s
      CROSS JOIN LATERAL (
             SELECT count(*) AS n,
@@ -71,7 +71,7 @@ BEGIN
      -- it assumes thousands, and the estimate crosses jit_above_cost (10 ms of JIT per append).
      WHERE s.singleton = true;
     IF v_first_bad IS NOT NULL THEN
-        v_problem := annals_internal.event_problem(append_events.events -> (v_first_bad::integer - 1), v_first_bad - 1, v_max_event);
+        v_problem := annals_internal.event_problem(append_events.events -> (v_first_bad::integer - 1), v_first_bad - 1, v_max_event_bytes);
     END IF;
 
     IF v_count > v_max_events THEN
