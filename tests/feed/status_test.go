@@ -3,6 +3,7 @@ package feed_test
 import (
 	"context"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"os"
 	"strconv"
 	"testing"
@@ -109,7 +110,21 @@ func TestFeedBlockerShowsAPreparedTransaction(t *testing.T) {
 	t.Cleanup(func() { // never leave a prepared transaction behind: it would stall every feed
 		_, _ = e.pool.Exec(t.Context(), fmt.Sprintf("ROLLBACK PREPARED '%s'", gid))
 	})
+
+	// PostgreSQL cannot prepare a transaction that notified, so two-phase commit needs notify off.
 	_, err := conn.Exec(e.ctx, "BEGIN")
+	require.NoError(t, err)
+	appendEvents(t, conn, "prep-0", "Prepared", 1)
+	_, err = conn.Exec(e.ctx, fmt.Sprintf("PREPARE TRANSACTION '%s'", gid))
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "0A000", pgErr.Code, pgErr.Message)
+	_, err = conn.Exec(e.ctx, "ROLLBACK")
+	require.NoError(t, err)
+	_, err = e.pool.Exec(e.ctx, "SELECT annals.configure(notify => false)")
+	require.NoError(t, err)
+
+	_, err = conn.Exec(e.ctx, "BEGIN")
 	require.NoError(t, err)
 	p := appendEvents(t, conn, "prep-1", "Prepared", 1)
 	_, err = conn.Exec(e.ctx, fmt.Sprintf("PREPARE TRANSACTION '%s'", gid))
