@@ -85,18 +85,19 @@ DECLARE
     v      integer := upcast_data.schema_version;
     v_data jsonb := upcast_data.data;
     v_call text;
+    v_fn   text;
 BEGIN
     LOOP
-        SELECT u.upcaster_call INTO v_call
+        SELECT u.upcaster_call, u.upcaster INTO v_call, v_fn
           FROM annals_internal.upcasters AS u
          WHERE u.event_type = v_type AND u.from_version = v;
         EXIT WHEN NOT FOUND;
         EXECUTE format('SELECT %s($1)', v_call) INTO v_data USING v_data;
         IF jsonb_typeof(v_data) IS DISTINCT FROM 'object' THEN
             PERFORM annals_internal.raise_error('ST500',
-                format('upcaster %s for %s version %s returned %s, not a JSON object', v_call, v_type, v,
+                format('upcaster %s for %s version %s returned %s, not a JSON object', v_fn, v_type, v,
                        coalesce(jsonb_typeof(v_data), 'NULL')),
-                jsonb_build_object('event_type', v_type, 'from_version', v, 'upcaster', v_call));
+                jsonb_build_object('event_type', v_type, 'from_version', v, 'upcaster', v_fn));
         END IF;
         v := v + 1;
     END LOOP;
@@ -138,6 +139,10 @@ BEGIN
         PERFORM annals_internal.raise_invalid('upcaster',
             format('%s is VOLATILE; an upcaster must be IMMUTABLE (or STABLE) so every read sees the same shape', register_upcaster.upcaster));
     END IF;
+    -- Called through a pin, by OID; the upcaster cannot be dropped while registered.
+    v_call := annals_internal.pin_callback(register_upcaster.upcaster,
+                  annals_internal.upcaster_pin(register_upcaster.event_type, register_upcaster.from_version),
+                  format('upcaster of %s from version %s', register_upcaster.event_type, register_upcaster.from_version));
     INSERT INTO annals_internal.upcasters AS u (event_type, from_version, upcaster, upcaster_call, registered_at)
     VALUES (register_upcaster.event_type, register_upcaster.from_version, register_upcaster.upcaster::text, v_call, clock_timestamp())
     ON CONFLICT ON CONSTRAINT upcasters_pkey DO UPDATE
@@ -153,7 +158,8 @@ COMMENT ON FUNCTION annals.register_upcaster(text, integer, regprocedure) IS
 $$Registers an upcaster: an IMMUTABLE function (data jsonb) RETURNS jsonb lifting event_type's data from
 from_version to from_version + 1. Every read (stream, as-of, feed, category, subscriptions, projections)
 then returns such events upcast through the whole chain with schema_version set to the result's; stored
-bytes never change (read with raw => true to see them). Returns true when new.$$;
+bytes never change (read with raw => true to see them). The upcaster and its schema must be owned by
+annals_owner or a member; it is called by OID and cannot be dropped while registered. Returns true when new.$$;
 REVOKE ALL ON FUNCTION annals.register_upcaster(text, integer, regprocedure) FROM PUBLIC;
 
 -- +goose StatementBegin

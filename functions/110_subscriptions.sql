@@ -4,6 +4,33 @@
 SET LOCAL ROLE annals_owner;
 SET LOCAL search_path = pg_catalog, pg_temp;
 
+-- Raises ST422 for a NULL subscription name and ST403 for a reserved one: '$' names belong to
+-- Annals (an async projection's checkpoint is the subscription '$projection:<name>'), and only
+-- the projection functions, as annals_owner, may touch them.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.check_subscription_name(subscription text)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF check_subscription_name.subscription IS NULL THEN
+        PERFORM annals_internal.raise_invalid('subscription', 'must not be null');
+    END IF;
+    IF left(check_subscription_name.subscription, 1) = '$' THEN
+        PERFORM annals_internal.raise_error('ST403',
+            'subscription ' || quote_literal(check_subscription_name.subscription) || ' is reserved: names starting with $ belong to Annals',
+            jsonb_build_object('argument', 'subscription'),
+            'An async projection''s checkpoint is managed by its projection: annals.rebuild_projection, annals.drop_projection.');
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.check_subscription_name(text) IS
+    'Raises ST422 for a NULL subscription name and ST403 for a reserved one ($...).';
+REVOKE ALL ON FUNCTION annals_internal.check_subscription_name(text) FROM PUBLIC;
+
 -- Raises ST404 unless the subscription exists and member is in range; returns its group size.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.check_subscription(subscription text, member integer)
@@ -15,9 +42,7 @@ AS $$
 DECLARE
     v_size integer;
 BEGIN
-    IF check_subscription.subscription IS NULL THEN
-        PERFORM annals_internal.raise_invalid('subscription', 'must not be null');
-    END IF;
+    PERFORM annals_internal.check_subscription_name(check_subscription.subscription);
     SELECT s.group_size INTO v_size
       FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = check_subscription.subscription;
@@ -34,7 +59,7 @@ END
 $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.check_subscription(text, integer) IS
-    'Raises ST404 for an unknown subscription and ST422 for a member out of range; returns the group size.';
+    'Raises ST403 for a reserved name, ST404 for an unknown subscription and ST422 for a member out of range; returns the group size.';
 REVOKE ALL ON FUNCTION annals_internal.check_subscription(text, integer) FROM PUBLIC;
 
 -- +goose StatementBegin
@@ -58,6 +83,7 @@ BEGIN
     IF annals_internal.name_problem(create_subscription.subscription, 256) IS NOT NULL THEN
         PERFORM annals_internal.raise_invalid('subscription', annals_internal.name_problem(create_subscription.subscription, 256));
     END IF;
+    PERFORM annals_internal.check_subscription_name(create_subscription.subscription);
     IF create_subscription.start_from IS NULL OR create_subscription.start_from NOT IN ('beginning', 'now') THEN
         PERFORM annals_internal.raise_invalid('start_from', 'must be ''beginning'' or ''now''');
     END IF;
@@ -111,6 +137,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM annals_internal.check_subscription_name(drop_subscription.subscription);
     DELETE FROM annals_internal.subscriptions AS s WHERE s.subscription_name = drop_subscription.subscription;
     RETURN FOUND;
 END

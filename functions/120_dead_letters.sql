@@ -127,6 +127,9 @@ BEGIN
     IF resolve_dead_letter.succeeded IS NULL THEN
         PERFORM annals_internal.raise_invalid('succeeded', 'must not be null');
     END IF;
+    -- An async projection's dead letters are the projection's: a rebuild clears them.
+    PERFORM annals_internal.check_subscription_name(d.subscription_name)
+       FROM annals_internal.dead_letters AS d WHERE d.dead_letter_id = resolve_dead_letter.dead_letter_id;
     UPDATE annals_internal.dead_letters AS d
        SET status = CASE WHEN resolve_dead_letter.succeeded THEN 'resolved' ELSE 'parked' END,
            resolved_at = CASE WHEN resolve_dead_letter.succeeded THEN clock_timestamp() END,

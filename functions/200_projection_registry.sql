@@ -30,6 +30,62 @@ COMMENT ON FUNCTION annals_internal.projection_subscription(text) IS
     'Name of the internal subscription holding an async projection''s checkpoint.';
 REVOKE ALL ON FUNCTION annals_internal.projection_subscription(text) FROM PUBLIC;
 
+-- A rebuild takes a number from its projection's attempts sequence before it starts, and a
+-- successful one records that number in the registry. Sequences do not roll back: a rebuild that
+-- failed leaves the sequence ahead of the registry, and the projection shows as stale.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.rebuild_attempts_sequence(projection text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+RETURN 'rebuild_attempts_' || to_hex(hashtextextended('annals:projection:' || projection, 0));
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.rebuild_attempts_sequence(text) IS
+    'Name of the sequence in annals_internal that numbers a projection''s rebuild attempts.';
+REVOKE ALL ON FUNCTION annals_internal.rebuild_attempts_sequence(text) FROM PUBLIC;
+
+-- The last rebuild attempt started for a projection, 0 when none. Definer's rights: the status
+-- view calls it for readers who may not read the sequence.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.rebuild_attempts(projection text)
+RETURNS bigint
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT coalesce(pg_sequence_last_value(to_regclass(
+               'annals_internal.' || quote_ident(annals_internal.rebuild_attempts_sequence(rebuild_attempts.projection)))), 0);
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.rebuild_attempts(text) IS
+    'Number of the last rebuild attempt started for a projection (0: never); ahead of the registry''s rebuilt_attempt when a rebuild failed.';
+REVOKE ALL ON FUNCTION annals_internal.rebuild_attempts(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals_internal.rebuild_attempts(text) TO annals_writer, annals_reader, annals_bi;
+
+-- Whether the store holds events a projection with these filters would apply: a projection
+-- registered (or changed) then misses them until it is rebuilt.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.has_matching_events(event_types text[], categories text[])
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_up text[] := annals_internal.types_to_upcast();
+BEGIN
+    RETURN EXISTS (SELECT FROM annals_internal.events AS e
+                    WHERE (has_matching_events.event_types IS NULL
+                           OR annals_internal.read_type(e.event_type, v_up) = ANY (has_matching_events.event_types))
+                      AND (has_matching_events.categories IS NULL OR e.category = ANY (has_matching_events.categories)));
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.has_matching_events(text[], text[]) IS
+    'True when some stored event passes these projection filters (NULL: every type, every category).';
+REVOKE ALL ON FUNCTION annals_internal.has_matching_events(text[], text[]) FROM PUBLIC;
+
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.register_projection(
     name        text,
@@ -50,6 +106,7 @@ DECLARE
     v_now      timestamptz := clock_timestamp();
     v_existing annals_internal.projections%ROWTYPE;
     v_sub      text;
+    v_changed  boolean;
 BEGIN
     IF annals_internal.name_problem(register_projection.name, 128) IS NOT NULL THEN
         PERFORM annals_internal.raise_invalid('name', annals_internal.name_problem(register_projection.name, 128));
@@ -77,6 +134,9 @@ BEGIN
             PERFORM annals_internal.raise_invalid('tables',
                 format('annals_owner needs SELECT, INSERT, UPDATE, DELETE on %s (rebuilds replace its rows); GRANT them, with USAGE on its schema', v_table));
         END IF;
+        IF annals_internal.table_trust_problem(v_table) IS NOT NULL THEN
+            PERFORM annals_internal.raise_invalid('tables', annals_internal.table_trust_problem(v_table));
+        END IF;
         IF EXISTS (SELECT FROM annals_internal.projections AS p
                     WHERE v_table = ANY (p.tables) AND p.projection_name <> register_projection.name) THEN
             PERFORM annals_internal.raise_invalid('tables', format('%s already belongs to another projection', v_table));
@@ -97,14 +157,30 @@ BEGIN
             format('projection %L is %s; to switch it to %s: SELECT annals.drop_projection(%L), register it again, then annals.rebuild_projection(%L)',
                    register_projection.name, v_existing.mode, register_projection.mode, register_projection.name, register_projection.name));
     END IF;
+    -- Called through a pin, by OID; the handler cannot be dropped while registered.
+    v_call := annals_internal.pin_callback(register_projection.handler, annals_internal.handler_pin(register_projection.name),
+                                           format('handler of projection %L', register_projection.name));
+    EXECUTE format('CREATE SEQUENCE IF NOT EXISTS annals_internal.%I AS bigint',
+                   annals_internal.rebuild_attempts_sequence(register_projection.name));
+    -- Tables that miss history are incomplete until a rebuild: an inline projection registered
+    -- over matching events, or any projection whose handler, tables or filters changed. A new
+    -- async projection starts from the beginning of the feed, so it only lags.
+    v_changed := CASE WHEN v_existing.projection_name IS NULL THEN register_projection.mode = 'inline'
+                      ELSE (v_existing.handler, v_existing.tables, v_existing.event_types, v_existing.categories)
+                           IS DISTINCT FROM (register_projection.handler::text, register_projection.tables,
+                                             register_projection.event_types, register_projection.categories) END;
     INSERT INTO annals_internal.projections AS p
-           (projection_name, handler, handler_call, tables, event_types, categories, mode, created_at, updated_at)
+           (projection_name, handler, handler_call, tables, event_types, categories, mode, created_at, updated_at,
+            incomplete_since, rebuilt_attempt)
     VALUES (register_projection.name, register_projection.handler::text, v_call, register_projection.tables,
-            register_projection.event_types, register_projection.categories, register_projection.mode, v_now, v_now)
+            register_projection.event_types, register_projection.categories, register_projection.mode, v_now, v_now,
+            CASE WHEN v_changed AND annals_internal.has_matching_events(register_projection.event_types, register_projection.categories)
+                 THEN v_now END,
+            annals_internal.rebuild_attempts(register_projection.name))
     ON CONFLICT ON CONSTRAINT projections_pkey DO UPDATE
        SET handler = excluded.handler, handler_call = excluded.handler_call, tables = excluded.tables,
            event_types = excluded.event_types, categories = excluded.categories, mode = excluded.mode,
-           updated_at = excluded.updated_at;
+           updated_at = excluded.updated_at, incomplete_since = coalesce(p.incomplete_since, excluded.incomplete_since);
 
     -- An async projection follows the feed through an internal subscription with the same filters.
     v_sub := annals_internal.projection_subscription(register_projection.name);
@@ -131,8 +207,11 @@ $$Registers (or updates) a projection: a handler (events annals.event[]) RETURNS
 of events to the tables it owns, optionally only for some event_types or categories. mode 'inline' runs it
 in every appending transaction (an error aborts the append); 'async' runs it from the gap-free feed via
 annals.run_async_projections(). The handler runs as annals_owner (or as its own owner if SECURITY DEFINER):
-annals_owner needs EXECUTE on it and SELECT, INSERT, UPDATE, DELETE on the tables. A newly registered
-projection starts empty: run annals.rebuild_projection(name) to apply past events. Returns true when created.$$;
+annals_owner needs EXECUTE on it and SELECT, INSERT, UPDATE, DELETE on the tables; the handler, the tables
+(with their partitions and trigger functions) and their schemas must be owned by annals_owner or a member
+of it. The handler is called by OID and cannot be dropped while registered. An inline projection registered
+over existing matching events (or any projection whose handler, tables or filters change) is 'incomplete'
+until annals.rebuild_projection(name) applies the past events. Returns true when created.$$;
 REVOKE ALL ON FUNCTION annals.register_projection(text, regprocedure, regclass[], text[], text[], text) FROM PUBLIC;
 
 -- +goose StatementBegin
@@ -182,6 +261,15 @@ BEGIN
     -- After the dispatch stopped calling it: an append still running that dispatch has ended by
     -- now (the regeneration's lock waited for it), so no skip for this name can follow.
     DELETE FROM annals_internal.projection_skips AS k WHERE k.projection_name = drop_projection.name;
+    -- The pin kept the handler from being dropped; unregistered, it is the user's again. Unless a
+    -- rebuild or an async run still calls it (they hold the projection's advisory lock): then the
+    -- pin stays until the next annals migrate, and DROP FUNCTION of the handler needs CASCADE.
+    IF pg_try_advisory_xact_lock(annals_internal.projection_lock_key(drop_projection.name)) THEN
+        EXECUTE format('DROP FUNCTION IF EXISTS annals_internal.%I(annals.event[])', annals_internal.handler_pin(drop_projection.name));
+    END IF;
+    -- The attempts sequence stays: a rebuild still running holds it, and dropping it here would
+    -- wait for that rebuild while the rebuild waits for this transaction's lock on the registry
+    -- row. A later registration of the name starts from its value; annals migrate drops orphans.
     RETURN true;
 END
 $$;
@@ -189,3 +277,58 @@ $$;
 COMMENT ON FUNCTION annals.drop_projection(text) IS
     'Unregisters a projection (its tables and handler stay; drop them yourself). False when it did not exist.';
 REVOKE ALL ON FUNCTION annals.drop_projection(text) FROM PUBLIC;
+
+-- Registrations made before callbacks were pinned (schema 9 and older) get their pins and
+-- attempt sequences here, on the migrate that installs this file. A callback dropped meanwhile
+-- stays unpinned; annals doctor reports it.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.pin_registered_callbacks()
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT p.projection_name, to_regprocedure(p.handler) AS fn FROM annals_internal.projections AS p
+              WHERE p.handler_call <> format('annals_internal.%I', annals_internal.handler_pin(p.projection_name))
+                 OR to_regclass(format('annals_internal.%I', annals_internal.rebuild_attempts_sequence(p.projection_name))) IS NULL LOOP
+        IF r.fn IS NOT NULL THEN
+            UPDATE annals_internal.projections AS p
+               SET handler_call = annals_internal.pin_callback(r.fn, annals_internal.handler_pin(r.projection_name),
+                                                               format('handler of projection %L', r.projection_name))
+             WHERE p.projection_name = r.projection_name;
+        END IF;
+        EXECUTE format('CREATE SEQUENCE IF NOT EXISTS annals_internal.%I AS bigint',
+                       annals_internal.rebuild_attempts_sequence(r.projection_name));
+    END LOOP;
+    -- Attempt sequences and pins of dropped projections (drop_projection leaves a sequence always,
+    -- and a pin while a rebuild still used it).
+    FOR r IN SELECT c.relname FROM pg_catalog.pg_class AS c
+              WHERE c.relnamespace = 'annals_internal'::regnamespace AND c.relkind = 'S' AND c.relname ~ '^rebuild_attempts_[0-9a-f]+$'
+                AND NOT EXISTS (SELECT FROM annals_internal.projections AS p
+                                 WHERE annals_internal.rebuild_attempts_sequence(p.projection_name) = c.relname) LOOP
+        EXECUTE format('DROP SEQUENCE annals_internal.%I', r.relname);
+    END LOOP;
+    FOR r IN SELECT f.oid::regprocedure AS pin FROM pg_catalog.pg_proc AS f
+              WHERE f.pronamespace = 'annals_internal'::regnamespace AND f.proname ~ '^handler_[0-9a-f]+$'
+                AND NOT EXISTS (SELECT FROM annals_internal.projections AS p
+                                 WHERE annals_internal.handler_pin(p.projection_name) = f.proname) LOOP
+        EXECUTE format('DROP FUNCTION %s', r.pin);
+    END LOOP;
+    FOR r IN SELECT u.event_type, u.from_version, to_regprocedure(u.upcaster) AS fn FROM annals_internal.upcasters AS u
+              WHERE u.upcaster_call <> format('annals_internal.%I', annals_internal.upcaster_pin(u.event_type, u.from_version))
+                AND to_regprocedure(u.upcaster) IS NOT NULL LOOP
+        UPDATE annals_internal.upcasters AS u
+           SET upcaster_call = annals_internal.pin_callback(r.fn, annals_internal.upcaster_pin(r.event_type, r.from_version),
+                                   format('upcaster of %s from version %s', r.event_type, r.from_version))
+         WHERE u.event_type = r.event_type AND u.from_version = r.from_version;
+    END LOOP;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.pin_registered_callbacks() IS
+    'Pins every registered handler and upcaster that is not pinned yet, creates missing rebuild-attempt sequences and drops those of dropped projections (run by every migrate).';
+REVOKE ALL ON FUNCTION annals_internal.pin_registered_callbacks() FROM PUBLIC;
+SELECT annals_internal.pin_registered_callbacks();

@@ -183,6 +183,7 @@ DECLARE
     v_xid     xid8 := '0'::xid8;
     v_pos     bigint := 0;
     v_skipped xid8[] := '{}'::xid8[];
+    v_attempt bigint;
 BEGIN
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
         PERFORM annals_internal.raise_invalid('batch_size', 'must be >= 1');
@@ -198,6 +199,8 @@ BEGIN
     -- below could still find a transaction-level lock held, skip the projection, and be lost.
     PERFORM pg_advisory_lock(annals_internal.projection_lock_key(v_proj.projection_name));
     BEGIN
+        -- Not rolled back with the rest: if this rebuild fails, the projection shows as stale.
+        v_attempt := nextval(format('annals_internal.%I', annals_internal.rebuild_attempts_sequence(v_proj.projection_name))::regclass);
         SELECT count(*) INTO v_total
           FROM annals_internal.events AS e
          WHERE (v_proj.event_types IS NULL OR e.event_type = ANY (v_proj.event_types))
@@ -246,7 +249,8 @@ BEGIN
              WHERE d.subscription_name = annals_internal.projection_subscription(v_proj.projection_name);
         END IF;
         UPDATE annals_internal.projections AS p
-           SET rebuilt_at = clock_timestamp(), rebuilt_events = v_applied, last_error = NULL, last_error_at = NULL
+           SET rebuilt_at = clock_timestamp(), rebuilt_events = v_applied, last_error = NULL, last_error_at = NULL,
+               rebuilt_attempt = v_attempt, incomplete_since = NULL
          WHERE p.projection_name = v_proj.projection_name;
         -- Every skipping append has ended (the SHARE lock waited for them) and its events are
         -- applied above; skips left by an earlier, failed rebuild are covered by this full replay.

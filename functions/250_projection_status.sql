@@ -11,7 +11,9 @@ CREATE OR REPLACE VIEW annals.projections AS
 SELECT p.projection_name, p.mode, p.enabled,
        CASE WHEN r.done IS NOT NULL THEN 'rebuilding'
             WHEN EXISTS (SELECT FROM annals_internal.projection_skips AS k WHERE k.projection_name = p.projection_name)
+                 OR annals_internal.rebuild_attempts(p.projection_name) > coalesce(p.rebuilt_attempt, 0)
                  THEN 'stale'
+            WHEN p.incomplete_since IS NOT NULL THEN 'incomplete'
             WHEN NOT p.enabled THEN 'disabled'
             WHEN p.last_error IS NOT NULL THEN 'failing'
             ELSE 'active' END AS state,
@@ -33,7 +35,7 @@ SELECT p.projection_name, p.mode, p.enabled,
        r.done AS rebuild_done, r.total AS rebuild_total,
        (SELECT count(*) FROM annals_internal.dead_letters AS d
          WHERE d.subscription_name = '$projection:' || p.projection_name AND d.status <> 'resolved') AS dead_letters,
-       p.last_error, p.last_error_at, p.rebuilt_at, p.rebuilt_events, p.updated_at
+       p.last_error, p.last_error_at, p.rebuilt_at, p.rebuilt_events, p.updated_at, p.incomplete_since
   FROM annals_internal.projections AS p
   LEFT JOIN annals_internal.subscription_checkpoints AS c
          ON c.subscription_name = '$projection:' || p.projection_name AND c.member = 0
@@ -48,8 +50,9 @@ SELECT p.projection_name, p.mode, p.enabled,
                = to_hex(hashtextextended('annals:projection:' || p.projection_name, 0))
          LIMIT 1) AS r ON true;
 COMMENT ON VIEW annals.projections IS
-$$Every projection: mode, state (active, failing, disabled, rebuilding, or stale: a rebuild failed after
-appends had skipped the projection for it, so rebuild again), handler and tables, checkpoint and
+$$Every projection: mode, state (active, failing, disabled, rebuilding; stale: the last rebuild failed, so
+rebuild again; incomplete: registered over existing events, or its handler, tables or filters changed, and
+not rebuilt since, so its tables miss history), handler and tables, checkpoint and
 lag for async ones (events counted up to 100000, time since the oldest pending), rebuild progress
 (rebuild_done of rebuild_total), open dead letters, last error.$$;
 REVOKE ALL ON annals.projections FROM PUBLIC;

@@ -149,7 +149,13 @@ func TestRegisterProjectionRefusesHandlersOwnedByUntrustedRoles(t *testing.T) {
 	requireInvalid(t, err, "owned by "+role, "not a member of annals_owner", "OWNER TO annals_owner")
 	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals.projections"))
 
+	// Its schema's owner could drop it and create another under the same name.
 	f.exec(t, "ALTER FUNCTION dev.h(annals.event[]) OWNER TO annals_owner")
+	_, err = f.pool.Exec(f.ctx, register)
+	requireInvalid(t, err, "the schema of dev.h(annals.event[]), dev, is owned by "+role, "ALTER SCHEMA dev OWNER TO annals_owner")
+	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals.projections"))
+
+	f.exec(t, "ALTER SCHEMA dev OWNER TO annals_owner")
 	require.True(t, scalar[bool](t, f, register))
 }
 
