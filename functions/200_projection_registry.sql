@@ -44,10 +44,10 @@ COMMENT ON FUNCTION annals_internal.rebuild_attempts_sequence(text) IS
     'Name of the sequence in annals_internal that numbers a projection''s rebuild attempts.';
 REVOKE ALL ON FUNCTION annals_internal.rebuild_attempts_sequence(text) FROM PUBLIC;
 
--- The last rebuild attempt started for a projection, 0 when none. Definer's rights: the status
--- view calls it for readers who may not read the sequence.
+-- How many rebuilds of a projection were started, 0 when none. Public (a status figure, like
+-- annals.feed_head): annals.projections calls it for readers who may not read the sequence.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION annals_internal.rebuild_attempts(projection text)
+CREATE OR REPLACE FUNCTION annals.rebuild_attempts(projection text)
 RETURNS bigint
 LANGUAGE sql
 STABLE
@@ -58,10 +58,10 @@ BEGIN ATOMIC
                'annals_internal.' || quote_ident(annals_internal.rebuild_attempts_sequence(rebuild_attempts.projection)))), 0);
 END;
 -- +goose StatementEnd
-COMMENT ON FUNCTION annals_internal.rebuild_attempts(text) IS
-    'Number of the last rebuild attempt started for a projection (0: never); ahead of the registry''s rebuilt_attempt when a rebuild failed.';
-REVOKE ALL ON FUNCTION annals_internal.rebuild_attempts(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION annals_internal.rebuild_attempts(text) TO annals_writer, annals_reader, annals_bi;
+COMMENT ON FUNCTION annals.rebuild_attempts(text) IS
+    'How many rebuilds of the projection were started, failed ones included (0: none, or an unknown name); annals.projections reports ''stale'' while it is ahead of the last successful rebuild.';
+REVOKE ALL ON FUNCTION annals.rebuild_attempts(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.rebuild_attempts(text) TO annals_writer, annals_reader, annals_bi;
 
 -- Whether the store holds events a projection with these filters would apply: a projection
 -- registered (or changed) then misses them until it is rebuilt.
@@ -176,7 +176,7 @@ BEGIN
             register_projection.event_types, register_projection.categories, register_projection.mode, v_now, v_now,
             CASE WHEN v_changed AND annals_internal.has_matching_events(register_projection.event_types, register_projection.categories)
                  THEN v_now END,
-            annals_internal.rebuild_attempts(register_projection.name))
+            annals.rebuild_attempts(register_projection.name))
     ON CONFLICT ON CONSTRAINT projections_pkey DO UPDATE
        SET handler = excluded.handler, handler_call = excluded.handler_call, tables = excluded.tables,
            event_types = excluded.event_types, categories = excluded.categories, mode = excluded.mode,

@@ -11,7 +11,7 @@ CREATE OR REPLACE VIEW annals.projections AS
 SELECT p.projection_name, p.mode, p.enabled,
        CASE WHEN r.done IS NOT NULL THEN 'rebuilding'
             WHEN EXISTS (SELECT FROM annals_internal.projection_skips AS k WHERE k.projection_name = p.projection_name)
-                 OR annals_internal.rebuild_attempts(p.projection_name) > coalesce(p.rebuilt_attempt, 0)
+                 OR annals.rebuild_attempts(p.projection_name) > coalesce(p.rebuilt_attempt, 0)
                  THEN 'stale'
             WHEN p.incomplete_since IS NOT NULL THEN 'incomplete'
             WHEN NOT p.enabled THEN 'disabled'
@@ -57,3 +57,54 @@ lag for async ones (events counted up to 100000, time since the oldest pending),
 (rebuild_done of rebuild_total), open dead letters, last error.$$;
 REVOKE ALL ON annals.projections FROM PUBLIC;
 GRANT SELECT ON annals.projections TO annals_writer, annals_reader, annals_bi;
+
+-- What would let someone other than annals_owner's members run code as annals_owner through a
+-- registration, for annals doctor: callbacks not pinned (registered before pins existed, and
+-- dropped since) or owned by, or in a schema of, an untrusted role; projection tables that
+-- table_trust_problem rejects. Owner-only: it reads the catalog on behalf of an administrator.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.trust_problems()
+RETURNS TABLE (subject text, problem text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH callbacks AS (
+        SELECT format('projection %s', p.projection_name) AS subject, p.handler AS fn, p.handler_call AS call,
+               annals_internal.handler_pin(p.projection_name) AS pin
+          FROM annals_internal.projections AS p
+        UNION ALL
+        SELECT format('upcaster of %s from version %s', u.event_type, u.from_version), u.upcaster, u.upcaster_call,
+               annals_internal.upcaster_pin(u.event_type, u.from_version)
+          FROM annals_internal.upcasters AS u),
+    checked AS (
+        SELECT c.subject,
+               CASE WHEN f.oid IS NULL
+                         THEN format('its function %s no longer exists: register it again with an existing function, or drop it', c.fn)
+                    WHEN c.call <> format('annals_internal.%I', c.pin) OR NOT EXISTS (
+                             SELECT FROM pg_catalog.pg_proc AS w
+                               JOIN pg_catalog.pg_depend AS d
+                                 ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = w.oid
+                                AND d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = f.oid
+                              WHERE w.proname = c.pin
+                                AND w.pronamespace = (SELECT n2.oid FROM pg_catalog.pg_namespace AS n2 WHERE n2.nspname = 'annals_internal'))
+                         THEN format('%s is called by name, not pinned by OID: run annals migrate', c.fn)
+                    WHEN NOT annals_internal.trusted_role(f.proowner)
+                         THEN format('%s is owned by %s, who is not a member of annals_owner: ALTER FUNCTION %s OWNER TO annals_owner',
+                                     c.fn, f.proowner::regrole, c.fn)
+                    WHEN NOT annals_internal.trusted_role(n.nspowner)
+                         THEN format('%s is in schema %I, owned by %s, who is not a member of annals_owner: ALTER SCHEMA %I OWNER TO annals_owner',
+                                     c.fn, n.nspname, n.nspowner::regrole, n.nspname)
+               END AS problem
+          FROM callbacks AS c
+          LEFT JOIN pg_catalog.pg_proc AS f ON f.oid = to_regprocedure(c.fn)
+          LEFT JOIN pg_catalog.pg_namespace AS n ON n.oid = f.pronamespace
+        UNION ALL
+        SELECT format('projection %s', p.projection_name), annals_internal.table_trust_problem(t.tbl)
+          FROM annals_internal.projections AS p, unnest(p.tables) AS t(tbl))
+    SELECT k.subject, k.problem FROM checked AS k WHERE k.problem IS NOT NULL ORDER BY 1, 2;
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.trust_problems() IS
+    'Registrations through which a role outside annals_owner could run code as annals_owner (unpinned or untrusted callbacks, untrusted projection tables), with the fix; for annals doctor.';
+REVOKE ALL ON FUNCTION annals_internal.trust_problems() FROM PUBLIC;

@@ -8,7 +8,7 @@ COMMENT ON COLUMN annals_internal.projections.incomplete_since IS
 -- failed rebuild rolls back everything but its sequence value, so the sequence runs ahead.
 ALTER TABLE annals_internal.projections ADD COLUMN rebuilt_attempt bigint;
 COMMENT ON COLUMN annals_internal.projections.rebuilt_attempt IS
-    'Attempt number of the last successful rebuild; behind annals_internal.rebuild_attempts(name) when a later rebuild failed.';
+    'Attempt number of the last successful rebuild; behind annals.rebuild_attempts(name) when a later rebuild failed.';
 
 -- Inline projections registered over events before this column existed and never rebuilt.
 UPDATE annals_internal.projections AS p

@@ -480,6 +480,7 @@ BEGIN
     IF annals_internal.name_problem(create_subscription.subscription, 256) IS NOT NULL THEN
         PERFORM annals_internal.raise_invalid('subscription', annals_internal.name_problem(create_subscription.subscription, 256));
     END IF;
+    PERFORM annals_internal.check_subscription_name(create_subscription.subscription);
     IF create_subscription.start_from IS NULL OR create_subscription.start_from NOT IN ('beginning', 'now') THEN
         PERFORM annals_internal.raise_invalid('start_from', 'must be ''beginning'' or ''now''');
     END IF;
@@ -603,6 +604,15 @@ BEGIN
     -- After the dispatch stopped calling it: an append still running that dispatch has ended by
     -- now (the regeneration's lock waited for it), so no skip for this name can follow.
     DELETE FROM annals_internal.projection_skips AS k WHERE k.projection_name = drop_projection.name;
+    -- The pin kept the handler from being dropped; unregistered, it is the user's again. Unless a
+    -- rebuild or an async run still calls it (they hold the projection's advisory lock): then the
+    -- pin stays until the next annals migrate, and DROP FUNCTION of the handler needs CASCADE.
+    IF pg_try_advisory_xact_lock(annals_internal.projection_lock_key(drop_projection.name)) THEN
+        EXECUTE format('DROP FUNCTION IF EXISTS annals_internal.%I(annals.event[])', annals_internal.handler_pin(drop_projection.name));
+    END IF;
+    -- The attempts sequence stays: a rebuild still running holds it, and dropping it here would
+    -- wait for that rebuild while the rebuild waits for this transaction's lock on the registry
+    -- row. A later registration of the name starts from its value; annals migrate drops orphans.
     RETURN true;
 END
 $$;
@@ -626,6 +636,7 @@ CREATE FUNCTION annals.drop_subscription(subscription text) RETURNS boolean
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
+    PERFORM annals_internal.check_subscription_name(drop_subscription.subscription);
     DELETE FROM annals_internal.subscriptions AS s WHERE s.subscription_name = drop_subscription.subscription;
     RETURN FOUND;
 END
@@ -1226,6 +1237,45 @@ Afterwards reset subscriptions whose checkpoints predate the restore (annals.res
 
 
 --
+-- Name: rebuild_attempts_sequence(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.rebuild_attempts_sequence(projection text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ('rebuild_attempts_'::text || to_hex(hashtextextended(('annals:projection:'::text || projection), (0)::bigint)));
+
+
+ALTER FUNCTION annals_internal.rebuild_attempts_sequence(projection text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION rebuild_attempts_sequence(projection text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.rebuild_attempts_sequence(projection text) IS 'Name of the sequence in annals_internal that numbers a projection''s rebuild attempts.';
+
+
+--
+-- Name: rebuild_attempts(text); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.rebuild_attempts(projection text) RETURNS bigint
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ SELECT COALESCE(pg_sequence_last_value(to_regclass(('annals_internal.'::text || quote_ident(annals_internal.rebuild_attempts_sequence(projection))))), (0)::bigint) AS "coalesce";
+END;
+
+
+ALTER FUNCTION annals.rebuild_attempts(projection text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION rebuild_attempts(projection text); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.rebuild_attempts(projection text) IS 'How many rebuilds of the projection were started, failed ones included (0: none, or an unknown name); annals.projections reports ''stale'' while it is ahead of the last successful rebuild.';
+
+
+--
 -- Name: rebuild_projection(text, integer); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -1243,6 +1293,7 @@ DECLARE
     v_xid     xid8 := '0'::xid8;
     v_pos     bigint := 0;
     v_skipped xid8[] := '{}'::xid8[];
+    v_attempt bigint;
 BEGIN
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
         PERFORM annals_internal.raise_invalid('batch_size', 'must be >= 1');
@@ -1258,6 +1309,8 @@ BEGIN
     -- below could still find a transaction-level lock held, skip the projection, and be lost.
     PERFORM pg_advisory_lock(annals_internal.projection_lock_key(v_proj.projection_name));
     BEGIN
+        -- Not rolled back with the rest: if this rebuild fails, the projection shows as stale.
+        v_attempt := nextval(format('annals_internal.%I', annals_internal.rebuild_attempts_sequence(v_proj.projection_name))::regclass);
         SELECT count(*) INTO v_total
           FROM annals_internal.events AS e
          WHERE (v_proj.event_types IS NULL OR e.event_type = ANY (v_proj.event_types))
@@ -1306,7 +1359,8 @@ BEGIN
              WHERE d.subscription_name = annals_internal.projection_subscription(v_proj.projection_name);
         END IF;
         UPDATE annals_internal.projections AS p
-           SET rebuilt_at = clock_timestamp(), rebuilt_events = v_applied, last_error = NULL, last_error_at = NULL
+           SET rebuilt_at = clock_timestamp(), rebuilt_events = v_applied, last_error = NULL, last_error_at = NULL,
+               rebuilt_attempt = v_attempt, incomplete_since = NULL
          WHERE p.projection_name = v_proj.projection_name;
         -- Every skipping append has ended (the SHARE lock waited for them) and its events are
         -- applied above; skips left by an earlier, failed rebuild are covered by this full replay.
@@ -1471,6 +1525,7 @@ DECLARE
     v_now      timestamptz := clock_timestamp();
     v_existing annals_internal.projections%ROWTYPE;
     v_sub      text;
+    v_changed  boolean;
 BEGIN
     IF annals_internal.name_problem(register_projection.name, 128) IS NOT NULL THEN
         PERFORM annals_internal.raise_invalid('name', annals_internal.name_problem(register_projection.name, 128));
@@ -1498,6 +1553,9 @@ BEGIN
             PERFORM annals_internal.raise_invalid('tables',
                 format('annals_owner needs SELECT, INSERT, UPDATE, DELETE on %s (rebuilds replace its rows); GRANT them, with USAGE on its schema', v_table));
         END IF;
+        IF annals_internal.table_trust_problem(v_table) IS NOT NULL THEN
+            PERFORM annals_internal.raise_invalid('tables', annals_internal.table_trust_problem(v_table));
+        END IF;
         IF EXISTS (SELECT FROM annals_internal.projections AS p
                     WHERE v_table = ANY (p.tables) AND p.projection_name <> register_projection.name) THEN
             PERFORM annals_internal.raise_invalid('tables', format('%s already belongs to another projection', v_table));
@@ -1518,14 +1576,30 @@ BEGIN
             format('projection %L is %s; to switch it to %s: SELECT annals.drop_projection(%L), register it again, then annals.rebuild_projection(%L)',
                    register_projection.name, v_existing.mode, register_projection.mode, register_projection.name, register_projection.name));
     END IF;
+    -- Called through a pin, by OID; the handler cannot be dropped while registered.
+    v_call := annals_internal.pin_callback(register_projection.handler, annals_internal.handler_pin(register_projection.name),
+                                           format('handler of projection %L', register_projection.name));
+    EXECUTE format('CREATE SEQUENCE IF NOT EXISTS annals_internal.%I AS bigint',
+                   annals_internal.rebuild_attempts_sequence(register_projection.name));
+    -- Tables that miss history are incomplete until a rebuild: an inline projection registered
+    -- over matching events, or any projection whose handler, tables or filters changed. A new
+    -- async projection starts from the beginning of the feed, so it only lags.
+    v_changed := CASE WHEN v_existing.projection_name IS NULL THEN register_projection.mode = 'inline'
+                      ELSE (v_existing.handler, v_existing.tables, v_existing.event_types, v_existing.categories)
+                           IS DISTINCT FROM (register_projection.handler::text, register_projection.tables,
+                                             register_projection.event_types, register_projection.categories) END;
     INSERT INTO annals_internal.projections AS p
-           (projection_name, handler, handler_call, tables, event_types, categories, mode, created_at, updated_at)
+           (projection_name, handler, handler_call, tables, event_types, categories, mode, created_at, updated_at,
+            incomplete_since, rebuilt_attempt)
     VALUES (register_projection.name, register_projection.handler::text, v_call, register_projection.tables,
-            register_projection.event_types, register_projection.categories, register_projection.mode, v_now, v_now)
+            register_projection.event_types, register_projection.categories, register_projection.mode, v_now, v_now,
+            CASE WHEN v_changed AND annals_internal.has_matching_events(register_projection.event_types, register_projection.categories)
+                 THEN v_now END,
+            annals.rebuild_attempts(register_projection.name))
     ON CONFLICT ON CONSTRAINT projections_pkey DO UPDATE
        SET handler = excluded.handler, handler_call = excluded.handler_call, tables = excluded.tables,
            event_types = excluded.event_types, categories = excluded.categories, mode = excluded.mode,
-           updated_at = excluded.updated_at;
+           updated_at = excluded.updated_at, incomplete_since = coalesce(p.incomplete_since, excluded.incomplete_since);
 
     -- An async projection follows the feed through an internal subscription with the same filters.
     v_sub := annals_internal.projection_subscription(register_projection.name);
@@ -1558,8 +1632,11 @@ COMMENT ON FUNCTION annals.register_projection(name text, handler regprocedure, 
 of events to the tables it owns, optionally only for some event_types or categories. mode ''inline'' runs it
 in every appending transaction (an error aborts the append); ''async'' runs it from the gap-free feed via
 annals.run_async_projections(). The handler runs as annals_owner (or as its own owner if SECURITY DEFINER):
-annals_owner needs EXECUTE on it and SELECT, INSERT, UPDATE, DELETE on the tables. A newly registered
-projection starts empty: run annals.rebuild_projection(name) to apply past events. Returns true when created.';
+annals_owner needs EXECUTE on it and SELECT, INSERT, UPDATE, DELETE on the tables; the handler, the tables
+(with their partitions and trigger functions) and their schemas must be owned by annals_owner or a member
+of it. The handler is called by OID and cannot be dropped while registered. An inline projection registered
+over existing matching events (or any projection whose handler, tables or filters change) is ''incomplete''
+until annals.rebuild_projection(name) applies the past events. Returns true when created.';
 
 
 --
@@ -1592,6 +1669,10 @@ BEGIN
         PERFORM annals_internal.raise_invalid('upcaster',
             format('%s is VOLATILE; an upcaster must be IMMUTABLE (or STABLE) so every read sees the same shape', register_upcaster.upcaster));
     END IF;
+    -- Called through a pin, by OID; the upcaster cannot be dropped while registered.
+    v_call := annals_internal.pin_callback(register_upcaster.upcaster,
+                  annals_internal.upcaster_pin(register_upcaster.event_type, register_upcaster.from_version),
+                  format('upcaster of %s from version %s', register_upcaster.event_type, register_upcaster.from_version));
     INSERT INTO annals_internal.upcasters AS u (event_type, from_version, upcaster, upcaster_call, registered_at)
     VALUES (register_upcaster.event_type, register_upcaster.from_version, register_upcaster.upcaster::text, v_call, clock_timestamp())
     ON CONFLICT ON CONSTRAINT upcasters_pkey DO UPDATE
@@ -1613,7 +1694,8 @@ ALTER FUNCTION annals.register_upcaster(event_type text, from_version integer, u
 COMMENT ON FUNCTION annals.register_upcaster(event_type text, from_version integer, upcaster regprocedure) IS 'Registers an upcaster: an IMMUTABLE function (data jsonb) RETURNS jsonb lifting event_type''s data from
 from_version to from_version + 1. Every read (stream, as-of, feed, category, subscriptions, projections)
 then returns such events upcast through the whole chain with schema_version set to the result''s; stored
-bytes never change (read with raw => true to see them). Returns true when new.';
+bytes never change (read with raw => true to see them). The upcaster and its schema must be owned by
+annals_owner or a member; it is called by OID and cannot be dropped while registered. Returns true when new.';
 
 
 --
@@ -1748,6 +1830,9 @@ BEGIN
     IF resolve_dead_letter.succeeded IS NULL THEN
         PERFORM annals_internal.raise_invalid('succeeded', 'must not be null');
     END IF;
+    -- An async projection's dead letters are the projection's: a rebuild clears them.
+    PERFORM annals_internal.check_subscription_name(d.subscription_name)
+       FROM annals_internal.dead_letters AS d WHERE d.dead_letter_id = resolve_dead_letter.dead_letter_id;
     UPDATE annals_internal.dead_letters AS d
        SET status = CASE WHEN resolve_dead_letter.succeeded THEN 'resolved' ELSE 'parked' END,
            resolved_at = CASE WHEN resolve_dead_letter.succeeded THEN clock_timestamp() END,
@@ -2344,18 +2429,19 @@ DECLARE
     v      integer := upcast_data.schema_version;
     v_data jsonb := upcast_data.data;
     v_call text;
+    v_fn   text;
 BEGIN
     LOOP
-        SELECT u.upcaster_call INTO v_call
+        SELECT u.upcaster_call, u.upcaster INTO v_call, v_fn
           FROM annals_internal.upcasters AS u
          WHERE u.event_type = v_type AND u.from_version = v;
         EXIT WHEN NOT FOUND;
         EXECUTE format('SELECT %s($1)', v_call) INTO v_data USING v_data;
         IF jsonb_typeof(v_data) IS DISTINCT FROM 'object' THEN
             PERFORM annals_internal.raise_error('ST500',
-                format('upcaster %s for %s version %s returned %s, not a JSON object', v_call, v_type, v,
+                format('upcaster %s for %s version %s returned %s, not a JSON object', v_fn, v_type, v,
                        coalesce(jsonb_typeof(v_data), 'NULL')),
-                jsonb_build_object('event_type', v_type, 'from_version', v, 'upcaster', v_call));
+                jsonb_build_object('event_type', v_type, 'from_version', v, 'upcaster', v_fn));
         END IF;
         v := v + 1;
     END LOOP;
@@ -2446,10 +2532,19 @@ BEGIN
             format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner, with USAGE on its schema',
                    check_callback.fn, check_callback.fn));
     END IF;
-    IF NOT pg_has_role(v_proc.proowner, 'annals_owner', 'MEMBER') THEN
+    IF NOT annals_internal.trusted_role(v_proc.proowner) THEN
         PERFORM annals_internal.raise_invalid(check_callback.argument,
             format('%s is owned by %s, who is not a member of annals_owner; since its owner could redefine it to run anything as annals_owner, ALTER FUNCTION %s OWNER TO annals_owner (or to a role that is a member of it)',
                    check_callback.fn, v_proc.proowner::regrole, check_callback.fn));
+    END IF;
+    -- A schema's owner may drop what is in it; the pin below turns that into a DROP ... CASCADE
+    -- that breaks appends, so the schema must be trusted as well.
+    IF NOT annals_internal.trusted_role((SELECT n.nspowner FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace)) THEN
+        PERFORM annals_internal.raise_invalid(check_callback.argument,
+            format('the schema of %s, %I, is owned by %s, who is not a member of annals_owner and could drop and replace the function; ALTER SCHEMA %I OWNER TO annals_owner (or move the function to a schema owned by a member)',
+                   check_callback.fn, (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace),
+                   (SELECT n.nspowner FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace)::regrole,
+                   (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace)));
     END IF;
     RETURN format('%I.%I', (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname);
 END
@@ -2462,7 +2557,7 @@ ALTER FUNCTION annals_internal.check_callback(fn regprocedure, argument text, ar
 -- Name: FUNCTION check_callback(fn regprocedure, argument text, arg_type regtype, return_type regtype, signature text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.check_callback(fn regprocedure, argument text, arg_type regtype, return_type regtype, signature text) IS 'Checks a handler or upcaster (signature, annals_owner''s EXECUTE and USAGE, trusted owner) and returns its quoted name.';
+COMMENT ON FUNCTION annals_internal.check_callback(fn regprocedure, argument text, arg_type regtype, return_type regtype, signature text) IS 'Checks a handler or upcaster (signature, annals_owner''s EXECUTE and USAGE, trusted owner and schema owner) and returns its quoted name.';
 
 
 --
@@ -2603,9 +2698,7 @@ CREATE FUNCTION annals_internal.check_subscription(subscription text, member int
 DECLARE
     v_size integer;
 BEGIN
-    IF check_subscription.subscription IS NULL THEN
-        PERFORM annals_internal.raise_invalid('subscription', 'must not be null');
-    END IF;
+    PERFORM annals_internal.check_subscription_name(check_subscription.subscription);
     SELECT s.group_size INTO v_size
       FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = check_subscription.subscription;
@@ -2628,7 +2721,38 @@ ALTER FUNCTION annals_internal.check_subscription(subscription text, member inte
 -- Name: FUNCTION check_subscription(subscription text, member integer); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.check_subscription(subscription text, member integer) IS 'Raises ST404 for an unknown subscription and ST422 for a member out of range; returns the group size.';
+COMMENT ON FUNCTION annals_internal.check_subscription(subscription text, member integer) IS 'Raises ST403 for a reserved name, ST404 for an unknown subscription and ST422 for a member out of range; returns the group size.';
+
+
+--
+-- Name: check_subscription_name(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.check_subscription_name(subscription text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+BEGIN
+    IF check_subscription_name.subscription IS NULL THEN
+        PERFORM annals_internal.raise_invalid('subscription', 'must not be null');
+    END IF;
+    IF left(check_subscription_name.subscription, 1) = '$' THEN
+        PERFORM annals_internal.raise_error('ST403',
+            'subscription ' || quote_literal(check_subscription_name.subscription) || ' is reserved: names starting with $ belong to Annals',
+            jsonb_build_object('argument', 'subscription'),
+            'An async projection''s checkpoint is managed by its projection: annals.rebuild_projection, annals.drop_projection.');
+    END IF;
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.check_subscription_name(subscription text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION check_subscription_name(subscription text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.check_subscription_name(subscription text) IS 'Raises ST422 for a NULL subscription name and ST403 for a reserved one ($...).';
 
 
 --
@@ -2785,6 +2909,52 @@ COMMENT ON FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_even
 
 
 --
+-- Name: handler_pin(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.handler_pin(projection text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ('handler_'::text || to_hex(hashtextextended(('annals:projection:'::text || projection), (0)::bigint)));
+
+
+ALTER FUNCTION annals_internal.handler_pin(projection text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION handler_pin(projection text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.handler_pin(projection text) IS 'Name of the function that pins a projection''s handler.';
+
+
+--
+-- Name: has_matching_events(text[], text[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.has_matching_events(event_types text[], categories text[]) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_up text[] := annals_internal.types_to_upcast();
+BEGIN
+    RETURN EXISTS (SELECT FROM annals_internal.events AS e
+                    WHERE (has_matching_events.event_types IS NULL
+                           OR annals_internal.read_type(e.event_type, v_up) = ANY (has_matching_events.event_types))
+                      AND (has_matching_events.categories IS NULL OR e.category = ANY (has_matching_events.categories)));
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.has_matching_events(event_types text[], categories text[]) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION has_matching_events(event_types text[], categories text[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.has_matching_events(event_types text[], categories text[]) IS 'True when some stored event passes these projection filters (NULL: every type, every category).';
+
+
+--
 -- Name: member_of(text, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -2824,6 +2994,110 @@ ALTER FUNCTION annals_internal.notify_append() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.notify_append() IS 'Trigger function: NOTIFY annals_events with an empty payload once per appending statement.';
+
+
+--
+-- Name: pin_callback(regprocedure, text, text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.pin_callback(fn regprocedure, pin text, purpose text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_proc pg_catalog.pg_proc%ROWTYPE;
+    v_pin  regprocedure;
+BEGIN
+    SELECT * INTO STRICT v_proc FROM pg_catalog.pg_proc AS p WHERE p.oid = pin_callback.fn;
+    EXECUTE format('CREATE OR REPLACE FUNCTION annals_internal.%I(%s) RETURNS %s LANGUAGE sql %s %s '
+                   'BEGIN ATOMIC SELECT %I.%I($1::%s); END',
+                   pin_callback.pin, v_proc.proargtypes[0]::regtype, v_proc.prorettype::regtype,
+                   CASE v_proc.provolatile WHEN 'i' THEN 'IMMUTABLE' WHEN 's' THEN 'STABLE' ELSE 'VOLATILE' END,
+                   CASE v_proc.proparallel WHEN 's' THEN 'PARALLEL SAFE' WHEN 'r' THEN 'PARALLEL RESTRICTED' ELSE 'PARALLEL UNSAFE' END,
+                   (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname,
+                   v_proc.proargtypes[0]::regtype);
+    v_pin := format('annals_internal.%I(%s)', pin_callback.pin, v_proc.proargtypes[0]::regtype)::regprocedure;
+    -- Name resolution at creation could in theory pick an overload; the dependency says which.
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
+                    WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = v_pin
+                      AND d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = pin_callback.fn) THEN
+        PERFORM annals_internal.raise_invalid('callback',
+            format('%s could not be pinned: a call by its name resolves to another function (an overload with defaults?)', pin_callback.fn));
+    END IF;
+    EXECUTE format('COMMENT ON FUNCTION %s IS %L', v_pin,
+                   format('Pins %s (%s): calls it by OID; while registered, DROP FUNCTION %s fails.',
+                          pin_callback.fn, pin_callback.purpose, pin_callback.fn));
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_pin);
+    RETURN format('annals_internal.%I', pin_callback.pin);
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.pin_callback(fn regprocedure, pin text, purpose text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION pin_callback(fn regprocedure, pin text, purpose text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.pin_callback(fn regprocedure, pin text, purpose text) IS 'Creates annals_internal.<pin>(arg) calling fn by OID, with a dependency that keeps fn from being dropped; returns the pin''s quoted name to call.';
+
+
+--
+-- Name: pin_registered_callbacks(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.pin_registered_callbacks() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT p.projection_name, to_regprocedure(p.handler) AS fn FROM annals_internal.projections AS p
+              WHERE p.handler_call <> format('annals_internal.%I', annals_internal.handler_pin(p.projection_name))
+                 OR to_regclass(format('annals_internal.%I', annals_internal.rebuild_attempts_sequence(p.projection_name))) IS NULL LOOP
+        IF r.fn IS NOT NULL THEN
+            UPDATE annals_internal.projections AS p
+               SET handler_call = annals_internal.pin_callback(r.fn, annals_internal.handler_pin(r.projection_name),
+                                                               format('handler of projection %L', r.projection_name))
+             WHERE p.projection_name = r.projection_name;
+        END IF;
+        EXECUTE format('CREATE SEQUENCE IF NOT EXISTS annals_internal.%I AS bigint',
+                       annals_internal.rebuild_attempts_sequence(r.projection_name));
+    END LOOP;
+    -- Attempt sequences and pins of dropped projections (drop_projection leaves a sequence always,
+    -- and a pin while a rebuild still used it).
+    FOR r IN SELECT c.relname FROM pg_catalog.pg_class AS c
+              WHERE c.relnamespace = 'annals_internal'::regnamespace AND c.relkind = 'S' AND c.relname ~ '^rebuild_attempts_[0-9a-f]+$'
+                AND NOT EXISTS (SELECT FROM annals_internal.projections AS p
+                                 WHERE annals_internal.rebuild_attempts_sequence(p.projection_name) = c.relname) LOOP
+        EXECUTE format('DROP SEQUENCE annals_internal.%I', r.relname);
+    END LOOP;
+    FOR r IN SELECT f.oid::regprocedure AS pin FROM pg_catalog.pg_proc AS f
+              WHERE f.pronamespace = 'annals_internal'::regnamespace AND f.proname ~ '^handler_[0-9a-f]+$'
+                AND NOT EXISTS (SELECT FROM annals_internal.projections AS p
+                                 WHERE annals_internal.handler_pin(p.projection_name) = f.proname) LOOP
+        EXECUTE format('DROP FUNCTION %s', r.pin);
+    END LOOP;
+    FOR r IN SELECT u.event_type, u.from_version, to_regprocedure(u.upcaster) AS fn FROM annals_internal.upcasters AS u
+              WHERE u.upcaster_call <> format('annals_internal.%I', annals_internal.upcaster_pin(u.event_type, u.from_version))
+                AND to_regprocedure(u.upcaster) IS NOT NULL LOOP
+        UPDATE annals_internal.upcasters AS u
+           SET upcaster_call = annals_internal.pin_callback(r.fn, annals_internal.upcaster_pin(r.event_type, r.from_version),
+                                   format('upcaster of %s from version %s', r.event_type, r.from_version))
+         WHERE u.event_type = r.event_type AND u.from_version = r.from_version;
+    END LOOP;
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.pin_registered_callbacks() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION pin_registered_callbacks(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.pin_registered_callbacks() IS 'Pins every registered handler and upcaster that is not pinned yet, creates missing rebuild-attempt sequences and drops those of dropped projections (run by every migrate).';
 
 
 --
@@ -2981,6 +3255,8 @@ CREATE TABLE annals_internal.projections (
     rebuilt_events bigint,
     created_at timestamp with time zone NOT NULL,
     updated_at timestamp with time zone NOT NULL,
+    incomplete_since timestamp with time zone,
+    rebuilt_attempt bigint,
     CONSTRAINT projections_mode_chk CHECK ((mode = ANY (ARRAY['inline'::text, 'async'::text]))),
     CONSTRAINT projections_tables_chk CHECK ((cardinality(tables) >= 1))
 );
@@ -2993,6 +3269,20 @@ ALTER TABLE annals_internal.projections OWNER TO annals_owner;
 --
 
 COMMENT ON TABLE annals_internal.projections IS 'Registered projections: handler, owned tables, filters, inline or async mode, state and last error.';
+
+
+--
+-- Name: COLUMN projections.incomplete_since; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.projections.incomplete_since IS 'When the projection''s tables stopped holding its whole history (registration over existing events, or a change of handler, tables or filters); NULL after a successful rebuild.';
+
+
+--
+-- Name: COLUMN projections.rebuilt_attempt; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.projections.rebuilt_attempt IS 'Attempt number of the last successful rebuild; behind annals.rebuild_attempts(name) when a later rebuild failed.';
 
 
 --
@@ -3152,6 +3442,180 @@ ALTER FUNCTION annals_internal.sync_dispatch_trigger() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.sync_dispatch_trigger() IS 'Regenerates annals_internal.dispatch_inline() from the registry and enables its trigger exactly when an enabled inline projection exists.';
+
+
+--
+-- Name: trusted_role(oid); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.trusted_role(role oid) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    BEGIN ATOMIC
+ SELECT pg_has_role(
+         CASE
+             WHEN (role = ( SELECT r.oid
+                FROM pg_roles r
+               WHERE (r.rolname = 'pg_database_owner'::name))) THEN ( SELECT d.datdba
+                FROM pg_database d
+               WHERE (d.datname = current_database()))
+             ELSE role
+         END, 'annals_owner'::name, 'MEMBER'::text) AS pg_has_role;
+END;
+
+
+ALTER FUNCTION annals_internal.trusted_role(role oid) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION trusted_role(role oid); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.trusted_role(role oid) IS 'True when the role is annals_owner, a member of it, or a superuser (pg_database_owner: the database''s owner).';
+
+
+--
+-- Name: table_trust_problem(regclass); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.table_trust_problem(tbl regclass) RETURNS text
+    LANGUAGE sql STABLE
+    BEGIN ATOMIC
+ WITH RECURSIVE tree(relid) AS (
+          SELECT (table_trust_problem.tbl)::oid AS tbl
+         UNION
+          SELECT i.inhrelid
+            FROM (pg_inherits i
+              JOIN tree t ON ((i.inhparent = t.relid)))
+         )
+  SELECT COALESCE(( SELECT format('%s is owned by %s, who is not a member of annals_owner and could add a trigger that runs as annals_owner; ALTER TABLE %s OWNER TO annals_owner'::text, (c.oid)::regclass, (c.relowner)::regrole, (c.oid)::regclass) AS format
+            FROM (tree t
+              JOIN pg_class c ON ((c.oid = t.relid)))
+           WHERE (NOT annals_internal.trusted_role(c.relowner))
+           ORDER BY ((c.oid)::regclass)::text
+          LIMIT 1), ( SELECT format('the schema of %s, %I, is owned by %s, who is not a member of annals_owner and could replace the table; ALTER SCHEMA %I OWNER TO annals_owner'::text, (c.oid)::regclass, n.nspname, (n.nspowner)::regrole, n.nspname) AS format
+            FROM ((tree t
+              JOIN pg_class c ON ((c.oid = t.relid)))
+              JOIN pg_namespace n ON ((n.oid = c.relnamespace)))
+           WHERE (NOT annals_internal.trusted_role(n.nspowner))
+           ORDER BY ((c.oid)::regclass)::text
+          LIMIT 1), ( SELECT format('trigger %I on %s calls %s, owned by %s, who is not a member of annals_owner and could redefine it to run anything as annals_owner; ALTER FUNCTION %s OWNER TO annals_owner'::text, g.tgname, (c.oid)::regclass, (p.oid)::regprocedure, (p.proowner)::regrole, (p.oid)::regprocedure) AS format
+            FROM (((tree t
+              JOIN pg_class c ON ((c.oid = t.relid)))
+              JOIN pg_trigger g ON ((g.tgrelid = c.oid)))
+              JOIN pg_proc p ON ((p.oid = g.tgfoid)))
+           WHERE ((NOT g.tgisinternal) AND (NOT annals_internal.trusted_role(p.proowner)))
+           ORDER BY ((c.oid)::regclass)::text, g.tgname
+          LIMIT 1)) AS "coalesce";
+END;
+
+
+ALTER FUNCTION annals_internal.table_trust_problem(tbl regclass) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION table_trust_problem(tbl regclass); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.table_trust_problem(tbl regclass) IS 'Why a projection table (with its partitions and children) cannot be written as annals_owner safely: an untrusted table, schema or trigger-function owner; NULL when none.';
+
+
+--
+-- Name: upcaster_pin(text, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.upcaster_pin(event_type text, from_version integer) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ('upcaster_'::text || to_hex(hashtextextended(((('annals:upcaster:'::text || from_version) || ':'::text) || event_type), (0)::bigint)));
+
+
+ALTER FUNCTION annals_internal.upcaster_pin(event_type text, from_version integer) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION upcaster_pin(event_type text, from_version integer); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.upcaster_pin(event_type text, from_version integer) IS 'Name of the function that pins an upcaster.';
+
+
+--
+-- Name: upcasters; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.upcasters (
+    event_type text NOT NULL,
+    from_version integer NOT NULL,
+    upcaster text NOT NULL,
+    upcaster_call text NOT NULL,
+    registered_at timestamp with time zone NOT NULL,
+    CONSTRAINT upcasters_from_version_chk CHECK ((from_version >= 1))
+);
+
+
+ALTER TABLE annals_internal.upcasters OWNER TO annals_owner;
+
+--
+-- Name: TABLE upcasters; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.upcasters IS 'Upcasters: a function (data jsonb) RETURNS jsonb lifting event_type data from from_version to from_version + 1.';
+
+
+--
+-- Name: trust_problems(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.trust_problems() RETURNS TABLE(subject text, problem text)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ WITH callbacks AS (
+          SELECT format('projection %s'::text, p.projection_name) AS subject,
+             p.handler AS fn,
+             p.handler_call AS call,
+             annals_internal.handler_pin(p.projection_name) AS pin
+            FROM annals_internal.projections p
+         UNION ALL
+          SELECT format('upcaster of %s from version %s'::text, u.event_type, u.from_version) AS format,
+             u.upcaster,
+             u.upcaster_call,
+             annals_internal.upcaster_pin(u.event_type, u.from_version) AS upcaster_pin
+            FROM annals_internal.upcasters u
+         ), checked AS (
+          SELECT c.subject,
+                 CASE
+                     WHEN (f.oid IS NULL) THEN format('its function %s no longer exists: register it again with an existing function, or drop it'::text, c.fn)
+                     WHEN ((c.call <> format('annals_internal.%I'::text, c.pin)) OR (NOT (EXISTS ( SELECT
+                        FROM (pg_proc w
+                          JOIN pg_depend d ON (((d.classid = ('pg_proc'::regclass)::oid) AND (d.objid = w.oid) AND (d.refclassid = ('pg_proc'::regclass)::oid) AND (d.refobjid = f.oid))))
+                       WHERE ((w.proname = c.pin) AND (w.pronamespace = ( SELECT n2.oid
+                                FROM pg_namespace n2
+                               WHERE (n2.nspname = 'annals_internal'::name)))))))) THEN format('%s is called by name, not pinned by OID: run annals migrate'::text, c.fn)
+                     WHEN (NOT annals_internal.trusted_role(f.proowner)) THEN format('%s is owned by %s, who is not a member of annals_owner: ALTER FUNCTION %s OWNER TO annals_owner'::text, c.fn, (f.proowner)::regrole, c.fn)
+                     WHEN (NOT annals_internal.trusted_role(n.nspowner)) THEN format('%s is in schema %I, owned by %s, who is not a member of annals_owner: ALTER SCHEMA %I OWNER TO annals_owner'::text, c.fn, n.nspname, (n.nspowner)::regrole, n.nspname)
+                     ELSE NULL::text
+                 END AS problem
+            FROM ((callbacks c
+              LEFT JOIN pg_proc f ON ((f.oid = (to_regprocedure(c.fn))::oid)))
+              LEFT JOIN pg_namespace n ON ((n.oid = f.pronamespace)))
+         UNION ALL
+          SELECT format('projection %s'::text, p.projection_name) AS format,
+             annals_internal.table_trust_problem(t.tbl) AS table_trust_problem
+            FROM annals_internal.projections p,
+             LATERAL unnest(p.tables) t(tbl)
+         )
+  SELECT k.subject,
+     k.problem
+    FROM checked k
+   WHERE (k.problem IS NOT NULL)
+   ORDER BY k.subject, k.problem;
+END;
+
+
+ALTER FUNCTION annals_internal.trust_problems() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION trust_problems(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.trust_problems() IS 'Registrations through which a role outside annals_owner could run code as annals_owner (unpinned or untrusted callbacks, untrusted projection tables), with the fix; for annals doctor.';
 
 
 --
@@ -3380,9 +3844,10 @@ CREATE VIEW annals.projections AS
     p.enabled,
         CASE
             WHEN (r.done IS NOT NULL) THEN 'rebuilding'::text
-            WHEN (EXISTS ( SELECT
+            WHEN ((EXISTS ( SELECT
                FROM annals_internal.projection_skips k
-              WHERE (k.projection_name = p.projection_name))) THEN 'stale'::text
+              WHERE (k.projection_name = p.projection_name))) OR (annals.rebuild_attempts(p.projection_name) > COALESCE(p.rebuilt_attempt, (0)::bigint))) THEN 'stale'::text
+            WHEN (p.incomplete_since IS NOT NULL) THEN 'incomplete'::text
             WHEN (NOT p.enabled) THEN 'disabled'::text
             WHEN (p.last_error IS NOT NULL) THEN 'failing'::text
             ELSE 'active'::text
@@ -3420,7 +3885,8 @@ CREATE VIEW annals.projections AS
     p.last_error_at,
     p.rebuilt_at,
     p.rebuilt_events,
-    p.updated_at
+    p.updated_at,
+    p.incomplete_since
    FROM ((annals_internal.projections p
      LEFT JOIN annals_internal.subscription_checkpoints c ON (((c.subscription_name = ('$projection:'::text || p.projection_name)) AND (c.member = 0))))
      LEFT JOIN LATERAL ( SELECT ((regexp_match(a.application_name, '^annals rebuild [0-9a-f]+ (\d+)/(\d+)'::text))[1])::bigint AS done,
@@ -3436,8 +3902,9 @@ ALTER TABLE annals.projections OWNER TO annals_owner;
 -- Name: VIEW projections; Type: COMMENT; Schema: annals; Owner: annals_owner
 --
 
-COMMENT ON VIEW annals.projections IS 'Every projection: mode, state (active, failing, disabled, rebuilding, or stale: a rebuild failed after
-appends had skipped the projection for it, so rebuild again), handler and tables, checkpoint and
+COMMENT ON VIEW annals.projections IS 'Every projection: mode, state (active, failing, disabled, rebuilding; stale: the last rebuild failed, so
+rebuild again; incomplete: registered over existing events, or its handler, tables or filters changed, and
+not rebuilt since, so its tables miss history), handler and tables, checkpoint and
 lag for async ones (events counted up to 100000, time since the oldest pending), rebuild progress
 (rebuild_done of rebuild_total), open dead letters, last error.';
 
@@ -3947,29 +4414,6 @@ ALTER TABLE annals_internal.streams OWNER TO annals_owner;
 --
 
 COMMENT ON TABLE annals_internal.streams IS 'One row per stream that has events: current version, state and the last appending transaction id.';
-
-
---
--- Name: upcasters; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.upcasters (
-    event_type text NOT NULL,
-    from_version integer NOT NULL,
-    upcaster text NOT NULL,
-    upcaster_call text NOT NULL,
-    registered_at timestamp with time zone NOT NULL,
-    CONSTRAINT upcasters_from_version_chk CHECK ((from_version >= 1))
-);
-
-
-ALTER TABLE annals_internal.upcasters OWNER TO annals_owner;
-
---
--- Name: TABLE upcasters; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.upcasters IS 'Upcasters: a function (data jsonb) RETURNS jsonb lifting event_type data from from_version to from_version + 1.';
 
 
 --
@@ -4953,6 +5397,23 @@ REVOKE ALL ON FUNCTION annals.rebase_transaction_ids(reason text) FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION rebuild_attempts_sequence(projection text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.rebuild_attempts_sequence(projection text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION rebuild_attempts(projection text); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.rebuild_attempts(projection text) FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.rebuild_attempts(projection text) TO annals_writer;
+GRANT ALL ON FUNCTION annals.rebuild_attempts(projection text) TO annals_reader;
+GRANT ALL ON FUNCTION annals.rebuild_attempts(projection text) TO annals_bi;
+
+
+--
 -- Name: FUNCTION rebuild_projection(name text, batch_size integer); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -5188,6 +5649,13 @@ REVOKE ALL ON FUNCTION annals_internal.check_subscription(subscription text, mem
 
 
 --
+-- Name: FUNCTION check_subscription_name(subscription text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.check_subscription_name(subscription text) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION dispatch_inline(); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5230,6 +5698,20 @@ REVOKE ALL ON FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_e
 
 
 --
+-- Name: FUNCTION handler_pin(projection text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.handler_pin(projection text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION has_matching_events(event_types text[], categories text[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.has_matching_events(event_types text[], categories text[]) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION member_of(stream_id text, group_size integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5241,6 +5723,20 @@ REVOKE ALL ON FUNCTION annals_internal.member_of(stream_id text, group_size inte
 --
 
 REVOKE ALL ON FUNCTION annals_internal.notify_append() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pin_callback(fn regprocedure, pin text, purpose text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.pin_callback(fn regprocedure, pin text, purpose text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pin_registered_callbacks(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.pin_registered_callbacks() FROM PUBLIC;
 
 
 --
@@ -5304,6 +5800,34 @@ REVOKE ALL ON FUNCTION annals_internal.report_rebuild_progress(projection text, 
 --
 
 REVOKE ALL ON FUNCTION annals_internal.sync_dispatch_trigger() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION trusted_role(role oid); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.trusted_role(role oid) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION table_trust_problem(tbl regclass); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.table_trust_problem(tbl regclass) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION upcaster_pin(event_type text, from_version integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.upcaster_pin(event_type text, from_version integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION trust_problems(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.trust_problems() FROM PUBLIC;
 
 
 --

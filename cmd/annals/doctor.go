@@ -377,12 +377,15 @@ func (d *doctor) checkProjections(ctx context.Context) {
 		case p.State == "failing":
 			fix := "fix the handler " + p.Handler + ", then annals projections rebuild " + shellQuote(p.Name)
 			if p.Mode == "async" && p.DeadLetters > 0 {
-				fix += fmt.Sprintf(" (its %d parked event(s): annals subscriptions dead-letters '$projection:%s')", p.DeadLetters, p.Name)
+				fix += fmt.Sprintf(" (it replays its %d parked event(s); list them: annals subscriptions dead-letters '$projection:%s')", p.DeadLetters, p.Name)
 			}
 			d.fail("projections", "%s is failing: %s; %s", p.Name, truncate(orDash(p.LastError), 200), fix)
 		case p.State == "stale":
-			d.fail("projections", "%s is stale: a rebuild failed after appends had left their events to it; annals projections rebuild %s",
+			d.fail("projections", "%s is stale: its last rebuild failed, so its tables are not a replay of history; fix the cause, then annals projections rebuild %s",
 				p.Name, shellQuote(p.Name))
+		case p.State == "incomplete":
+			d.fail("projections", "%s is incomplete: it was registered (or changed) after matching events were stored, and its tables miss them; annals projections rebuild %s (SELECT annals.rebuild_projection(%s))",
+				p.Name, shellQuote(p.Name), quoteLiteral(p.Name))
 		case p.State == "disabled":
 			d.warn("projections", "%s is disabled: SELECT annals.set_projection_enabled(%s, true), then annals projections rebuild %s",
 				p.Name, quoteLiteral(p.Name), shellQuote(p.Name))
@@ -394,6 +397,7 @@ func (d *doctor) checkProjections(ctx context.Context) {
 		}
 		problems++
 	}
+	problems += d.checkTrust(ctx)
 	if problems == 0 {
 		if len(ps) == 0 {
 			d.ok("projections", "none registered")
@@ -401,6 +405,30 @@ func (d *doctor) checkProjections(ctx context.Context) {
 			d.ok("projections", "%d registered, none failing, disabled or lagging; the inline dispatch matches them", len(ps))
 		}
 	}
+}
+
+// checkTrust reports registrations through which a role outside annals_owner could run code as
+// annals_owner (annals_internal.trust_problems), and returns how many it found.
+func (d *doctor) checkTrust(ctx context.Context) int {
+	type problem struct{ Subject, Problem string }
+	rows, err := d.pool.Query(ctx, "SELECT t.subject, t.problem FROM annals_internal.trust_problems() AS t")
+	var ps []problem
+	if err == nil {
+		ps, err = pgx.CollectRows(rows, pgx.RowToStructByPos[problem])
+	}
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "42501":
+		d.warn("projections", "could not check who owns the handlers, upcasters and projection tables: run annals doctor as a member of annals_owner")
+		return 1
+	case err != nil:
+		d.cannot("projections", err)
+		return 1
+	}
+	for _, p := range ps {
+		d.fail("projections", "%s runs code others control: %s", p.Subject, p.Problem)
+	}
+	return len(ps)
 }
 
 func (d *doctor) checkDeadLetters(ctx context.Context) {
@@ -424,6 +452,11 @@ func (d *doctor) checkDeadLetters(ctx context.Context) {
 		return
 	}
 	for _, p := range ps {
+		if name, ok := strings.CutPrefix(p.Subscription, "$projection:"); ok {
+			d.warn("dead letters", "%d event(s) parked by projection %s: see annals subscriptions dead-letters %s; after fixing the handler, annals projections rebuild %s",
+				p.Count, name, shellQuote(p.Subscription), shellQuote(name))
+			continue
+		}
 		d.warn("dead letters", "%d event(s) parked by %s: see annals subscriptions dead-letters %s; after fixing the handler, annals subscriptions replay %s",
 			p.Count, p.Subscription, shellQuote(p.Subscription), shellQuote(p.Subscription))
 	}

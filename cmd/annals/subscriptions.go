@@ -246,7 +246,8 @@ func newSubscriptionsDeadLettersCmd() *cobra.Command {
 		Long: `List the events a subscription's consumers parked, with attempts and last error.
 
 Shows parked ones and ones queued for retry; --all adds resolved ones. An async projection's dead
-letters are under the subscription '$projection:NAME'. Replay with annals subscriptions replay.`,
+letters are under the subscription '$projection:NAME'; replay a consumer's with annals subscriptions
+replay, and a projection's by rebuilding it (annals projections rebuild NAME).`,
 		Args: exactArgs("NAME"),
 	}
 	all := cmd.Flags().Bool("all", false, "include resolved dead letters")
