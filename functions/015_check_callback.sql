@@ -184,3 +184,43 @@ END;
 COMMENT ON FUNCTION annals_internal.table_trust_problem(regclass) IS
     'Why a projection table (with its partitions and children) cannot be written as annals_owner safely: an untrusted table, schema or trigger-function owner; NULL when none.';
 REVOKE ALL ON FUNCTION annals_internal.table_trust_problem(regclass) FROM PUBLIC;
+
+-- Why a materialized view must not be refreshed with annals_owner's rights (NULL when it may): a
+-- refresh runs the view's query as the view's owner, annals_owner, so every function it calls,
+-- and every view it reads (whose owner could redefine it to call something else), recursively,
+-- must be owned by members of annals_owner, and so must the tables it reads (their owners could
+-- add row-level security policies that call functions).
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.view_trust_problem(view regclass)
+RETURNS text
+LANGUAGE sql
+STABLE
+BEGIN ATOMIC
+    WITH RECURSIVE used (classid, objid) AS (
+        SELECT 'pg_catalog.pg_class'::regclass::oid, view_trust_problem.view::oid
+        UNION
+        SELECT d.refclassid, d.refobjid
+          FROM used AS u
+          JOIN pg_catalog.pg_class AS c ON u.classid = 'pg_catalog.pg_class'::regclass AND c.oid = u.objid AND c.relkind IN ('v', 'm')
+          JOIN pg_catalog.pg_rewrite AS r ON r.ev_class = c.oid
+          JOIN pg_catalog.pg_depend AS d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+         WHERE d.refclassid IN ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_proc'::regclass)
+           AND NOT (d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = c.oid)
+    )
+    SELECT coalesce(
+        (SELECT format('%s reads %s, owned by %s, who is not a member of annals_owner and could make a refresh run code as annals_owner; ALTER TABLE %s OWNER TO annals_owner',
+                       view_trust_problem.view, c.oid::regclass, c.relowner::regrole, c.oid::regclass)
+           FROM used AS u JOIN pg_catalog.pg_class AS c ON u.classid = 'pg_catalog.pg_class'::regclass AND c.oid = u.objid
+          WHERE c.oid <> view_trust_problem.view AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+            AND NOT annals_internal.trusted_role(c.relowner)
+          ORDER BY c.oid::regclass::text LIMIT 1),
+        (SELECT format('%s calls %s, owned by %s, who is not a member of annals_owner and could redefine it to run anything as annals_owner; ALTER FUNCTION %s OWNER TO annals_owner',
+                       view_trust_problem.view, p.oid::regprocedure, p.proowner::regrole, p.oid::regprocedure)
+           FROM used AS u JOIN pg_catalog.pg_proc AS p ON u.classid = 'pg_catalog.pg_proc'::regclass AND p.oid = u.objid
+          WHERE NOT annals_internal.trusted_role(p.proowner)
+          ORDER BY p.oid::regprocedure::text LIMIT 1));
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.view_trust_problem(regclass) IS
+    'Why refreshing a materialized view as annals_owner is unsafe: a function, view or table it uses (recursively) with an untrusted owner; NULL when none.';
+REVOKE ALL ON FUNCTION annals_internal.view_trust_problem(regclass) FROM PUBLIC;

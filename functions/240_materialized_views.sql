@@ -40,6 +40,9 @@ BEGIN
             format('%s is owned by %s; only its owner may refresh it: ALTER MATERIALIZED VIEW %s OWNER TO annals_owner',
                    register_view.view, v_owner, register_view.view));
     END IF;
+    IF annals_internal.view_trust_problem(register_view.view) IS NOT NULL THEN
+        PERFORM annals_internal.raise_invalid('view', annals_internal.view_trust_problem(register_view.view));
+    END IF;
     INSERT INTO annals_internal.materialized_views AS m (view_name, refresh_interval, registered_at)
     VALUES (register_view.view, register_view.refresh_interval, clock_timestamp())
     ON CONFLICT ON CONSTRAINT materialized_views_pkey DO UPDATE SET refresh_interval = excluded.refresh_interval
@@ -50,7 +53,9 @@ $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.register_view(regclass, interval) IS
 $$Registers a materialized view for scheduled refreshes (annals.refresh_views). It must have a unique index
-on plain columns (for REFRESH ... CONCURRENTLY) and be owned by annals_owner. Returns true when new.$$;
+on plain columns (for REFRESH ... CONCURRENTLY) and be owned by annals_owner; the functions, views and
+tables its query uses must be owned by members of annals_owner (a refresh runs them with its rights).
+Returns true when new.$$;
 REVOKE ALL ON FUNCTION annals.register_view(regclass, interval) FROM PUBLIC;
 
 -- +goose StatementBegin

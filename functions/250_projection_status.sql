@@ -101,10 +101,13 @@ BEGIN ATOMIC
           LEFT JOIN pg_catalog.pg_namespace AS n ON n.oid = f.pronamespace
         UNION ALL
         SELECT format('projection %s', p.projection_name), annals_internal.table_trust_problem(t.tbl)
-          FROM annals_internal.projections AS p, unnest(p.tables) AS t(tbl))
+          FROM annals_internal.projections AS p, unnest(p.tables) AS t(tbl)
+        UNION ALL
+        SELECT format('materialized view %s', m.view_name), annals_internal.view_trust_problem(m.view_name)
+          FROM annals_internal.materialized_views AS m)
     SELECT k.subject, k.problem FROM checked AS k WHERE k.problem IS NOT NULL ORDER BY 1, 2;
 END;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.trust_problems() IS
-    'Registrations through which a role outside annals_owner could run code as annals_owner (unpinned or untrusted callbacks, untrusted projection tables), with the fix; for annals doctor.';
+    'Registrations through which a role outside annals_owner could run code as annals_owner (unpinned or untrusted callbacks, untrusted projection tables, materialized views using untrusted objects), with the fix; for annals doctor.';
 REVOKE ALL ON FUNCTION annals_internal.trust_problems() FROM PUBLIC;

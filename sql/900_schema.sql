@@ -1734,6 +1734,9 @@ BEGIN
             format('%s is owned by %s; only its owner may refresh it: ALTER MATERIALIZED VIEW %s OWNER TO annals_owner',
                    register_view.view, v_owner, register_view.view));
     END IF;
+    IF annals_internal.view_trust_problem(register_view.view) IS NOT NULL THEN
+        PERFORM annals_internal.raise_invalid('view', annals_internal.view_trust_problem(register_view.view));
+    END IF;
     INSERT INTO annals_internal.materialized_views AS m (view_name, refresh_interval, registered_at)
     VALUES (register_view.view, register_view.refresh_interval, clock_timestamp())
     ON CONFLICT ON CONSTRAINT materialized_views_pkey DO UPDATE SET refresh_interval = excluded.refresh_interval
@@ -1750,7 +1753,9 @@ ALTER FUNCTION annals.register_view(view regclass, refresh_interval interval) OW
 --
 
 COMMENT ON FUNCTION annals.register_view(view regclass, refresh_interval interval) IS 'Registers a materialized view for scheduled refreshes (annals.refresh_views). It must have a unique index
-on plain columns (for REFRESH ... CONCURRENTLY) and be owned by annals_owner. Returns true when new.';
+on plain columns (for REFRESH ... CONCURRENTLY) and be owned by annals_owner; the functions, views and
+tables its query uses must be owned by members of annals_owner (a refresh runs them with its rights).
+Returns true when new.';
 
 
 --
@@ -3536,6 +3541,82 @@ COMMENT ON FUNCTION annals_internal.upcaster_pin(event_type text, from_version i
 
 
 --
+-- Name: view_trust_problem(regclass); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.view_trust_problem(view regclass) RETURNS text
+    LANGUAGE sql STABLE
+    BEGIN ATOMIC
+ WITH RECURSIVE used(classid, objid) AS (
+          SELECT ('pg_class'::regclass)::oid AS oid,
+             (view_trust_problem.view)::oid AS view
+         UNION
+          SELECT d.refclassid,
+             d.refobjid
+            FROM (((used u
+              JOIN pg_class c ON (((u.classid = ('pg_class'::regclass)::oid) AND (c.oid = u.objid) AND (c.relkind = ANY (ARRAY['v'::"char", 'm'::"char"])))))
+              JOIN pg_rewrite r ON ((r.ev_class = c.oid)))
+              JOIN pg_depend d ON (((d.classid = ('pg_rewrite'::regclass)::oid) AND (d.objid = r.oid))))
+           WHERE ((d.refclassid = ANY (ARRAY[('pg_class'::regclass)::oid, ('pg_proc'::regclass)::oid])) AND (NOT ((d.refclassid = ('pg_class'::regclass)::oid) AND (d.refobjid = c.oid))))
+         )
+  SELECT COALESCE(( SELECT format('%s reads %s, owned by %s, who is not a member of annals_owner and could make a refresh run code as annals_owner; ALTER TABLE %s OWNER TO annals_owner'::text, view_trust_problem.view, (c.oid)::regclass, (c.relowner)::regrole, (c.oid)::regclass) AS format
+            FROM (used u
+              JOIN pg_class c ON (((u.classid = ('pg_class'::regclass)::oid) AND (c.oid = u.objid))))
+           WHERE ((c.oid <> (view_trust_problem.view)::oid) AND (c.relkind = ANY (ARRAY['r'::"char", 'p'::"char", 'v'::"char", 'm'::"char", 'f'::"char"])) AND (NOT annals_internal.trusted_role(c.relowner)))
+           ORDER BY ((c.oid)::regclass)::text
+          LIMIT 1), ( SELECT format('%s calls %s, owned by %s, who is not a member of annals_owner and could redefine it to run anything as annals_owner; ALTER FUNCTION %s OWNER TO annals_owner'::text, view_trust_problem.view, (p.oid)::regprocedure, (p.proowner)::regrole, (p.oid)::regprocedure) AS format
+            FROM (used u
+              JOIN pg_proc p ON (((u.classid = ('pg_proc'::regclass)::oid) AND (p.oid = u.objid))))
+           WHERE (NOT annals_internal.trusted_role(p.proowner))
+           ORDER BY ((p.oid)::regprocedure)::text
+          LIMIT 1)) AS "coalesce";
+END;
+
+
+ALTER FUNCTION annals_internal.view_trust_problem(view regclass) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION view_trust_problem(view regclass); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.view_trust_problem(view regclass) IS 'Why refreshing a materialized view as annals_owner is unsafe: a function, view or table it uses (recursively) with an untrusted owner; NULL when none.';
+
+
+--
+-- Name: materialized_views; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.materialized_views (
+    view_name regclass NOT NULL,
+    refresh_interval interval NOT NULL,
+    refreshed_at timestamp with time zone,
+    refreshed_through_transaction xid8,
+    refreshed_through_position bigint,
+    last_duration interval,
+    last_error text,
+    registered_at timestamp with time zone NOT NULL,
+    refreshed_snapshot pg_snapshot,
+    CONSTRAINT materialized_views_interval_chk CHECK ((refresh_interval >= '00:00:00'::interval))
+);
+
+
+ALTER TABLE annals_internal.materialized_views OWNER TO annals_owner;
+
+--
+-- Name: TABLE materialized_views; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.materialized_views IS 'Registered materialized views: refresh interval and freshness (when, through which feed position).';
+
+
+--
+-- Name: COLUMN materialized_views.refreshed_snapshot; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.materialized_views.refreshed_snapshot IS 'The snapshot taken just before the last refresh: events invisible to it are not in the view.';
+
+
+--
 -- Name: upcasters; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3600,6 +3681,10 @@ CREATE FUNCTION annals_internal.trust_problems() RETURNS TABLE(subject text, pro
              annals_internal.table_trust_problem(t.tbl) AS table_trust_problem
             FROM annals_internal.projections p,
              LATERAL unnest(p.tables) t(tbl)
+         UNION ALL
+          SELECT format('materialized view %s'::text, m.view_name) AS format,
+             annals_internal.view_trust_problem(m.view_name) AS view_trust_problem
+            FROM annals_internal.materialized_views m
          )
   SELECT k.subject,
      k.problem
@@ -3615,7 +3700,7 @@ ALTER FUNCTION annals_internal.trust_problems() OWNER TO annals_owner;
 -- Name: FUNCTION trust_problems(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.trust_problems() IS 'Registrations through which a role outside annals_owner could run code as annals_owner (unpinned or untrusted callbacks, untrusted projection tables), with the fix; for annals doctor.';
+COMMENT ON FUNCTION annals_internal.trust_problems() IS 'Registrations through which a role outside annals_owner could run code as annals_owner (unpinned or untrusted callbacks, untrusted projection tables, materialized views using untrusted objects), with the fix; for annals doctor.';
 
 
 --
@@ -3974,40 +4059,6 @@ ALTER TABLE annals.subscription_status OWNER TO annals_owner;
 
 COMMENT ON VIEW annals.subscription_status IS 'Per subscription member: its checkpoint, events behind (counted up to 100000; events_behind_capped says
 when there are more), time behind (age of the oldest unacknowledged event, 0 when caught up), lease and open dead letters.';
-
-
---
--- Name: materialized_views; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.materialized_views (
-    view_name regclass NOT NULL,
-    refresh_interval interval NOT NULL,
-    refreshed_at timestamp with time zone,
-    refreshed_through_transaction xid8,
-    refreshed_through_position bigint,
-    last_duration interval,
-    last_error text,
-    registered_at timestamp with time zone NOT NULL,
-    refreshed_snapshot pg_snapshot,
-    CONSTRAINT materialized_views_interval_chk CHECK ((refresh_interval >= '00:00:00'::interval))
-);
-
-
-ALTER TABLE annals_internal.materialized_views OWNER TO annals_owner;
-
---
--- Name: TABLE materialized_views; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.materialized_views IS 'Registered materialized views: refresh interval and freshness (when, through which feed position).';
-
-
---
--- Name: COLUMN materialized_views.refreshed_snapshot; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON COLUMN annals_internal.materialized_views.refreshed_snapshot IS 'The snapshot taken just before the last refresh: events invisible to it are not in the view.';
 
 
 --
@@ -5821,6 +5872,13 @@ REVOKE ALL ON FUNCTION annals_internal.table_trust_problem(tbl regclass) FROM PU
 --
 
 REVOKE ALL ON FUNCTION annals_internal.upcaster_pin(event_type text, from_version integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION view_trust_problem(view regclass); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.view_trust_problem(view regclass) FROM PUBLIC;
 
 
 --

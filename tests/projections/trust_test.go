@@ -255,3 +255,38 @@ func TestRebuildFailingOnTheFirstEventLeavesTheProjectionStale(t *testing.T) {
 	f.register(t, projection{name: "counts", handler: "s.count_events(annals.event[])", tables: []string{"s.counts"}, mode: "async"})
 	require.Equal(t, "active", projectionState(t, f, "counts"))
 }
+
+// A refresh runs a materialized view's query as its owner, annals_owner: whoever owns a function
+// or view it uses could make the next refresh run anything with annals_owner's rights.
+func TestRegisterViewRefusesViewsUsingUntrustedObjects(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	writer := loginRole(t, f, "annals_writer")
+	who := writer.Config().ConnConfig.User
+	f.exec(t, `
+		CREATE SCHEMA v;
+		GRANT USAGE ON SCHEMA v TO annals_owner;
+		CREATE FUNCTION v.keep(category text) RETURNS boolean LANGUAGE sql STABLE RETURN category IS NOT NULL;
+		CREATE VIEW v.inner_events AS SELECT e.category FROM annals_internal.events AS e WHERE v.keep(e.category);
+		CREATE MATERIALIZED VIEW v.per_category AS
+		SELECT i.category, count(*) AS events FROM v.inner_events AS i GROUP BY i.category WITH NO DATA;
+		CREATE UNIQUE INDEX per_category_key ON v.per_category (category);
+		ALTER MATERIALIZED VIEW v.per_category OWNER TO annals_owner;
+		GRANT SELECT ON v.inner_events TO annals_owner;`)
+	register := "SELECT annals.register_view('v.per_category')"
+
+	f.exec(t, "ALTER FUNCTION v.keep(text) OWNER TO "+who)
+	_, err := f.pool.Exec(f.ctx, register)
+	requireInvalid(t, err, "v.per_category calls v.keep(text), owned by "+who, "ALTER FUNCTION v.keep(text) OWNER TO annals_owner")
+	f.exec(t, "ALTER FUNCTION v.keep(text) OWNER TO annals_owner; ALTER VIEW v.inner_events OWNER TO "+who)
+	_, err = f.pool.Exec(f.ctx, register)
+	requireInvalid(t, err, "v.per_category reads v.inner_events, owned by "+who)
+	f.exec(t, "ALTER VIEW v.inner_events OWNER TO annals_owner")
+	require.True(t, scalar[bool](t, f, register))
+
+	// Ownership handed away later: annals doctor's check finds it.
+	f.exec(t, "ALTER FUNCTION v.keep(text) OWNER TO "+who)
+	require.Equal(t, "materialized view v.per_category", scalar[string](t, f, "SELECT t.subject FROM annals_internal.trust_problems() AS t"))
+	f.exec(t, "ALTER FUNCTION v.keep(text) OWNER TO annals_owner")
+	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals_internal.trust_problems()"))
+}
