@@ -31,6 +31,7 @@ LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     PERFORM annals_internal.check_stream_id(stream_version_at.stream_id);

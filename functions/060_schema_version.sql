@@ -11,6 +11,7 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 BEGIN ATOMIC
     SELECT coalesce(max(v.version_id), 0)
       FROM annals_internal.goose_db_version AS v

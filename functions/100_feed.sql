@@ -90,6 +90,7 @@ LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 -- The feed must come off the (transaction_id, global_position) indexes in order. Filters such as
 -- the consumer-group hash have no statistics and their default selectivity can make a Sort look
 -- cheap; an ordered index path always exists, so rule the Sort out.
@@ -141,6 +142,7 @@ LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 -- The feed must come off the (transaction_id, global_position) indexes in order. Filters such as
 -- the consumer-group hash have no statistics and their default selectivity can make a Sort look
 -- cheap; an ordered index path always exists, so rule the Sort out.

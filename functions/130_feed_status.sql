@@ -6,7 +6,26 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- Why the feed paused: the oldest running (or prepared) transaction holds the barrier below its
 -- own id until it ends. Query text of other roles' sessions needs pg_read_all_stats.
-CREATE OR REPLACE VIEW annals.feed_blocker AS
+-- Read through a function planned with JIT off, like the other status views. The invoker's rights,
+-- not the owner's: pg_stat_activity shows other roles' query text to those who may see it.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.feed_blocker_rows()
+RETURNS TABLE (
+    kind text,
+    pid integer,
+    transaction_id text,
+    started_at timestamp with time zone,
+    age interval,
+    state text,
+    username text,
+    application_name text,
+    query text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+ROWS 1
+BEGIN ATOMIC
 SELECT b.kind, b.pid, b.transaction_id, b.started_at, clock_timestamp() - b.started_at AS age,
        b.state, b.username, b.application_name, b.query
   FROM (SELECT 'backend'::text AS kind, a.pid, a.backend_xid::text::xid8 AS transaction_id_raw,
@@ -20,6 +39,14 @@ SELECT b.kind, b.pid, b.transaction_id, b.started_at, clock_timestamp() - b.star
           FROM pg_prepared_xacts AS p) AS b
  ORDER BY b.xid_age DESC
  LIMIT 1;
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.feed_blocker_rows() IS 'The row of annals.feed_blocker, computed with JIT off and the invoker''s rights.';
+REVOKE ALL ON FUNCTION annals_internal.feed_blocker_rows() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals_internal.feed_blocker_rows() TO annals_writer, annals_reader, annals_bi;
+
+CREATE OR REPLACE VIEW annals.feed_blocker AS
+SELECT * FROM annals_internal.feed_blocker_rows();
 COMMENT ON VIEW annals.feed_blocker IS
 $$The transaction holding the gap-free feed's barrier: the oldest running or prepared transaction with an
 id (kind, pid, age, state, query). While it runs, events of younger transactions wait. Empty when idle.$$;
@@ -36,6 +63,7 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 BEGIN ATOMIC
     SELECT pg_snapshot_xmin(pg_current_snapshot()),
            (SELECT e.global_position FROM annals_internal.events AS e
@@ -53,7 +81,34 @@ GRANT EXECUTE ON FUNCTION annals.feed_head() TO annals_writer, annals_reader, an
 
 -- Per subscription member: checkpoint, how far behind (events, capped at 100000 so the view stays
 -- cheap on a huge backlog, and time since the oldest pending event), lease and parked events.
-CREATE OR REPLACE VIEW annals.subscription_status AS
+-- The view reads a function so that its query is planned with JIT off: the lag counts are
+-- estimated far above jit_above_cost, and compiling them took seconds on a store of a few events.
+-- Definer's rights, as the view had for the tables it summarizes; the view's readers execute it.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.subscription_status_rows()
+RETURNS TABLE (
+    subscription_name text,
+    member integer,
+    group_size integer,
+    event_types text[],
+    categories text[],
+    checkpoint_transaction xid8,
+    checkpoint_position bigint,
+    events_behind bigint,
+    events_behind_capped boolean,
+    time_behind interval,
+    lease_holder text,
+    lease_expires_at timestamp with time zone,
+    lease_active boolean,
+    dead_letters bigint,
+    acknowledged_at timestamp with time zone)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+ROWS 10
+BEGIN ATOMIC
 SELECT c.subscription_name, c.member, s.group_size, s.event_types, s.categories,
        c.checkpoint_transaction, c.checkpoint_position,
        pending.events_behind,
@@ -76,6 +131,14 @@ SELECT c.subscription_name, c.member, s.group_size, s.event_types, s.categories,
                    AND (s.group_size = 1
                         OR ((hashtextextended(e.stream_id, 0) & 9223372036854775807) % s.group_size) = c.member)
                  LIMIT 100000) AS p) AS pending;
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.subscription_status_rows() IS 'The rows of annals.subscription_status, computed with JIT off.';
+REVOKE ALL ON FUNCTION annals_internal.subscription_status_rows() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals_internal.subscription_status_rows() TO annals_writer, annals_reader, annals_bi;
+
+CREATE OR REPLACE VIEW annals.subscription_status AS
+SELECT * FROM annals_internal.subscription_status_rows();
 COMMENT ON VIEW annals.subscription_status IS
 $$Per subscription member: its checkpoint, events behind (counted up to 100000; events_behind_capped says
 when there are more), time behind (age of the oldest unacknowledged event, 0 when caught up), lease and open dead letters.$$;

@@ -18,6 +18,7 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     v_next     xid8 := pg_snapshot_xmax(pg_current_snapshot());

@@ -18,6 +18,7 @@ LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     IF list_streams.max_count IS NULL OR list_streams.max_count NOT BETWEEN 1 AND 10000 THEN
@@ -64,6 +65,7 @@ LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     PERFORM annals_internal.check_stream_id(stream_stats.stream_id);

@@ -53,6 +53,7 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 BEGIN ATOMIC
     SELECT coalesce(pg_sequence_last_value(to_regclass(
                'annals_internal.' || quote_ident(annals_internal.rebuild_attempts_sequence(rebuild_attempts.projection)))), 0);
@@ -99,6 +100,7 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     v_call     text;
@@ -221,6 +223,7 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     IF set_projection_enabled.enabled IS NULL THEN
@@ -249,6 +252,7 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     DELETE FROM annals_internal.projections AS p WHERE p.projection_name = drop_projection.name;

@@ -11,6 +11,7 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     v_kind  "char";
@@ -65,6 +66,7 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     DELETE FROM annals_internal.materialized_views AS m WHERE m.view_name = unregister_view.view;
@@ -85,6 +87,7 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -144,7 +147,28 @@ Call from a scheduler or `annals worker`; never from the append path.$$;
 REVOKE ALL ON FUNCTION annals.refresh_views(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.refresh_views(boolean) TO annals_writer;
 
-CREATE OR REPLACE VIEW annals.view_freshness AS
+-- The view reads a function so that its query is planned with JIT off: the lag counts are
+-- estimated far above jit_above_cost, and compiling them took seconds on a store of a few events.
+-- Definer's rights, as the view had for the tables it summarizes; the view's readers execute it.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.view_freshness_rows()
+RETURNS TABLE (
+    view_name text,
+    refresh_interval interval,
+    refreshed_at timestamp with time zone,
+    refreshed_through_transaction xid8,
+    refreshed_through_position bigint,
+    events_behind bigint,
+    age interval,
+    last_duration interval,
+    last_error text)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+ROWS 10
+BEGIN ATOMIC
 SELECT m.view_name::text AS view_name, m.refresh_interval, m.refreshed_at,
        m.refreshed_through_transaction, m.refreshed_through_position,
        -- Events the last refresh could not see (only ids at or above its xmin can be invisible).
@@ -156,6 +180,14 @@ SELECT m.view_name::text AS view_name, m.refresh_interval, m.refreshed_at,
        clock_timestamp() - m.refreshed_at AS age,
        m.last_duration, m.last_error
   FROM annals_internal.materialized_views AS m;
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.view_freshness_rows() IS 'The rows of annals.view_freshness, computed with JIT off.';
+REVOKE ALL ON FUNCTION annals_internal.view_freshness_rows() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals_internal.view_freshness_rows() TO annals_writer, annals_reader, annals_bi;
+
+CREATE OR REPLACE VIEW annals.view_freshness AS
+SELECT * FROM annals_internal.view_freshness_rows();
 COMMENT ON VIEW annals.view_freshness IS
 $$Each registered materialized view: when it was refreshed, through which feed position (everything up to it
 is included), how many events the refresh could not see yet (counted up to 100000, all categories), how long

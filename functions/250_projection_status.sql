@@ -7,7 +7,40 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 -- A rebuild reports 'annals rebuild <lock key hex> <done>/<total> <name>' in its session's
 -- application_name (annals_internal.report_rebuild_progress), which other sessions see at once (its
 -- table writes they see only at commit). pg_stat_activity spans the cluster: keep this database's.
-CREATE OR REPLACE VIEW annals.projections AS
+-- The view reads a function so that its query is planned with JIT off: the lag counts are
+-- estimated far above jit_above_cost, and compiling them took seconds on a store of a few events.
+-- Definer's rights, as the view had for the tables it summarizes; the view's readers execute it.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.projections_rows()
+RETURNS TABLE (
+    projection_name text,
+    mode text,
+    enabled boolean,
+    state text,
+    handler text,
+    tables text[],
+    event_types text[],
+    categories text[],
+    checkpoint_transaction xid8,
+    checkpoint_position bigint,
+    events_behind bigint,
+    time_behind interval,
+    rebuild_done bigint,
+    rebuild_total bigint,
+    dead_letters bigint,
+    last_error text,
+    last_error_at timestamp with time zone,
+    rebuilt_at timestamp with time zone,
+    rebuilt_events bigint,
+    updated_at timestamp with time zone,
+    incomplete_since timestamp with time zone)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+ROWS 10
+BEGIN ATOMIC
 SELECT p.projection_name, p.mode, p.enabled,
        CASE WHEN r.done IS NOT NULL THEN 'rebuilding'
             WHEN EXISTS (SELECT FROM annals_internal.projection_skips AS k WHERE k.projection_name = p.projection_name)
@@ -49,6 +82,14 @@ SELECT p.projection_name, p.mode, p.enabled,
            AND substring(a.application_name FROM '^annals rebuild ([0-9a-f]+) ')
                = to_hex(hashtextextended('annals:projection:' || p.projection_name, 0))
          LIMIT 1) AS r ON true;
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.projections_rows() IS 'The rows of annals.projections, computed with JIT off.';
+REVOKE ALL ON FUNCTION annals_internal.projections_rows() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals_internal.projections_rows() TO annals_writer, annals_reader, annals_bi;
+
+CREATE OR REPLACE VIEW annals.projections AS
+SELECT * FROM annals_internal.projections_rows();
 COMMENT ON VIEW annals.projections IS
 $$Every projection: mode, state (active, failing, disabled, rebuilding; stale: the last rebuild failed, so
 rebuild again; incomplete: registered over existing events, or its handler, tables or filters changed, and

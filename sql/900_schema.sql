@@ -107,6 +107,7 @@ COMMENT ON TYPE annals.stream IS 'A stream''s current version, creation and last
 CREATE FUNCTION annals.ack_subscription(subscription text, member integer, expected_transaction xid8, expected_position bigint, new_transaction xid8, new_position bigint, consumer text DEFAULT NULL::text) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_cp annals_internal.subscription_checkpoints%ROWTYPE;
@@ -171,6 +172,7 @@ checkpoint is elsewhere (another consumer won), ST423 when another consumer hold
 CREATE FUNCTION annals.acquire_lease(subscription text, member integer, consumer text, lease_seconds integer DEFAULT 30) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_now timestamptz := clock_timestamp();
@@ -419,6 +421,7 @@ ST422 invalid argument, ST403 reserved name, 40001 transaction older than the st
 CREATE FUNCTION annals.configure(max_event_bytes integer DEFAULT NULL::integer, max_batch_events integer DEFAULT NULL::integer, max_batch_bytes integer DEFAULT NULL::integer, notify boolean DEFAULT NULL::boolean) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_settings jsonb;
@@ -471,6 +474,7 @@ Only annals_owner may call it.';
 CREATE FUNCTION annals.create_subscription(subscription text, start_from text DEFAULT 'beginning'::text, event_types text[] DEFAULT NULL::text[], categories text[] DEFAULT NULL::text[], group_size integer DEFAULT 1) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_existing annals_internal.subscriptions%ROWTYPE;
@@ -537,6 +541,7 @@ same member). Returns true when created, false when it already existed with the 
 CREATE FUNCTION annals.delete_stream(stream_id text, expected_version bigint DEFAULT NULL::bigint, reason text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_current bigint;
@@ -592,6 +597,7 @@ Returns the stream''s final version. Errors: ST409 stream missing or at another 
 CREATE FUNCTION annals.drop_projection(name text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 BEGIN
     DELETE FROM annals_internal.projections AS p WHERE p.projection_name = drop_projection.name;
@@ -634,6 +640,7 @@ COMMENT ON FUNCTION annals.drop_projection(name text) IS 'Unregisters a projecti
 CREATE FUNCTION annals.drop_subscription(subscription text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 BEGIN
     PERFORM annals_internal.check_subscription_name(drop_subscription.subscription);
@@ -715,6 +722,7 @@ COMMENT ON TABLE annals_internal.events IS 'Every event ever appended. Append-on
 CREATE FUNCTION annals.feed_head(OUT barrier_transaction xid8, OUT last_position bigint, OUT last_recorded_at timestamp with time zone) RETURNS record
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     BEGIN ATOMIC
  SELECT pg_snapshot_xmin(pg_current_snapshot()) AS pg_snapshot_xmin,
      ( SELECT e.global_position
@@ -746,6 +754,7 @@ COMMENT ON FUNCTION annals.feed_head(OUT barrier_transaction xid8, OUT last_posi
 CREATE FUNCTION annals.list_streams(category text DEFAULT NULL::text, after_stream_id text DEFAULT NULL::text, max_count integer DEFAULT 100) RETURNS SETOF annals.stream
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 BEGIN
     IF list_streams.max_count IS NULL OR list_streams.max_count NOT BETWEEN 1 AND 10000 THEN
@@ -793,6 +802,7 @@ annals.stream_info''s.';
 CREATE FUNCTION annals.load_snapshot(stream_id text, snapshot_type text, schema_version integer) RETURNS TABLE(stream_version bigint, state jsonb)
     LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 BEGIN
@@ -831,6 +841,7 @@ when it was saved in another schema_version, or when it is ahead of the stream.'
 CREATE FUNCTION annals.park_event(subscription text, member integer, stream_id text, stream_version bigint, attempts integer, last_error text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_event annals_internal.events%ROWTYPE;
@@ -875,6 +886,7 @@ feed moves on without it. Returns the dead letter''s id. Inspect with annals.dea
 CREATE FUNCTION annals.read_all(after_transaction xid8 DEFAULT '0'::xid8, after_position bigint DEFAULT 0, max_count integer DEFAULT 1000, event_types text[] DEFAULT NULL::text[], categories text[] DEFAULT NULL::text[], raw boolean DEFAULT false) RETURNS SETOF annals.event
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     SET enable_sort TO 'off'
     AS $$
 DECLARE
@@ -920,6 +932,7 @@ upcast (raw => true: as stored). Errors: ST422, ST503 after a logical restore.';
 CREATE FUNCTION annals.read_category(category text, after_transaction xid8 DEFAULT '0'::xid8, after_position bigint DEFAULT 0, max_count integer DEFAULT 1000, consumer_member integer DEFAULT 0, consumer_size integer DEFAULT 1, raw boolean DEFAULT false) RETURNS SETOF annals.event
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     SET enable_sort TO 'off'
     AS $$
 DECLARE
@@ -973,6 +986,7 @@ that hash to m, so the members'' shares are disjoint and together complete, and 
 CREATE FUNCTION annals.read_dead_letters(subscription text, member integer DEFAULT 0, max_count integer DEFAULT 100) RETURNS TABLE(dead_letter_id bigint, attempts integer, event annals.event)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1064,6 +1078,7 @@ Errors: ST422 invalid argument, ST403 reserved stream id.';
 CREATE FUNCTION annals.read_stream_as_of(stream_id text, as_of_version bigint DEFAULT NULL::bigint, as_of_time timestamp with time zone DEFAULT NULL::timestamp with time zone, from_version bigint DEFAULT NULL::bigint, max_count integer DEFAULT 1000, raw boolean DEFAULT false) RETURNS SETOF annals.event
     LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 100
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_to bigint;
@@ -1115,6 +1130,7 @@ recorded_at never decreases within a stream, so the events at a time are a prefi
 CREATE FUNCTION annals.read_subscription(subscription text, member integer DEFAULT 0, max_count integer DEFAULT 100) RETURNS SETOF annals.event
     LANGUAGE plpgsql SECURITY DEFINER ROWS 100
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     SET enable_sort TO 'off'
     AS $$
 DECLARE
@@ -1182,6 +1198,7 @@ arrive), so a rarely matching filter does not rescan the same events on every ca
 CREATE FUNCTION annals.rebase_transaction_ids(reason text DEFAULT 'logical restore'::text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $_$
 DECLARE
     v_next     xid8 := pg_snapshot_xmax(pg_current_snapshot());
@@ -1261,6 +1278,7 @@ COMMENT ON FUNCTION annals_internal.rebuild_attempts_sequence(projection text) I
 CREATE FUNCTION annals.rebuild_attempts(projection text) RETURNS bigint
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     BEGIN ATOMIC
  SELECT COALESCE(pg_sequence_last_value(to_regclass(('annals_internal.'::text || quote_ident(annals_internal.rebuild_attempts_sequence(projection))))), (0)::bigint) AS "coalesce";
 END;
@@ -1282,6 +1300,7 @@ COMMENT ON FUNCTION annals.rebuild_attempts(projection text) IS 'How many rebuil
 CREATE FUNCTION annals.rebuild_projection(name text, batch_size integer DEFAULT 5000) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_proj    annals_internal.projections%ROWTYPE;
@@ -1399,6 +1418,7 @@ annals.projections. Holds back the gap-free feed while it runs. Returns the numb
 CREATE FUNCTION annals.refresh_views(force boolean DEFAULT false) RETURNS TABLE(view_name text, refreshed boolean, duration interval, error text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1470,6 +1490,7 @@ Call from a scheduler or `annals worker`; never from the append path.';
 CREATE FUNCTION annals.register_event_alias(alias text, event_type text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_new boolean;
@@ -1518,6 +1539,7 @@ upcasters). Type filters of feeds, subscriptions and projections match the new n
 CREATE FUNCTION annals.register_projection(name text, handler regprocedure, tables regclass[], event_types text[] DEFAULT NULL::text[], categories text[] DEFAULT NULL::text[], mode text DEFAULT 'inline'::text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_call     text;
@@ -1646,6 +1668,7 @@ until annals.rebuild_projection(name) applies the past events. Returns true when
 CREATE FUNCTION annals.register_upcaster(event_type text, from_version integer, upcaster regprocedure) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_call text;
@@ -1705,6 +1728,7 @@ annals_owner or a member; it is called by OID and cannot be dropped while regist
 CREATE FUNCTION annals.register_view(view regclass, refresh_interval interval DEFAULT '00:01:00'::interval) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_kind  "char";
@@ -1765,6 +1789,7 @@ Returns true when new.';
 CREATE FUNCTION annals.release_lease(subscription text, member integer, consumer text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 BEGIN
     PERFORM annals_internal.check_subscription(release_lease.subscription, release_lease.member);
@@ -1793,6 +1818,7 @@ COMMENT ON FUNCTION annals.release_lease(subscription text, member integer, cons
 CREATE FUNCTION annals.reset_subscription(subscription text, to_transaction xid8 DEFAULT '0'::xid8, to_position bigint DEFAULT 0, member integer DEFAULT NULL::integer) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_rows integer;
@@ -1830,6 +1856,7 @@ replay or forwards to skip; the default (''0'', 0) replays from the beginning. R
 CREATE FUNCTION annals.resolve_dead_letter(dead_letter_id bigint, succeeded boolean, last_error text DEFAULT NULL::text) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 BEGIN
     IF resolve_dead_letter.succeeded IS NULL THEN
@@ -1869,6 +1896,7 @@ COMMENT ON FUNCTION annals.resolve_dead_letter(dead_letter_id bigint, succeeded 
 CREATE FUNCTION annals.retry_dead_letters(subscription text, dead_letter_ids bigint[] DEFAULT NULL::bigint[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_rows integer;
@@ -1902,6 +1930,7 @@ picks them up with annals.read_dead_letters. Returns how many were queued.';
 CREATE FUNCTION annals.run_async_projections(max_events integer DEFAULT 1000) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     SET enable_sort TO 'off'
     AS $$
 DECLARE
@@ -1996,6 +2025,7 @@ call it from a scheduler (pg_cron) or `annals worker` until it returns 0.';
 CREATE FUNCTION annals.save_snapshot(stream_id text, snapshot_type text, schema_version integer, stream_version bigint, state jsonb) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_current bigint;
@@ -2068,6 +2098,7 @@ ALTER TABLE annals_internal.goose_db_version OWNER TO annals_owner;
 CREATE FUNCTION annals.schema_version() RETURNS bigint
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     BEGIN ATOMIC
  SELECT COALESCE(max(v.version_id), (0)::bigint) AS "coalesce"
     FROM annals_internal.goose_db_version v
@@ -2091,6 +2122,7 @@ COMMENT ON FUNCTION annals.schema_version() IS 'The newest applied Annals migrat
 CREATE FUNCTION annals.set_projection_enabled(name text, enabled boolean) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 BEGIN
     IF set_projection_enabled.enabled IS NULL THEN
@@ -2125,6 +2157,7 @@ rebuild it after enabling (annals.rebuild_projection). A disabled async projecti
 CREATE FUNCTION annals.stream_info(stream_id text) RETURNS SETOF annals.stream
     LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 BEGIN
     PERFORM annals_internal.check_stream_id(stream_info.stream_id);
@@ -2153,6 +2186,7 @@ state (''active'' or ''deleted''). No row for a stream that has no events.';
 CREATE FUNCTION annals.stream_stats(stream_id text, OUT event_count bigint, OUT size_bytes bigint) RETURNS record
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 BEGIN
     PERFORM annals_internal.check_stream_id(stream_stats.stream_id);
@@ -2181,6 +2215,7 @@ TOAST, without indexes). 0 and 0 for a stream without events. Reads every event 
 CREATE FUNCTION annals.stream_version_at(stream_id text, as_of timestamp with time zone) RETURNS bigint
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 BEGIN
     PERFORM annals_internal.check_stream_id(stream_version_at.stream_id);
@@ -2208,6 +2243,7 @@ COMMENT ON FUNCTION annals.stream_version_at(stream_id text, as_of timestamp wit
 CREATE FUNCTION annals.subscription_checkpoint(subscription text, member integer DEFAULT 0, OUT transaction_id xid8, OUT global_position bigint) RETURNS record
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 BEGIN
     PERFORM annals_internal.check_subscription(subscription_checkpoint.subscription, subscription_checkpoint.member);
@@ -2235,6 +2271,7 @@ COMMENT ON FUNCTION annals.subscription_checkpoint(subscription text, member int
 CREATE FUNCTION annals.unregister_view(view regclass) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 BEGIN
     DELETE FROM annals_internal.materialized_views AS m WHERE m.view_name = unregister_view.view;
@@ -2761,6 +2798,72 @@ COMMENT ON FUNCTION annals_internal.check_subscription_name(subscription text) I
 
 
 --
+-- Name: dead_letters; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.dead_letters (
+    dead_letter_id bigint NOT NULL,
+    subscription_name text NOT NULL,
+    member integer NOT NULL,
+    stream_id text NOT NULL,
+    stream_version bigint NOT NULL,
+    global_position bigint NOT NULL,
+    transaction_id xid8 NOT NULL,
+    attempts integer NOT NULL,
+    last_error text NOT NULL,
+    status text DEFAULT 'parked'::text NOT NULL,
+    parked_at timestamp with time zone NOT NULL,
+    resolved_at timestamp with time zone,
+    CONSTRAINT dead_letters_status_chk CHECK ((status = ANY (ARRAY['parked'::text, 'retry'::text, 'resolved'::text])))
+);
+
+
+ALTER TABLE annals_internal.dead_letters OWNER TO annals_owner;
+
+--
+-- Name: TABLE dead_letters; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.dead_letters IS 'Events a subscription consumer parked after exhausting its retries; status parked, retry (requested) or resolved.';
+
+
+--
+-- Name: dead_letters_rows(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.dead_letters_rows() RETURNS TABLE(dead_letter_id bigint, subscription_name text, member integer, stream_id text, stream_version bigint, global_position bigint, transaction_id xid8, event_type text, attempts integer, last_error text, status text, parked_at timestamp with time zone, resolved_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER ROWS 10
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    BEGIN ATOMIC
+ SELECT d.dead_letter_id,
+     d.subscription_name,
+     d.member,
+     d.stream_id,
+     d.stream_version,
+     d.global_position,
+     d.transaction_id,
+     e.event_type,
+     d.attempts,
+     d.last_error,
+     d.status,
+     d.parked_at,
+     d.resolved_at
+    FROM (annals_internal.dead_letters d
+      JOIN annals_internal.events e ON (((e.stream_id = d.stream_id) AND (e.stream_version = d.stream_version))));
+END;
+
+
+ALTER FUNCTION annals_internal.dead_letters_rows() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION dead_letters_rows(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.dead_letters_rows() IS 'The rows of annals.dead_letters, computed with JIT off.';
+
+
+--
 -- Name: dispatch_inline(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -2911,6 +3014,62 @@ ALTER FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_byt
 --
 
 COMMENT ON FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) IS 'What is wrong with one element of an append''s events array (NULL when valid): shape, type name, UUID, schema version, size.';
+
+
+--
+-- Name: feed_blocker_rows(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.feed_blocker_rows() RETURNS TABLE(kind text, pid integer, transaction_id text, started_at timestamp with time zone, age interval, state text, username text, application_name text, query text)
+    LANGUAGE sql STABLE ROWS 1
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    BEGIN ATOMIC
+ SELECT b.kind,
+     b.pid,
+     b.transaction_id,
+     b.started_at,
+     (clock_timestamp() - b.started_at) AS age,
+     b.state,
+     b.username,
+     b.application_name,
+     b.query
+    FROM ( SELECT 'backend'::text AS kind,
+             a.pid,
+             ((a.backend_xid)::text)::xid8 AS transaction_id_raw,
+             a.xact_start AS started_at,
+             a.state,
+             (a.usename)::text AS username,
+             a.application_name,
+             a.query,
+             age(a.backend_xid) AS xid_age,
+             (a.backend_xid)::text AS transaction_id
+            FROM pg_stat_activity a
+           WHERE (a.backend_xid IS NOT NULL)
+         UNION ALL
+          SELECT 'prepared transaction'::text,
+             NULL::integer,
+             ((p.transaction)::text)::xid8 AS transaction,
+             p.prepared,
+             'prepared'::text,
+             (p.owner)::text AS owner,
+             NULL::text,
+             p.gid,
+             age(p.transaction) AS age,
+             (p.transaction)::text AS transaction
+            FROM pg_prepared_xacts p) b
+   ORDER BY b.xid_age DESC
+  LIMIT 1;
+END;
+
+
+ALTER FUNCTION annals_internal.feed_blocker_rows() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION feed_blocker_rows(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.feed_blocker_rows() IS 'The row of annals.feed_blocker, computed with JIT off and the invoker''s rights.';
 
 
 --
@@ -3142,6 +3301,177 @@ COMMENT ON FUNCTION annals_internal.projection_subscription(projection text) IS 
 
 
 --
+-- Name: projection_skips; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.projection_skips (
+    projection_name text NOT NULL,
+    transaction_id xid8 NOT NULL,
+    skipped_at timestamp with time zone NOT NULL
+);
+
+
+ALTER TABLE annals_internal.projection_skips OWNER TO annals_owner;
+
+--
+-- Name: TABLE projection_skips; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.projection_skips IS 'Appending transactions that skipped an inline projection during its rebuild; left behind only by a failed rebuild. No foreign key: appends must not lock the registry; drop_projection deletes a projection''s rows.';
+
+
+--
+-- Name: projections; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.projections (
+    projection_name text NOT NULL,
+    handler text NOT NULL,
+    handler_call text NOT NULL,
+    tables regclass[] NOT NULL,
+    event_types text[],
+    categories text[],
+    mode text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    last_error text,
+    last_error_at timestamp with time zone,
+    rebuilt_at timestamp with time zone,
+    rebuilt_events bigint,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    incomplete_since timestamp with time zone,
+    rebuilt_attempt bigint,
+    CONSTRAINT projections_mode_chk CHECK ((mode = ANY (ARRAY['inline'::text, 'async'::text]))),
+    CONSTRAINT projections_tables_chk CHECK ((cardinality(tables) >= 1))
+);
+
+
+ALTER TABLE annals_internal.projections OWNER TO annals_owner;
+
+--
+-- Name: TABLE projections; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.projections IS 'Registered projections: handler, owned tables, filters, inline or async mode, state and last error.';
+
+
+--
+-- Name: COLUMN projections.incomplete_since; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.projections.incomplete_since IS 'When the projection''s tables stopped holding its whole history (registration over existing events, or a change of handler, tables or filters); NULL after a successful rebuild.';
+
+
+--
+-- Name: COLUMN projections.rebuilt_attempt; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.projections.rebuilt_attempt IS 'Attempt number of the last successful rebuild; behind annals.rebuild_attempts(name) when a later rebuild failed.';
+
+
+--
+-- Name: subscription_checkpoints; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.subscription_checkpoints (
+    subscription_name text NOT NULL,
+    member integer NOT NULL,
+    checkpoint_transaction xid8 NOT NULL,
+    checkpoint_position bigint NOT NULL,
+    lease_holder text,
+    lease_expires_at timestamp with time zone,
+    updated_at timestamp with time zone NOT NULL,
+    CONSTRAINT subscription_checkpoints_member_chk CHECK ((member >= 0))
+)
+WITH (fillfactor='70');
+
+
+ALTER TABLE annals_internal.subscription_checkpoints OWNER TO annals_owner;
+
+--
+-- Name: TABLE subscription_checkpoints; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.subscription_checkpoints IS 'Per subscription member: the feed position acknowledged so far, and which consumer holds the lease.';
+
+
+--
+-- Name: projections_rows(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.projections_rows() RETURNS TABLE(projection_name text, mode text, enabled boolean, state text, handler text, tables text[], event_types text[], categories text[], checkpoint_transaction xid8, checkpoint_position bigint, events_behind bigint, time_behind interval, rebuild_done bigint, rebuild_total bigint, dead_letters bigint, last_error text, last_error_at timestamp with time zone, rebuilt_at timestamp with time zone, rebuilt_events bigint, updated_at timestamp with time zone, incomplete_since timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER ROWS 10
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    BEGIN ATOMIC
+ SELECT p.projection_name,
+     p.mode,
+     p.enabled,
+         CASE
+             WHEN (r.done IS NOT NULL) THEN 'rebuilding'::text
+             WHEN ((EXISTS ( SELECT
+                FROM annals_internal.projection_skips k
+               WHERE (k.projection_name = p.projection_name))) OR (annals.rebuild_attempts(p.projection_name) > COALESCE(p.rebuilt_attempt, (0)::bigint))) THEN 'stale'::text
+             WHEN (p.incomplete_since IS NOT NULL) THEN 'incomplete'::text
+             WHEN (NOT p.enabled) THEN 'disabled'::text
+             WHEN (p.last_error IS NOT NULL) THEN 'failing'::text
+             ELSE 'active'::text
+         END AS state,
+     p.handler,
+     (p.tables)::text[] AS tables,
+     p.event_types,
+     p.categories,
+     c.checkpoint_transaction,
+     c.checkpoint_position,
+         CASE
+             WHEN (p.mode = 'async'::text) THEN ( SELECT count(*) AS count
+                FROM ( SELECT 1 AS "?column?"
+                        FROM annals_internal.events e
+                       WHERE ((ROW(e.transaction_id, e.global_position) > ROW(c.checkpoint_transaction, c.checkpoint_position)) AND ((p.event_types IS NULL) OR (COALESCE(( SELECT a.event_type
+                                FROM annals_internal.event_type_aliases a
+                               WHERE (a.alias = e.event_type)), e.event_type) = ANY (p.event_types))) AND ((p.categories IS NULL) OR (e.category = ANY (p.categories))))
+                      LIMIT 100000) pending)
+             ELSE (0)::bigint
+         END AS events_behind,
+         CASE
+             WHEN (p.mode = 'async'::text) THEN ( SELECT (clock_timestamp() - min(e.recorded_at))
+                FROM annals_internal.events e
+               WHERE ((ROW(e.transaction_id, e.global_position) > ROW(c.checkpoint_transaction, c.checkpoint_position)) AND ((p.event_types IS NULL) OR (COALESCE(( SELECT a.event_type
+                        FROM annals_internal.event_type_aliases a
+                       WHERE (a.alias = e.event_type)), e.event_type) = ANY (p.event_types))) AND ((p.categories IS NULL) OR (e.category = ANY (p.categories)))))
+             ELSE NULL::interval
+         END AS time_behind,
+     r.done AS rebuild_done,
+     r.total AS rebuild_total,
+     ( SELECT count(*) AS count
+            FROM annals_internal.dead_letters d
+           WHERE ((d.subscription_name = ('$projection:'::text || p.projection_name)) AND (d.status <> 'resolved'::text))) AS dead_letters,
+     p.last_error,
+     p.last_error_at,
+     p.rebuilt_at,
+     p.rebuilt_events,
+     p.updated_at,
+     p.incomplete_since
+    FROM ((annals_internal.projections p
+      LEFT JOIN annals_internal.subscription_checkpoints c ON (((c.subscription_name = ('$projection:'::text || p.projection_name)) AND (c.member = 0))))
+      LEFT JOIN LATERAL ( SELECT ((regexp_match(a.application_name, '^annals rebuild [0-9a-f]+ (\d+)/(\d+)'::text))[1])::bigint AS done,
+             ((regexp_match(a.application_name, '^annals rebuild [0-9a-f]+ (\d+)/(\d+)'::text))[2])::bigint AS total
+            FROM pg_stat_activity a
+           WHERE ((a.datname = current_database()) AND (a.application_name ~~ 'annals rebuild %'::text) AND ("substring"(a.application_name, '^annals rebuild ([0-9a-f]+) '::text) = to_hex(hashtextextended(('annals:projection:'::text || p.projection_name), (0)::bigint))))
+          LIMIT 1) r ON (true));
+END;
+
+
+ALTER FUNCTION annals_internal.projections_rows() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION projections_rows(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.projections_rows() IS 'The rows of annals.projections, computed with JIT off.';
+
+
+--
 -- Name: raise_error(text, text, jsonb, text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3239,55 +3569,6 @@ ALTER FUNCTION annals_internal.reject_history_change() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.reject_history_change() IS 'Trigger function: rejects UPDATE, DELETE and TRUNCATE on event history (SQLSTATE ST405).';
-
-
---
--- Name: projections; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.projections (
-    projection_name text NOT NULL,
-    handler text NOT NULL,
-    handler_call text NOT NULL,
-    tables regclass[] NOT NULL,
-    event_types text[],
-    categories text[],
-    mode text NOT NULL,
-    enabled boolean DEFAULT true NOT NULL,
-    last_error text,
-    last_error_at timestamp with time zone,
-    rebuilt_at timestamp with time zone,
-    rebuilt_events bigint,
-    created_at timestamp with time zone NOT NULL,
-    updated_at timestamp with time zone NOT NULL,
-    incomplete_since timestamp with time zone,
-    rebuilt_attempt bigint,
-    CONSTRAINT projections_mode_chk CHECK ((mode = ANY (ARRAY['inline'::text, 'async'::text]))),
-    CONSTRAINT projections_tables_chk CHECK ((cardinality(tables) >= 1))
-);
-
-
-ALTER TABLE annals_internal.projections OWNER TO annals_owner;
-
---
--- Name: TABLE projections; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.projections IS 'Registered projections: handler, owned tables, filters, inline or async mode, state and last error.';
-
-
---
--- Name: COLUMN projections.incomplete_since; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON COLUMN annals_internal.projections.incomplete_since IS 'When the projection''s tables stopped holding its whole history (registration over existing events, or a change of handler, tables or filters); NULL after a successful rebuild.';
-
-
---
--- Name: COLUMN projections.rebuilt_attempt; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON COLUMN annals_internal.projections.rebuilt_attempt IS 'Attempt number of the last successful rebuild; behind annals.rebuild_attempts(name) when a later rebuild failed.';
 
 
 --
@@ -3404,6 +3685,77 @@ ALTER FUNCTION annals_internal.report_rebuild_progress(projection text, done big
 --
 
 COMMENT ON FUNCTION annals_internal.report_rebuild_progress(projection text, done bigint, total bigint) IS 'Sets application_name to ''annals rebuild <lock key hex> <done>/<total> <name>'' for annals.projections to read.';
+
+
+--
+-- Name: subscriptions; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.subscriptions (
+    subscription_name text NOT NULL,
+    event_types text[],
+    categories text[],
+    group_size integer DEFAULT 1 NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    CONSTRAINT subscriptions_group_size_chk CHECK (((group_size >= 1) AND (group_size <= 1024)))
+);
+
+
+ALTER TABLE annals_internal.subscriptions OWNER TO annals_owner;
+
+--
+-- Name: TABLE subscriptions; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.subscriptions IS 'Named feed subscriptions: their filters and consumer-group size.';
+
+
+--
+-- Name: subscription_status_rows(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.subscription_status_rows() RETURNS TABLE(subscription_name text, member integer, group_size integer, event_types text[], categories text[], checkpoint_transaction xid8, checkpoint_position bigint, events_behind bigint, events_behind_capped boolean, time_behind interval, lease_holder text, lease_expires_at timestamp with time zone, lease_active boolean, dead_letters bigint, acknowledged_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER ROWS 10
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    BEGIN ATOMIC
+ SELECT c.subscription_name,
+     c.member,
+     s.group_size,
+     s.event_types,
+     s.categories,
+     c.checkpoint_transaction,
+     c.checkpoint_position,
+     pending.events_behind,
+     (pending.events_behind >= 100000) AS events_behind_capped,
+     COALESCE((clock_timestamp() - pending.oldest_recorded_at), '00:00:00'::interval) AS time_behind,
+     c.lease_holder,
+     c.lease_expires_at,
+     ((c.lease_holder IS NOT NULL) AND (c.lease_expires_at > clock_timestamp())) AS lease_active,
+     ( SELECT count(*) AS count
+            FROM annals_internal.dead_letters d
+           WHERE ((d.subscription_name = c.subscription_name) AND (d.member = c.member) AND (d.status <> 'resolved'::text))) AS dead_letters,
+     c.updated_at AS acknowledged_at
+    FROM ((annals_internal.subscription_checkpoints c
+      JOIN annals_internal.subscriptions s USING (subscription_name))
+      CROSS JOIN LATERAL ( SELECT count(*) AS events_behind,
+             min(p.recorded_at) AS oldest_recorded_at
+            FROM ( SELECT e.recorded_at
+                    FROM annals_internal.events e
+                   WHERE ((ROW(e.transaction_id, e.global_position) > ROW(c.checkpoint_transaction, c.checkpoint_position)) AND ((s.event_types IS NULL) OR (COALESCE(( SELECT a.event_type
+                            FROM annals_internal.event_type_aliases a
+                           WHERE (a.alias = e.event_type)), e.event_type) = ANY (s.event_types))) AND ((s.categories IS NULL) OR (e.category = ANY (s.categories))) AND ((s.group_size = 1) OR (((hashtextextended(e.stream_id, (0)::bigint) & '9223372036854775807'::bigint) % (s.group_size)::bigint) = c.member)))
+                  LIMIT 100000) p) pending);
+END;
+
+
+ALTER FUNCTION annals_internal.subscription_status_rows() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION subscription_status_rows(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.subscription_status_rows() IS 'The rows of annals.subscription_status, computed with JIT off.';
 
 
 --
@@ -3761,33 +4113,38 @@ COMMENT ON FUNCTION annals_internal.version_at(stream_id text, as_of timestamp w
 
 
 --
--- Name: dead_letters; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+-- Name: view_freshness_rows(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
-CREATE TABLE annals_internal.dead_letters (
-    dead_letter_id bigint NOT NULL,
-    subscription_name text NOT NULL,
-    member integer NOT NULL,
-    stream_id text NOT NULL,
-    stream_version bigint NOT NULL,
-    global_position bigint NOT NULL,
-    transaction_id xid8 NOT NULL,
-    attempts integer NOT NULL,
-    last_error text NOT NULL,
-    status text DEFAULT 'parked'::text NOT NULL,
-    parked_at timestamp with time zone NOT NULL,
-    resolved_at timestamp with time zone,
-    CONSTRAINT dead_letters_status_chk CHECK ((status = ANY (ARRAY['parked'::text, 'retry'::text, 'resolved'::text])))
-);
+CREATE FUNCTION annals_internal.view_freshness_rows() RETURNS TABLE(view_name text, refresh_interval interval, refreshed_at timestamp with time zone, refreshed_through_transaction xid8, refreshed_through_position bigint, events_behind bigint, age interval, last_duration interval, last_error text)
+    LANGUAGE sql STABLE SECURITY DEFINER ROWS 10
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    BEGIN ATOMIC
+ SELECT (m.view_name)::text AS view_name,
+     m.refresh_interval,
+     m.refreshed_at,
+     m.refreshed_through_transaction,
+     m.refreshed_through_position,
+     ( SELECT count(*) AS count
+            FROM ( SELECT 1 AS "?column?"
+                    FROM annals_internal.events e
+                   WHERE ((m.refreshed_snapshot IS NULL) OR ((e.transaction_id >= pg_snapshot_xmin(m.refreshed_snapshot)) AND (NOT pg_visible_in_snapshot(e.transaction_id, m.refreshed_snapshot))))
+                  LIMIT 100000) pending) AS events_behind,
+     (clock_timestamp() - m.refreshed_at) AS age,
+     m.last_duration,
+     m.last_error
+    FROM annals_internal.materialized_views m;
+END;
 
 
-ALTER TABLE annals_internal.dead_letters OWNER TO annals_owner;
+ALTER FUNCTION annals_internal.view_freshness_rows() OWNER TO annals_owner;
 
 --
--- Name: TABLE dead_letters; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+-- Name: FUNCTION view_freshness_rows(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON TABLE annals_internal.dead_letters IS 'Events a subscription consumer parked after exhausting its retries; status parked, retry (requested) or resolved.';
+COMMENT ON FUNCTION annals_internal.view_freshness_rows() IS 'The rows of annals.view_freshness, computed with JIT off.';
 
 
 --
@@ -3795,21 +4152,20 @@ COMMENT ON TABLE annals_internal.dead_letters IS 'Events a subscription consumer
 --
 
 CREATE VIEW annals.dead_letters AS
- SELECT d.dead_letter_id,
-    d.subscription_name,
-    d.member,
-    d.stream_id,
-    d.stream_version,
-    d.global_position,
-    d.transaction_id,
-    e.event_type,
-    d.attempts,
-    d.last_error,
-    d.status,
-    d.parked_at,
-    d.resolved_at
-   FROM (annals_internal.dead_letters d
-     JOIN annals_internal.events e ON (((e.stream_id = d.stream_id) AND (e.stream_version = d.stream_version))));
+ SELECT dead_letters_rows.dead_letter_id,
+    dead_letters_rows.subscription_name,
+    dead_letters_rows.member,
+    dead_letters_rows.stream_id,
+    dead_letters_rows.stream_version,
+    dead_letters_rows.global_position,
+    dead_letters_rows.transaction_id,
+    dead_letters_rows.event_type,
+    dead_letters_rows.attempts,
+    dead_letters_rows.last_error,
+    dead_letters_rows.status,
+    dead_letters_rows.parked_at,
+    dead_letters_rows.resolved_at
+   FROM annals_internal.dead_letters_rows() dead_letters_rows(dead_letter_id, subscription_name, member, stream_id, stream_version, global_position, transaction_id, event_type, attempts, last_error, status, parked_at, resolved_at);
 
 
 ALTER TABLE annals.dead_letters OWNER TO annals_owner;
@@ -3826,41 +4182,16 @@ COMMENT ON VIEW annals.dead_letters IS 'Events subscription consumers parked aft
 --
 
 CREATE VIEW annals.feed_blocker AS
- SELECT b.kind,
-    b.pid,
-    b.transaction_id,
-    b.started_at,
-    (clock_timestamp() - b.started_at) AS age,
-    b.state,
-    b.username,
-    b.application_name,
-    b.query
-   FROM ( SELECT 'backend'::text AS kind,
-            a.pid,
-            ((a.backend_xid)::text)::xid8 AS transaction_id_raw,
-            a.xact_start AS started_at,
-            a.state,
-            (a.usename)::text AS username,
-            a.application_name,
-            a.query,
-            age(a.backend_xid) AS xid_age,
-            (a.backend_xid)::text AS transaction_id
-           FROM pg_stat_activity a
-          WHERE (a.backend_xid IS NOT NULL)
-        UNION ALL
-         SELECT 'prepared transaction'::text,
-            NULL::integer,
-            ((p.transaction)::text)::xid8 AS transaction,
-            p.prepared,
-            'prepared'::text,
-            (p.owner)::text AS owner,
-            NULL::text,
-            p.gid,
-            age(p.transaction) AS age,
-            (p.transaction)::text AS transaction
-           FROM pg_prepared_xacts p) b
-  ORDER BY b.xid_age DESC
- LIMIT 1;
+ SELECT feed_blocker_rows.kind,
+    feed_blocker_rows.pid,
+    feed_blocker_rows.transaction_id,
+    feed_blocker_rows.started_at,
+    feed_blocker_rows.age,
+    feed_blocker_rows.state,
+    feed_blocker_rows.username,
+    feed_blocker_rows.application_name,
+    feed_blocker_rows.query
+   FROM annals_internal.feed_blocker_rows() feed_blocker_rows(kind, pid, transaction_id, started_at, age, state, username, application_name, query);
 
 
 ALTER TABLE annals.feed_blocker OWNER TO annals_owner;
@@ -3874,111 +4205,32 @@ id (kind, pid, age, state, query). While it runs, events of younger transactions
 
 
 --
--- Name: projection_skips; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.projection_skips (
-    projection_name text NOT NULL,
-    transaction_id xid8 NOT NULL,
-    skipped_at timestamp with time zone NOT NULL
-);
-
-
-ALTER TABLE annals_internal.projection_skips OWNER TO annals_owner;
-
---
--- Name: TABLE projection_skips; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.projection_skips IS 'Appending transactions that skipped an inline projection during its rebuild; left behind only by a failed rebuild. No foreign key: appends must not lock the registry; drop_projection deletes a projection''s rows.';
-
-
---
--- Name: subscription_checkpoints; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.subscription_checkpoints (
-    subscription_name text NOT NULL,
-    member integer NOT NULL,
-    checkpoint_transaction xid8 NOT NULL,
-    checkpoint_position bigint NOT NULL,
-    lease_holder text,
-    lease_expires_at timestamp with time zone,
-    updated_at timestamp with time zone NOT NULL,
-    CONSTRAINT subscription_checkpoints_member_chk CHECK ((member >= 0))
-)
-WITH (fillfactor='70');
-
-
-ALTER TABLE annals_internal.subscription_checkpoints OWNER TO annals_owner;
-
---
--- Name: TABLE subscription_checkpoints; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.subscription_checkpoints IS 'Per subscription member: the feed position acknowledged so far, and which consumer holds the lease.';
-
-
---
 -- Name: projections; Type: VIEW; Schema: annals; Owner: annals_owner
 --
 
 CREATE VIEW annals.projections AS
- SELECT p.projection_name,
-    p.mode,
-    p.enabled,
-        CASE
-            WHEN (r.done IS NOT NULL) THEN 'rebuilding'::text
-            WHEN ((EXISTS ( SELECT
-               FROM annals_internal.projection_skips k
-              WHERE (k.projection_name = p.projection_name))) OR (annals.rebuild_attempts(p.projection_name) > COALESCE(p.rebuilt_attempt, (0)::bigint))) THEN 'stale'::text
-            WHEN (p.incomplete_since IS NOT NULL) THEN 'incomplete'::text
-            WHEN (NOT p.enabled) THEN 'disabled'::text
-            WHEN (p.last_error IS NOT NULL) THEN 'failing'::text
-            ELSE 'active'::text
-        END AS state,
-    p.handler,
-    (p.tables)::text[] AS tables,
-    p.event_types,
-    p.categories,
-    c.checkpoint_transaction,
-    c.checkpoint_position,
-        CASE
-            WHEN (p.mode = 'async'::text) THEN ( SELECT count(*) AS count
-               FROM ( SELECT 1 AS "?column?"
-                       FROM annals_internal.events e
-                      WHERE ((ROW(e.transaction_id, e.global_position) > ROW(c.checkpoint_transaction, c.checkpoint_position)) AND ((p.event_types IS NULL) OR (COALESCE(( SELECT a.event_type
-                               FROM annals_internal.event_type_aliases a
-                              WHERE (a.alias = e.event_type)), e.event_type) = ANY (p.event_types))) AND ((p.categories IS NULL) OR (e.category = ANY (p.categories))))
-                     LIMIT 100000) pending)
-            ELSE (0)::bigint
-        END AS events_behind,
-        CASE
-            WHEN (p.mode = 'async'::text) THEN ( SELECT (clock_timestamp() - min(e.recorded_at))
-               FROM annals_internal.events e
-              WHERE ((ROW(e.transaction_id, e.global_position) > ROW(c.checkpoint_transaction, c.checkpoint_position)) AND ((p.event_types IS NULL) OR (COALESCE(( SELECT a.event_type
-                       FROM annals_internal.event_type_aliases a
-                      WHERE (a.alias = e.event_type)), e.event_type) = ANY (p.event_types))) AND ((p.categories IS NULL) OR (e.category = ANY (p.categories)))))
-            ELSE NULL::interval
-        END AS time_behind,
-    r.done AS rebuild_done,
-    r.total AS rebuild_total,
-    ( SELECT count(*) AS count
-           FROM annals_internal.dead_letters d
-          WHERE ((d.subscription_name = ('$projection:'::text || p.projection_name)) AND (d.status <> 'resolved'::text))) AS dead_letters,
-    p.last_error,
-    p.last_error_at,
-    p.rebuilt_at,
-    p.rebuilt_events,
-    p.updated_at,
-    p.incomplete_since
-   FROM ((annals_internal.projections p
-     LEFT JOIN annals_internal.subscription_checkpoints c ON (((c.subscription_name = ('$projection:'::text || p.projection_name)) AND (c.member = 0))))
-     LEFT JOIN LATERAL ( SELECT ((regexp_match(a.application_name, '^annals rebuild [0-9a-f]+ (\d+)/(\d+)'::text))[1])::bigint AS done,
-            ((regexp_match(a.application_name, '^annals rebuild [0-9a-f]+ (\d+)/(\d+)'::text))[2])::bigint AS total
-           FROM pg_stat_activity a
-          WHERE ((a.datname = current_database()) AND (a.application_name ~~ 'annals rebuild %'::text) AND ("substring"(a.application_name, '^annals rebuild ([0-9a-f]+) '::text) = to_hex(hashtextextended(('annals:projection:'::text || p.projection_name), (0)::bigint))))
-         LIMIT 1) r ON (true));
+ SELECT projections_rows.projection_name,
+    projections_rows.mode,
+    projections_rows.enabled,
+    projections_rows.state,
+    projections_rows.handler,
+    projections_rows.tables,
+    projections_rows.event_types,
+    projections_rows.categories,
+    projections_rows.checkpoint_transaction,
+    projections_rows.checkpoint_position,
+    projections_rows.events_behind,
+    projections_rows.time_behind,
+    projections_rows.rebuild_done,
+    projections_rows.rebuild_total,
+    projections_rows.dead_letters,
+    projections_rows.last_error,
+    projections_rows.last_error_at,
+    projections_rows.rebuilt_at,
+    projections_rows.rebuilt_events,
+    projections_rows.updated_at,
+    projections_rows.incomplete_since
+   FROM annals_internal.projections_rows() projections_rows(projection_name, mode, enabled, state, handler, tables, event_types, categories, checkpoint_transaction, checkpoint_position, events_behind, time_behind, rebuild_done, rebuild_total, dead_letters, last_error, last_error_at, rebuilt_at, rebuilt_events, updated_at, incomplete_since);
 
 
 ALTER TABLE annals.projections OWNER TO annals_owner;
@@ -3995,60 +4247,26 @@ lag for async ones (events counted up to 100000, time since the oldest pending),
 
 
 --
--- Name: subscriptions; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.subscriptions (
-    subscription_name text NOT NULL,
-    event_types text[],
-    categories text[],
-    group_size integer DEFAULT 1 NOT NULL,
-    created_at timestamp with time zone NOT NULL,
-    CONSTRAINT subscriptions_group_size_chk CHECK (((group_size >= 1) AND (group_size <= 1024)))
-);
-
-
-ALTER TABLE annals_internal.subscriptions OWNER TO annals_owner;
-
---
--- Name: TABLE subscriptions; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.subscriptions IS 'Named feed subscriptions: their filters and consumer-group size.';
-
-
---
 -- Name: subscription_status; Type: VIEW; Schema: annals; Owner: annals_owner
 --
 
 CREATE VIEW annals.subscription_status AS
- SELECT c.subscription_name,
-    c.member,
-    s.group_size,
-    s.event_types,
-    s.categories,
-    c.checkpoint_transaction,
-    c.checkpoint_position,
-    pending.events_behind,
-    (pending.events_behind >= 100000) AS events_behind_capped,
-    COALESCE((clock_timestamp() - pending.oldest_recorded_at), '00:00:00'::interval) AS time_behind,
-    c.lease_holder,
-    c.lease_expires_at,
-    ((c.lease_holder IS NOT NULL) AND (c.lease_expires_at > clock_timestamp())) AS lease_active,
-    ( SELECT count(*) AS count
-           FROM annals_internal.dead_letters d
-          WHERE ((d.subscription_name = c.subscription_name) AND (d.member = c.member) AND (d.status <> 'resolved'::text))) AS dead_letters,
-    c.updated_at AS acknowledged_at
-   FROM ((annals_internal.subscription_checkpoints c
-     JOIN annals_internal.subscriptions s USING (subscription_name))
-     CROSS JOIN LATERAL ( SELECT count(*) AS events_behind,
-            min(p.recorded_at) AS oldest_recorded_at
-           FROM ( SELECT e.recorded_at
-                   FROM annals_internal.events e
-                  WHERE ((ROW(e.transaction_id, e.global_position) > ROW(c.checkpoint_transaction, c.checkpoint_position)) AND ((s.event_types IS NULL) OR (COALESCE(( SELECT a.event_type
-                           FROM annals_internal.event_type_aliases a
-                          WHERE (a.alias = e.event_type)), e.event_type) = ANY (s.event_types))) AND ((s.categories IS NULL) OR (e.category = ANY (s.categories))) AND ((s.group_size = 1) OR (((hashtextextended(e.stream_id, (0)::bigint) & '9223372036854775807'::bigint) % (s.group_size)::bigint) = c.member)))
-                 LIMIT 100000) p) pending);
+ SELECT subscription_status_rows.subscription_name,
+    subscription_status_rows.member,
+    subscription_status_rows.group_size,
+    subscription_status_rows.event_types,
+    subscription_status_rows.categories,
+    subscription_status_rows.checkpoint_transaction,
+    subscription_status_rows.checkpoint_position,
+    subscription_status_rows.events_behind,
+    subscription_status_rows.events_behind_capped,
+    subscription_status_rows.time_behind,
+    subscription_status_rows.lease_holder,
+    subscription_status_rows.lease_expires_at,
+    subscription_status_rows.lease_active,
+    subscription_status_rows.dead_letters,
+    subscription_status_rows.acknowledged_at
+   FROM annals_internal.subscription_status_rows() subscription_status_rows(subscription_name, member, group_size, event_types, categories, checkpoint_transaction, checkpoint_position, events_behind, events_behind_capped, time_behind, lease_holder, lease_expires_at, lease_active, dead_letters, acknowledged_at);
 
 
 ALTER TABLE annals.subscription_status OWNER TO annals_owner;
@@ -4066,20 +4284,16 @@ when there are more), time behind (age of the oldest unacknowledged event, 0 whe
 --
 
 CREATE VIEW annals.view_freshness AS
- SELECT (m.view_name)::text AS view_name,
-    m.refresh_interval,
-    m.refreshed_at,
-    m.refreshed_through_transaction,
-    m.refreshed_through_position,
-    ( SELECT count(*) AS count
-           FROM ( SELECT 1 AS "?column?"
-                   FROM annals_internal.events e
-                  WHERE ((m.refreshed_snapshot IS NULL) OR ((e.transaction_id >= pg_snapshot_xmin(m.refreshed_snapshot)) AND (NOT pg_visible_in_snapshot(e.transaction_id, m.refreshed_snapshot))))
-                 LIMIT 100000) pending) AS events_behind,
-    (clock_timestamp() - m.refreshed_at) AS age,
-    m.last_duration,
-    m.last_error
-   FROM annals_internal.materialized_views m;
+ SELECT view_freshness_rows.view_name,
+    view_freshness_rows.refresh_interval,
+    view_freshness_rows.refreshed_at,
+    view_freshness_rows.refreshed_through_transaction,
+    view_freshness_rows.refreshed_through_position,
+    view_freshness_rows.events_behind,
+    view_freshness_rows.age,
+    view_freshness_rows.last_duration,
+    view_freshness_rows.last_error
+   FROM annals_internal.view_freshness_rows() view_freshness_rows(view_name, refresh_interval, refreshed_at, refreshed_through_transaction, refreshed_through_position, events_behind, age, last_duration, last_error);
 
 
 ALTER TABLE annals.view_freshness OWNER TO annals_owner;
@@ -5707,6 +5921,16 @@ REVOKE ALL ON FUNCTION annals_internal.check_subscription_name(subscription text
 
 
 --
+-- Name: FUNCTION dead_letters_rows(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.dead_letters_rows() FROM PUBLIC;
+GRANT ALL ON FUNCTION annals_internal.dead_letters_rows() TO annals_writer;
+GRANT ALL ON FUNCTION annals_internal.dead_letters_rows() TO annals_reader;
+GRANT ALL ON FUNCTION annals_internal.dead_letters_rows() TO annals_bi;
+
+
+--
 -- Name: FUNCTION dispatch_inline(); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5746,6 +5970,16 @@ REVOKE ALL ON FUNCTION annals_internal.unknown_keys(ev jsonb) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION feed_blocker_rows(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.feed_blocker_rows() FROM PUBLIC;
+GRANT ALL ON FUNCTION annals_internal.feed_blocker_rows() TO annals_writer;
+GRANT ALL ON FUNCTION annals_internal.feed_blocker_rows() TO annals_reader;
+GRANT ALL ON FUNCTION annals_internal.feed_blocker_rows() TO annals_bi;
 
 
 --
@@ -5805,6 +6039,16 @@ REVOKE ALL ON FUNCTION annals_internal.projection_subscription(projection text) 
 
 
 --
+-- Name: FUNCTION projections_rows(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.projections_rows() FROM PUBLIC;
+GRANT ALL ON FUNCTION annals_internal.projections_rows() TO annals_writer;
+GRANT ALL ON FUNCTION annals_internal.projections_rows() TO annals_reader;
+GRANT ALL ON FUNCTION annals_internal.projections_rows() TO annals_bi;
+
+
+--
 -- Name: FUNCTION raise_error(code text, message text, detail jsonb, hint text); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5844,6 +6088,16 @@ REVOKE ALL ON FUNCTION annals_internal.replay_projection(projection annals_inter
 --
 
 REVOKE ALL ON FUNCTION annals_internal.report_rebuild_progress(projection text, done bigint, total bigint) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION subscription_status_rows(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.subscription_status_rows() FROM PUBLIC;
+GRANT ALL ON FUNCTION annals_internal.subscription_status_rows() TO annals_writer;
+GRANT ALL ON FUNCTION annals_internal.subscription_status_rows() TO annals_reader;
+GRANT ALL ON FUNCTION annals_internal.subscription_status_rows() TO annals_bi;
 
 
 --
@@ -5900,6 +6154,16 @@ REVOKE ALL ON FUNCTION annals_internal.types_to_upcast() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.version_at(stream_id text, as_of timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION view_freshness_rows(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.view_freshness_rows() FROM PUBLIC;
+GRANT ALL ON FUNCTION annals_internal.view_freshness_rows() TO annals_writer;
+GRANT ALL ON FUNCTION annals_internal.view_freshness_rows() TO annals_reader;
+GRANT ALL ON FUNCTION annals_internal.view_freshness_rows() TO annals_bi;
 
 
 --

@@ -77,8 +77,16 @@ SELECT is_empty(
         FROM pg_catalog.pg_proc AS p,
              unnest(ARRAY['annals_writer', 'annals_reader', 'annals_bi']) AS r(role)
        WHERE p.pronamespace = 'annals_internal'::regnamespace
-         AND has_function_privilege(r.role, p.oid, 'EXECUTE')$$,
-    'no application role may execute a function in annals_internal');
+         AND has_function_privilege(r.role, p.oid, 'EXECUTE')
+         AND NOT EXISTS (
+               SELECT FROM pg_catalog.pg_depend AS d
+                 JOIN pg_catalog.pg_rewrite AS rw ON rw.oid = d.objid
+                 JOIN pg_catalog.pg_class AS v ON v.oid = rw.ev_class
+                WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
+                  AND d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = p.oid
+                  AND v.relnamespace = 'annals'::regnamespace
+                  AND has_table_privilege(r.role, v.oid, 'SELECT'))$$,
+    'no application role may execute a function in annals_internal, but the rows of a public view it may read');
 -- A view's user needs EXECUTE on the functions the view calls, so annals_bi may also execute
 -- exactly those functions that a public view it may SELECT depends on.
 SELECT is_empty(
@@ -86,14 +94,14 @@ SELECT is_empty(
         FROM pg_catalog.pg_proc AS p
        WHERE p.pronamespace = 'annals'::regnamespace
          AND has_function_privilege('annals_bi', p.oid, 'EXECUTE')
-         AND p.proname NOT IN ('schema_version', 'feed_head')
+         AND p.proname NOT IN ('schema_version', 'feed_head', 'rebuild_attempts')
          AND NOT EXISTS (
                SELECT FROM pg_catalog.pg_depend AS d
                  JOIN pg_catalog.pg_rewrite AS rw ON rw.oid = d.objid
                 WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
                   AND d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = p.oid
                   AND has_table_privilege('annals_bi', rw.ev_class, 'SELECT'))$$,
-    'annals_bi may execute no annals function but schema_version, feed_head and those its views call');
+    'annals_bi may execute no annals function but schema_version, feed_head, rebuild_attempts (a count the projections view needs) and those its views call');
 -- Decided (README, roles): BI dashboards chart feed lag, so annals_bi may call annals.feed_head(),
 -- which returns positions and a time, never event data.
 SELECT function_privs_are('annals', 'feed_head', ARRAY[]::name[], 'annals_bi', ARRAY['EXECUTE']::name[],

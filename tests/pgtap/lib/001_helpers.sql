@@ -50,3 +50,16 @@ BEGIN
     RETURN jsonb_build_object('sqlstate', v_state, 'detail', v_json, 'detail_text', v_detail);
 END
 $$;
+
+-- The estimated total cost of a query's plan.
+CREATE FUNCTION pg_temp.plan_cost(query text)
+RETURNS float8
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_plan json;
+BEGIN
+    EXECUTE 'EXPLAIN (FORMAT JSON) ' || query INTO v_plan;
+    RETURN (v_plan -> 0 -> 'Plan' ->> 'Total Cost')::float8;
+END
+$$;
