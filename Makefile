@@ -26,8 +26,11 @@ vet:
 # One package at a time (-p 1): the feed's barrier is cluster-wide, so one package's deliberately
 # long transactions (rebuilds, interleavings) would stall another package's feed tests. Tests
 # inside a package still run in parallel.
+#
+# gotestsum prints each test as it finishes (and the output of failing ones), so a long package
+# is not minutes of silence.
 test-go:
-	$(GO) test -p 1 -count=1 -timeout $(GOTIMEOUT) ./...
+	$(GO) tool gotestsum --format testname --format-hide-empty-pkg -- -p 1 -count=1 -timeout $(GOTIMEOUT) ./...
 
 # pgTAP files in tests/pgtap (structure, behaviour, plpgsql_check) in a fresh database.
 test-sql:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the SQL test tools are present: pg_prove (libtap-parser-sourcehandler-pgtap-perl) and
 # the pgtap and plpgsql_check extensions (postgresql-15-pgtap, postgresql-15-plpgsql-check).
-# Installs them with apt-get when running as root on a machine that has it; otherwise prints the
-# exact command and fails.
+# Installs them with apt-get when running as root on a machine that has it, after asking (CI, or
+# ANNALS_INSTALL_DEPS=yes, answers yes); otherwise prints the exact command and fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source tests/scripts/lib.sh
@@ -29,6 +29,18 @@ fi
 
 echo "deps: missing ${packages[*]}"
 if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    # Changing the system's packages is asked for, not assumed: CI (or ANNALS_INSTALL_DEPS=yes)
+    # says yes up front; a person at a terminal answers; anything else gets the command to run.
+    answer=${ANNALS_INSTALL_DEPS:-}
+    [[ -n ${CI:-} ]] && answer=yes
+    if [[ -z $answer && -t 0 ]]; then
+        read -r -p "deps: install them with apt-get now? [y/N] " answer
+    fi
+    if [[ $answer != [yY]* ]]; then
+        echo "error: not installing; install them yourself, or run with ANNALS_INSTALL_DEPS=yes:" >&2
+        echo "  apt-get update && apt-get install -y ${packages[*]}" >&2
+        exit 1
+    fi
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
     exit 0
