@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -127,12 +129,47 @@ type detail struct {
 // recognize, and nil, are returned unchanged; typed errors still unwrap to *pgconn.PgError.
 func MapError(err error) error { return mapError(err) }
 
+// ProjectionError is returned when an inline projection's handler failed inside an append (the
+// append wrote nothing). Projection names it; Err is the handler's error, which unwraps to the
+// *pgconn.PgError with the handler's SQLSTATE.
+type ProjectionError struct {
+	Projection string
+	Err        error
+}
+
+func (e *ProjectionError) Error() string {
+	cause := strings.TrimPrefix(e.Err.Error(), "annals: ")
+	if pgErr, ok := e.Err.(*pgconn.PgError); ok { // a handler's own error: its words, its SQLSTATE
+		cause = fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+	}
+	return fmt.Sprintf("inline projection %q failed: %s", e.Projection, cause)
+}
+
+// Unwrap returns the handler's error.
+func (e *ProjectionError) Unwrap() error { return e.Err }
+
+// inlineFrame finds the frame inline dispatch calls a handler through in an error's CONTEXT:
+// annals_internal."inline projection <name>" (quotes in the name doubled).
+var inlineFrame = regexp.MustCompile(`function annals_internal\."inline projection ((?:[^"]|"")*)"\(annals\.event\[\]\)`)
+
 // mapError is the single place that reads SQLSTATEs.
 func mapError(err error) error {
 	var pgErr *pgconn.PgError
 	if err == nil || !errors.As(err, &pgErr) {
 		return err
 	}
+	if m := inlineFrame.FindStringSubmatch(pgErr.Where); m != nil {
+		var pe *ProjectionError
+		if errors.As(err, &pe) {
+			return err
+		}
+		return &ProjectionError{Projection: strings.ReplaceAll(m[1], `""`, `"`), Err: mapCode(err, pgErr)}
+	}
+	return mapCode(err, pgErr)
+}
+
+// mapCode maps pgErr, which err wraps, by its SQLSTATE.
+func mapCode(err error, pgErr *pgconn.PgError) error {
 	var d detail
 	if len(pgErr.Detail) > 0 && pgErr.Detail[0] == '{' {
 		_ = json.Unmarshal([]byte(pgErr.Detail), &d) // best effort: the message stays either way

@@ -2917,7 +2917,8 @@ BEGIN
       FROM new_events AS n%2$s;
     IF v_events IS NOT NULL THEN
         IF pg_try_advisory_xact_lock_shared(%3$s) THEN
-            PERFORM %4$s(v_events);
+            IF annals_internal.%4$I(v_events) THEN  -- true; a condition runs without a query
+            END IF;
         ELSE
             INSERT INTO annals_internal.projection_skips AS k (projection_name, transaction_id, skipped_at)
             VALUES (%5$L, pg_current_xact_id(), clock_timestamp())
@@ -2925,7 +2926,7 @@ BEGIN
         END IF;
     END IF;
 $block$, v_up, CASE WHEN v_where <> '' THEN E'\n     WHERE ' || v_where END,
-         annals_internal.projection_lock_key(p.projection_name), p.handler_call, p.projection_name);
+         annals_internal.projection_lock_key(p.projection_name), annals_internal.inline_frame(p.projection_name), p.projection_name);
     END LOOP;
     IF v_calls = '' THEN
         RETURN E'\nBEGIN\n    RETURN NULL;  -- no inline projection is enabled (and the trigger is disabled)\nEND\n';
@@ -3116,6 +3117,38 @@ ALTER FUNCTION annals_internal.has_matching_events(event_types text[], categorie
 --
 
 COMMENT ON FUNCTION annals_internal.has_matching_events(event_types text[], categories text[]) IS 'True when some stored event passes these projection filters (NULL: every type, every category).';
+
+
+--
+-- Name: inline_frame(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.inline_frame(projection text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_name text := 'inline projection ' || inline_frame.projection;
+    v_cut  text := inline_frame.projection;
+BEGIN
+    IF octet_length(v_name) <= 63 THEN
+        RETURN v_name;
+    END IF;
+    WHILE octet_length('inline projection ' || v_cut || '~' || to_hex(annals_internal.projection_lock_key(inline_frame.projection))) > 63 LOOP
+        v_cut := left(v_cut, -1);
+    END LOOP;
+    RETURN 'inline projection ' || v_cut || '~' || to_hex(annals_internal.projection_lock_key(inline_frame.projection));
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.inline_frame(projection text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION inline_frame(projection text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.inline_frame(projection text) IS 'Name of the function through which inline dispatch calls a projection''s handler: ''inline projection <name>'' (cut and suffixed when over 63 bytes).';
 
 
 --
@@ -3776,8 +3809,14 @@ BEGIN
         -- collide on the pg_proc row), and the body is computed again under it, so it includes
         -- what a regeneration this one waited for committed.
         LOCK TABLE annals_internal.events IN SHARE ROW EXCLUSIVE MODE;
+        PERFORM annals_internal.sync_inline_frames();
         EXECUTE format('CREATE OR REPLACE FUNCTION annals_internal.dispatch_inline() RETURNS trigger LANGUAGE plpgsql '
                        'VOLATILE SET search_path = pg_catalog, pg_temp AS %L', annals_internal.dispatch_source());
+    ELSIF EXISTS (SELECT FROM annals_internal.projections AS p
+                   WHERE p.mode = 'inline' AND p.enabled
+                     AND to_regprocedure(format('annals_internal.%I(annals.event[])', annals_internal.inline_frame(p.projection_name))) IS NULL) THEN
+        LOCK TABLE annals_internal.events IN SHARE ROW EXCLUSIVE MODE;
+        PERFORM annals_internal.sync_inline_frames();
     END IF;
 
     SELECT EXISTS (SELECT FROM annals_internal.projections AS p WHERE p.mode = 'inline' AND p.enabled) INTO v_want;
@@ -3799,6 +3838,47 @@ ALTER FUNCTION annals_internal.sync_dispatch_trigger() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.sync_dispatch_trigger() IS 'Regenerates annals_internal.dispatch_inline() from the registry and enables its trigger exactly when an enabled inline projection exists.';
+
+
+--
+-- Name: sync_inline_frames(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.sync_inline_frames() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT annals_internal.inline_frame(p.projection_name) AS frame, p.handler_call, p.projection_name
+               FROM annals_internal.projections AS p
+              WHERE p.mode = 'inline' AND p.enabled LOOP
+        EXECUTE format('CREATE OR REPLACE FUNCTION annals_internal.%I(events annals.event[]) RETURNS boolean LANGUAGE plpgsql '
+                       'VOLATILE SET search_path = pg_catalog, pg_temp AS %L',
+                       r.frame, format(E'\nBEGIN\n    PERFORM %s(events);\n    RETURN true;\nEND\n', r.handler_call));
+        EXECUTE format('COMMENT ON FUNCTION annals_internal.%I(annals.event[]) IS %L', r.frame,
+                       format('Calls the handler of inline projection %L, so that its errors name it.', r.projection_name));
+        EXECUTE format('REVOKE ALL ON FUNCTION annals_internal.%I(annals.event[]) FROM PUBLIC', r.frame);
+    END LOOP;
+    FOR r IN SELECT f.oid::regprocedure AS fn
+               FROM pg_catalog.pg_proc AS f
+              WHERE f.pronamespace = 'annals_internal'::regnamespace AND f.proname LIKE 'inline projection %'
+                AND f.proname NOT IN (SELECT annals_internal.inline_frame(p.projection_name) FROM annals_internal.projections AS p
+                                       WHERE p.mode = 'inline' AND p.enabled) LOOP
+        EXECUTE format('DROP FUNCTION %s', r.fn);
+    END LOOP;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.sync_inline_frames() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION sync_inline_frames(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.sync_inline_frames() IS 'Creates the named frame (annals_internal."inline projection <name>") of every enabled inline projection, and drops the rest.';
 
 
 --
@@ -5997,6 +6077,13 @@ REVOKE ALL ON FUNCTION annals_internal.has_matching_events(event_types text[], c
 
 
 --
+-- Name: FUNCTION inline_frame(projection text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.inline_frame(projection text) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION member_of(stream_id text, group_size integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6105,6 +6192,13 @@ GRANT ALL ON FUNCTION annals_internal.subscription_status_rows() TO annals_bi;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.sync_dispatch_trigger() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION sync_inline_frames(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.sync_inline_frames() FROM PUBLIC;
 
 
 --

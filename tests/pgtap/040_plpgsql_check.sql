@@ -45,8 +45,8 @@ SELECT is_empty($$SELECT function, lineno, level, sqlstate, message, detail FROM
                    WHERE function = 'annals_internal.dispatch_inline()'::regprocedure$$,
                 'plpgsql_check finds nothing in the generated dispatch');
 SELECT matches((SELECT p.prosrc FROM pg_catalog.pg_proc AS p WHERE p.oid = 'annals_internal.dispatch_inline()'::regprocedure),
-               'PERFORM annals_internal\.' || annals_internal.handler_pin('lint two') || '\(v_events\)',
-               'handlers are called statically, through their pins');
+               'IF annals_internal\."inline projection lint two"\(v_events\) THEN',
+               'handlers are called statically, through their named frames');
 SELECT lives_ok($$SELECT annals.append_events('acct-1', NULL, '[{"type": "Old"}, {"type": "C"}]')$$,
                 'an append goes through the generated dispatch');
 SELECT results_eq($$SELECT (SELECT n FROM lint_p.t1), (SELECT n FROM lint_p."t 2")$$, $$VALUES (1, 2)$$,

@@ -116,11 +116,17 @@ func TestPoisonEventAbortsTheAppend(t *testing.T) {
 		pgErr := pgCode(t, err)
 		require.Equal(t, "P0001", pgErr.Code, "the handler's SQLSTATE reaches the caller")
 		require.Equal(t, fmt.Sprintf("poison event %s@%d", stream, version), pgErr.Message)
+		// SQL clients see the projection in the CONTEXT, one line.
+		require.Contains(t, pgErr.Where, `PL/pgSQL function annals_internal."inline projection guard"(annals.event[])`)
 	}
 
-	// An existing stream: a batch with a poison event in second place.
+	// An existing stream: a batch with a poison event in second place. Go names the projection.
 	_, err := f.store.Append(f.ctx, "acct-1", annals.Exact(1), ev("Deposited", nil), ev("Deposited", map[string]any{"poison": true}))
 	requirePoisoned(err, "acct-1", 3)
+	var projErr *annals.ProjectionError
+	require.ErrorAs(t, err, &projErr)
+	require.Equal(t, "guard", projErr.Projection)
+	require.Equal(t, `annals: append to "acct-1": inline projection "guard" failed: poison event acct-1@3 (SQLSTATE P0001)`, err.Error())
 	require.EqualValues(t, 1, scalar[int64](t, f, "SELECT s.stream_version FROM annals.stream_info('acct-1') AS s"))
 
 	// A new stream: it must not come into existence.
