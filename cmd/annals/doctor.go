@@ -329,7 +329,7 @@ func (d *doctor) checkFeed(ctx context.Context) {
 	// A read of one event raises ST503 when transaction ids were restored from another cluster.
 	if _, err := d.client.ReadAll(ctx, annals.Checkpoint{}, annals.FeedOptions{MaxCount: 1}); err != nil {
 		if errors.Is(err, annals.ErrFeedRestored) {
-			d.fail("feed", "%s: run SELECT annals.rebase_transaction_ids() as annals_owner once", tidyMessage(err.Error()))
+			d.fail("feed", "%s: run SELECT annals.rebase_transaction_ids() as a superuser once", tidyMessage(err.Error()))
 		} else {
 			d.cannot("feed", err)
 		}
