@@ -187,6 +187,25 @@ BEGIN
     COMMENT ON FUNCTION annals_guard.history_state() IS
         'The guarded state of Annals history, one sorted line per fact ("object | attributes"): relations, schemas, columns, constraints, partitions, triggers and their enabled state, rules, policies, and the append-only function''s definition.';
 
+    -- Records the current state as the one members' DDL must leave alone. Called after each DDL
+    -- command of a superuser session, at install, and by a superuser's annals migrate.
+    CREATE OR REPLACE FUNCTION annals_guard.pin()
+    RETURNS void
+    LANGUAGE sql
+    VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $fn$
+        INSERT INTO annals_guard.pinned AS p (singleton, state, pinned_at, pinned_by)
+        VALUES (true, annals_guard.history_state(), pg_catalog.clock_timestamp(), session_user)
+        ON CONFLICT (singleton) DO UPDATE
+           SET state = excluded.state, pinned_at = excluded.pinned_at, pinned_by = excluded.pinned_by
+         WHERE p.state IS DISTINCT FROM excluded.state
+    $fn$;
+    EXECUTE pg_catalog.format('ALTER FUNCTION annals_guard.pin() OWNER TO %I', v_bootstrap);
+    REVOKE ALL ON FUNCTION annals_guard.pin() FROM PUBLIC;
+    COMMENT ON FUNCTION annals_guard.pin() IS
+        'Pins annals_guard.history_state() as the state members of annals_owner may not change (superusers only).';
+
     -- The event trigger function. SECURITY DEFINER, so it reads and pins the state whoever runs
     -- the DDL; it calls nothing annals_owner could replace. session_user, not current_user:
     -- SET ROLE and SECURITY DEFINER functions change the latter, and a superuser's migrate runs
@@ -204,12 +223,7 @@ BEGIN
     BEGIN
         IF (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user) THEN
             IF TG_EVENT = 'ddl_command_end' THEN
-                v_state := annals_guard.history_state();
-                INSERT INTO annals_guard.pinned AS p (singleton, state, pinned_at, pinned_by)
-                VALUES (true, v_state, pg_catalog.clock_timestamp(), session_user)
-                ON CONFLICT (singleton) DO UPDATE
-                   SET state = excluded.state, pinned_at = excluded.pinned_at, pinned_by = excluded.pinned_by
-                 WHERE p.state IS DISTINCT FROM excluded.state;
+                PERFORM annals_guard.pin();
             END IF;
             RETURN;
         END IF;
@@ -279,10 +293,7 @@ BEGIN
     COMMENT ON EVENT TRIGGER annals_history_guard_rewrite IS
         'Annals history guard: refuses a table rewrite of a guarded relation in a non-superuser session.';
 
-    INSERT INTO annals_guard.pinned AS p (singleton, state, pinned_at, pinned_by)
-    VALUES (true, annals_guard.history_state(), pg_catalog.clock_timestamp(), session_user)
-    ON CONFLICT (singleton) DO UPDATE
-       SET state = excluded.state, pinned_at = excluded.pinned_at, pinned_by = excluded.pinned_by;
+    PERFORM annals_guard.pin();
 END
 $install$;
 -- +goose StatementEnd
