@@ -188,7 +188,9 @@ BEGIN
         'The guarded state of Annals history, one sorted line per fact ("object | attributes"): relations, schemas, columns, constraints, partitions, triggers and their enabled state, rules, policies, and the append-only function''s definition.';
 
     -- Records the current state as the one members' DDL must leave alone. Called after each DDL
-    -- command of a superuser session, at install, and by a superuser's annals migrate.
+    -- command of a superuser session, at install, and by a superuser's annals migrate. It writes
+    -- (and so locks the row until commit) only when the state changed: most superuser DDL leaves
+    -- the history tables alone, and concurrent superuser transactions must not queue on this row.
     CREATE OR REPLACE FUNCTION annals_guard.pin()
     RETURNS void
     LANGUAGE sql
@@ -196,10 +198,11 @@ BEGIN
     SET search_path = pg_catalog, pg_temp
     AS $fn$
         INSERT INTO annals_guard.pinned AS p (singleton, state, pinned_at, pinned_by)
-        VALUES (true, annals_guard.history_state(), pg_catalog.clock_timestamp(), session_user)
+        SELECT true, s.state, pg_catalog.clock_timestamp(), session_user
+          FROM (SELECT annals_guard.history_state() AS state) AS s
+         WHERE s.state IS DISTINCT FROM (SELECT q.state FROM annals_guard.pinned AS q)
         ON CONFLICT (singleton) DO UPDATE
            SET state = excluded.state, pinned_at = excluded.pinned_at, pinned_by = excluded.pinned_by
-         WHERE p.state IS DISTINCT FROM excluded.state
     $fn$;
     EXECUTE pg_catalog.format('ALTER FUNCTION annals_guard.pin() OWNER TO %I', v_bootstrap);
     REVOKE ALL ON FUNCTION annals_guard.pin() FROM PUBLIC;

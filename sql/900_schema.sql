@@ -2235,12 +2235,7 @@ CREATE FUNCTION annals_guard.history_guard() RETURNS event_trigger
     BEGIN
         IF (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user) THEN
             IF TG_EVENT = 'ddl_command_end' THEN
-                v_state := annals_guard.history_state();
-                INSERT INTO annals_guard.pinned AS p (singleton, state, pinned_at, pinned_by)
-                VALUES (true, v_state, pg_catalog.clock_timestamp(), session_user)
-                ON CONFLICT (singleton) DO UPDATE
-                   SET state = excluded.state, pinned_at = excluded.pinned_at, pinned_by = excluded.pinned_by
-                 WHERE p.state IS DISTINCT FROM excluded.state;
+                PERFORM annals_guard.pin();
             END IF;
             RETURN;
         END IF;
@@ -2390,6 +2385,32 @@ ALTER FUNCTION annals_guard.history_state() OWNER TO postgres;
 --
 
 COMMENT ON FUNCTION annals_guard.history_state() IS 'The guarded state of Annals history, one sorted line per fact ("object | attributes"): relations, schemas, columns, constraints, partitions, triggers and their enabled state, rules, policies, and the append-only function''s definition.';
+
+
+--
+-- Name: pin(); Type: FUNCTION; Schema: annals_guard; Owner: postgres
+--
+
+CREATE FUNCTION annals_guard.pin() RETURNS void
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+        INSERT INTO annals_guard.pinned AS p (singleton, state, pinned_at, pinned_by)
+        SELECT true, s.state, pg_catalog.clock_timestamp(), session_user
+          FROM (SELECT annals_guard.history_state() AS state) AS s
+         WHERE s.state IS DISTINCT FROM (SELECT q.state FROM annals_guard.pinned AS q)
+        ON CONFLICT (singleton) DO UPDATE
+           SET state = excluded.state, pinned_at = excluded.pinned_at, pinned_by = excluded.pinned_by
+    $$;
+
+
+ALTER FUNCTION annals_guard.pin() OWNER TO postgres;
+
+--
+-- Name: FUNCTION pin(); Type: COMMENT; Schema: annals_guard; Owner: postgres
+--
+
+COMMENT ON FUNCTION annals_guard.pin() IS 'Pins annals_guard.history_state() as the state members of annals_owner may not change (superusers only).';
 
 
 --
@@ -5382,6 +5403,13 @@ REVOKE ALL ON FUNCTION annals_guard.history_guard() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION annals_guard.history_state() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pin(); Type: ACL; Schema: annals_guard; Owner: postgres
+--
+
+REVOKE ALL ON FUNCTION annals_guard.pin() FROM PUBLIC;
 
 
 --
