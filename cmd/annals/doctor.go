@@ -475,9 +475,14 @@ func (d *doctor) checkOwners(ctx context.Context) {
 		    UNION
 		    SELECT a.member, a.roleid FROM pg_catalog.pg_auth_members AS a JOIN m ON a.roleid = m.member
 		)
-		SELECT r.rolname::text, min(m.via::regrole::text), r.rolsuper, r.rolcanlogin
+		SELECT r.rolname::text, min(m.via::regrole::text), r.rolsuper, r.rolcanlogin,
+		       CASE WHEN r.rolsuper THEN ''
+		            WHEN r.rolcreaterole THEN 'CREATEROLE'
+		            WHEN pg_has_role(r.oid, 'pg_execute_server_program', 'MEMBER') THEN 'pg_execute_server_program'
+		            WHEN pg_has_role(r.oid, 'pg_write_server_files', 'MEMBER') THEN 'pg_write_server_files'
+		            ELSE '' END
 		  FROM m JOIN pg_catalog.pg_roles AS r ON r.oid = m.member
-		 GROUP BY r.rolname, r.rolsuper, r.rolcanlogin
+		 GROUP BY r.oid, r.rolname, r.rolsuper, r.rolcanlogin, r.rolcreaterole
 		 ORDER BY r.rolname`)
 	if err != nil {
 		d.cannot("owners", err)
@@ -486,6 +491,10 @@ func (d *doctor) checkOwners(ctx context.Context) {
 	type member struct {
 		Name, Via    string
 		Super, Login bool
+		// Escape names what lets a non-superuser act as the server's operating-system user, and
+		// so past any guard: CREATEROLE (on PostgreSQL 15 it may grant itself
+		// pg_execute_server_program), or membership in one of the server file and program roles.
+		Escape string
 	}
 	members, err := pgx.CollectRows(rows, pgx.RowToStructByPos[member])
 	if err != nil {
@@ -499,7 +508,7 @@ func (d *doctor) checkOwners(ctx context.Context) {
 		return
 	}
 	problems := 0
-	var names []string
+	var names, escapes, fixes []string
 	for _, m := range members {
 		switch m.Name {
 		case "annals_writer", "annals_reader", "annals_bi":
@@ -511,23 +520,42 @@ func (d *doctor) checkOwners(ctx context.Context) {
 		switch {
 		case m.Super:
 			name += " (superuser)"
+		case m.Escape != "":
+			name += " (" + m.Escape + ")"
+			escapes = append(escapes, m.Name)
+			if m.Escape == "CREATEROLE" {
+				fixes = append(fixes, "ALTER ROLE "+m.Name+" NOCREATEROLE")
+			} else {
+				fixes = append(fixes, "REVOKE "+m.Escape+" FROM "+m.Name)
+			}
 		case !m.Login:
 			name += " (group)"
 		}
 		names = append(names, name)
 	}
 	supers := "superusers: " + orNone(strings.Join(superusers, ", "))
-	switch {
-	case problems > 0:
-	case len(members) == 0:
+	if problems > 0 {
+		return
+	}
+	if len(members) == 0 {
 		d.ok("owners", "annals_owner has no members; %s", supers)
-	case d.guardOn:
+		return
+	}
+	var risks []string
+	if !d.guardOn {
+		risks = append(risks, "without the history guard each can disable the append-only triggers and rewrite history: "+
+			"keep membership to administrators, and run `annals migrate` as a superuser")
+	}
+	if len(escapes) > 0 {
+		risks = append(risks, fmt.Sprintf("%s can act as the server's operating-system user (CREATEROLE may grant itself "+
+			"pg_execute_server_program), so no guard binds them: once Annals is installed, %s", firstFew(escapes, 3), strings.Join(fixes, "; ")))
+	}
+	if len(risks) == 0 {
 		d.ok("owners", "%d member(s) of annals_owner: %s; with the guard on, none can change history without a superuser's login; %s",
 			len(members), firstFew(names, 8), supers)
-	default:
-		d.warn("owners", "%d member(s) of annals_owner: %s; without the history guard each can disable the append-only triggers and rewrite history: "+
-			"keep membership to administrators, and run `annals migrate` as a superuser; %s", len(members), firstFew(names, 8), supers)
+		return
 	}
+	d.warn("owners", "%d member(s) of annals_owner: %s; %s; %s", len(members), firstFew(names, 8), strings.Join(risks, "; "), supers)
 }
 
 // checkTriggers finds missing append-only triggers (functions/010_append_only.sql: the events
