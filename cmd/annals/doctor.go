@@ -30,7 +30,8 @@ check fails. Checks: the schema version this build expects; every function and v
 present (and the installed functions' checksum, when the login may read it); the roles
 annals_owner, annals_writer, annals_reader, annals_bi exist, NOLOGIN, the owner no superuser;
 the history guard is installed and enabled (a superuser's annals migrate installs it); who the
-members of annals_owner are (each can rewrite history where the guard is missing); annals_writer
+members of annals_owner are (each can rewrite history where the guard is missing, and one with
+CREATEROLE can act as the server's operating-system user in any case); annals_writer
 may append and annals_reader read, PUBLIC may execute nothing, and no role but annals_owner (and
 superusers) holds a privilege on annals_internal's schema, tables, sequences or functions; every
 append-only trigger is present and no trigger on Annals' tables is disabled; the feed is readable
