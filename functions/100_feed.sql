@@ -36,11 +36,11 @@ BEGIN
      LIMIT 1;
     IF v_max >= pg_snapshot_xmax(pg_current_snapshot()) THEN
         PERFORM annals_internal.raise_error('ST503',
-            format('stored transaction id %s is ahead of this cluster (next id %s): the events were restored from another cluster and the feed cannot order them; run annals.rebase_transaction_ids() as annals_owner',
+            format('stored transaction id %s is ahead of this cluster (next id %s): the events were restored from another cluster and the feed cannot order them; run annals.rebase_transaction_ids() as a superuser',
                    v_max, pg_snapshot_xmax(pg_current_snapshot())),
             jsonb_build_object('max_stored_transaction_id', v_max::text,
                                'next_transaction_id', pg_snapshot_xmax(pg_current_snapshot())::text),
-            'As annals_owner, run SELECT annals.rebase_transaction_ids(); then reset subscriptions (annals.reset_subscription).');
+            'As a superuser (or annals_owner where the history guard is not installed), run SELECT annals.rebase_transaction_ids(); then reset subscriptions (annals.reset_subscription).');
     END IF;
 END
 $$;

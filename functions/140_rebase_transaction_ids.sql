@@ -10,7 +10,9 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 -- positions grow with versions, and the restored sequence puts every new append above the restored
 -- ones, so ordering the restored prefix by global position alone keeps every stream in order: the
 -- restored events all get one small transaction id, below any this cluster will assign.
--- Append-only is suspended for this one statement per partition by the owner, and audited.
+-- Append-only is suspended for this one statement per partition by the owner, and audited. That
+-- disables a guard trigger, so where the history guard (011_history_guard.sql) is installed only a
+-- superuser may run it; anyone else is refused before an event changes.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.rebase_transaction_ids(reason text DEFAULT 'logical restore')
 RETURNS bigint
@@ -38,6 +40,15 @@ BEGIN
     IF v_max_pos IS NULL THEN
         RETURN 0;  -- nothing is ahead of this cluster
     END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger AS g
+                WHERE g.evtname = 'annals_history_guard' AND g.evtenabled <> 'D')
+       AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user) THEN
+        PERFORM annals_internal.raise_error('ST401',
+            'annals.rebase_transaction_ids refused: it re-stamps stored events with their append-only trigger disabled, which only a superuser may do where the history guard is installed',
+            jsonb_build_object('operation', 'rebase_transaction_ids',
+                               'objects', jsonb_build_array('trigger events_append_only on annals_internal.events'), 'changed', 1),
+            'Run SELECT annals.rebase_transaction_ids() as a superuser.');
+    END IF;
 
     FOR part IN SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits AS i
                  WHERE i.inhparent = 'annals_internal.events'::regclass LOOP
@@ -63,6 +74,6 @@ $$;
 COMMENT ON FUNCTION annals.rebase_transaction_ids(text) IS
 $$Repairs the store after a logical restore (pg_dump into another cluster): restored events whose
 transaction ids are ahead of this cluster are re-stamped so the feed orders them by global position,
-before every new append. Owner only; audited in the lifecycle log. Returns the number of events re-stamped.
+before every new append. Owner only, and a superuser where the history guard is installed; audited in the lifecycle log. Returns the number of events re-stamped.
 Afterwards reset subscriptions whose checkpoints predate the restore (annals.reset_subscription).$$;
 REVOKE ALL ON FUNCTION annals.rebase_transaction_ids(text) FROM PUBLIC;

@@ -42,7 +42,8 @@ var (
 	// ErrLeaseHeld: another consumer holds the subscription member's lease (ST423).
 	ErrLeaseHeld = errors.New("annals: lease held by another consumer")
 	// ErrFeedRestored: stored transaction ids are ahead of this cluster after a logical restore
-	// (ST503); run annals.rebase_transaction_ids() as annals_owner.
+	// (ST503); run annals.rebase_transaction_ids() as a superuser (annals_owner suffices where
+	// the history guard is not installed).
 	ErrFeedRestored = errors.New("annals: transaction ids restored from another cluster")
 	// ErrSchemaNotInstalled: Annals is not installed in this database, or is older than this
 	// build; run Migrate.

@@ -32,8 +32,13 @@ type MigrateResult struct {
 	// Applied lists the versioned migrations applied by this call, in order.
 	Applied []string
 	// FunctionsApplied is true when the functions pass ran (the function files changed or were
-	// never applied); false when the installed functions already match this build.
+	// never applied, or a superuser migrated a database without the history guard); false when
+	// the installed functions already match this build.
 	FunctionsApplied bool
+	// HistoryGuard is true when the history guard is installed and enabled after the call: the
+	// event trigger that keeps members of annals_owner who are not superusers from disabling,
+	// dropping or altering the append-only triggers. Only a superuser's Migrate installs it.
+	HistoryGuard bool
 }
 
 // SchemaVersion is the newest migration version this build of the package embeds.
@@ -53,8 +58,10 @@ func SchemaVersion() int64 {
 // behind, ErrSchemaTooNew if a newer release installed it).
 //
 // The connecting role must be a superuser, or have CREATEROLE and CREATE on the database (it
-// creates the annals_owner, annals_writer, annals_reader and annals_bi roles if missing). Migrate
-// uses two connections of the pool at once.
+// creates the annals_owner, annals_writer, annals_reader and annals_bi roles if missing). Only a
+// superuser installs the history guard (see MigrateResult.HistoryGuard), and once it is installed
+// a migration or function file that changes the guarded tables or triggers needs a superuser too:
+// for anyone else it fails with SQLSTATE ST401. Migrate uses two connections of the pool at once.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 	var res MigrateResult
 	lockConn, err := pool.Acquire(ctx)
@@ -111,7 +118,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return res, fmt.Errorf("annals: migrate: read schema_info: %w", err)
 	}
-	if installed != sum || len(res.Applied) > 0 {
+	// A superuser re-applies the functions when the history guard is missing or disabled (say the
+	// database was installed by a non-superuser): the guard's file installs it.
+	var superuser bool
+	if err := lockConn.QueryRow(ctx, guardQuery).Scan(&superuser, &res.HistoryGuard); err != nil {
+		return res, fmt.Errorf("annals: migrate: check the history guard: %w", err)
+	}
+	if installed != sum || len(res.Applied) > 0 || (superuser && !res.HistoryGuard) {
 		if err := applyFunctions(ctx, db); err != nil {
 			return res, err
 		}
@@ -126,9 +139,26 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 		if err != nil {
 			return res, fmt.Errorf("annals: migrate: record schema_info: %w", err)
 		}
+		if err := lockConn.QueryRow(ctx, guardQuery).Scan(&superuser, &res.HistoryGuard); err != nil {
+			return res, fmt.Errorf("annals: migrate: check the history guard: %w", err)
+		}
+	}
+	// A superuser's migrate accepts the guarded state as it finds it (each superuser DDL command
+	// pins it anyway; this also covers changes no event trigger sees, such as a renamed role).
+	if superuser && res.HistoryGuard {
+		if _, err := lockConn.Exec(ctx, "SELECT annals_guard.pin()"); err != nil {
+			return res, fmt.Errorf("annals: migrate: pin the history guard's state: %w", err)
+		}
 	}
 	return res, nil
 }
+
+// guardQuery says whether the session's login is a superuser and whether both event triggers of
+// the history guard (functions/011_history_guard.sql) exist and are enabled.
+const guardQuery = `
+	SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user), false),
+	       (SELECT count(*) = 2 FROM pg_catalog.pg_event_trigger AS e
+	         WHERE e.evtname IN ('annals_history_guard', 'annals_history_guard_rewrite') AND e.evtenabled <> 'D')`
 
 // applyFunctions runs every function file, in order, without version tracking.
 func applyFunctions(ctx context.Context, db *sql.DB) error {

@@ -1,4 +1,5 @@
--- plpgsql_check lint over every PL/pgSQL function of Annals (schemas annals and annals_internal).
+-- plpgsql_check lint over every PL/pgSQL function of Annals (schemas annals, annals_internal and,
+-- where a superuser installed the history guard, annals_guard).
 --
 -- Needs the plpgsql_check extension in the database (Debian: postgresql-15-plpgsql-check), in
 -- schema public:   CREATE EXTENSION plpgsql_check;
@@ -34,7 +35,8 @@ SELECT p.oid::pg_catalog.regprocedure AS function,
           FROM pg_catalog.pg_trigger AS tg
          WHERE tg.tgfoid = p.oid AND NOT tg.tgisinternal
        ) AS t ON p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype
- WHERE p.pronamespace IN ('annals'::pg_catalog.regnamespace, 'annals_internal'::pg_catalog.regnamespace)
+ WHERE p.pronamespace IN (SELECT n.oid FROM pg_catalog.pg_namespace AS n
+                            WHERE n.nspname IN ('annals', 'annals_internal', 'annals_guard'))
    AND l.lanname = 'plpgsql';
 
 CREATE OR REPLACE TEMP VIEW annals_plpgsql_check AS

@@ -133,7 +133,7 @@ func TestMigrateEmptyDatabase(t *testing.T) {
 	// A second run is a no-op.
 	again, err := annals.Migrate(ctx, pool)
 	require.NoError(t, err)
-	require.Equal(t, annals.MigrateResult{FromVersion: annals.SchemaVersion(), ToVersion: annals.SchemaVersion()}, again)
+	require.Equal(t, annals.MigrateResult{FromVersion: annals.SchemaVersion(), ToVersion: annals.SchemaVersion(), HistoryGuard: true}, again)
 
 	res, err := store.Append(ctx, "s-1", annals.NoStream, annals.EventData{Type: "Installed"})
 	require.NoError(t, err)

@@ -29,9 +29,13 @@ Prints one line per check, OK, WARN or FAIL, with what to do for the last two, a
 check fails. Checks: the schema version this build expects; every function and view of this build
 present (and the installed functions' checksum, when the login may read it); the roles
 annals_owner, annals_writer, annals_reader, annals_bi exist, NOLOGIN, the owner no superuser;
-annals_writer may append and annals_reader read, PUBLIC may execute nothing, and no application
-role holds a privilege on annals_internal's tables; the feed is readable and no transaction older
-than --blocker-age holds it back; no projection is failing, stale or disabled; no dead letters wait; no
+the history guard is installed and enabled (a superuser's annals migrate installs it); who the
+members of annals_owner are (each can rewrite history where the guard is missing, and one with
+CREATEROLE can act as the server's operating-system user in any case); annals_writer
+may append and annals_reader read, PUBLIC may execute nothing, and no role but annals_owner (and
+superusers) holds a privilege on annals_internal's schema, tables, sequences or functions; every
+append-only trigger is present and no trigger on Annals' tables is disabled; the feed is readable
+and no transaction older than --blocker-age holds it back; no projection is failing, stale or disabled; no dead letters wait; no
 materialized view is stale or failing to refresh. Changes nothing.`,
 		Args: noArgs,
 	}
@@ -64,6 +68,8 @@ type doctor struct {
 	client     *annals.Client
 	blockerAge time.Duration
 	counts     map[string]int
+	// guardOn is set by checkGuard: the history guard is installed and enabled.
+	guardOn bool
 }
 
 func (d *doctor) report(level, area, format string, args ...any) {
@@ -92,8 +98,8 @@ func (d *doctor) run(ctx context.Context) {
 		return // nothing else makes sense without the schema
 	}
 	checks := []func(context.Context){
-		d.checkFunctions, d.checkRoles, d.checkPrivileges, d.checkFeed,
-		d.checkProjections, d.checkDeadLetters, d.checkViews,
+		d.checkFunctions, d.checkRoles, d.checkGuard, d.checkOwners, d.checkPrivileges, d.checkTriggers,
+		d.checkFeed, d.checkProjections, d.checkDeadLetters, d.checkViews,
 	}
 	for _, c := range checks {
 		if ctx.Err() != nil {
@@ -294,34 +300,341 @@ func (d *doctor) checkPrivileges(ctx context.Context) {
 		problems++
 	}
 
-	// No application role (nor PUBLIC) holds a privilege on annals_internal's relations.
+	// Only annals_owner (and superusers, who need no grant) holds privileges in annals_internal:
+	// first every grant in the ACLs of the schema, its relations, their columns and its functions
+	// (PUBLIC's EXECUTE is reported above), then what the application roles hold some other way.
 	rows, err := d.pool.Query(ctx, `
-		SELECT r.role, c.oid::regclass::text,
-		       array_to_string(ARRAY(SELECT k FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS k
-		                              WHERE has_table_privilege(r.role, c.oid, k)), ', ')
-		  FROM pg_catalog.pg_class AS c,
-		       unnest(ARRAY['annals_writer', 'annals_reader', 'annals_bi', 'public']) AS r(role)
-		 WHERE c.relnamespace = 'annals_internal'::regnamespace
-		   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-		   AND has_table_privilege(r.role, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+		WITH acl AS (
+		    SELECT 'schema annals_internal' AS what, 'ON SCHEMA annals_internal' AS target,
+		           n.nspowner AS owner, a.grantee, a.privilege_type, false AS tbl
+		      FROM pg_catalog.pg_namespace AS n, aclexplode(n.nspacl) AS a
+		     WHERE n.nspname = 'annals_internal'
+		    UNION ALL
+		    SELECT CASE WHEN c.relkind = 'S' THEN 'sequence ' ELSE '' END || c.oid::regclass::text,
+		           CASE WHEN c.relkind = 'S' THEN 'ON SEQUENCE ' ELSE 'ON ' END || c.oid::regclass::text,
+		           c.relowner, a.grantee, a.privilege_type, c.relkind <> 'S'
+		      FROM pg_catalog.pg_class AS c, aclexplode(c.relacl) AS a
+		     WHERE c.relnamespace = 'annals_internal'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+		    UNION ALL
+		    SELECT format('column %s.%I', c.oid::regclass, t.attname), format('(%I) ON %s', t.attname, c.oid::regclass),
+		           c.relowner, a.grantee, a.privilege_type, false
+		      FROM pg_catalog.pg_class AS c
+		      JOIN pg_catalog.pg_attribute AS t ON t.attrelid = c.oid AND t.attnum > 0 AND NOT t.attisdropped,
+		           aclexplode(t.attacl) AS a
+		     WHERE c.relnamespace = 'annals_internal'::regnamespace
+		    UNION ALL
+		    SELECT lower(k.kind) || ' ' || p.oid::regprocedure::text, 'ON ' || k.kind || ' ' || p.oid::regprocedure::text,
+		           p.proowner, a.grantee, a.privilege_type, false
+		      FROM pg_catalog.pg_proc AS p
+		     CROSS JOIN LATERAL (SELECT CASE WHEN p.prokind = 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END) AS k(kind),
+		           aclexplode(p.proacl) AS a
+		     WHERE p.pronamespace = 'annals_internal'::regnamespace AND a.grantee <> 0
+		)
+		SELECT CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE acl.grantee::regrole::text END, acl.what, acl.target,
+		       string_agg(acl.privilege_type, ', ' ORDER BY acl.privilege_type), bool_or(acl.tbl)
+		  FROM acl
+		  LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = acl.grantee
+		 WHERE acl.grantee <> acl.owner AND acl.grantee <> 'annals_owner'::regrole AND NOT coalesce(r.rolsuper, false)
+		 GROUP BY 1, 2, 3
 		 ORDER BY 1, 2`)
 	if err != nil {
 		d.cannot("privileges", err)
 		return
 	}
-	type grant struct{ Role, Table, Privileges string }
+	type grant struct {
+		Role, What, Target, Privileges string
+		Table                          bool
+	}
 	grants, err := pgx.CollectRows(rows, pgx.RowToStructByPos[grant])
 	if err != nil {
 		d.cannot("privileges", err)
 		return
 	}
+	reported := map[[2]string]bool{}
 	for _, g := range grants {
-		d.fail("privileges", "%s has %s on %s; application roles use the annals functions, never the tables: REVOKE ALL ON %s FROM %s",
-			g.Role, g.Privileges, g.Table, g.Table, g.Role)
+		reported[[2]string{g.Role, g.What}] = true
+	}
+
+	// What the application roles (and PUBLIC) may do on the tables, however they got it, unless
+	// through membership in annals_owner, which checkOwners reports.
+	rows, err = d.pool.Query(ctx, `
+		SELECT r.role, c.oid::regclass::text, 'ON ' || c.oid::regclass::text,
+		       array_to_string(ARRAY(SELECT k FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS k
+		                              WHERE has_table_privilege(r.role, c.oid, k)), ', '),
+		       true
+		  FROM pg_catalog.pg_class AS c,
+		       unnest(ARRAY['annals_writer', 'annals_reader', 'annals_bi', 'public']) AS r(role)
+		 WHERE c.relnamespace = 'annals_internal'::regnamespace
+		   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+		   AND has_table_privilege(r.role, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+		   AND CASE WHEN r.role = 'public' THEN true ELSE NOT pg_has_role(r.role, 'annals_owner', 'MEMBER') END
+		 ORDER BY 1, 2`)
+	if err != nil {
+		d.cannot("privileges", err)
+		return
+	}
+	held, err := pgx.CollectRows(rows, pgx.RowToStructByPos[grant])
+	if err != nil {
+		d.cannot("privileges", err)
+		return
+	}
+	for _, g := range held {
+		if g.Role == "public" {
+			g.Role = "PUBLIC"
+		}
+		if !reported[[2]string{g.Role, g.What}] {
+			grants = append(grants, g)
+		}
+	}
+
+	const shown = 10
+	for i, g := range grants {
+		if i == shown {
+			d.fail("privileges", "and %d more grant(s) like those: revoke them too, then run annals doctor again", len(grants)-shown)
+			problems++
+			break
+		}
+		why := "only annals_owner may hold privileges in annals_internal (members of annals_owner act through it)"
+		if g.Table && (g.Role == "annals_writer" || g.Role == "annals_reader" || g.Role == "annals_bi" || g.Role == "PUBLIC") {
+			why = "application roles use the annals functions, never the tables"
+		}
+		d.fail("privileges", "%s has %s on %s; %s: REVOKE ALL %s FROM %s", g.Role, g.Privileges, g.What, why, g.Target, g.Role)
 		problems++
 	}
 	if problems == 0 {
-		d.ok("privileges", "annals_writer may append, annals_reader read; PUBLIC executes nothing; no application role holds a privilege on annals_internal's tables")
+		d.ok("privileges", "annals_writer may append, annals_reader read; PUBLIC executes nothing; no role but annals_owner holds a privilege in annals_internal")
+	}
+}
+
+// guardTriggers are the history guard's event triggers (functions/011_history_guard.sql).
+var guardTriggers = []string{"annals_history_guard", "annals_history_guard_rewrite"}
+
+func (d *doctor) checkGuard(ctx context.Context) {
+	rows, err := d.pool.Query(ctx, `
+		SELECT g.name, e.evtname IS NOT NULL, coalesce(e.evtenabled <> 'D', false), coalesce(r.rolsuper, false)
+		  FROM unnest($1::text[]) AS g(name)
+		  LEFT JOIN pg_catalog.pg_event_trigger AS e ON e.evtname = g.name
+		  LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = e.evtowner
+		 ORDER BY 1`, guardTriggers)
+	if err != nil {
+		d.cannot("guard", err)
+		return
+	}
+	type trigger struct {
+		Name                    string
+		Exists, Enabled, ByRoot bool
+	}
+	ts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[trigger])
+	if err != nil {
+		d.cannot("guard", err)
+		return
+	}
+	var missing, disabled []string
+	for _, t := range ts {
+		switch {
+		case !t.Exists:
+			missing = append(missing, t.Name)
+		case !t.Enabled:
+			disabled = append(disabled, t.Name)
+		}
+	}
+	switch {
+	case len(missing) > 0:
+		d.warn("guard", "the history guard is not installed (no event trigger %s), so any member of annals_owner can disable the append-only triggers and rewrite history: run `annals migrate` as a superuser to install it",
+			strings.Join(missing, ", "))
+		return
+	case len(disabled) > 0:
+		d.warn("guard", "the history guard is disabled, so any member of annals_owner can disable the append-only triggers and rewrite history: as a superuser, ALTER EVENT TRIGGER %s ENABLE (or run `annals migrate` as a superuser)",
+			strings.Join(disabled, " ENABLE; ALTER EVENT TRIGGER "))
+		return
+	}
+	d.guardOn = true
+	// A superuser may compare the state with the pinned one; a difference (made where no event
+	// trigger fires, such as REASSIGN OWNED or a renamed role) makes the guard refuse members' DDL.
+	var super, drifted bool
+	err = d.pool.QueryRow(ctx, "SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user").Scan(&super)
+	if err == nil && super {
+		err = d.pool.QueryRow(ctx, `SELECT annals_guard.history_state() IS DISTINCT FROM (SELECT p.state FROM annals_guard.pinned AS p)`).Scan(&drifted)
+	}
+	switch {
+	case err != nil:
+		d.cannot("guard", err)
+	case drifted:
+		d.warn("guard", "the history tables or their triggers differ from the state the guard pinned, so it refuses every DDL command of non-superusers: "+
+			"check annals doctor's other lines, then run `annals migrate` as a superuser to pin the state as it is")
+	default:
+		d.ok("guard", "the history guard is on: only superusers may disable, drop or alter the append-only triggers and the history tables")
+	}
+}
+
+func (d *doctor) checkOwners(ctx context.Context) {
+	// Everyone who can act as annals_owner, directly or through other roles, with the role
+	// through which each holds it.
+	rows, err := d.pool.Query(ctx, `
+		WITH RECURSIVE m(member, via) AS (
+		    SELECT a.member, a.roleid FROM pg_catalog.pg_auth_members AS a WHERE a.roleid = 'annals_owner'::regrole
+		    UNION
+		    SELECT a.member, a.roleid FROM pg_catalog.pg_auth_members AS a JOIN m ON a.roleid = m.member
+		)
+		SELECT r.rolname::text, min(m.via::regrole::text), r.rolsuper, r.rolcanlogin,
+		       CASE WHEN r.rolsuper THEN ''
+		            WHEN r.rolcreaterole THEN 'CREATEROLE'
+		            WHEN pg_has_role(r.oid, 'pg_execute_server_program', 'MEMBER') THEN 'pg_execute_server_program'
+		            WHEN pg_has_role(r.oid, 'pg_write_server_files', 'MEMBER') THEN 'pg_write_server_files'
+		            ELSE '' END
+		  FROM m JOIN pg_catalog.pg_roles AS r ON r.oid = m.member
+		 GROUP BY r.oid, r.rolname, r.rolsuper, r.rolcanlogin, r.rolcreaterole
+		 ORDER BY r.rolname`)
+	if err != nil {
+		d.cannot("owners", err)
+		return
+	}
+	type member struct {
+		Name, Via    string
+		Super, Login bool
+		// Escape names what lets a non-superuser act as the server's operating-system user, and
+		// so past any guard: CREATEROLE (on PostgreSQL 15 it may grant itself
+		// pg_execute_server_program), or membership in one of the server file and program roles.
+		Escape string
+	}
+	members, err := pgx.CollectRows(rows, pgx.RowToStructByPos[member])
+	if err != nil {
+		d.cannot("owners", err)
+		return
+	}
+	var superusers []string
+	if err := d.pool.QueryRow(ctx, `SELECT coalesce(array_agg(r.rolname::text ORDER BY r.rolname), '{}')
+		FROM pg_catalog.pg_roles AS r WHERE r.rolsuper AND r.rolcanlogin`).Scan(&superusers); err != nil {
+		d.cannot("owners", err)
+		return
+	}
+	problems := 0
+	var names, escapes, fixes []string
+	for _, m := range members {
+		switch m.Name {
+		case "annals_writer", "annals_reader", "annals_bi":
+			d.fail("owners", "%s is a member of annals_owner, so every login granted %s acts as the owner: REVOKE %s FROM %s",
+				m.Name, m.Name, m.Via, m.Name)
+			problems++
+		}
+		name := m.Name
+		switch {
+		case m.Super:
+			name += " (superuser)"
+		case m.Escape != "":
+			name += " (" + m.Escape + ")"
+			escapes = append(escapes, m.Name)
+			if m.Escape == "CREATEROLE" {
+				fixes = append(fixes, "ALTER ROLE "+m.Name+" NOCREATEROLE")
+			} else {
+				fixes = append(fixes, "REVOKE "+m.Escape+" FROM "+m.Name)
+			}
+		case !m.Login:
+			name += " (group)"
+		}
+		names = append(names, name)
+	}
+	supers := "superusers: " + orNone(strings.Join(superusers, ", "))
+	if problems > 0 {
+		return
+	}
+	if len(members) == 0 {
+		d.ok("owners", "annals_owner has no members; %s", supers)
+		return
+	}
+	var risks []string
+	if !d.guardOn {
+		risks = append(risks, "without the history guard each can disable the append-only triggers and rewrite history: "+
+			"keep membership to administrators, and run `annals migrate` as a superuser")
+	}
+	if len(escapes) > 0 {
+		risks = append(risks, fmt.Sprintf("%s can act as the server's operating-system user (CREATEROLE may grant itself "+
+			"pg_execute_server_program), so no guard binds them: once Annals is installed, %s", firstFew(escapes, 3), strings.Join(fixes, "; ")))
+	}
+	if len(risks) == 0 {
+		d.ok("owners", "%d member(s) of annals_owner: %s; with the guard on, none can change history without a superuser's login; %s",
+			len(members), firstFew(names, 8), supers)
+		return
+	}
+	d.warn("owners", "%d member(s) of annals_owner: %s; %s; %s", len(members), firstFew(names, 8), strings.Join(risks, "; "), supers)
+}
+
+// checkTriggers finds missing append-only triggers (functions/010_append_only.sql: the events
+// ones on the parent and on every partition) and any disabled trigger on Annals' tables but the
+// inline dispatch, whose state checkProjections compares with the registry.
+func (d *doctor) checkTriggers(ctx context.Context) {
+	var missing []string
+	err := d.pool.QueryRow(ctx, `
+		WITH expected(rel, trigger) AS (
+		    SELECT p.relid, x.trigger
+		      FROM pg_catalog.pg_partition_tree('annals_internal.events') AS p,
+		           (VALUES ('events_append_only'), ('events_no_truncate')) AS x(trigger)
+		    UNION ALL
+		    VALUES ('annals_internal.streams'::regclass, 'streams_no_delete'), ('annals_internal.streams', 'streams_no_truncate'),
+		           ('annals_internal.lifecycle_log', 'lifecycle_log_append_only'), ('annals_internal.lifecycle_log', 'lifecycle_log_no_truncate')
+		)
+		SELECT coalesce(array_agg(format('%I on %s', e.trigger, e.rel) ORDER BY e.rel::text, e.trigger), '{}')
+		  FROM expected AS e
+		 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger AS t
+		                    WHERE t.tgrelid = e.rel AND t.tgname = e.trigger
+		                      AND t.tgfoid = to_regprocedure('annals_internal.reject_history_change()'))`).Scan(&missing)
+	if err != nil {
+		d.cannot("triggers", err)
+		return
+	}
+	problems := 0
+	if len(missing) > 0 {
+		d.fail("triggers", "%d append-only trigger(s) missing (%s), so history there can be changed: run `annals migrate` (as a superuser where the history guard is on)",
+			len(missing), firstFew(missing, 3))
+		problems++
+	}
+
+	rows, err := d.pool.Query(ctx, `
+		SELECT t.tgname::text, t.tgrelid::regclass::text, t.tgenabled::text
+		  FROM pg_catalog.pg_trigger AS t
+		  JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
+		 WHERE c.relnamespace = 'annals_internal'::regnamespace AND NOT t.tgisinternal
+		   AND t.tgenabled NOT IN ('O', 'A')
+		   AND NOT (t.tgrelid = 'annals_internal.events'::regclass AND t.tgname = 'events_dispatch_inline')
+		 ORDER BY 2, 1`)
+	if err != nil {
+		d.cannot("triggers", err)
+		return
+	}
+	type trigger struct{ Name, Table, Enabled string }
+	disabled, err := pgx.CollectRows(rows, pgx.RowToStructByPos[trigger])
+	if err != nil {
+		d.cannot("triggers", err)
+		return
+	}
+	for _, t := range disabled {
+		if t.Table == "annals_internal.events" && t.Name == "events_notify" && t.Enabled == "D" {
+			// annals.configure(notify => false) switches it off; it must agree with the setting.
+			var notify *bool
+			err := d.pool.QueryRow(ctx, "SELECT s.notify FROM annals_internal.settings AS s").Scan(&notify)
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "42501" || err == nil && notify != nil && !*notify {
+				continue // switched off by configure (or this login cannot tell)
+			}
+			if err != nil {
+				d.cannot("triggers", err)
+				problems++
+				continue
+			}
+			d.warn("triggers", "events_notify is disabled although notify is on, so listeners are not woken: SELECT annals.configure(notify => true) as annals_owner")
+			problems++
+			continue
+		}
+		state := "disabled"
+		if t.Enabled == "R" {
+			state = "set to fire only on replicas"
+		}
+		d.fail("triggers", "trigger %s on %s is %s; Annals' triggers must always fire: as a superuser, ALTER TABLE %s ENABLE TRIGGER %s",
+			t.Name, t.Table, state, t.Table, t.Name)
+		problems++
+	}
+	if problems == 0 {
+		d.ok("triggers", "the append-only triggers are in place on events (every partition), streams and lifecycle_log; none of Annals' triggers is disabled")
 	}
 }
 
@@ -329,7 +642,7 @@ func (d *doctor) checkFeed(ctx context.Context) {
 	// A read of one event raises ST503 when transaction ids were restored from another cluster.
 	if _, err := d.client.ReadAll(ctx, annals.Checkpoint{}, annals.FeedOptions{MaxCount: 1}); err != nil {
 		if errors.Is(err, annals.ErrFeedRestored) {
-			d.fail("feed", "%s: run SELECT annals.rebase_transaction_ids() as annals_owner once", tidyMessage(err.Error()))
+			d.fail("feed", "%s: run SELECT annals.rebase_transaction_ids() as a superuser once", tidyMessage(err.Error()))
 		} else {
 			d.cannot("feed", err)
 		}
@@ -494,6 +807,13 @@ func (d *doctor) checkViews(ctx context.Context) {
 			d.ok("views", "%d materialized view(s) fresh", len(vs))
 		}
 	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 func firstFew(xs []string, n int) string {

@@ -26,7 +26,7 @@ var annalsHints = map[error]string{
 	annals.ErrNotFound:             "check the name: annals subscriptions list, annals projections list",
 	annals.ErrCheckpointConflict:   "another consumer moved the checkpoint; read it again before acknowledging",
 	annals.ErrLeaseHeld:            "another instance serves this member; stop it or wait for its lease to expire",
-	annals.ErrFeedRestored:         "run SELECT annals.rebase_transaction_ids() as annals_owner once, then retry",
+	annals.ErrFeedRestored:         "run SELECT annals.rebase_transaction_ids() as a superuser once, then retry",
 	annals.ErrSchemaNotInstalled:   "run `annals migrate` against this database",
 }
 
@@ -34,6 +34,7 @@ var annalsHints = map[error]string{
 // code the Go API has no kind for. Classes (the first two characters) are the fallback.
 var sqlstates = map[string]sqlstate{
 	"ST500": {"upcaster failed", "fix the registered upcaster function named in the message"},
+	"ST401": {"refused by the history guard", "only a superuser may change Annals' history tables and their append-only triggers: run this (or annals migrate) as a superuser"},
 	"42883": {"undefined function", "Annals is missing or older than this build: run `annals migrate`"},
 	"42P01": {"undefined table", "Annals is missing or older than this build: run `annals migrate`"},
 	"42501": {"insufficient privilege", "the login lacks a privilege; GRANT it annals_writer (or annals_reader to read), or run as the owner or a superuser"},

@@ -26,7 +26,10 @@ func newMigrateCmd() *cobra.Command {
 		Long: `Install or upgrade Annals in the database (idempotent; safe to run from several processes at once).
 
 Applies the versioned migrations, then re-applies the functions when they differ from this build's.
-The login must be a superuser, or have CREATEROLE and CREATE on the database. --check changes
+The login must be a superuser, or have CREATEROLE and CREATE on the database. Only a superuser
+installs the history guard, which keeps other members of annals_owner from disabling the
+append-only triggers; once it is installed, an upgrade that changes the history tables or their
+triggers needs a superuser too (SQLSTATE ST401 otherwise). --check changes
 nothing: it fails unless the installed schema version is the one this build expects.
 ` + "`annals migrate status`" + ` lists the applied migrations and whether the functions match.`,
 		Args: noArgs,
@@ -58,9 +61,13 @@ nothing: it fails unless the installed schema version is the one this build expe
 		case len(res.Applied) > 0:
 			fmt.Fprintf(out, "annals migrated from version %d to %d and applied the functions\n", res.FromVersion, res.ToVersion)
 		case res.FunctionsApplied:
-			fmt.Fprintf(out, "annals is at version %d; re-applied the functions, which differed from this build's\n", res.ToVersion)
+			fmt.Fprintf(out, "annals is at version %d; re-applied the functions, which differed from this build's or lacked the history guard\n", res.ToVersion)
 		default:
 			fmt.Fprintf(out, "annals is up to date at version %d\n", res.ToVersion)
+		}
+		if !res.HistoryGuard {
+			fmt.Fprintln(out, "note: the history guard is not installed, so members of annals_owner can disable the append-only "+
+				"triggers and rewrite history; run annals migrate as a superuser to install it (see annals doctor)")
 		}
 		return annals.New(pool).CheckSchema(ctx)
 	}

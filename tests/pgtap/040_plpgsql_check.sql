@@ -1,8 +1,8 @@
--- plpgsql_check over every PL/pgSQL function in annals and annals_internal: no findings. The
+-- plpgsql_check over every PL/pgSQL function in annals, annals_internal and annals_guard: no findings. The
 -- query lives in sql/010_plpgsql_check.sql (runnable on its own); a deliberately broken function
 -- proves the check reports what it should.
 BEGIN;
-SELECT plan(8);
+SELECT plan(9);
 
 \set annals_lint_quiet 1
 \ir ../../sql/010_plpgsql_check.sql
@@ -13,6 +13,9 @@ SELECT ok(EXISTS (SELECT FROM pg_temp.annals_plpgsql_functions
                    WHERE function = 'annals_internal.reject_history_change()'::regprocedure
                      AND relid = 'annals_internal.events'::regclass),
           'trigger functions are checked against annals_internal.events');
+SELECT ok(EXISTS (SELECT FROM pg_temp.annals_plpgsql_functions
+                   WHERE function = 'annals_guard.history_guard()'::regprocedure),
+          'the history guard''s event trigger function is checked too');
 SELECT is_empty($$SELECT function, lineno, level, sqlstate, message, detail FROM pg_temp.annals_plpgsql_check$$,
                 'plpgsql_check finds nothing in any Annals PL/pgSQL function');
 

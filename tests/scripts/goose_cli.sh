@@ -68,7 +68,7 @@ else
 fi
 
 dump() {
-    pg_dump --schema-only --schema=annals --schema=annals_internal --dbname="$1" |
+    pg_dump --schema-only --schema=annals --schema=annals_internal --schema=annals_guard --dbname="$1" |
         sed -e '/^-- Dumped /d' -e '/^\\restrict /d' -e '/^\\unrestrict /d'
 }
 if ! diff -u --label 'annals migrate' --label 'goose CLI' <(dump "$ref_url") <(dump "$cli_url"); then
