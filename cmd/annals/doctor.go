@@ -302,7 +302,8 @@ func (d *doctor) checkPrivileges(ctx context.Context) {
 
 	// Only annals_owner (and superusers, who need no grant) holds privileges in annals_internal:
 	// first every grant in the ACLs of the schema, its relations, their columns and its functions
-	// (PUBLIC's EXECUTE is reported above), then what the application roles hold some other way.
+	// (PUBLIC's EXECUTE is reported above; the readers of a public view execute the function that
+	// computes its rows), then what the application roles hold some other way.
 	rows, err := d.pool.Query(ctx, `
 		WITH acl AS (
 		    SELECT 'schema annals_internal' AS what, 'ON SCHEMA annals_internal' AS target,
@@ -329,6 +330,14 @@ func (d *doctor) checkPrivileges(ctx context.Context) {
 		     CROSS JOIN LATERAL (SELECT CASE WHEN p.prokind = 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END) AS k(kind),
 		           aclexplode(p.proacl) AS a
 		     WHERE p.pronamespace = 'annals_internal'::regnamespace AND a.grantee <> 0
+		       -- A public view's rows function: its readers execute it (Annals grants that itself).
+		       AND NOT (a.privilege_type = 'EXECUTE' AND EXISTS (
+		               SELECT FROM pg_catalog.pg_depend AS d
+		                 JOIN pg_catalog.pg_rewrite AS rw ON rw.oid = d.objid
+		                 JOIN pg_catalog.pg_class AS v ON v.oid = rw.ev_class
+		                WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_proc'::regclass
+		                  AND d.refobjid = p.oid AND v.relnamespace = 'annals'::regnamespace
+		                  AND has_table_privilege(a.grantee, v.oid, 'SELECT')))
 		)
 		SELECT CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE acl.grantee::regrole::text END, acl.what, acl.target,
 		       string_agg(acl.privilege_type, ', ' ORDER BY acl.privilege_type), bool_or(acl.tbl)
