@@ -34,13 +34,17 @@ var securityProbes = map[string][]string{
 		`ALTER TABLE annals_internal.events_p0 DISABLE TRIGGER events_append_only`,
 		`UPDATE annals_internal.events_p0 SET data = '{"rewritten": true}'`,
 		`DELETE FROM annals_internal.events_p0`},
+	"reset, drop or create a `$` subscription (an async projection's checkpoint)": {
+		`SELECT annals.reset_subscription('$projection:matrix_counts', '0', 0)`,
+		`SELECT annals.drop_subscription('$projection:matrix_counts')`,
+		`SELECT annals.create_subscription('$projection:matrix_other')`},
 	"disable, drop or replace the append-only triggers": {
 		`DROP TRIGGER lifecycle_log_append_only ON annals_internal.lifecycle_log`},
 }
 
-// refusalCodes are how a capability is denied: no privilege, the history guard, the append-only
-// triggers.
-var refusalCodes = []string{"42501", "ST401", "ST405"}
+// refusalCodes are how a capability is denied: no privilege, the history guard, a reserved name,
+// the append-only triggers.
+var refusalCodes = []string{"42501", "ST401", "ST403", "ST405"}
 
 // securityColumns maps the README table's column headers to the kind of login each stands for.
 var securityColumns = map[string]string{
