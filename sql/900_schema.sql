@@ -2586,7 +2586,11 @@ BEGIN
             jsonb_build_object('stream_id', append_replay.stream_id,
                                'expected', append_replay.expected_version,
                                'actual', append_replay.current_version),
-            'Reload the stream and decide again, or retry with the actual version.');
+            CASE WHEN append_replay.current_version = 0
+                 THEN 'The stream has no events: check the stream id, or create the stream with expected version 0 (no stream).'
+                 WHEN append_replay.expected_version = 0
+                 THEN 'The stream already exists: load it and append at its version, or use another stream id.'
+                 ELSE 'Another append came first: load the stream again, decide again, and retry with its version.' END);
     END IF;
 
     IF v_changed IS NOT NULL THEN

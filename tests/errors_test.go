@@ -283,3 +283,19 @@ func TestIsRetryable(t *testing.T) {
 		require.EqualValues(t, 2, res.StreamVersion)
 	})
 }
+
+// The ST409 hint fits the case: a missing stream is not a race to reload and retry.
+func TestWrongExpectedVersionHintFitsTheCase(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	s := stream("hint")
+	hint := func(expected any) string {
+		t.Helper()
+		return requirePgError(t, f.appendSQL(s, expected, `[{"type": "A"}]`), "ST409").Hint
+	}
+	require.Equal(t, "The stream has no events: check the stream id, or create the stream with expected version 0 (no stream).", hint(-1))
+	require.Equal(t, "The stream has no events: check the stream id, or create the stream with expected version 0 (no stream).", hint(3))
+	require.NoError(t, f.appendSQL(s, 0, `[{"type": "A"}]`))
+	require.Equal(t, "The stream already exists: load it and append at its version, or use another stream id.", hint(0))
+	require.Equal(t, "Another append came first: load the stream again, decide again, and retry with its version.", hint(5))
+}
