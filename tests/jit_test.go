@@ -35,24 +35,8 @@ func TestStatusQueriesNeverJIT(t *testing.T) {
 		require.NoError(t, err, q)
 	}
 
-	var plans planCollector
-	cfg := f.pool.Config().ConnConfig.Copy()
-	cfg.OnNotice = plans.onNotice
-	conn := dedicatedConn(t, cfg)
-	for _, q := range []string{
-		"LOAD 'auto_explain'",
-		"SET auto_explain.log_min_duration = 0",
-		"SET auto_explain.log_nested_statements = on",
-		"SET auto_explain.log_level = 'LOG'",
-		"SET client_min_messages = log",
-		"SET jit = on",
-		"SET jit_above_cost = 0",
-		"SET jit_inline_above_cost = 0",
-		"SET jit_optimize_above_cost = 0",
-	} {
-		_, err := conn.Exec(f.ctx, q)
-		require.NoError(t, err, q)
-	}
+	plans, conn := explainingConn(t, f, "SET jit = on", "SET jit_above_cost = 0",
+		"SET jit_inline_above_cost = 0", "SET jit_optimize_above_cost = 0")
 	for _, q := range []string{
 		"SELECT * FROM annals.projections",
 		"SELECT * FROM annals.subscription_status",

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 )
@@ -43,6 +44,27 @@ var (
 	streamsPkeyScan  = regexp.MustCompile(`Index (Only )?Scan using streams_pkey on streams`)
 	sortNode         = regexp.MustCompile(`(?m)^\s*(->\s*)?(Incremental )?Sort\s+\(cost`) // a Sort node, not a Sort Key
 )
+
+// explainingConn opens a connection on which auto_explain reports the plan of every statement,
+// nested ones included, to the returned collector; settings run after it is set up.
+func explainingConn(t *testing.T, f fixture, settings ...string) (*planCollector, *pgx.Conn) {
+	t.Helper()
+	plans := &planCollector{}
+	cfg := f.pool.Config().ConnConfig.Copy()
+	cfg.OnNotice = plans.onNotice
+	conn := dedicatedConn(t, cfg)
+	for _, q := range append([]string{
+		"LOAD 'auto_explain'",
+		"SET auto_explain.log_min_duration = 0",
+		"SET auto_explain.log_nested_statements = on",
+		"SET auto_explain.log_level = 'LOG'",
+		"SET client_min_messages = log",
+	}, settings...) {
+		_, err := conn.Exec(f.ctx, q)
+		require.NoError(t, err, q)
+	}
+	return plans, conn
+}
 
 // scanning keeps the plans that scan table (events, any partition, or streams).
 func scanning(plans []string, table string) []string {
@@ -82,21 +104,7 @@ func TestQueryPlans(t *testing.T) {
 	for i, mode := range []string{"auto", "force_custom_plan", "force_generic_plan"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			var plans planCollector
-			cfg := f.pool.Config().ConnConfig.Copy()
-			cfg.OnNotice = plans.onNotice
-			conn := dedicatedConn(t, cfg)
-			for _, q := range []string{
-				"LOAD 'auto_explain'",
-				"SET auto_explain.log_min_duration = 0",
-				"SET auto_explain.log_nested_statements = on",
-				"SET auto_explain.log_level = 'LOG'",
-				"SET client_min_messages = log",
-				"SET plan_cache_mode = " + mode,
-			} {
-				_, err := conn.Exec(f.ctx, q)
-				require.NoError(t, err, q)
-			}
+			plans, conn := explainingConn(t, f, "SET plan_cache_mode = "+mode)
 			exec := func(t *testing.T, q string, args ...any) {
 				t.Helper()
 				// Several runs: PL/pgSQL switches to a cached generic plan after five.

@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -111,6 +112,23 @@ func TestUpcasterIsPinnedByOID(t *testing.T) {
 	require.Equal(t, "2", scalar[string](t, f, read), "reads call the original")
 }
 
+// refusingCounts replaces s.count_events (createCounts, slowCounts) with a handler that counts
+// the same way but raises when an event's data has the key refused.
+func refusingCounts(t testing.TB, f fixture, refused string) {
+	t.Helper()
+	f.exec(t, `CREATE OR REPLACE FUNCTION s.count_events(events annals.event[]) RETURNS void LANGUAGE plpgsql AS $fn$
+		BEGIN
+			IF EXISTS (SELECT FROM pg_catalog.unnest(events) AS e WHERE e.data ? `+quoteLiteral(refused)+`) THEN
+				RAISE EXCEPTION 'cannot count an event with %', `+quoteLiteral(refused)+`;
+			END IF;
+			INSERT INTO s.counts AS c (stream_id, events, last_version)
+			SELECT e.stream_id, pg_catalog.count(*), pg_catalog.max(e.stream_version) FROM pg_catalog.unnest(events) AS e GROUP BY 1
+			ON CONFLICT (stream_id) DO UPDATE SET events = c.events + excluded.events, last_version = excluded.last_version;
+		END $fn$`)
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
 // appendErr appends one event and returns the error.
 func (f fixture) appendErr(t testing.TB, stream string) error {
 	t.Helper()
@@ -125,15 +143,7 @@ func TestWritersCannotTouchReservedSubscriptions(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	slowCounts(t, f, "async", 0)
-	f.exec(t, `CREATE OR REPLACE FUNCTION s.count_events(events annals.event[]) RETURNS void LANGUAGE plpgsql AS $fn$
-		BEGIN
-			IF EXISTS (SELECT FROM pg_catalog.unnest(events) AS e WHERE e.data ? 'poison') THEN
-				RAISE EXCEPTION 'poison';
-			END IF;
-			INSERT INTO s.counts AS c (stream_id, events, last_version)
-			SELECT e.stream_id, pg_catalog.count(*), pg_catalog.max(e.stream_version) FROM pg_catalog.unnest(events) AS e GROUP BY 1
-			ON CONFLICT (stream_id) DO UPDATE SET events = c.events + excluded.events, last_version = excluded.last_version;
-		END $fn$`)
+	refusingCounts(t, f, "poison")
 	f.append(t, "acct-1", evs("Ticked", 3)...)
 	f.append(t, "acct-2", ev("Ticked", map[string]any{"poison": true}))
 	drainAsync(t, f)
@@ -219,15 +229,7 @@ func TestRebuildFailingOnTheFirstEventLeavesTheProjectionStale(t *testing.T) {
 	require.Equal(t, "active", projectionState(t, f, "counts"))
 
 	// The new handler rejects the old shape.
-	f.exec(t, `CREATE OR REPLACE FUNCTION s.count_events(events annals.event[]) RETURNS void LANGUAGE plpgsql AS $fn$
-		BEGIN
-			IF EXISTS (SELECT FROM pg_catalog.unnest(events) AS e WHERE e.data ? 'old') THEN
-				RAISE EXCEPTION 'cannot read the old shape';
-			END IF;
-			INSERT INTO s.counts AS c (stream_id, events, last_version)
-			SELECT e.stream_id, pg_catalog.count(*), pg_catalog.max(e.stream_version) FROM pg_catalog.unnest(events) AS e GROUP BY 1
-			ON CONFLICT (stream_id) DO UPDATE SET events = c.events + excluded.events, last_version = excluded.last_version;
-		END $fn$`)
+	refusingCounts(t, f, "old")
 	_, err := f.store.RebuildProjection(f.ctx, "counts", nil, 0)
 	require.Equal(t, "P0001", pgCode(t, err).Code)
 	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals_internal.projection_skips"), "no append skipped it")
@@ -241,11 +243,7 @@ func TestRebuildFailingOnTheFirstEventLeavesTheProjectionStale(t *testing.T) {
 	require.NoError(t, tx.Rollback(f.ctx))
 	require.Equal(t, "stale", projectionState(t, f, "counts"))
 
-	f.exec(t, `CREATE OR REPLACE FUNCTION s.count_events(events annals.event[]) RETURNS void LANGUAGE sql AS $fn$
-		INSERT INTO s.counts AS c (stream_id, events, last_version)
-		SELECT e.stream_id, pg_catalog.count(*), pg_catalog.max(e.stream_version) FROM pg_catalog.unnest(events) AS e GROUP BY 1
-		ON CONFLICT (stream_id) DO UPDATE SET events = c.events + excluded.events, last_version = excluded.last_version
-		$fn$`)
+	refusingCounts(t, f, "none of the events has this key")
 	_, err = f.store.RebuildProjection(f.ctx, "counts", nil, 0)
 	require.NoError(t, err)
 	require.Equal(t, "active", projectionState(t, f, "counts"))
