@@ -172,19 +172,26 @@ func replaceWord(s, old, new string) string {
 	return string(out)
 }
 
+// installerMember is a login that is a member of annals_owner with CREATE on the database, as a
+// non-superuser installer has it (the README asks for that), and a pool connected as it.
+func installerMember(t *testing.T, f fixture) (string, *pgxpool.Pool) {
+	t.Helper()
+	member := loginRole(t, f, "annals_owner")
+	var db string
+	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT current_database()").Scan(&db))
+	_, err := f.pool.Exec(f.ctx, "GRANT CREATE ON DATABASE "+pgx.Identifier{db}.Sanitize()+" TO "+member)
+	require.NoError(t, err)
+	pool, _ := f.as(t, member)
+	return member, pool
+}
+
 // A member of annals_owner who is no superuser cannot disable, drop, replace or sidestep the
 // append-only guards, nor rewrite a history table; a superuser can do all of it.
 func TestHistoryGuardRefusesOwnerMembers(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	seedHistory(t, f)
-	member := loginRole(t, f, "annals_owner")
-	// As a non-superuser installer has it (the README asks for CREATE on the database).
-	var db string
-	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT current_database()").Scan(&db))
-	_, err := f.pool.Exec(f.ctx, "GRANT CREATE ON DATABASE "+pgx.Identifier{db}.Sanitize()+" TO "+member)
-	require.NoError(t, err)
-	memberPool, _ := f.as(t, member)
+	member, memberPool := installerMember(t, f)
 	before := historyDigest(t, f)
 
 	for _, a := range guardAttacks {
@@ -201,7 +208,7 @@ func TestHistoryGuardRefusesOwnerMembers(t *testing.T) {
 	}
 
 	// Committed, too: the refusal is not a matter of rolling back.
-	_, err = memberPool.Exec(f.ctx, "ALTER TABLE annals_internal.events_p2 DISABLE TRIGGER events_append_only")
+	_, err := memberPool.Exec(f.ctx, "ALTER TABLE annals_internal.events_p2 DISABLE TRIGGER events_append_only")
 	requirePgError(t, err, "ST401")
 	// The triggers still stop the member's UPDATE and DELETE.
 	_, err = memberPool.Exec(f.ctx, "UPDATE annals_internal.events SET data = '{}'")
@@ -306,12 +313,7 @@ func TestHistoryGuardMigrate(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	seedHistory(t, f)
-	member := loginRole(t, f, "annals_owner")
-	var db string
-	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT current_database()").Scan(&db))
-	_, err := f.pool.Exec(f.ctx, "GRANT CREATE ON DATABASE "+pgx.Identifier{db}.Sanitize()+" TO "+member)
-	require.NoError(t, err)
-	memberPool, _ := f.as(t, member)
+	_, memberPool := installerMember(t, f)
 	before := historyDigest(t, f)
 
 	forceFunctions := func() {
