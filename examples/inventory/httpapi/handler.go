@@ -16,9 +16,12 @@
 //	GET  /healthz                     database, schema, read models  200 | 503
 //
 // Every item's ETag is its stream version, "3". An adjustment with If-Match: "3" appends only if
-// the item is still at version 3, else 412 with the expected and actual versions; without
-// If-Match it reloads and decides again when another writer got there first, and answers 409 when
-// that keeps happening (Options.MaxAttempts).
+// the item is still at version 3, else 412 with the expected and actual versions; If-Match: *
+// only if the item exists (any version), else 412. Without If-Match it reloads and decides again
+// when another writer got there first, and answers 409 when that keeps happening
+// (Options.MaxAttempts). If-Match takes one entity tag, quoted as the ETag header gives it: an
+// unquoted 3, an empty value, a list or a tag this API never issues is a 400 that says what to
+// send; a weak W/"3" is well-formed but never matches (If-Match compares strongly), so 412.
 //
 // Requests are checked completely before anything reaches the database: 415 for a Content-Type
 // other than application/json, 413 for a body over Options.MaxBodyBytes, 400 for anything but

@@ -132,7 +132,7 @@ func (h *Handler) adjustItem(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	expected, conditional, err := ifMatch(r)
+	match, err := parseIfMatch(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -142,12 +142,21 @@ func (h *Handler) adjustItem(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	ctx := r.Context()
 	command := inventory.AdjustCount{SKU: sku, Delta: req.Delta, Reason: req.Reason}
 	var item inventory.Item
-	if conditional {
-		item, err = h.adjustAt(r.Context(), command, expected)
-	} else {
-		item, err = h.service.Handle(r.Context(), command)
+	switch {
+	case !match.present:
+		item, err = h.service.Handle(ctx, command)
+	case match.any: // any version, so decided on the latest one like no If-Match; but it must exist
+		item, err = h.service.Handle(ctx, command)
+		if errors.Is(err, inventory.ErrItemNotFound) {
+			err = &preconditionError{SKU: sku, IfMatch: match}
+		}
+	case match.weak:
+		err = h.weakTag(ctx, sku, match)
+	default:
+		item, err = h.adjustAt(ctx, command, match)
 	}
 	if err != nil {
 		writeError(w, r, err)
@@ -157,15 +166,31 @@ func (h *Handler) adjustItem(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, itemOf(item))
 }
 
-// adjustAt runs command only if the item is at version expected (the If-Match), whether that
-// is found on load or by the append when a writer slipped in between. No retry: the client
-// decided on what it saw at that version.
-func (h *Handler) adjustAt(ctx context.Context, command inventory.AdjustCount, expected int64) (inventory.Item, error) {
-	item, err := h.service.HandleAt(ctx, command, expected)
+// adjustAt runs command only if the item is at the If-Match version, whether that is found on
+// load or by the append when a writer slipped in between. No retry: the client decided on what
+// it saw at that version.
+func (h *Handler) adjustAt(ctx context.Context, command inventory.AdjustCount, match ifMatch) (inventory.Item, error) {
+	item, err := h.service.HandleAt(ctx, command, match.version)
 	if wrong, ok := errors.AsType[*annals.WrongExpectedVersionError](err); ok {
-		return inventory.Item{}, &preconditionError{SKU: command.SKU, Expected: expected, Actual: wrong.Actual}
+		return inventory.Item{}, &preconditionError{SKU: command.SKU, IfMatch: match, Actual: wrong.Actual}
+	}
+	if errors.Is(err, inventory.ErrItemNotFound) { // If-Match names a version of an item that never was
+		return inventory.Item{}, &preconditionError{SKU: command.SKU, IfMatch: match}
 	}
 	return item, err
+}
+
+// weakTag is the answer to a weak If-Match tag, which never matches: 412 with the item's version
+// (0 when it does not exist).
+func (h *Handler) weakTag(ctx context.Context, sku string, match ifMatch) error {
+	info, err := h.client.StreamInfo(ctx, inventory.StreamID(sku))
+	switch {
+	case errors.Is(err, annals.ErrStreamNotFound):
+		return &preconditionError{SKU: sku, IfMatch: match}
+	case err != nil:
+		return err
+	}
+	return &preconditionError{SKU: sku, IfMatch: match, Actual: info.StreamVersion}
 }
 
 // history: GET /items/{sku}/history?from=1&limit=100, oldest first.

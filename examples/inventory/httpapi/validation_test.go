@@ -94,11 +94,17 @@ func validationCases() []validationCase {
 		adjust("adjust: delta over int4", `{"delta": -2147483648}`, worse, httpapi.CodeValidationFailed, "delta"),
 		adjust("adjust: reason of 501", `{"delta": 1, "reason": "`+strings.Repeat("r", 501)+`"}`, worse, httpapi.CodeValidationFailed, "reason"),
 		adjust("adjust: control character in reason", `{"delta": 1, "reason": "a\u001bb"}`, worse, httpapi.CodeValidationFailed, "reason"),
+		// If-Match: a weak tag is well-formed (412, TestIfMatchForms); these are not.
 		adjust("If-Match unquoted", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", "1"),
-		adjust("If-Match weak", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `W/"1"`),
+		adjust("If-Match empty", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", empty),
 		adjust("If-Match list", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `"1", "2"`),
 		adjust("If-Match not a version", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `"abc"`),
 		adjust("If-Match zero", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `"0"`),
+		adjust("If-Match leading zero", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `"01"`),
+		adjust("If-Match unbalanced quote", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `"1`),
+		adjust("If-Match * in a list", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `*, "1"`),
+		adjust("If-Match weak, unquoted", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `W/1`),
+		adjust("If-Match weak, not a version", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `W/"abc"`),
 		{name: "adjust: malformed sku in the path", method: "POST", path: "/items/-v/adjustments", body: `{"delta": 1}`,
 			status: bad, code: httpapi.CodeInvalidParameter},
 
