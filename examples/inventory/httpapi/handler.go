@@ -1,6 +1,6 @@
 // Package httpapi is the inventory service over HTTP and JSON: create an item, adjust its count,
-// read it (from the inline projection inventory.item_counts), its history and its state as of
-// a time or version, with optimistic concurrency through ETag and If-Match.
+// read it or list the items (from the inline projection inventory.item_counts), its history and
+// its state as of a time or version, with optimistic concurrency through ETag and If-Match.
 //
 //	pool, _ := pgxpool.New(ctx, os.Getenv("DATABASE_URL")) // Annals migrated, readmodels installed
 //	http.ListenAndServe("127.0.0.1:8080", httpapi.New(pool, httpapi.Options{}))
@@ -8,6 +8,7 @@
 // Endpoints:
 //
 //	POST /items                       {"sku", "name", "count"}  201, ETag, Location | 409 item_exists
+//	GET  /items?after=&limit=         the read model's rows, by SKU  200 (Link: next)
 //	GET  /items/{sku}                 the read model's row      200, ETag | 404
 //	GET  /items/{sku}?as_of=RFC3339   rebuilt from the events   200 | 404 (did not exist yet)
 //	GET  /items/{sku}?as_of_version=N rebuilt from the events   200 | 404
@@ -90,12 +91,13 @@ func New(pool *pgxpool.Pool, opts Options) *Handler {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /items", h.createItem)
+	mux.HandleFunc("GET /items", h.listItems)
 	mux.HandleFunc("GET /items/{sku}", h.getItem)
 	mux.HandleFunc("POST /items/{sku}/adjustments", h.adjustItem)
 	mux.HandleFunc("GET /items/{sku}/history", h.history)
 	mux.HandleFunc("GET /healthz", h.health)
 	// The same paths with other methods, and every other path, answer in JSON too.
-	mux.Handle("/items", methodNotAllowed("POST"))
+	mux.Handle("/items", methodNotAllowed("GET, HEAD, POST"))
 	mux.Handle("/items/{sku}", methodNotAllowed("GET, HEAD"))
 	mux.Handle("/items/{sku}/adjustments", methodNotAllowed("POST"))
 	mux.Handle("/items/{sku}/history", methodNotAllowed("GET, HEAD"))

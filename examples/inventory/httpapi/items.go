@@ -15,10 +15,12 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// History page sizes (?limit).
+// Page sizes (?limit) of GET /items/{sku}/history and GET /items.
 const (
 	DefaultHistoryLimit = 100
 	MaxHistoryLimit     = 1000
+	DefaultListLimit    = 50
+	MaxListLimit        = 1000
 )
 
 func itemOf(it inventory.Item) Item {
@@ -92,6 +94,62 @@ func (h *Handler) readModel(ctx context.Context, sku string) (Item, error) {
 	updated = updated.UTC()
 	item.UpdatedAt = &updated
 	return item, nil
+}
+
+// listItems: GET /items?after=<sku>&limit=50, the items in the read model in SKU order (the
+// database's collation), a page at a time (keyset paging: ?after is the last SKU of the previous
+// page). Like GET /items/{sku}, plain SQL on inventory.item_counts.
+func (h *Handler) listItems(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := intParam(q, "limit", DefaultListLimit, 1, MaxListLimit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	after := ""
+	if values, ok := q["after"]; ok {
+		if len(values) > 1 || !validSKU(values[0]) {
+			writeError(w, r, newError(http.StatusBadRequest, CodeInvalidParameter,
+				"after must be one SKU, the last of the previous page (%s), got %q", skuRule, strings.Join(values, ",")).
+				with("parameter", "after"))
+			return
+		}
+		after = values[0]
+	}
+	// One more row than the page: when it comes, there is a next page.
+	rows, err := h.pool.Query(r.Context(), `
+		SELECT c.sku, c.name, c.count, c.version, c.updated_at
+		  FROM inventory.item_counts AS c
+		 WHERE c.sku > $1
+		 ORDER BY c.sku
+		 LIMIT $2`, after, limit+1)
+	if err != nil {
+		writeError(w, r, fmt.Errorf("read inventory.item_counts: %w", annals.MapError(err)))
+		return
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Item, error) {
+		var it Item
+		var updated time.Time
+		err := row.Scan(&it.SKU, &it.Name, &it.Count, &it.Version, &updated)
+		updated = updated.UTC()
+		it.UpdatedAt = &updated
+		return it, err
+	})
+	if err != nil {
+		writeError(w, r, fmt.Errorf("read inventory.item_counts: %w", annals.MapError(err)))
+		return
+	}
+	page := ItemList{Items: items}
+	if int64(len(items)) > limit {
+		page.Items = items[:limit]
+		next := items[limit-1].SKU
+		page.NextAfter = &next
+		w.Header().Set("Link", fmt.Sprintf(`</items?after=%s&limit=%d>; rel="next"`, url.QueryEscape(next), limit))
+	}
+	if page.Items == nil {
+		page.Items = []Item{}
+	}
+	writeJSON(w, http.StatusOK, page)
 }
 
 // parseAsOf reads ?as_of=RFC3339 or ?as_of_version=N (not both). echo is nil when neither is

@@ -138,7 +138,8 @@ func TestItems(t *testing.T) {
 		require.Empty(t, resp.Body)
 		for _, c := range []struct{ method, path, allow string }{
 			{"PUT", "/items/m", "GET, HEAD"},
-			{"DELETE", "/items", "POST"},
+			{"DELETE", "/items", "GET, HEAD, POST"},
+			{"PUT", "/items", "GET, HEAD, POST"},
 			{"GET", "/items/m/adjustments", "POST"},
 			{"POST", "/items/m/history", "GET, HEAD"},
 			{"POST", "/healthz", "GET, HEAD"},
@@ -327,6 +328,7 @@ func TestDatabaseUnreachable(t *testing.T) {
 	for _, req := range []struct{ method, path, body string }{
 		{"GET", "/healthz", ""},
 		{"GET", "/items/42", ""},
+		{"GET", "/items", ""},
 		{"POST", "/items", `{"sku": "42", "name": "Blue widget", "count": 10}`},
 		{"POST", "/items/42/adjustments", `{"delta": 1}`},
 	} {

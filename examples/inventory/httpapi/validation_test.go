@@ -122,6 +122,16 @@ func validationCases() []validationCase {
 		get("history from a word", "/items/v/history?from=start", httpapi.CodeInvalidParameter),
 		get("history limit 0", "/items/v/history?limit=0", httpapi.CodeInvalidParameter),
 		get("history limit over 1000", "/items/v/history?limit=1001", httpapi.CodeInvalidParameter),
+		get("list limit 0", "/items?limit=0", httpapi.CodeInvalidParameter),
+		get("list limit negative", "/items?limit=-5", httpapi.CodeInvalidParameter),
+		get("list limit over 1000", "/items?limit=1001", httpapi.CodeInvalidParameter),
+		get("list limit a word", "/items?limit=all", httpapi.CodeInvalidParameter),
+		get("list limit empty", "/items?limit=", httpapi.CodeInvalidParameter),
+		get("list limit twice", "/items?limit=5&limit=6", httpapi.CodeInvalidParameter),
+		get("list after empty", "/items?after=", httpapi.CodeInvalidParameter),
+		get("list after not a SKU", "/items?after=a%20b", httpapi.CodeInvalidParameter),
+		get("list after starting with -", "/items?after=-a", httpapi.CodeInvalidParameter),
+		get("list after twice", "/items?after=a&after=b", httpapi.CodeInvalidParameter),
 	}
 }
 
