@@ -23,7 +23,7 @@ const (
 	CodeMethodNotAllowed      = "method_not_allowed"     // 405
 	CodeItemExists            = "item_exists"            // 409: POST /items for an existing SKU
 	CodeConflict              = "conflict"               // 409: concurrent writers kept winning
-	CodeStreamDeleted         = "stream_deleted"         // 410: the item's stream was deleted
+	CodeStreamDeleted         = "stream_deleted"         // 410: the item was deleted (its stream)
 	CodePreconditionFailed    = "precondition_failed"    // 412: If-Match is not the current version
 	CodeBodyTooLarge          = "body_too_large"         // 413
 	CodeUnsupportedMediaType  = "unsupported_media_type" // 415: Content-Type is not application/json
@@ -94,12 +94,24 @@ func (e *preconditionError) apiError() *apiError {
 		with("expected", e.IfMatch.version).with("actual", e.Actual)
 }
 
+// deletedError: the item's stream was deleted (annals.delete_stream) at Version. Reads of its
+// current state and every command for it answer 410; its history and past states stay readable.
+type deletedError struct {
+	SKU     string
+	Version int64
+}
+
+func (e *deletedError) Error() string {
+	return fmt.Sprintf("item %s was deleted at version %d", e.SKU, e.Version)
+}
+
 // toAPIError is the one place that turns errors from the inventory domain, Annals and the request
 // checks into answers. Errors it does not know are 500s, with the cause kept for the log only.
 func toAPIError(err error) *apiError {
 	var (
 		api          *apiError
 		precondition *preconditionError
+		deleted      *deletedError
 		insufficient *inventory.InsufficientInventoryError
 		wrongVersion *annals.WrongExpectedVersionError
 		tooLarge     *annals.TooLargeError
@@ -107,6 +119,9 @@ func toAPIError(err error) *apiError {
 	switch {
 	case errors.As(err, &api):
 		return api
+	case errors.As(err, &deleted):
+		return newError(http.StatusGone, CodeStreamDeleted, "%s; its history stays readable", deleted.Error()).
+			with("version", deleted.Version)
 	case errors.As(err, &precondition):
 		return precondition.apiError()
 	case errors.As(err, &insufficient):

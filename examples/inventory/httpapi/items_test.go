@@ -99,6 +99,7 @@ func TestItems(t *testing.T) {
 			{"GET", "/items/nope/history", ""},
 			{"GET", "/items/nope/history?from=5", ""},
 			{"POST", "/items/nope/adjustments", `{"delta": 1}`},
+			{"DELETE", "/items/nope", ""},
 		} {
 			resp := e.do(t, req.method, req.path, req.body)
 			require.Equal(t, http.StatusNotFound, resp.Status, "%s %s: %s", req.method, req.path, resp)
@@ -137,7 +138,8 @@ func TestItems(t *testing.T) {
 		require.Equal(t, `"1"`, resp.Header.Get("ETag"))
 		require.Empty(t, resp.Body)
 		for _, c := range []struct{ method, path, allow string }{
-			{"PUT", "/items/m", "GET, HEAD"},
+			{"PUT", "/items/m", "DELETE, GET, HEAD"},
+			{"PATCH", "/items/m", "DELETE, GET, HEAD"},
 			{"DELETE", "/items", "GET, HEAD, POST"},
 			{"PUT", "/items", "GET, HEAD, POST"},
 			{"GET", "/items/m/adjustments", "POST"},
@@ -330,6 +332,7 @@ func TestDatabaseUnreachable(t *testing.T) {
 		{"GET", "/items/42", ""},
 		{"GET", "/items", ""},
 		{"POST", "/items", `{"sku": "42", "name": "Blue widget", "count": 10}`},
+		{"DELETE", "/items/42", ""},
 		{"POST", "/items/42/adjustments", `{"delta": 1}`},
 	} {
 		resp := e.do(t, req.method, req.path, req.body)

@@ -120,6 +120,10 @@ func TestIfMatchStar(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.Status, resp)
 		require.Equal(t, `"3"`, resp.Header.Get("ETag"))
 		require.Equal(t, httpapi.Item{SKU: "star", Name: "Starred", Count: 7, Version: 3}, resp.item(t))
+
+		resp = e.do(t, "DELETE", "/items/star", "", "If-Match", "*")
+		require.Equal(t, http.StatusOK, resp.Status, resp)
+		require.JSONEq(t, `{"sku": "star", "version": 3, "deleted": true}`, string(resp.Body))
 	})
 
 	t.Run("the item does not exist: 412, and no stream is started", func(t *testing.T) {
@@ -132,8 +136,14 @@ func TestIfMatchStar(t *testing.T) {
 		require.Equal(t, map[string]any{"if_match": "*", "actual": 0.0}, got.Details)
 		require.Equal(t, int64(0), e.version(t, "nostar"))
 
-		// Without If-Match the same request is a plain 404.
+		resp = e.do(t, "DELETE", "/items/nostar", "", "If-Match", "*")
+		require.Equal(t, http.StatusPreconditionFailed, resp.Status, resp)
+		require.Equal(t, map[string]any{"if_match": "*", "actual": 0.0}, resp.err(t).Details)
+
+		// Without If-Match the same requests are plain 404s.
 		resp = e.adjust(t, "nostar", 1, "")
+		require.Equal(t, http.StatusNotFound, resp.Status, resp)
+		resp = e.do(t, "DELETE", "/items/nostar", "")
 		require.Equal(t, http.StatusNotFound, resp.Status, resp)
 		require.Equal(t, httpapi.CodeItemNotFound, resp.err(t).Code)
 		require.Equal(t, int64(0), e.version(t, "nostar"))
@@ -149,5 +159,8 @@ func TestIfMatchOnMissingItems(t *testing.T) {
 	got := resp.err(t)
 	require.Equal(t, "If-Match expected version 1, but item never does not exist", got.Message)
 	require.Equal(t, map[string]any{"expected": 1.0, "actual": 0.0}, got.Details)
+	resp = e.do(t, "DELETE", "/items/never", "", "If-Match", `"1"`)
+	require.Equal(t, http.StatusPreconditionFailed, resp.Status, resp)
+	require.Equal(t, map[string]any{"expected": 1.0, "actual": 0.0}, resp.err(t).Details)
 	require.Equal(t, int64(0), e.version(t, "never"), "no stream was started")
 }

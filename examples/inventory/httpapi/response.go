@@ -27,6 +27,13 @@ type ItemList struct {
 	NextAfter *string `json:"next_after,omitempty"`
 }
 
+// Deleted is the answer to DELETE /items/{sku}: the item is deleted at Version.
+type Deleted struct {
+	SKU     string `json:"sku"`
+	Version int64  `json:"version"`
+	Deleted bool   `json:"deleted"`
+}
+
 // Event is one entry of an item's history.
 type Event struct {
 	Version    int64           `json:"version"`

@@ -108,6 +108,12 @@ func validationCases() []validationCase {
 		{name: "adjust: malformed sku in the path", method: "POST", path: "/items/-v/adjustments", body: `{"delta": 1}`,
 			status: bad, code: httpapi.CodeInvalidParameter},
 
+		{name: "delete: malformed sku in the path", method: "DELETE", path: "/items/a.b", status: bad, code: httpapi.CodeInvalidParameter},
+		{name: "delete: If-Match unquoted", method: "DELETE", path: "/items/v", header: []string{"If-Match", "1"},
+			status: bad, code: httpapi.CodeInvalidParameter},
+		{name: "delete: If-Match list", method: "DELETE", path: "/items/v", header: []string{"If-Match", `"1","1"`},
+			status: bad, code: httpapi.CodeInvalidParameter},
+
 		get("malformed sku", "/items/a%20b", httpapi.CodeInvalidParameter),
 		get("sku too long", "/items/"+strings.Repeat("k", 101), httpapi.CodeInvalidParameter),
 		get("history of a malformed sku", "/items/a.b/history", httpapi.CodeInvalidParameter),
