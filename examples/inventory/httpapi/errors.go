@@ -24,7 +24,7 @@ const (
 	CodeItemExists            = "item_exists"            // 409: POST /items for an existing SKU
 	CodeConflict              = "conflict"               // 409: concurrent writers kept winning
 	CodeStreamDeleted         = "stream_deleted"         // 410: the item was deleted (its stream)
-	CodePreconditionFailed    = "precondition_failed"    // 412: If-Match is not the current version
+	CodePreconditionFailed    = "precondition_failed"    // 412: If-Match does not hold
 	CodeBodyTooLarge          = "body_too_large"         // 413
 	CodeUnsupportedMediaType  = "unsupported_media_type" // 415: Content-Type is not application/json
 	CodeValidationFailed      = "validation_failed"      // 422: well-formed, but values are invalid

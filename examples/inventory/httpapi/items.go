@@ -77,9 +77,9 @@ func (h *Handler) getItem(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, item)
 }
 
-// readModel reads an item's row in the inline projection inventory.item_counts, the read path
-// a BI tool would use too: plain SQL on the read model, no events replayed. The projection is
-// written in the append's transaction, so a client reads its own writes.
+// readModel reads an item's row in the inline projection inventory.item_counts: plain SQL on the
+// read model, as a report reads it, no events replayed. The projection is written in the append's
+// transaction, so a client reads its own writes.
 //
 // The projection is built from events, and deleting a stream appends none: the row of a deleted
 // item stays (and a rebuild writes it again). So the same statement reads the stream's state
