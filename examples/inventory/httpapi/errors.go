@@ -23,8 +23,8 @@ const (
 	CodeMethodNotAllowed      = "method_not_allowed"     // 405
 	CodeItemExists            = "item_exists"            // 409: POST /items for an existing SKU
 	CodeConflict              = "conflict"               // 409: concurrent writers kept winning
-	CodeStreamDeleted         = "stream_deleted"         // 410: the item's stream was deleted
-	CodePreconditionFailed    = "precondition_failed"    // 412: If-Match is not the current version
+	CodeStreamDeleted         = "stream_deleted"         // 410: the item was deleted (its stream)
+	CodePreconditionFailed    = "precondition_failed"    // 412: If-Match does not hold
 	CodeBodyTooLarge          = "body_too_large"         // 413
 	CodeUnsupportedMediaType  = "unsupported_media_type" // 415: Content-Type is not application/json
 	CodeValidationFailed      = "validation_failed"      // 422: well-formed, but values are invalid
@@ -62,15 +62,47 @@ func (e *apiError) with(key string, value any) *apiError {
 	return e
 }
 
-// preconditionError: an If-Match version that is not the item's version, found before or by the
-// append.
+// preconditionError: an If-Match that does not hold, found before or by the write: a version
+// that is not the item's, * or a version for an item that does not exist, or a weak tag.
 type preconditionError struct {
-	SKU              string
-	Expected, Actual int64
+	SKU     string
+	IfMatch ifMatch
+	// Actual is the item's version, 0 when it does not exist.
+	Actual int64
 }
 
 func (e *preconditionError) Error() string {
-	return fmt.Sprintf("item %s is at version %d, not %d", e.SKU, e.Actual, e.Expected)
+	return fmt.Sprintf("item %s is at version %d; If-Match: %s does not match", e.SKU, e.Actual, e.IfMatch.header)
+}
+
+func (e *preconditionError) apiError() *apiError {
+	failed := func(format string, args ...any) *apiError {
+		return newError(http.StatusPreconditionFailed, CodePreconditionFailed, format, args...)
+	}
+	switch m := e.IfMatch; {
+	case m.any:
+		return failed("If-Match: * requires the item to exist, but item %s does not", e.SKU).
+			with("if_match", m.header).with("actual", e.Actual)
+	case m.weak:
+		return failed(`If-Match: %s never matches: it is a weak entity tag, and If-Match compares entity tags strongly; send the ETag as this API gives it, If-Match: "%d"`, m.header, m.version).
+			with("if_match", m.header).with("actual", e.Actual)
+	case e.Actual == 0:
+		return failed("If-Match expected version %d, but item %s does not exist", m.version, e.SKU).
+			with("expected", m.version).with("actual", e.Actual)
+	}
+	return failed("If-Match expected version %d, but item %s is at version %d; read it again", e.IfMatch.version, e.SKU, e.Actual).
+		with("expected", e.IfMatch.version).with("actual", e.Actual)
+}
+
+// deletedError: the item's stream was deleted (annals.delete_stream) at Version. Reads of its
+// current state and every command for it answer 410; its history and past states stay readable.
+type deletedError struct {
+	SKU     string
+	Version int64
+}
+
+func (e *deletedError) Error() string {
+	return fmt.Sprintf("item %s was deleted at version %d", e.SKU, e.Version)
 }
 
 // toAPIError is the one place that turns errors from the inventory domain, Annals and the request
@@ -79,6 +111,7 @@ func toAPIError(err error) *apiError {
 	var (
 		api          *apiError
 		precondition *preconditionError
+		deleted      *deletedError
 		insufficient *inventory.InsufficientInventoryError
 		wrongVersion *annals.WrongExpectedVersionError
 		tooLarge     *annals.TooLargeError
@@ -86,10 +119,11 @@ func toAPIError(err error) *apiError {
 	switch {
 	case errors.As(err, &api):
 		return api
+	case errors.As(err, &deleted):
+		return newError(http.StatusGone, CodeStreamDeleted, "%s; its history stays readable", deleted.Error()).
+			with("version", deleted.Version)
 	case errors.As(err, &precondition):
-		return newError(http.StatusPreconditionFailed, CodePreconditionFailed,
-			"If-Match expected version %d, but item %s is at version %d; read it again", precondition.Expected, precondition.SKU, precondition.Actual).
-			with("expected", precondition.Expected).with("actual", precondition.Actual)
+		return precondition.apiError()
 	case errors.As(err, &insufficient):
 		return newError(http.StatusUnprocessableEntity, CodeInsufficientInventory,
 			"item %s has %d, %d requested", insufficient.SKU, insufficient.Available, insufficient.Requested).

@@ -1,24 +1,34 @@
 // Package httpapi is the inventory service over HTTP and JSON: create an item, adjust its count,
-// read it (from the inline projection inventory.item_counts), its history and its state as of
-// a time or version, with optimistic concurrency through ETag and If-Match.
+// read it or list the items (from the inline projection inventory.item_counts), its history and
+// its state as of a time or version, with optimistic concurrency through ETag and If-Match.
 //
 //	pool, _ := pgxpool.New(ctx, os.Getenv("DATABASE_URL")) // Annals migrated, readmodels installed
 //	http.ListenAndServe("127.0.0.1:8080", httpapi.New(pool, httpapi.Options{}))
 //
 // Endpoints:
 //
-//	POST /items                       {"sku", "name", "count"}  201, ETag, Location | 409 item_exists
-//	GET  /items/{sku}                 the read model's row      200, ETag | 404
-//	GET  /items/{sku}?as_of=RFC3339   rebuilt from the events   200 | 404 (did not exist yet)
-//	GET  /items/{sku}?as_of_version=N rebuilt from the events   200 | 404
-//	POST /items/{sku}/adjustments     {"delta", "reason"}       200, ETag | 404 | 409 | 412 | 422
-//	GET  /items/{sku}/history?from=&limit=                      200 (Link: next) | 404
-//	GET  /healthz                     database, schema, read models  200 | 503
+//	POST   /items                       {"sku", "name", "count"}  201, ETag, Location | 409 item_exists | 410
+//	GET    /items?after=&limit=         the read model's rows, by SKU  200 (Link: next)
+//	GET    /items/{sku}                 the read model's row      200, ETag | 404 | 410
+//	GET    /items/{sku}?as_of=RFC3339   rebuilt from the events   200 | 404 (did not exist yet)
+//	GET    /items/{sku}?as_of_version=N rebuilt from the events   200 | 404
+//	POST   /items/{sku}/adjustments     {"delta", "reason"}       200, ETag | 404 | 409 | 410 | 412 | 422
+//	DELETE /items/{sku}                 annals.delete_stream      200 | 404 | 410 | 412
+//	GET    /items/{sku}/history?from=&limit=                      200 (Link: next) | 404
+//	GET    /healthz                     database, schema, read models  200 | 503
 //
 // Every item's ETag is its stream version, "3". An adjustment with If-Match: "3" appends only if
-// the item is still at version 3, else 412 with the expected and actual versions; without
-// If-Match it reloads and decides again when another writer got there first, and answers 409 when
-// that keeps happening (Options.MaxAttempts).
+// the item is still at version 3, else 412 with the expected and actual versions; If-Match: *
+// only if the item exists (any version), else 412. Without If-Match it reloads and decides again
+// when another writer got there first, and answers 409 when that keeps happening
+// (Options.MaxAttempts). If-Match takes one entity tag, quoted as the ETag header gives it: an
+// unquoted 3, an empty value, a list or a tag this API never issues is a 400 that says what to
+// send; a weak W/"3" is well-formed but never matches (If-Match compares strongly), so 412.
+// DELETE takes the same If-Match.
+//
+// A deleted item (DELETE /items/{sku}, or annals.delete_stream by anyone) answers 410 with the
+// version it was deleted at, to reads of its current state and to every command, whatever its
+// If-Match; it is left out of GET /items. Its history and past states stay readable.
 //
 // Requests are checked completely before anything reaches the database: 415 for a Content-Type
 // other than application/json, 413 for a body over Options.MaxBodyBytes, 400 for anything but
@@ -87,13 +97,15 @@ func New(pool *pgxpool.Pool, opts Options) *Handler {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /items", h.createItem)
+	mux.HandleFunc("GET /items", h.listItems)
 	mux.HandleFunc("GET /items/{sku}", h.getItem)
+	mux.HandleFunc("DELETE /items/{sku}", h.deleteItem)
 	mux.HandleFunc("POST /items/{sku}/adjustments", h.adjustItem)
 	mux.HandleFunc("GET /items/{sku}/history", h.history)
 	mux.HandleFunc("GET /healthz", h.health)
 	// The same paths with other methods, and every other path, answer in JSON too.
-	mux.Handle("/items", methodNotAllowed("POST"))
-	mux.Handle("/items/{sku}", methodNotAllowed("GET, HEAD"))
+	mux.Handle("/items", methodNotAllowed("GET, HEAD, POST"))
+	mux.Handle("/items/{sku}", methodNotAllowed("DELETE, GET, HEAD"))
 	mux.Handle("/items/{sku}/adjustments", methodNotAllowed("POST"))
 	mux.Handle("/items/{sku}/history", methodNotAllowed("GET, HEAD"))
 	mux.Handle("/healthz", methodNotAllowed("GET, HEAD"))

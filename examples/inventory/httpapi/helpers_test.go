@@ -57,6 +57,10 @@ type response struct {
 	Body   []byte
 }
 
+// empty, as a header value for do and send, sends the header with an empty value ("" leaves it
+// out).
+const empty = "\x00empty"
+
 // do sends a request; header holds name, value pairs. A body is sent as application/json unless
 // header sets Content-Type (to "" for none).
 func (e *env) do(t *testing.T, method, path, body string, header ...string) response {
@@ -76,9 +80,13 @@ func (e *env) send(t *testing.T, method, path, body string, header ...string) (r
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-		if header[i+1] == "" {
+		switch header[i+1] {
+		case "":
 			req.Header.Del(header[i])
+		case empty:
+			req.Header.Set(header[i], "")
+		default:
+			req.Header.Set(header[i], header[i+1])
 		}
 	}
 	resp, err := e.http.Do(req)

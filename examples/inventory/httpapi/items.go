@@ -15,10 +15,12 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// History page sizes (?limit).
+// Page sizes (?limit) of GET /items/{sku}/history and GET /items.
 const (
 	DefaultHistoryLimit = 100
 	MaxHistoryLimit     = 1000
+	DefaultListLimit    = 50
+	MaxListLimit        = 1000
 )
 
 func itemOf(it inventory.Item) Item {
@@ -34,7 +36,7 @@ func (h *Handler) createItem(w http.ResponseWriter, r *http.Request) {
 	}
 	item, err := h.service.AddItem(r.Context(), req.SKU, req.Name, req.Count)
 	if err != nil {
-		writeError(w, r, err)
+		writeError(w, r, h.deletedOr(r.Context(), req.SKU, err))
 		return
 	}
 	w.Header().Set("ETag", etag(item.Version))
@@ -75,23 +77,101 @@ func (h *Handler) getItem(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, item)
 }
 
-// readModel reads an item's row in the inline projection inventory.item_counts. The projection
-// is written in the append's transaction, so a client reads its own writes.
+// readModel reads an item's row in the inline projection inventory.item_counts: plain SQL on the
+// read model, as a report reads it, no events replayed. The projection is written in the append's
+// transaction, so a client reads its own writes.
+//
+// The projection is built from events, and deleting a stream appends none: the row of a deleted
+// item stays (and a rebuild writes it again). So the same statement reads the stream's state
+// (annals.stream_info, one snapshot for both), and a deleted item is a *deletedError, never its
+// stale row.
 func (h *Handler) readModel(ctx context.Context, sku string) (Item, error) {
-	var item Item
-	var updated time.Time
-	err := h.pool.QueryRow(ctx,
-		`SELECT c.sku, c.name, c.count, c.version, c.updated_at FROM inventory.item_counts AS c WHERE c.sku = $1`, sku).
-		Scan(&item.SKU, &item.Name, &item.Count, &item.Version, &updated)
-	if errors.Is(err, pgx.ErrNoRows) {
+	var (
+		state   string
+		final   int64
+		found   bool
+		name    *string
+		count   *int
+		version *int64
+		updated *time.Time
+	)
+	err := h.pool.QueryRow(ctx, `
+		SELECT s.state, s.stream_version, c.sku IS NOT NULL, c.name, c.count, c.version, c.updated_at
+		  FROM annals.stream_info($1) AS s
+		  LEFT JOIN inventory.item_counts AS c ON c.sku = $2`, inventory.StreamID(sku), sku).
+		Scan(&state, &final, &found, &name, &count, &version, &updated)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Item{}, fmt.Errorf("%w: %s", inventory.ErrItemNotFound, sku)
+	case err != nil:
+		return Item{}, fmt.Errorf("read inventory.item_counts: %w", annals.MapError(err))
+	case state == "deleted":
+		return Item{}, &deletedError{SKU: sku, Version: final}
+	case !found: // a stream without a row: not an item the projection knows
 		return Item{}, fmt.Errorf("%w: %s", inventory.ErrItemNotFound, sku)
 	}
+	at := updated.UTC()
+	return Item{SKU: sku, Name: *name, Count: *count, Version: *version, UpdatedAt: &at}, nil
+}
+
+// listItems: GET /items?after=<sku>&limit=50, the items in the read model in SKU order (the
+// database's collation), a page at a time (keyset paging: ?after is the last SKU of the previous
+// page). Deleted items are left out. Like GET /items/{sku}, plain SQL on inventory.item_counts.
+func (h *Handler) listItems(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := intParam(q, "limit", DefaultListLimit, 1, MaxListLimit)
 	if err != nil {
-		return Item{}, fmt.Errorf("read inventory.item_counts: %w", err)
+		writeError(w, r, err)
+		return
 	}
-	updated = updated.UTC()
-	item.UpdatedAt = &updated
-	return item, nil
+	after := ""
+	if values, ok := q["after"]; ok {
+		if len(values) > 1 || !validSKU(values[0]) {
+			writeError(w, r, newError(http.StatusBadRequest, CodeInvalidParameter,
+				"after must be one SKU, the last of the previous page (%s), got %q", skuRule, strings.Join(values, ",")).
+				with("parameter", "after"))
+			return
+		}
+		after = values[0]
+	}
+	// One more row than the page: when it comes, there is a next page. The rows are read in SKU
+	// order (an ordered scan of the partitions' keys) and stream_info runs for each until the page
+	// is full: about 15 µs a row, so a page of 1000 takes some 15 ms, plus the same for every
+	// deleted item it skips.
+	rows, err := h.pool.Query(r.Context(), `
+		SELECT c.sku, c.name, c.count, c.version, c.updated_at
+		  FROM inventory.item_counts AS c
+		 CROSS JOIN LATERAL annals.stream_info('inventory-' || c.sku) AS s
+		 WHERE c.sku > $1 AND s.state = 'active'
+		 ORDER BY c.sku
+		 LIMIT $2`, after, limit+1)
+	if err != nil {
+		writeError(w, r, fmt.Errorf("read inventory.item_counts: %w", annals.MapError(err)))
+		return
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Item, error) {
+		var it Item
+		var updated time.Time
+		err := row.Scan(&it.SKU, &it.Name, &it.Count, &it.Version, &updated)
+		updated = updated.UTC()
+		it.UpdatedAt = &updated
+		return it, err
+	})
+	if err != nil {
+		writeError(w, r, fmt.Errorf("read inventory.item_counts: %w", annals.MapError(err)))
+		return
+	}
+	page := ItemList{Items: items}
+	if int64(len(items)) > limit {
+		page.Items = items[:limit]
+		next := items[limit-1].SKU
+		page.NextAfter = &next
+		w.Header().Set("Link", fmt.Sprintf(`</items?after=%s&limit=%d>; rel="next"`, url.QueryEscape(next), limit))
+	}
+	if page.Items == nil {
+		page.Items = []Item{}
+	}
+	writeJSON(w, http.StatusOK, page)
 }
 
 // parseAsOf reads ?as_of=RFC3339 or ?as_of_version=N (not both). echo is nil when neither is
@@ -132,7 +212,7 @@ func (h *Handler) adjustItem(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	expected, conditional, err := ifMatch(r)
+	match, err := parseIfMatch(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -142,30 +222,120 @@ func (h *Handler) adjustItem(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	ctx := r.Context()
 	command := inventory.AdjustCount{SKU: sku, Delta: req.Delta, Reason: req.Reason}
 	var item inventory.Item
-	if conditional {
-		item, err = h.adjustAt(r.Context(), command, expected)
-	} else {
-		item, err = h.service.Handle(r.Context(), command)
+	switch {
+	case !match.present:
+		item, err = h.service.Handle(ctx, command)
+	case match.any: // any version, so decided on the latest one like no If-Match; but it must exist
+		item, err = h.service.Handle(ctx, command)
+		if errors.Is(err, inventory.ErrItemNotFound) {
+			err = &preconditionError{SKU: sku, IfMatch: match}
+		}
+	case match.weak:
+		err = h.weakTag(ctx, sku, match)
+	default:
+		item, err = h.adjustAt(ctx, command, match)
 	}
 	if err != nil {
-		writeError(w, r, err)
+		writeError(w, r, h.deletedOr(ctx, sku, err))
 		return
 	}
 	w.Header().Set("ETag", etag(item.Version))
 	writeJSON(w, http.StatusOK, itemOf(item))
 }
 
-// adjustAt runs command only if the item is at version expected (the If-Match), whether that
-// is found on load or by the append when a writer slipped in between. No retry: the client
-// decided on what it saw at that version.
-func (h *Handler) adjustAt(ctx context.Context, command inventory.AdjustCount, expected int64) (inventory.Item, error) {
-	item, err := h.service.HandleAt(ctx, command, expected)
+// adjustAt runs command only if the item is at the If-Match version, whether that is found on
+// load or by the append when a writer slipped in between. No retry: the client decided on what
+// it saw at that version.
+func (h *Handler) adjustAt(ctx context.Context, command inventory.AdjustCount, match ifMatch) (inventory.Item, error) {
+	item, err := h.service.HandleAt(ctx, command, match.version)
 	if wrong, ok := errors.AsType[*annals.WrongExpectedVersionError](err); ok {
-		return inventory.Item{}, &preconditionError{SKU: command.SKU, Expected: expected, Actual: wrong.Actual}
+		return inventory.Item{}, &preconditionError{SKU: command.SKU, IfMatch: match, Actual: wrong.Actual}
+	}
+	if errors.Is(err, inventory.ErrItemNotFound) { // If-Match names a version of an item that never was
+		return inventory.Item{}, &preconditionError{SKU: command.SKU, IfMatch: match}
 	}
 	return item, err
+}
+
+// weakTag is the answer to a weak If-Match tag, which never matches: 412 with the item's version
+// (0 when it does not exist), or 410 for a deleted item (deletedOr).
+func (h *Handler) weakTag(ctx context.Context, sku string, match ifMatch) error {
+	info, err := h.client.StreamInfo(ctx, inventory.StreamID(sku))
+	switch {
+	case errors.Is(err, annals.ErrStreamNotFound):
+		return &preconditionError{SKU: sku, IfMatch: match}
+	case err != nil:
+		return err
+	}
+	return &preconditionError{SKU: sku, IfMatch: match, Actual: info.StreamVersion}
+}
+
+// deleteItem: DELETE /items/{sku}, with an optional If-Match. It closes the item's stream
+// (annals.delete_stream, audited with the request id): later commands answer 410, reads of the
+// item 410, its history and past states stay readable. 200 with the final version.
+func (h *Handler) deleteItem(w http.ResponseWriter, r *http.Request) {
+	sku, err := pathSKU(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	match, err := parseIfMatch(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	expected := annals.Any
+	switch {
+	case match.any:
+		expected = annals.StreamExists
+	case match.weak:
+		writeError(w, r, h.deletedOr(ctx, sku, h.weakTag(ctx, sku, match)))
+		return
+	case match.present:
+		expected = annals.Exact(match.version)
+	}
+	reason := fmt.Sprintf("DELETE /items/%s, request %s", sku, w.Header().Get(RequestIDHeader))
+	version, err := h.client.DeleteStream(ctx, inventory.StreamID(sku), expected, reason)
+	if wrong, ok := errors.AsType[*annals.WrongExpectedVersionError](err); ok {
+		if match.present {
+			err = &preconditionError{SKU: sku, IfMatch: match, Actual: wrong.Actual}
+		} else { // any version: only a missing stream fails
+			err = fmt.Errorf("%w: %s", inventory.ErrItemNotFound, sku)
+		}
+	}
+	if err != nil {
+		writeError(w, r, h.deletedOr(ctx, sku, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, Deleted{SKU: sku, Version: version, Deleted: true})
+}
+
+// deletedOr is err, or a *deletedError when the item's stream turns out to be deleted: a command
+// for a deleted item answers 410, whatever the rules or the If-Match would have said about its
+// last state. A deleted item is gone for good; a 412 would send the client to read it again only
+// to find the 410, and a 409 item_exists or a 422 would describe an item that is not there. Only
+// failures a deleted item can cause are checked, so a success costs no extra query.
+func (h *Handler) deletedOr(ctx context.Context, sku string, err error) error {
+	var precondition *preconditionError
+	switch {
+	case errors.Is(err, annals.ErrStreamDeleted),
+		errors.Is(err, inventory.ErrItemExists),
+		errors.Is(err, inventory.ErrInvalidCommand),
+		errors.Is(err, inventory.ErrInsufficientInventory),
+		errors.Is(err, annals.ErrWrongExpectedVersion),
+		errors.As(err, &precondition) && precondition.Actual > 0:
+	default:
+		return err
+	}
+	info, infoErr := h.client.StreamInfo(ctx, inventory.StreamID(sku))
+	if infoErr == nil && info.State == "deleted" {
+		return &deletedError{SKU: sku, Version: info.StreamVersion}
+	}
+	return err
 }
 
 // history: GET /items/{sku}/history?from=1&limit=100, oldest first.

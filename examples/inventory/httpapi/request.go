@@ -277,26 +277,134 @@ func parseAdjust(w http.ResponseWriter, r *http.Request, maxBytes int64) (adjust
 	return req, f.err()
 }
 
-// ifMatch reads the If-Match header: the version of a "<version>" tag, true; false when the header
-// is absent or "*" (any current version). Anything else is a 400: this API only issues strong
-// tags holding a stream version, and one tag is all an append can expect.
-func ifMatch(r *http.Request) (int64, bool, error) {
+// ifMatch is a parsed If-Match header.
+type ifMatch struct {
+	// present: the request has an If-Match header; the zero ifMatch is "no precondition".
+	present bool
+	// any: If-Match: *, true when the item exists, at any version.
+	any bool
+	// weak: W/"<version>", a weak entity tag. If-Match compares strongly (RFC 9110, 13.1.1), so
+	// it never matches; it is answered 412, not 400, because it is a well-formed entity tag
+	// (typically this API's ETag weakened by a proxy that compressed the answer).
+	weak bool
+	// version is the stream version of a "<version>" tag, or of a weak one.
+	version int64
+	// header is the header's value as received, for messages.
+	header string
+}
+
+// parseIfMatch reads the If-Match header: absent, *, or exactly one entity tag "<version>" as this
+// API's ETag gives it (W/"<version>" is accepted as a tag that never matches). Anything else is a
+// 400, answered before the database is asked:
+//
+//   - an unquoted version, If-Match: 3, is refused, not taken as "3". Entity tags are quoted
+//     (RFC 9110, 8.8.3), and this API's ETag header always is, so a client that sends back what it
+//     got is never refused. Only hand-written headers are, once, with a message that says exactly
+//     what to send (quote it: If-Match: "3"). Accepting the bare form would make a dialect
+//     that caches, proxies and other servers do not speak, and leave clients that learnt it
+//     broken elsewhere; a precondition that guards writes is better strict and well explained;
+//   - an empty If-Match is refused rather than ignored: taking it as absent would silently drop
+//     the check the client asked for (typically a script whose ETag variable was empty);
+//   - a list ("1", "3") is refused: HTTP allows one, but an adjustment or a deletion is decided
+//     on the one version the client read, so this API takes one tag;
+//   - a quoted value that is not a version this API could have issued ("abc", "0", "03") is
+//     refused as not an ETag of this API.
+func parseIfMatch(r *http.Request) (ifMatch, error) {
 	values := r.Header.Values("If-Match")
 	if len(values) == 0 {
-		return 0, false, nil
+		return ifMatch{}, nil
 	}
-	v := strings.TrimSpace(strings.Join(values, ","))
+	header := strings.Join(values, ", ") // several header lines are one list (RFC 9110, 5.3)
+	v := strings.Trim(header, " \t")
+	bad := func(format string, args ...any) (ifMatch, error) {
+		return ifMatch{}, newError(http.StatusBadRequest, CodeInvalidParameter, format, args...).with("parameter", "If-Match")
+	}
+	if v == "" {
+		return bad(`If-Match is empty; send the ETag of the version you read, such as "3", or *, or leave the header out`)
+	}
 	if v == "*" {
-		return 0, false, nil
+		return ifMatch{present: true, any: true, header: v}, nil
 	}
-	if len(v) >= 3 && v[0] == '"' && v[len(v)-1] == '"' {
-		if n, err := strconv.ParseInt(v[1:len(v)-1], 10, 64); err == nil && n >= 1 && v[1] != '+' {
-			return n, true, nil
+	tags, ok := entityTags(v)
+	switch {
+	case !ok && isVersion(v):
+		return bad(`If-Match: %s is not an entity tag: entity tags are in double quotes, as in the ETag header; quote it: If-Match: "%s"`, v, v)
+	case !ok:
+		return bad(`If-Match must be one entity tag in double quotes, as the ETag header gives it (such as "3"), or *; got If-Match: %s`, printable(v))
+	case len(tags) > 1:
+		return bad(`If-Match lists %d entity tags; this API takes one, the ETag of the version you read (such as "3"), or *`, len(tags))
+	}
+	tag := tags[0]
+	if !isVersion(tag.opaque) {
+		return bad(`If-Match: %s is not an ETag of this API; its ETags are item versions in double quotes, such as "3"`, printable(v))
+	}
+	version, _ := strconv.ParseInt(tag.opaque, 10, 64)
+	return ifMatch{present: true, weak: tag.weak, version: version, header: v}, nil
+}
+
+// entityTag is one entity-tag of an If-Match list: [W/]"opaque".
+type entityTag struct {
+	weak   bool
+	opaque string
+}
+
+// entityTags parses a comma-separated list of entity tags (RFC 9110, 8.8.3 and 5.6.1: empty
+// elements and whitespace around commas are allowed); ok is false when v is not such a list or
+// holds no tag.
+func entityTags(v string) (tags []entityTag, ok bool) {
+	for i := 0; i < len(v); {
+		if c := v[i]; c == ' ' || c == '\t' || c == ',' {
+			i++
+			continue
+		}
+		var tag entityTag
+		if strings.HasPrefix(v[i:], "W/") {
+			tag.weak = true
+			i += 2
+		}
+		if i >= len(v) || v[i] != '"' {
+			return nil, false
+		}
+		end := i + 1
+		for end < len(v) && v[end] != '"' {
+			// etagc = %x21 / %x23-7E / obs-text
+			if c := v[end]; c < 0x21 || c == 0x7f {
+				return nil, false
+			}
+			end++
+		}
+		if end == len(v) {
+			return nil, false
+		}
+		tag.opaque = v[i+1 : end]
+		tags = append(tags, tag)
+		i = end + 1
+		for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
+			i++
+		}
+		if i < len(v) && v[i] != ',' {
+			return nil, false
 		}
 	}
-	return 0, false, newError(http.StatusBadRequest, CodeInvalidParameter,
-		`If-Match must be one entity tag from an ETag of this API, such as "3", or *; got %s`, strconv.Quote(v)).
-		with("parameter", "If-Match")
+	return tags, len(tags) > 0
+}
+
+// isVersion reports whether s is a stream version as this API writes it in an ETag: a decimal
+// integer >= 1 without sign or leading zeros (entity tags compare as strings, so "03" is not "3").
+func isVersion(s string) bool {
+	n, err := strconv.ParseInt(s, 10, 64)
+	return err == nil && n >= 1 && strconv.FormatInt(n, 10) == s
+}
+
+// printable is s as it is when it is printable ASCII, else Go-quoted, so a message shows a header
+// value exactly (quotes included) without passing on what a client smuggled in.
+func printable(s string) string {
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return strconv.QuoteToASCII(s)
+		}
+	}
+	return s
 }
 
 // etag is the entity tag of an item at a stream version.

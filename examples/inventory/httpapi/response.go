@@ -13,11 +13,25 @@ type Item struct {
 	Count int    `json:"count"`
 	// Version is the item's stream version, the value of its ETag.
 	Version int64 `json:"version"`
-	// UpdatedAt is when the read model last changed the item (GET /items/{sku} only).
+	// UpdatedAt is when the read model last changed the item (GET /items/{sku} and GET /items).
 	UpdatedAt *time.Time `json:"updated_at,omitempty"`
 	// AsOf and AsOfVersion echo the point in time or version asked for (?as_of, ?as_of_version).
 	AsOf        *time.Time `json:"as_of,omitempty"`
 	AsOfVersion *int64     `json:"as_of_version,omitempty"`
+}
+
+// ItemList is a page of GET /items, in SKU order.
+type ItemList struct {
+	Items []Item `json:"items"`
+	// NextAfter is the ?after of the next page; absent on the last page.
+	NextAfter *string `json:"next_after,omitempty"`
+}
+
+// Deleted is the answer to DELETE /items/{sku}: the item is deleted at Version.
+type Deleted struct {
+	SKU     string `json:"sku"`
+	Version int64  `json:"version"`
+	Deleted bool   `json:"deleted"`
 }
 
 // Event is one entry of an item's history.

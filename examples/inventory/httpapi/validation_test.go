@@ -94,12 +94,24 @@ func validationCases() []validationCase {
 		adjust("adjust: delta over int4", `{"delta": -2147483648}`, worse, httpapi.CodeValidationFailed, "delta"),
 		adjust("adjust: reason of 501", `{"delta": 1, "reason": "`+strings.Repeat("r", 501)+`"}`, worse, httpapi.CodeValidationFailed, "reason"),
 		adjust("adjust: control character in reason", `{"delta": 1, "reason": "a\u001bb"}`, worse, httpapi.CodeValidationFailed, "reason"),
+		// If-Match: a weak tag is well-formed (412, TestIfMatchForms); these are not.
 		adjust("If-Match unquoted", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", "1"),
-		adjust("If-Match weak", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `W/"1"`),
+		adjust("If-Match empty", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", empty),
 		adjust("If-Match list", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `"1", "2"`),
 		adjust("If-Match not a version", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `"abc"`),
 		adjust("If-Match zero", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `"0"`),
+		adjust("If-Match leading zero", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `"01"`),
+		adjust("If-Match unbalanced quote", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `"1`),
+		adjust("If-Match * in a list", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `*, "1"`),
+		adjust("If-Match weak, unquoted", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `W/1`),
+		adjust("If-Match weak, not a version", `{"delta": 1}`, bad, httpapi.CodeInvalidParameter, "", "If-Match", `W/"abc"`),
 		{name: "adjust: malformed sku in the path", method: "POST", path: "/items/-v/adjustments", body: `{"delta": 1}`,
+			status: bad, code: httpapi.CodeInvalidParameter},
+
+		{name: "delete: malformed sku in the path", method: "DELETE", path: "/items/a.b", status: bad, code: httpapi.CodeInvalidParameter},
+		{name: "delete: If-Match unquoted", method: "DELETE", path: "/items/v", header: []string{"If-Match", "1"},
+			status: bad, code: httpapi.CodeInvalidParameter},
+		{name: "delete: If-Match list", method: "DELETE", path: "/items/v", header: []string{"If-Match", `"1","1"`},
 			status: bad, code: httpapi.CodeInvalidParameter},
 
 		get("malformed sku", "/items/a%20b", httpapi.CodeInvalidParameter),
@@ -116,6 +128,16 @@ func validationCases() []validationCase {
 		get("history from a word", "/items/v/history?from=start", httpapi.CodeInvalidParameter),
 		get("history limit 0", "/items/v/history?limit=0", httpapi.CodeInvalidParameter),
 		get("history limit over 1000", "/items/v/history?limit=1001", httpapi.CodeInvalidParameter),
+		get("list limit 0", "/items?limit=0", httpapi.CodeInvalidParameter),
+		get("list limit negative", "/items?limit=-5", httpapi.CodeInvalidParameter),
+		get("list limit over 1000", "/items?limit=1001", httpapi.CodeInvalidParameter),
+		get("list limit a word", "/items?limit=all", httpapi.CodeInvalidParameter),
+		get("list limit empty", "/items?limit=", httpapi.CodeInvalidParameter),
+		get("list limit twice", "/items?limit=5&limit=6", httpapi.CodeInvalidParameter),
+		get("list after empty", "/items?after=", httpapi.CodeInvalidParameter),
+		get("list after not a SKU", "/items?after=a%20b", httpapi.CodeInvalidParameter),
+		get("list after starting with -", "/items?after=-a", httpapi.CodeInvalidParameter),
+		get("list after twice", "/items?after=a&after=b", httpapi.CodeInvalidParameter),
 	}
 }
 
