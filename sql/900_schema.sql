@@ -1006,6 +1006,44 @@ COMMENT ON FUNCTION annals.read_dead_letters(subscription text, member integer, 
 
 
 --
+-- Name: read_event(uuid, boolean); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.read_event(event_id uuid, raw boolean DEFAULT false) RETURNS SETOF annals.event
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_up text[] := CASE WHEN read_event.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
+BEGIN
+    IF read_event.event_id IS NULL THEN
+        PERFORM annals_internal.raise_invalid('event_id', 'must not be null');
+    END IF;
+    IF read_event.raw IS NULL THEN
+        PERFORM annals_internal.raise_invalid('raw', 'must not be null');
+    END IF;
+    RETURN QUERY
+        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+               e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+          FROM annals_internal.events AS e
+         WHERE e.event_id = read_event.event_id
+         ORDER BY e.global_position;
+END
+$$;
+
+
+ALTER FUNCTION annals.read_event(event_id uuid, raw boolean) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION read_event(event_id uuid, raw boolean); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.read_event(event_id uuid, raw boolean) IS 'The event stored under event_id, upcast to its current shape like every read (raw => true: the stored
+bytes). No row for an unknown id. Ids are unique per stream only: an id stored in several streams returns
+each of those events, oldest (lowest global position) first. Errors: ST422 for a NULL argument.';
+
+
+--
 -- Name: read_stream(text, bigint, integer, boolean, boolean); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -4802,6 +4840,20 @@ CREATE INDEX events_category_feed_idx ON ONLY annals_internal.events USING btree
 
 
 --
+-- Name: events_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_event_id_idx ON ONLY annals_internal.events USING btree (event_id);
+
+
+--
+-- Name: INDEX events_event_id_idx; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON INDEX annals_internal.events_event_id_idx IS 'annals.read_event: an event by id without its stream id (not unique: ids are unique per stream).';
+
+
+--
 -- Name: events_feed_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4813,6 +4865,13 @@ CREATE INDEX events_feed_idx ON ONLY annals_internal.events USING btree (transac
 --
 
 CREATE INDEX events_p0_category_transaction_id_global_position_idx ON annals_internal.events_p0 USING btree (category, transaction_id, global_position);
+
+
+--
+-- Name: events_p0_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p0_event_id_idx ON annals_internal.events_p0 USING btree (event_id);
 
 
 --
@@ -4830,6 +4889,13 @@ CREATE INDEX events_p1_category_transaction_id_global_position_idx ON annals_int
 
 
 --
+-- Name: events_p1_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p1_event_id_idx ON annals_internal.events_p1 USING btree (event_id);
+
+
+--
 -- Name: events_p1_transaction_id_global_position_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4841,6 +4907,13 @@ CREATE INDEX events_p1_transaction_id_global_position_idx ON annals_internal.eve
 --
 
 CREATE INDEX events_p2_category_transaction_id_global_position_idx ON annals_internal.events_p2 USING btree (category, transaction_id, global_position);
+
+
+--
+-- Name: events_p2_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p2_event_id_idx ON annals_internal.events_p2 USING btree (event_id);
 
 
 --
@@ -4858,6 +4931,13 @@ CREATE INDEX events_p3_category_transaction_id_global_position_idx ON annals_int
 
 
 --
+-- Name: events_p3_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p3_event_id_idx ON annals_internal.events_p3 USING btree (event_id);
+
+
+--
 -- Name: events_p3_transaction_id_global_position_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4869,6 +4949,13 @@ CREATE INDEX events_p3_transaction_id_global_position_idx ON annals_internal.eve
 --
 
 CREATE INDEX events_p4_category_transaction_id_global_position_idx ON annals_internal.events_p4 USING btree (category, transaction_id, global_position);
+
+
+--
+-- Name: events_p4_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p4_event_id_idx ON annals_internal.events_p4 USING btree (event_id);
 
 
 --
@@ -4886,6 +4973,13 @@ CREATE INDEX events_p5_category_transaction_id_global_position_idx ON annals_int
 
 
 --
+-- Name: events_p5_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p5_event_id_idx ON annals_internal.events_p5 USING btree (event_id);
+
+
+--
 -- Name: events_p5_transaction_id_global_position_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4900,6 +4994,13 @@ CREATE INDEX events_p6_category_transaction_id_global_position_idx ON annals_int
 
 
 --
+-- Name: events_p6_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p6_event_id_idx ON annals_internal.events_p6 USING btree (event_id);
+
+
+--
 -- Name: events_p6_transaction_id_global_position_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4911,6 +5012,13 @@ CREATE INDEX events_p6_transaction_id_global_position_idx ON annals_internal.eve
 --
 
 CREATE INDEX events_p7_category_transaction_id_global_position_idx ON annals_internal.events_p7 USING btree (category, transaction_id, global_position);
+
+
+--
+-- Name: events_p7_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p7_event_id_idx ON annals_internal.events_p7 USING btree (event_id);
 
 
 --
@@ -4932,6 +5040,13 @@ CREATE INDEX streams_category_idx ON annals_internal.streams USING btree (catego
 --
 
 ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_internal.events_p0_category_transaction_id_global_position_idx;
+
+
+--
+-- Name: events_p0_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p0_event_id_idx;
 
 
 --
@@ -4963,6 +5078,13 @@ ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_int
 
 
 --
+-- Name: events_p1_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p1_event_id_idx;
+
+
+--
 -- Name: events_p1_pkey; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4988,6 +5110,13 @@ ALTER INDEX annals_internal.events_feed_idx ATTACH PARTITION annals_internal.eve
 --
 
 ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_internal.events_p2_category_transaction_id_global_position_idx;
+
+
+--
+-- Name: events_p2_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p2_event_id_idx;
 
 
 --
@@ -5019,6 +5148,13 @@ ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_int
 
 
 --
+-- Name: events_p3_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p3_event_id_idx;
+
+
+--
 -- Name: events_p3_pkey; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5044,6 +5180,13 @@ ALTER INDEX annals_internal.events_feed_idx ATTACH PARTITION annals_internal.eve
 --
 
 ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_internal.events_p4_category_transaction_id_global_position_idx;
+
+
+--
+-- Name: events_p4_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p4_event_id_idx;
 
 
 --
@@ -5075,6 +5218,13 @@ ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_int
 
 
 --
+-- Name: events_p5_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p5_event_id_idx;
+
+
+--
 -- Name: events_p5_pkey; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5103,6 +5253,13 @@ ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_int
 
 
 --
+-- Name: events_p6_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p6_event_id_idx;
+
+
+--
 -- Name: events_p6_pkey; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5128,6 +5285,13 @@ ALTER INDEX annals_internal.events_feed_idx ATTACH PARTITION annals_internal.eve
 --
 
 ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_internal.events_p7_category_transaction_id_global_position_idx;
+
+
+--
+-- Name: events_p7_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p7_event_id_idx;
 
 
 --
@@ -5412,6 +5576,15 @@ GRANT ALL ON FUNCTION annals.read_category(category text, after_transaction xid8
 
 REVOKE ALL ON FUNCTION annals.read_dead_letters(subscription text, member integer, max_count integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.read_dead_letters(subscription text, member integer, max_count integer) TO annals_writer;
+
+
+--
+-- Name: FUNCTION read_event(event_id uuid, raw boolean); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.read_event(event_id uuid, raw boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.read_event(event_id uuid, raw boolean) TO annals_writer;
+GRANT ALL ON FUNCTION annals.read_event(event_id uuid, raw boolean) TO annals_reader;
 
 
 --
