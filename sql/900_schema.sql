@@ -596,7 +596,9 @@ CREATE FUNCTION annals.drop_projection(name text) RETURNS boolean
 BEGIN
     DELETE FROM annals_internal.projections AS p WHERE p.projection_name = drop_projection.name;
     IF NOT FOUND THEN
-        RETURN false;
+        PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', drop_projection.name),
+            jsonb_build_object('projection', drop_projection.name),
+            'Check the name: annals.projections lists the registered projections.');
     END IF;
     DELETE FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = annals_internal.projection_subscription(drop_projection.name);
@@ -624,7 +626,8 @@ ALTER FUNCTION annals.drop_projection(name text) OWNER TO annals_owner;
 -- Name: FUNCTION drop_projection(name text); Type: COMMENT; Schema: annals; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals.drop_projection(name text) IS 'Unregisters a projection (its tables and handler stay; drop them yourself). False when it did not exist.';
+COMMENT ON FUNCTION annals.drop_projection(name text) IS 'Unregisters a projection (its tables and handler stay; drop them yourself); returns true. Errors: ST404
+when it does not exist (DETAIL {"projection"}).';
 
 
 --
@@ -638,7 +641,12 @@ CREATE FUNCTION annals.drop_subscription(subscription text) RETURNS boolean
 BEGIN
     PERFORM annals_internal.check_subscription_name(drop_subscription.subscription);
     DELETE FROM annals_internal.subscriptions AS s WHERE s.subscription_name = drop_subscription.subscription;
-    RETURN FOUND;
+    IF NOT FOUND THEN
+        PERFORM annals_internal.raise_error('ST404', format('subscription %L does not exist', drop_subscription.subscription),
+            jsonb_build_object('subscription', drop_subscription.subscription),
+            'Check the name: annals.subscription_status lists the subscriptions.');
+    END IF;
+    RETURN true;
 END
 $$;
 
@@ -649,7 +657,8 @@ ALTER FUNCTION annals.drop_subscription(subscription text) OWNER TO annals_owner
 -- Name: FUNCTION drop_subscription(subscription text); Type: COMMENT; Schema: annals; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals.drop_subscription(subscription text) IS 'Drops a subscription with its checkpoints and dead letters; false when it did not exist.';
+COMMENT ON FUNCTION annals.drop_subscription(subscription text) IS 'Drops a subscription with its checkpoints and dead letters; returns true. Errors: ST404 when it does not
+exist (DETAIL {"subscription"}), ST403 for a reserved name.';
 
 
 --
