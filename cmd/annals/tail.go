@@ -108,7 +108,7 @@ func (t *tailer) dump(ctx context.Context) error {
 		for _, ev := range page {
 			if ev.TransactionID >= head.Barrier {
 				progress.finish()
-				return t.dumped(n, head)
+				return t.dumped(ctx, n, head)
 			}
 			cp = ev.Checkpoint()
 			if err := t.print(ev); err != nil {
@@ -120,15 +120,19 @@ func (t *tailer) dump(ctx context.Context) error {
 		progress.update(n, cp.GlobalPosition)
 		if len(page) < t.opts.MaxCount {
 			progress.finish()
-			return t.dumped(n, head)
+			return t.dumped(ctx, n, head)
 		}
 	}
 }
 
-// dumped says on stderr what a dump printed; stdout holds only events.
-func (t *tailer) dumped(n int, head annals.FeedHead) error {
+// dumped says on stderr what a dump printed (stdout holds only events), and when an old
+// transaction held the feed's head back, which one.
+func (t *tailer) dumped(ctx context.Context, n int, head annals.FeedHead) error {
 	fmt.Fprintf(t.errOut, "printed %d event(s): the feed up to its head when the dump began (global position %d)\n",
 		n, head.LastPosition)
+	if b, err := feedBlocker(ctx, t.pool); err == nil && b != nil && b.Age >= 5*time.Second {
+		fmt.Fprintf(t.errOut, "note: later events wait behind an open transaction: %s\n", b.describe())
+	}
 	return nil
 }
 
