@@ -330,7 +330,6 @@ func newProgressBar(w io.Writer, label string) *progressBar {
 	return &progressBar{w: w, label: label, tty: isTerminal(w), lastPct: -1}
 }
 
-
 func (p *progressBar) update(done, total int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
