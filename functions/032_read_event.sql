@@ -17,6 +17,7 @@ LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 ROWS 1
 AS $$
 DECLARE

@@ -1021,6 +1021,7 @@ COMMENT ON FUNCTION annals.read_dead_letters(subscription text, member integer, 
 CREATE FUNCTION annals.read_event(event_id uuid, raw boolean DEFAULT false) RETURNS SETOF annals.event
     LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     v_up text[] := CASE WHEN read_event.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
