@@ -50,6 +50,9 @@ test-goose-cli:
 demo:
 	$(GO) run ./cmd/annals demo
 
+# The release `annals --version` prints: the nearest tag and the commit (VERSION=v1.2.3 to override).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+
 build:
 	$(GO) build ./...
-	$(GO) build -o bin/annals ./cmd/annals
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/annals ./cmd/annals

@@ -141,12 +141,18 @@ AS $$
 BEGIN
     PERFORM annals_internal.check_subscription_name(drop_subscription.subscription);
     DELETE FROM annals_internal.subscriptions AS s WHERE s.subscription_name = drop_subscription.subscription;
-    RETURN FOUND;
+    IF NOT FOUND THEN
+        PERFORM annals_internal.raise_error('ST404', format('subscription %L does not exist', drop_subscription.subscription),
+            jsonb_build_object('subscription', drop_subscription.subscription),
+            'Check the name: annals.subscription_status lists the subscriptions.');
+    END IF;
+    RETURN true;
 END
 $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.drop_subscription(text) IS
-    'Drops a subscription with its checkpoints and dead letters; false when it did not exist.';
+$$Drops a subscription with its checkpoints and dead letters; returns true. Errors: ST404 when it does not
+exist (DETAIL {"subscription"}), ST403 for a reserved name.$$;
 REVOKE ALL ON FUNCTION annals.drop_subscription(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.drop_subscription(text) TO annals_writer;
 

@@ -257,7 +257,9 @@ AS $$
 BEGIN
     DELETE FROM annals_internal.projections AS p WHERE p.projection_name = drop_projection.name;
     IF NOT FOUND THEN
-        RETURN false;
+        PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', drop_projection.name),
+            jsonb_build_object('projection', drop_projection.name),
+            'Check the name: annals.projections lists the registered projections.');
     END IF;
     DELETE FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = annals_internal.projection_subscription(drop_projection.name);
@@ -279,7 +281,8 @@ END
 $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.drop_projection(text) IS
-    'Unregisters a projection (its tables and handler stay; drop them yourself). False when it did not exist.';
+$$Unregisters a projection (its tables and handler stay; drop them yourself); returns true. Errors: ST404
+when it does not exist (DETAIL {"projection"}).$$;
 REVOKE ALL ON FUNCTION annals.drop_projection(text) FROM PUBLIC;
 
 -- Registrations made before callbacks were pinned (schema 9 and older) get their pins and

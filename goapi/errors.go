@@ -34,7 +34,9 @@ var (
 	ErrAppendOnly = errors.New("annals: history is append-only")
 	// ErrStreamNotFound: the stream has no events (returned by StreamInfo).
 	ErrStreamNotFound = errors.New("annals: stream not found")
-	// ErrNotFound: a named object (subscription, dead letter) does not exist (ST404).
+	// ErrEventNotFound: no event has the id (returned by ReadEvent).
+	ErrEventNotFound = errors.New("annals: event not found")
+	// ErrNotFound: a named object (subscription, projection, dead letter) does not exist (ST404).
 	ErrNotFound = errors.New("annals: not found")
 	// ErrCheckpointConflict: a subscription checkpoint was not where the acknowledgement expected
 	// it: another consumer acknowledged first (ST409 with a subscription in DETAIL).
@@ -229,7 +231,7 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 // kinds are the sentinels, most specific first (ErrStreamNotFound before ErrNotFound).
 var kinds = []error{
 	ErrWrongExpectedVersion, ErrEventIDConflict, ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument,
-	ErrReserved, ErrAppendOnly, ErrStreamNotFound, ErrNotFound, ErrCheckpointConflict, ErrLeaseHeld,
+	ErrReserved, ErrAppendOnly, ErrStreamNotFound, ErrEventNotFound, ErrNotFound, ErrCheckpointConflict, ErrLeaseHeld,
 	ErrFeedRestored, ErrSchemaNotInstalled, ErrSchemaTooNew,
 }
 

@@ -161,6 +161,78 @@ func ExampleClient_StreamInfo() {
 	// true
 }
 
+// ReadEvent fetches one event by its id, say one named by a log line or another event's
+// causation_id, without knowing its stream.
+func ExampleClient_ReadEvent() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	store := annals.New(pool)
+
+	shipped := annals.EventData{
+		ID:   uuid.MustParse("0190a8f2-7c1e-7000-8000-0000000005e1"),
+		Type: "ShipmentDispatched",
+		Data: map[string]any{"carrier": "DHL"},
+	}
+	if _, err := store.Append(ctx, "shipment-77", annals.NoStream, annals.EventData{Type: "ShipmentPacked"}, shipped); err != nil {
+		log.Fatal(err)
+	}
+
+	ev, err := store.ReadEvent(ctx, shipped.ID, annals.ReadEventOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ev.StreamID, ev.StreamVersion, ev.EventType, string(ev.Data))
+
+	_, err = store.ReadEvent(ctx, uuid.MustParse("0190a8f2-7c1e-7000-8000-0000000005e2"), annals.ReadEventOptions{})
+	fmt.Println(errors.Is(err, annals.ErrEventNotFound))
+	// Output:
+	// shipment-77 2 ShipmentDispatched {"carrier": "DHL"}
+	// true
+}
+
+// ListStreams walks the streams in id order, optionally of one category, fetching pages as the
+// loop goes; After continues a listing where an earlier one stopped.
+func ExampleClient_ListStreams() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	store := annals.New(pool)
+
+	for _, id := range []string{"ledger-2", "ledger-1", "ledger-3"} {
+		if _, err := store.Append(ctx, id, annals.NoStream, annals.EventData{Type: "LedgerOpened"}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if _, err := store.DeleteStream(ctx, "ledger-3", annals.Any, "closed"); err != nil {
+		log.Fatal(err)
+	}
+
+	for s, err := range store.ListStreams(ctx, annals.ListStreamsOptions{Category: "ledger"}) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(s.StreamID, s.StreamVersion, s.State)
+	}
+	for s, err := range store.ListStreams(ctx, annals.ListStreamsOptions{Category: "ledger", After: "ledger-1", Limit: 1}) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("next page starts at", s.StreamID)
+	}
+	// Output:
+	// ledger-1 1 active
+	// ledger-2 1 active
+	// ledger-3 1 deleted
+	// next page starts at ledger-2
+}
+
 // Migrate installs or upgrades Annals; running it again changes nothing.
 func ExampleMigrate() {
 	ctx := context.Background()

@@ -39,7 +39,17 @@ type FeedOptions struct {
 // event is ever skipped by a consumer that stores the last event's Checkpoint and asks again. An
 // empty page means caught up (or paused behind a long-running transaction: see FeedBlocker).
 func (c *Client) ReadAll(ctx context.Context, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
-	return collectEvents(ctx, c.pool, "read all",
+	return readAll(ctx, c.pool, after, opts)
+}
+
+// ReadAllTx is ReadAll inside the caller's transaction. The barrier is the transaction's
+// snapshot: in a REPEATABLE READ transaction every page reads the feed as it was at its start.
+func (c *Client) ReadAllTx(ctx context.Context, tx pgx.Tx, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
+	return readAll(ctx, tx, after, opts)
+}
+
+func readAll(ctx context.Context, db dbtx, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
+	return collectEvents(ctx, db, "read all",
 		"SELECT "+eventColumns+" FROM annals.read_all($1, $2, $3, $4, $5, $6) AS e",
 		after.TransactionID, after.GlobalPosition, pageSize(opts.MaxCount), nilIfEmpty(opts.EventTypes), nilIfEmpty(opts.Categories), opts.Raw)
 }
@@ -53,8 +63,17 @@ type ConsumerGroup struct {
 // ReadCategory returns the next page of one category's gap-free feed (streams named
 // "category-..."), optionally one consumer-group member's share of it.
 func (c *Client) ReadCategory(ctx context.Context, category string, after Checkpoint, maxCount int, group ConsumerGroup) ([]RecordedEvent, error) {
+	return readCategory(ctx, c.pool, category, after, maxCount, group)
+}
+
+// ReadCategoryTx is ReadCategory inside the caller's transaction.
+func (c *Client) ReadCategoryTx(ctx context.Context, tx pgx.Tx, category string, after Checkpoint, maxCount int, group ConsumerGroup) ([]RecordedEvent, error) {
+	return readCategory(ctx, tx, category, after, maxCount, group)
+}
+
+func readCategory(ctx context.Context, db dbtx, category string, after Checkpoint, maxCount int, group ConsumerGroup) ([]RecordedEvent, error) {
 	size := max(group.Size, 1)
-	return collectEvents(ctx, c.pool, "read category",
+	return collectEvents(ctx, db, "read category",
 		"SELECT "+eventColumns+" FROM annals.read_category($1, $2, $3, $4, $5, $6) AS e",
 		category, after.TransactionID, after.GlobalPosition, pageSize(maxCount), group.Member, size)
 }
@@ -69,9 +88,18 @@ type FeedHead struct {
 
 // FeedHead returns the feed's barrier and newest readable position.
 func (c *Client) FeedHead(ctx context.Context) (FeedHead, error) {
+	return feedHead(ctx, c.pool)
+}
+
+// FeedHeadTx is FeedHead inside the caller's transaction (as its snapshot sees the feed).
+func (c *Client) FeedHeadTx(ctx context.Context, tx pgx.Tx) (FeedHead, error) {
+	return feedHead(ctx, tx)
+}
+
+func feedHead(ctx context.Context, db dbtx) (FeedHead, error) {
 	var h FeedHead
 	var last *int64
-	err := c.pool.QueryRow(ctx, "SELECT h.barrier_transaction, h.last_position FROM annals.feed_head() AS h").Scan(&h.Barrier, &last)
+	err := db.QueryRow(ctx, "SELECT h.barrier_transaction, h.last_position FROM annals.feed_head() AS h").Scan(&h.Barrier, &last)
 	if err != nil {
 		return h, fmt.Errorf("annals: feed head: %w", mapError(err))
 	}

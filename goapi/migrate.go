@@ -223,8 +223,17 @@ func latestVersion(fsys fs.FS) (int64, error) {
 // ErrSchemaTooNew when a newer release installed it (upgrade this program). Any Annals role may
 // call it.
 func (c *Client) CheckSchema(ctx context.Context) error {
+	return checkSchema(ctx, c.pool)
+}
+
+// CheckSchemaTx is CheckSchema inside the caller's transaction.
+func (c *Client) CheckSchemaTx(ctx context.Context, tx pgx.Tx) error {
+	return checkSchema(ctx, tx)
+}
+
+func checkSchema(ctx context.Context, db dbtx) error {
 	var v int64
-	if err := c.pool.QueryRow(ctx, "SELECT annals.schema_version()").Scan(&v); err != nil {
+	if err := db.QueryRow(ctx, "SELECT annals.schema_version()").Scan(&v); err != nil {
 		return mapError(err)
 	}
 	switch {

@@ -3,7 +3,6 @@ package annals
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"iter"
 	"math"
@@ -96,6 +95,15 @@ func AtTime(t time.Time) AsOf { return AsOf{at: t, byTime: true, set: true} }
 // ReadStreamAsOf returns an iterator over the events a stream had at asOf, oldest first,
 // upcast like ReadStream.
 func (c *Client) ReadStreamAsOf(ctx context.Context, streamID string, asOf AsOf) iter.Seq2[RecordedEvent, error] {
+	return c.readStreamAsOf(ctx, c.pool, streamID, asOf)
+}
+
+// ReadStreamAsOfTx is ReadStreamAsOf inside the caller's transaction.
+func (c *Client) ReadStreamAsOfTx(ctx context.Context, tx pgx.Tx, streamID string, asOf AsOf) iter.Seq2[RecordedEvent, error] {
+	return c.readStreamAsOf(ctx, tx, streamID, asOf)
+}
+
+func (c *Client) readStreamAsOf(ctx context.Context, db dbtx, streamID string, asOf AsOf) iter.Seq2[RecordedEvent, error] {
 	if !asOf.set || !asOf.byTime && asOf.version < 0 {
 		return func(yield func(RecordedEvent, error) bool) {
 			yield(RecordedEvent{}, invalid("as_of", "use AtVersion(v >= 0) or AtTime(t)"))
@@ -108,7 +116,7 @@ func (c *Client) ReadStreamAsOf(ctx context.Context, streamID string, asOf AsOf)
 	} else {
 		version = &asOf.version
 	}
-	return readPages(ctx, c.pool, c.readPageSize, 0, 0, false,
+	return readPages(ctx, db, c.readPageSize, 0, 0, false,
 		func(from *int64, n int) (string, []any) {
 			return "SELECT " + eventColumns + " FROM annals.read_stream_as_of($1, $2, $3, $4, $5) AS e",
 				[]any{streamID, version, at, from, n}
@@ -117,11 +125,51 @@ func (c *Client) ReadStreamAsOf(ctx context.Context, streamID string, asOf AsOf)
 
 // StreamVersionAt returns the version a stream had at time t (0 before its first event).
 func (c *Client) StreamVersionAt(ctx context.Context, streamID string, t time.Time) (int64, error) {
+	return streamVersionAt(ctx, c.pool, streamID, t)
+}
+
+// StreamVersionAtTx is StreamVersionAt inside the caller's transaction.
+func (c *Client) StreamVersionAtTx(ctx context.Context, tx pgx.Tx, streamID string, t time.Time) (int64, error) {
+	return streamVersionAt(ctx, tx, streamID, t)
+}
+
+func streamVersionAt(ctx context.Context, db dbtx, streamID string, t time.Time) (int64, error) {
 	var v int64
-	if err := c.pool.QueryRow(ctx, "SELECT annals.stream_version_at($1, $2)", streamID, t).Scan(&v); err != nil {
+	if err := db.QueryRow(ctx, "SELECT annals.stream_version_at($1, $2)", streamID, t).Scan(&v); err != nil {
 		return 0, fmt.Errorf("annals: stream version at: %w", mapError(err))
 	}
 	return v, nil
+}
+
+// ReadEventOptions configure ReadEvent. The zero value reads the event in its current shape.
+type ReadEventOptions struct {
+	// Raw returns the event as stored, without upcasting or alias renaming.
+	Raw bool
+}
+
+// ReadEvent returns the event stored under eventID, upcast like ReadStream (see
+// annals.read_event), or ErrEventNotFound when no event has that id. Event ids are unique per
+// stream only: when a client reused an id in another stream, ReadEvent returns the oldest of
+// those events (lowest GlobalPosition); annals.read_event in SQL returns all of them.
+func (c *Client) ReadEvent(ctx context.Context, eventID uuid.UUID, opts ReadEventOptions) (RecordedEvent, error) {
+	return readEvent(ctx, c.pool, eventID, opts)
+}
+
+// ReadEventTx is ReadEvent inside the caller's transaction.
+func (c *Client) ReadEventTx(ctx context.Context, tx pgx.Tx, eventID uuid.UUID, opts ReadEventOptions) (RecordedEvent, error) {
+	return readEvent(ctx, tx, eventID, opts)
+}
+
+func readEvent(ctx context.Context, db dbtx, eventID uuid.UUID, opts ReadEventOptions) (RecordedEvent, error) {
+	evs, err := collectEvents(ctx, db, fmt.Sprintf("read event %s", eventID),
+		"SELECT "+eventColumns+" FROM annals.read_event($1, $2) AS e LIMIT 1", eventID, opts.Raw)
+	if err != nil {
+		return RecordedEvent{}, err
+	}
+	if len(evs) == 0 {
+		return RecordedEvent{}, fmt.Errorf("annals: read event %s: %w", eventID, ErrEventNotFound)
+	}
+	return evs[0], nil
 }
 
 // readPages drives a paged read: query builds one page's statement from the next start version.
@@ -170,47 +218,4 @@ func readPages(ctx context.Context, db dbtx, pageSize, limit int, from int64, ba
 			next = &last
 		}
 	}
-}
-
-// StreamInfo describes a stream.
-type StreamInfo struct {
-	StreamID      string    `db:"stream_id"`
-	StreamVersion int64     `db:"stream_version"`
-	CreatedAt     time.Time `db:"created_at"`
-	UpdatedAt     time.Time `db:"updated_at"`
-	// State is "active" or "deleted".
-	State string `db:"state"`
-}
-
-// StreamInfo returns a stream's version, timestamps and state, or ErrStreamNotFound when the
-// stream has no events.
-func (c *Client) StreamInfo(ctx context.Context, streamID string) (StreamInfo, error) {
-	rows, err := c.pool.Query(ctx,
-		`SELECT i.stream_id, i.stream_version, i.created_at, i.updated_at, i.state FROM annals.stream_info($1) AS i`, streamID)
-	if err != nil {
-		return StreamInfo{}, fmt.Errorf("annals: stream info %q: %w", streamID, mapError(err))
-	}
-	info, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[StreamInfo])
-	if errors.Is(err, pgx.ErrNoRows) {
-		return StreamInfo{}, fmt.Errorf("annals: stream info %q: %w", streamID, ErrStreamNotFound)
-	}
-	if err != nil {
-		return StreamInfo{}, fmt.Errorf("annals: stream info %q: %w", streamID, mapError(err))
-	}
-	return info, nil
-}
-
-// DeleteStream closes a stream: later appends fail with ErrStreamDeleted, its events stay
-// readable, and the deletion is audited with reason. It returns the final version.
-func (c *Client) DeleteStream(ctx context.Context, streamID string, expected ExpectedVersion, reason string) (int64, error) {
-	var v int64
-	var r *string
-	if reason != "" {
-		r = &reason
-	}
-	err := c.pool.QueryRow(ctx, "SELECT annals.delete_stream($1, $2, $3)", streamID, expected.arg(), r).Scan(&v)
-	if err != nil {
-		return 0, fmt.Errorf("annals: delete stream %q: %w", streamID, mapError(err))
-	}
-	return v, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // SubscriptionOptions configure CreateSubscription.
@@ -19,14 +21,23 @@ type SubscriptionOptions struct {
 
 // CreateSubscription creates a named subscription with a durable checkpoint per member. It is
 // idempotent: it returns false when the subscription already exists with the same settings, and
-// ErrInvalidArgument when it exists with other settings.
+// ErrInvalidArgument when it exists with other settings. ErrReserved for a name starting with '$'.
 func (c *Client) CreateSubscription(ctx context.Context, name string, opts SubscriptionOptions) (bool, error) {
+	return createSubscription(ctx, c.pool, name, opts)
+}
+
+// CreateSubscriptionTx is CreateSubscription inside the caller's transaction.
+func (c *Client) CreateSubscriptionTx(ctx context.Context, tx pgx.Tx, name string, opts SubscriptionOptions) (bool, error) {
+	return createSubscription(ctx, tx, name, opts)
+}
+
+func createSubscription(ctx context.Context, db dbtx, name string, opts SubscriptionOptions) (bool, error) {
 	from := "beginning"
 	if opts.FromNow {
 		from = "now"
 	}
 	var created bool
-	err := c.pool.QueryRow(ctx, "SELECT annals.create_subscription($1, $2, $3, $4, $5)",
+	err := db.QueryRow(ctx, "SELECT annals.create_subscription($1, $2, $3, $4, $5)",
 		name, from, nilIfEmpty(opts.EventTypes), nilIfEmpty(opts.Categories), max(opts.GroupSize, 1)).Scan(&created)
 	if err != nil {
 		return false, fmt.Errorf("annals: create subscription %q: %w", name, mapError(err))
@@ -34,25 +45,44 @@ func (c *Client) CreateSubscription(ctx context.Context, name string, opts Subsc
 	return created, nil
 }
 
-// DropSubscription removes a subscription with its checkpoints and dead letters; false when it
-// did not exist.
-func (c *Client) DropSubscription(ctx context.Context, name string) (bool, error) {
-	var dropped bool
-	if err := c.pool.QueryRow(ctx, "SELECT annals.drop_subscription($1)", name).Scan(&dropped); err != nil {
-		return false, fmt.Errorf("annals: drop subscription %q: %w", name, mapError(err))
+// DropSubscription removes a subscription with its checkpoints and dead letters. ErrNotFound when
+// it does not exist; ErrReserved for a '$' name (an async projection's checkpoint goes with
+// DropProjection).
+func (c *Client) DropSubscription(ctx context.Context, name string) error {
+	return dropSubscription(ctx, c.pool, name)
+}
+
+// DropSubscriptionTx is DropSubscription inside the caller's transaction.
+func (c *Client) DropSubscriptionTx(ctx context.Context, tx pgx.Tx, name string) error {
+	return dropSubscription(ctx, tx, name)
+}
+
+func dropSubscription(ctx context.Context, db dbtx, name string) error {
+	if _, err := db.Exec(ctx, "SELECT annals.drop_subscription($1)", name); err != nil {
+		return fmt.Errorf("annals: drop subscription %q: %w", name, mapError(err))
 	}
-	return dropped, nil
+	return nil
 }
 
 // ResetSubscription moves the checkpoint of every member (member < 0) or of one member to cp,
-// backwards to replay or forwards to skip. It returns how many members moved.
+// backwards to replay or forwards to skip. It returns how many members moved. ErrNotFound when
+// the subscription does not exist.
 func (c *Client) ResetSubscription(ctx context.Context, name string, to Checkpoint, member int) (int, error) {
+	return resetSubscription(ctx, c.pool, name, to, member)
+}
+
+// ResetSubscriptionTx is ResetSubscription inside the caller's transaction.
+func (c *Client) ResetSubscriptionTx(ctx context.Context, tx pgx.Tx, name string, to Checkpoint, member int) (int, error) {
+	return resetSubscription(ctx, tx, name, to, member)
+}
+
+func resetSubscription(ctx context.Context, db dbtx, name string, to Checkpoint, member int) (int, error) {
 	var m *int
 	if member >= 0 {
 		m = &member
 	}
 	var n int
-	err := c.pool.QueryRow(ctx, "SELECT annals.reset_subscription($1, $2, $3, $4)", name, to.TransactionID, to.GlobalPosition, m).Scan(&n)
+	err := db.QueryRow(ctx, "SELECT annals.reset_subscription($1, $2, $3, $4)", name, to.TransactionID, to.GlobalPosition, m).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("annals: reset subscription %q: %w", name, mapError(err))
 	}
@@ -61,8 +91,17 @@ func (c *Client) ResetSubscription(ctx context.Context, name string, to Checkpoi
 
 // SubscriptionCheckpoint returns the checkpoint a member has acknowledged.
 func (c *Client) SubscriptionCheckpoint(ctx context.Context, name string, member int) (Checkpoint, error) {
+	return subscriptionCheckpoint(ctx, c.pool, name, member)
+}
+
+// SubscriptionCheckpointTx is SubscriptionCheckpoint inside the caller's transaction.
+func (c *Client) SubscriptionCheckpointTx(ctx context.Context, tx pgx.Tx, name string, member int) (Checkpoint, error) {
+	return subscriptionCheckpoint(ctx, tx, name, member)
+}
+
+func subscriptionCheckpoint(ctx context.Context, db dbtx, name string, member int) (Checkpoint, error) {
 	var cp Checkpoint
-	err := c.pool.QueryRow(ctx, "SELECT c.transaction_id, c.global_position FROM annals.subscription_checkpoint($1, $2) AS c",
+	err := db.QueryRow(ctx, "SELECT c.transaction_id, c.global_position FROM annals.subscription_checkpoint($1, $2) AS c",
 		name, member).Scan(&cp.TransactionID, &cp.GlobalPosition)
 	if err != nil {
 		return cp, fmt.Errorf("annals: subscription checkpoint %q: %w", name, mapError(err))
@@ -86,9 +125,18 @@ type SubscriptionStatus struct {
 }
 
 // SubscriptionStatus reports, per member, the checkpoint, lag in events and time, lease holder
-// and open dead letters.
+// and open dead letters. An unknown subscription has no members: no rows, no error.
 func (c *Client) SubscriptionStatus(ctx context.Context, name string) ([]SubscriptionStatus, error) {
-	rows, err := c.pool.Query(ctx, `
+	return subscriptionStatus(ctx, c.pool, name)
+}
+
+// SubscriptionStatusTx is SubscriptionStatus inside the caller's transaction.
+func (c *Client) SubscriptionStatusTx(ctx context.Context, tx pgx.Tx, name string) ([]SubscriptionStatus, error) {
+	return subscriptionStatus(ctx, tx, name)
+}
+
+func subscriptionStatus(ctx context.Context, db dbtx, name string) ([]SubscriptionStatus, error) {
+	rows, err := db.Query(ctx, `
 		SELECT s.subscription_name, s.member, s.group_size, s.checkpoint_transaction, s.checkpoint_position,
 		       s.events_behind, s.events_behind_capped,
 		       coalesce(extract(epoch FROM s.time_behind), 0)::float8, s.lease_holder, s.lease_active, s.dead_letters

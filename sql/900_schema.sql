@@ -619,7 +619,9 @@ CREATE FUNCTION annals.drop_projection(name text) RETURNS boolean
 BEGIN
     DELETE FROM annals_internal.projections AS p WHERE p.projection_name = drop_projection.name;
     IF NOT FOUND THEN
-        RETURN false;
+        PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', drop_projection.name),
+            jsonb_build_object('projection', drop_projection.name),
+            'Check the name: annals.projections lists the registered projections.');
     END IF;
     DELETE FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = annals_internal.projection_subscription(drop_projection.name);
@@ -647,7 +649,8 @@ ALTER FUNCTION annals.drop_projection(name text) OWNER TO annals_owner;
 -- Name: FUNCTION drop_projection(name text); Type: COMMENT; Schema: annals; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals.drop_projection(name text) IS 'Unregisters a projection (its tables and handler stay; drop them yourself). False when it did not exist.';
+COMMENT ON FUNCTION annals.drop_projection(name text) IS 'Unregisters a projection (its tables and handler stay; drop them yourself); returns true. Errors: ST404
+when it does not exist (DETAIL {"projection"}).';
 
 
 --
@@ -662,7 +665,12 @@ CREATE FUNCTION annals.drop_subscription(subscription text) RETURNS boolean
 BEGIN
     PERFORM annals_internal.check_subscription_name(drop_subscription.subscription);
     DELETE FROM annals_internal.subscriptions AS s WHERE s.subscription_name = drop_subscription.subscription;
-    RETURN FOUND;
+    IF NOT FOUND THEN
+        PERFORM annals_internal.raise_error('ST404', format('subscription %L does not exist', drop_subscription.subscription),
+            jsonb_build_object('subscription', drop_subscription.subscription),
+            'Check the name: annals.subscription_status lists the subscriptions.');
+    END IF;
+    RETURN true;
 END
 $$;
 
@@ -673,7 +681,8 @@ ALTER FUNCTION annals.drop_subscription(subscription text) OWNER TO annals_owner
 -- Name: FUNCTION drop_subscription(subscription text); Type: COMMENT; Schema: annals; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals.drop_subscription(subscription text) IS 'Drops a subscription with its checkpoints and dead letters; false when it did not exist.';
+COMMENT ON FUNCTION annals.drop_subscription(subscription text) IS 'Drops a subscription with its checkpoints and dead letters; returns true. Errors: ST404 when it does not
+exist (DETAIL {"subscription"}), ST403 for a reserved name.';
 
 
 --
@@ -1034,6 +1043,45 @@ ALTER FUNCTION annals.read_dead_letters(subscription text, member integer, max_c
 --
 
 COMMENT ON FUNCTION annals.read_dead_letters(subscription text, member integer, max_count integer) IS 'Dead letters of a subscription member queued for retry, with their events, locked for this transaction.';
+
+
+--
+-- Name: read_event(uuid, boolean); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.read_event(event_id uuid, raw boolean DEFAULT false) RETURNS SETOF annals.event
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 1
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_up text[] := CASE WHEN read_event.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
+BEGIN
+    IF read_event.event_id IS NULL THEN
+        PERFORM annals_internal.raise_invalid('event_id', 'must not be null');
+    END IF;
+    IF read_event.raw IS NULL THEN
+        PERFORM annals_internal.raise_invalid('raw', 'must not be null');
+    END IF;
+    RETURN QUERY
+        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+               e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+          FROM annals_internal.events AS e
+         WHERE e.event_id = read_event.event_id
+         ORDER BY e.global_position;
+END
+$$;
+
+
+ALTER FUNCTION annals.read_event(event_id uuid, raw boolean) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION read_event(event_id uuid, raw boolean); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.read_event(event_id uuid, raw boolean) IS 'The event stored under event_id, upcast to its current shape like every read (raw => true: the stored
+bytes). No row for an unknown id. Ids are unique per stream only: an id stored in several streams returns
+each of those events, oldest (lowest global position) first. Errors: ST422 for a NULL argument.';
 
 
 --
@@ -5381,6 +5429,20 @@ CREATE INDEX events_category_feed_idx ON ONLY annals_internal.events USING btree
 
 
 --
+-- Name: events_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_event_id_idx ON ONLY annals_internal.events USING btree (event_id);
+
+
+--
+-- Name: INDEX events_event_id_idx; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON INDEX annals_internal.events_event_id_idx IS 'annals.read_event: an event by id without its stream id (not unique: ids are unique per stream).';
+
+
+--
 -- Name: events_feed_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5392,6 +5454,13 @@ CREATE INDEX events_feed_idx ON ONLY annals_internal.events USING btree (transac
 --
 
 CREATE INDEX events_p0_category_transaction_id_global_position_idx ON annals_internal.events_p0 USING btree (category, transaction_id, global_position);
+
+
+--
+-- Name: events_p0_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p0_event_id_idx ON annals_internal.events_p0 USING btree (event_id);
 
 
 --
@@ -5409,6 +5478,13 @@ CREATE INDEX events_p1_category_transaction_id_global_position_idx ON annals_int
 
 
 --
+-- Name: events_p1_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p1_event_id_idx ON annals_internal.events_p1 USING btree (event_id);
+
+
+--
 -- Name: events_p1_transaction_id_global_position_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5420,6 +5496,13 @@ CREATE INDEX events_p1_transaction_id_global_position_idx ON annals_internal.eve
 --
 
 CREATE INDEX events_p2_category_transaction_id_global_position_idx ON annals_internal.events_p2 USING btree (category, transaction_id, global_position);
+
+
+--
+-- Name: events_p2_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p2_event_id_idx ON annals_internal.events_p2 USING btree (event_id);
 
 
 --
@@ -5437,6 +5520,13 @@ CREATE INDEX events_p3_category_transaction_id_global_position_idx ON annals_int
 
 
 --
+-- Name: events_p3_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p3_event_id_idx ON annals_internal.events_p3 USING btree (event_id);
+
+
+--
 -- Name: events_p3_transaction_id_global_position_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5448,6 +5538,13 @@ CREATE INDEX events_p3_transaction_id_global_position_idx ON annals_internal.eve
 --
 
 CREATE INDEX events_p4_category_transaction_id_global_position_idx ON annals_internal.events_p4 USING btree (category, transaction_id, global_position);
+
+
+--
+-- Name: events_p4_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p4_event_id_idx ON annals_internal.events_p4 USING btree (event_id);
 
 
 --
@@ -5465,6 +5562,13 @@ CREATE INDEX events_p5_category_transaction_id_global_position_idx ON annals_int
 
 
 --
+-- Name: events_p5_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p5_event_id_idx ON annals_internal.events_p5 USING btree (event_id);
+
+
+--
 -- Name: events_p5_transaction_id_global_position_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5479,6 +5583,13 @@ CREATE INDEX events_p6_category_transaction_id_global_position_idx ON annals_int
 
 
 --
+-- Name: events_p6_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p6_event_id_idx ON annals_internal.events_p6 USING btree (event_id);
+
+
+--
 -- Name: events_p6_transaction_id_global_position_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5490,6 +5601,13 @@ CREATE INDEX events_p6_transaction_id_global_position_idx ON annals_internal.eve
 --
 
 CREATE INDEX events_p7_category_transaction_id_global_position_idx ON annals_internal.events_p7 USING btree (category, transaction_id, global_position);
+
+
+--
+-- Name: events_p7_event_id_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p7_event_id_idx ON annals_internal.events_p7 USING btree (event_id);
 
 
 --
@@ -5511,6 +5629,13 @@ CREATE INDEX streams_category_idx ON annals_internal.streams USING btree (catego
 --
 
 ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_internal.events_p0_category_transaction_id_global_position_idx;
+
+
+--
+-- Name: events_p0_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p0_event_id_idx;
 
 
 --
@@ -5542,6 +5667,13 @@ ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_int
 
 
 --
+-- Name: events_p1_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p1_event_id_idx;
+
+
+--
 -- Name: events_p1_pkey; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5567,6 +5699,13 @@ ALTER INDEX annals_internal.events_feed_idx ATTACH PARTITION annals_internal.eve
 --
 
 ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_internal.events_p2_category_transaction_id_global_position_idx;
+
+
+--
+-- Name: events_p2_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p2_event_id_idx;
 
 
 --
@@ -5598,6 +5737,13 @@ ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_int
 
 
 --
+-- Name: events_p3_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p3_event_id_idx;
+
+
+--
 -- Name: events_p3_pkey; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5623,6 +5769,13 @@ ALTER INDEX annals_internal.events_feed_idx ATTACH PARTITION annals_internal.eve
 --
 
 ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_internal.events_p4_category_transaction_id_global_position_idx;
+
+
+--
+-- Name: events_p4_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p4_event_id_idx;
 
 
 --
@@ -5654,6 +5807,13 @@ ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_int
 
 
 --
+-- Name: events_p5_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p5_event_id_idx;
+
+
+--
 -- Name: events_p5_pkey; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5682,6 +5842,13 @@ ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_int
 
 
 --
+-- Name: events_p6_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p6_event_id_idx;
+
+
+--
 -- Name: events_p6_pkey; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5707,6 +5874,13 @@ ALTER INDEX annals_internal.events_feed_idx ATTACH PARTITION annals_internal.eve
 --
 
 ALTER INDEX annals_internal.events_category_feed_idx ATTACH PARTITION annals_internal.events_p7_category_transaction_id_global_position_idx;
+
+
+--
+-- Name: events_p7_event_id_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_event_id_idx ATTACH PARTITION annals_internal.events_p7_event_id_idx;
 
 
 --
@@ -5991,6 +6165,15 @@ GRANT ALL ON FUNCTION annals.read_category(category text, after_transaction xid8
 
 REVOKE ALL ON FUNCTION annals.read_dead_letters(subscription text, member integer, max_count integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.read_dead_letters(subscription text, member integer, max_count integer) TO annals_writer;
+
+
+--
+-- Name: FUNCTION read_event(event_id uuid, raw boolean); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.read_event(event_id uuid, raw boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.read_event(event_id uuid, raw boolean) TO annals_writer;
+GRANT ALL ON FUNCTION annals.read_event(event_id uuid, raw boolean) TO annals_reader;
 
 
 --

@@ -42,6 +42,7 @@ var (
 	eventsPkeyScan   = regexp.MustCompile(`Index (Only )?Scan( Backward)? using events_p\d+_pkey on events_p\d+`)
 	anyEventsIndex   = regexp.MustCompile(`Index (Only )?Scan( Backward)?( using| on) events_p\d+_\w+`)
 	streamsPkeyScan  = regexp.MustCompile(`Index (Only )?Scan using streams_pkey on streams`)
+	eventIDScan      = regexp.MustCompile(`Index Scan using events_p\d+_event_id_idx on events_p\d+`)
 	sortNode         = regexp.MustCompile(`(?m)^\s*(->\s*)?(Incremental )?Sort\s+\(cost`) // a Sort node, not a Sort Key
 )
 
@@ -173,6 +174,19 @@ func TestQueryPlans(t *testing.T) {
 				}
 				exec(t, "SELECT annals.stream_version_at('plan-9', now())")
 				requirePlans(t, "events", eventsPkeyScan)
+			})
+			t.Run("read_event", func(t *testing.T) {
+				// No stream id, so no pruning: one probe of events_event_id_idx per partition
+				// (migration 011), never a scan of a partition.
+				var id string
+				require.NoError(t, f.pool.QueryRow(f.ctx,
+					"SELECT e.event_id::text FROM annals.read_stream('plan-long', 1234, 1) AS e").Scan(&id))
+				exec(t, "SELECT count(*) FROM annals.read_event($1::uuid)", id)
+				for _, p := range requirePlans(t, "events", eventIDScan) {
+					require.Len(t, eventIDScan.FindAllString(p, -1), 8, "one index probe per partition:\n%s", p)
+				}
+				exec(t, "SELECT count(*) FROM annals.read_event('00000000-0000-0000-0000-000000000000', raw => true)")
+				requirePlans(t, "events", eventIDScan)
 			})
 			t.Run("stream_info", func(t *testing.T) {
 				exec(t, "SELECT count(*) FROM annals.stream_info('plan-long')")

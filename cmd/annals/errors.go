@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,79 @@ import (
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5/pgconn"
 )
+
+// Exit codes. Every command's error goes through exitCodeFor, so the same failure exits the same
+// way whichever command met it (a missing stream is 3 for read and for streams show), and a
+// script can branch on the kind without reading the message.
+const (
+	exitOK = 0
+	// exitFailure: anything the codes below do not cover: the server is unreachable, a statement
+	// failed, a privilege is missing, annals doctor found a FAIL.
+	exitFailure = 1
+	// exitUsage: the command was called wrong: an unknown command or flag, a bad flag value, no
+	// database configured, or an argument the database rejected as invalid (ST422) or reserved
+	// (ST403). Fix the command line.
+	exitUsage = 2
+	// exitNotFound: what the command names does not exist: a stream without events, an event id,
+	// a subscription, projection or dead letter (ST404).
+	exitNotFound = 3
+	// exitConflict: the store is not in the state the command expected: wrong expected version
+	// (ST409), an event id stored with other content (ST412), a deleted stream (ST410), a
+	// checkpoint another consumer moved, a lease another consumer holds (ST423). Read the current
+	// state and decide again.
+	exitConflict = 4
+	// exitInterrupted: Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+	exitInterrupted = 130
+)
+
+// exitCodes maps the kinds of annals.Kind to exit codes; every other error is exitFailure.
+var exitCodes = map[error]int{
+	annals.ErrInvalidArgument:      exitUsage,
+	annals.ErrReserved:             exitUsage,
+	annals.ErrStreamNotFound:       exitNotFound,
+	annals.ErrEventNotFound:        exitNotFound,
+	annals.ErrNotFound:             exitNotFound,
+	annals.ErrWrongExpectedVersion: exitConflict,
+	annals.ErrEventIDConflict:      exitConflict,
+	annals.ErrStreamDeleted:        exitConflict,
+	annals.ErrCheckpointConflict:   exitConflict,
+	annals.ErrLeaseHeld:            exitConflict,
+}
+
+// exitCodeFor is the exit code for a command's error (not nil).
+func exitCodeFor(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return exitUsage
+	}
+	if code, ok := exitCodes[annals.Kind(err)]; ok {
+		return code
+	}
+	return exitFailure
+}
+
+// kindError is an error the command itself found, of one of annals.Kind's kinds (a subscription
+// that does not exist, say), so it exits and is worded like the same error from the database.
+// Its message says what happened and what to do.
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e kindError) Error() string { return e.msg }
+
+// Is reports whether target is the error's kind.
+func (e kindError) Is(target error) bool { return target == e.kind }
+
+// notFound is a kindError of kind annals.ErrNotFound.
+func notFound(format string, args ...any) error {
+	return kindError{fmt.Sprintf(format, args...), annals.ErrNotFound}
+}
+
+// streamMissing is the error for a stream without events, the same from every command.
+func streamMissing(stream string) error {
+	return kindError{fmt.Sprintf("stream %q has no events (annals streams list shows the streams)", stream), annals.ErrStreamNotFound}
+}
 
 // sqlstate is what a SQLSTATE means and what to do about it.
 type sqlstate struct{ meaning, hint string }
@@ -65,6 +139,10 @@ var sqlstateClasses = map[string]sqlstate{
 // to do.
 func explain(err error) string {
 	msg := tidyMessage(err.Error())
+	var own kindError
+	if errors.As(err, &own) {
+		return msg // written by the command, with what to do
+	}
 	var pgErr *pgconn.PgError
 	hasPg := errors.As(err, &pgErr)
 
@@ -81,6 +159,11 @@ func explain(err error) string {
 		meaning = st.meaning
 		if hint == "" {
 			hint = st.hint
+		}
+		// The typed error's text names its kind ("...: not found: subscription 'x' does not
+		// exist"); the note below names it with the SQLSTATE, so say it there only.
+		if meaning != "" {
+			msg = strings.Replace(msg, ": "+meaning+": ", ": ", 1)
 		}
 	}
 	if hint == "" {
@@ -129,6 +212,20 @@ func specificHint(err error) string {
 	if errors.As(err, &tooLarge) && tooLarge.Setting != "" {
 		return fmt.Sprintf("%s is %d, this is %d: split the batch or raise it with SELECT annals.configure(%s => ...) as annals_owner",
 			tooLarge.Setting, tooLarge.Limit, tooLarge.Actual, tooLarge.Setting)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "ST404" {
+		// Which list to look in, from the DETAIL's key.
+		var d map[string]any
+		_ = json.Unmarshal([]byte(pgErr.Detail), &d)
+		switch {
+		case d["subscription"] != nil:
+			return "check the name: annals subscriptions list"
+		case d["projection"] != nil:
+			return "check the name: annals projections list"
+		case d["dead_letter_id"] != nil:
+			return "check the id: annals subscriptions dead-letters NAME"
+		}
 	}
 	switch {
 	case errors.Is(err, annals.ErrCheckpointConflict):

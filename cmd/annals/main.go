@@ -2,19 +2,23 @@
 //
 //	annals migrate              install or upgrade Annals in $DATABASE_URL (status: what is applied)
 //	annals append / read        write and read a stream from the shell
-//	annals tail                 follow the gap-free feed live
-//	annals streams              list and inspect streams
-//	annals projections / views  projection state, rebuilds, materialized-view refreshes
-//	annals subscriptions        lag, resets, dead letters and their replay
+//	annals tail                 follow the gap-free feed live, or dump it (--until-end)
+//	annals streams              list, inspect and delete streams
+//	annals projections / views  projection state, rebuilds, enable/disable/drop, view refreshes
+//	annals subscriptions        create, drop, lag, resets, dead letters and their replay
 //	annals worker               async projections and view refreshes, with Prometheus metrics
 //	annals doctor               check an installation and say what to fix
 //	annals demo                 play the inventory story against a scratch database
 //
-// Configuration: DATABASE_URL or --database-url. Run `annals help COMMAND` for details, and
-// `annals completion bash|zsh|fish|powershell` for shell completion.
+// Configuration: DATABASE_URL or --database-url. Run `annals help COMMAND` for details,
+// `annals completion bash|zsh|fish|powershell` for shell completion, and `annals --version` for
+// the build and the schema versions it expects and finds.
 //
-// Exit codes: 0 success, 1 failure (one line on stderr saying what happened and what to do),
-// 2 wrong usage, 130 interrupted.
+// Exit codes (one table for every command, in errors.go): 0 success; 1 failure; 2 wrong usage,
+// including an argument the database rejected (ST422, ST403); 3 not found (a stream without
+// events, an event, subscription, projection or dead letter); 4 conflict (wrong expected version,
+// event id conflict, deleted stream, checkpoint or lease held by another consumer); 130
+// interrupted. Every failure prints one line on stderr saying what happened and what to do.
 package main
 
 import (
@@ -37,17 +41,17 @@ func main() {
 // exitCode prints err (if any) as one line on stderr and returns the process exit code.
 func exitCode(err error, interrupted bool) int {
 	if err == nil {
-		return 0
+		return exitOK
 	}
 	var u usageError
 	if errors.As(err, &u) {
 		fmt.Fprintln(os.Stderr, "annals:", err)
-		return 2
+		return exitUsage
 	}
 	if interrupted && errors.Is(err, context.Canceled) {
 		fmt.Fprintln(os.Stderr, "annals: interrupted")
-		return 130
+		return exitInterrupted
 	}
 	fmt.Fprintln(os.Stderr, "annals:", explain(err))
-	return 1
+	return exitCodeFor(err)
 }

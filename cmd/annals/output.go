@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -145,4 +146,14 @@ func writeJSONLine(w io.Writer, v any) error {
 // formatCheckpoint is a feed position as TXID:POS, the form `subscriptions reset --to` takes.
 func formatCheckpoint(c annals.Checkpoint) string {
 	return fmt.Sprintf("%d:%d", c.TransactionID, c.GlobalPosition)
+}
+
+// isTerminal reports whether w is a terminal, where progress is redrawn in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -15,14 +14,20 @@ import (
 )
 
 func newProjectionsCmd() *cobra.Command {
-	return group("projections COMMAND", "List projections, show one's state and lag, rebuild one from history.",
-		`List projections, show one's state and lag, rebuild one from history.
+	return group("projections COMMAND", "List projections, show one's state and lag, rebuild, disable, enable or drop one.",
+		`List projections, show one's state and lag, rebuild, disable, enable or drop one.
 
 Projections are SQL handlers registered with annals.register_projection: inline ones run in every
-appending transaction, async ones from the gap-free feed (annals worker runs them). Reads the
-annals.projections view; a rebuild calls annals.rebuild_projection, which needs the owner's or a
-superuser's login.`,
-		newProjectionsListCmd(), newProjectionsStatusCmd(), newProjectionsRebuildCmd())
+appending transaction, async ones from the gap-free feed (annals worker runs them). list and status
+read the annals.projections view; rebuild, enable, disable and drop call annals.rebuild_projection,
+annals.set_projection_enabled and annals.drop_projection, which need the owner's or a superuser's login.`,
+		newProjectionsListCmd(), newProjectionsStatusCmd(), newProjectionsRebuildCmd(),
+		newProjectionsEnableCmd(), newProjectionsDisableCmd(), newProjectionsDropCmd())
+}
+
+// projectionMissing is the error for a projection name that is not registered.
+func projectionMissing(name string) error {
+	return notFound("projection %q does not exist (annals projections list shows them)", name)
 }
 
 // projectionRow is a row of the annals.projections view.
@@ -109,7 +114,7 @@ func newProjectionsStatusCmd() *cobra.Command {
 			return err
 		}
 		if len(ps) == 0 {
-			return fmt.Errorf("projection %q does not exist (annals projections list shows them)", args[0])
+			return projectionMissing(args[0])
 		}
 		p := ps[0]
 		if *asJSON {
@@ -185,6 +190,109 @@ progress, which annals.projections shows to every session. Needs the owner's or 
 	return cmd
 }
 
+func newProjectionsEnableCmd() *cobra.Command {
+	return projectionSwitchCmd(true, `enable NAME`, "Enable a disabled projection again.",
+		`Enable a disabled projection again (annals.set_projection_enabled(NAME, true)).
+
+An async projection resumes from its checkpoint: annals worker catches it up. An inline one is
+called again by the next append, but it missed every event appended while it was disabled: rebuild
+it (annals projections rebuild NAME) to apply them. Needs the owner's or a superuser's login.`)
+}
+
+func newProjectionsDisableCmd() *cobra.Command {
+	return projectionSwitchCmd(false, `disable NAME`, "Disable a projection: appends and the worker stop calling it.",
+		`Disable a projection: appends and the worker stop calling it (annals.set_projection_enabled(NAME, false)).
+
+Its tables stay as they are. An inline projection misses the events appended while disabled and
+needs a rebuild after enable; an async one keeps its checkpoint and catches up once enabled. Needs
+the owner's or a superuser's login.`)
+}
+
+// projectionSwitchCmd is enable or disable: the same call with the other boolean.
+func projectionSwitchCmd(enable bool, use, short, long string) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Long: long, Args: exactArgs("NAME")}
+	db := addDatabaseFlag(cmd)
+	cmd.ValidArgsFunction = completeProjections(db)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		client, pool, err := db.client(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		name := args[0]
+		before, err := queryProjections(ctx, pool, &name)
+		if err != nil {
+			return err
+		}
+		if len(before) == 0 {
+			return projectionMissing(name)
+		}
+		p := before[0]
+		verb := map[bool]string{true: "enabled", false: "disabled"}[enable]
+		if p.Enabled == enable {
+			fmt.Fprintf(out, "%s is already %s; nothing changed\n", name, verb)
+			return nil
+		}
+		if err := client.SetProjectionEnabled(ctx, name, enable); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s %s %s\n", verb, p.Mode, name)
+		switch {
+		case enable && p.Mode == "inline":
+			fmt.Fprintf(cmd.ErrOrStderr(), "note: %s missed the events appended while it was disabled; apply them with annals projections rebuild %s\n",
+				name, shellQuote(name))
+		case enable:
+			fmt.Fprintf(cmd.ErrOrStderr(), "note: annals worker catches %s up from its checkpoint\n", name)
+		}
+		return nil
+	}
+	return cmd
+}
+
+func newProjectionsDropCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "drop NAME",
+		Short: "Unregister a projection; its tables and handler stay.",
+		Long: `Unregister a projection (annals.drop_projection(NAME)): appends and the worker stop calling it, and an
+async projection's checkpoint and dead letters go with it. Its tables and handler function stay:
+drop them yourself once nothing reads them. Exit code 3 when no projection has that name. Needs the
+owner's or a superuser's login.`,
+		Example: `  annals projections drop inventory_item_counts
+  psql "$DATABASE_URL" -c 'DROP TABLE inventory.item_counts'`,
+		Args: exactArgs("NAME"),
+	}
+	db := addDatabaseFlag(cmd)
+	cmd.ValidArgsFunction = completeProjections(db)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		client, pool, err := db.client(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		name := args[0]
+		ps, err := queryProjections(ctx, pool, &name)
+		if err != nil {
+			return err
+		}
+		if err := client.DropProjection(ctx, name); err != nil {
+			return err
+		}
+		what := "projection " + name
+		if len(ps) == 1 {
+			what = fmt.Sprintf("%s projection %s", ps[0].Mode, name)
+		}
+		fmt.Fprintf(out, "dropped %s\n", what)
+		if len(ps) == 1 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "note: its tables (%s) and handler %s stay; drop them when nothing reads them\n",
+				strings.Join(ps[0].Tables, ", "), ps[0].Handler)
+		}
+		return nil
+	}
+	return cmd
+}
+
 // completeProjections completes projection names from the database, when it is reachable.
 func completeProjections(db *dbFlag) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
@@ -219,13 +327,7 @@ type progressBar struct {
 }
 
 func newProgressBar(w io.Writer, label string) *progressBar {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			tty = true
-		}
-	}
-	return &progressBar{w: w, label: label, tty: tty, lastPct: -1}
+	return &progressBar{w: w, label: label, tty: isTerminal(w), lastPct: -1}
 }
 
 func (p *progressBar) update(done, total int64) {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -22,9 +25,17 @@ By default a table (version, type, data cut to --width characters, recorded at);
 one JSON object per event and line, with every field, for jq and scripts. Events are upcast to
 their current schema unless --raw.
 
+--from N starts at version N (inclusive), as annals.read_stream's from_version: versions start at 1,
+so --from 0 is refused, as from_version => 0 is in SQL; leave --from out to start at the first
+event (or the last with --backwards).
+
 --as-of TIME reads the stream as it was at that time (RFC 3339, "2006-01-02 15:04:05[.000][+07:00]",
 a date, or a duration ago such as 10m or 36h); --as-of-version N as it was after its first N
-events. A stream without events prints nothing (a note on stderr in table form).`,
+events.
+
+A stream without events is an error (exit code 3, as for annals streams show). A deleted stream's
+events are printed, with a note on stderr that it is deleted. The stream's state and its events
+are read in one snapshot.`,
 		Example: `  annals read inventory-42
   annals read inventory-42 --backwards --limit 1 --json | jq .data
   annals read inventory-42 --as-of '2025-06-01 12:00:00+02:00'
@@ -33,7 +44,7 @@ events. A stream without events prints nothing (a note on stderr in table form).
 	}
 	db := addDatabaseFlag(cmd)
 	f := cmd.Flags()
-	from := f.Int64("from", 0, "first version to read (default the start, or the end with --backwards)")
+	from := f.Int64("from", 0, "first version to read, >= 1 (default the first event, or the last with --backwards)")
 	backwards := f.Bool("backwards", false, "newest first")
 	limit := f.Int("limit", 0, "at most this many events (default all)")
 	asOf := f.String("as-of", "", "read the stream as it was at TIME")
@@ -54,8 +65,12 @@ events. A stream without events prints nothing (a note on stderr in table form).
 				}
 			}
 		}
-		if *from < 0 || *limit < 0 {
-			return usagef("--from and --limit must not be negative")
+		if f.Changed("from") && *from < 1 {
+			return usagef("--from %d: versions start at 1 (annals.read_stream refuses from_version %d too); leave --from out to read from the first event, or the last with --backwards",
+				*from, *from)
+		}
+		if *limit < 0 {
+			return usagef("--limit must not be negative")
 		}
 		var at annals.AsOf
 		switch {
@@ -78,22 +93,38 @@ events. A stream without events prints nothing (a note on stderr in table form).
 			return err
 		}
 		defer pool.Close()
+		// One snapshot for the stream's state and its events, so the note below agrees with what
+		// was printed. Read-only, so it holds no transaction id and never pauses the feed.
+		tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only: nothing to keep
+		stream := args[0]
+		info, err := client.StreamInfoTx(ctx, tx, stream)
+		if errors.Is(err, annals.ErrStreamNotFound) {
+			return streamMissing(stream)
+		}
+		if err != nil {
+			return err
+		}
 		var events iter.Seq2[annals.RecordedEvent, error]
 		if pastRead {
-			events = client.ReadStreamAsOf(ctx, args[0], at)
+			events = client.ReadStreamAsOfTx(ctx, tx, stream, at)
 		} else {
-			events = client.ReadStream(ctx, args[0], annals.ReadOptions{From: *from, Backwards: *backwards, Limit: *limit, Raw: *raw})
+			events = client.ReadStreamTx(ctx, tx, stream, annals.ReadOptions{From: *from, Backwards: *backwards, Limit: *limit, Raw: *raw})
 		}
 		n, err := printEvents(out, events, *limit, *asJSON, *width)
 		if err != nil {
 			return err
 		}
+		errOut := cmd.ErrOrStderr()
 		if n == 0 && !*asJSON {
-			what := "has no events"
-			if pastRead || *from > 0 {
-				what = "has no events in that range"
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "stream %q %s\n", args[0], what)
+			fmt.Fprintf(errOut, "stream %q has no events in that range (it is at version %d)\n", stream, info.StreamVersion)
+		}
+		if info.State == "deleted" {
+			fmt.Fprintf(errOut, "note: stream %q is %s (since %s, at version %d): its events stay readable, appends are refused\n",
+				stream, info.State, formatTime(info.UpdatedAt), info.StreamVersion)
 		}
 		return nil
 	}

@@ -18,7 +18,14 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          unknownSubcommand,
-		RunE:          showHelp,
+	}
+	showVersion, versionDB := versionFlags(root)
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if *showVersion {
+			printVersion(cmd.Context(), cmd, versionDB)
+			return nil
+		}
+		return showHelp(cmd, args)
 	}
 	root.SetHelpFunc(func(c *cobra.Command, _ []string) { renderHelp(c.OutOrStdout(), c) })
 	root.SetUsageFunc(func(c *cobra.Command) error { renderHelp(c.OutOrStderr(), c); return nil })

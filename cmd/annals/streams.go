@@ -1,30 +1,31 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	annals "github.com/annals-db/annals/goapi"
 	"github.com/spf13/cobra"
 )
 
 func newStreamsCmd() *cobra.Command {
-	return group("streams COMMAND", "List and inspect streams: version, last activity, state, size.",
-		`List and inspect streams: version, last activity, state, size.
+	return group("streams COMMAND", "List and inspect streams: version, last activity, state, size; delete one.",
+		`List and inspect streams: version, last activity, state, size; delete one.
 
-Reads annals.list_streams, annals.stream_info and annals.stream_stats: the login needs annals_reader
-or annals_writer.`,
-		newStreamsListCmd(), newStreamsShowCmd())
+list and show read annals.list_streams, annals.stream_info and annals.stream_stats: the login needs
+annals_reader or annals_writer. delete calls annals.delete_stream and needs annals_writer.`,
+		newStreamsListCmd(), newStreamsShowCmd(), newStreamsDeleteCmd())
 }
 
-// streamRow is an annals.stream row.
+// streamRow is an annals.stream row in --json form.
 type streamRow struct {
-	StreamID      string    `db:"stream_id" json:"stream_id"`
-	StreamVersion int64     `db:"stream_version" json:"stream_version"`
-	CreatedAt     time.Time `db:"created_at" json:"created_at"`
-	UpdatedAt     time.Time `db:"updated_at" json:"updated_at"`
-	State         string    `db:"state" json:"state"`
+	StreamID      string    `json:"stream_id"`
+	StreamVersion int64     `json:"stream_version"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+	State         string    `json:"state"`
 }
 
 func newStreamsListCmd() *cobra.Command {
@@ -48,56 +49,37 @@ func newStreamsListCmd() *cobra.Command {
 			return usagef("--limit must not be negative")
 		}
 		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		pool, err := db.pool(ctx, cmd)
+		client, pool, err := db.client(ctx, cmd)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		var cat, next *string
-		if *category != "" {
-			cat = category
-		}
-		if *after != "" {
-			next = after
+		opts := annals.ListStreamsOptions{Category: *category, After: *after}
+		if *limit > 0 {
+			opts.Limit = *limit + 1 // one more than shown tells whether there are more
 		}
 		tw := newTable(out)
 		if !*asJSON {
 			fmt.Fprintln(tw, "STREAM\tVERSION\tSTATE\tCREATED_AT\tUPDATED_AT")
 		}
-		n, more := 0, false
-		for {
-			want := 1000
-			if *limit > 0 {
-				want = min(1000, *limit-n+1) // one more than needed tells whether there are more
-			}
-			rows, err := pool.Query(ctx, `SELECT s.stream_id, s.stream_version, s.created_at, s.updated_at, s.state
-				FROM annals.list_streams($1, $2, $3) AS s`, cat, next, want)
+		n, more, last := 0, false, ""
+		for s, err := range client.ListStreams(ctx, opts) {
 			if err != nil {
 				return err
 			}
-			page, err := pgx.CollectRows(rows, pgx.RowToStructByName[streamRow])
-			if err != nil {
-				return err
-			}
-			for _, s := range page {
-				if *limit > 0 && n == *limit {
-					more = true
-					break
-				}
-				n++
-				last := s.StreamID
-				next = &last
-				if *asJSON {
-					if err := writeJSONLine(out, s); err != nil {
-						return err
-					}
-					continue
-				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", s.StreamID, s.StreamVersion, s.State, formatTime(s.CreatedAt), formatTime(s.UpdatedAt))
-			}
-			if more || len(page) < want {
+			if *limit > 0 && n == *limit {
+				more = true
 				break
 			}
+			n++
+			last = s.StreamID
+			if *asJSON {
+				if err := writeJSONLine(out, streamRow(s)); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", s.StreamID, s.StreamVersion, s.State, formatTime(s.CreatedAt), formatTime(s.UpdatedAt))
 		}
 		if !*asJSON {
 			if err := tw.Flush(); err != nil {
@@ -115,7 +97,7 @@ func newStreamsListCmd() *cobra.Command {
 			if *category != "" {
 				args = append(args, "--category "+shellQuote(*category))
 			}
-			args = append(args, "--after "+shellQuote(*next))
+			args = append(args, "--after "+shellQuote(last))
 			fmt.Fprintf(errOut, "(first %d shown; next page: %s)\n", n, strings.Join(args, " "))
 		}
 		return nil
@@ -128,7 +110,7 @@ func newStreamsShowCmd() *cobra.Command {
 		Use:   "show STREAM [--json]",
 		Short: "Show one stream: version, created and updated, state, event count and stored size.",
 		Long: `Show one stream: version, created and updated, state, event count and stored size (its event rows
-after compression, without indexes). Exit code 1 when the stream has no events.`,
+after compression, without indexes). Exit code 3 when the stream has no events.`,
 		Args: exactArgs("STREAM"),
 	}
 	db := addDatabaseFlag(cmd)
@@ -141,13 +123,17 @@ after compression, without indexes). Exit code 1 when the stream has no events.`
 		}
 		defer pool.Close()
 		info, err := client.StreamInfo(ctx, args[0])
+		if errors.Is(err, annals.ErrStreamNotFound) {
+			return streamMissing(args[0])
+		}
 		if err != nil {
 			return err
 		}
-		var count, size int64
-		if err := pool.QueryRow(ctx, "SELECT s.event_count, s.size_bytes FROM annals.stream_stats($1) AS s", args[0]).Scan(&count, &size); err != nil {
+		stats, err := client.StreamStats(ctx, args[0])
+		if err != nil {
 			return err
 		}
+		count, size := stats.EventCount, stats.SizeBytes
 		category, _, _ := strings.Cut(info.StreamID, "-")
 		if *asJSON {
 			return writeJSONLine(out, map[string]any{
@@ -166,6 +152,61 @@ after compression, without indexes). Exit code 1 when the stream has no events.`
 		fmt.Fprintf(tw, "events\t%d\n", count)
 		fmt.Fprintf(tw, "size\t%s (%d bytes)\n", formatBytes(size), size)
 		return tw.Flush()
+	}
+	return cmd
+}
+
+func newStreamsDeleteCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "delete STREAM [--expected N|exists|any] [--reason TEXT]",
+		Short: "Delete (close) a stream: appends are refused from then on; its events stay readable.",
+		Long: `Delete (close) a stream with annals.delete_stream: later appends fail with ST410, while its events stay
+stored and readable (annals read shows them, and says the stream is deleted). The deletion is
+recorded with who, when and --reason. Nothing is removed.
+
+--expected guards against deleting a stream that moved on since you looked: N (it must be at
+exactly version N), exists, or any (the default). Exit code 3 when the stream has no events, 4 when
+it is at another version or already deleted. Needs annals_writer.`,
+		Example: `  annals streams delete cart-9 --expected 2 --reason 'abandoned cart'
+  annals streams delete cart-9`,
+		Args: exactArgs("STREAM"),
+	}
+	db := addDatabaseFlag(cmd)
+	expected := cmd.Flags().String("expected", "any", "the stream's version: N, exists or any")
+	reason := cmd.Flags().String("reason", "", "why, recorded in the lifecycle log")
+	_ = cmd.RegisterFlagCompletionFunc("expected", cobra.FixedCompletions([]string{"any", "exists"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if strings.TrimSpace(*expected) == "" {
+			return usagef("--expected must not be empty: give the stream's version N, exists or any")
+		}
+		exp, err := parseExpected(*expected)
+		if err != nil {
+			return err
+		}
+		if v, ok := exp.Version(); ok && v == 0 {
+			return usagef("--expected %s: a stream without events cannot be deleted; give its version N, exists or any", *expected)
+		}
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		client, pool, err := db.client(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		stream := args[0]
+		version, err := client.DeleteStream(ctx, stream, exp, *reason)
+		var wev *annals.WrongExpectedVersionError
+		switch {
+		case errors.As(err, &wev) && wev.Actual == 0:
+			return kindError{fmt.Sprintf("stream %q has no events: nothing to delete (annals streams list shows the streams)", stream),
+				annals.ErrStreamNotFound}
+		case errors.Is(err, annals.ErrStreamDeleted):
+			return kindError{fmt.Sprintf("stream %q is already deleted (annals streams show %s says since when)", stream, shellQuote(stream)),
+				annals.ErrStreamDeleted}
+		case err != nil:
+			return err
+		}
+		fmt.Fprintf(out, "deleted %s at version %d; its events stay readable, appends are refused\n", stream, version)
+		return nil
 	}
 	return cmd
 }

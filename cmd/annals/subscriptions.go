@@ -13,15 +13,112 @@ import (
 )
 
 func newSubscriptionsCmd() *cobra.Command {
-	return group("subscriptions COMMAND", "Inspect subscriptions' lag, move their checkpoints, list and replay dead letters.",
-		`Inspect subscriptions' lag, move their checkpoints, list and replay dead letters.
+	return group("subscriptions COMMAND", "Create and drop subscriptions, inspect their lag, move their checkpoints, replay dead letters.",
+		`Create and drop subscriptions, inspect their lag, move their checkpoints, list and replay dead letters.
 
 A subscription (annals.create_subscription) is a named, durable position in the gap-free feed,
 consumed by your code (annals.Subscriber in Go). Events a consumer gave up on are parked as dead
-letters; replay queues them for the consumer to try again. Reads annals.subscription_status and
-annals.dead_letters; reset and replay need annals_writer.`,
-		newSubscriptionsListCmd(), newSubscriptionsStatusCmd(), newSubscriptionsResetCmd(),
-		newSubscriptionsDeadLettersCmd(), newSubscriptionsReplayCmd())
+letters; replay queues them for the consumer to try again. list, status and dead-letters read
+annals.subscription_status and annals.dead_letters; create, drop, reset and replay need annals_writer.`,
+		newSubscriptionsListCmd(), newSubscriptionsStatusCmd(), newSubscriptionsCreateCmd(), newSubscriptionsDropCmd(),
+		newSubscriptionsResetCmd(), newSubscriptionsDeadLettersCmd(), newSubscriptionsReplayCmd())
+}
+
+func newSubscriptionsCreateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "create NAME [--from beginning|now] [--types T,...] [--categories C,...] [--group-size N]",
+		Short: "Create a subscription: a durable checkpoint in the feed, optionally filtered and split.",
+		Long: `Create a subscription (annals.create_subscription): a named, durable checkpoint in the gap-free feed.
+
+--from beginning (the default) delivers the whole history; now only what is appended from now on.
+--types and --categories keep only those event types and stream categories (comma-separated or
+repeated; default everything). --group-size N splits it between N consumers, each stream always
+going to the same member. Creating a subscription that exists with the same settings changes
+nothing (exit 0); with other settings it is refused: drop it first. Names starting with $ are
+reserved. Needs annals_writer.`,
+		Example: `  annals subscriptions create billing --categories invoice
+  annals subscriptions create mailer --from now --types OrderPlaced,OrderShipped --group-size 4`,
+		Args: exactArgs("NAME"),
+	}
+	db := addDatabaseFlag(cmd)
+	f := cmd.Flags()
+	from := f.String("from", "beginning", "where the subscription starts: beginning or now")
+	types := f.StringSlice("types", nil, "only events of these types (comma-separated or repeated)")
+	categories := f.StringSlice("categories", nil, "only streams of these categories (comma-separated or repeated)")
+	groupSize := f.Int("group-size", 1, "split the subscription between this many consumers (1..1024)")
+	_ = cmd.RegisterFlagCompletionFunc("from", cobra.FixedCompletions([]string{"beginning", "now"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if *from != "beginning" && *from != "now" {
+			return usagef("--from %q: want beginning or now", *from)
+		}
+		if *groupSize < 1 {
+			return usagef("--group-size must be >= 1, got %d", *groupSize)
+		}
+		for _, list := range []struct {
+			flag   string
+			values []string
+		}{{"types", *types}, {"categories", *categories}} {
+			for _, v := range list.values {
+				if strings.TrimSpace(v) == "" {
+					return usagef("--%s has an empty name", list.flag)
+				}
+			}
+		}
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		client, pool, err := db.client(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		name := args[0]
+		created, err := client.CreateSubscription(ctx, name, annals.SubscriptionOptions{
+			FromNow: *from == "now", EventTypes: *types, Categories: *categories, GroupSize: *groupSize})
+		if err != nil {
+			return err
+		}
+		if !created {
+			fmt.Fprintf(out, "subscription %s already exists with these settings; nothing changed\n", name)
+			return nil
+		}
+		members := "1 member"
+		if *groupSize > 1 {
+			members = fmt.Sprintf("%d members", *groupSize)
+		}
+		start := "the beginning of history"
+		if *from == "now" {
+			start = "now"
+		}
+		fmt.Fprintf(out, "created subscription %s from %s: %s, %s\n", name, start, describeFilter(*types, *categories), members)
+		return nil
+	}
+	return cmd
+}
+
+func newSubscriptionsDropCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "drop NAME",
+		Short: "Drop a subscription with its checkpoints and dead letters.",
+		Long: `Drop a subscription (annals.drop_subscription) with its checkpoints and dead letters; consumers still
+running against it fail on their next read. Exit code 3 when no subscription has that name. An async
+projection's checkpoint ($projection:NAME) goes with annals projections drop. Needs annals_writer.`,
+		Args: exactArgs("NAME"),
+	}
+	db := addDatabaseFlag(cmd)
+	cmd.ValidArgsFunction = completeSubscriptions(db)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, out := cmd.Context(), cmd.OutOrStdout()
+		client, pool, err := db.client(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := client.DropSubscription(ctx, args[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "dropped subscription %s with its checkpoints and dead letters\n", args[0])
+		return nil
+	}
+	return cmd
 }
 
 // subscriptionSummary is one subscription, its members' rows of annals.subscription_status added up.
@@ -140,9 +237,10 @@ func memberLine(m annals.SubscriptionStatus) string {
 		eventsBehind(m.EventsBehind, m.Capped), formatAge(m.TimeBehind), lease, m.DeadLetters)
 }
 
+// subscriptionMissing is the error for a subscription name that does not exist.
 func subscriptionMissing(name string) error {
-	return fmt.Errorf("subscription %q does not exist (annals subscriptions list shows them; create one with SELECT annals.create_subscription(%s))",
-		name, quoteLiteral(name))
+	return notFound("subscription %q does not exist (annals subscriptions list shows them; annals subscriptions create %s makes it)",
+		name, shellQuote(name))
 }
 
 func newSubscriptionsResetCmd() *cobra.Command {

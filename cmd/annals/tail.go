@@ -16,21 +16,27 @@ import (
 
 func newTailCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "tail [--category C]... [--type T]... [--from-start] [--json]",
-		Short: "Follow the gap-free global feed live, optionally one category or some event types.",
-		Long: `Follow the gap-free global feed live, optionally one category or some event types.
+		Use:   "tail [--category C]... [--type T]... [--from-start] [--until-end] [--json]",
+		Short: "Follow the gap-free global feed live, or dump it up to its head, optionally filtered.",
+		Long: `Follow the gap-free global feed live, or dump it up to its head, optionally one category or some event
+types.
 
 Prints each event as it becomes readable in the feed, in feed order (transaction id, then global
 position), from now on, or from the beginning of history with --from-start, until Ctrl-C (exit 0).
 It wakes on NOTIFY annals_events (when annals.configure(notify => true) is on) and polls every
 --poll-interval either way.
 
+--until-end dumps instead of following: from the beginning of history up to the feed's head when
+the command starts (every event of the transactions that had ended by then), then exits 0. Events
+appended meanwhile are left for the next run. On a terminal, stderr shows how far it got.
+
 Events appear once every older transaction has ended: a long-running writing transaction anywhere
 in the cluster pauses the feed (never skips it). tail says so on stderr when that lasts; see
 annals doctor, or SELECT * FROM annals.feed_blocker.`,
 		Example: `  annals tail
   annals tail --category inventory --type ItemAdjusted
-  annals tail --from-start --json | jq -c '{stream_id, event_type, data}'`,
+  annals tail --from-start --json | jq -c '{stream_id, event_type, data}'
+  annals tail --until-end --category inventory --json > inventory.jsonl`,
 		Args: noArgs,
 	}
 	db := addDatabaseFlag(cmd)
@@ -38,6 +44,7 @@ annals doctor, or SELECT * FROM annals.feed_blocker.`,
 	categories := f.StringArray("category", nil, "only streams of this category (repeatable)")
 	types := f.StringArray("type", nil, "only events of this type (repeatable)")
 	fromStart := f.Bool("from-start", false, "start at the beginning of history instead of now")
+	untilEnd := f.Bool("until-end", false, "dump from the beginning up to the feed's current head, then exit")
 	asJSON := f.Bool("json", false, "one JSON object per event and line")
 	poll := f.Duration("poll-interval", time.Second, "how often to look for new events without a notification")
 	batch := f.Int("batch", 500, "events per read")
@@ -58,6 +65,9 @@ annals doctor, or SELECT * FROM annals.feed_blocker.`,
 			opts: annals.FeedOptions{MaxCount: *batch, EventTypes: *types, Categories: *categories},
 			json: *asJSON, width: *width, poll: *poll,
 		}
+		if *untilEnd {
+			return t.dump(ctx)
+		}
 		err = t.run(ctx, *fromStart)
 		if ctx.Err() != nil {
 			return nil // Ctrl-C or SIGTERM: the normal way to stop
@@ -76,6 +86,81 @@ type tailer struct {
 	width       int
 	poll        time.Duration
 	warnedPid   int32
+}
+
+// dump prints the feed from the beginning up to its head at the start: every event of a
+// transaction older than the barrier then. Those are all readable, in order, so the dump ends at
+// the first event of a younger transaction or when the feed has nothing more.
+func (t *tailer) dump(ctx context.Context) error {
+	head, err := t.client.FeedHead(ctx)
+	if err != nil {
+		return err
+	}
+	progress := newCounter(t.errOut, head.LastPosition)
+	var cp annals.Checkpoint
+	n := 0
+	for {
+		page, err := t.client.ReadAll(ctx, cp, t.opts)
+		if err != nil {
+			progress.finish()
+			return err
+		}
+		for _, ev := range page {
+			if ev.TransactionID >= head.Barrier {
+				progress.finish()
+				return t.dumped(ctx, n, head)
+			}
+			cp = ev.Checkpoint()
+			if err := t.print(ev); err != nil {
+				progress.finish()
+				return err
+			}
+			n++
+		}
+		progress.update(n, cp.GlobalPosition)
+		if len(page) < t.opts.MaxCount {
+			progress.finish()
+			return t.dumped(ctx, n, head)
+		}
+	}
+}
+
+// dumped says on stderr what a dump printed (stdout holds only events), and when an old
+// transaction held the feed's head back, which one.
+func (t *tailer) dumped(ctx context.Context, n int, head annals.FeedHead) error {
+	fmt.Fprintf(t.errOut, "printed %d event(s): the feed up to its head when the dump began (global position %d)\n",
+		n, head.LastPosition)
+	if b, err := feedBlocker(ctx, t.pool); err == nil && b != nil && b.Age >= 5*time.Second {
+		fmt.Fprintf(t.errOut, "note: later events wait behind an open transaction: %s\n", b.describe())
+	}
+	return nil
+}
+
+// counter shows a dump's progress on a terminal, redrawn in place: events printed and the
+// position reached, of the head's. On a file or pipe it stays silent.
+type counter struct {
+	w     io.Writer
+	last  int64
+	tty   bool
+	shown bool
+}
+
+func newCounter(w io.Writer, last int64) *counter {
+	return &counter{w: w, last: last, tty: isTerminal(w)}
+}
+
+func (c *counter) update(events int, position int64) {
+	if !c.tty {
+		return
+	}
+	fmt.Fprintf(c.w, "\rdumping the feed: %d event(s), at position %d of %d", events, position, c.last)
+	c.shown = true
+}
+
+func (c *counter) finish() {
+	if c.shown {
+		fmt.Fprintln(c.w)
+	}
 }
 
 func (t *tailer) run(ctx context.Context, fromStart bool) error {

@@ -199,7 +199,7 @@ func liveFeedScenario() scenario {
 				return nil, err
 			}
 			defer func() {
-				if _, e := client.DropSubscription(context.WithoutCancel(ctx), sub); e != nil && err == nil {
+				if e := client.DropSubscription(context.WithoutCancel(ctx), sub); e != nil && err == nil {
 					err = e
 				}
 			}()

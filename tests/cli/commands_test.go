@@ -1,6 +1,8 @@
 package cli_test
 
 import (
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,11 +13,12 @@ import (
 var commands = [][]string{
 	{"append"}, {"read"}, {"tail"}, {"demo"}, {"doctor"}, {"worker"},
 	{"migrate"}, {"migrate", "status"},
-	{"streams"}, {"streams", "list"}, {"streams", "show"},
+	{"streams"}, {"streams", "list"}, {"streams", "show"}, {"streams", "delete"},
 	{"projections"}, {"projections", "list"}, {"projections", "status"}, {"projections", "rebuild"},
+	{"projections", "enable"}, {"projections", "disable"}, {"projections", "drop"},
 	{"views"}, {"views", "list"}, {"views", "refresh"},
-	{"subscriptions"}, {"subscriptions", "list"}, {"subscriptions", "status"}, {"subscriptions", "reset"},
-	{"subscriptions", "dead-letters"}, {"subscriptions", "replay"},
+	{"subscriptions"}, {"subscriptions", "list"}, {"subscriptions", "status"}, {"subscriptions", "create"},
+	{"subscriptions", "drop"}, {"subscriptions", "reset"}, {"subscriptions", "dead-letters"}, {"subscriptions", "replay"},
 	{"completion"}, {"completion", "bash"}, {"completion", "zsh"}, {"completion", "fish"}, {"completion", "powershell"},
 }
 
@@ -37,7 +40,7 @@ func TestCLIHelp(t *testing.T) {
 	}
 	// A group alone prints its help, listing its commands.
 	out := ok(t, "", "subscriptions")
-	for _, sub := range []string{"list", "status", "reset", "dead-letters", "replay"} {
+	for _, sub := range []string{"list", "status", "create", "drop", "reset", "dead-letters", "replay"} {
 		require.Regexp(t, `(?m)^  `+sub+`\s+\S`, out)
 	}
 	require.Contains(t, ok(t, "", "append", "--help"), "--expected string")
@@ -55,7 +58,7 @@ func TestCLICompletion(t *testing.T) {
 
 	// What the scripts ask the binary: subcommands, and the fixed values of --expected.
 	out := ok(t, "", "__complete", "subscriptions", "")
-	for _, sub := range []string{"list", "status", "reset", "dead-letters", "replay"} {
+	for _, sub := range []string{"list", "status", "create", "drop", "reset", "dead-letters", "replay"} {
 		require.Contains(t, out, sub+"\t")
 	}
 	out = ok(t, "", "__complete", "append", "s-1", "--expected", "")
@@ -86,6 +89,36 @@ func TestCLIUsageErrors(t *testing.T) {
 		require.Contains(t, r.stderr, tc.want, tc.args)
 		require.Empty(t, r.stdout, tc.args)
 	}
+}
+
+func TestCLIVersion(t *testing.T) {
+	t.Parallel()
+	// Without a database: the build and the schema it expects, exit 0.
+	r := annals(t, "", "--version")
+	require.Equal(t, 0, r.code, r.stderr)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 3, r.stdout)
+	require.Regexp(t, `^annals \S+ \(.*go\d+\.\d+`, lines[0])
+	require.Regexp(t, `^schema: this build expects version \d+$`, lines[1])
+	want := strings.TrimPrefix(lines[1], "schema: this build expects ")
+	require.Equal(t, "database: not checked: set DATABASE_URL or pass --database-url to compare with the installed schema", lines[2])
+	require.Empty(t, r.stderr)
+
+	// With one: the installed version next to it.
+	out := ok(t, newDB(t), "--version")
+	require.Contains(t, out, "database: "+want+" installed, as this build expects\n")
+	// An unreachable database does not fail --version: it says so.
+	r = annals(t, "", "--version", "--database-url", "postgres://postgres@127.0.0.1:1/none?connect_timeout=2")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "database: not reachable: connect to ")
+	// A build stamped at link time says so.
+	stamped := filepath.Join(t.TempDir(), "annals")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7", "-o", stamped, "github.com/annals-db/annals/cmd/annals")
+	b, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	b, err = exec.Command(stamped, "--version").Output()
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(b), "annals v9.8.7 ("), "%s", b)
 }
 
 func TestCLIConnectionErrors(t *testing.T) {

@@ -81,9 +81,12 @@ func TestCLIProjections(t *testing.T) {
 	require.Regexp(t, `^rebuilt event_counts from [0-3] events in \S+\n$`, ok(t, db, "projections", "rebuild", "event_counts"))
 	require.Regexp(t, `(?m)^rebuilt\s+\d{4}-\S+ \S+ \([0-3] events\)$`, ok(t, db, "projections", "status", "event_counts"))
 
-	for _, args := range [][]string{{"projections", "rebuild", "nope"}, {"projections", "status", "nope"}} {
+	for _, args := range [][]string{
+		{"projections", "rebuild", "nope"}, {"projections", "status", "nope"}, {"projections", "enable", "nope"},
+		{"projections", "disable", "nope"}, {"projections", "drop", "nope"},
+	} {
 		r = annals(t, db, args...)
-		require.Equal(t, 1, r.code, "%v", args)
+		require.Equal(t, 3, r.code, "%v: %s", args, r.stderr)
 		requireOneLine(t, r.stderr)
 		require.Contains(t, r.stderr, `"nope"`)
 	}
@@ -114,4 +117,55 @@ func TestCLIViews(t *testing.T) {
 	r := annals(t, empty, "views", "refresh")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stderr, "no materialized views registered")
+}
+
+func TestCLIProjectionsDisableEnableDrop(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	pool := installInventory(t, db)
+	installAsyncCounter(t, pool, "")
+	count := func() int {
+		var n int
+		require.NoError(t, pool.QueryRow(t.Context(), `SELECT count FROM inventory.item_counts WHERE sku = '42'`).Scan(&n))
+		return n
+	}
+	require.Equal(t, 7, count())
+
+	// Disabled, the inline projection no longer follows appends.
+	r := annals(t, db, "projections", "disable", "inventory_item_counts")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "disabled inline inventory_item_counts\n", r.stdout)
+	require.Regexp(t, `(?m)^state\s+disabled$`, ok(t, db, "projections", "status", "inventory_item_counts"))
+	require.Equal(t, "inventory_item_counts is already disabled; nothing changed\n", ok(t, db, "projections", "disable", "inventory_item_counts"))
+	appendEvent(t, db, "inventory-42", "2", "ItemAdjusted", `{"delta":5}`)
+	require.Equal(t, 7, count())
+
+	// Enabled again, it says what it missed and how to apply it.
+	r = annals(t, db, "projections", "enable", "inventory_item_counts")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "enabled inline inventory_item_counts\n", r.stdout)
+	require.Equal(t, "note: inventory_item_counts missed the events appended while it was disabled; apply them with annals projections rebuild inventory_item_counts\n", r.stderr)
+	ok(t, db, "projections", "rebuild", "inventory_item_counts")
+	require.Equal(t, 12, count())
+
+	r = annals(t, db, "projections", "disable", "event_counts")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = annals(t, db, "projections", "enable", "event_counts")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stderr, "annals worker catches event_counts up from its checkpoint")
+
+	// Drop: unregistered, its table stays; a second drop is not found.
+	r = annals(t, db, "projections", "drop", "event_counts")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "dropped async projection event_counts\n", r.stdout)
+	// The table as annals.projections names it (schema-qualified where the view qualifies it).
+	require.Regexp(t, `^note: its tables \((public\.)?event_counts\) and handler public\.count_events\(annals\.event\[\]\) stay; drop them when nothing reads them\n$`, r.stderr)
+	ps := jsonLines(t, ok(t, db, "projections", "list", "--json"))
+	require.Len(t, ps, 1)
+	require.Equal(t, "inventory_item_counts", ps[0]["name"])
+	execSQL(t, pool, "SELECT count(*) FROM public.event_counts")
+	r = annals(t, db, "projections", "drop", "event_counts")
+	require.Equal(t, 3, r.code, r.stderr)
+	requireOneLine(t, r.stderr)
+	require.Contains(t, r.stderr, "projection 'event_counts' does not exist (SQLSTATE ST404 not found: check the name: annals projections list)")
 }

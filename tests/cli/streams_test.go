@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 )
 
@@ -69,11 +70,57 @@ func TestCLIAppendThenRead(t *testing.T) {
 	require.Len(t, evs, 2)
 	require.EqualValues(t, 2, evs[0]["stream_version"])
 
-	// A stream without events: nothing on stdout, a note on stderr, exit 0.
-	r = annals(t, db, "read", "inventory-missing")
-	require.Equal(t, 0, r.code)
+	// A stream without events is not found: exit 3, as for streams show, in either form.
+	for _, args := range [][]string{{"read", "inventory-missing"}, {"read", "inventory-missing", "--json"}, {"streams", "show", "inventory-missing"}} {
+		r = annals(t, db, args...)
+		require.Equal(t, 3, r.code, "%v: %s", args, r.stderr)
+		require.Empty(t, r.stdout)
+		requireOneLine(t, r.stderr)
+		require.Contains(t, r.stderr, "inventory-missing")
+		require.Contains(t, r.stderr, "annals streams list")
+	}
+	// A range without events of a stream that has some: a note, exit 0.
+	r = annals(t, db, "read", "inventory-42", "--from", "9")
+	require.Equal(t, 0, r.code, r.stderr)
 	require.Empty(t, r.stdout)
-	require.Contains(t, r.stderr, `stream "inventory-missing" has no events`)
+	require.Equal(t, "stream \"inventory-42\" has no events in that range (it is at version 3)\n", r.stderr)
+
+	// --from is read_stream's from_version: versions start at 1, so 0 is refused by both.
+	r = annals(t, db, "read", "inventory-42", "--from", "0")
+	require.Equal(t, 2, r.code)
+	requireOneLine(t, r.stderr)
+	require.Contains(t, r.stderr, "--from 0: versions start at 1")
+	pool := poolFor(t, db)
+	_, err := pool.Exec(t.Context(), "SELECT * FROM annals.read_stream('inventory-42', from_version => 0)")
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "ST422", pgErr.Code)
+	evs = jsonLines(t, ok(t, db, "read", "inventory-42", "--from", "1", "--json"))
+	require.Len(t, evs, 3, "--from 1 is the first event, as leaving it out")
+	evs = jsonLines(t, ok(t, db, "read", "inventory-42", "--from", "2", "--backwards", "--json"))
+	require.Len(t, evs, 2)
+	require.EqualValues(t, 2, evs[0]["stream_version"])
+}
+
+func TestCLIReadDeletedStream(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	appendEvent(t, db, "cart-9", "no-stream", "ItemAdded", `{"sku":"42"}`)
+	appendEvent(t, db, "cart-9", "1", "CheckedOut", `{}`)
+	ok(t, db, "streams", "delete", "cart-9", "--expected", "2", "--reason", "abandoned")
+
+	// Its events print as ever; stderr says it is deleted, once.
+	r := annals(t, db, "read", "cart-9")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Len(t, strings.Split(strings.TrimSpace(r.stdout), "\n"), 3, r.stdout)
+	require.Regexp(t, `^note: stream "cart-9" is deleted \(since \d{4}-\S+ \S+, at version 2\): its events stay readable, appends are refused\n$`, r.stderr)
+	r = annals(t, db, "read", "cart-9", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Len(t, jsonLines(t, r.stdout), 2)
+	require.Contains(t, r.stderr, `stream "cart-9" is deleted`)
+	r = annals(t, db, "read", "cart-9", "--as-of-version", "1")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stderr, "is deleted")
 }
 
 func TestCLIReadAsOf(t *testing.T) {
@@ -125,32 +172,34 @@ func TestCLIAppendErrors(t *testing.T) {
 	appendEvent(t, db, "order-1", "no-stream", "Placed", `{}`)
 	appendEvent(t, db, "order-1", "1", "Paid", `{}`)
 
-	// Wrong expected version: exit 1, one line with the SQLSTATE, its meaning and what to do.
+	// Wrong expected version: exit 4 (conflict), one line with the SQLSTATE, its meaning and what
+	// to do.
 	r := annals(t, db, "append", "order-1", "--expected", "1", "--type", "Shipped", "--data", "{}")
-	require.Equal(t, 1, r.code)
+	require.Equal(t, 4, r.code)
 	requireOneLine(t, r.stderr)
 	require.Contains(t, r.stderr, "SQLSTATE ST409 wrong expected version")
 	require.Contains(t, r.stderr, "expected 1, actual 2")
 	require.Contains(t, r.stderr, "retry with --expected 2")
 	require.Empty(t, r.stdout)
 	r = annals(t, db, "append", "order-2", "--expected", "exists", "--type", "Shipped", "--data", "{}")
-	require.Equal(t, 1, r.code)
+	require.Equal(t, 4, r.code)
 	require.Contains(t, r.stderr, "SQLSTATE ST409")
 
-	// Reserved names and invalid arguments come back from the database with their SQLSTATE.
+	// Reserved names and invalid arguments come back from the database with their SQLSTATE, and
+	// exit 2 like any other wrong argument.
 	r = annals(t, db, "append", "order-1", "--expected", "any", "--type", "$internal", "--data", "{}")
-	require.Equal(t, 1, r.code)
+	require.Equal(t, 2, r.code)
 	requireOneLine(t, r.stderr)
 	require.Contains(t, r.stderr, "SQLSTATE ST403 reserved name")
 	r = annals(t, db, "append", " order-1", "--expected", "any", "--type", "T", "--data", "{}")
-	require.Equal(t, 1, r.code)
+	require.Equal(t, 2, r.code)
 	require.Contains(t, r.stderr, "SQLSTATE ST422 invalid argument")
 
 	// A reused id with other content.
 	const id = "0190a6c4-3f4e-7b3a-9c1d-2e5f6a7b8c9e"
 	ok(t, db, "append", "order-3", "--expected", "any", "--type", "T", "--data", `{"a":1}`, "--id", id)
 	r = annals(t, db, "append", "order-3", "--expected", "any", "--type", "T", "--data", `{"a":2}`, "--id", id)
-	require.Equal(t, 1, r.code)
+	require.Equal(t, 4, r.code)
 	require.Contains(t, r.stderr, "SQLSTATE ST412")
 
 	// Bad JSON never reaches the database: exit 2 with a clear message.
@@ -240,7 +289,61 @@ func TestCLIStreams(t *testing.T) {
 	require.Greater(t, show["size_bytes"].(float64), 0.0)
 
 	r = annals(t, db, "streams", "show", "cart-9")
-	require.Equal(t, 1, r.code)
+	require.Equal(t, 3, r.code, "not found")
 	requireOneLine(t, r.stderr)
-	require.Contains(t, r.stderr, "stream not found")
+	require.Contains(t, r.stderr, `stream "cart-9" has no events (annals streams list shows the streams)`)
+}
+
+func TestCLIStreamsDelete(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	appendEvent(t, db, "order-1", "no-stream", "Placed", `{}`)
+	appendEvent(t, db, "order-1", "1", "Paid", `{}`)
+
+	// The stream moved on: exit 4, with the version to retry with.
+	r := annals(t, db, "streams", "delete", "order-1", "--expected", "1")
+	require.Equal(t, 4, r.code, r.stderr)
+	requireOneLine(t, r.stderr)
+	require.Contains(t, r.stderr, "SQLSTATE ST409")
+	require.Contains(t, r.stderr, "retry with --expected 2")
+	// No events: not found, exit 3, as read and streams show say.
+	r = annals(t, db, "streams", "delete", "order-9")
+	require.Equal(t, 3, r.code, r.stderr)
+	requireOneLine(t, r.stderr)
+	require.Contains(t, r.stderr, `stream "order-9" has no events: nothing to delete`)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"streams", "delete", "order-1", "--expected", "no-stream"}, "a stream without events cannot be deleted"},
+		{[]string{"streams", "delete", "order-1", "--expected", "maybe"}, `--expected "maybe"`},
+		{[]string{"streams", "delete"}, "delete needs STREAM"},
+		{[]string{"streams", "delete", "$all"}, "SQLSTATE ST403"},
+	} {
+		r := annals(t, db, tc.args...)
+		require.Equal(t, 2, r.code, "%v: %s", tc.args, r.stderr)
+		requireOneLine(t, r.stderr)
+		require.Contains(t, r.stderr, tc.want, tc.args)
+	}
+
+	out := ok(t, db, "streams", "delete", "order-1", "--expected", "2", "--reason", "cancelled by the customer")
+	require.Equal(t, "deleted order-1 at version 2; its events stay readable, appends are refused\n", out)
+	require.Regexp(t, `(?m)^state\s+deleted$`, ok(t, db, "streams", "show", "order-1"))
+	var reason string
+	require.NoError(t, poolFor(t, db).QueryRow(t.Context(),
+		"SELECT l.reason FROM annals_internal.lifecycle_log AS l WHERE l.stream_id = 'order-1' AND l.operation = 'delete'").Scan(&reason))
+	require.Equal(t, "cancelled by the customer", reason)
+
+	// Deleting again, or appending, is a conflict with its state: exit 4.
+	r = annals(t, db, "streams", "delete", "order-1")
+	require.Equal(t, 4, r.code, r.stderr)
+	requireOneLine(t, r.stderr)
+	require.Contains(t, r.stderr, `stream "order-1" is already deleted`)
+	r = annals(t, db, "append", "order-1", "--expected", "any", "--type", "Shipped", "--data", "{}")
+	require.Equal(t, 4, r.code, r.stderr)
+	require.Contains(t, r.stderr, "SQLSTATE ST410")
+
+	// exists and any need a stream with events.
+	appendEvent(t, db, "order-2", "no-stream", "Placed", `{}`)
+	require.Contains(t, ok(t, db, "streams", "delete", "order-2", "--expected", "exists"), "deleted order-2 at version 1")
 }

@@ -73,6 +73,7 @@ func TestCLISubscriptions(t *testing.T) {
 		{"subscriptions", "reset", "mailer"},
 		{"subscriptions", "reset", "mailer", "--to", "yesterday"},
 		{"subscriptions", "reset", "mailer", "--to", "now", "--member", "-2"},
+		{"subscriptions", "reset", "mailer", "--to", "beginning", "--member", "5"}, // ST422 from the database
 		{"subscriptions", "replay", "billing", "--id", "x"},
 		{"subscriptions", "status"},
 	} {
@@ -80,17 +81,74 @@ func TestCLISubscriptions(t *testing.T) {
 		require.Equal(t, 2, r.code, "%v: %s", args, r.stderr)
 		requireOneLine(t, r.stderr)
 	}
+	// An unknown subscription is not found (exit 3), whether the command or the database finds out.
 	for _, args := range [][]string{
 		{"subscriptions", "status", "nope"},
 		{"subscriptions", "dead-letters", "nope"},
 		{"subscriptions", "replay", "nope"},
 		{"subscriptions", "reset", "nope", "--to", "beginning"},
-		{"subscriptions", "reset", "mailer", "--to", "beginning", "--member", "5"},
+		{"subscriptions", "drop", "nope"},
 	} {
 		r := annals(t, db, args...)
-		require.Equal(t, 1, r.code, "%v: %s", args, r.stderr)
+		require.Equal(t, 3, r.code, "%v: %s", args, r.stderr)
 		requireOneLine(t, r.stderr)
+		require.Contains(t, r.stderr, "nope")
 	}
 	require.Contains(t, annals(t, db, "subscriptions", "replay", "nope").stderr, "SQLSTATE ST404")
 	require.Contains(t, annals(t, db, "subscriptions", "status", "nope").stderr, `subscription "nope" does not exist`)
+}
+
+func TestCLISubscriptionsCreateAndDrop(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	appendEvent(t, db, "invoice-1", "no-stream", "Issued", `{}`)
+
+	out := ok(t, db, "subscriptions", "create", "billing", "--categories", "invoice", "--types", "Issued,Paid", "--types", "Voided", "--group-size", "2")
+	require.Equal(t, "created subscription billing from the beginning of history: categories invoice; types Issued,Paid,Voided, 2 members\n", out)
+	// Now is the feed's barrier: past the invoice once no older transaction in the cluster holds it.
+	waitForFeed(t, db, 1)
+	out = ok(t, db, "subscriptions", "create", "mailer", "--from", "now")
+	require.Equal(t, "created subscription mailer from now: all events, 1 member\n", out)
+	subs := jsonLines(t, ok(t, db, "subscriptions", "list", "--json"))
+	require.Len(t, subs, 2)
+	require.Equal(t, "billing", subs[0]["name"])
+	require.EqualValues(t, 2, subs[0]["group_size"])
+	require.Equal(t, []any{"Issued", "Paid", "Voided"}, subs[0]["event_types"])
+	require.Equal(t, []any{"invoice"}, subs[0]["categories"])
+	require.EqualValues(t, 1, subs[0]["events_behind"], "from the beginning: the stored invoice is pending")
+	require.EqualValues(t, 0, subs[1]["events_behind"], "from now: nothing pending")
+
+	// Creating it again with the same settings is a no-op; with others, refused (drop it first).
+	out = ok(t, db, "subscriptions", "create", "mailer", "--from", "now")
+	require.Equal(t, "subscription mailer already exists with these settings; nothing changed\n", out)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"subscriptions", "create", "mailer", "--group-size", "3"}, "drop it first"},
+		{[]string{"subscriptions", "create", "$mine"}, "SQLSTATE ST403"},
+		{[]string{"subscriptions", "create", "x", "--from", "yesterday"}, `--from "yesterday": want beginning or now`},
+		{[]string{"subscriptions", "create", "x", "--group-size", "0"}, "--group-size must be >= 1"},
+		{[]string{"subscriptions", "create", "x", "--types", "A,,B"}, "--types has an empty name"},
+		{[]string{"subscriptions", "create"}, "create needs NAME"},
+	} {
+		r := annals(t, db, tc.args...)
+		require.Equal(t, 2, r.code, "%v: %s", tc.args, r.stderr)
+		requireOneLine(t, r.stderr)
+		require.Contains(t, r.stderr, tc.want, tc.args)
+	}
+
+	// Drop: gone with its checkpoints; a second drop, or a projection's own checkpoint, is refused.
+	out = ok(t, db, "subscriptions", "drop", "billing")
+	require.Equal(t, "dropped subscription billing with its checkpoints and dead letters\n", out)
+	r := annals(t, db, "subscriptions", "status", "billing")
+	require.Equal(t, 3, r.code, r.stderr)
+	r = annals(t, db, "subscriptions", "drop", "billing")
+	require.Equal(t, 3, r.code, r.stderr)
+	requireOneLine(t, r.stderr)
+	require.Contains(t, r.stderr, "subscription 'billing' does not exist (SQLSTATE ST404 not found: check the name: annals subscriptions list)")
+	r = annals(t, db, "subscriptions", "drop", "$projection:billing")
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "SQLSTATE ST403")
+	require.Len(t, jsonLines(t, ok(t, db, "subscriptions", "list", "--json")), 1)
 }

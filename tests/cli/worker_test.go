@@ -119,7 +119,7 @@ func TestCLIWorkerErrors(t *testing.T) {
 	db := newDB(t)
 
 	r := annals(t, db, "worker", "--metrics-addr", "", "--subscription", "nope")
-	require.Equal(t, 1, r.code)
+	require.Equal(t, 3, r.code, "not found")
 	require.Contains(t, r.stderr, `subscription "nope" does not exist`)
 
 	r = annals(t, db, "worker", "--metrics-addr", "256.0.0.1:1")

@@ -90,12 +90,18 @@ func TestSubscriptionFromBeginningAndFromNow(t *testing.T) {
 	_, err = e.pool.Exec(e.ctx, "SELECT annals.create_subscription('x', 'yesterday')")
 	requirePgCode(t, err, "ST422")
 
-	dropped, err := e.store.DropSubscription(e.ctx, "from-now")
-	require.NoError(t, err)
-	require.True(t, dropped)
-	dropped, err = e.store.DropSubscription(e.ctx, "from-now")
-	require.NoError(t, err)
-	require.False(t, dropped)
+	require.NoError(t, e.store.DropSubscription(e.ctx, "from-now"))
+	_, err = e.store.SubscriptionCheckpoint(e.ctx, "from-now", 0)
+	require.ErrorIs(t, err, annals.ErrNotFound, "its checkpoints went with it")
+	// Dropping what does not exist is ST404 with the name in the DETAIL and a hint, not a quiet false.
+	err = e.store.DropSubscription(e.ctx, "from-now")
+	require.ErrorIs(t, err, annals.ErrNotFound)
+	pgErr := requirePgCode(t, err, "ST404")
+	require.JSONEq(t, `{"subscription": "from-now"}`, pgErr.Detail)
+	require.NotEmpty(t, pgErr.Hint)
+	_, err = e.pool.Exec(e.ctx, "SELECT annals.drop_subscription('nosuch')")
+	requirePgCode(t, err, "ST404")
+	require.ErrorIs(t, e.store.DropSubscription(e.ctx, "$projection:x"), annals.ErrReserved)
 }
 
 func TestSubscriptionFilters(t *testing.T) {

@@ -1,7 +1,7 @@
 -- Structure: schemas, tables, the hash-partitioned events table, keys, indexes, row types and
 -- the public functions' signatures.
 BEGIN;
-SELECT plan(27);
+SELECT plan(28);
 
 SELECT has_schema('annals', 'schema annals (public API) exists');
 SELECT has_schema('annals_internal', 'schema annals_internal (storage) exists');
@@ -78,6 +78,9 @@ SELECT has_index('annals_internal', 'events', 'events_feed_idx', ARRAY['transact
 SELECT has_index('annals_internal', 'events', 'events_category_feed_idx',
                  ARRAY['category', 'transaction_id', 'global_position'],
                  'events_category_feed_idx indexes (category, transaction_id, global_position)');
+-- annals.read_event finds an event by id without its stream id (migration 011).
+SELECT has_index('annals_internal', 'events', 'events_event_id_idx', ARRAY['event_id'],
+                 'events_event_id_idx indexes (event_id)');
 SELECT is_empty(
     $$SELECT parent_idx.relname AS index_name, part.relname AS partition
         FROM pg_catalog.pg_index AS pi
@@ -91,7 +94,7 @@ SELECT is_empty(
                 WHERE ih.inhparent = pi.indexrelid AND ci.indrelid = part.oid AND ci.indisvalid)$$,
     'every partition has a valid child of every index on events');
 SELECT is((SELECT count(*) FROM pg_catalog.pg_index WHERE indrelid = 'annals_internal.events'::regclass),
-          4::bigint, 'events has exactly 4 indexes (pkey, event id key, feed, category feed): each extra one costs every append');
+          5::bigint, 'events has exactly 5 indexes (pkey, event id key, feed, category feed, event id): each extra one costs every append');
 
 -- The category is the part of the stream id before the first '-'.
 SELECT is(pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'split_part(stream_id, ''-''::text, 1)',
@@ -143,6 +146,7 @@ SELECT is_empty(
                  'SETOF annals.event'),
                 ('stream_version_at', ARRAY['text', 'timestamp with time zone'], 0, 'bigint'),
                 ('stream_info', ARRAY['text'], 0, 'SETOF annals.stream'),
+                ('read_event', ARRAY['uuid', 'boolean'], 1, 'SETOF annals.event'),
                 ('delete_stream', ARRAY['text', 'bigint', 'text'], 2, 'bigint'),
                 ('schema_version', ARRAY[]::text[], 0, 'bigint')) AS d(name, args, defaults, result)
        WHERE NOT EXISTS (

@@ -3,7 +3,7 @@
 -- pin the core API; the catalog tests cover every function in both schemas, present and future,
 -- and list the offenders.
 BEGIN;
-SELECT plan(34);
+SELECT plan(36);
 
 -- Volatility as declared: writes VOLATILE, reads STABLE, pure validation IMMUTABLE. The error
 -- raisers are VOLATILE so the planner never pre-evaluates (and raises) them at plan time.
@@ -14,6 +14,7 @@ SELECT volatility_is('annals', 'read_stream', 'stable', 'annals.read_stream is S
 SELECT volatility_is('annals', 'read_stream_as_of', 'stable', 'annals.read_stream_as_of is STABLE');
 SELECT volatility_is('annals', 'stream_version_at', 'stable', 'annals.stream_version_at is STABLE');
 SELECT volatility_is('annals', 'stream_info', 'stable', 'annals.stream_info is STABLE');
+SELECT volatility_is('annals', 'read_event', 'stable', 'annals.read_event is STABLE');
 SELECT volatility_is('annals', 'schema_version', 'stable', 'annals.schema_version is STABLE');
 SELECT volatility_is('annals_internal', 'append_replay', 'stable', 'annals_internal.append_replay is STABLE');
 SELECT volatility_is('annals_internal', 'version_at', 'stable', 'annals_internal.version_at is STABLE');
@@ -36,6 +37,7 @@ SELECT is_definer('annals', 'read_stream', 'annals.read_stream is SECURITY DEFIN
 SELECT is_definer('annals', 'read_stream_as_of', 'annals.read_stream_as_of is SECURITY DEFINER');
 SELECT is_definer('annals', 'stream_version_at', 'annals.stream_version_at is SECURITY DEFINER');
 SELECT is_definer('annals', 'stream_info', 'annals.stream_info is SECURITY DEFINER');
+SELECT is_definer('annals', 'read_event', 'annals.read_event is SECURITY DEFINER');
 SELECT is_definer('annals', 'schema_version', 'annals.schema_version is SECURITY DEFINER');
 
 SELECT is_empty(

@@ -4,7 +4,7 @@
 -- any privilege on annals_internal; annals.configure is for the owner alone.
 BEGIN;
 \ir lib/001_helpers.sql
-SELECT plan(66);
+SELECT plan(69);
 
 -- Schemas.
 SELECT schema_privs_are('annals', 'annals_writer', ARRAY['USAGE'], 'annals_writer may use schema annals');
@@ -45,6 +45,9 @@ SELECT function_privs_are('annals', p.proname,
           ('stream_info', 'annals_writer', ARRAY['EXECUTE']::name[]),
           ('stream_info', 'annals_reader', ARRAY['EXECUTE']::name[]),
           ('stream_info', 'annals_bi', ARRAY[]::name[]),
+          ('read_event', 'annals_writer', ARRAY['EXECUTE']::name[]),
+          ('read_event', 'annals_reader', ARRAY['EXECUTE']::name[]),
+          ('read_event', 'annals_bi', ARRAY[]::name[]),
           ('schema_version', 'annals_writer', ARRAY['EXECUTE']::name[]),
           ('schema_version', 'annals_reader', ARRAY['EXECUTE']::name[]),
           ('schema_version', 'annals_bi', ARRAY['EXECUTE']::name[])) AS x(function, role, privileges)

@@ -1,7 +1,8 @@
 -- Behaviour: annals.read_stream (forwards, backwards, paging), annals.read_stream_as_of (by
--- version and by time), annals.stream_version_at and annals.stream_info, with their ST422/ST403.
+-- version and by time), annals.stream_version_at, annals.stream_info and annals.read_event, with
+-- their ST422/ST403.
 BEGIN;
-SELECT plan(41);
+SELECT plan(47);
 
 -- rd-1: versions 1-2 in one append, 3 in a second, 4-5 in a third, a little time apart.
 \o /dev/null
@@ -105,6 +106,28 @@ SELECT results_eq(
 SELECT is_empty($$SELECT * FROM annals.stream_info('rd-missing')$$, 'stream_info of a stream without events: no row');
 SELECT throws_ok($$SELECT * FROM annals.stream_info(' rd-1')$$, 'ST422', NULL, 'stream_info malformed stream id: ST422');
 SELECT throws_ok($$SELECT * FROM annals.stream_info('$rd')$$, 'ST403', NULL, 'stream_info reserved stream id: ST403');
+
+-- read_event: one event by id, upcast like every read; ids are unique per stream only.
+\o /dev/null
+SELECT * FROM annals.append_events('rd-copy', 0,
+    (SELECT jsonb_build_array(jsonb_build_object('id', e.event_id, 'type', 'Copied'))
+       FROM annals_internal.events AS e WHERE e.stream_id = 'rd-1' AND e.stream_version = 3));
+\o
+SELECT results_eq(
+    $$SELECT * FROM annals.read_event((SELECT event_id FROM annals_internal.events WHERE stream_id = 'rd-1' AND stream_version = 2))$$,
+    $$SELECT * FROM annals.read_stream('rd-1', 2, 1)$$,
+    'read_event returns the event with that id, as read_stream does');
+SELECT results_eq(
+    $$SELECT stream_id, stream_version, event_type FROM annals.read_event((SELECT event_id FROM annals_internal.events WHERE stream_id = 'rd-1' AND stream_version = 3))$$,
+    $$VALUES ('rd-1'::text, 3::bigint, 'E3'::text), ('rd-copy', 1, 'Copied')$$,
+    'an id stored in two streams returns both events, oldest first');
+SELECT is_empty($$SELECT * FROM annals.read_event('00000000-0000-0000-0000-000000000000')$$, 'read_event of an unknown id: no row');
+SELECT results_eq(
+    $$SELECT * FROM annals.read_event((SELECT event_id FROM annals_internal.events WHERE stream_id = 'rd-1' AND stream_version = 5), raw => true)$$,
+    $$SELECT * FROM annals.read_stream('rd-1', 5, 1, raw => true)$$,
+    'read_event raw => true returns the stored bytes, as read_stream raw does');
+SELECT throws_ok($$SELECT * FROM annals.read_event(NULL)$$, 'ST422', NULL, 'read_event NULL id: ST422');
+SELECT throws_ok($$SELECT * FROM annals.read_event('00000000-0000-0000-0000-000000000000', NULL)$$, 'ST422', NULL, 'read_event raw NULL: ST422');
 
 SELECT * FROM finish();
 ROLLBACK;

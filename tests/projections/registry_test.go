@@ -112,9 +112,22 @@ func TestRegisterProjectionErrorsAreClear(t *testing.T) {
 	_, err = f.pool.Exec(f.ctx, "SELECT annals.set_projection_enabled('p', NULL)")
 	requireInvalid(t, err, "enabled")
 
-	// drop_projection: true once, then false; the handler is no longer called.
+	// Through the Go API: disable, enable, and ST404 (ErrNotFound) for an unknown name.
+	require.NoError(t, f.store.SetProjectionEnabled(f.ctx, "p", false))
+	require.False(t, scalar[bool](t, f, "SELECT p.enabled FROM annals.projections AS p WHERE p.projection_name = 'p'"))
+	require.NoError(t, f.store.SetProjectionEnabled(f.ctx, "p", true))
+	require.True(t, scalar[bool](t, f, "SELECT p.enabled FROM annals.projections AS p WHERE p.projection_name = 'p'"))
+	require.ErrorIs(t, f.store.SetProjectionEnabled(f.ctx, "nope", true), annals.ErrNotFound)
+
+	// drop_projection: true once, then ST404 with the name in the DETAIL and a hint; the handler
+	// is no longer called.
 	require.True(t, scalar[bool](t, f, "SELECT annals.drop_projection('p')"))
-	require.False(t, scalar[bool](t, f, "SELECT annals.drop_projection('p')"))
+	_, err = f.pool.Exec(f.ctx, "SELECT annals.drop_projection('p')")
+	pgErr = pgCode(t, err)
+	require.Equal(t, "ST404", pgErr.Code)
+	require.JSONEq(t, `{"projection": "p"}`, pgErr.Detail)
+	require.Contains(t, pgErr.Hint, "annals.projections")
+	require.ErrorIs(t, f.store.DropProjection(f.ctx, "p"), annals.ErrNotFound)
 	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals.projections"))
 	// Its tables are free again.
 	p = ok

@@ -1,0 +1,46 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- One event by id, for a dead letter, a log line or a causation_id. Event ids are unique per
+-- stream only ((stream_id, event_id) is the key), so an id a client reused in another stream
+-- finds both events, oldest first. The lookup carries no stream id, so it cannot prune
+-- partitions: it probes events_event_id_idx in each of them (migration 011).
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.read_event(
+    event_id uuid,
+    raw      boolean DEFAULT false)
+RETURNS SETOF annals.event
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+ROWS 1
+AS $$
+DECLARE
+    v_up text[] := CASE WHEN read_event.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
+BEGIN
+    IF read_event.event_id IS NULL THEN
+        PERFORM annals_internal.raise_invalid('event_id', 'must not be null');
+    END IF;
+    IF read_event.raw IS NULL THEN
+        PERFORM annals_internal.raise_invalid('raw', 'must not be null');
+    END IF;
+    RETURN QUERY
+        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+               e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+          FROM annals_internal.events AS e
+         WHERE e.event_id = read_event.event_id
+         ORDER BY e.global_position;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.read_event(uuid, boolean) IS
+$$The event stored under event_id, upcast to its current shape like every read (raw => true: the stored
+bytes). No row for an unknown id. Ids are unique per stream only: an id stored in several streams returns
+each of those events, oldest (lowest global position) first. Errors: ST422 for a NULL argument.$$;
+REVOKE ALL ON FUNCTION annals.read_event(uuid, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.read_event(uuid, boolean) TO annals_writer, annals_reader;
