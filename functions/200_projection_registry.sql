@@ -64,10 +64,11 @@ COMMENT ON FUNCTION annals.rebuild_attempts(text) IS
 REVOKE ALL ON FUNCTION annals.rebuild_attempts(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.rebuild_attempts(text) TO annals_writer, annals_reader, annals_bi;
 
--- Whether the store holds events a projection with these filters would apply: a projection
--- registered (or changed) then misses them until it is rebuilt.
+-- Whether the store holds events a projection with these filters would apply (recorded at or
+-- after since, when given): a projection registered, changed or re-enabled then misses them
+-- until it is rebuilt.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION annals_internal.has_matching_events(event_types text[], categories text[])
+CREATE OR REPLACE FUNCTION annals_internal.has_matching_events(event_types text[], categories text[], since timestamptz)
 RETURNS boolean
 LANGUAGE plpgsql
 STABLE
@@ -79,13 +80,14 @@ BEGIN
     RETURN EXISTS (SELECT FROM annals_internal.events AS e
                     WHERE (has_matching_events.event_types IS NULL
                            OR annals_internal.read_type(e.event_type, v_up) = ANY (has_matching_events.event_types))
-                      AND (has_matching_events.categories IS NULL OR e.category = ANY (has_matching_events.categories)));
+                      AND (has_matching_events.categories IS NULL OR e.category = ANY (has_matching_events.categories))
+                      AND (has_matching_events.since IS NULL OR e.recorded_at >= has_matching_events.since));
 END
 $$;
 -- +goose StatementEnd
-COMMENT ON FUNCTION annals_internal.has_matching_events(text[], text[]) IS
-    'True when some stored event passes these projection filters (NULL: every type, every category).';
-REVOKE ALL ON FUNCTION annals_internal.has_matching_events(text[], text[]) FROM PUBLIC;
+COMMENT ON FUNCTION annals_internal.has_matching_events(text[], text[], timestamptz) IS
+    'True when some stored event passes these projection filters (NULL: every type, every category), recorded at or after since (NULL: ever).';
+REVOKE ALL ON FUNCTION annals_internal.has_matching_events(text[], text[], timestamptz) FROM PUBLIC;
 
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.register_projection(
@@ -176,7 +178,7 @@ BEGIN
             incomplete_since, rebuilt_attempt)
     VALUES (register_projection.name, register_projection.handler::text, v_call, register_projection.tables,
             register_projection.event_types, register_projection.categories, register_projection.mode, v_now, v_now,
-            CASE WHEN v_changed AND annals_internal.has_matching_events(register_projection.event_types, register_projection.categories)
+            CASE WHEN v_changed AND annals_internal.has_matching_events(register_projection.event_types, register_projection.categories, NULL)
                  THEN v_now END,
             annals.rebuild_attempts(register_projection.name))
     ON CONFLICT ON CONSTRAINT projections_pkey DO UPDATE
@@ -229,8 +231,15 @@ BEGIN
     IF set_projection_enabled.enabled IS NULL THEN
         PERFORM annals_internal.raise_invalid('enabled', 'must not be null');
     END IF;
+    -- updated_at keeps the time it was disabled; an inline projection enabled again missed what
+    -- was appended since then, and is incomplete until rebuilt.
     UPDATE annals_internal.projections AS p
-       SET enabled = set_projection_enabled.enabled, updated_at = clock_timestamp()
+       SET enabled = set_projection_enabled.enabled,
+           updated_at = CASE WHEN p.enabled = set_projection_enabled.enabled THEN p.updated_at ELSE clock_timestamp() END,
+           incomplete_since = CASE WHEN set_projection_enabled.enabled AND NOT p.enabled AND p.mode = 'inline'
+                                        AND annals_internal.has_matching_events(p.event_types, p.categories, p.updated_at)
+                                   THEN coalesce(p.incomplete_since, p.updated_at)
+                                   ELSE p.incomplete_since END
      WHERE p.projection_name = set_projection_enabled.name;
     IF NOT FOUND THEN
         PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', set_projection_enabled.name),
@@ -242,7 +251,8 @@ $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.set_projection_enabled(text, boolean) IS
 $$Disables or re-enables a projection. A disabled inline projection misses the events appended meanwhile:
-rebuild it after enabling (annals.rebuild_projection). A disabled async projection simply waits.$$;
+enabled again, it is 'incomplete' (when any were) until annals.rebuild_projection. A disabled async
+projection simply waits.$$;
 REVOKE ALL ON FUNCTION annals.set_projection_enabled(text, boolean) FROM PUBLIC;
 
 -- +goose StatementBegin

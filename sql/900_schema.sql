@@ -1689,7 +1689,7 @@ BEGIN
             incomplete_since, rebuilt_attempt)
     VALUES (register_projection.name, register_projection.handler::text, v_call, register_projection.tables,
             register_projection.event_types, register_projection.categories, register_projection.mode, v_now, v_now,
-            CASE WHEN v_changed AND annals_internal.has_matching_events(register_projection.event_types, register_projection.categories)
+            CASE WHEN v_changed AND annals_internal.has_matching_events(register_projection.event_types, register_projection.categories, NULL)
                  THEN v_now END,
             annals.rebuild_attempts(register_projection.name))
     ON CONFLICT ON CONSTRAINT projections_pkey DO UPDATE
@@ -2202,8 +2202,15 @@ BEGIN
     IF set_projection_enabled.enabled IS NULL THEN
         PERFORM annals_internal.raise_invalid('enabled', 'must not be null');
     END IF;
+    -- updated_at keeps the time it was disabled; an inline projection enabled again missed what
+    -- was appended since then, and is incomplete until rebuilt.
     UPDATE annals_internal.projections AS p
-       SET enabled = set_projection_enabled.enabled, updated_at = clock_timestamp()
+       SET enabled = set_projection_enabled.enabled,
+           updated_at = CASE WHEN p.enabled = set_projection_enabled.enabled THEN p.updated_at ELSE clock_timestamp() END,
+           incomplete_since = CASE WHEN set_projection_enabled.enabled AND NOT p.enabled AND p.mode = 'inline'
+                                        AND annals_internal.has_matching_events(p.event_types, p.categories, p.updated_at)
+                                   THEN coalesce(p.incomplete_since, p.updated_at)
+                                   ELSE p.incomplete_since END
      WHERE p.projection_name = set_projection_enabled.name;
     IF NOT FOUND THEN
         PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', set_projection_enabled.name),
@@ -2221,7 +2228,8 @@ ALTER FUNCTION annals.set_projection_enabled(name text, enabled boolean) OWNER T
 --
 
 COMMENT ON FUNCTION annals.set_projection_enabled(name text, enabled boolean) IS 'Disables or re-enables a projection. A disabled inline projection misses the events appended meanwhile:
-rebuild it after enabling (annals.rebuild_projection). A disabled async projection simply waits.';
+enabled again, it is ''incomplete'' (when any were) until annals.rebuild_projection. A disabled async
+projection simply waits.';
 
 
 --
@@ -3395,10 +3403,10 @@ COMMENT ON FUNCTION annals_internal.handler_pin(projection text) IS 'Name of the
 
 
 --
--- Name: has_matching_events(text[], text[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+-- Name: has_matching_events(text[], text[], timestamp with time zone); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
-CREATE FUNCTION annals_internal.has_matching_events(event_types text[], categories text[]) RETURNS boolean
+CREATE FUNCTION annals_internal.has_matching_events(event_types text[], categories text[], since timestamp with time zone) RETURNS boolean
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -3408,18 +3416,19 @@ BEGIN
     RETURN EXISTS (SELECT FROM annals_internal.events AS e
                     WHERE (has_matching_events.event_types IS NULL
                            OR annals_internal.read_type(e.event_type, v_up) = ANY (has_matching_events.event_types))
-                      AND (has_matching_events.categories IS NULL OR e.category = ANY (has_matching_events.categories)));
+                      AND (has_matching_events.categories IS NULL OR e.category = ANY (has_matching_events.categories))
+                      AND (has_matching_events.since IS NULL OR e.recorded_at >= has_matching_events.since));
 END
 $$;
 
 
-ALTER FUNCTION annals_internal.has_matching_events(event_types text[], categories text[]) OWNER TO annals_owner;
+ALTER FUNCTION annals_internal.has_matching_events(event_types text[], categories text[], since timestamp with time zone) OWNER TO annals_owner;
 
 --
--- Name: FUNCTION has_matching_events(event_types text[], categories text[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+-- Name: FUNCTION has_matching_events(event_types text[], categories text[], since timestamp with time zone); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.has_matching_events(event_types text[], categories text[]) IS 'True when some stored event passes these projection filters (NULL: every type, every category).';
+COMMENT ON FUNCTION annals_internal.has_matching_events(event_types text[], categories text[], since timestamp with time zone) IS 'True when some stored event passes these projection filters (NULL: every type, every category), recorded at or after since (NULL: ever).';
 
 
 --
@@ -6566,10 +6575,10 @@ REVOKE ALL ON FUNCTION annals_internal.handler_pin(projection text) FROM PUBLIC;
 
 
 --
--- Name: FUNCTION has_matching_events(event_types text[], categories text[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
+-- Name: FUNCTION has_matching_events(event_types text[], categories text[], since timestamp with time zone); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
-REVOKE ALL ON FUNCTION annals_internal.has_matching_events(event_types text[], categories text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION annals_internal.has_matching_events(event_types text[], categories text[], since timestamp with time zone) FROM PUBLIC;
 
 
 --

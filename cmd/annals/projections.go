@@ -203,9 +203,9 @@ func newProjectionsDisableCmd() *cobra.Command {
 	return projectionSwitchCmd(false, `disable NAME`, "Disable a projection: appends and the worker stop calling it.",
 		`Disable a projection: appends and the worker stop calling it (annals.set_projection_enabled(NAME, false)).
 
-Its tables stay as they are. An inline projection misses the events appended while disabled and
-needs a rebuild after enable; an async one keeps its checkpoint and catches up once enabled. Needs
-the owner's or a superuser's login.`)
+Its tables stay as they are. An inline projection misses the events appended while disabled: once
+enabled it is incomplete (when any were appended) until rebuilt; an async one keeps its checkpoint
+and catches up once enabled. Needs the owner's or a superuser's login.`)
 }
 
 // projectionSwitchCmd is enable or disable: the same call with the other boolean.
@@ -240,8 +240,11 @@ func projectionSwitchCmd(enable bool, use, short, long string) *cobra.Command {
 		fmt.Fprintf(out, "%s %s %s\n", verb, p.Mode, name)
 		switch {
 		case enable && p.Mode == "inline":
-			fmt.Fprintf(cmd.ErrOrStderr(), "note: %s missed the events appended while it was disabled; apply them with annals projections rebuild %s\n",
-				name, shellQuote(name))
+			after, err := queryProjections(ctx, pool, &name)
+			if err == nil && len(after) == 1 && after[0].State == "incomplete" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: %s missed the events appended while it was disabled and is incomplete; apply them with annals projections rebuild %s\n",
+					name, shellQuote(name))
+			}
 		case enable:
 			fmt.Fprintf(cmd.ErrOrStderr(), "note: annals worker catches %s up from its checkpoint\n", name)
 		}

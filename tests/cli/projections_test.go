@@ -144,8 +144,10 @@ func TestCLIProjectionsDisableEnableDrop(t *testing.T) {
 	r = annals(t, db, "projections", "enable", "inventory_item_counts")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Equal(t, "enabled inline inventory_item_counts\n", r.stdout)
-	require.Equal(t, "note: inventory_item_counts missed the events appended while it was disabled; apply them with annals projections rebuild inventory_item_counts\n", r.stderr)
+	require.Equal(t, "note: inventory_item_counts missed the events appended while it was disabled and is incomplete; apply them with annals projections rebuild inventory_item_counts\n", r.stderr)
+	require.Regexp(t, `(?m)^state\s+incomplete$`, ok(t, db, "projections", "status", "inventory_item_counts"))
 	ok(t, db, "projections", "rebuild", "inventory_item_counts")
+	require.Regexp(t, `(?m)^state\s+active$`, ok(t, db, "projections", "status", "inventory_item_counts"))
 	require.Equal(t, 12, count())
 
 	r = annals(t, db, "projections", "disable", "event_counts")

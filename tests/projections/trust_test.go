@@ -212,6 +212,18 @@ func TestProjectionRegisteredOverHistoryIsIncomplete(t *testing.T) {
 	f.register(t, projection{name: "none", handler: "s.count_events(annals.event[])", tables: []string{"s.none"}, eventTypes: []string{"Never"}})
 	require.Equal(t, "active", projectionState(t, f, "none"))
 
+	// Disabled and enabled again: incomplete only when matching events were appended meanwhile.
+	f.exec(t, "SELECT annals.set_projection_enabled('counts', false)")
+	f.exec(t, "SELECT annals.set_projection_enabled('counts', true)")
+	require.Equal(t, "active", projectionState(t, f, "counts"))
+	f.exec(t, "SELECT annals.set_projection_enabled('counts', false)")
+	f.append(t, "acct-2", ev("Ticked", nil))
+	f.exec(t, "SELECT annals.set_projection_enabled('counts', true)")
+	require.Equal(t, "incomplete", projectionState(t, f, "counts"))
+	_, err = f.store.RebuildProjection(f.ctx, "counts", nil, 0)
+	require.NoError(t, err)
+	require.Equal(t, "active", projectionState(t, f, "counts"))
+
 	// An async projection starts at the beginning of the feed: it lags, it does not miss anything.
 	f.exec(t, "CREATE TABLE s.later (LIKE s.counts INCLUDING ALL); GRANT SELECT, INSERT, UPDATE, DELETE ON s.later TO annals_owner")
 	f.register(t, projection{name: "later", handler: "s.count_events(annals.event[])", tables: []string{"s.later"}, mode: "async"})
