@@ -100,7 +100,7 @@ func appendOnce(ctx context.Context, db dbtx, streamID string, expected Expected
 	var xid *uint64
 	err := db.QueryRow(ctx, appendSQL, streamID, expected.arg(), batch).Scan(&res.StreamVersion, &pos, &xid)
 	if err != nil {
-		return AppendResult{}, fmt.Errorf("annals: append to %q: %w", streamID, mapError(err))
+		return AppendResult{}, wrapf(mapError(err), "append to %q", streamID)
 	}
 	if pos != nil {
 		res.GlobalPosition = *pos
@@ -148,7 +148,7 @@ func encodeBatch(streamID string, expected ExpectedVersion, events []EventData) 
 		if id == uuid.Nil {
 			var err error
 			if id, err = uuid.NewV7(); err != nil {
-				return nil, nil, fmt.Errorf("annals: generate event id: %w", err)
+				return nil, nil, wrapf(err, "generate event id")
 			}
 		}
 		ids[i] = id

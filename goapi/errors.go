@@ -62,9 +62,14 @@ type BaseError struct {
 	PgErr   *pgconn.PgError
 }
 
+// Error is the database's message when there is one (it already says what kind of error it is),
+// else the kind with the client's own reason.
 func (e *BaseError) Error() string {
-	if e.Message == "" {
+	switch {
+	case e.Message == "":
 		return e.Kind.Error()
+	case e.PgErr != nil:
+		return "annals: " + e.Message
 	}
 	return e.Kind.Error() + ": " + e.Message
 }
@@ -271,4 +276,22 @@ func IsRetryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// opError says which call failed around an error that says what went wrong, each once: the
+// package prefix "annals: " stands at the front only.
+type opError struct {
+	op  string
+	err error
+}
+
+func (e *opError) Error() string {
+	return "annals: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "annals: ")
+}
+
+func (e *opError) Unwrap() error { return e.err }
+
+// wrapf wraps err with the call it came from (format and args, as for fmt.Sprintf).
+func wrapf(err error, format string, args ...any) error {
+	return &opError{op: fmt.Sprintf(format, args...), err: err}
 }

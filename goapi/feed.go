@@ -2,7 +2,6 @@ package annals
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -101,7 +100,7 @@ func feedHead(ctx context.Context, db dbtx) (FeedHead, error) {
 	var last *int64
 	err := db.QueryRow(ctx, "SELECT h.barrier_transaction, h.last_position FROM annals.feed_head() AS h").Scan(&h.Barrier, &last)
 	if err != nil {
-		return h, fmt.Errorf("annals: feed head: %w", mapError(err))
+		return h, wrapf(mapError(err), "feed head")
 	}
 	if last != nil {
 		h.LastPosition = *last
@@ -112,11 +111,11 @@ func feedHead(ctx context.Context, db dbtx) (FeedHead, error) {
 func collectEvents(ctx context.Context, db dbtx, what, sql string, args ...any) ([]RecordedEvent, error) {
 	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, fmt.Errorf("annals: %s: %w", what, mapError(err))
+		return nil, wrapf(mapError(err), "%s", what)
 	}
 	evs, err := pgx.CollectRows(rows, scanEvent)
 	if err != nil {
-		return nil, fmt.Errorf("annals: %s: %w", what, mapError(err))
+		return nil, wrapf(mapError(err), "%s", what)
 	}
 	return evs, nil
 }

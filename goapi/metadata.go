@@ -69,7 +69,7 @@ func ParseMetadata(raw json.RawMessage) (Metadata, error) {
 		return m, nil
 	}
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return Metadata{}, fmt.Errorf("annals: metadata: %w", err)
+		return Metadata{}, wrapf(err, "metadata")
 	}
 	return m, nil
 }

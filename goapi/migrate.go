@@ -66,11 +66,11 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 	var res MigrateResult
 	lockConn, err := pool.Acquire(ctx)
 	if err != nil {
-		return res, fmt.Errorf("annals: migrate: acquire connection: %w", err)
+		return res, wrapf(err, "migrate: acquire connection")
 	}
 	defer lockConn.Release()
 	if _, err := lockConn.Exec(ctx, "SELECT pg_catalog.pg_advisory_lock($1)", migrateLockKey); err != nil {
-		return res, fmt.Errorf("annals: migrate: take lock: %w", err)
+		return res, wrapf(err, "migrate: take lock")
 	}
 	defer func() {
 		// Unlock on a fresh context: the caller's may be cancelled, and a leaked session lock would
@@ -79,7 +79,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 	}()
 
 	if _, err := lockConn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS annals_internal"); err != nil {
-		return res, fmt.Errorf("annals: migrate: create schema annals_internal: %w", err)
+		return res, wrapf(err, "migrate: create schema annals_internal")
 	}
 
 	db := stdlib.OpenDBFromPool(pool)
@@ -88,10 +88,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 	versioned, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS,
 		goose.WithTableName(VersionTable), goose.WithDisableGlobalRegistry(true))
 	if err != nil {
-		return res, fmt.Errorf("annals: migrate: %w", err)
+		return res, wrapf(err, "migrate")
 	}
 	if res.FromVersion, err = versioned.GetDBVersion(ctx); err != nil {
-		return res, fmt.Errorf("annals: migrate: read version: %w", err)
+		return res, wrapf(err, "migrate: read version")
 	}
 	if res.FromVersion > SchemaVersion() {
 		return res, fmt.Errorf("%w: database is at migration %d, this build knows up to %d",
@@ -102,27 +102,27 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 		res.Applied = append(res.Applied, r.Source.Path)
 	}
 	if err != nil {
-		return res, fmt.Errorf("annals: migrate: %w", err)
+		return res, wrapf(err, "migrate")
 	}
 	if res.ToVersion, err = versioned.GetDBVersion(ctx); err != nil {
-		return res, fmt.Errorf("annals: migrate: read version: %w", err)
+		return res, wrapf(err, "migrate: read version")
 	}
 
 	sum, err := checksum(functions.FS)
 	if err != nil {
-		return res, fmt.Errorf("annals: migrate: %w", err)
+		return res, wrapf(err, "migrate")
 	}
 	var installed string
 	err = lockConn.QueryRow(ctx,
 		"SELECT functions_checksum FROM annals_internal.schema_info").Scan(&installed)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return res, fmt.Errorf("annals: migrate: read schema_info: %w", err)
+		return res, wrapf(err, "migrate: read schema_info")
 	}
 	// A superuser re-applies the functions when the history guard is missing or disabled (say the
 	// database was installed by a non-superuser): the guard's file installs it.
 	var superuser bool
 	if err := lockConn.QueryRow(ctx, guardQuery).Scan(&superuser, &res.HistoryGuard); err != nil {
-		return res, fmt.Errorf("annals: migrate: check the history guard: %w", err)
+		return res, wrapf(err, "migrate: check the history guard")
 	}
 	if installed != sum || len(res.Applied) > 0 || (superuser && !res.HistoryGuard) {
 		if err := applyFunctions(ctx, db); err != nil {
@@ -137,17 +137,17 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 			       functions_checksum = excluded.functions_checksum,
 			       installed_at = excluded.installed_at`, res.ToVersion, sum)
 		if err != nil {
-			return res, fmt.Errorf("annals: migrate: record schema_info: %w", err)
+			return res, wrapf(err, "migrate: record schema_info")
 		}
 		if err := lockConn.QueryRow(ctx, guardQuery).Scan(&superuser, &res.HistoryGuard); err != nil {
-			return res, fmt.Errorf("annals: migrate: check the history guard: %w", err)
+			return res, wrapf(err, "migrate: check the history guard")
 		}
 	}
 	// A superuser's migrate accepts the guarded state as it finds it (each superuser DDL command
 	// pins it anyway; this also covers changes no event trigger sees, such as a renamed role).
 	if superuser && res.HistoryGuard {
 		if _, err := lockConn.Exec(ctx, "SELECT annals_guard.pin()"); err != nil {
-			return res, fmt.Errorf("annals: migrate: pin the history guard's state: %w", err)
+			return res, wrapf(err, "migrate: pin the history guard's state")
 		}
 	}
 	return res, nil
@@ -165,10 +165,10 @@ func applyFunctions(ctx context.Context, db *sql.DB) error {
 	p, err := goose.NewProvider(goose.DialectPostgres, db, functions.FS,
 		goose.WithDisableVersioning(true), goose.WithDisableGlobalRegistry(true))
 	if err != nil {
-		return fmt.Errorf("annals: migrate functions: %w", err)
+		return wrapf(err, "migrate functions")
 	}
 	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("annals: migrate functions: %w", err)
+		return wrapf(err, "migrate functions")
 	}
 	return nil
 }

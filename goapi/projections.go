@@ -2,7 +2,6 @@ package annals
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,11 +45,11 @@ func projections(ctx context.Context, db dbtx) ([]ProjectionStatus, error) {
 		  FROM annals.projections AS p
 		 ORDER BY p.projection_name`)
 	if err != nil {
-		return nil, fmt.Errorf("annals: projections: %w", mapError(err))
+		return nil, wrapf(mapError(err), "projections")
 	}
 	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[ProjectionStatus])
 	if err != nil {
-		return nil, fmt.Errorf("annals: projections: %w", mapError(err))
+		return nil, wrapf(mapError(err), "projections")
 	}
 	return out, nil
 }
@@ -72,7 +71,7 @@ func (c *Client) SetProjectionEnabledTx(ctx context.Context, tx pgx.Tx, name str
 
 func setProjectionEnabled(ctx context.Context, db dbtx, name string, enabled bool) error {
 	if _, err := db.Exec(ctx, "SELECT annals.set_projection_enabled($1, $2)", name, enabled); err != nil {
-		return fmt.Errorf("annals: set projection %q enabled=%t: %w", name, enabled, mapError(err))
+		return wrapf(mapError(err), "set projection %q enabled=%t", name, enabled)
 	}
 	return nil
 }
@@ -92,7 +91,7 @@ func (c *Client) DropProjectionTx(ctx context.Context, tx pgx.Tx, name string) e
 
 func dropProjection(ctx context.Context, db dbtx, name string) error {
 	if _, err := db.Exec(ctx, "SELECT annals.drop_projection($1)", name); err != nil {
-		return fmt.Errorf("annals: drop projection %q: %w", name, mapError(err))
+		return wrapf(mapError(err), "drop projection %q", name)
 	}
 	return nil
 }
@@ -145,7 +144,7 @@ func (c *Client) rebuildProjection(ctx context.Context, db dbtx, name string, pr
 	close(stop)
 	<-finished
 	if err != nil {
-		return 0, fmt.Errorf("annals: rebuild projection %q: %w", name, mapError(err))
+		return 0, wrapf(mapError(err), "rebuild projection %q", name)
 	}
 	if progress != nil {
 		progress(applied, applied)
@@ -168,7 +167,7 @@ func (c *Client) RunAsyncProjectionsTx(ctx context.Context, tx pgx.Tx, maxEvents
 func runAsyncProjections(ctx context.Context, db dbtx, maxEvents int) (int64, error) {
 	var n int64
 	if err := db.QueryRow(ctx, "SELECT annals.run_async_projections($1)", pageSize(maxEvents)).Scan(&n); err != nil {
-		return 0, fmt.Errorf("annals: run async projections: %w", mapError(err))
+		return 0, wrapf(mapError(err), "run async projections")
 	}
 	return n, nil
 }
@@ -195,11 +194,11 @@ func (c *Client) RefreshViewsTx(ctx context.Context, tx pgx.Tx, force bool) ([]V
 func refreshViews(ctx context.Context, db dbtx, force bool) ([]ViewRefresh, error) {
 	rows, err := db.Query(ctx, "SELECT r.view_name, r.refreshed, r.duration, r.error FROM annals.refresh_views($1) AS r", force)
 	if err != nil {
-		return nil, fmt.Errorf("annals: refresh views: %w", mapError(err))
+		return nil, wrapf(mapError(err), "refresh views")
 	}
 	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[ViewRefresh])
 	if err != nil {
-		return nil, fmt.Errorf("annals: refresh views: %w", mapError(err))
+		return nil, wrapf(mapError(err), "refresh views")
 	}
 	return out, nil
 }

@@ -136,7 +136,7 @@ func (c *Client) StreamVersionAtTx(ctx context.Context, tx pgx.Tx, streamID stri
 func streamVersionAt(ctx context.Context, db dbtx, streamID string, t time.Time) (int64, error) {
 	var v int64
 	if err := db.QueryRow(ctx, "SELECT annals.stream_version_at($1, $2)", streamID, t).Scan(&v); err != nil {
-		return 0, fmt.Errorf("annals: stream version at: %w", mapError(err))
+		return 0, wrapf(mapError(err), "stream version at")
 	}
 	return v, nil
 }
@@ -167,7 +167,7 @@ func readEvent(ctx context.Context, db dbtx, eventID uuid.UUID, opts ReadEventOp
 		return RecordedEvent{}, err
 	}
 	if len(evs) == 0 {
-		return RecordedEvent{}, fmt.Errorf("annals: read event %s: %w", eventID, ErrEventNotFound)
+		return RecordedEvent{}, wrapf(ErrEventNotFound, "read event %s", eventID)
 	}
 	return evs[0], nil
 }
@@ -189,12 +189,12 @@ func readPages(ctx context.Context, db dbtx, pageSize, limit int, from int64, ba
 			sql, args := query(next, n)
 			rows, err := db.Query(ctx, sql, args...)
 			if err != nil {
-				yield(RecordedEvent{}, fmt.Errorf("annals: read: %w", mapError(err)))
+				yield(RecordedEvent{}, wrapf(mapError(err), "read"))
 				return
 			}
 			page, err := pgx.CollectRows(rows, scanEvent)
 			if err != nil {
-				yield(RecordedEvent{}, fmt.Errorf("annals: read: %w", mapError(err)))
+				yield(RecordedEvent{}, wrapf(mapError(err), "read"))
 				return
 			}
 			for _, ev := range page {

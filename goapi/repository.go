@@ -153,7 +153,7 @@ func (e *engine[S]) encode(ctx context.Context, events []any, ids []uuid.UUID) (
 		}
 		if ids[i] == uuid.Nil {
 			if ids[i], err = uuid.NewV7(); err != nil {
-				return nil, fmt.Errorf("annals: generate event id: %w", err)
+				return nil, wrapf(err, "generate event id")
 			}
 		}
 		ed.ID = ids[i]
@@ -221,7 +221,7 @@ func retryConflict(ctx context.Context, err error, attempt, maxAttempts int) (bo
 }
 
 func notFound(streamID string) error {
-	return fmt.Errorf("annals: load %q: %w", streamID, ErrStreamNotFound)
+	return wrapf(ErrStreamNotFound, "load %q", streamID)
 }
 
 // Repository loads and changes the state of streams with a Decider: Handle loads a stream

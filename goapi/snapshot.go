@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -51,7 +50,7 @@ func saveSnapshot(ctx context.Context, db dbtx, s Snapshot) (bool, error) {
 	}
 	err := db.QueryRow(ctx, saveSnapshotSQL, s.StreamID, s.Type, s.SchemaVersion, s.StreamVersion, state).Scan(&saved)
 	if err != nil {
-		return false, fmt.Errorf("annals: save snapshot %q of %q: %w", s.Type, s.StreamID, mapError(err))
+		return false, wrapf(mapError(err), "save snapshot %q of %q", s.Type, s.StreamID)
 	}
 	return saved, nil
 }
@@ -79,7 +78,7 @@ func loadSnapshot(ctx context.Context, db dbtx, streamID, snapshotType string, s
 		return Snapshot{}, false, nil
 	}
 	if err != nil {
-		return Snapshot{}, false, fmt.Errorf("annals: load snapshot %q of %q: %w", snapshotType, streamID, mapError(err))
+		return Snapshot{}, false, wrapf(mapError(err), "load snapshot %q of %q", snapshotType, streamID)
 	}
 	s.State = state
 	return s, true, nil

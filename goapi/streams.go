@@ -3,7 +3,6 @@ package annals
 import (
 	"context"
 	"errors"
-	"fmt"
 	"iter"
 	"math"
 	"time"
@@ -37,14 +36,14 @@ func (c *Client) StreamInfoTx(ctx context.Context, tx pgx.Tx, streamID string) (
 func streamInfo(ctx context.Context, db dbtx, streamID string) (StreamInfo, error) {
 	rows, err := db.Query(ctx, `SELECT `+streamColumns+` FROM annals.stream_info($1) AS s`, streamID)
 	if err != nil {
-		return StreamInfo{}, fmt.Errorf("annals: stream info %q: %w", streamID, mapError(err))
+		return StreamInfo{}, wrapf(mapError(err), "stream info %q", streamID)
 	}
 	info, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[StreamInfo])
 	if errors.Is(err, pgx.ErrNoRows) {
-		return StreamInfo{}, fmt.Errorf("annals: stream info %q: %w", streamID, ErrStreamNotFound)
+		return StreamInfo{}, wrapf(ErrStreamNotFound, "stream info %q", streamID)
 	}
 	if err != nil {
-		return StreamInfo{}, fmt.Errorf("annals: stream info %q: %w", streamID, mapError(err))
+		return StreamInfo{}, wrapf(mapError(err), "stream info %q", streamID)
 	}
 	return info, nil
 }
@@ -91,12 +90,12 @@ func (c *Client) listStreams(ctx context.Context, db dbtx, opts ListStreamsOptio
 			n := min(c.readPageSize, 10000, remaining) // list_streams takes at most 10000
 			rows, err := db.Query(ctx, `SELECT `+streamColumns+` FROM annals.list_streams($1, $2, $3) AS s`, category, after, n)
 			if err != nil {
-				yield(StreamInfo{}, fmt.Errorf("annals: list streams: %w", mapError(err)))
+				yield(StreamInfo{}, wrapf(mapError(err), "list streams"))
 				return
 			}
 			page, err := pgx.CollectRows(rows, pgx.RowToStructByName[StreamInfo])
 			if err != nil {
-				yield(StreamInfo{}, fmt.Errorf("annals: list streams: %w", mapError(err)))
+				yield(StreamInfo{}, wrapf(mapError(err), "list streams"))
 				return
 			}
 			for _, s := range page {
@@ -140,7 +139,7 @@ func streamStats(ctx context.Context, db dbtx, streamID string) (StreamStats, er
 	err := db.QueryRow(ctx, "SELECT s.event_count, s.size_bytes FROM annals.stream_stats($1) AS s", streamID).
 		Scan(&st.EventCount, &st.SizeBytes)
 	if err != nil {
-		return StreamStats{}, fmt.Errorf("annals: stream stats %q: %w", streamID, mapError(err))
+		return StreamStats{}, wrapf(mapError(err), "stream stats %q", streamID)
 	}
 	return st, nil
 }
@@ -168,7 +167,7 @@ func deleteStream(ctx context.Context, db dbtx, streamID string, expected Expect
 	}
 	err := db.QueryRow(ctx, "SELECT annals.delete_stream($1, $2, $3)", streamID, expected.arg(), r).Scan(&v)
 	if err != nil {
-		return 0, fmt.Errorf("annals: delete stream %q: %w", streamID, mapError(err))
+		return 0, wrapf(mapError(err), "delete stream %q", streamID)
 	}
 	return v, nil
 }

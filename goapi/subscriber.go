@@ -163,7 +163,7 @@ func (s *Subscriber) acquireLease(ctx context.Context) (bool, error) {
 	err := s.Client.pool.QueryRow(ctx, "SELECT annals.acquire_lease($1, $2, $3, $4)",
 		s.Name, s.Member, s.Consumer, int(s.LeaseDuration/time.Second)).Scan(&held)
 	if err != nil {
-		return false, fmt.Errorf("annals: subscriber %q: lease: %w", s.Name, mapError(err))
+		return false, wrapf(mapError(err), "subscriber %q: lease", s.Name)
 	}
 	return held, nil
 }
@@ -205,7 +205,7 @@ func (s *Subscriber) runBatch(ctx context.Context, failed *failure) (n int, hand
 	careful := failed != nil
 	tx, err := s.Client.pool.Begin(ctx)
 	if err != nil {
-		return 0, nil, fmt.Errorf("annals: subscriber %q: begin: %w", s.Name, err)
+		return 0, nil, wrapf(err, "subscriber %q: begin", s.Name)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 
@@ -216,25 +216,25 @@ func (s *Subscriber) runBatch(ctx context.Context, failed *failure) (n int, hand
 	rows, err := br.Query()
 	if err != nil {
 		br.Close()
-		return 0, nil, fmt.Errorf("annals: subscriber %q: read: %w", s.Name, mapError(err))
+		return 0, nil, wrapf(mapError(err), "subscriber %q: read", s.Name)
 	}
 	events, err := pgx.CollectRows(rows, scanEvent)
 	if err != nil {
 		br.Close()
-		return 0, nil, fmt.Errorf("annals: subscriber %q: read: %w", s.Name, mapError(err))
+		return 0, nil, wrapf(mapError(err), "subscriber %q: read", s.Name)
 	}
 	var expected Checkpoint
 	if err := br.QueryRow().Scan(&expected.TransactionID, &expected.GlobalPosition); err != nil {
 		br.Close()
-		return 0, nil, fmt.Errorf("annals: subscriber %q: checkpoint: %w", s.Name, mapError(err))
+		return 0, nil, wrapf(mapError(err), "subscriber %q: checkpoint", s.Name)
 	}
 	if err := br.Close(); err != nil {
-		return 0, nil, fmt.Errorf("annals: subscriber %q: %w", s.Name, mapError(err))
+		return 0, nil, wrapf(mapError(err), "subscriber %q", s.Name)
 	}
 	if len(events) == 0 {
 		// Commit: an idle read may have moved the checkpoint up to the feed barrier.
 		if err := tx.Commit(ctx); err != nil {
-			return 0, nil, fmt.Errorf("annals: subscriber %q: commit: %w", s.Name, mapError(err))
+			return 0, nil, wrapf(mapError(err), "subscriber %q: commit", s.Name)
 		}
 		return 0, nil, nil
 	}
@@ -266,10 +266,10 @@ func (s *Subscriber) runBatch(ctx context.Context, failed *failure) (n int, hand
 	_, err = tx.Exec(ctx, "SELECT annals.ack_subscription($1, $2, $3, $4, $5, $6, $7)",
 		s.Name, s.Member, expected.TransactionID, expected.GlobalPosition, last.TransactionID, last.GlobalPosition, s.Consumer)
 	if err != nil {
-		return 0, nil, fmt.Errorf("annals: subscriber %q: acknowledge: %w", s.Name, mapError(err))
+		return 0, nil, wrapf(mapError(err), "subscriber %q: acknowledge", s.Name)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, nil, fmt.Errorf("annals: subscriber %q: commit: %w", s.Name, mapError(err))
+		return 0, nil, wrapf(mapError(err), "subscriber %q: commit", s.Name)
 	}
 	s.mu.Lock()
 	s.stats.Processed += int64(len(events) - parked)
@@ -304,16 +304,16 @@ func (s *Subscriber) tryEvent(ctx context.Context, tx pgx.Tx, ev RecordedEvent, 
 		}
 		sp, err := tx.Begin(ctx) // a savepoint
 		if err != nil {
-			return false, fmt.Errorf("annals: subscriber %q: savepoint: %w", s.Name, err)
+			return false, wrapf(err, "subscriber %q: savepoint", s.Name)
 		}
 		if lastErr = s.Handler(ctx, sp, ev); lastErr == nil {
 			if err := sp.Commit(ctx); err != nil {
-				return false, fmt.Errorf("annals: subscriber %q: release savepoint: %w", s.Name, err)
+				return false, wrapf(err, "subscriber %q: release savepoint", s.Name)
 			}
 			return true, nil
 		}
 		if err := sp.Rollback(ctx); err != nil {
-			return false, fmt.Errorf("annals: subscriber %q: rollback savepoint: %w", s.Name, err)
+			return false, wrapf(err, "subscriber %q: rollback savepoint", s.Name)
 		}
 		if ctx.Err() != nil {
 			return false, ctx.Err()
@@ -325,12 +325,12 @@ func (s *Subscriber) tryEvent(ctx context.Context, tx pgx.Tx, ev RecordedEvent, 
 	if serializationFailure(lastErr) {
 		// Not the event's fault (say, an append older than its stream's last appender), and it
 		// recurs on every retry in this transaction: redo the batch in a new one instead.
-		return false, fmt.Errorf("annals: subscriber %q: %s@%d: %w", s.Name, ev.StreamID, ev.StreamVersion, lastErr)
+		return false, wrapf(lastErr, "subscriber %q: %s@%d", s.Name, ev.StreamID, ev.StreamVersion)
 	}
 	_, err := tx.Exec(ctx, "SELECT annals.park_event($1, $2, $3, $4, $5, $6)",
 		s.Name, s.Member, ev.StreamID, ev.StreamVersion, s.MaxAttempts, lastErr.Error())
 	if err != nil {
-		return false, fmt.Errorf("annals: subscriber %q: park %s@%d: %w", s.Name, ev.StreamID, ev.StreamVersion, mapError(err))
+		return false, wrapf(mapError(err), "subscriber %q: park %s@%d", s.Name, ev.StreamID, ev.StreamVersion)
 	}
 	s.Logger.Warn("annals subscriber parked an event", "subscription", s.Name, "member", s.Member,
 		"stream_id", ev.StreamID, "stream_version", ev.StreamVersion, "attempts", s.MaxAttempts, "error", lastErr)
@@ -341,14 +341,14 @@ func (s *Subscriber) tryEvent(ctx context.Context, tx pgx.Tx, ev RecordedEvent, 
 func (s *Subscriber) retryDeadLetters(ctx context.Context) (int, error) {
 	tx, err := s.Client.pool.Begin(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("annals: subscriber %q: begin: %w", s.Name, err)
+		return 0, wrapf(err, "subscriber %q: begin", s.Name)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 	rows, err := tx.Query(ctx, "SELECT d.dead_letter_id, "+eventColumns+
 		" FROM annals.read_dead_letters($1, $2, $3) AS d CROSS JOIN LATERAL (SELECT (d.event).*) AS e",
 		s.Name, s.Member, s.BatchSize)
 	if err != nil {
-		return 0, fmt.Errorf("annals: subscriber %q: read dead letters: %w", s.Name, mapError(err))
+		return 0, wrapf(mapError(err), "subscriber %q: read dead letters", s.Name)
 	}
 	type letter struct {
 		id int64
@@ -360,7 +360,7 @@ func (s *Subscriber) retryDeadLetters(ctx context.Context) (int, error) {
 		return l, err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("annals: subscriber %q: read dead letters: %w", s.Name, mapError(err))
+		return 0, wrapf(mapError(err), "subscriber %q: read dead letters", s.Name)
 	}
 	if len(letters) == 0 {
 		return 0, nil
@@ -373,7 +373,7 @@ func (s *Subscriber) retryDeadLetters(ctx context.Context) (int, error) {
 		herr := s.Handler(ctx, sp, l.ev)
 		if serializationFailure(herr) {
 			// Retrying in this transaction cannot succeed: redo in a fresh one, park nothing.
-			return 0, fmt.Errorf("annals: subscriber %q: dead letter %d: %w", s.Name, l.id, herr)
+			return 0, wrapf(herr, "subscriber %q: dead letter %d", s.Name, l.id)
 		}
 		var msg *string
 		if herr != nil {
@@ -384,11 +384,11 @@ func (s *Subscriber) retryDeadLetters(ctx context.Context) (int, error) {
 			return 0, err
 		}
 		if _, err := tx.Exec(ctx, "SELECT annals.resolve_dead_letter($1, $2, $3)", l.id, herr == nil, msg); err != nil {
-			return 0, fmt.Errorf("annals: subscriber %q: resolve dead letter %d: %w", s.Name, l.id, mapError(err))
+			return 0, wrapf(mapError(err), "subscriber %q: resolve dead letter %d", s.Name, l.id)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("annals: subscriber %q: commit dead letters: %w", s.Name, mapError(err))
+		return 0, wrapf(mapError(err), "subscriber %q: commit dead letters", s.Name)
 	}
 	return len(letters), nil
 }

@@ -2,7 +2,6 @@ package annals
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,7 +39,7 @@ func createSubscription(ctx context.Context, db dbtx, name string, opts Subscrip
 	err := db.QueryRow(ctx, "SELECT annals.create_subscription($1, $2, $3, $4, $5)",
 		name, from, nilIfEmpty(opts.EventTypes), nilIfEmpty(opts.Categories), max(opts.GroupSize, 1)).Scan(&created)
 	if err != nil {
-		return false, fmt.Errorf("annals: create subscription %q: %w", name, mapError(err))
+		return false, wrapf(mapError(err), "create subscription %q", name)
 	}
 	return created, nil
 }
@@ -59,7 +58,7 @@ func (c *Client) DropSubscriptionTx(ctx context.Context, tx pgx.Tx, name string)
 
 func dropSubscription(ctx context.Context, db dbtx, name string) error {
 	if _, err := db.Exec(ctx, "SELECT annals.drop_subscription($1)", name); err != nil {
-		return fmt.Errorf("annals: drop subscription %q: %w", name, mapError(err))
+		return wrapf(mapError(err), "drop subscription %q", name)
 	}
 	return nil
 }
@@ -84,7 +83,7 @@ func resetSubscription(ctx context.Context, db dbtx, name string, to Checkpoint,
 	var n int
 	err := db.QueryRow(ctx, "SELECT annals.reset_subscription($1, $2, $3, $4)", name, to.TransactionID, to.GlobalPosition, m).Scan(&n)
 	if err != nil {
-		return 0, fmt.Errorf("annals: reset subscription %q: %w", name, mapError(err))
+		return 0, wrapf(mapError(err), "reset subscription %q", name)
 	}
 	return n, nil
 }
@@ -104,7 +103,7 @@ func subscriptionCheckpoint(ctx context.Context, db dbtx, name string, member in
 	err := db.QueryRow(ctx, "SELECT c.transaction_id, c.global_position FROM annals.subscription_checkpoint($1, $2) AS c",
 		name, member).Scan(&cp.TransactionID, &cp.GlobalPosition)
 	if err != nil {
-		return cp, fmt.Errorf("annals: subscription checkpoint %q: %w", name, mapError(err))
+		return cp, wrapf(mapError(err), "subscription checkpoint %q", name)
 	}
 	return cp, nil
 }
@@ -144,7 +143,7 @@ func subscriptionStatus(ctx context.Context, db dbtx, name string) ([]Subscripti
 		 WHERE s.subscription_name = $1
 		 ORDER BY s.member`, name)
 	if err != nil {
-		return nil, fmt.Errorf("annals: subscription status %q: %w", name, mapError(err))
+		return nil, wrapf(mapError(err), "subscription status %q", name)
 	}
 	defer rows.Close()
 	var out []SubscriptionStatus
@@ -153,13 +152,13 @@ func subscriptionStatus(ctx context.Context, db dbtx, name string) ([]Subscripti
 		var secs float64
 		if err := rows.Scan(&s.Name, &s.Member, &s.GroupSize, &s.Checkpoint.TransactionID, &s.Checkpoint.GlobalPosition,
 			&s.EventsBehind, &s.Capped, &secs, &s.LeaseHolder, &s.LeaseActive, &s.DeadLetters); err != nil {
-			return nil, fmt.Errorf("annals: subscription status %q: %w", name, err)
+			return nil, wrapf(err, "subscription status %q", name)
 		}
 		s.TimeBehind = time.Duration(secs * float64(time.Second))
 		out = append(out, s)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("annals: subscription status %q: %w", name, mapError(err))
+		return nil, wrapf(mapError(err), "subscription status %q", name)
 	}
 	return out, nil
 }

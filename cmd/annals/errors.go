@@ -152,18 +152,18 @@ func explain(err error) string {
 		code = pgErr.Code
 		st, ok := sqlstates[code]
 		if kind := annals.Kind(err); kind != nil && !ok {
-			st = sqlstate{strings.TrimPrefix(kind.Error(), "annals: "), annalsHints[kind]}
+			// Annals' own messages say what happened; the note adds only what to do.
+			st = sqlstate{"", annalsHints[kind]}
 		} else if !ok && len(code) == 5 {
 			st = sqlstateClasses[code[:2]]
 		}
 		meaning = st.meaning
-		if hint == "" {
+		switch {
+		case hint != "":
+		case pgErr.Hint != "":
+			hint = pgErr.Hint // the function's own advice comes first
+		default:
 			hint = st.hint
-		}
-		// The typed error's text names its kind ("...: not found: subscription 'x' does not
-		// exist"); the note below names it with the SQLSTATE, so say it there only.
-		if meaning != "" {
-			msg = strings.Replace(msg, ": "+meaning+": ", ": ", 1)
 		}
 	}
 	if hint == "" {
@@ -240,23 +240,9 @@ func specificHint(err error) string {
 	return ""
 }
 
-// tidyMessage makes err.Error() one line and drops the "annals: " that every layer of the Go
-// package prefixes (main prints one).
+// tidyMessage makes err.Error() one line with "annals: " said once, by main. The Go package says
+// each fact once; a command that wraps its error adds only its own words.
 func tidyMessage(s string) string {
-	s = strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
-	s = strings.ReplaceAll(s, ": annals: ", ": ")
-	for strings.HasPrefix(s, "annals: ") {
-		s = strings.TrimPrefix(s, "annals: ")
-	}
-	// The typed errors say their kind, then the database's message, which often starts with the
-	// same words: "wrong expected version: wrong expected version for stream ...". Say it once.
-	parts := strings.Split(s, ": ")
-	kept := parts[:0]
-	for i, p := range parts {
-		if i+1 < len(parts) && p != "" && strings.HasPrefix(parts[i+1], p) {
-			continue
-		}
-		kept = append(kept, p)
-	}
-	return strings.Join(kept, ": ")
+	s = strings.ReplaceAll(strings.Join(strings.Fields(s), " "), ": annals: ", ": ") // a command's own wrap
+	return strings.TrimPrefix(s, "annals: ")
 }

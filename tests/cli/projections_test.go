@@ -90,7 +90,7 @@ func TestCLIProjections(t *testing.T) {
 		requireOneLine(t, r.stderr)
 		require.Contains(t, r.stderr, `"nope"`)
 	}
-	require.Contains(t, annals(t, db, "projections", "rebuild", "nope").stderr, "SQLSTATE ST404 not found")
+	require.Contains(t, annals(t, db, "projections", "rebuild", "nope").stderr, "SQLSTATE ST404")
 }
 
 func TestCLIViews(t *testing.T) {
@@ -169,5 +169,5 @@ func TestCLIProjectionsDisableEnableDrop(t *testing.T) {
 	r = annals(t, db, "projections", "drop", "event_counts")
 	require.Equal(t, 3, r.code, r.stderr)
 	requireOneLine(t, r.stderr)
-	require.Contains(t, r.stderr, "projection 'event_counts' does not exist (SQLSTATE ST404 not found: check the name: annals projections list)")
+	require.Contains(t, r.stderr, "projection 'event_counts' does not exist (SQLSTATE ST404: check the name: annals projections list)")
 }

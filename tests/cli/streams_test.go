@@ -177,7 +177,7 @@ func TestCLIAppendErrors(t *testing.T) {
 	r := annals(t, db, "append", "order-1", "--expected", "1", "--type", "Shipped", "--data", "{}")
 	require.Equal(t, 4, r.code)
 	requireOneLine(t, r.stderr)
-	require.Contains(t, r.stderr, "SQLSTATE ST409 wrong expected version")
+	require.Contains(t, r.stderr, "SQLSTATE ST409")
 	require.Contains(t, r.stderr, "expected 1, actual 2")
 	require.Contains(t, r.stderr, "retry with --expected 2")
 	require.Empty(t, r.stdout)
@@ -190,10 +190,10 @@ func TestCLIAppendErrors(t *testing.T) {
 	r = annals(t, db, "append", "order-1", "--expected", "any", "--type", "$internal", "--data", "{}")
 	require.Equal(t, 2, r.code)
 	requireOneLine(t, r.stderr)
-	require.Contains(t, r.stderr, "SQLSTATE ST403 reserved name")
+	require.Contains(t, r.stderr, "SQLSTATE ST403")
 	r = annals(t, db, "append", " order-1", "--expected", "any", "--type", "T", "--data", "{}")
 	require.Equal(t, 2, r.code)
-	require.Contains(t, r.stderr, "SQLSTATE ST422 invalid argument")
+	require.Contains(t, r.stderr, "SQLSTATE ST422")
 
 	// A reused id with other content.
 	const id = "0190a6c4-3f4e-7b3a-9c1d-2e5f6a7b8c9e"

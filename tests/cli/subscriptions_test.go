@@ -146,7 +146,7 @@ func TestCLISubscriptionsCreateAndDrop(t *testing.T) {
 	r = annals(t, db, "subscriptions", "drop", "billing")
 	require.Equal(t, 3, r.code, r.stderr)
 	requireOneLine(t, r.stderr)
-	require.Contains(t, r.stderr, "subscription 'billing' does not exist (SQLSTATE ST404 not found: check the name: annals subscriptions list)")
+	require.Contains(t, r.stderr, "subscription 'billing' does not exist (SQLSTATE ST404: check the name: annals subscriptions list)")
 	r = annals(t, db, "subscriptions", "drop", "$projection:billing")
 	require.Equal(t, 2, r.code, r.stderr)
 	require.Contains(t, r.stderr, "SQLSTATE ST403")
