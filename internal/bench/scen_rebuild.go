@@ -151,17 +151,21 @@ func (l *appendLoad) stop() error {
 	return l.err
 }
 
-// window returns the latencies (ms) of the appends of one kind that started in [from, to).
-func (l *appendLoad) window(from, to time.Time, batch bool) []float64 {
+// window returns the latencies (ms) of the appends of one kind that started in [from, to), and
+// when the longest of them started.
+func (l *appendLoad) window(from, to time.Time, batch bool) (ms []float64, longestAt time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []float64
+	longest := -1.0
 	for _, s := range l.samples {
 		if s.batch == batch && !s.start.Before(from) && s.start.Before(to) {
-			out = append(out, s.ms)
+			ms = append(ms, s.ms)
+			if s.ms > longest {
+				longest, longestAt = s.ms, s.start
+			}
 		}
 	}
-	return out
+	return ms, longestAt
 }
 
 func (l *appendLoad) failed() error {
@@ -283,11 +287,16 @@ func (b *Bench) rebuildWithBlocker(ctx context.Context, c rebuildCase, load *app
 	return run, nil
 }
 
-// stats of one window: the longest append and the 99th percentile, per kind.
-type windowStats struct{ singleMax, singleP99, batchMax, batchP99 float64 }
+// stats of one window: the longest append and the 99th percentile, per kind, and how long
+// before the window's end the longest single append started.
+type windowStats struct {
+	singleMax, singleP99, batchMax, batchP99 float64
+	singleMaxBeforeEnd                       time.Duration
+}
 
 func statsOf(load *appendLoad, from, to time.Time) (windowStats, error) {
-	single, batch := load.window(from, to, false), load.window(from, to, true)
+	single, at := load.window(from, to, false)
+	batch, _ := load.window(from, to, true)
 	if len(single) == 0 || len(batch) == 0 {
 		return windowStats{}, fmt.Errorf("no appends completed between %s and %s (%d single, %d batch)",
 			from.Format(time.TimeOnly), to.Format(time.TimeOnly), len(single), len(batch))
@@ -295,6 +304,7 @@ func statsOf(load *appendLoad, from, to time.Time) (windowStats, error) {
 	return windowStats{
 		singleMax: percentile(single, 100), singleP99: percentile(single, 99),
 		batchMax: percentile(batch, 100), batchP99: percentile(batch, 99),
+		singleMaxBeforeEnd: to.Sub(at),
 	}, nil
 }
 
@@ -423,10 +433,15 @@ func rebuildUnderLoadScenario() scenario {
 					waited = append(waited, r.waited.Seconds())
 					applied = append(applied, float64(r.applied))
 				}
-				note := fmt.Sprintf("rebuild took %.2f s (median) of which its last step waited %.2f s for the blocker, %s events applied; "+
+				var longestWhen []string
+				for _, w := range res[k].with {
+					longestWhen = append(longestWhen, fmt.Sprintf("%.1f ms %.2f s before the rebuild returned", w.singleMax, w.singleMaxBeforeEnd.Seconds()))
+				}
+				note := fmt.Sprintf("longest single append per rep: %s; "+
+					"rebuild took %.2f s (median) of which its last step waited %.2f s for the blocker, %s events applied; "+
 					"batch appends during the rebuild: longest %.1f ms, p99 %.1f ms, without: longest %.1f ms, p99 %.1f ms; "+
 					"single appends without a rebuild: longest %.1f ms; the first build, no load: %s events in %.2f s",
-					median(durs), median(waited), formatNumber(median(applied)),
+					strings.Join(longestWhen, ", "), median(durs), median(waited), formatNumber(median(applied)),
 					median(pick(res[k].with, func(w windowStats) float64 { return w.batchMax })),
 					median(pick(res[k].with, func(w windowStats) float64 { return w.batchP99 })),
 					median(pick(res[k].without, func(w windowStats) float64 { return w.batchMax })),
