@@ -56,6 +56,8 @@ DROP FUNCTION IF EXISTS annals_internal.replay_projection(annals_internal.projec
 --              transaction still running below the position reached may commit events behind it:
 --              its id is added to `skipped`. No barrier: a long transaction anywhere in the cluster
 --              (transaction ids are cluster-wide) must not push the history into the locked step.
+--              First, the `skipped` transactions that have ended since are applied and dropped from
+--              it, so a rebuild waiting a long time for its last step does not pile them up there.
 --   'locked':  the caller has stopped appends: the events of the `skipped` transactions, then
 --              everything visible after the position.
 -- Returns the new position, how many events were applied, and `skipped`.
@@ -82,6 +84,7 @@ DECLARE
     v_events  annals.event[];
     v_n       integer;
     v_running xid8[];
+    v_apply   xid8[];
     v_up      text[] := annals_internal.types_to_upcast();
     v_xid     xid8 := '0'::xid8;
     v_pos     bigint := 0;
@@ -91,9 +94,20 @@ BEGIN
     applied := 0;
     skipped := coalesce(replay_projection.skipped, '{}');
 
-    -- Locked: first the transactions that were still running behind the position. Their events
-    -- are all below it, so the pass after this one cannot apply them again.
-    WHILE replay_projection.how = 'locked' AND cardinality(skipped) > 0 LOOP
+    -- First the transactions that were still running behind the position: locked, all of them;
+    -- live, those that have ended since (visible in this statement's snapshot, so in every later
+    -- one: all their events are there). Their events are all below the position, so no later pass
+    -- can apply them again.
+    IF replay_projection.how = 'locked' THEN
+        v_apply := skipped;
+        skipped := '{}';
+    ELSIF replay_projection.how = 'live' AND cardinality(skipped) > 0 THEN
+        SELECT coalesce(array_agg(x) FILTER (WHERE pg_visible_in_snapshot(x, pg_current_snapshot())), '{}'),
+               coalesce(array_agg(x) FILTER (WHERE NOT pg_visible_in_snapshot(x, pg_current_snapshot())), '{}')
+          INTO v_apply, skipped
+          FROM unnest(skipped) AS x;
+    END IF;
+    WHILE cardinality(v_apply) > 0 LOOP
         SELECT array_agg(annals_internal.as_read(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
                              b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at, v_up)
                          ORDER BY b.transaction_id, b.global_position),
@@ -101,7 +115,7 @@ BEGIN
           INTO v_events, v_n
           FROM (SELECT e.*
                   FROM annals_internal.events AS e
-                 WHERE e.transaction_id = ANY (skipped)
+                 WHERE e.transaction_id = ANY (v_apply)
                    AND (e.transaction_id, e.global_position) > (v_xid, v_pos)
                    AND ((replay_projection.projection).event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY ((replay_projection.projection).event_types))
                    AND ((replay_projection.projection).categories IS NULL OR e.category = ANY ((replay_projection.projection).categories))
@@ -116,9 +130,6 @@ BEGIN
             replay_projection.done + applied, greatest(replay_projection.total, replay_projection.done + applied));
         EXIT WHEN v_n < replay_projection.batch_size;
     END LOOP;
-    IF replay_projection.how = 'locked' THEN
-        skipped := '{}';
-    END IF;
 
     LOOP
         -- The ids running in this statement's snapshot come with the batch (same snapshot).
@@ -163,8 +174,10 @@ REVOKE ALL ON FUNCTION annals_internal.replay_projection(annals_internal.project
 -- projection's advisory lock, inline dispatch skips this projection and the rebuild applies those
 -- events itself, in passes that each take what was appended during the previous one. Only the last
 -- step blocks appends, briefly: it takes SHARE on the events table, so every appending transaction
--- has ended, and applies the rest. An async projection replays up to the gap-free barrier only and
--- leaves the rest to annals.run_async_projections.
+-- has ended, and applies the rest. It first waits, without queueing, for the transactions that hold
+-- the table (annals_internal.lock_events_for_rebuild), so appends never wait behind a third
+-- transaction. An async projection replays up to the gap-free barrier only and leaves the rest to
+-- annals.run_async_projections.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.rebuild_projection(name text, batch_size integer DEFAULT 5000)
 RETURNS bigint
@@ -189,6 +202,7 @@ BEGIN
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
         PERFORM annals_internal.raise_invalid('batch_size', 'must be >= 1');
     END IF;
+    PERFORM annals_internal.rebuild_lock_timeout();  -- a bad annals.rebuild_lock_timeout fails now, not at the end
     SELECT * INTO v_proj FROM annals_internal.projections AS p WHERE p.projection_name = rebuild_projection.name;
     IF NOT FOUND THEN
         PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', rebuild_projection.name),
@@ -235,7 +249,11 @@ BEGIN
             -- NO KEY UPDATE: an append noting a skip holds KEY SHARE on the row (the skip's foreign
             -- key) and must get through, or it would wait here while the SHARE lock waits for it.
             PERFORM FROM annals_internal.projections AS p WHERE p.projection_name = v_proj.projection_name FOR NO KEY UPDATE;
-            LOCK TABLE annals_internal.events IN SHARE MODE;
+            -- SHARE on the events table, without making appends queue behind whatever the lock
+            -- has to wait for (221_projection_rebuild_lock.sql); it replays while it waits.
+            SELECT l.done, l.after_xid, l.after_position, l.skipped INTO v_applied, v_xid, v_pos, v_skipped
+              FROM annals_internal.lock_events_for_rebuild(v_proj, rebuild_projection.batch_size, v_total,
+                                                           v_applied, v_xid, v_pos, v_skipped) AS l;
             v_step := annals_internal.replay_projection(v_proj, v_xid, v_pos, rebuild_projection.batch_size,
                 'locked', NULL, v_total, v_applied, v_skipped);
             v_applied := v_applied + v_step.applied;
@@ -272,7 +290,11 @@ $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.rebuild_projection(text, integer) IS
 $$Rebuilds a projection's tables from the whole history without downtime: readers see the old rows until
-the rebuild commits, appends keep flowing (blocked only while the last events appended during the rebuild
-are applied), and when it returns the tables equal a replay of history. Progress shows in
-annals.projections. Holds back the gap-free feed while it runs. Returns the number of events applied.$$;
+the rebuild commits, appends keep flowing, and when it returns the tables equal a replay of history. The
+last step (inline projections) takes SHARE on the events table only once the transactions holding it
+have ended, waiting for them without queueing (shown as 'wait <pid>' in its application_name) and asking
+with a 50 ms lock_timeout (setting annals.rebuild_lock_timeout) at a time: appends wait at most that, or
+the apply of the last few events, never for another transaction (but in a deadlock, which it leaves to
+PostgreSQL's detector). Progress shows in annals.projections.
+Holds back the gap-free feed while it runs. Returns the number of events applied.$$;
 REVOKE ALL ON FUNCTION annals.rebuild_projection(text, integer) FROM PUBLIC;

@@ -1391,6 +1391,7 @@ BEGIN
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
         PERFORM annals_internal.raise_invalid('batch_size', 'must be >= 1');
     END IF;
+    PERFORM annals_internal.rebuild_lock_timeout();  -- a bad annals.rebuild_lock_timeout fails now, not at the end
     SELECT * INTO v_proj FROM annals_internal.projections AS p WHERE p.projection_name = rebuild_projection.name;
     IF NOT FOUND THEN
         PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', rebuild_projection.name),
@@ -1437,7 +1438,11 @@ BEGIN
             -- NO KEY UPDATE: an append noting a skip holds KEY SHARE on the row (the skip's foreign
             -- key) and must get through, or it would wait here while the SHARE lock waits for it.
             PERFORM FROM annals_internal.projections AS p WHERE p.projection_name = v_proj.projection_name FOR NO KEY UPDATE;
-            LOCK TABLE annals_internal.events IN SHARE MODE;
+            -- SHARE on the events table, without making appends queue behind whatever the lock
+            -- has to wait for (221_projection_rebuild_lock.sql); it replays while it waits.
+            SELECT l.done, l.after_xid, l.after_position, l.skipped INTO v_applied, v_xid, v_pos, v_skipped
+              FROM annals_internal.lock_events_for_rebuild(v_proj, rebuild_projection.batch_size, v_total,
+                                                           v_applied, v_xid, v_pos, v_skipped) AS l;
             v_step := annals_internal.replay_projection(v_proj, v_xid, v_pos, rebuild_projection.batch_size,
                 'locked', NULL, v_total, v_applied, v_skipped);
             v_applied := v_applied + v_step.applied;
@@ -1480,9 +1485,13 @@ ALTER FUNCTION annals.rebuild_projection(name text, batch_size integer) OWNER TO
 --
 
 COMMENT ON FUNCTION annals.rebuild_projection(name text, batch_size integer) IS 'Rebuilds a projection''s tables from the whole history without downtime: readers see the old rows until
-the rebuild commits, appends keep flowing (blocked only while the last events appended during the rebuild
-are applied), and when it returns the tables equal a replay of history. Progress shows in
-annals.projections. Holds back the gap-free feed while it runs. Returns the number of events applied.';
+the rebuild commits, appends keep flowing, and when it returns the tables equal a replay of history. The
+last step (inline projections) takes SHARE on the events table only once the transactions holding it
+have ended, waiting for them without queueing (shown as ''wait <pid>'' in its application_name) and asking
+with a 50 ms lock_timeout (setting annals.rebuild_lock_timeout) at a time: appends wait at most that, or
+the apply of the last few events, never for another transaction (but in a deadlock, which it leaves to
+PostgreSQL''s detector). Progress shows in annals.projections.
+Holds back the gap-free feed while it runs. Returns the number of events applied.';
 
 
 --
@@ -3329,6 +3338,47 @@ COMMENT ON FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_even
 
 
 --
+-- Name: events_lock_conflicts(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.events_lock_conflicts() RETURNS TABLE(virtualtransaction text, pid integer, waiting boolean)
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ WITH l AS MATERIALIZED (
+          SELECT k.locktype,
+             k.database,
+             k.relation,
+             k.mode,
+             k.granted,
+             k.virtualtransaction,
+             k.pid
+            FROM pg_locks k
+         )
+  SELECT l.virtualtransaction,
+     min(l.pid) AS pid,
+     (EXISTS ( SELECT
+            FROM l w
+           WHERE ((w.pid = min(l.pid)) AND (NOT w.granted)))) AS waiting
+    FROM l
+   WHERE ((l.locktype = 'relation'::text) AND (l.database = ( SELECT d.oid
+            FROM pg_database d
+           WHERE (d.datname = current_database()))) AND (l.relation IN ( SELECT t.relid
+            FROM pg_partition_tree('annals_internal.events'::regclass) t(relid, parentrelid, isleaf, level))) AND (l.mode = ANY (ARRAY['RowExclusiveLock'::text, 'ShareUpdateExclusiveLock'::text, 'ShareRowExclusiveLock'::text, 'ExclusiveLock'::text, 'AccessExclusiveLock'::text])) AND (l.pid IS DISTINCT FROM pg_backend_pid()))
+   GROUP BY l.virtualtransaction;
+END;
+
+
+ALTER FUNCTION annals_internal.events_lock_conflicts() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION events_lock_conflicts(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.events_lock_conflicts() IS 'The transactions (virtual id, backend, waiting now?) holding or awaiting a lock that conflicts with SHARE on annals_internal.events or a partition, this backend excepted.';
+
+
+--
 -- Name: feed_blocker_rows(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3461,6 +3511,138 @@ ALTER FUNCTION annals_internal.inline_frame(projection text) OWNER TO annals_own
 --
 
 COMMENT ON FUNCTION annals_internal.inline_frame(projection text) IS 'Name of the function through which inline dispatch calls a projection''s handler: ''inline projection <name>'' (cut and suffixed when over 63 bytes).';
+
+
+--
+-- Name: projections; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.projections (
+    projection_name text NOT NULL,
+    handler text NOT NULL,
+    handler_call text NOT NULL,
+    tables regclass[] NOT NULL,
+    event_types text[],
+    categories text[],
+    mode text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    last_error text,
+    last_error_at timestamp with time zone,
+    rebuilt_at timestamp with time zone,
+    rebuilt_events bigint,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    incomplete_since timestamp with time zone,
+    rebuilt_attempt bigint,
+    CONSTRAINT projections_mode_chk CHECK ((mode = ANY (ARRAY['inline'::text, 'async'::text]))),
+    CONSTRAINT projections_tables_chk CHECK ((cardinality(tables) >= 1))
+);
+
+
+ALTER TABLE annals_internal.projections OWNER TO annals_owner;
+
+--
+-- Name: TABLE projections; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.projections IS 'Registered projections: handler, owned tables, filters, inline or async mode, state and last error.';
+
+
+--
+-- Name: COLUMN projections.incomplete_since; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.projections.incomplete_since IS 'When the projection''s tables stopped holding its whole history (registration over existing events, or a change of handler, tables or filters); NULL after a successful rebuild.';
+
+
+--
+-- Name: COLUMN projections.rebuilt_attempt; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.projections.rebuilt_attempt IS 'Attempt number of the last successful rebuild; behind annals.rebuild_attempts(name) when a later rebuild failed.';
+
+
+--
+-- Name: lock_events_for_rebuild(annals_internal.projections, integer, bigint, bigint, xid8, bigint, xid8[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.lock_events_for_rebuild(projection annals_internal.projections, batch_size integer, total bigint, INOUT done bigint, INOUT after_xid xid8, INOUT after_position bigint, INOUT skipped xid8[]) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    c_attempt  CONSTANT text :=             -- lock_timeout of one attempt
+        greatest(1, round(extract(epoch FROM annals_internal.rebuild_lock_timeout()) * 1000))::text || 'ms';
+    c_poll     CONSTANT float8 := 0.01;     -- seconds between looks at pg_locks
+    v_saved    text := current_setting('lock_timeout');
+    v_awaited  text[];                      -- virtual transaction ids still to end
+    v_pids     integer[];
+    v_waiting  boolean;
+    v_step     record;
+    v_locked   boolean := false;
+BEGIN
+    LOOP
+        SELECT coalesce(array_agg(c.virtualtransaction), '{}') INTO v_awaited
+          FROM annals_internal.events_lock_conflicts() AS c;
+        WHILE cardinality(v_awaited) > 0 LOOP
+            -- Replay what was appended meanwhile, and what the skipped transactions that have
+            -- ended since left behind: the locked step only gets the rest.
+            v_step := annals_internal.replay_projection(lock_events_for_rebuild.projection, after_xid, after_position,
+                lock_events_for_rebuild.batch_size, 'live', pg_snapshot_xmax(pg_current_snapshot()),
+                lock_events_for_rebuild.total, done, skipped);
+            done := done + v_step.applied;
+            after_xid := v_step.last_xid;
+            after_position := v_step.last_position;
+            skipped := v_step.skipped;
+
+            SELECT coalesce(array_agg(c.virtualtransaction), '{}'), array_agg(c.pid ORDER BY c.pid), bool_or(c.waiting)
+              INTO v_awaited, v_pids, v_waiting
+              FROM annals_internal.events_lock_conflicts() AS c
+             WHERE c.virtualtransaction = ANY (v_awaited);
+            EXIT WHEN cardinality(v_awaited) = 0;
+            PERFORM annals_internal.report_rebuild_wait((lock_events_for_rebuild.projection).projection_name, done,
+                greatest(lock_events_for_rebuild.total, done), coalesce(v_pids[1]::text, 'prepared'));
+            IF v_waiting AND annals_internal.waits_for_me(v_pids) THEN
+                -- A deadlock: queue for the lock, so that PostgreSQL's detector sees it and ends
+                -- one side. Appends queue too until it has.
+                LOCK TABLE annals_internal.events IN SHARE MODE;
+                v_locked := true;
+                EXIT;
+            END IF;
+            PERFORM pg_sleep(c_poll);
+        END LOOP;
+        EXIT WHEN v_locked;
+
+        PERFORM annals_internal.report_rebuild_progress((lock_events_for_rebuild.projection).projection_name, done,
+            greatest(lock_events_for_rebuild.total, done));
+        PERFORM set_config('lock_timeout', c_attempt, true);
+        BEGIN
+            LOCK TABLE annals_internal.events IN SHARE MODE;
+            v_locked := true;
+        EXCEPTION WHEN lock_not_available THEN
+            -- Rolling back the attempt's subtransaction released what it took (the parent
+            -- table, when a partition was the one held).
+            v_locked := false;
+        END;
+        PERFORM set_config('lock_timeout', v_saved, true);
+        EXIT WHEN v_locked;
+    END LOOP;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.lock_events_for_rebuild(projection annals_internal.projections, batch_size integer, total bigint, INOUT done bigint, INOUT after_xid xid8, INOUT after_position bigint, INOUT skipped xid8[]) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION lock_events_for_rebuild(projection annals_internal.projections, batch_size integer, total bigint, INOUT done bigint, INOUT after_xid xid8, INOUT after_position bigint, INOUT skipped xid8[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.lock_events_for_rebuild(projection annals_internal.projections, batch_size integer, total bigint, INOUT done bigint, INOUT after_xid xid8, INOUT after_position bigint, INOUT skipped xid8[]) IS 'Takes SHARE on annals_internal.events for a rebuild''s last step without making appends queue behind a
+third transaction: waits (polling pg_locks, replaying meanwhile) until the transactions holding a
+conflicting lock have ended, then asks with a 50 ms lock_timeout (annals.rebuild_lock_timeout), and
+waits again if that runs out.
+Falls back to a plain LOCK, for the deadlock detector, when a waited-for transaction waits for this one.
+Returns the replay state (events applied, feed position, skipped transactions) it advanced.';
 
 
 --
@@ -3666,55 +3848,6 @@ COMMENT ON TABLE annals_internal.projection_skips IS 'Appending transactions tha
 
 
 --
--- Name: projections; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.projections (
-    projection_name text NOT NULL,
-    handler text NOT NULL,
-    handler_call text NOT NULL,
-    tables regclass[] NOT NULL,
-    event_types text[],
-    categories text[],
-    mode text NOT NULL,
-    enabled boolean DEFAULT true NOT NULL,
-    last_error text,
-    last_error_at timestamp with time zone,
-    rebuilt_at timestamp with time zone,
-    rebuilt_events bigint,
-    created_at timestamp with time zone NOT NULL,
-    updated_at timestamp with time zone NOT NULL,
-    incomplete_since timestamp with time zone,
-    rebuilt_attempt bigint,
-    CONSTRAINT projections_mode_chk CHECK ((mode = ANY (ARRAY['inline'::text, 'async'::text]))),
-    CONSTRAINT projections_tables_chk CHECK ((cardinality(tables) >= 1))
-);
-
-
-ALTER TABLE annals_internal.projections OWNER TO annals_owner;
-
---
--- Name: TABLE projections; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.projections IS 'Registered projections: handler, owned tables, filters, inline or async mode, state and last error.';
-
-
---
--- Name: COLUMN projections.incomplete_since; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON COLUMN annals_internal.projections.incomplete_since IS 'When the projection''s tables stopped holding its whole history (registration over existing events, or a change of handler, tables or filters); NULL after a successful rebuild.';
-
-
---
--- Name: COLUMN projections.rebuilt_attempt; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON COLUMN annals_internal.projections.rebuilt_attempt IS 'Attempt number of the last successful rebuild; behind annals.rebuild_attempts(name) when a later rebuild failed.';
-
-
---
 -- Name: subscription_checkpoints; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3889,6 +4022,44 @@ COMMENT ON FUNCTION annals_internal.read_type(event_type text, up text[]) IS 'Th
 
 
 --
+-- Name: rebuild_lock_timeout(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.rebuild_lock_timeout() RETURNS interval
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_text text := nullif(btrim(current_setting('annals.rebuild_lock_timeout', true)), '');
+    v_attempt interval;
+BEGIN
+    IF v_text IS NULL THEN
+        RETURN interval '50 milliseconds';
+    END IF;
+    BEGIN
+        v_attempt := v_text::interval;
+    EXCEPTION WHEN data_exception THEN
+        v_attempt := NULL;
+    END;
+    IF v_attempt IS NULL OR v_attempt < interval '1 millisecond' OR v_attempt > interval '1 hour' THEN
+        PERFORM annals_internal.raise_invalid('annals.rebuild_lock_timeout',
+            format('%L is not a duration from 1ms to 1h, such as 50ms', v_text));
+    END IF;
+    RETURN v_attempt;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.rebuild_lock_timeout() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION rebuild_lock_timeout(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.rebuild_lock_timeout() IS 'How long a rebuild''s last step asks for SHARE on the events table at a time: the setting annals.rebuild_lock_timeout (1ms..1h), default 50ms; ST422 when invalid.';
+
+
+--
 -- Name: reject_history_change(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3929,6 +4100,7 @@ DECLARE
     v_events  annals.event[];
     v_n       integer;
     v_running xid8[];
+    v_apply   xid8[];
     v_up      text[] := annals_internal.types_to_upcast();
     v_xid     xid8 := '0'::xid8;
     v_pos     bigint := 0;
@@ -3938,9 +4110,20 @@ BEGIN
     applied := 0;
     skipped := coalesce(replay_projection.skipped, '{}');
 
-    -- Locked: first the transactions that were still running behind the position. Their events
-    -- are all below it, so the pass after this one cannot apply them again.
-    WHILE replay_projection.how = 'locked' AND cardinality(skipped) > 0 LOOP
+    -- First the transactions that were still running behind the position: locked, all of them;
+    -- live, those that have ended since (visible in this statement's snapshot, so in every later
+    -- one: all their events are there). Their events are all below the position, so no later pass
+    -- can apply them again.
+    IF replay_projection.how = 'locked' THEN
+        v_apply := skipped;
+        skipped := '{}';
+    ELSIF replay_projection.how = 'live' AND cardinality(skipped) > 0 THEN
+        SELECT coalesce(array_agg(x) FILTER (WHERE pg_visible_in_snapshot(x, pg_current_snapshot())), '{}'),
+               coalesce(array_agg(x) FILTER (WHERE NOT pg_visible_in_snapshot(x, pg_current_snapshot())), '{}')
+          INTO v_apply, skipped
+          FROM unnest(skipped) AS x;
+    END IF;
+    WHILE cardinality(v_apply) > 0 LOOP
         SELECT array_agg(annals_internal.as_read(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
                              b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at, v_up)
                          ORDER BY b.transaction_id, b.global_position),
@@ -3948,7 +4131,7 @@ BEGIN
           INTO v_events, v_n
           FROM (SELECT e.*
                   FROM annals_internal.events AS e
-                 WHERE e.transaction_id = ANY (skipped)
+                 WHERE e.transaction_id = ANY (v_apply)
                    AND (e.transaction_id, e.global_position) > (v_xid, v_pos)
                    AND ((replay_projection.projection).event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY ((replay_projection.projection).event_types))
                    AND ((replay_projection.projection).categories IS NULL OR e.category = ANY ((replay_projection.projection).categories))
@@ -3963,9 +4146,6 @@ BEGIN
             replay_projection.done + applied, greatest(replay_projection.total, replay_projection.done + applied));
         EXIT WHEN v_n < replay_projection.batch_size;
     END LOOP;
-    IF replay_projection.how = 'locked' THEN
-        skipped := '{}';
-    END IF;
 
     LOOP
         -- The ids running in this statement's snapshot come with the batch (same snapshot).
@@ -4030,6 +4210,27 @@ ALTER FUNCTION annals_internal.report_rebuild_progress(projection text, done big
 --
 
 COMMENT ON FUNCTION annals_internal.report_rebuild_progress(projection text, done bigint, total bigint) IS 'Sets application_name to ''annals rebuild <lock key hex> <done>/<total> <name>'' for annals.projections to read.';
+
+
+--
+-- Name: report_rebuild_wait(text, bigint, bigint, text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.report_rebuild_wait(projection text, done bigint, total bigint, waiting_for text) RETURNS void
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ SELECT set_config('application_name'::text, "left"(format('annals rebuild %s %s/%s wait %s %s'::text, to_hex(annals_internal.projection_lock_key(projection)), done, total, waiting_for, regexp_replace(projection, '[^ -~]'::text, '?'::text, 'g'::text)), 63), true) AS set_config;
+END;
+
+
+ALTER FUNCTION annals_internal.report_rebuild_wait(projection text, done bigint, total bigint, waiting_for text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION report_rebuild_wait(projection text, done bigint, total bigint, waiting_for text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.report_rebuild_wait(projection text, done bigint, total bigint, waiting_for text) IS 'Sets application_name to ''annals rebuild <lock key hex> <done>/<total> wait <pid> <name>'' while a rebuild''s last step waits for that backend.';
 
 
 --
@@ -4537,6 +4738,38 @@ ALTER FUNCTION annals_internal.view_freshness_rows() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.view_freshness_rows() IS 'The rows of annals.view_freshness, computed with JIT off.';
+
+
+--
+-- Name: waits_for_me(integer[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.waits_for_me(pids integer[]) RETURNS boolean
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ WITH RECURSIVE chain(pid) AS (
+          SELECT p.p
+            FROM unnest(waits_for_me.pids) p(p)
+           WHERE (p.p IS NOT NULL)
+         UNION
+          SELECT b.b
+            FROM chain c,
+             LATERAL unnest(pg_blocking_pids(c.pid)) b(b)
+         )
+  SELECT (EXISTS ( SELECT
+            FROM chain c
+           WHERE (pg_backend_pid() = ANY (pg_blocking_pids(c.pid))))) AS "exists";
+END;
+
+
+ALTER FUNCTION annals_internal.waits_for_me(pids integer[]) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION waits_for_me(pids integer[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.waits_for_me(pids integer[]) IS 'True when one of the backends waits, directly or through others, for a lock this backend holds: waiting for it would be a deadlock.';
 
 
 --
@@ -6558,6 +6791,13 @@ REVOKE ALL ON FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_e
 
 
 --
+-- Name: FUNCTION events_lock_conflicts(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.events_lock_conflicts() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION feed_blocker_rows(); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6586,6 +6826,13 @@ REVOKE ALL ON FUNCTION annals_internal.has_matching_events(event_types text[], c
 --
 
 REVOKE ALL ON FUNCTION annals_internal.inline_frame(projection text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION lock_events_for_rebuild(projection annals_internal.projections, batch_size integer, total bigint, INOUT done bigint, INOUT after_xid xid8, INOUT after_position bigint, INOUT skipped xid8[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.lock_events_for_rebuild(projection annals_internal.projections, batch_size integer, total bigint, INOUT done bigint, INOUT after_xid xid8, INOUT after_position bigint, INOUT skipped xid8[]) FROM PUBLIC;
 
 
 --
@@ -6662,6 +6909,13 @@ REVOKE ALL ON FUNCTION annals_internal.read_type(event_type text, up text[]) FRO
 
 
 --
+-- Name: FUNCTION rebuild_lock_timeout(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.rebuild_lock_timeout() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION reject_history_change(); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6680,6 +6934,13 @@ REVOKE ALL ON FUNCTION annals_internal.replay_projection(projection annals_inter
 --
 
 REVOKE ALL ON FUNCTION annals_internal.report_rebuild_progress(projection text, done bigint, total bigint) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION report_rebuild_wait(projection text, done bigint, total bigint, waiting_for text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.report_rebuild_wait(projection text, done bigint, total bigint, waiting_for text) FROM PUBLIC;
 
 
 --
@@ -6763,6 +7024,13 @@ REVOKE ALL ON FUNCTION annals_internal.view_freshness_rows() FROM PUBLIC;
 GRANT ALL ON FUNCTION annals_internal.view_freshness_rows() TO annals_writer;
 GRANT ALL ON FUNCTION annals_internal.view_freshness_rows() TO annals_reader;
 GRANT ALL ON FUNCTION annals_internal.view_freshness_rows() TO annals_bi;
+
+
+--
+-- Name: FUNCTION waits_for_me(pids integer[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.waits_for_me(pids integer[]) FROM PUBLIC;
 
 
 --

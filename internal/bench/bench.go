@@ -379,6 +379,7 @@ func allScenarios() []scenario {
 		liveFeedScenario(),
 		growthScenario(),
 		feedCatchupScenario(),
+		rebuildUnderLoadScenario(),
 		variantsScenario(),
 	}
 }

@@ -200,3 +200,28 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendLoadWindows(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := &appendLoad{}
+	for i := range 100 {
+		l.samples = append(l.samples,
+			appendSample{batch: false, start: t0.Add(time.Duration(i) * time.Millisecond), ms: float64(i + 1)},
+			appendSample{batch: true, start: t0.Add(time.Duration(i) * time.Millisecond), ms: float64(10 * (i + 1))})
+	}
+	got, at := l.window(t0.Add(10*time.Millisecond), t0.Add(20*time.Millisecond), false)
+	if len(got) != 10 || got[0] != 11 || got[9] != 20 || !at.Equal(t0.Add(19*time.Millisecond)) {
+		t.Errorf("window counts appends that started in [from, to): %v, longest at %v", got, at)
+	}
+	st, err := statsOf(l, t0, t0.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.singleMax != 100 || st.singleP99 != 99 || st.batchMax != 1000 || st.batchP99 != 990 || st.singleMaxBeforeEnd != 901*time.Millisecond {
+		t.Errorf("stats = %+v", st)
+	}
+	if _, err := statsOf(l, t0.Add(time.Hour), t0.Add(2*time.Hour)); err == nil {
+		t.Error("a window without appends must be an error, not a zero figure")
+	}
+}

@@ -687,10 +687,7 @@ func TestRebuildAppliesTransactionsThatCommitBehindItsPosition(t *testing.T) {
 	f.append(t, "acct-b", evs("Ticked", 2)...)
 
 	// The rebuild replays B, then waits at its final step for A (which holds the events table).
-	eventually(t, 20*time.Second, "the rebuild to wait for A", func() bool {
-		return scalar[bool](t, f, `SELECT EXISTS (SELECT FROM pg_stat_activity AS a
-			WHERE a.datname = current_database() AND a.application_name LIKE 'annals rebuild %' AND a.wait_event_type = 'Lock')`)
-	})
+	eventually(t, 20*time.Second, "the rebuild to wait for A", func() bool { return rebuildWaiting(t, f) })
 	require.NoError(t, a.Commit(f.ctx))
 	require.NoError(t, <-done)
 	require.Zero(t, countsMismatch(t, f), "A's events are applied once, B's too")
