@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -130,11 +129,8 @@ func retryableAppend(ctx context.Context, err error) bool {
 // encodeBatch checks what can be checked without a round trip and writes the events argument.
 // Ids are fixed here, once, so every retry sends the same batch.
 func encodeBatch(streamID string, expected ExpectedVersion, events []EventData) ([]byte, []uuid.UUID, error) {
-	if streamID == "" {
-		return nil, nil, invalid("stream_id", "must not be empty")
-	}
-	if strings.IndexByte(streamID, 0) >= 0 {
-		return nil, nil, invalid("stream_id", "must not contain NUL bytes")
+	if p := streamIDProblem(streamID); p != "" {
+		return nil, nil, invalid("stream_id", "%s", p)
 	}
 	if expected.set && expected.v < -1 {
 		return nil, nil, invalid("expected_version", "must be Any, StreamExists, NoStream or Exact(v >= 1), got %d", expected.v)
@@ -152,8 +148,8 @@ func encodeBatch(streamID string, expected ExpectedVersion, events []EventData) 
 			}
 		}
 		ids[i] = id
-		if ev.Type == "" {
-			return nil, nil, invalid(fmt.Sprintf("events[%d].type", i), "must not be empty")
+		if p := nameProblem(ev.Type, 256); p != "" {
+			return nil, nil, invalid(fmt.Sprintf("events[%d].type", i), "%s", p)
 		}
 		if ev.SchemaVersion < 0 {
 			return nil, nil, invalid(fmt.Sprintf("events[%d].schema_version", i), "must be positive, got %d", ev.SchemaVersion)

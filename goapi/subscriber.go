@@ -77,6 +77,9 @@ func (s *Subscriber) defaults() error {
 	if s.Client == nil || s.Handler == nil || s.Name == "" {
 		return invalid("subscriber", "Client, Name and Handler are required")
 	}
+	if p := nameProblem(s.Name, 256); p != "" {
+		return invalid("subscription", "%s", p)
+	}
 	if s.Consumer == "" {
 		host, _ := os.Hostname()
 		s.Consumer = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
