@@ -15,7 +15,8 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- The code points a name must not contain anywhere, as the inside of a regex bracket expression,
 -- in the order (and with the words) of nameForbidden in goapi/names.go. Inlined and folded into
--- a constant: the patterns below are plan-time constants, kept compiled in the session's regex cache.
+-- a constant: the patterns below are plan-time constants, which stay compiled in the session's
+-- regex cache.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.name_forbidden_chars()
 RETURNS text

@@ -19,7 +19,9 @@ type EventData struct {
 	// ID identifies the event; the zero UUID means "generate one" (a UUIDv7, before the first
 	// try, so retries resend the same id).
 	ID uuid.UUID
-	// Type is the stable event type name, 1..256 bytes, not starting with '$'.
+	// Type is the stable event type name: a name (1..256 bytes; no control, format, line or
+	// paragraph separator or noncharacter code point; no whitespace at either end; see the
+	// README's "Streams and events"), not starting with '$'.
 	Type string
 	// SchemaVersion is the payload's schema version; 0 means 1.
 	SchemaVersion int
@@ -47,7 +49,8 @@ FROM annals.append_events($1, $2, $3::jsonb) AS r`
 
 // Append appends events to a stream atomically, in one round trip, checking expected. It
 // returns ErrWrongExpectedVersion (*WrongExpectedVersionError), ErrEventIDConflict,
-// ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument or ErrReserved. It retries retryable failures
+// ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument or ErrReserved. Stream ids and event types
+// that break the name rule are refused before the round trip, with the server's words. It retries retryable failures
 // and lost connections (see WithAppendAttempts); replaying the same ids is safe. An empty
 // events list checks expected and returns the stream's current version.
 func (c *Client) Append(ctx context.Context, streamID string, expected ExpectedVersion, events ...EventData) (AppendResult, error) {
