@@ -39,9 +39,9 @@ DECLARE
     v_duplicate  text;
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
-    -- A plain expression (name_problem is inlined), so a valid id costs no query; the PERFORM
-    -- only runs to raise the right error.
-    IF annals_internal.name_problem(append_events.stream_id, 512) IS NOT NULL
+    -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
+    -- query; the PERFORM only runs to raise the right error.
+    IF NOT annals_internal.is_valid_stream_id(append_events.stream_id)
        OR left(append_events.stream_id, 1) = '$' THEN
         PERFORM annals_internal.check_stream_id(append_events.stream_id);
     END IF;

@@ -153,8 +153,8 @@ DECLARE
     v_rows bigint;
     v_up   text[] := CASE WHEN read_category.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
-    IF read_category.category IS NULL OR read_category.category = '' OR strpos(read_category.category, '-') > 0 THEN
-        PERFORM annals_internal.raise_invalid('category', 'must be a non-empty stream id prefix without ''-''');
+    IF annals_internal.category_problem(read_category.category) IS NOT NULL THEN
+        PERFORM annals_internal.raise_invalid('category', annals_internal.category_problem(read_category.category));
     END IF;
     PERFORM annals_internal.check_feed_args(read_category.after_transaction, read_category.after_position, read_category.max_count);
     IF read_category.consumer_size IS NULL OR read_category.consumer_size NOT BETWEEN 1 AND 1024 THEN

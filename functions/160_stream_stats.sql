@@ -25,8 +25,8 @@ BEGIN
         PERFORM annals_internal.raise_invalid('max_count',
             'must be between 1 and 10000, got ' || coalesce(list_streams.max_count::text, 'NULL'));
     END IF;
-    IF list_streams.category IS NOT NULL AND annals_internal.name_problem(list_streams.category, 512) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('category', annals_internal.name_problem(list_streams.category, 512));
+    IF list_streams.category IS NOT NULL AND annals_internal.category_problem(list_streams.category) IS NOT NULL THEN
+        PERFORM annals_internal.raise_invalid('category', annals_internal.category_problem(list_streams.category));
     END IF;
     IF list_streams.category IS NULL THEN
         RETURN QUERY

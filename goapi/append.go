@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,7 +19,9 @@ type EventData struct {
 	// ID identifies the event; the zero UUID means "generate one" (a UUIDv7, before the first
 	// try, so retries resend the same id).
 	ID uuid.UUID
-	// Type is the stable event type name, 1..256 bytes, not starting with '$'.
+	// Type is the stable event type name: a name (1..256 bytes; no control, format, line or
+	// paragraph separator or noncharacter code point; no whitespace at either end; see the
+	// README's "Streams and events"), not starting with '$'.
 	Type string
 	// SchemaVersion is the payload's schema version; 0 means 1.
 	SchemaVersion int
@@ -48,7 +49,8 @@ FROM annals.append_events($1, $2, $3::jsonb) AS r`
 
 // Append appends events to a stream atomically, in one round trip, checking expected. It
 // returns ErrWrongExpectedVersion (*WrongExpectedVersionError), ErrEventIDConflict,
-// ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument or ErrReserved. It retries retryable failures
+// ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument or ErrReserved. Stream ids and event types
+// that break the name rule are refused before the round trip, with the server's words. It retries retryable failures
 // and lost connections (see WithAppendAttempts); replaying the same ids is safe. An empty
 // events list checks expected and returns the stream's current version.
 func (c *Client) Append(ctx context.Context, streamID string, expected ExpectedVersion, events ...EventData) (AppendResult, error) {
@@ -130,11 +132,8 @@ func retryableAppend(ctx context.Context, err error) bool {
 // encodeBatch checks what can be checked without a round trip and writes the events argument.
 // Ids are fixed here, once, so every retry sends the same batch.
 func encodeBatch(streamID string, expected ExpectedVersion, events []EventData) ([]byte, []uuid.UUID, error) {
-	if streamID == "" {
-		return nil, nil, invalid("stream_id", "must not be empty")
-	}
-	if strings.IndexByte(streamID, 0) >= 0 {
-		return nil, nil, invalid("stream_id", "must not contain NUL bytes")
+	if p := streamIDProblem(streamID); p != "" {
+		return nil, nil, invalid("stream_id", "%s", p)
 	}
 	if expected.set && expected.v < -1 {
 		return nil, nil, invalid("expected_version", "must be Any, StreamExists, NoStream or Exact(v >= 1), got %d", expected.v)
@@ -152,8 +151,8 @@ func encodeBatch(streamID string, expected ExpectedVersion, events []EventData) 
 			}
 		}
 		ids[i] = id
-		if ev.Type == "" {
-			return nil, nil, invalid(fmt.Sprintf("events[%d].type", i), "must not be empty")
+		if p := nameProblem(ev.Type, 256); p != "" {
+			return nil, nil, invalid(fmt.Sprintf("events[%d].type", i), "%s", p)
 		}
 		if ev.SchemaVersion < 0 {
 			return nil, nil, invalid(fmt.Sprintf("events[%d].schema_version", i), "must be positive, got %d", ev.SchemaVersion)

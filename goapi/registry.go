@@ -76,12 +76,16 @@ func WithSchemaVersion(v int) RegisterOption {
 
 // Register maps the event type name to the Go type T, which must not be a pointer and must
 // encode to a JSON object (a struct, usually). Encode accepts a T or a *T; Decode returns a T.
-// Register panics on a programming error, as it runs at start-up: an empty name or one starting
-// with '$', a pointer T, a schema version below 1, or a name or type registered twice.
+// Register panics on a programming error, as it runs at start-up: a name the database would
+// refuse as an event type (the name rule of 1..256 bytes, or a reserved '$' prefix), a pointer
+// T, a schema version below 1, or a name or type registered twice.
 func Register[T any](r *Registry, name string, opts ...RegisterOption) {
 	goType := reflect.TypeFor[T]()
-	if name == "" || name[0] == '$' || len(name) > 256 {
-		panic(fmt.Sprintf("annals: Register(%q): the name must be 1..256 bytes and not start with '$'", name))
+	if p := nameProblem(name, 256); p != "" {
+		panic(fmt.Sprintf("annals: Register(%q): the event type name %s", name, p))
+	}
+	if name[0] == '$' {
+		panic(fmt.Sprintf("annals: Register(%q): event type names starting with '$' are reserved", name))
 	}
 	if goType.Kind() == reflect.Pointer || goType.Kind() == reflect.Interface {
 		panic(fmt.Sprintf("annals: Register(%q): register the value type, not %v", name, goType))

@@ -27,7 +27,9 @@ type Handler func(ctx context.Context, tx pgx.Tx, ev RecordedEvent) error
 // transaction instead, as retrying in the same one cannot succeed.
 // Events parked earlier and queued with annals.retry_dead_letters are retried as well.
 type Subscriber struct {
-	Client  *Client
+	Client *Client
+	// Name is the subscription's name (a name of 1..256 bytes, as annals.create_subscription
+	// takes it; Run refuses others with ErrInvalidArgument).
 	Name    string
 	Handler Handler
 	// Member is the consumer-group member this subscriber serves (default 0).
@@ -76,6 +78,9 @@ func (s *Subscriber) Stats() SubscriberStats {
 func (s *Subscriber) defaults() error {
 	if s.Client == nil || s.Handler == nil || s.Name == "" {
 		return invalid("subscriber", "Client, Name and Handler are required")
+	}
+	if p := nameProblem(s.Name, 256); p != "" {
+		return invalid("subscription", "%s", p)
 	}
 	if s.Consumer == "" {
 		host, _ := os.Hostname()

@@ -250,9 +250,9 @@ DECLARE
     v_duplicate  text;
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
-    -- A plain expression (name_problem is inlined), so a valid id costs no query; the PERFORM
-    -- only runs to raise the right error.
-    IF annals_internal.name_problem(append_events.stream_id, 512) IS NOT NULL
+    -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
+    -- query; the PERFORM only runs to raise the right error.
+    IF NOT annals_internal.is_valid_stream_id(append_events.stream_id)
        OR left(append_events.stream_id, 1) = '$' THEN
         PERFORM annals_internal.check_stream_id(append_events.stream_id);
     END IF;
@@ -787,8 +787,8 @@ BEGIN
         PERFORM annals_internal.raise_invalid('max_count',
             'must be between 1 and 10000, got ' || coalesce(list_streams.max_count::text, 'NULL'));
     END IF;
-    IF list_streams.category IS NOT NULL AND annals_internal.name_problem(list_streams.category, 512) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('category', annals_internal.name_problem(list_streams.category, 512));
+    IF list_streams.category IS NOT NULL AND annals_internal.category_problem(list_streams.category) IS NOT NULL THEN
+        PERFORM annals_internal.raise_invalid('category', annals_internal.category_problem(list_streams.category));
     END IF;
     IF list_streams.category IS NULL THEN
         RETURN QUERY
@@ -965,8 +965,8 @@ DECLARE
     v_rows bigint;
     v_up   text[] := CASE WHEN read_category.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
-    IF read_category.category IS NULL OR read_category.category = '' OR strpos(read_category.category, '-') > 0 THEN
-        PERFORM annals_internal.raise_invalid('category', 'must be a non-empty stream id prefix without ''-''');
+    IF annals_internal.category_problem(read_category.category) IS NOT NULL THEN
+        PERFORM annals_internal.raise_invalid('category', annals_internal.category_problem(read_category.category));
     END IF;
     PERFORM annals_internal.check_feed_args(read_category.after_transaction, read_category.after_position, read_category.max_count);
     IF read_category.consumer_size IS NULL OR read_category.consumer_size NOT BETWEEN 1 AND 1024 THEN
@@ -2869,6 +2869,114 @@ COMMENT ON FUNCTION annals_internal.as_read(stream_id text, stream_version bigin
 
 
 --
+-- Name: code_point_label(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.code_point_label(c text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ('U+'::text || lpad(upper(to_hex(ascii(c))), GREATEST(4, length(to_hex(ascii(c)))), '0'::text));
+
+
+ALTER FUNCTION annals_internal.code_point_label(c text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION code_point_label(c text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.code_point_label(c text) IS 'The code point of a one-character string in U+XXXX notation (at least four hex digits).';
+
+
+--
+-- Name: name_forbidden_chars(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.name_forbidden_chars() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ((((((((((((('\u0000-\u001F\u007F-\u009F'::text || '\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F'::text) || '\u2028-\u2029'::text) || '\u202A-\u202E\u2060-\u2064\u2066-\u206F'::text) || '\uFDD0-\uFDEF'::text) || '\uFEFF\uFFF9-\uFFFB'::text) || '\uFFFE-\uFFFF'::text) || '\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A'::text) || '\U0001FFFE-\U0001FFFF\U0002FFFE-\U0002FFFF\U0003FFFE-\U0003FFFF\U0004FFFE-\U0004FFFF'::text) || '\U0005FFFE-\U0005FFFF\U0006FFFE-\U0006FFFF\U0007FFFE-\U0007FFFF\U0008FFFE-\U0008FFFF'::text) || '\U0009FFFE-\U0009FFFF\U000AFFFE-\U000AFFFF\U000BFFFE-\U000BFFFF\U000CFFFE-\U000CFFFF'::text) || '\U000DFFFE-\U000DFFFF'::text) || '\U000E0001\U000E0020-\U000E007F'::text) || '\U000EFFFE-\U000EFFFF\U000FFFFE-\U000FFFFF\U0010FFFE-\U0010FFFF'::text);
+
+
+ALTER FUNCTION annals_internal.name_forbidden_chars() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION name_forbidden_chars(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.name_forbidden_chars() IS 'Regex bracket-expression ranges of the code points no name may contain: Cc, Cf, Zl, Zp (Unicode 15.0) and the noncharacters.';
+
+
+--
+-- Name: name_space_chars(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.name_space_chars() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN '\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028-\u2029\u202F\u205F\u3000'::text;
+
+
+ALTER FUNCTION annals_internal.name_space_chars() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION name_space_chars(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.name_space_chars() IS 'Regex bracket-expression ranges of the White_Space code points, which no name may start or end with.';
+
+
+--
+-- Name: is_valid_name(text, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.is_valid_name(name text, max_bytes integer) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ((name IS NOT NULL) AND ((octet_length(name) >= 1) AND (octet_length(name) <= max_bytes)) AND (name !~ (((((((('['::text || annals_internal.name_forbidden_chars()) || ']'::text) || '|^['::text) || annals_internal.name_space_chars()) || ']'::text) || '|['::text) || annals_internal.name_space_chars()) || ']$'::text)));
+
+
+ALTER FUNCTION annals_internal.is_valid_name(name text, max_bytes integer) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION is_valid_name(name text, max_bytes integer); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.is_valid_name(name text, max_bytes integer) IS 'Whether name is a valid Annals name of at most max_bytes bytes: not empty, no control, format, line/paragraph separator or noncharacter code point, no whitespace at either end.';
+
+
+--
+-- Name: name_problem(text, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.name_problem(name text, max_bytes integer) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN annals_internal.is_valid_name(name, max_bytes) THEN NULL::text WHEN (name IS NULL) THEN 'must not be null'::text WHEN (octet_length(name) = 0) THEN 'must not be empty'::text WHEN (octet_length(name) > max_bytes) THEN ((('must be at most '::text || (max_bytes)::text) || ' bytes, is '::text) || (octet_length(name))::text) WHEN (name ~ (('['::text || annals_internal.name_forbidden_chars()) || ']'::text)) THEN (('must not contain '::text || annals_internal.code_point_label("substring"(name, (('['::text || annals_internal.name_forbidden_chars()) || ']'::text)))) || ' (control, format, line/paragraph separator or noncharacter)'::text) ELSE (('must not start or end with whitespace (found '::text || annals_internal.code_point_label(CASE WHEN (name ~ (('^['::text || annals_internal.name_space_chars()) || ']'::text)) THEN "left"(name, 1) ELSE "right"(name, 1) END)) || ')'::text) END;
+
+
+ALTER FUNCTION annals_internal.name_problem(name text, max_bytes integer) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION name_problem(name text, max_bytes integer); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.name_problem(name text, max_bytes integer) IS 'Why a name (stream id, event type, subscription, projection, alias, snapshot type) is invalid, NULL when valid: length, forbidden code points (control, format, line/paragraph separator, noncharacter), surrounding whitespace.';
+
+
+--
+-- Name: category_problem(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.category_problem(category text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN (annals_internal.name_problem(category, 512) IS NOT NULL) THEN annals_internal.name_problem(category, 512) WHEN (strpos(category, '-'::text) > 0) THEN 'must not contain ''-'': a category is the part of a stream id before its first ''-'''::text ELSE NULL::text END;
+
+
+ALTER FUNCTION annals_internal.category_problem(category text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION category_problem(category text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.category_problem(category text) IS 'Why a category argument is invalid, NULL when valid: the name rule (1..512 bytes) and no -.';
+
+
+--
 -- Name: check_callback(regprocedure, text, regtype, regtype, text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3026,7 +3134,7 @@ CREATE FUNCTION annals_internal.check_stream_id(stream_id text) RETURNS void
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 DECLARE
-    v_problem text := annals_internal.name_problem(check_stream_id.stream_id, 512);
+    v_problem text := annals_internal.stream_id_problem(check_stream_id.stream_id);
 BEGIN
     IF v_problem IS NOT NULL THEN
         PERFORM annals_internal.raise_invalid('stream_id', v_problem);
@@ -3046,7 +3154,7 @@ ALTER FUNCTION annals_internal.check_stream_id(stream_id text) OWNER TO annals_o
 -- Name: FUNCTION check_stream_id(stream_id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.check_stream_id(stream_id text) IS 'Raises ST422 for a malformed stream id (1..512 bytes, no control characters, no surrounding whitespace) and ST403 for a reserved one ($...).';
+COMMENT ON FUNCTION annals_internal.check_stream_id(stream_id text) IS 'Raises ST422 for a malformed stream id (the name rule, 1..512 bytes, and a non-empty category without trailing whitespace) and ST403 for a reserved one ($...).';
 
 
 --
@@ -3266,30 +3374,12 @@ COMMENT ON FUNCTION annals_internal.dispatch_source() IS 'The PL/pgSQL body anna
 
 
 --
--- Name: name_problem(text, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE FUNCTION annals_internal.name_problem(name text, max_bytes integer) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE WHEN (name IS NULL) THEN 'must not be null'::text WHEN (octet_length(name) = 0) THEN 'must not be empty'::text WHEN (octet_length(name) > max_bytes) THEN ((('must be at most '::text || (max_bytes)::text) || ' bytes, is '::text) || (octet_length(name))::text) WHEN (name ~ '[[:cntrl:]]'::text) THEN 'must not contain control characters'::text WHEN (name ~ '^\s|\s$'::text) THEN 'must not start or end with whitespace'::text ELSE NULL::text END;
-
-
-ALTER FUNCTION annals_internal.name_problem(name text, max_bytes integer) OWNER TO annals_owner;
-
---
--- Name: FUNCTION name_problem(name text, max_bytes integer); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON FUNCTION annals_internal.name_problem(name text, max_bytes integer) IS 'Why a stream id or event type is invalid (NULL when valid): length, control characters, surrounding whitespace.';
-
-
---
 -- Name: event_fault(jsonb, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
 CREATE FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE WHEN (jsonb_typeof(ev) IS DISTINCT FROM 'object'::text) THEN 'object'::text WHEN ((ev - '{type,data,metadata,id,schema_version}'::text[]) <> '{}'::jsonb) THEN 'keys'::text WHEN (jsonb_typeof((ev -> 'type'::text)) IS DISTINCT FROM 'string'::text) THEN 'type'::text WHEN (annals_internal.name_problem((ev ->> 'type'::text), 256) IS NOT NULL) THEN 'type_name'::text WHEN ("left"((ev ->> 'type'::text), 1) = '$'::text) THEN 'type_reserved'::text WHEN (jsonb_typeof((ev -> 'data'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'data'::text WHEN (jsonb_typeof((ev -> 'metadata'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'metadata'::text WHEN ((jsonb_typeof((ev -> 'id'::text)) <> ALL (ARRAY['string'::text, 'null'::text])) OR (NOT ((ev ->> 'id'::text) ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'::text))) THEN 'id'::text WHEN ((jsonb_typeof((ev -> 'schema_version'::text)) <> ALL (ARRAY['number'::text, 'null'::text])) OR (NOT ((ev ->> 'schema_version'::text) ~ '^[1-9][0-9]{0,8}$'::text))) THEN 'schema_version'::text WHEN (octet_length(((ev -> 'data'::text))::text) > max_event_bytes) THEN 'size'::text ELSE NULL::text END;
+    RETURN CASE WHEN (jsonb_typeof(ev) IS DISTINCT FROM 'object'::text) THEN 'object'::text WHEN ((ev - '{type,data,metadata,id,schema_version}'::text[]) <> '{}'::jsonb) THEN 'keys'::text WHEN (jsonb_typeof((ev -> 'type'::text)) IS DISTINCT FROM 'string'::text) THEN 'type'::text WHEN (NOT annals_internal.is_valid_name((ev ->> 'type'::text), 256)) THEN 'type_name'::text WHEN ("left"((ev ->> 'type'::text), 1) = '$'::text) THEN 'type_reserved'::text WHEN (jsonb_typeof((ev -> 'data'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'data'::text WHEN (jsonb_typeof((ev -> 'metadata'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'metadata'::text WHEN ((jsonb_typeof((ev -> 'id'::text)) <> ALL (ARRAY['string'::text, 'null'::text])) OR (NOT ((ev ->> 'id'::text) ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'::text))) THEN 'id'::text WHEN ((jsonb_typeof((ev -> 'schema_version'::text)) <> ALL (ARRAY['number'::text, 'null'::text])) OR (NOT ((ev ->> 'schema_version'::text) ~ '^[1-9][0-9]{0,8}$'::text))) THEN 'schema_version'::text WHEN (octet_length(((ev -> 'data'::text))::text) > max_event_bytes) THEN 'size'::text ELSE NULL::text END;
 
 
 ALTER FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) OWNER TO annals_owner;
@@ -3511,6 +3601,24 @@ ALTER FUNCTION annals_internal.inline_frame(projection text) OWNER TO annals_own
 --
 
 COMMENT ON FUNCTION annals_internal.inline_frame(projection text) IS 'Name of the function through which inline dispatch calls a projection''s handler: ''inline projection <name>'' (cut and suffixed when over 63 bytes).';
+
+
+--
+-- Name: is_valid_stream_id(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.is_valid_stream_id(stream_id text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ((stream_id IS NOT NULL) AND ((octet_length(stream_id) >= 1) AND (octet_length(stream_id) <= 512)) AND (stream_id !~ ((((((((((('['::text || annals_internal.name_forbidden_chars()) || ']'::text) || '|^['::text) || annals_internal.name_space_chars()) || ']'::text) || '|['::text) || annals_internal.name_space_chars()) || ']$'::text) || '|^-|^[^-]*['::text) || annals_internal.name_space_chars()) || ']-'::text)));
+
+
+ALTER FUNCTION annals_internal.is_valid_stream_id(stream_id text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION is_valid_stream_id(stream_id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.is_valid_stream_id(stream_id text) IS 'Whether stream_id is valid apart from the reserved $ prefix: a name of at most 512 bytes whose category (the part before the first -) is not empty and does not end with whitespace.';
 
 
 --
@@ -4231,6 +4339,24 @@ ALTER FUNCTION annals_internal.report_rebuild_wait(projection text, done bigint,
 --
 
 COMMENT ON FUNCTION annals_internal.report_rebuild_wait(projection text, done bigint, total bigint, waiting_for text) IS 'Sets application_name to ''annals rebuild <lock key hex> <done>/<total> wait <pid> <name>'' while a rebuild''s last step waits for that backend.';
+
+
+--
+-- Name: stream_id_problem(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.stream_id_problem(stream_id text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN annals_internal.is_valid_stream_id(stream_id) THEN NULL::text WHEN (annals_internal.name_problem(stream_id, 512) IS NOT NULL) THEN annals_internal.name_problem(stream_id, 512) WHEN ("left"(stream_id, 1) = '-'::text) THEN 'the category (the part before the first ''-'') must not be empty'::text ELSE (('the category (the part before the first ''-'') must not end with whitespace (found '::text || annals_internal.code_point_label("right"(split_part(stream_id, '-'::text, 1), 1))) || ')'::text) END;
+
+
+ALTER FUNCTION annals_internal.stream_id_problem(stream_id text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION stream_id_problem(stream_id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.stream_id_problem(stream_id text) IS 'Why a stream id is invalid, NULL when valid: the name rule (1..512 bytes) and a category (the part before the first -) that is not empty and does not end with whitespace. The reserved $ prefix is check_stream_id''s.';
 
 
 --
@@ -6690,6 +6816,48 @@ REVOKE ALL ON FUNCTION annals_internal.as_read(stream_id text, stream_version bi
 
 
 --
+-- Name: FUNCTION code_point_label(c text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.code_point_label(c text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION name_forbidden_chars(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.name_forbidden_chars() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION name_space_chars(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.name_space_chars() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION is_valid_name(name text, max_bytes integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.is_valid_name(name text, max_bytes integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION name_problem(name text, max_bytes integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.name_problem(name text, max_bytes integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION category_problem(category text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.category_problem(category text) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION check_callback(fn regprocedure, argument text, arg_type regtype, return_type regtype, signature text); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6763,13 +6931,6 @@ REVOKE ALL ON FUNCTION annals_internal.dispatch_source() FROM PUBLIC;
 
 
 --
--- Name: FUNCTION name_problem(name text, max_bytes integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
---
-
-REVOKE ALL ON FUNCTION annals_internal.name_problem(name text, max_bytes integer) FROM PUBLIC;
-
-
---
 -- Name: FUNCTION event_fault(ev jsonb, max_event_bytes integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6826,6 +6987,13 @@ REVOKE ALL ON FUNCTION annals_internal.has_matching_events(event_types text[], c
 --
 
 REVOKE ALL ON FUNCTION annals_internal.inline_frame(projection text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION is_valid_stream_id(stream_id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.is_valid_stream_id(stream_id text) FROM PUBLIC;
 
 
 --
@@ -6941,6 +7109,13 @@ REVOKE ALL ON FUNCTION annals_internal.report_rebuild_progress(projection text, 
 --
 
 REVOKE ALL ON FUNCTION annals_internal.report_rebuild_wait(projection text, done bigint, total bigint, waiting_for text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION stream_id_problem(stream_id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.stream_id_problem(stream_id text) FROM PUBLIC;
 
 
 --

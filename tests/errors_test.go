@@ -121,7 +121,8 @@ func TestErrorMapping(t *testing.T) {
 
 	t.Run("ST422", func(t *testing.T) {
 		t.Parallel()
-		_, err := f.store.Append(f.ctx, "bad ", annals.Any, ev(t, "E", nil))
+		// Append would find this before the round trip (see below); reads leave it to the server.
+		_, err := f.store.StreamInfo(f.ctx, "bad ")
 		requireOnly(t, err, annals.ErrInvalidArgument)
 		var typed *annals.InvalidArgumentError
 		require.ErrorAs(t, err, &typed)
@@ -133,13 +134,24 @@ func TestErrorMapping(t *testing.T) {
 	t.Run("ST422 found by the client", func(t *testing.T) {
 		t.Parallel()
 		// Checks the client makes before any round trip give the same typed error, without a
-		// *pgconn.PgError.
+		// *pgconn.PgError, and in the server's words.
 		_, err := f.store.Append(f.ctx, "s-1", annals.Any, annals.EventData{Type: ""})
 		requireOnly(t, err, annals.ErrInvalidArgument)
 		var typed *annals.InvalidArgumentError
 		require.ErrorAs(t, err, &typed)
 		require.Equal(t, "events[0].type", typed.Argument)
 		require.Nil(t, typed.PgErr)
+
+		_, err = f.store.Append(f.ctx, "bad ", annals.Any, ev(t, "E", nil))
+		requireOnly(t, err, annals.ErrInvalidArgument)
+		require.ErrorAs(t, err, &typed)
+		require.Nil(t, typed.PgErr)
+		require.Equal(t, "stream_id", typed.Argument)
+		_, err = f.store.StreamInfo(f.ctx, "bad ")
+		var server *annals.InvalidArgumentError
+		require.ErrorAs(t, err, &server)
+		require.NotNil(t, server.PgErr)
+		require.Equal(t, server.Reason, typed.Reason)
 	})
 
 	t.Run("ST403", func(t *testing.T) {

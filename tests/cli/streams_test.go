@@ -191,9 +191,16 @@ func TestCLIAppendErrors(t *testing.T) {
 	require.Equal(t, 2, r.code)
 	requireOneLine(t, r.stderr)
 	require.Contains(t, r.stderr, "SQLSTATE ST403")
+	r = annals(t, db, "read", " order-1")
+	require.Equal(t, 2, r.code)
+	requireOneLine(t, r.stderr)
+	require.Contains(t, r.stderr, "SQLSTATE ST422")
+	require.Contains(t, r.stderr, "must not start or end with whitespace (found U+0020)")
+	// The client checks names itself before appending, with the database's rule and words.
 	r = annals(t, db, "append", " order-1", "--expected", "any", "--type", "T", "--data", "{}")
 	require.Equal(t, 2, r.code)
-	require.Contains(t, r.stderr, "SQLSTATE ST422")
+	requireOneLine(t, r.stderr)
+	require.Contains(t, r.stderr, "invalid argument: stream_id: must not start or end with whitespace (found U+0020)")
 
 	// A reused id with other content.
 	const id = "0190a6c4-3f4e-7b3a-9c1d-2e5f6a7b8c9e"

@@ -3,7 +3,7 @@
 -- pin the core API; the catalog tests cover every function in both schemas, present and future,
 -- and list the offenders.
 BEGIN;
-SELECT plan(36);
+SELECT plan(44);
 
 -- Volatility as declared: writes VOLATILE, reads STABLE, pure validation IMMUTABLE. The error
 -- raisers are VOLATILE so the planner never pre-evaluates (and raises) them at plan time.
@@ -21,6 +21,9 @@ SELECT volatility_is('annals_internal', 'version_at', 'stable', 'annals_internal
 SELECT volatility_is('annals_internal', 'check_page', 'immutable', 'annals_internal.check_page is IMMUTABLE');
 SELECT volatility_is('annals_internal', 'check_stream_id', 'immutable', 'annals_internal.check_stream_id is IMMUTABLE');
 SELECT volatility_is('annals_internal', 'name_problem', 'immutable', 'annals_internal.name_problem is IMMUTABLE');
+SELECT volatility_is('annals_internal', 'is_valid_name', 'immutable', 'annals_internal.is_valid_name is IMMUTABLE');
+SELECT volatility_is('annals_internal', 'is_valid_stream_id', 'immutable', 'annals_internal.is_valid_stream_id is IMMUTABLE');
+SELECT volatility_is('annals_internal', 'stream_id_problem', 'immutable', 'annals_internal.stream_id_problem is IMMUTABLE');
 SELECT volatility_is('annals_internal', 'event_fault', 'immutable', 'annals_internal.event_fault is IMMUTABLE');
 -- STABLE, not IMMUTABLE: its body builds JSON with jsonb_build_object (STABLE), and a body more
 -- volatile than its declaration would stop the planner from inlining it.
@@ -92,7 +95,22 @@ SELECT unalike(pg_temp.plan_of($q$SELECT annals_internal.event_problem(x.ev, x.o
                                    FROM jsonb_array_elements('[{"type": "A"}]') WITH ORDINALITY AS x(ev, ord)$q$),
                '%event_problem%', 'annals_internal.event_problem is inlined');
 SELECT unalike(pg_temp.plan_of($q$SELECT annals_internal.name_problem(c.relname::text, 512) FROM pg_catalog.pg_class AS c$q$),
-               '%name_problem%', 'annals_internal.name_problem is inlined');
+               '%annals_internal.%', 'annals_internal.name_problem is inlined, with every helper it calls');
+-- The name rule on the hot paths is one regex match against a constant pattern: the character
+-- lists are folded in at plan time, not concatenated per call.
+SELECT unalike(pg_temp.plan_of($q$SELECT annals_internal.is_valid_stream_id(c.relname::text) FROM pg_catalog.pg_class AS c$q$),
+               '%annals_internal.%', 'annals_internal.is_valid_stream_id is inlined, with the character lists');
+SELECT is((SELECT count(*) FROM regexp_matches(pg_temp.plan_of($q$SELECT annals_internal.is_valid_stream_id(c.relname::text)
+                                                                 FROM pg_catalog.pg_class AS c$q$), '!~', 'g')),
+          1::bigint, 'a stream id check is one regex match');
+SELECT unalike(pg_temp.plan_of($q$SELECT annals_internal.is_valid_stream_id(c.relname::text) FROM pg_catalog.pg_class AS c$q$),
+               '%||%', 'the stream id pattern is a constant (no concatenation left in the plan)');
+SELECT unalike(pg_temp.plan_of($q$SELECT annals_internal.stream_id_problem(c.relname::text), annals_internal.category_problem(c.relname::text)
+                                   FROM pg_catalog.pg_class AS c$q$),
+               '%annals_internal.%', 'annals_internal.stream_id_problem and category_problem are inlined');
+SELECT is((SELECT count(*) FROM regexp_matches(pg_temp.plan_of($q$SELECT annals_internal.event_fault(x.ev, 100)
+                                                                 FROM jsonb_array_elements('[{"type": "A"}]') AS x(ev)$q$), ' !?~ ', 'g')),
+          3::bigint, 'the batch scan matches three regexes per event: the type name, the id, the schema version');
 SELECT unalike(pg_temp.plan_of($q$SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id,
                                           e.event_type, e.schema_version, e.data, e.metadata, e.transaction_id,
                                           e.recorded_at, NULL)).*
