@@ -44,6 +44,18 @@ COMMENT ON FUNCTION annals_internal.rebuild_attempts_sequence(text) IS
     'Name of the sequence in annals_internal that numbers a projection''s rebuild attempts.';
 REVOKE ALL ON FUNCTION annals_internal.rebuild_attempts_sequence(text) FROM PUBLIC;
 
+-- The sequence in which a rebuild notes the first feed position of the batch it is applying.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.rebuild_position_sequence(projection text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+RETURN 'rebuild_position_' || to_hex(hashtextextended('annals:projection:' || projection, 0));
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.rebuild_position_sequence(text) IS
+    'Name of the sequence in annals_internal that holds the first feed position of the batch a rebuild is applying.';
+REVOKE ALL ON FUNCTION annals_internal.rebuild_position_sequence(text) FROM PUBLIC;
+
 -- How many rebuilds of a projection were started, 0 when none. Public (a status figure, like
 -- annals.feed_head): annals.projections calls it for readers who may not read the sequence.
 -- +goose StatementBegin
@@ -166,6 +178,8 @@ BEGIN
                                            format('handler of projection %L', register_projection.name));
     EXECUTE format('CREATE SEQUENCE IF NOT EXISTS annals_internal.%I AS bigint',
                    annals_internal.rebuild_attempts_sequence(register_projection.name));
+    EXECUTE format('CREATE SEQUENCE IF NOT EXISTS annals_internal.%I AS bigint MINVALUE 0',
+                   annals_internal.rebuild_position_sequence(register_projection.name));
     -- Tables that miss history are incomplete until a rebuild: an inline projection registered
     -- over matching events, or any projection whose handler, tables or filters changed. A new
     -- async projection starts from the beginning of the feed, so it only lags.
@@ -310,7 +324,8 @@ DECLARE
 BEGIN
     FOR r IN SELECT p.projection_name, to_regprocedure(p.handler) AS fn FROM annals_internal.projections AS p
               WHERE p.handler_call <> format('annals_internal.%I', annals_internal.handler_pin(p.projection_name))
-                 OR to_regclass(format('annals_internal.%I', annals_internal.rebuild_attempts_sequence(p.projection_name))) IS NULL LOOP
+                 OR to_regclass(format('annals_internal.%I', annals_internal.rebuild_attempts_sequence(p.projection_name))) IS NULL
+                 OR to_regclass(format('annals_internal.%I', annals_internal.rebuild_position_sequence(p.projection_name))) IS NULL LOOP
         IF r.fn IS NOT NULL THEN
             UPDATE annals_internal.projections AS p
                SET handler_call = annals_internal.pin_callback(r.fn, annals_internal.handler_pin(r.projection_name),
@@ -319,13 +334,16 @@ BEGIN
         END IF;
         EXECUTE format('CREATE SEQUENCE IF NOT EXISTS annals_internal.%I AS bigint',
                        annals_internal.rebuild_attempts_sequence(r.projection_name));
+        EXECUTE format('CREATE SEQUENCE IF NOT EXISTS annals_internal.%I AS bigint MINVALUE 0',
+                       annals_internal.rebuild_position_sequence(r.projection_name));
     END LOOP;
     -- Attempt sequences and pins of dropped projections (drop_projection leaves a sequence always,
     -- and a pin while a rebuild still used it).
     FOR r IN SELECT c.relname FROM pg_catalog.pg_class AS c
-              WHERE c.relnamespace = 'annals_internal'::regnamespace AND c.relkind = 'S' AND c.relname ~ '^rebuild_attempts_[0-9a-f]+$'
+              WHERE c.relnamespace = 'annals_internal'::regnamespace AND c.relkind = 'S' AND c.relname ~ '^rebuild_(attempts|position)_[0-9a-f]+$'
                 AND NOT EXISTS (SELECT FROM annals_internal.projections AS p
-                                 WHERE annals_internal.rebuild_attempts_sequence(p.projection_name) = c.relname) LOOP
+                                 WHERE c.relname IN (annals_internal.rebuild_attempts_sequence(p.projection_name),
+                                                     annals_internal.rebuild_position_sequence(p.projection_name))) LOOP
         EXECUTE format('DROP SEQUENCE annals_internal.%I', r.relname);
     END LOOP;
     FOR r IN SELECT f.oid::regprocedure AS pin FROM pg_catalog.pg_proc AS f

@@ -45,6 +45,77 @@ COMMENT ON FUNCTION annals_internal.apply_projection(text, annals.event[]) IS
     'Calls a projection handler with a batch of events, planning it with sorting enabled.';
 REVOKE ALL ON FUNCTION annals_internal.apply_projection(text, annals.event[]) FROM PUBLIC;
 
+-- A rebuild notes the first feed position of each batch before it hands the batch over, in the
+-- projection's position sequence (annals_internal.rebuild_position_sequence): a sequence does not
+-- roll back, so when a handler fails, the rebuild's error handler still knows which batch it was
+-- and can find the event (below).
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.note_rebuild_batch(projection text, first_position bigint)
+RETURNS void
+LANGUAGE sql
+VOLATILE
+BEGIN ATOMIC
+    SELECT setval(format('annals_internal.%I', annals_internal.rebuild_position_sequence(note_rebuild_batch.projection))::regclass,
+                  note_rebuild_batch.first_position);
+END;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.note_rebuild_batch(text, bigint) IS
+    'Records, outside the transaction, the first feed position of the batch a rebuild hands to the projection''s handler.';
+REVOKE ALL ON FUNCTION annals_internal.note_rebuild_batch(text, bigint) FROM PUBLIC;
+
+-- Which event of the batch noted last makes the handler fail: each event alone, in feed order,
+-- in its own subtransaction, and every write undone at the end. Runs only after a rebuild failed,
+-- in its error handler. NULL when no event fails alone (the batch fails only as a whole).
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.find_failing_event(projection annals_internal.projections, batch_size integer)
+RETURNS annals.event
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET enable_sort = off
+AS $$
+DECLARE
+    v_first bigint := pg_sequence_last_value(
+        format('annals_internal.%I', annals_internal.rebuild_position_sequence((find_failing_event.projection).projection_name))::regclass);
+    v_up    text[] := annals_internal.types_to_upcast();
+    v_event annals.event;
+    v_found annals.event;
+BEGIN
+    IF coalesce(v_first, 0) = 0 THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        FOR v_event IN
+            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                        e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+              FROM annals_internal.events AS e
+             WHERE (e.transaction_id, e.global_position) >=
+                   ((SELECT f.transaction_id FROM annals_internal.events AS f WHERE f.global_position = v_first), v_first)
+               AND ((find_failing_event.projection).event_types IS NULL
+                    OR annals_internal.read_type(e.event_type, v_up) = ANY ((find_failing_event.projection).event_types))
+               AND ((find_failing_event.projection).categories IS NULL OR e.category = ANY ((find_failing_event.projection).categories))
+             ORDER BY e.transaction_id, e.global_position
+             LIMIT find_failing_event.batch_size LOOP
+            BEGIN
+                PERFORM annals_internal.apply_projection((find_failing_event.projection).handler_call, ARRAY[v_event]);
+            EXCEPTION WHEN OTHERS THEN
+                v_found := v_event;
+                EXIT;
+            END;
+        END LOOP;
+        RAISE EXCEPTION USING ERRCODE = 'ST599', MESSAGE = 'undo the search';
+    EXCEPTION WHEN SQLSTATE 'ST599' THEN
+        NULL;  -- every write of the search is rolled back
+    END;
+    RETURN v_found;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.find_failing_event(annals_internal.projections, integer) IS
+    'After a failed rebuild: the first event of the failing batch that makes the handler fail on its own (NULL: none); writes nothing.';
+REVOKE ALL ON FUNCTION annals_internal.find_failing_event(annals_internal.projections, integer) FROM PUBLIC;
+
 -- The replay signature before `how`, `until_xid` and `skipped`.
 DROP FUNCTION IF EXISTS annals_internal.replay_projection(annals_internal.projections, xid8, bigint, integer, boolean, bigint, bigint);
 
@@ -122,6 +193,7 @@ BEGIN
                  ORDER BY e.transaction_id, e.global_position
                  LIMIT replay_projection.batch_size) AS b;
         EXIT WHEN v_n = 0;
+        PERFORM annals_internal.note_rebuild_batch((replay_projection.projection).projection_name, v_events[1].global_position);
         PERFORM annals_internal.apply_projection((replay_projection.projection).handler_call, v_events);
         v_xid := v_events[v_n].transaction_id;
         v_pos := v_events[v_n].global_position;
@@ -149,6 +221,7 @@ BEGIN
                  ORDER BY e.transaction_id, e.global_position
                  LIMIT replay_projection.batch_size) AS b;
         EXIT WHEN v_n = 0;
+        PERFORM annals_internal.note_rebuild_batch((replay_projection.projection).projection_name, v_events[1].global_position);
         PERFORM annals_internal.apply_projection((replay_projection.projection).handler_call, v_events);
         last_xid := v_events[v_n].transaction_id;
         last_position := v_events[v_n].global_position;
@@ -198,6 +271,11 @@ DECLARE
     v_pos     bigint := 0;
     v_skipped xid8[] := '{}'::xid8[];
     v_attempt bigint;
+    v_state   text;
+    v_message text;
+    v_detail  text;
+    v_hint    text;
+    v_failed  annals.event;
 BEGIN
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
         PERFORM annals_internal.raise_invalid('batch_size', 'must be >= 1');
@@ -216,6 +294,7 @@ BEGIN
     BEGIN
         -- Not rolled back with the rest: if this rebuild fails, the projection shows as stale.
         v_attempt := nextval(format('annals_internal.%I', annals_internal.rebuild_attempts_sequence(v_proj.projection_name))::regclass);
+        PERFORM annals_internal.note_rebuild_batch(v_proj.projection_name, 0);
         SELECT count(*) INTO v_total
           FROM annals_internal.events AS e
          WHERE (v_proj.event_types IS NULL OR e.event_type = ANY (v_proj.event_types))
@@ -281,8 +360,22 @@ BEGIN
             PERFORM pg_advisory_unlock(annals_internal.projection_lock_key(v_proj.projection_name));
             RAISE;
         WHEN OTHERS THEN
+            -- Name the projection, and the event its handler failed on, in the error.
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                    v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+            v_failed := annals_internal.find_failing_event(v_proj, rebuild_projection.batch_size);
             PERFORM pg_advisory_unlock(annals_internal.projection_lock_key(v_proj.projection_name));
-            RAISE;
+            v_message := CASE WHEN v_failed.stream_id IS NOT NULL
+                              THEN format('rebuild of projection %L failed at %s@%s (%s, position %s): %s', v_proj.projection_name,
+                                          v_failed.stream_id, v_failed.stream_version, v_failed.event_type,
+                                          v_failed.global_position, v_message)
+                              ELSE format('rebuild of projection %L failed: %s', v_proj.projection_name, v_message) END;
+            v_hint := coalesce(nullif(v_hint, ''),
+                               'Fix the handler (or the data it reads), then rebuild again; until then the projection is stale.');
+            IF coalesce(v_detail, '') = '' THEN
+                RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, HINT = v_hint;
+            END IF;
+            RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, DETAIL = v_detail, HINT = v_hint;
     END;
     RETURN v_applied;
 END

@@ -1387,6 +1387,11 @@ DECLARE
     v_pos     bigint := 0;
     v_skipped xid8[] := '{}'::xid8[];
     v_attempt bigint;
+    v_state   text;
+    v_message text;
+    v_detail  text;
+    v_hint    text;
+    v_failed  annals.event;
 BEGIN
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
         PERFORM annals_internal.raise_invalid('batch_size', 'must be >= 1');
@@ -1405,6 +1410,7 @@ BEGIN
     BEGIN
         -- Not rolled back with the rest: if this rebuild fails, the projection shows as stale.
         v_attempt := nextval(format('annals_internal.%I', annals_internal.rebuild_attempts_sequence(v_proj.projection_name))::regclass);
+        PERFORM annals_internal.note_rebuild_batch(v_proj.projection_name, 0);
         SELECT count(*) INTO v_total
           FROM annals_internal.events AS e
          WHERE (v_proj.event_types IS NULL OR e.event_type = ANY (v_proj.event_types))
@@ -1470,8 +1476,22 @@ BEGIN
             PERFORM pg_advisory_unlock(annals_internal.projection_lock_key(v_proj.projection_name));
             RAISE;
         WHEN OTHERS THEN
+            -- Name the projection, and the event its handler failed on, in the error.
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                    v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+            v_failed := annals_internal.find_failing_event(v_proj, rebuild_projection.batch_size);
             PERFORM pg_advisory_unlock(annals_internal.projection_lock_key(v_proj.projection_name));
-            RAISE;
+            v_message := CASE WHEN v_failed.stream_id IS NOT NULL
+                              THEN format('rebuild of projection %L failed at %s@%s (%s, position %s): %s', v_proj.projection_name,
+                                          v_failed.stream_id, v_failed.stream_version, v_failed.event_type,
+                                          v_failed.global_position, v_message)
+                              ELSE format('rebuild of projection %L failed: %s', v_proj.projection_name, v_message) END;
+            v_hint := coalesce(nullif(v_hint, ''),
+                               'Fix the handler (or the data it reads), then rebuild again; until then the projection is stale.');
+            IF coalesce(v_detail, '') = '' THEN
+                RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, HINT = v_hint;
+            END IF;
+            RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, DETAIL = v_detail, HINT = v_hint;
     END;
     RETURN v_applied;
 END
@@ -1686,6 +1706,8 @@ BEGIN
                                            format('handler of projection %L', register_projection.name));
     EXECUTE format('CREATE SEQUENCE IF NOT EXISTS annals_internal.%I AS bigint',
                    annals_internal.rebuild_attempts_sequence(register_projection.name));
+    EXECUTE format('CREATE SEQUENCE IF NOT EXISTS annals_internal.%I AS bigint MINVALUE 0',
+                   annals_internal.rebuild_position_sequence(register_projection.name));
     -- Tables that miss history are incomplete until a rebuild: an inline projection registered
     -- over matching events, or any projection whose handler, tables or filters changed. A new
     -- async projection starts from the beginning of the feed, so it only lags.
@@ -3525,6 +3547,111 @@ COMMENT ON FUNCTION annals_internal.feed_blocker_rows() IS 'The row of annals.fe
 
 
 --
+-- Name: projections; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.projections (
+    projection_name text NOT NULL,
+    handler text NOT NULL,
+    handler_call text NOT NULL,
+    tables regclass[] NOT NULL,
+    event_types text[],
+    categories text[],
+    mode text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    last_error text,
+    last_error_at timestamp with time zone,
+    rebuilt_at timestamp with time zone,
+    rebuilt_events bigint,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    incomplete_since timestamp with time zone,
+    rebuilt_attempt bigint,
+    CONSTRAINT projections_mode_chk CHECK ((mode = ANY (ARRAY['inline'::text, 'async'::text]))),
+    CONSTRAINT projections_tables_chk CHECK ((cardinality(tables) >= 1))
+);
+
+
+ALTER TABLE annals_internal.projections OWNER TO annals_owner;
+
+--
+-- Name: TABLE projections; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.projections IS 'Registered projections: handler, owned tables, filters, inline or async mode, state and last error.';
+
+
+--
+-- Name: COLUMN projections.incomplete_since; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.projections.incomplete_since IS 'When the projection''s tables stopped holding its whole history (registration over existing events, or a change of handler, tables or filters); NULL after a successful rebuild.';
+
+
+--
+-- Name: COLUMN projections.rebuilt_attempt; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.projections.rebuilt_attempt IS 'Attempt number of the last successful rebuild; behind annals.rebuild_attempts(name) when a later rebuild failed.';
+
+
+--
+-- Name: find_failing_event(annals_internal.projections, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.find_failing_event(projection annals_internal.projections, batch_size integer) RETURNS annals.event
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_sort TO 'off'
+    AS $$
+DECLARE
+    v_first bigint := pg_sequence_last_value(
+        format('annals_internal.%I', annals_internal.rebuild_position_sequence((find_failing_event.projection).projection_name))::regclass);
+    v_up    text[] := annals_internal.types_to_upcast();
+    v_event annals.event;
+    v_found annals.event;
+BEGIN
+    IF coalesce(v_first, 0) = 0 THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        FOR v_event IN
+            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                        e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+              FROM annals_internal.events AS e
+             WHERE (e.transaction_id, e.global_position) >=
+                   ((SELECT f.transaction_id FROM annals_internal.events AS f WHERE f.global_position = v_first), v_first)
+               AND ((find_failing_event.projection).event_types IS NULL
+                    OR annals_internal.read_type(e.event_type, v_up) = ANY ((find_failing_event.projection).event_types))
+               AND ((find_failing_event.projection).categories IS NULL OR e.category = ANY ((find_failing_event.projection).categories))
+             ORDER BY e.transaction_id, e.global_position
+             LIMIT find_failing_event.batch_size LOOP
+            BEGIN
+                PERFORM annals_internal.apply_projection((find_failing_event.projection).handler_call, ARRAY[v_event]);
+            EXCEPTION WHEN OTHERS THEN
+                v_found := v_event;
+                EXIT;
+            END;
+        END LOOP;
+        RAISE EXCEPTION USING ERRCODE = 'ST599', MESSAGE = 'undo the search';
+    EXCEPTION WHEN SQLSTATE 'ST599' THEN
+        NULL;  -- every write of the search is rolled back
+    END;
+    RETURN v_found;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.find_failing_event(projection annals_internal.projections, batch_size integer) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION find_failing_event(projection annals_internal.projections, batch_size integer); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.find_failing_event(projection annals_internal.projections, batch_size integer) IS 'After a failed rebuild: the first event of the failing batch that makes the handler fail on its own (NULL: none); writes nothing.';
+
+
+--
 -- Name: handler_pin(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3619,55 +3746,6 @@ ALTER FUNCTION annals_internal.is_valid_stream_id(stream_id text) OWNER TO annal
 --
 
 COMMENT ON FUNCTION annals_internal.is_valid_stream_id(stream_id text) IS 'Whether stream_id is valid apart from the reserved $ prefix: a name of at most 512 bytes whose category (the part before the first -) is not empty and does not end with whitespace.';
-
-
---
--- Name: projections; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.projections (
-    projection_name text NOT NULL,
-    handler text NOT NULL,
-    handler_call text NOT NULL,
-    tables regclass[] NOT NULL,
-    event_types text[],
-    categories text[],
-    mode text NOT NULL,
-    enabled boolean DEFAULT true NOT NULL,
-    last_error text,
-    last_error_at timestamp with time zone,
-    rebuilt_at timestamp with time zone,
-    rebuilt_events bigint,
-    created_at timestamp with time zone NOT NULL,
-    updated_at timestamp with time zone NOT NULL,
-    incomplete_since timestamp with time zone,
-    rebuilt_attempt bigint,
-    CONSTRAINT projections_mode_chk CHECK ((mode = ANY (ARRAY['inline'::text, 'async'::text]))),
-    CONSTRAINT projections_tables_chk CHECK ((cardinality(tables) >= 1))
-);
-
-
-ALTER TABLE annals_internal.projections OWNER TO annals_owner;
-
---
--- Name: TABLE projections; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.projections IS 'Registered projections: handler, owned tables, filters, inline or async mode, state and last error.';
-
-
---
--- Name: COLUMN projections.incomplete_since; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON COLUMN annals_internal.projections.incomplete_since IS 'When the projection''s tables stopped holding its whole history (registration over existing events, or a change of handler, tables or filters); NULL after a successful rebuild.';
-
-
---
--- Name: COLUMN projections.rebuilt_attempt; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON COLUMN annals_internal.projections.rebuilt_attempt IS 'Attempt number of the last successful rebuild; behind annals.rebuild_attempts(name) when a later rebuild failed.';
 
 
 --
@@ -3772,6 +3850,44 @@ COMMENT ON FUNCTION annals_internal.member_of(stream_id text, group_size integer
 
 
 --
+-- Name: rebuild_position_sequence(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.rebuild_position_sequence(projection text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ('rebuild_position_'::text || to_hex(hashtextextended(('annals:projection:'::text || projection), (0)::bigint)));
+
+
+ALTER FUNCTION annals_internal.rebuild_position_sequence(projection text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION rebuild_position_sequence(projection text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.rebuild_position_sequence(projection text) IS 'Name of the sequence in annals_internal that holds the first feed position of the batch a rebuild is applying.';
+
+
+--
+-- Name: note_rebuild_batch(text, bigint); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.note_rebuild_batch(projection text, first_position bigint) RETURNS void
+    LANGUAGE sql
+    BEGIN ATOMIC
+ SELECT setval((format('annals_internal.%I'::text, annals_internal.rebuild_position_sequence(projection)))::regclass, first_position) AS setval;
+END;
+
+
+ALTER FUNCTION annals_internal.note_rebuild_batch(projection text, first_position bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION note_rebuild_batch(projection text, first_position bigint); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.note_rebuild_batch(projection text, first_position bigint) IS 'Records, outside the transaction, the first feed position of the batch a rebuild hands to the projection''s handler.';
+
+
+--
 -- Name: notify_append(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3854,7 +3970,8 @@ DECLARE
 BEGIN
     FOR r IN SELECT p.projection_name, to_regprocedure(p.handler) AS fn FROM annals_internal.projections AS p
               WHERE p.handler_call <> format('annals_internal.%I', annals_internal.handler_pin(p.projection_name))
-                 OR to_regclass(format('annals_internal.%I', annals_internal.rebuild_attempts_sequence(p.projection_name))) IS NULL LOOP
+                 OR to_regclass(format('annals_internal.%I', annals_internal.rebuild_attempts_sequence(p.projection_name))) IS NULL
+                 OR to_regclass(format('annals_internal.%I', annals_internal.rebuild_position_sequence(p.projection_name))) IS NULL LOOP
         IF r.fn IS NOT NULL THEN
             UPDATE annals_internal.projections AS p
                SET handler_call = annals_internal.pin_callback(r.fn, annals_internal.handler_pin(r.projection_name),
@@ -3863,13 +3980,16 @@ BEGIN
         END IF;
         EXECUTE format('CREATE SEQUENCE IF NOT EXISTS annals_internal.%I AS bigint',
                        annals_internal.rebuild_attempts_sequence(r.projection_name));
+        EXECUTE format('CREATE SEQUENCE IF NOT EXISTS annals_internal.%I AS bigint MINVALUE 0',
+                       annals_internal.rebuild_position_sequence(r.projection_name));
     END LOOP;
     -- Attempt sequences and pins of dropped projections (drop_projection leaves a sequence always,
     -- and a pin while a rebuild still used it).
     FOR r IN SELECT c.relname FROM pg_catalog.pg_class AS c
-              WHERE c.relnamespace = 'annals_internal'::regnamespace AND c.relkind = 'S' AND c.relname ~ '^rebuild_attempts_[0-9a-f]+$'
+              WHERE c.relnamespace = 'annals_internal'::regnamespace AND c.relkind = 'S' AND c.relname ~ '^rebuild_(attempts|position)_[0-9a-f]+$'
                 AND NOT EXISTS (SELECT FROM annals_internal.projections AS p
-                                 WHERE annals_internal.rebuild_attempts_sequence(p.projection_name) = c.relname) LOOP
+                                 WHERE c.relname IN (annals_internal.rebuild_attempts_sequence(p.projection_name),
+                                                     annals_internal.rebuild_position_sequence(p.projection_name))) LOOP
         EXECUTE format('DROP SEQUENCE annals_internal.%I', r.relname);
     END LOOP;
     FOR r IN SELECT f.oid::regprocedure AS pin FROM pg_catalog.pg_proc AS f
@@ -4246,6 +4366,7 @@ BEGIN
                  ORDER BY e.transaction_id, e.global_position
                  LIMIT replay_projection.batch_size) AS b;
         EXIT WHEN v_n = 0;
+        PERFORM annals_internal.note_rebuild_batch((replay_projection.projection).projection_name, v_events[1].global_position);
         PERFORM annals_internal.apply_projection((replay_projection.projection).handler_call, v_events);
         v_xid := v_events[v_n].transaction_id;
         v_pos := v_events[v_n].global_position;
@@ -4273,6 +4394,7 @@ BEGIN
                  ORDER BY e.transaction_id, e.global_position
                  LIMIT replay_projection.batch_size) AS b;
         EXIT WHEN v_n = 0;
+        PERFORM annals_internal.note_rebuild_batch((replay_projection.projection).projection_name, v_events[1].global_position);
         PERFORM annals_internal.apply_projection((replay_projection.projection).handler_call, v_events);
         last_xid := v_events[v_n].transaction_id;
         last_position := v_events[v_n].global_position;
@@ -6969,6 +7091,13 @@ GRANT ALL ON FUNCTION annals_internal.feed_blocker_rows() TO annals_bi;
 
 
 --
+-- Name: FUNCTION find_failing_event(projection annals_internal.projections, batch_size integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.find_failing_event(projection annals_internal.projections, batch_size integer) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION handler_pin(projection text); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7008,6 +7137,20 @@ REVOKE ALL ON FUNCTION annals_internal.lock_events_for_rebuild(projection annals
 --
 
 REVOKE ALL ON FUNCTION annals_internal.member_of(stream_id text, group_size integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION rebuild_position_sequence(projection text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.rebuild_position_sequence(projection text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION note_rebuild_batch(projection text, first_position bigint); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.note_rebuild_batch(projection text, first_position bigint) FROM PUBLIC;
 
 
 --

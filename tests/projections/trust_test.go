@@ -300,3 +300,24 @@ func TestRegisterViewRefusesViewsUsingUntrustedObjects(t *testing.T) {
 	f.exec(t, "ALTER FUNCTION v.keep(text) OWNER TO annals_owner")
 	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals_internal.trust_problems()"))
 }
+
+// A failing rebuild names the projection and the event its handler failed on, with the
+// handler's own SQLSTATE and message, and leaves nothing behind from finding that event.
+func TestFailingRebuildNamesTheProjectionAndTheEvent(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	createCounts(t, f, nil)
+	f.append(t, "acct-1", evs("Ticked", 3)...)
+	f.append(t, "acct-2", ev("Ticked", map[string]any{"old": true}))
+	f.append(t, "acct-3", evs("Ticked", 2)...)
+	before := dump(t, f, "SELECT c.stream_id, c.events FROM s.counts AS c ORDER BY 1")
+	refusingCounts(t, f, "old")
+
+	_, err := f.pool.Exec(f.ctx, "SELECT annals.rebuild_projection('counts', 2)")
+	pgErr := pgCode(t, err)
+	require.Equal(t, "P0001", pgErr.Code, "the handler's SQLSTATE")
+	require.Regexp(t, `^rebuild of projection 'counts' failed at acct-2@1 \(Ticked, position \d+\): cannot count an event with old$`, pgErr.Message)
+	require.Contains(t, pgErr.Hint, "then rebuild again")
+	require.Equal(t, before, dump(t, f, "SELECT c.stream_id, c.events FROM s.counts AS c ORDER BY 1"), "the old rows stay")
+	require.Equal(t, "stale", projectionState(t, f, "counts"))
+}
