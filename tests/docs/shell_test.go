@@ -315,8 +315,16 @@ func (s *shellSession) command(b *block, n int, shownCmd string, shown []string,
 	}
 }
 
+// outputLines splits output into the lines a terminal ends up showing: a carriage return
+// (a progress line redrawn) keeps what follows it.
 func outputLines(s string) []string {
-	return strings.Split(strings.ReplaceAll(s, "\r", ""), "\n")
+	lines := strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n")
+	for i, l := range lines {
+		if j := strings.LastIndex(l, "\r"); j >= 0 {
+			lines[i] = l[j+1:]
+		}
+	}
+	return lines
 }
 
 func waitUntil(timeout time.Duration, cond func() bool) {

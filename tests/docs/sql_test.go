@@ -182,6 +182,10 @@ func (tr *sqlTour) block(b *block) {
 					shown = append(shown, lines[i])
 				}
 			}
+			if strings.HasPrefix(strings.TrimSpace(stmt), `\`) {
+				t.Errorf("%s: psql meta-commands are not replayed: show SQL, or mark the block <!-- docs-test: skip REASON -->: %s", b.where(start), stmt)
+				continue
+			}
 			if !sqlComplete(stmt) {
 				if hasSQL(stmt) {
 					t.Errorf("%s: statement without its ';': %s", b.where(start), stmt)
