@@ -24,7 +24,8 @@
 //     and stderr as a terminal shows them) in that order; other lines may come in between, so an
 //     excerpt may skip lines, and "..." or a line starting with "…" marks elided lines. Blank
 //     lines are not compared. A command exits 0 unless its shown output has an error line
-//     (starting "annals: ", "ERROR:", "psql: " or "curl: "). Commands are annals ("go run
+//     (starting "annals: ", "ERROR:", "psql: " or "curl: "); one ending in `; echo "exit $?"`
+//     shows its exit code as a line instead, compared like the rest. Commands are annals ("go run
 //     ./cmd/annals" means the same, built once), psql, curl and export; any other fails the test.
 //     "export DATABASE_URL=..." points at a fresh empty database of the test's own (one per URL
 //     shown); without one, DATABASE_URL is the test server's maintenance database. A command
