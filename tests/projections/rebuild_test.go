@@ -326,7 +326,8 @@ func TestRebuildDuringAppends(t *testing.T) {
 	}, 100*time.Millisecond)
 	rebuildEnd := time.Now()
 	rebuildDone.Store(true)
-	time.Sleep(100 * time.Millisecond) // a few appends and reads after the switch
+	// A read after the switch (the reader may be slow to come round on a busy machine).
+	eventually(t, 20*time.Second, "a read of the rebuilt table", func() bool { return err != nil || newReads.Load() > 0 })
 	close(stop)
 	wg.Wait()
 	close(errs)
