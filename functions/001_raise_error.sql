@@ -5,7 +5,10 @@ SET LOCAL ROLE annals_owner;
 SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- Every Annals error goes through here so the SQLSTATE, message and JSON DETAIL stay uniform:
--- clients parse DETAIL, never the message. Both raisers are VOLATILE: the planner pre-evaluates an
+-- clients parse DETAIL, never the message. Callers write `IF annals_internal.raise_...(...) IS NULL
+-- THEN END IF;`, not PERFORM: a condition is evaluated as a plain expression, while a PERFORM is
+-- a query whose whole text (format() calls and all) psql would print as CONTEXT under every error;
+-- this way the CONTEXT is one line per function. Both raisers are VOLATILE: the planner pre-evaluates an
 -- IMMUTABLE call whose arguments are constants, so `PERFORM raise_invalid('x', 'y')` would raise
 -- while the statement is planned (plpgsql_check reports it), not when it runs.
 -- +goose StatementBegin

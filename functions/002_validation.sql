@@ -190,12 +190,12 @@ DECLARE
     v_problem text := annals_internal.stream_id_problem(check_stream_id.stream_id);
 BEGIN
     IF v_problem IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('stream_id', v_problem);
+        IF annals_internal.raise_invalid('stream_id', v_problem) IS NULL THEN END IF;
     END IF;
     IF left(check_stream_id.stream_id, 1) = '$' THEN
-        PERFORM annals_internal.raise_error('ST403',
+        IF annals_internal.raise_error('ST403',
             'stream id ' || quote_literal(check_stream_id.stream_id) || ' is reserved: names starting with $ belong to Annals',
-            jsonb_build_object('argument', 'stream_id'));
+            jsonb_build_object('argument', 'stream_id')) IS NULL THEN END IF;
     END IF;
 END
 $$;

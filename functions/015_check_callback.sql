@@ -44,33 +44,33 @@ DECLARE
     v_proc pg_catalog.pg_proc%ROWTYPE;
 BEGIN
     IF check_callback.fn IS NULL THEN
-        PERFORM annals_internal.raise_invalid(check_callback.argument, 'must name a function ' || check_callback.signature);
+        IF annals_internal.raise_invalid(check_callback.argument, 'must name a function ' || check_callback.signature) IS NULL THEN END IF;
     END IF;
     SELECT * INTO v_proc FROM pg_catalog.pg_proc AS p WHERE p.oid = check_callback.fn;
     IF v_proc.prokind <> 'f' OR v_proc.pronargs <> 1 OR v_proc.proargtypes[0] <> check_callback.arg_type
        OR v_proc.prorettype <> check_callback.return_type OR v_proc.proretset THEN
-        PERFORM annals_internal.raise_invalid(check_callback.argument,
-            format('%s must have the signature %s', check_callback.fn, check_callback.signature));
+        IF annals_internal.raise_invalid(check_callback.argument,
+            format('%s must have the signature %s', check_callback.fn, check_callback.signature)) IS NULL THEN END IF;
     END IF;
     IF NOT has_function_privilege('annals_owner', check_callback.fn, 'EXECUTE')
        OR NOT has_schema_privilege('annals_owner', v_proc.pronamespace, 'USAGE') THEN
-        PERFORM annals_internal.raise_invalid(check_callback.argument,
+        IF annals_internal.raise_invalid(check_callback.argument,
             format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner, with USAGE on its schema',
-                   check_callback.fn, check_callback.fn));
+                   check_callback.fn, check_callback.fn)) IS NULL THEN END IF;
     END IF;
     IF NOT annals_internal.trusted_role(v_proc.proowner) THEN
-        PERFORM annals_internal.raise_invalid(check_callback.argument,
+        IF annals_internal.raise_invalid(check_callback.argument,
             format('%s is owned by %s, who is not a member of annals_owner; since its owner could redefine it to run anything as annals_owner, ALTER FUNCTION %s OWNER TO annals_owner (or to a role that is a member of it)',
-                   check_callback.fn, v_proc.proowner::regrole, check_callback.fn));
+                   check_callback.fn, v_proc.proowner::regrole, check_callback.fn)) IS NULL THEN END IF;
     END IF;
     -- A schema's owner may drop what is in it; the pin below turns that into a DROP ... CASCADE
     -- that breaks appends, so the schema must be trusted as well.
     IF NOT annals_internal.trusted_role((SELECT n.nspowner FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace)) THEN
-        PERFORM annals_internal.raise_invalid(check_callback.argument,
+        IF annals_internal.raise_invalid(check_callback.argument,
             format('the schema of %s, %I, is owned by %s, who is not a member of annals_owner and could drop and replace the function; ALTER SCHEMA %I OWNER TO annals_owner (or move the function to a schema owned by a member)',
                    check_callback.fn, (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace),
                    (SELECT n.nspowner FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace)::regrole,
-                   (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace)));
+                   (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace))) IS NULL THEN END IF;
     END IF;
     RETURN format('%I.%I', (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname);
 END
@@ -109,8 +109,8 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
                     WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = v_pin
                       AND d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = pin_callback.fn) THEN
-        PERFORM annals_internal.raise_invalid('callback',
-            format('%s could not be pinned: a call by its name resolves to another function (an overload with defaults?)', pin_callback.fn));
+        IF annals_internal.raise_invalid('callback',
+            format('%s could not be pinned: a call by its name resolves to another function (an overload with defaults?)', pin_callback.fn)) IS NULL THEN END IF;
     END IF;
     EXECUTE format('COMMENT ON FUNCTION %s IS %L', v_pin,
                    format('Pins %s (%s): calls it by OID; while registered, DROP FUNCTION %s fails.',

@@ -49,7 +49,7 @@ BEGIN
             AND e.stream_version <= append_replay.current_version;
 
     IF v_stored = 0 THEN
-        PERFORM annals_internal.raise_error('ST409',
+        IF annals_internal.raise_error('ST409',
             format('wrong expected version for stream %L: expected %s, actual %s',
                    append_replay.stream_id,
                    CASE append_replay.expected_version
@@ -64,14 +64,14 @@ BEGIN
                  THEN 'The stream has no events: check the stream id, or create the stream with expected version 0 (no stream).'
                  WHEN append_replay.expected_version = 0
                  THEN 'The stream already exists: load it and append at its version, or use another stream id.'
-                 ELSE 'Another append came first: load the stream again, decide again, and retry with its version.' END);
+                 ELSE 'Another append came first: load the stream again, decide again, and retry with its version.' END) IS NULL THEN END IF;
     END IF;
 
     IF v_changed IS NOT NULL THEN
-        PERFORM annals_internal.raise_error('ST412',
+        IF annals_internal.raise_error('ST412',
             format('event id %s is already stored in stream %L with different content', v_changed, append_replay.stream_id),
             jsonb_build_object('stream_id', append_replay.stream_id, 'event_id', v_changed),
-            'A retry must resend exactly the same events; a new event needs a new id.');
+            'A retry must resend exactly the same events; a new event needs a new id.') IS NULL THEN END IF;
     END IF;
 
     IF v_bases > 1 OR append_replay.expected_version >= 0 AND v_base <> append_replay.expected_version THEN
@@ -84,19 +84,19 @@ BEGIN
             OR v_bases > 1
          ORDER BY b.ord
          LIMIT 1;
-        PERFORM annals_internal.raise_error('ST412',
+        IF annals_internal.raise_error('ST412',
             format('event id %s is already stored in stream %L at another position', v_changed, append_replay.stream_id),
             jsonb_build_object('stream_id', append_replay.stream_id, 'event_id', v_changed),
-            'A retry must resend the same events in the same order with the same expected version.');
+            'A retry must resend the same events in the same order with the same expected version.') IS NULL THEN END IF;
     END IF;
 
     IF v_stored < v_total THEN
-        PERFORM annals_internal.raise_error('ST409',
+        IF annals_internal.raise_error('ST409',
             format('batch partly overlaps stream %L: %s of its %s event ids are already stored', append_replay.stream_id, v_stored, v_total),
             jsonb_build_object('stream_id', append_replay.stream_id,
                                'expected', append_replay.expected_version,
                                'actual', append_replay.current_version),
-            'Reload the stream: part of this batch was appended by another call.');
+            'Reload the stream: part of this batch was appended by another call.') IS NULL THEN END IF;
     END IF;
 
     -- Every id is stored, in order, contiguously, with the same content: a replay.

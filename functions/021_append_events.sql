@@ -43,16 +43,16 @@ BEGIN
     -- query; the PERFORM only runs to raise the right error.
     IF NOT annals_internal.is_valid_stream_id(append_events.stream_id)
        OR left(append_events.stream_id, 1) = '$' THEN
-        PERFORM annals_internal.check_stream_id(append_events.stream_id);
+        IF annals_internal.check_stream_id(append_events.stream_id) IS NULL THEN END IF;
     END IF;
     IF append_events.expected_version < -1 THEN
-        PERFORM annals_internal.raise_invalid('expected_version',
-            'must be NULL (any), -1 (stream exists), 0 (no stream) or a version >= 1, got ' || append_events.expected_version);
+        IF annals_internal.raise_invalid('expected_version',
+            'must be NULL (any), -1 (stream exists), 0 (no stream) or a version >= 1, got ' || append_events.expected_version) IS NULL THEN END IF;
     END IF;
     IF append_events.events IS NULL THEN
-        PERFORM annals_internal.raise_invalid('events', 'must not be null');
+        IF annals_internal.raise_invalid('events', 'must not be null') IS NULL THEN END IF;
     ELSIF jsonb_typeof(append_events.events) <> 'array' THEN
-        PERFORM annals_internal.raise_invalid('events', 'must be a JSON array of event objects, got ' || jsonb_typeof(append_events.events));
+        IF annals_internal.raise_invalid('events', 'must be a JSON array of event objects, got ' || jsonb_typeof(append_events.events)) IS NULL THEN END IF;
     END IF;
 
     -- One pass over the batch. Only the first invalid event's index is kept: the problem itself
@@ -75,29 +75,29 @@ BEGIN
     END IF;
 
     IF v_count > v_max_events THEN
-        PERFORM annals_internal.raise_error('ST413',
+        IF annals_internal.raise_error('ST413',
             format('batch of %s events is over the limit of %s', v_count, v_max_events),
             jsonb_build_object('limit', v_max_events, 'actual', v_count, 'setting', 'max_batch_events'),
-            'Split the batch, or raise the limit with annals.configure(max_batch_events => ...).');
+            'Split the batch, or raise the limit with annals.configure(max_batch_events => ...).') IS NULL THEN END IF;
     END IF;
     IF pg_column_size(append_events.events) > v_max_bytes THEN
-        PERFORM annals_internal.raise_error('ST413',
+        IF annals_internal.raise_error('ST413',
             format('batch of %s bytes is over the limit of %s', pg_column_size(append_events.events), v_max_bytes),
             jsonb_build_object('limit', v_max_bytes, 'actual', pg_column_size(append_events.events), 'setting', 'max_batch_bytes'),
-            'Split the batch, or raise the limit with annals.configure(max_batch_bytes => ...).');
+            'Split the batch, or raise the limit with annals.configure(max_batch_bytes => ...).') IS NULL THEN END IF;
     END IF;
     IF v_problem IS NOT NULL THEN
         IF v_problem ->> 'code' = 'ST413' THEN
-            PERFORM annals_internal.raise_error('ST413',
+            IF annals_internal.raise_error('ST413',
                 format('%s is %s bytes, over the limit of %s', v_problem ->> 'argument', v_problem ->> 'actual', v_problem ->> 'limit'),
                 (v_problem - 'code') || '{"setting": "max_event_bytes"}',
-                'Store large payloads elsewhere and reference them, or raise annals.configure(max_event_bytes => ...).');
+                'Store large payloads elsewhere and reference them, or raise annals.configure(max_event_bytes => ...).') IS NULL THEN END IF;
         ELSIF v_problem ->> 'code' = 'ST403' THEN
-            PERFORM annals_internal.raise_error('ST403',
+            IF annals_internal.raise_error('ST403',
                 format('%s is reserved: %s', v_problem ->> 'argument', v_problem ->> 'reason'),
-                jsonb_build_object('argument', v_problem ->> 'argument'));
+                jsonb_build_object('argument', v_problem ->> 'argument')) IS NULL THEN END IF;
         ELSE
-            PERFORM annals_internal.raise_invalid(v_problem ->> 'argument', v_problem ->> 'reason');
+            IF annals_internal.raise_invalid(v_problem ->> 'argument', v_problem ->> 'reason') IS NULL THEN END IF;
         END IF;
     END IF;
     IF v_distinct < v_with_id THEN
@@ -107,7 +107,7 @@ BEGIN
          GROUP BY (x.ev ->> 'id')::uuid
         HAVING count(*) > 1
          LIMIT 1;
-        PERFORM annals_internal.raise_invalid('events', 'event id ' || v_duplicate || ' appears more than once in the batch');
+        IF annals_internal.raise_invalid('events', 'event id ' || v_duplicate || ' appears more than once in the batch') IS NULL THEN END IF;
     END IF;
 
     -- Serialize appends to this stream before writing anything: the transaction id assigned
@@ -124,9 +124,9 @@ BEGIN
     v_current := coalesce(v_current, 0);
 
     IF v_state = 'deleted' THEN
-        PERFORM annals_internal.raise_error('ST410', format('stream %L is deleted', append_events.stream_id),
+        IF annals_internal.raise_error('ST410', format('stream %L is deleted', append_events.stream_id),
             jsonb_build_object('stream_id', append_events.stream_id),
-            'A deleted stream accepts no more events; its history stays readable.');
+            'A deleted stream accepts no more events; its history stays readable.') IS NULL THEN END IF;
     END IF;
     IF append_events.expected_version = -1 AND v_current = 0
        OR append_events.expected_version >= 0 AND append_events.expected_version <> v_current THEN

@@ -94,10 +94,10 @@ BEGIN
         EXIT WHEN NOT FOUND;
         EXECUTE format('SELECT %s($1)', v_call) INTO v_data USING v_data;
         IF jsonb_typeof(v_data) IS DISTINCT FROM 'object' THEN
-            PERFORM annals_internal.raise_error('ST500',
+            IF annals_internal.raise_error('ST500',
                 format('upcaster %s for %s version %s returned %s, not a JSON object', v_fn, v_type, v,
                        coalesce(jsonb_typeof(v_data), 'NULL')),
-                jsonb_build_object('event_type', v_type, 'from_version', v, 'upcaster', v_fn));
+                jsonb_build_object('event_type', v_type, 'from_version', v, 'upcaster', v_fn)) IS NULL THEN END IF;
         END IF;
         v := v + 1;
     END LOOP;
@@ -123,22 +123,22 @@ DECLARE
     v_new  boolean;
 BEGIN
     IF annals_internal.name_problem(register_upcaster.event_type, 256) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_upcaster.event_type, 256));
+        IF annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_upcaster.event_type, 256)) IS NULL THEN END IF;
     END IF;
     IF EXISTS (SELECT FROM annals_internal.event_type_aliases AS a WHERE a.alias = register_upcaster.event_type) THEN
-        PERFORM annals_internal.raise_invalid('event_type',
+        IF annals_internal.raise_invalid('event_type',
             format('%s is an alias; register upcasters under the current name %s', register_upcaster.event_type,
-                   annals_internal.current_type(register_upcaster.event_type)));
+                   annals_internal.current_type(register_upcaster.event_type))) IS NULL THEN END IF;
     END IF;
     IF register_upcaster.from_version IS NULL OR register_upcaster.from_version < 1 THEN
-        PERFORM annals_internal.raise_invalid('from_version', 'must be >= 1');
+        IF annals_internal.raise_invalid('from_version', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     v_call := annals_internal.check_callback(register_upcaster.upcaster, 'upcaster', 'jsonb', 'jsonb',
                                         '(data jsonb) RETURNS jsonb');
     -- Every read runs it: it must give the same answer every time.
     IF (SELECT p.provolatile FROM pg_catalog.pg_proc AS p WHERE p.oid = register_upcaster.upcaster) = 'v' THEN
-        PERFORM annals_internal.raise_invalid('upcaster',
-            format('%s is VOLATILE; an upcaster must be IMMUTABLE (or STABLE) so every read sees the same shape', register_upcaster.upcaster));
+        IF annals_internal.raise_invalid('upcaster',
+            format('%s is VOLATILE; an upcaster must be IMMUTABLE (or STABLE) so every read sees the same shape', register_upcaster.upcaster)) IS NULL THEN END IF;
     END IF;
     -- Called through a pin, by OID; the upcaster cannot be dropped while registered.
     v_call := annals_internal.pin_callback(register_upcaster.upcaster,
@@ -176,19 +176,19 @@ DECLARE
     v_new boolean;
 BEGIN
     IF annals_internal.name_problem(register_event_alias.alias, 256) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('alias', annals_internal.name_problem(register_event_alias.alias, 256));
+        IF annals_internal.raise_invalid('alias', annals_internal.name_problem(register_event_alias.alias, 256)) IS NULL THEN END IF;
     END IF;
     IF annals_internal.name_problem(register_event_alias.event_type, 256) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_event_alias.event_type, 256));
+        IF annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_event_alias.event_type, 256)) IS NULL THEN END IF;
     END IF;
     IF register_event_alias.alias = register_event_alias.event_type THEN
-        PERFORM annals_internal.raise_invalid('alias', 'must differ from event_type');
+        IF annals_internal.raise_invalid('alias', 'must differ from event_type') IS NULL THEN END IF;
     END IF;
     IF EXISTS (SELECT FROM annals_internal.event_type_aliases AS a WHERE a.alias = register_event_alias.event_type) THEN
-        PERFORM annals_internal.raise_invalid('event_type', format('%s is itself an alias; point at the current name', register_event_alias.event_type));
+        IF annals_internal.raise_invalid('event_type', format('%s is itself an alias; point at the current name', register_event_alias.event_type)) IS NULL THEN END IF;
     END IF;
     IF EXISTS (SELECT FROM annals_internal.upcasters AS u WHERE u.event_type = register_event_alias.alias) THEN
-        PERFORM annals_internal.raise_invalid('alias', format('%s has upcasters registered; move them to %s first', register_event_alias.alias, register_event_alias.event_type));
+        IF annals_internal.raise_invalid('alias', format('%s has upcasters registered; move them to %s first', register_event_alias.alias, register_event_alias.event_type)) IS NULL THEN END IF;
     END IF;
     INSERT INTO annals_internal.event_type_aliases AS a (alias, event_type, registered_at)
     VALUES (register_event_alias.alias, register_event_alias.event_type, clock_timestamp())

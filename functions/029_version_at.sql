@@ -34,9 +34,9 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 BEGIN
-    PERFORM annals_internal.check_stream_id(stream_version_at.stream_id);
+    IF annals_internal.check_stream_id(stream_version_at.stream_id) IS NULL THEN END IF;
     IF stream_version_at.as_of IS NULL THEN
-        PERFORM annals_internal.raise_invalid('as_of', 'must not be null');
+        IF annals_internal.raise_invalid('as_of', 'must not be null') IS NULL THEN END IF;
     END IF;
     RETURN annals_internal.version_at(stream_version_at.stream_id, stream_version_at.as_of);
 END

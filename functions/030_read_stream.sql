@@ -14,10 +14,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF check_page.from_version < 1 THEN
-        PERFORM annals_internal.raise_invalid('from_version', 'must be NULL or >= 1, got ' || check_page.from_version);
+        IF annals_internal.raise_invalid('from_version', 'must be NULL or >= 1, got ' || check_page.from_version) IS NULL THEN END IF;
     END IF;
     IF check_page.max_count IS NULL OR check_page.max_count < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_count', 'must be >= 1, got ' || coalesce(check_page.max_count::text, 'NULL'));
+        IF annals_internal.raise_invalid('max_count', 'must be >= 1, got ' || coalesce(check_page.max_count::text, 'NULL')) IS NULL THEN END IF;
     END IF;
 END
 $$;
@@ -43,10 +43,10 @@ AS $$
 DECLARE
     v_up text[] := CASE WHEN read_stream.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
-    PERFORM annals_internal.check_stream_id(read_stream.stream_id);
+    IF annals_internal.check_stream_id(read_stream.stream_id) IS NULL THEN END IF;
     PERFORM annals_internal.check_page(read_stream.from_version, read_stream.max_count);
     IF read_stream.backwards IS NULL THEN
-        PERFORM annals_internal.raise_invalid('backwards', 'must not be null');
+        IF annals_internal.raise_invalid('backwards', 'must not be null') IS NULL THEN END IF;
     END IF;
 
     IF NOT read_stream.backwards THEN
@@ -99,13 +99,13 @@ DECLARE
     v_to bigint;
     v_up text[] := CASE WHEN read_stream_as_of.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
-    PERFORM annals_internal.check_stream_id(read_stream_as_of.stream_id);
+    IF annals_internal.check_stream_id(read_stream_as_of.stream_id) IS NULL THEN END IF;
     PERFORM annals_internal.check_page(read_stream_as_of.from_version, read_stream_as_of.max_count);
     IF (read_stream_as_of.as_of_version IS NULL) = (read_stream_as_of.as_of_time IS NULL) THEN
-        PERFORM annals_internal.raise_invalid('as_of_version', 'give exactly one of as_of_version and as_of_time');
+        IF annals_internal.raise_invalid('as_of_version', 'give exactly one of as_of_version and as_of_time') IS NULL THEN END IF;
     END IF;
     IF read_stream_as_of.as_of_version < 0 THEN
-        PERFORM annals_internal.raise_invalid('as_of_version', 'must be >= 0, got ' || read_stream_as_of.as_of_version);
+        IF annals_internal.raise_invalid('as_of_version', 'must be >= 0, got ' || read_stream_as_of.as_of_version) IS NULL THEN END IF;
     END IF;
 
     IF read_stream_as_of.as_of_time IS NOT NULL THEN

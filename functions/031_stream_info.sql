@@ -15,7 +15,7 @@ SET jit = off
 ROWS 1
 AS $$
 BEGIN
-    PERFORM annals_internal.check_stream_id(stream_info.stream_id);
+    IF annals_internal.check_stream_id(stream_info.stream_id) IS NULL THEN END IF;
     RETURN QUERY
         SELECT s.stream_id, s.stream_version, s.created_at, s.updated_at, s.state
           FROM annals_internal.streams AS s

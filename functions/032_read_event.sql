@@ -24,10 +24,10 @@ DECLARE
     v_up text[] := CASE WHEN read_event.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     IF read_event.event_id IS NULL THEN
-        PERFORM annals_internal.raise_invalid('event_id', 'must not be null');
+        IF annals_internal.raise_invalid('event_id', 'must not be null') IS NULL THEN END IF;
     END IF;
     IF read_event.raw IS NULL THEN
-        PERFORM annals_internal.raise_invalid('raw', 'must not be null');
+        IF annals_internal.raise_invalid('raw', 'must not be null') IS NULL THEN END IF;
     END IF;
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,

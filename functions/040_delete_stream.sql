@@ -22,10 +22,10 @@ DECLARE
     v_current bigint;
     v_state   text;
 BEGIN
-    PERFORM annals_internal.check_stream_id(delete_stream.stream_id);
+    IF annals_internal.check_stream_id(delete_stream.stream_id) IS NULL THEN END IF;
     IF delete_stream.expected_version < -1 THEN
-        PERFORM annals_internal.raise_invalid('expected_version',
-            'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || delete_stream.expected_version);
+        IF annals_internal.raise_invalid('expected_version',
+            'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || delete_stream.expected_version) IS NULL THEN END IF;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended(delete_stream.stream_id, 0));
 
@@ -33,16 +33,16 @@ BEGIN
       FROM annals_internal.streams AS s
      WHERE s.stream_id = delete_stream.stream_id;
     IF v_state = 'deleted' THEN
-        PERFORM annals_internal.raise_error('ST410', format('stream %L is already deleted', delete_stream.stream_id),
-            jsonb_build_object('stream_id', delete_stream.stream_id));
+        IF annals_internal.raise_error('ST410', format('stream %L is already deleted', delete_stream.stream_id),
+            jsonb_build_object('stream_id', delete_stream.stream_id)) IS NULL THEN END IF;
     END IF;
     IF v_current IS NULL OR delete_stream.expected_version > 0 AND delete_stream.expected_version <> v_current
        OR delete_stream.expected_version = 0 THEN
-        PERFORM annals_internal.raise_error('ST409',
+        IF annals_internal.raise_error('ST409',
             format('cannot delete stream %L: expected version %s, actual %s', delete_stream.stream_id,
                    coalesce(delete_stream.expected_version::text, 'any'), coalesce(v_current, 0)),
             jsonb_build_object('stream_id', delete_stream.stream_id,
-                               'expected', delete_stream.expected_version, 'actual', coalesce(v_current, 0)));
+                               'expected', delete_stream.expected_version, 'actual', coalesce(v_current, 0))) IS NULL THEN END IF;
     END IF;
 
     UPDATE annals_internal.streams AS s

@@ -22,13 +22,13 @@ DECLARE
     v_settings jsonb;
 BEGIN
     IF max_event_bytes < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_event_bytes', 'must be >= 1');
+        IF annals_internal.raise_invalid('max_event_bytes', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     IF max_batch_events < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_batch_events', 'must be >= 1');
+        IF annals_internal.raise_invalid('max_batch_events', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     IF max_batch_bytes < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_batch_bytes', 'must be >= 1');
+        IF annals_internal.raise_invalid('max_batch_bytes', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     UPDATE annals_internal.settings AS s
            SET max_event_bytes  = coalesce(configure.max_event_bytes, s.max_event_bytes),

@@ -35,12 +35,12 @@ BEGIN
      ORDER BY e.transaction_id DESC
      LIMIT 1;
     IF v_max >= pg_snapshot_xmax(pg_current_snapshot()) THEN
-        PERFORM annals_internal.raise_error('ST503',
+        IF annals_internal.raise_error('ST503',
             format('stored transaction id %s is ahead of this cluster (next id %s): the events were restored from another cluster and the feed cannot order them; run annals.rebase_transaction_ids() as a superuser',
                    v_max, pg_snapshot_xmax(pg_current_snapshot())),
             jsonb_build_object('max_stored_transaction_id', v_max::text,
                                'next_transaction_id', pg_snapshot_xmax(pg_current_snapshot())::text),
-            'As a superuser (or annals_owner where the history guard is not installed), run SELECT annals.rebase_transaction_ids(); then reset subscriptions (annals.reset_subscription).');
+            'As a superuser (or annals_owner where the history guard is not installed), run SELECT annals.rebase_transaction_ids(); then reset subscriptions (annals.reset_subscription).') IS NULL THEN END IF;
     END IF;
 END
 $$;
@@ -58,13 +58,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF check_feed_args.after_transaction IS NULL THEN
-        PERFORM annals_internal.raise_invalid('after_transaction', 'must not be null; use ''0'' to start at the beginning');
+        IF annals_internal.raise_invalid('after_transaction', 'must not be null; use ''0'' to start at the beginning') IS NULL THEN END IF;
     END IF;
     IF check_feed_args.after_position IS NULL OR check_feed_args.after_position < 0 THEN
-        PERFORM annals_internal.raise_invalid('after_position', 'must be >= 0; use 0 to start at the beginning');
+        IF annals_internal.raise_invalid('after_position', 'must be >= 0; use 0 to start at the beginning') IS NULL THEN END IF;
     END IF;
     IF check_feed_args.max_count IS NULL OR check_feed_args.max_count < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_count', 'must be >= 1, got ' || coalesce(check_feed_args.max_count::text, 'NULL'));
+        IF annals_internal.raise_invalid('max_count', 'must be >= 1, got ' || coalesce(check_feed_args.max_count::text, 'NULL')) IS NULL THEN END IF;
     END IF;
 END
 $$;
@@ -154,14 +154,14 @@ DECLARE
     v_up   text[] := CASE WHEN read_category.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     IF annals_internal.category_problem(read_category.category) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('category', annals_internal.category_problem(read_category.category));
+        IF annals_internal.raise_invalid('category', annals_internal.category_problem(read_category.category)) IS NULL THEN END IF;
     END IF;
     PERFORM annals_internal.check_feed_args(read_category.after_transaction, read_category.after_position, read_category.max_count);
     IF read_category.consumer_size IS NULL OR read_category.consumer_size NOT BETWEEN 1 AND 1024 THEN
-        PERFORM annals_internal.raise_invalid('consumer_size', 'must be between 1 and 1024');
+        IF annals_internal.raise_invalid('consumer_size', 'must be between 1 and 1024') IS NULL THEN END IF;
     END IF;
     IF read_category.consumer_member IS NULL OR read_category.consumer_member NOT BETWEEN 0 AND read_category.consumer_size - 1 THEN
-        PERFORM annals_internal.raise_invalid('consumer_member', 'must be between 0 and consumer_size - 1');
+        IF annals_internal.raise_invalid('consumer_member', 'must be between 0 and consumer_size - 1') IS NULL THEN END IF;
     END IF;
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,

@@ -16,13 +16,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF check_subscription_name.subscription IS NULL THEN
-        PERFORM annals_internal.raise_invalid('subscription', 'must not be null');
+        IF annals_internal.raise_invalid('subscription', 'must not be null') IS NULL THEN END IF;
     END IF;
     IF left(check_subscription_name.subscription, 1) = '$' THEN
-        PERFORM annals_internal.raise_error('ST403',
+        IF annals_internal.raise_error('ST403',
             'subscription ' || quote_literal(check_subscription_name.subscription) || ' is reserved: names starting with $ belong to Annals',
             jsonb_build_object('argument', 'subscription'),
-            'An async projection''s checkpoint is managed by its projection: annals.rebuild_projection, annals.drop_projection.');
+            'An async projection''s checkpoint is managed by its projection: annals.rebuild_projection, annals.drop_projection.') IS NULL THEN END IF;
     END IF;
 END
 $$;
@@ -42,17 +42,17 @@ AS $$
 DECLARE
     v_size integer;
 BEGIN
-    PERFORM annals_internal.check_subscription_name(check_subscription.subscription);
+    IF annals_internal.check_subscription_name(check_subscription.subscription) IS NULL THEN END IF;
     SELECT s.group_size INTO v_size
       FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = check_subscription.subscription;
     IF v_size IS NULL THEN
-        PERFORM annals_internal.raise_error('ST404', format('subscription %L does not exist', check_subscription.subscription),
+        IF annals_internal.raise_error('ST404', format('subscription %L does not exist', check_subscription.subscription),
             jsonb_build_object('subscription', check_subscription.subscription),
-            'Create it with annals.create_subscription.');
+            'Create it with annals.create_subscription.') IS NULL THEN END IF;
     END IF;
     IF check_subscription.member IS NULL OR check_subscription.member NOT BETWEEN 0 AND v_size - 1 THEN
-        PERFORM annals_internal.raise_invalid('member', format('must be between 0 and %s for subscription %L', v_size - 1, check_subscription.subscription));
+        IF annals_internal.raise_invalid('member', format('must be between 0 and %s for subscription %L', v_size - 1, check_subscription.subscription)) IS NULL THEN END IF;
     END IF;
     RETURN v_size;
 END
@@ -82,17 +82,17 @@ DECLARE
     v_now      timestamptz := clock_timestamp();
 BEGIN
     IF annals_internal.name_problem(create_subscription.subscription, 256) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('subscription', annals_internal.name_problem(create_subscription.subscription, 256));
+        IF annals_internal.raise_invalid('subscription', annals_internal.name_problem(create_subscription.subscription, 256)) IS NULL THEN END IF;
     END IF;
-    PERFORM annals_internal.check_subscription_name(create_subscription.subscription);
+    IF annals_internal.check_subscription_name(create_subscription.subscription) IS NULL THEN END IF;
     IF create_subscription.start_from IS NULL OR create_subscription.start_from NOT IN ('beginning', 'now') THEN
-        PERFORM annals_internal.raise_invalid('start_from', 'must be ''beginning'' or ''now''');
+        IF annals_internal.raise_invalid('start_from', 'must be ''beginning'' or ''now''') IS NULL THEN END IF;
     END IF;
     IF create_subscription.group_size IS NULL OR create_subscription.group_size NOT BETWEEN 1 AND 1024 THEN
-        PERFORM annals_internal.raise_invalid('group_size', 'must be between 1 and 1024');
+        IF annals_internal.raise_invalid('group_size', 'must be between 1 and 1024') IS NULL THEN END IF;
     END IF;
     IF cardinality(create_subscription.event_types) = 0 OR cardinality(create_subscription.categories) = 0 THEN
-        PERFORM annals_internal.raise_invalid('event_types', 'filters must be NULL (everything) or non-empty arrays');
+        IF annals_internal.raise_invalid('event_types', 'filters must be NULL (everything) or non-empty arrays') IS NULL THEN END IF;
     END IF;
 
     SELECT * INTO v_existing FROM annals_internal.subscriptions AS s
@@ -103,8 +103,8 @@ BEGIN
            AND v_existing.group_size = create_subscription.group_size THEN
             RETURN false;  -- already there, same settings: creating is idempotent
         END IF;
-        PERFORM annals_internal.raise_invalid('subscription',
-            format('subscription %L exists with other filters or group size; drop it first', create_subscription.subscription));
+        IF annals_internal.raise_invalid('subscription',
+            format('subscription %L exists with other filters or group size; drop it first', create_subscription.subscription)) IS NULL THEN END IF;
     END IF;
 
     -- 'now' starts at the feed barrier: everything already below it is skipped.
@@ -139,12 +139,12 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 BEGIN
-    PERFORM annals_internal.check_subscription_name(drop_subscription.subscription);
+    IF annals_internal.check_subscription_name(drop_subscription.subscription) IS NULL THEN END IF;
     DELETE FROM annals_internal.subscriptions AS s WHERE s.subscription_name = drop_subscription.subscription;
     IF NOT FOUND THEN
-        PERFORM annals_internal.raise_error('ST404', format('subscription %L does not exist', drop_subscription.subscription),
+        IF annals_internal.raise_error('ST404', format('subscription %L does not exist', drop_subscription.subscription),
             jsonb_build_object('subscription', drop_subscription.subscription),
-            'Check the name: annals.subscription_status lists the subscriptions.');
+            'Check the name: annals.subscription_status lists the subscriptions.') IS NULL THEN END IF;
     END IF;
     RETURN true;
 END
@@ -183,7 +183,7 @@ DECLARE
 BEGIN
     v_size := annals_internal.check_subscription(read_subscription.subscription, read_subscription.member);
     IF read_subscription.max_count IS NULL OR read_subscription.max_count < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_count', 'must be >= 1');
+        IF annals_internal.raise_invalid('max_count', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     SELECT * INTO v_sub FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = read_subscription.subscription;
@@ -278,11 +278,11 @@ BEGIN
     PERFORM annals_internal.check_subscription(ack_subscription.subscription, ack_subscription.member);
     IF ack_subscription.expected_transaction IS NULL OR ack_subscription.expected_position IS NULL
        OR ack_subscription.new_transaction IS NULL OR ack_subscription.new_position IS NULL THEN
-        PERFORM annals_internal.raise_invalid('new_transaction', 'checkpoints must not be null');
+        IF annals_internal.raise_invalid('new_transaction', 'checkpoints must not be null') IS NULL THEN END IF;
     END IF;
     IF (ack_subscription.new_transaction, ack_subscription.new_position)
        <= (ack_subscription.expected_transaction, ack_subscription.expected_position) THEN
-        PERFORM annals_internal.raise_invalid('new_position', 'a checkpoint only moves forward; use annals.reset_subscription to move it back');
+        IF annals_internal.raise_invalid('new_position', 'a checkpoint only moves forward; use annals.reset_subscription to move it back') IS NULL THEN END IF;
     END IF;
 
     SELECT * INTO v_cp FROM annals_internal.subscription_checkpoints AS c
@@ -290,15 +290,15 @@ BEGIN
        FOR UPDATE;
     IF v_cp.lease_holder IS NOT NULL AND v_cp.lease_expires_at > clock_timestamp()
        AND v_cp.lease_holder IS DISTINCT FROM ack_subscription.consumer THEN
-        PERFORM annals_internal.raise_error('ST423',
+        IF annals_internal.raise_error('ST423',
             format('subscription %L member %s is leased to %L until %s', ack_subscription.subscription,
                    ack_subscription.member, v_cp.lease_holder, v_cp.lease_expires_at),
             jsonb_build_object('subscription', ack_subscription.subscription, 'member', ack_subscription.member,
-                               'lease_holder', v_cp.lease_holder, 'lease_expires_at', v_cp.lease_expires_at));
+                               'lease_holder', v_cp.lease_holder, 'lease_expires_at', v_cp.lease_expires_at)) IS NULL THEN END IF;
     END IF;
     IF (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
        IS DISTINCT FROM (ack_subscription.expected_transaction, ack_subscription.expected_position) THEN
-        PERFORM annals_internal.raise_error('ST409',
+        IF annals_internal.raise_error('ST409',
             format('subscription %L member %s is at (%s, %s), not at the expected (%s, %s)',
                    ack_subscription.subscription, ack_subscription.member,
                    v_cp.checkpoint_transaction, v_cp.checkpoint_position,
@@ -306,7 +306,7 @@ BEGIN
             jsonb_build_object('subscription', ack_subscription.subscription, 'member', ack_subscription.member,
                                'expected', jsonb_build_array(ack_subscription.expected_transaction::text, ack_subscription.expected_position),
                                'actual', jsonb_build_array(v_cp.checkpoint_transaction::text, v_cp.checkpoint_position)),
-            'Another consumer acknowledged first: drop this batch''s work and read again.');
+            'Another consumer acknowledged first: drop this batch''s work and read again.') IS NULL THEN END IF;
     END IF;
     UPDATE annals_internal.subscription_checkpoints AS c
        SET checkpoint_transaction = ack_subscription.new_transaction,
@@ -342,7 +342,7 @@ DECLARE
 BEGIN
     PERFORM annals_internal.check_subscription(reset_subscription.subscription, coalesce(reset_subscription.member, 0));
     IF reset_subscription.to_transaction IS NULL OR reset_subscription.to_position IS NULL OR reset_subscription.to_position < 0 THEN
-        PERFORM annals_internal.raise_invalid('to_position', 'the target checkpoint must be non-null with a position >= 0');
+        IF annals_internal.raise_invalid('to_position', 'the target checkpoint must be non-null with a position >= 0') IS NULL THEN END IF;
     END IF;
     UPDATE annals_internal.subscription_checkpoints AS c
        SET checkpoint_transaction = reset_subscription.to_transaction,
@@ -380,10 +380,10 @@ DECLARE
 BEGIN
     PERFORM annals_internal.check_subscription(acquire_lease.subscription, acquire_lease.member);
     IF acquire_lease.consumer IS NULL OR acquire_lease.consumer = '' THEN
-        PERFORM annals_internal.raise_invalid('consumer', 'must be a non-empty consumer name');
+        IF annals_internal.raise_invalid('consumer', 'must be a non-empty consumer name') IS NULL THEN END IF;
     END IF;
     IF acquire_lease.lease_seconds IS NULL OR acquire_lease.lease_seconds NOT BETWEEN 1 AND 86400 THEN
-        PERFORM annals_internal.raise_invalid('lease_seconds', 'must be between 1 and 86400');
+        IF annals_internal.raise_invalid('lease_seconds', 'must be between 1 and 86400') IS NULL THEN END IF;
     END IF;
     UPDATE annals_internal.subscription_checkpoints AS c
        SET lease_holder = acquire_lease.consumer,

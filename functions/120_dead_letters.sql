@@ -29,8 +29,8 @@ BEGIN
     SELECT * INTO v_event FROM annals_internal.events AS e
      WHERE e.stream_id = park_event.stream_id AND e.stream_version = park_event.stream_version;
     IF NOT FOUND THEN
-        PERFORM annals_internal.raise_invalid('stream_version',
-            format('stream %L has no event at version %s', park_event.stream_id, park_event.stream_version));
+        IF annals_internal.raise_invalid('stream_version',
+            format('stream %L has no event at version %s', park_event.stream_id, park_event.stream_version)) IS NULL THEN END IF;
     END IF;
     INSERT INTO annals_internal.dead_letters AS d
            (subscription_name, member, stream_id, stream_version, global_position, transaction_id,
@@ -129,7 +129,7 @@ SET jit = off
 AS $$
 BEGIN
     IF resolve_dead_letter.succeeded IS NULL THEN
-        PERFORM annals_internal.raise_invalid('succeeded', 'must not be null');
+        IF annals_internal.raise_invalid('succeeded', 'must not be null') IS NULL THEN END IF;
     END IF;
     -- An async projection's dead letters are the projection's: a rebuild clears them.
     PERFORM annals_internal.check_subscription_name(d.subscription_name)
@@ -142,8 +142,8 @@ BEGIN
                              ELSE coalesce(resolve_dead_letter.last_error, d.last_error) END
      WHERE d.dead_letter_id = resolve_dead_letter.dead_letter_id;
     IF NOT FOUND THEN
-        PERFORM annals_internal.raise_error('ST404', format('dead letter %s does not exist', resolve_dead_letter.dead_letter_id),
-            jsonb_build_object('dead_letter_id', resolve_dead_letter.dead_letter_id));
+        IF annals_internal.raise_error('ST404', format('dead letter %s does not exist', resolve_dead_letter.dead_letter_id),
+            jsonb_build_object('dead_letter_id', resolve_dead_letter.dead_letter_id)) IS NULL THEN END IF;
     END IF;
 END
 $$;

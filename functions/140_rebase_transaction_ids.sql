@@ -43,11 +43,11 @@ BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger AS g
                 WHERE g.evtname = 'annals_history_guard' AND g.evtenabled <> 'D')
        AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user) THEN
-        PERFORM annals_internal.raise_error('ST401',
+        IF annals_internal.raise_error('ST401',
             'annals.rebase_transaction_ids refused: it re-stamps stored events with their append-only trigger disabled, which only a superuser may do where the history guard is installed',
             jsonb_build_object('operation', 'rebase_transaction_ids',
                                'objects', jsonb_build_array('trigger events_append_only on annals_internal.events'), 'changed', 1),
-            'Run SELECT annals.rebase_transaction_ids() as a superuser.');
+            'Run SELECT annals.rebase_transaction_ids() as a superuser.') IS NULL THEN END IF;
     END IF;
 
     FOR part IN SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits AS i

@@ -22,11 +22,11 @@ SET jit = off
 AS $$
 BEGIN
     IF list_streams.max_count IS NULL OR list_streams.max_count NOT BETWEEN 1 AND 10000 THEN
-        PERFORM annals_internal.raise_invalid('max_count',
-            'must be between 1 and 10000, got ' || coalesce(list_streams.max_count::text, 'NULL'));
+        IF annals_internal.raise_invalid('max_count',
+            'must be between 1 and 10000, got ' || coalesce(list_streams.max_count::text, 'NULL')) IS NULL THEN END IF;
     END IF;
     IF list_streams.category IS NOT NULL AND annals_internal.category_problem(list_streams.category) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('category', annals_internal.category_problem(list_streams.category));
+        IF annals_internal.raise_invalid('category', annals_internal.category_problem(list_streams.category)) IS NULL THEN END IF;
     END IF;
     IF list_streams.category IS NULL THEN
         RETURN QUERY
@@ -68,7 +68,7 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 BEGIN
-    PERFORM annals_internal.check_stream_id(stream_stats.stream_id);
+    IF annals_internal.check_stream_id(stream_stats.stream_id) IS NULL THEN END IF;
     SELECT count(*), coalesce(sum(pg_column_size(e.*)), 0)::bigint
       INTO stream_stats.event_count, stream_stats.size_bytes
       FROM annals_internal.events AS e

@@ -125,53 +125,53 @@ DECLARE
     v_changed  boolean;
 BEGIN
     IF annals_internal.name_problem(register_projection.name, 128) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('name', annals_internal.name_problem(register_projection.name, 128));
+        IF annals_internal.raise_invalid('name', annals_internal.name_problem(register_projection.name, 128)) IS NULL THEN END IF;
     END IF;
     IF register_projection.mode IS NULL OR register_projection.mode NOT IN ('inline', 'async') THEN
-        PERFORM annals_internal.raise_invalid('mode', 'must be ''inline'' or ''async''');
+        IF annals_internal.raise_invalid('mode', 'must be ''inline'' or ''async''') IS NULL THEN END IF;
     END IF;
     v_call := annals_internal.check_callback(register_projection.handler, 'handler', 'annals.event[]', 'void',
                                         '(events annals.event[]) RETURNS void');
     IF register_projection.tables IS NULL OR cardinality(register_projection.tables) = 0 THEN
-        PERFORM annals_internal.raise_invalid('tables', 'name at least one table the projection owns');
+        IF annals_internal.raise_invalid('tables', 'name at least one table the projection owns') IS NULL THEN END IF;
     END IF;
     FOREACH v_table IN ARRAY register_projection.tables LOOP
         IF v_table IS NULL THEN
-            PERFORM annals_internal.raise_invalid('tables', 'must not contain NULL');
+            IF annals_internal.raise_invalid('tables', 'must not contain NULL') IS NULL THEN END IF;
         END IF;
         IF (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = v_table) NOT IN ('r', 'p') THEN
-            PERFORM annals_internal.raise_invalid('tables', format('%s is not a table', v_table));
+            IF annals_internal.raise_invalid('tables', format('%s is not a table', v_table)) IS NULL THEN END IF;
         END IF;
         -- One privilege per call: with a list, has_table_privilege is true when ANY is held.
         IF NOT (has_table_privilege('annals_owner', v_table, 'SELECT') AND has_table_privilege('annals_owner', v_table, 'INSERT')
                 AND has_table_privilege('annals_owner', v_table, 'UPDATE') AND has_table_privilege('annals_owner', v_table, 'DELETE')
                 AND has_schema_privilege('annals_owner',
                         (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = v_table), 'USAGE')) THEN
-            PERFORM annals_internal.raise_invalid('tables',
-                format('annals_owner needs SELECT, INSERT, UPDATE, DELETE on %s (rebuilds replace its rows); GRANT them, with USAGE on its schema', v_table));
+            IF annals_internal.raise_invalid('tables',
+                format('annals_owner needs SELECT, INSERT, UPDATE, DELETE on %s (rebuilds replace its rows); GRANT them, with USAGE on its schema', v_table)) IS NULL THEN END IF;
         END IF;
         IF annals_internal.table_trust_problem(v_table) IS NOT NULL THEN
-            PERFORM annals_internal.raise_invalid('tables', annals_internal.table_trust_problem(v_table));
+            IF annals_internal.raise_invalid('tables', annals_internal.table_trust_problem(v_table)) IS NULL THEN END IF;
         END IF;
         IF EXISTS (SELECT FROM annals_internal.projections AS p
                     WHERE v_table = ANY (p.tables) AND p.projection_name <> register_projection.name) THEN
-            PERFORM annals_internal.raise_invalid('tables', format('%s already belongs to another projection', v_table));
+            IF annals_internal.raise_invalid('tables', format('%s already belongs to another projection', v_table)) IS NULL THEN END IF;
         END IF;
     END LOOP;
     IF cardinality(register_projection.event_types) = 0 THEN
-        PERFORM annals_internal.raise_invalid('event_types', 'must be NULL (every type) or a non-empty array');
+        IF annals_internal.raise_invalid('event_types', 'must be NULL (every type) or a non-empty array') IS NULL THEN END IF;
     END IF;
     IF cardinality(register_projection.categories) = 0 THEN
-        PERFORM annals_internal.raise_invalid('categories', 'must be NULL (every category) or a non-empty array');
+        IF annals_internal.raise_invalid('categories', 'must be NULL (every category) or a non-empty array') IS NULL THEN END IF;
     END IF;
 
     SELECT * INTO v_existing FROM annals_internal.projections AS p WHERE p.projection_name = register_projection.name FOR UPDATE;
     -- An inline projection's tables already hold every event; an async one would start from its
     -- checkpoint and apply them all again. Switching is drop, register, rebuild.
     IF v_existing.mode IS DISTINCT FROM register_projection.mode AND v_existing.projection_name IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('mode',
+        IF annals_internal.raise_invalid('mode',
             format('projection %L is %s; to switch it to %s: SELECT annals.drop_projection(%L), register it again, then annals.rebuild_projection(%L)',
-                   register_projection.name, v_existing.mode, register_projection.mode, register_projection.name, register_projection.name));
+                   register_projection.name, v_existing.mode, register_projection.mode, register_projection.name, register_projection.name)) IS NULL THEN END IF;
     END IF;
     -- Called through a pin, by OID; the handler cannot be dropped while registered.
     v_call := annals_internal.pin_callback(register_projection.handler, annals_internal.handler_pin(register_projection.name),
@@ -243,7 +243,7 @@ SET jit = off
 AS $$
 BEGIN
     IF set_projection_enabled.enabled IS NULL THEN
-        PERFORM annals_internal.raise_invalid('enabled', 'must not be null');
+        IF annals_internal.raise_invalid('enabled', 'must not be null') IS NULL THEN END IF;
     END IF;
     -- updated_at keeps the time it was disabled; an inline projection enabled again missed what
     -- was appended since then, and is incomplete until rebuilt.
@@ -256,8 +256,8 @@ BEGIN
                                    ELSE p.incomplete_since END
      WHERE p.projection_name = set_projection_enabled.name;
     IF NOT FOUND THEN
-        PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', set_projection_enabled.name),
-            jsonb_build_object('projection', set_projection_enabled.name));
+        IF annals_internal.raise_error('ST404', format('projection %L does not exist', set_projection_enabled.name),
+            jsonb_build_object('projection', set_projection_enabled.name)) IS NULL THEN END IF;
     END IF;
     PERFORM annals_internal.sync_dispatch_trigger();
 END
@@ -281,9 +281,9 @@ AS $$
 BEGIN
     DELETE FROM annals_internal.projections AS p WHERE p.projection_name = drop_projection.name;
     IF NOT FOUND THEN
-        PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', drop_projection.name),
+        IF annals_internal.raise_error('ST404', format('projection %L does not exist', drop_projection.name),
             jsonb_build_object('projection', drop_projection.name),
-            'Check the name: annals.projections lists the registered projections.');
+            'Check the name: annals.projections lists the registered projections.') IS NULL THEN END IF;
     END IF;
     DELETE FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = annals_internal.projection_subscription(drop_projection.name);

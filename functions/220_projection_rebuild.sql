@@ -278,13 +278,13 @@ DECLARE
     v_failed  annals.event;
 BEGIN
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
-        PERFORM annals_internal.raise_invalid('batch_size', 'must be >= 1');
+        IF annals_internal.raise_invalid('batch_size', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     PERFORM annals_internal.rebuild_lock_timeout();  -- a bad annals.rebuild_lock_timeout fails now, not at the end
     SELECT * INTO v_proj FROM annals_internal.projections AS p WHERE p.projection_name = rebuild_projection.name;
     IF NOT FOUND THEN
-        PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', rebuild_projection.name),
-            jsonb_build_object('projection', rebuild_projection.name));
+        IF annals_internal.raise_error('ST404', format('projection %L does not exist', rebuild_projection.name),
+            jsonb_build_object('projection', rebuild_projection.name)) IS NULL THEN END IF;
     END IF;
     -- Waits for appends that are applying this projection right now; later ones skip it. Held at
     -- session level and released before returning (or failing): at commit PostgreSQL releases

@@ -64,8 +64,8 @@ BEGIN
         v_attempt := NULL;
     END;
     IF v_attempt IS NULL OR v_attempt < interval '1 millisecond' OR v_attempt > interval '1 hour' THEN
-        PERFORM annals_internal.raise_invalid('annals.rebuild_lock_timeout',
-            format('%L is not a duration from 1ms to 1h, such as 50ms', v_text));
+        IF annals_internal.raise_invalid('annals.rebuild_lock_timeout',
+            format('%L is not a duration from 1ms to 1h, such as 50ms', v_text)) IS NULL THEN END IF;
     END IF;
     RETURN v_attempt;
 END

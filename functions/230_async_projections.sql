@@ -29,7 +29,7 @@ DECLARE
     v_up     text[] := annals_internal.types_to_upcast();
 BEGIN
     IF run_async_projections.max_events IS NULL OR run_async_projections.max_events < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_events', 'must be >= 1');
+        IF annals_internal.raise_invalid('max_events', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     FOR p IN SELECT * FROM annals_internal.projections AS pr
               WHERE pr.mode = 'async' AND pr.enabled ORDER BY pr.projection_name LOOP

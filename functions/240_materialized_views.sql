@@ -19,30 +19,30 @@ DECLARE
     v_new   boolean;
 BEGIN
     IF register_view.view IS NULL THEN
-        PERFORM annals_internal.raise_invalid('view', 'must name a materialized view');
+        IF annals_internal.raise_invalid('view', 'must name a materialized view') IS NULL THEN END IF;
     END IF;
     IF register_view.refresh_interval IS NULL OR register_view.refresh_interval < interval '0' THEN
-        PERFORM annals_internal.raise_invalid('refresh_interval', 'must be a non-negative interval');
+        IF annals_internal.raise_invalid('refresh_interval', 'must be a non-negative interval') IS NULL THEN END IF;
     END IF;
     SELECT c.relkind, c.relowner::regrole INTO v_kind, v_owner FROM pg_catalog.pg_class AS c WHERE c.oid = register_view.view;
     IF v_kind <> 'm' THEN
-        PERFORM annals_internal.raise_invalid('view', format('%s is not a materialized view', register_view.view));
+        IF annals_internal.raise_invalid('view', format('%s is not a materialized view', register_view.view)) IS NULL THEN END IF;
     END IF;
     -- REFRESH ... CONCURRENTLY needs a unique index on plain columns, without a WHERE clause.
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_index AS i
                     WHERE i.indrelid = register_view.view AND i.indisunique AND i.indisvalid
                       AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
-        PERFORM annals_internal.raise_invalid('view',
+        IF annals_internal.raise_invalid('view',
             format('%s has no unique index on plain columns without a WHERE clause, so it cannot be refreshed CONCURRENTLY; create one, e.g. CREATE UNIQUE INDEX ON %s (key columns)',
-                   register_view.view, register_view.view));
+                   register_view.view, register_view.view)) IS NULL THEN END IF;
     END IF;
     IF NOT pg_has_role('annals_owner', v_owner, 'MEMBER') THEN
-        PERFORM annals_internal.raise_invalid('view',
+        IF annals_internal.raise_invalid('view',
             format('%s is owned by %s; only its owner may refresh it: ALTER MATERIALIZED VIEW %s OWNER TO annals_owner',
-                   register_view.view, v_owner, register_view.view));
+                   register_view.view, v_owner, register_view.view)) IS NULL THEN END IF;
     END IF;
     IF annals_internal.view_trust_problem(register_view.view) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('view', annals_internal.view_trust_problem(register_view.view));
+        IF annals_internal.raise_invalid('view', annals_internal.view_trust_problem(register_view.view)) IS NULL THEN END IF;
     END IF;
     INSERT INTO annals_internal.materialized_views AS m (view_name, refresh_interval, registered_at)
     VALUES (register_view.view, register_view.refresh_interval, clock_timestamp())

@@ -25,24 +25,24 @@ DECLARE
     v_current bigint;
     v_saved   boolean;
 BEGIN
-    PERFORM annals_internal.check_stream_id(save_snapshot.stream_id);
+    IF annals_internal.check_stream_id(save_snapshot.stream_id) IS NULL THEN END IF;
     IF annals_internal.name_problem(save_snapshot.snapshot_type, 256) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('snapshot_type', annals_internal.name_problem(save_snapshot.snapshot_type, 256));
+        IF annals_internal.raise_invalid('snapshot_type', annals_internal.name_problem(save_snapshot.snapshot_type, 256)) IS NULL THEN END IF;
     END IF;
     IF save_snapshot.schema_version IS NULL OR save_snapshot.schema_version < 1 THEN
-        PERFORM annals_internal.raise_invalid('schema_version', 'must be >= 1');
+        IF annals_internal.raise_invalid('schema_version', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     IF save_snapshot.stream_version IS NULL OR save_snapshot.stream_version < 1 THEN
-        PERFORM annals_internal.raise_invalid('stream_version', 'must be >= 1');
+        IF annals_internal.raise_invalid('stream_version', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     IF save_snapshot.state IS NULL OR jsonb_typeof(save_snapshot.state) = 'null' THEN
-        PERFORM annals_internal.raise_invalid('state', 'must be a JSON value, not null');
+        IF annals_internal.raise_invalid('state', 'must be a JSON value, not null') IS NULL THEN END IF;
     END IF;
     SELECT s.stream_version INTO v_current FROM annals_internal.streams AS s WHERE s.stream_id = save_snapshot.stream_id;
     IF save_snapshot.stream_version > coalesce(v_current, 0) THEN
-        PERFORM annals_internal.raise_invalid('stream_version',
+        IF annals_internal.raise_invalid('stream_version',
             format('snapshot at version %s is ahead of stream %L at version %s', save_snapshot.stream_version,
-                   save_snapshot.stream_id, coalesce(v_current, 0)));
+                   save_snapshot.stream_id, coalesce(v_current, 0))) IS NULL THEN END IF;
     END IF;
     INSERT INTO annals_internal.snapshots AS s (stream_id, snapshot_type, schema_version, stream_version, state, saved_at)
     VALUES (save_snapshot.stream_id, save_snapshot.snapshot_type, save_snapshot.schema_version,
@@ -76,9 +76,9 @@ ROWS 1
 AS $$
 #variable_conflict use_column
 BEGIN
-    PERFORM annals_internal.check_stream_id(load_snapshot.stream_id);
+    IF annals_internal.check_stream_id(load_snapshot.stream_id) IS NULL THEN END IF;
     IF load_snapshot.schema_version IS NULL OR load_snapshot.schema_version < 1 THEN
-        PERFORM annals_internal.raise_invalid('schema_version', 'must be >= 1');
+        IF annals_internal.raise_invalid('schema_version', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     -- A snapshot in another schema, or ahead of the stream (a restore from an older backup of the
     -- events than of the snapshots), is not trusted: the caller replays instead.

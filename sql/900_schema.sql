@@ -132,11 +132,11 @@ BEGIN
     PERFORM annals_internal.check_subscription(ack_subscription.subscription, ack_subscription.member);
     IF ack_subscription.expected_transaction IS NULL OR ack_subscription.expected_position IS NULL
        OR ack_subscription.new_transaction IS NULL OR ack_subscription.new_position IS NULL THEN
-        PERFORM annals_internal.raise_invalid('new_transaction', 'checkpoints must not be null');
+        IF annals_internal.raise_invalid('new_transaction', 'checkpoints must not be null') IS NULL THEN END IF;
     END IF;
     IF (ack_subscription.new_transaction, ack_subscription.new_position)
        <= (ack_subscription.expected_transaction, ack_subscription.expected_position) THEN
-        PERFORM annals_internal.raise_invalid('new_position', 'a checkpoint only moves forward; use annals.reset_subscription to move it back');
+        IF annals_internal.raise_invalid('new_position', 'a checkpoint only moves forward; use annals.reset_subscription to move it back') IS NULL THEN END IF;
     END IF;
 
     SELECT * INTO v_cp FROM annals_internal.subscription_checkpoints AS c
@@ -144,15 +144,15 @@ BEGIN
        FOR UPDATE;
     IF v_cp.lease_holder IS NOT NULL AND v_cp.lease_expires_at > clock_timestamp()
        AND v_cp.lease_holder IS DISTINCT FROM ack_subscription.consumer THEN
-        PERFORM annals_internal.raise_error('ST423',
+        IF annals_internal.raise_error('ST423',
             format('subscription %L member %s is leased to %L until %s', ack_subscription.subscription,
                    ack_subscription.member, v_cp.lease_holder, v_cp.lease_expires_at),
             jsonb_build_object('subscription', ack_subscription.subscription, 'member', ack_subscription.member,
-                               'lease_holder', v_cp.lease_holder, 'lease_expires_at', v_cp.lease_expires_at));
+                               'lease_holder', v_cp.lease_holder, 'lease_expires_at', v_cp.lease_expires_at)) IS NULL THEN END IF;
     END IF;
     IF (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
        IS DISTINCT FROM (ack_subscription.expected_transaction, ack_subscription.expected_position) THEN
-        PERFORM annals_internal.raise_error('ST409',
+        IF annals_internal.raise_error('ST409',
             format('subscription %L member %s is at (%s, %s), not at the expected (%s, %s)',
                    ack_subscription.subscription, ack_subscription.member,
                    v_cp.checkpoint_transaction, v_cp.checkpoint_position,
@@ -160,7 +160,7 @@ BEGIN
             jsonb_build_object('subscription', ack_subscription.subscription, 'member', ack_subscription.member,
                                'expected', jsonb_build_array(ack_subscription.expected_transaction::text, ack_subscription.expected_position),
                                'actual', jsonb_build_array(v_cp.checkpoint_transaction::text, v_cp.checkpoint_position)),
-            'Another consumer acknowledged first: drop this batch''s work and read again.');
+            'Another consumer acknowledged first: drop this batch''s work and read again.') IS NULL THEN END IF;
     END IF;
     UPDATE annals_internal.subscription_checkpoints AS c
        SET checkpoint_transaction = ack_subscription.new_transaction,
@@ -196,10 +196,10 @@ DECLARE
 BEGIN
     PERFORM annals_internal.check_subscription(acquire_lease.subscription, acquire_lease.member);
     IF acquire_lease.consumer IS NULL OR acquire_lease.consumer = '' THEN
-        PERFORM annals_internal.raise_invalid('consumer', 'must be a non-empty consumer name');
+        IF annals_internal.raise_invalid('consumer', 'must be a non-empty consumer name') IS NULL THEN END IF;
     END IF;
     IF acquire_lease.lease_seconds IS NULL OR acquire_lease.lease_seconds NOT BETWEEN 1 AND 86400 THEN
-        PERFORM annals_internal.raise_invalid('lease_seconds', 'must be between 1 and 86400');
+        IF annals_internal.raise_invalid('lease_seconds', 'must be between 1 and 86400') IS NULL THEN END IF;
     END IF;
     UPDATE annals_internal.subscription_checkpoints AS c
        SET lease_holder = acquire_lease.consumer,
@@ -254,16 +254,16 @@ BEGIN
     -- query; the PERFORM only runs to raise the right error.
     IF NOT annals_internal.is_valid_stream_id(append_events.stream_id)
        OR left(append_events.stream_id, 1) = '$' THEN
-        PERFORM annals_internal.check_stream_id(append_events.stream_id);
+        IF annals_internal.check_stream_id(append_events.stream_id) IS NULL THEN END IF;
     END IF;
     IF append_events.expected_version < -1 THEN
-        PERFORM annals_internal.raise_invalid('expected_version',
-            'must be NULL (any), -1 (stream exists), 0 (no stream) or a version >= 1, got ' || append_events.expected_version);
+        IF annals_internal.raise_invalid('expected_version',
+            'must be NULL (any), -1 (stream exists), 0 (no stream) or a version >= 1, got ' || append_events.expected_version) IS NULL THEN END IF;
     END IF;
     IF append_events.events IS NULL THEN
-        PERFORM annals_internal.raise_invalid('events', 'must not be null');
+        IF annals_internal.raise_invalid('events', 'must not be null') IS NULL THEN END IF;
     ELSIF jsonb_typeof(append_events.events) <> 'array' THEN
-        PERFORM annals_internal.raise_invalid('events', 'must be a JSON array of event objects, got ' || jsonb_typeof(append_events.events));
+        IF annals_internal.raise_invalid('events', 'must be a JSON array of event objects, got ' || jsonb_typeof(append_events.events)) IS NULL THEN END IF;
     END IF;
 
     -- One pass over the batch. Only the first invalid event's index is kept: the problem itself
@@ -286,29 +286,29 @@ BEGIN
     END IF;
 
     IF v_count > v_max_events THEN
-        PERFORM annals_internal.raise_error('ST413',
+        IF annals_internal.raise_error('ST413',
             format('batch of %s events is over the limit of %s', v_count, v_max_events),
             jsonb_build_object('limit', v_max_events, 'actual', v_count, 'setting', 'max_batch_events'),
-            'Split the batch, or raise the limit with annals.configure(max_batch_events => ...).');
+            'Split the batch, or raise the limit with annals.configure(max_batch_events => ...).') IS NULL THEN END IF;
     END IF;
     IF pg_column_size(append_events.events) > v_max_bytes THEN
-        PERFORM annals_internal.raise_error('ST413',
+        IF annals_internal.raise_error('ST413',
             format('batch of %s bytes is over the limit of %s', pg_column_size(append_events.events), v_max_bytes),
             jsonb_build_object('limit', v_max_bytes, 'actual', pg_column_size(append_events.events), 'setting', 'max_batch_bytes'),
-            'Split the batch, or raise the limit with annals.configure(max_batch_bytes => ...).');
+            'Split the batch, or raise the limit with annals.configure(max_batch_bytes => ...).') IS NULL THEN END IF;
     END IF;
     IF v_problem IS NOT NULL THEN
         IF v_problem ->> 'code' = 'ST413' THEN
-            PERFORM annals_internal.raise_error('ST413',
+            IF annals_internal.raise_error('ST413',
                 format('%s is %s bytes, over the limit of %s', v_problem ->> 'argument', v_problem ->> 'actual', v_problem ->> 'limit'),
                 (v_problem - 'code') || '{"setting": "max_event_bytes"}',
-                'Store large payloads elsewhere and reference them, or raise annals.configure(max_event_bytes => ...).');
+                'Store large payloads elsewhere and reference them, or raise annals.configure(max_event_bytes => ...).') IS NULL THEN END IF;
         ELSIF v_problem ->> 'code' = 'ST403' THEN
-            PERFORM annals_internal.raise_error('ST403',
+            IF annals_internal.raise_error('ST403',
                 format('%s is reserved: %s', v_problem ->> 'argument', v_problem ->> 'reason'),
-                jsonb_build_object('argument', v_problem ->> 'argument'));
+                jsonb_build_object('argument', v_problem ->> 'argument')) IS NULL THEN END IF;
         ELSE
-            PERFORM annals_internal.raise_invalid(v_problem ->> 'argument', v_problem ->> 'reason');
+            IF annals_internal.raise_invalid(v_problem ->> 'argument', v_problem ->> 'reason') IS NULL THEN END IF;
         END IF;
     END IF;
     IF v_distinct < v_with_id THEN
@@ -318,7 +318,7 @@ BEGIN
          GROUP BY (x.ev ->> 'id')::uuid
         HAVING count(*) > 1
          LIMIT 1;
-        PERFORM annals_internal.raise_invalid('events', 'event id ' || v_duplicate || ' appears more than once in the batch');
+        IF annals_internal.raise_invalid('events', 'event id ' || v_duplicate || ' appears more than once in the batch') IS NULL THEN END IF;
     END IF;
 
     -- Serialize appends to this stream before writing anything: the transaction id assigned
@@ -335,9 +335,9 @@ BEGIN
     v_current := coalesce(v_current, 0);
 
     IF v_state = 'deleted' THEN
-        PERFORM annals_internal.raise_error('ST410', format('stream %L is deleted', append_events.stream_id),
+        IF annals_internal.raise_error('ST410', format('stream %L is deleted', append_events.stream_id),
             jsonb_build_object('stream_id', append_events.stream_id),
-            'A deleted stream accepts no more events; its history stays readable.');
+            'A deleted stream accepts no more events; its history stays readable.') IS NULL THEN END IF;
     END IF;
     IF append_events.expected_version = -1 AND v_current = 0
        OR append_events.expected_version >= 0 AND append_events.expected_version <> v_current THEN
@@ -444,13 +444,13 @@ DECLARE
     v_settings jsonb;
 BEGIN
     IF max_event_bytes < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_event_bytes', 'must be >= 1');
+        IF annals_internal.raise_invalid('max_event_bytes', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     IF max_batch_events < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_batch_events', 'must be >= 1');
+        IF annals_internal.raise_invalid('max_batch_events', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     IF max_batch_bytes < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_batch_bytes', 'must be >= 1');
+        IF annals_internal.raise_invalid('max_batch_bytes', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     UPDATE annals_internal.settings AS s
            SET max_event_bytes  = coalesce(configure.max_event_bytes, s.max_event_bytes),
@@ -499,17 +499,17 @@ DECLARE
     v_now      timestamptz := clock_timestamp();
 BEGIN
     IF annals_internal.name_problem(create_subscription.subscription, 256) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('subscription', annals_internal.name_problem(create_subscription.subscription, 256));
+        IF annals_internal.raise_invalid('subscription', annals_internal.name_problem(create_subscription.subscription, 256)) IS NULL THEN END IF;
     END IF;
-    PERFORM annals_internal.check_subscription_name(create_subscription.subscription);
+    IF annals_internal.check_subscription_name(create_subscription.subscription) IS NULL THEN END IF;
     IF create_subscription.start_from IS NULL OR create_subscription.start_from NOT IN ('beginning', 'now') THEN
-        PERFORM annals_internal.raise_invalid('start_from', 'must be ''beginning'' or ''now''');
+        IF annals_internal.raise_invalid('start_from', 'must be ''beginning'' or ''now''') IS NULL THEN END IF;
     END IF;
     IF create_subscription.group_size IS NULL OR create_subscription.group_size NOT BETWEEN 1 AND 1024 THEN
-        PERFORM annals_internal.raise_invalid('group_size', 'must be between 1 and 1024');
+        IF annals_internal.raise_invalid('group_size', 'must be between 1 and 1024') IS NULL THEN END IF;
     END IF;
     IF cardinality(create_subscription.event_types) = 0 OR cardinality(create_subscription.categories) = 0 THEN
-        PERFORM annals_internal.raise_invalid('event_types', 'filters must be NULL (everything) or non-empty arrays');
+        IF annals_internal.raise_invalid('event_types', 'filters must be NULL (everything) or non-empty arrays') IS NULL THEN END IF;
     END IF;
 
     SELECT * INTO v_existing FROM annals_internal.subscriptions AS s
@@ -520,8 +520,8 @@ BEGIN
            AND v_existing.group_size = create_subscription.group_size THEN
             RETURN false;  -- already there, same settings: creating is idempotent
         END IF;
-        PERFORM annals_internal.raise_invalid('subscription',
-            format('subscription %L exists with other filters or group size; drop it first', create_subscription.subscription));
+        IF annals_internal.raise_invalid('subscription',
+            format('subscription %L exists with other filters or group size; drop it first', create_subscription.subscription)) IS NULL THEN END IF;
     END IF;
 
     -- 'now' starts at the feed barrier: everything already below it is skipped.
@@ -564,10 +564,10 @@ DECLARE
     v_current bigint;
     v_state   text;
 BEGIN
-    PERFORM annals_internal.check_stream_id(delete_stream.stream_id);
+    IF annals_internal.check_stream_id(delete_stream.stream_id) IS NULL THEN END IF;
     IF delete_stream.expected_version < -1 THEN
-        PERFORM annals_internal.raise_invalid('expected_version',
-            'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || delete_stream.expected_version);
+        IF annals_internal.raise_invalid('expected_version',
+            'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || delete_stream.expected_version) IS NULL THEN END IF;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended(delete_stream.stream_id, 0));
 
@@ -575,16 +575,16 @@ BEGIN
       FROM annals_internal.streams AS s
      WHERE s.stream_id = delete_stream.stream_id;
     IF v_state = 'deleted' THEN
-        PERFORM annals_internal.raise_error('ST410', format('stream %L is already deleted', delete_stream.stream_id),
-            jsonb_build_object('stream_id', delete_stream.stream_id));
+        IF annals_internal.raise_error('ST410', format('stream %L is already deleted', delete_stream.stream_id),
+            jsonb_build_object('stream_id', delete_stream.stream_id)) IS NULL THEN END IF;
     END IF;
     IF v_current IS NULL OR delete_stream.expected_version > 0 AND delete_stream.expected_version <> v_current
        OR delete_stream.expected_version = 0 THEN
-        PERFORM annals_internal.raise_error('ST409',
+        IF annals_internal.raise_error('ST409',
             format('cannot delete stream %L: expected version %s, actual %s', delete_stream.stream_id,
                    coalesce(delete_stream.expected_version::text, 'any'), coalesce(v_current, 0)),
             jsonb_build_object('stream_id', delete_stream.stream_id,
-                               'expected', delete_stream.expected_version, 'actual', coalesce(v_current, 0)));
+                               'expected', delete_stream.expected_version, 'actual', coalesce(v_current, 0))) IS NULL THEN END IF;
     END IF;
 
     UPDATE annals_internal.streams AS s
@@ -619,9 +619,9 @@ CREATE FUNCTION annals.drop_projection(name text) RETURNS boolean
 BEGIN
     DELETE FROM annals_internal.projections AS p WHERE p.projection_name = drop_projection.name;
     IF NOT FOUND THEN
-        PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', drop_projection.name),
+        IF annals_internal.raise_error('ST404', format('projection %L does not exist', drop_projection.name),
             jsonb_build_object('projection', drop_projection.name),
-            'Check the name: annals.projections lists the registered projections.');
+            'Check the name: annals.projections lists the registered projections.') IS NULL THEN END IF;
     END IF;
     DELETE FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = annals_internal.projection_subscription(drop_projection.name);
@@ -663,12 +663,12 @@ CREATE FUNCTION annals.drop_subscription(subscription text) RETURNS boolean
     SET jit TO 'off'
     AS $$
 BEGIN
-    PERFORM annals_internal.check_subscription_name(drop_subscription.subscription);
+    IF annals_internal.check_subscription_name(drop_subscription.subscription) IS NULL THEN END IF;
     DELETE FROM annals_internal.subscriptions AS s WHERE s.subscription_name = drop_subscription.subscription;
     IF NOT FOUND THEN
-        PERFORM annals_internal.raise_error('ST404', format('subscription %L does not exist', drop_subscription.subscription),
+        IF annals_internal.raise_error('ST404', format('subscription %L does not exist', drop_subscription.subscription),
             jsonb_build_object('subscription', drop_subscription.subscription),
-            'Check the name: annals.subscription_status lists the subscriptions.');
+            'Check the name: annals.subscription_status lists the subscriptions.') IS NULL THEN END IF;
     END IF;
     RETURN true;
 END
@@ -784,11 +784,11 @@ CREATE FUNCTION annals.list_streams(category text DEFAULT NULL::text, after_stre
     AS $$
 BEGIN
     IF list_streams.max_count IS NULL OR list_streams.max_count NOT BETWEEN 1 AND 10000 THEN
-        PERFORM annals_internal.raise_invalid('max_count',
-            'must be between 1 and 10000, got ' || coalesce(list_streams.max_count::text, 'NULL'));
+        IF annals_internal.raise_invalid('max_count',
+            'must be between 1 and 10000, got ' || coalesce(list_streams.max_count::text, 'NULL')) IS NULL THEN END IF;
     END IF;
     IF list_streams.category IS NOT NULL AND annals_internal.category_problem(list_streams.category) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('category', annals_internal.category_problem(list_streams.category));
+        IF annals_internal.raise_invalid('category', annals_internal.category_problem(list_streams.category)) IS NULL THEN END IF;
     END IF;
     IF list_streams.category IS NULL THEN
         RETURN QUERY
@@ -832,9 +832,9 @@ CREATE FUNCTION annals.load_snapshot(stream_id text, snapshot_type text, schema_
     AS $$
 #variable_conflict use_column
 BEGIN
-    PERFORM annals_internal.check_stream_id(load_snapshot.stream_id);
+    IF annals_internal.check_stream_id(load_snapshot.stream_id) IS NULL THEN END IF;
     IF load_snapshot.schema_version IS NULL OR load_snapshot.schema_version < 1 THEN
-        PERFORM annals_internal.raise_invalid('schema_version', 'must be >= 1');
+        IF annals_internal.raise_invalid('schema_version', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     -- A snapshot in another schema, or ahead of the stream (a restore from an older backup of the
     -- events than of the snapshots), is not trusted: the caller replays instead.
@@ -877,8 +877,8 @@ BEGIN
     SELECT * INTO v_event FROM annals_internal.events AS e
      WHERE e.stream_id = park_event.stream_id AND e.stream_version = park_event.stream_version;
     IF NOT FOUND THEN
-        PERFORM annals_internal.raise_invalid('stream_version',
-            format('stream %L has no event at version %s', park_event.stream_id, park_event.stream_version));
+        IF annals_internal.raise_invalid('stream_version',
+            format('stream %L has no event at version %s', park_event.stream_id, park_event.stream_version)) IS NULL THEN END IF;
     END IF;
     INSERT INTO annals_internal.dead_letters AS d
            (subscription_name, member, stream_id, stream_version, global_position, transaction_id,
@@ -966,14 +966,14 @@ DECLARE
     v_up   text[] := CASE WHEN read_category.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     IF annals_internal.category_problem(read_category.category) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('category', annals_internal.category_problem(read_category.category));
+        IF annals_internal.raise_invalid('category', annals_internal.category_problem(read_category.category)) IS NULL THEN END IF;
     END IF;
     PERFORM annals_internal.check_feed_args(read_category.after_transaction, read_category.after_position, read_category.max_count);
     IF read_category.consumer_size IS NULL OR read_category.consumer_size NOT BETWEEN 1 AND 1024 THEN
-        PERFORM annals_internal.raise_invalid('consumer_size', 'must be between 1 and 1024');
+        IF annals_internal.raise_invalid('consumer_size', 'must be between 1 and 1024') IS NULL THEN END IF;
     END IF;
     IF read_category.consumer_member IS NULL OR read_category.consumer_member NOT BETWEEN 0 AND read_category.consumer_size - 1 THEN
-        PERFORM annals_internal.raise_invalid('consumer_member', 'must be between 0 and consumer_size - 1');
+        IF annals_internal.raise_invalid('consumer_member', 'must be between 0 and consumer_size - 1') IS NULL THEN END IF;
     END IF;
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
@@ -1058,10 +1058,10 @@ DECLARE
     v_up text[] := CASE WHEN read_event.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     IF read_event.event_id IS NULL THEN
-        PERFORM annals_internal.raise_invalid('event_id', 'must not be null');
+        IF annals_internal.raise_invalid('event_id', 'must not be null') IS NULL THEN END IF;
     END IF;
     IF read_event.raw IS NULL THEN
-        PERFORM annals_internal.raise_invalid('raw', 'must not be null');
+        IF annals_internal.raise_invalid('raw', 'must not be null') IS NULL THEN END IF;
     END IF;
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
@@ -1095,10 +1095,10 @@ CREATE FUNCTION annals.read_stream(stream_id text, from_version bigint DEFAULT N
 DECLARE
     v_up text[] := CASE WHEN read_stream.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
-    PERFORM annals_internal.check_stream_id(read_stream.stream_id);
+    IF annals_internal.check_stream_id(read_stream.stream_id) IS NULL THEN END IF;
     PERFORM annals_internal.check_page(read_stream.from_version, read_stream.max_count);
     IF read_stream.backwards IS NULL THEN
-        PERFORM annals_internal.raise_invalid('backwards', 'must not be null');
+        IF annals_internal.raise_invalid('backwards', 'must not be null') IS NULL THEN END IF;
     END IF;
 
     IF NOT read_stream.backwards THEN
@@ -1149,13 +1149,13 @@ DECLARE
     v_to bigint;
     v_up text[] := CASE WHEN read_stream_as_of.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
-    PERFORM annals_internal.check_stream_id(read_stream_as_of.stream_id);
+    IF annals_internal.check_stream_id(read_stream_as_of.stream_id) IS NULL THEN END IF;
     PERFORM annals_internal.check_page(read_stream_as_of.from_version, read_stream_as_of.max_count);
     IF (read_stream_as_of.as_of_version IS NULL) = (read_stream_as_of.as_of_time IS NULL) THEN
-        PERFORM annals_internal.raise_invalid('as_of_version', 'give exactly one of as_of_version and as_of_time');
+        IF annals_internal.raise_invalid('as_of_version', 'give exactly one of as_of_version and as_of_time') IS NULL THEN END IF;
     END IF;
     IF read_stream_as_of.as_of_version < 0 THEN
-        PERFORM annals_internal.raise_invalid('as_of_version', 'must be >= 0, got ' || read_stream_as_of.as_of_version);
+        IF annals_internal.raise_invalid('as_of_version', 'must be >= 0, got ' || read_stream_as_of.as_of_version) IS NULL THEN END IF;
     END IF;
 
     IF read_stream_as_of.as_of_time IS NOT NULL THEN
@@ -1207,7 +1207,7 @@ DECLARE
 BEGIN
     v_size := annals_internal.check_subscription(read_subscription.subscription, read_subscription.member);
     IF read_subscription.max_count IS NULL OR read_subscription.max_count < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_count', 'must be >= 1');
+        IF annals_internal.raise_invalid('max_count', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     SELECT * INTO v_sub FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = read_subscription.subscription;
@@ -1286,11 +1286,11 @@ BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger AS g
                 WHERE g.evtname = 'annals_history_guard' AND g.evtenabled <> 'D')
        AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user) THEN
-        PERFORM annals_internal.raise_error('ST401',
+        IF annals_internal.raise_error('ST401',
             'annals.rebase_transaction_ids refused: it re-stamps stored events with their append-only trigger disabled, which only a superuser may do where the history guard is installed',
             jsonb_build_object('operation', 'rebase_transaction_ids',
                                'objects', jsonb_build_array('trigger events_append_only on annals_internal.events'), 'changed', 1),
-            'Run SELECT annals.rebase_transaction_ids() as a superuser.');
+            'Run SELECT annals.rebase_transaction_ids() as a superuser.') IS NULL THEN END IF;
     END IF;
 
     FOR part IN SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits AS i
@@ -1394,13 +1394,13 @@ DECLARE
     v_failed  annals.event;
 BEGIN
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
-        PERFORM annals_internal.raise_invalid('batch_size', 'must be >= 1');
+        IF annals_internal.raise_invalid('batch_size', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     PERFORM annals_internal.rebuild_lock_timeout();  -- a bad annals.rebuild_lock_timeout fails now, not at the end
     SELECT * INTO v_proj FROM annals_internal.projections AS p WHERE p.projection_name = rebuild_projection.name;
     IF NOT FOUND THEN
-        PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', rebuild_projection.name),
-            jsonb_build_object('projection', rebuild_projection.name));
+        IF annals_internal.raise_error('ST404', format('projection %L does not exist', rebuild_projection.name),
+            jsonb_build_object('projection', rebuild_projection.name)) IS NULL THEN END IF;
     END IF;
     -- Waits for appends that are applying this projection right now; later ones skip it. Held at
     -- session level and released before returning (or failing): at commit PostgreSQL releases
@@ -1599,19 +1599,19 @@ DECLARE
     v_new boolean;
 BEGIN
     IF annals_internal.name_problem(register_event_alias.alias, 256) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('alias', annals_internal.name_problem(register_event_alias.alias, 256));
+        IF annals_internal.raise_invalid('alias', annals_internal.name_problem(register_event_alias.alias, 256)) IS NULL THEN END IF;
     END IF;
     IF annals_internal.name_problem(register_event_alias.event_type, 256) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_event_alias.event_type, 256));
+        IF annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_event_alias.event_type, 256)) IS NULL THEN END IF;
     END IF;
     IF register_event_alias.alias = register_event_alias.event_type THEN
-        PERFORM annals_internal.raise_invalid('alias', 'must differ from event_type');
+        IF annals_internal.raise_invalid('alias', 'must differ from event_type') IS NULL THEN END IF;
     END IF;
     IF EXISTS (SELECT FROM annals_internal.event_type_aliases AS a WHERE a.alias = register_event_alias.event_type) THEN
-        PERFORM annals_internal.raise_invalid('event_type', format('%s is itself an alias; point at the current name', register_event_alias.event_type));
+        IF annals_internal.raise_invalid('event_type', format('%s is itself an alias; point at the current name', register_event_alias.event_type)) IS NULL THEN END IF;
     END IF;
     IF EXISTS (SELECT FROM annals_internal.upcasters AS u WHERE u.event_type = register_event_alias.alias) THEN
-        PERFORM annals_internal.raise_invalid('alias', format('%s has upcasters registered; move them to %s first', register_event_alias.alias, register_event_alias.event_type));
+        IF annals_internal.raise_invalid('alias', format('%s has upcasters registered; move them to %s first', register_event_alias.alias, register_event_alias.event_type)) IS NULL THEN END IF;
     END IF;
     INSERT INTO annals_internal.event_type_aliases AS a (alias, event_type, registered_at)
     VALUES (register_event_alias.alias, register_event_alias.event_type, clock_timestamp())
@@ -1653,53 +1653,53 @@ DECLARE
     v_changed  boolean;
 BEGIN
     IF annals_internal.name_problem(register_projection.name, 128) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('name', annals_internal.name_problem(register_projection.name, 128));
+        IF annals_internal.raise_invalid('name', annals_internal.name_problem(register_projection.name, 128)) IS NULL THEN END IF;
     END IF;
     IF register_projection.mode IS NULL OR register_projection.mode NOT IN ('inline', 'async') THEN
-        PERFORM annals_internal.raise_invalid('mode', 'must be ''inline'' or ''async''');
+        IF annals_internal.raise_invalid('mode', 'must be ''inline'' or ''async''') IS NULL THEN END IF;
     END IF;
     v_call := annals_internal.check_callback(register_projection.handler, 'handler', 'annals.event[]', 'void',
                                         '(events annals.event[]) RETURNS void');
     IF register_projection.tables IS NULL OR cardinality(register_projection.tables) = 0 THEN
-        PERFORM annals_internal.raise_invalid('tables', 'name at least one table the projection owns');
+        IF annals_internal.raise_invalid('tables', 'name at least one table the projection owns') IS NULL THEN END IF;
     END IF;
     FOREACH v_table IN ARRAY register_projection.tables LOOP
         IF v_table IS NULL THEN
-            PERFORM annals_internal.raise_invalid('tables', 'must not contain NULL');
+            IF annals_internal.raise_invalid('tables', 'must not contain NULL') IS NULL THEN END IF;
         END IF;
         IF (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = v_table) NOT IN ('r', 'p') THEN
-            PERFORM annals_internal.raise_invalid('tables', format('%s is not a table', v_table));
+            IF annals_internal.raise_invalid('tables', format('%s is not a table', v_table)) IS NULL THEN END IF;
         END IF;
         -- One privilege per call: with a list, has_table_privilege is true when ANY is held.
         IF NOT (has_table_privilege('annals_owner', v_table, 'SELECT') AND has_table_privilege('annals_owner', v_table, 'INSERT')
                 AND has_table_privilege('annals_owner', v_table, 'UPDATE') AND has_table_privilege('annals_owner', v_table, 'DELETE')
                 AND has_schema_privilege('annals_owner',
                         (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = v_table), 'USAGE')) THEN
-            PERFORM annals_internal.raise_invalid('tables',
-                format('annals_owner needs SELECT, INSERT, UPDATE, DELETE on %s (rebuilds replace its rows); GRANT them, with USAGE on its schema', v_table));
+            IF annals_internal.raise_invalid('tables',
+                format('annals_owner needs SELECT, INSERT, UPDATE, DELETE on %s (rebuilds replace its rows); GRANT them, with USAGE on its schema', v_table)) IS NULL THEN END IF;
         END IF;
         IF annals_internal.table_trust_problem(v_table) IS NOT NULL THEN
-            PERFORM annals_internal.raise_invalid('tables', annals_internal.table_trust_problem(v_table));
+            IF annals_internal.raise_invalid('tables', annals_internal.table_trust_problem(v_table)) IS NULL THEN END IF;
         END IF;
         IF EXISTS (SELECT FROM annals_internal.projections AS p
                     WHERE v_table = ANY (p.tables) AND p.projection_name <> register_projection.name) THEN
-            PERFORM annals_internal.raise_invalid('tables', format('%s already belongs to another projection', v_table));
+            IF annals_internal.raise_invalid('tables', format('%s already belongs to another projection', v_table)) IS NULL THEN END IF;
         END IF;
     END LOOP;
     IF cardinality(register_projection.event_types) = 0 THEN
-        PERFORM annals_internal.raise_invalid('event_types', 'must be NULL (every type) or a non-empty array');
+        IF annals_internal.raise_invalid('event_types', 'must be NULL (every type) or a non-empty array') IS NULL THEN END IF;
     END IF;
     IF cardinality(register_projection.categories) = 0 THEN
-        PERFORM annals_internal.raise_invalid('categories', 'must be NULL (every category) or a non-empty array');
+        IF annals_internal.raise_invalid('categories', 'must be NULL (every category) or a non-empty array') IS NULL THEN END IF;
     END IF;
 
     SELECT * INTO v_existing FROM annals_internal.projections AS p WHERE p.projection_name = register_projection.name FOR UPDATE;
     -- An inline projection's tables already hold every event; an async one would start from its
     -- checkpoint and apply them all again. Switching is drop, register, rebuild.
     IF v_existing.mode IS DISTINCT FROM register_projection.mode AND v_existing.projection_name IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('mode',
+        IF annals_internal.raise_invalid('mode',
             format('projection %L is %s; to switch it to %s: SELECT annals.drop_projection(%L), register it again, then annals.rebuild_projection(%L)',
-                   register_projection.name, v_existing.mode, register_projection.mode, register_projection.name, register_projection.name));
+                   register_projection.name, v_existing.mode, register_projection.mode, register_projection.name, register_projection.name)) IS NULL THEN END IF;
     END IF;
     -- Called through a pin, by OID; the handler cannot be dropped while registered.
     v_call := annals_internal.pin_callback(register_projection.handler, annals_internal.handler_pin(register_projection.name),
@@ -1780,22 +1780,22 @@ DECLARE
     v_new  boolean;
 BEGIN
     IF annals_internal.name_problem(register_upcaster.event_type, 256) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_upcaster.event_type, 256));
+        IF annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_upcaster.event_type, 256)) IS NULL THEN END IF;
     END IF;
     IF EXISTS (SELECT FROM annals_internal.event_type_aliases AS a WHERE a.alias = register_upcaster.event_type) THEN
-        PERFORM annals_internal.raise_invalid('event_type',
+        IF annals_internal.raise_invalid('event_type',
             format('%s is an alias; register upcasters under the current name %s', register_upcaster.event_type,
-                   annals_internal.current_type(register_upcaster.event_type)));
+                   annals_internal.current_type(register_upcaster.event_type))) IS NULL THEN END IF;
     END IF;
     IF register_upcaster.from_version IS NULL OR register_upcaster.from_version < 1 THEN
-        PERFORM annals_internal.raise_invalid('from_version', 'must be >= 1');
+        IF annals_internal.raise_invalid('from_version', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     v_call := annals_internal.check_callback(register_upcaster.upcaster, 'upcaster', 'jsonb', 'jsonb',
                                         '(data jsonb) RETURNS jsonb');
     -- Every read runs it: it must give the same answer every time.
     IF (SELECT p.provolatile FROM pg_catalog.pg_proc AS p WHERE p.oid = register_upcaster.upcaster) = 'v' THEN
-        PERFORM annals_internal.raise_invalid('upcaster',
-            format('%s is VOLATILE; an upcaster must be IMMUTABLE (or STABLE) so every read sees the same shape', register_upcaster.upcaster));
+        IF annals_internal.raise_invalid('upcaster',
+            format('%s is VOLATILE; an upcaster must be IMMUTABLE (or STABLE) so every read sees the same shape', register_upcaster.upcaster)) IS NULL THEN END IF;
     END IF;
     -- Called through a pin, by OID; the upcaster cannot be dropped while registered.
     v_call := annals_internal.pin_callback(register_upcaster.upcaster,
@@ -1841,30 +1841,30 @@ DECLARE
     v_new   boolean;
 BEGIN
     IF register_view.view IS NULL THEN
-        PERFORM annals_internal.raise_invalid('view', 'must name a materialized view');
+        IF annals_internal.raise_invalid('view', 'must name a materialized view') IS NULL THEN END IF;
     END IF;
     IF register_view.refresh_interval IS NULL OR register_view.refresh_interval < interval '0' THEN
-        PERFORM annals_internal.raise_invalid('refresh_interval', 'must be a non-negative interval');
+        IF annals_internal.raise_invalid('refresh_interval', 'must be a non-negative interval') IS NULL THEN END IF;
     END IF;
     SELECT c.relkind, c.relowner::regrole INTO v_kind, v_owner FROM pg_catalog.pg_class AS c WHERE c.oid = register_view.view;
     IF v_kind <> 'm' THEN
-        PERFORM annals_internal.raise_invalid('view', format('%s is not a materialized view', register_view.view));
+        IF annals_internal.raise_invalid('view', format('%s is not a materialized view', register_view.view)) IS NULL THEN END IF;
     END IF;
     -- REFRESH ... CONCURRENTLY needs a unique index on plain columns, without a WHERE clause.
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_index AS i
                     WHERE i.indrelid = register_view.view AND i.indisunique AND i.indisvalid
                       AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
-        PERFORM annals_internal.raise_invalid('view',
+        IF annals_internal.raise_invalid('view',
             format('%s has no unique index on plain columns without a WHERE clause, so it cannot be refreshed CONCURRENTLY; create one, e.g. CREATE UNIQUE INDEX ON %s (key columns)',
-                   register_view.view, register_view.view));
+                   register_view.view, register_view.view)) IS NULL THEN END IF;
     END IF;
     IF NOT pg_has_role('annals_owner', v_owner, 'MEMBER') THEN
-        PERFORM annals_internal.raise_invalid('view',
+        IF annals_internal.raise_invalid('view',
             format('%s is owned by %s; only its owner may refresh it: ALTER MATERIALIZED VIEW %s OWNER TO annals_owner',
-                   register_view.view, v_owner, register_view.view));
+                   register_view.view, v_owner, register_view.view)) IS NULL THEN END IF;
     END IF;
     IF annals_internal.view_trust_problem(register_view.view) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('view', annals_internal.view_trust_problem(register_view.view));
+        IF annals_internal.raise_invalid('view', annals_internal.view_trust_problem(register_view.view)) IS NULL THEN END IF;
     END IF;
     INSERT INTO annals_internal.materialized_views AS m (view_name, refresh_interval, registered_at)
     VALUES (register_view.view, register_view.refresh_interval, clock_timestamp())
@@ -1930,7 +1930,7 @@ DECLARE
 BEGIN
     PERFORM annals_internal.check_subscription(reset_subscription.subscription, coalesce(reset_subscription.member, 0));
     IF reset_subscription.to_transaction IS NULL OR reset_subscription.to_position IS NULL OR reset_subscription.to_position < 0 THEN
-        PERFORM annals_internal.raise_invalid('to_position', 'the target checkpoint must be non-null with a position >= 0');
+        IF annals_internal.raise_invalid('to_position', 'the target checkpoint must be non-null with a position >= 0') IS NULL THEN END IF;
     END IF;
     UPDATE annals_internal.subscription_checkpoints AS c
        SET checkpoint_transaction = reset_subscription.to_transaction,
@@ -1965,7 +1965,7 @@ CREATE FUNCTION annals.resolve_dead_letter(dead_letter_id bigint, succeeded bool
     AS $$
 BEGIN
     IF resolve_dead_letter.succeeded IS NULL THEN
-        PERFORM annals_internal.raise_invalid('succeeded', 'must not be null');
+        IF annals_internal.raise_invalid('succeeded', 'must not be null') IS NULL THEN END IF;
     END IF;
     -- An async projection's dead letters are the projection's: a rebuild clears them.
     PERFORM annals_internal.check_subscription_name(d.subscription_name)
@@ -1978,8 +1978,8 @@ BEGIN
                              ELSE coalesce(resolve_dead_letter.last_error, d.last_error) END
      WHERE d.dead_letter_id = resolve_dead_letter.dead_letter_id;
     IF NOT FOUND THEN
-        PERFORM annals_internal.raise_error('ST404', format('dead letter %s does not exist', resolve_dead_letter.dead_letter_id),
-            jsonb_build_object('dead_letter_id', resolve_dead_letter.dead_letter_id));
+        IF annals_internal.raise_error('ST404', format('dead letter %s does not exist', resolve_dead_letter.dead_letter_id),
+            jsonb_build_object('dead_letter_id', resolve_dead_letter.dead_letter_id)) IS NULL THEN END IF;
     END IF;
 END
 $$;
@@ -2049,7 +2049,7 @@ DECLARE
     v_up     text[] := annals_internal.types_to_upcast();
 BEGIN
     IF run_async_projections.max_events IS NULL OR run_async_projections.max_events < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_events', 'must be >= 1');
+        IF annals_internal.raise_invalid('max_events', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     FOR p IN SELECT * FROM annals_internal.projections AS pr
               WHERE pr.mode = 'async' AND pr.enabled ORDER BY pr.projection_name LOOP
@@ -2136,24 +2136,24 @@ DECLARE
     v_current bigint;
     v_saved   boolean;
 BEGIN
-    PERFORM annals_internal.check_stream_id(save_snapshot.stream_id);
+    IF annals_internal.check_stream_id(save_snapshot.stream_id) IS NULL THEN END IF;
     IF annals_internal.name_problem(save_snapshot.snapshot_type, 256) IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('snapshot_type', annals_internal.name_problem(save_snapshot.snapshot_type, 256));
+        IF annals_internal.raise_invalid('snapshot_type', annals_internal.name_problem(save_snapshot.snapshot_type, 256)) IS NULL THEN END IF;
     END IF;
     IF save_snapshot.schema_version IS NULL OR save_snapshot.schema_version < 1 THEN
-        PERFORM annals_internal.raise_invalid('schema_version', 'must be >= 1');
+        IF annals_internal.raise_invalid('schema_version', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     IF save_snapshot.stream_version IS NULL OR save_snapshot.stream_version < 1 THEN
-        PERFORM annals_internal.raise_invalid('stream_version', 'must be >= 1');
+        IF annals_internal.raise_invalid('stream_version', 'must be >= 1') IS NULL THEN END IF;
     END IF;
     IF save_snapshot.state IS NULL OR jsonb_typeof(save_snapshot.state) = 'null' THEN
-        PERFORM annals_internal.raise_invalid('state', 'must be a JSON value, not null');
+        IF annals_internal.raise_invalid('state', 'must be a JSON value, not null') IS NULL THEN END IF;
     END IF;
     SELECT s.stream_version INTO v_current FROM annals_internal.streams AS s WHERE s.stream_id = save_snapshot.stream_id;
     IF save_snapshot.stream_version > coalesce(v_current, 0) THEN
-        PERFORM annals_internal.raise_invalid('stream_version',
+        IF annals_internal.raise_invalid('stream_version',
             format('snapshot at version %s is ahead of stream %L at version %s', save_snapshot.stream_version,
-                   save_snapshot.stream_id, coalesce(v_current, 0)));
+                   save_snapshot.stream_id, coalesce(v_current, 0))) IS NULL THEN END IF;
     END IF;
     INSERT INTO annals_internal.snapshots AS s (stream_id, snapshot_type, schema_version, stream_version, state, saved_at)
     VALUES (save_snapshot.stream_id, save_snapshot.snapshot_type, save_snapshot.schema_version,
@@ -2231,7 +2231,7 @@ CREATE FUNCTION annals.set_projection_enabled(name text, enabled boolean) RETURN
     AS $$
 BEGIN
     IF set_projection_enabled.enabled IS NULL THEN
-        PERFORM annals_internal.raise_invalid('enabled', 'must not be null');
+        IF annals_internal.raise_invalid('enabled', 'must not be null') IS NULL THEN END IF;
     END IF;
     -- updated_at keeps the time it was disabled; an inline projection enabled again missed what
     -- was appended since then, and is incomplete until rebuilt.
@@ -2244,8 +2244,8 @@ BEGIN
                                    ELSE p.incomplete_since END
      WHERE p.projection_name = set_projection_enabled.name;
     IF NOT FOUND THEN
-        PERFORM annals_internal.raise_error('ST404', format('projection %L does not exist', set_projection_enabled.name),
-            jsonb_build_object('projection', set_projection_enabled.name));
+        IF annals_internal.raise_error('ST404', format('projection %L does not exist', set_projection_enabled.name),
+            jsonb_build_object('projection', set_projection_enabled.name)) IS NULL THEN END IF;
     END IF;
     PERFORM annals_internal.sync_dispatch_trigger();
 END
@@ -2273,7 +2273,7 @@ CREATE FUNCTION annals.stream_info(stream_id text) RETURNS SETOF annals.stream
     SET jit TO 'off'
     AS $$
 BEGIN
-    PERFORM annals_internal.check_stream_id(stream_info.stream_id);
+    IF annals_internal.check_stream_id(stream_info.stream_id) IS NULL THEN END IF;
     RETURN QUERY
         SELECT s.stream_id, s.stream_version, s.created_at, s.updated_at, s.state
           FROM annals_internal.streams AS s
@@ -2302,7 +2302,7 @@ CREATE FUNCTION annals.stream_stats(stream_id text, OUT event_count bigint, OUT 
     SET jit TO 'off'
     AS $$
 BEGIN
-    PERFORM annals_internal.check_stream_id(stream_stats.stream_id);
+    IF annals_internal.check_stream_id(stream_stats.stream_id) IS NULL THEN END IF;
     SELECT count(*), coalesce(sum(pg_column_size(e.*)), 0)::bigint
       INTO stream_stats.event_count, stream_stats.size_bytes
       FROM annals_internal.events AS e
@@ -2331,9 +2331,9 @@ CREATE FUNCTION annals.stream_version_at(stream_id text, as_of timestamp with ti
     SET jit TO 'off'
     AS $$
 BEGIN
-    PERFORM annals_internal.check_stream_id(stream_version_at.stream_id);
+    IF annals_internal.check_stream_id(stream_version_at.stream_id) IS NULL THEN END IF;
     IF stream_version_at.as_of IS NULL THEN
-        PERFORM annals_internal.raise_invalid('as_of', 'must not be null');
+        IF annals_internal.raise_invalid('as_of', 'must not be null') IS NULL THEN END IF;
     END IF;
     RETURN annals_internal.version_at(stream_version_at.stream_id, stream_version_at.as_of);
 END
@@ -2662,7 +2662,7 @@ BEGIN
             AND e.stream_version <= append_replay.current_version;
 
     IF v_stored = 0 THEN
-        PERFORM annals_internal.raise_error('ST409',
+        IF annals_internal.raise_error('ST409',
             format('wrong expected version for stream %L: expected %s, actual %s',
                    append_replay.stream_id,
                    CASE append_replay.expected_version
@@ -2677,14 +2677,14 @@ BEGIN
                  THEN 'The stream has no events: check the stream id, or create the stream with expected version 0 (no stream).'
                  WHEN append_replay.expected_version = 0
                  THEN 'The stream already exists: load it and append at its version, or use another stream id.'
-                 ELSE 'Another append came first: load the stream again, decide again, and retry with its version.' END);
+                 ELSE 'Another append came first: load the stream again, decide again, and retry with its version.' END) IS NULL THEN END IF;
     END IF;
 
     IF v_changed IS NOT NULL THEN
-        PERFORM annals_internal.raise_error('ST412',
+        IF annals_internal.raise_error('ST412',
             format('event id %s is already stored in stream %L with different content', v_changed, append_replay.stream_id),
             jsonb_build_object('stream_id', append_replay.stream_id, 'event_id', v_changed),
-            'A retry must resend exactly the same events; a new event needs a new id.');
+            'A retry must resend exactly the same events; a new event needs a new id.') IS NULL THEN END IF;
     END IF;
 
     IF v_bases > 1 OR append_replay.expected_version >= 0 AND v_base <> append_replay.expected_version THEN
@@ -2697,19 +2697,19 @@ BEGIN
             OR v_bases > 1
          ORDER BY b.ord
          LIMIT 1;
-        PERFORM annals_internal.raise_error('ST412',
+        IF annals_internal.raise_error('ST412',
             format('event id %s is already stored in stream %L at another position', v_changed, append_replay.stream_id),
             jsonb_build_object('stream_id', append_replay.stream_id, 'event_id', v_changed),
-            'A retry must resend the same events in the same order with the same expected version.');
+            'A retry must resend the same events in the same order with the same expected version.') IS NULL THEN END IF;
     END IF;
 
     IF v_stored < v_total THEN
-        PERFORM annals_internal.raise_error('ST409',
+        IF annals_internal.raise_error('ST409',
             format('batch partly overlaps stream %L: %s of its %s event ids are already stored', append_replay.stream_id, v_stored, v_total),
             jsonb_build_object('stream_id', append_replay.stream_id,
                                'expected', append_replay.expected_version,
                                'actual', append_replay.current_version),
-            'Reload the stream: part of this batch was appended by another call.');
+            'Reload the stream: part of this batch was appended by another call.') IS NULL THEN END IF;
     END IF;
 
     -- Every id is stored, in order, contiguously, with the same content: a replay.
@@ -2822,10 +2822,10 @@ BEGIN
         EXIT WHEN NOT FOUND;
         EXECUTE format('SELECT %s($1)', v_call) INTO v_data USING v_data;
         IF jsonb_typeof(v_data) IS DISTINCT FROM 'object' THEN
-            PERFORM annals_internal.raise_error('ST500',
+            IF annals_internal.raise_error('ST500',
                 format('upcaster %s for %s version %s returned %s, not a JSON object', v_fn, v_type, v,
                        coalesce(jsonb_typeof(v_data), 'NULL')),
-                jsonb_build_object('event_type', v_type, 'from_version', v, 'upcaster', v_fn));
+                jsonb_build_object('event_type', v_type, 'from_version', v, 'upcaster', v_fn)) IS NULL THEN END IF;
         END IF;
         v := v + 1;
     END LOOP;
@@ -3010,33 +3010,33 @@ DECLARE
     v_proc pg_catalog.pg_proc%ROWTYPE;
 BEGIN
     IF check_callback.fn IS NULL THEN
-        PERFORM annals_internal.raise_invalid(check_callback.argument, 'must name a function ' || check_callback.signature);
+        IF annals_internal.raise_invalid(check_callback.argument, 'must name a function ' || check_callback.signature) IS NULL THEN END IF;
     END IF;
     SELECT * INTO v_proc FROM pg_catalog.pg_proc AS p WHERE p.oid = check_callback.fn;
     IF v_proc.prokind <> 'f' OR v_proc.pronargs <> 1 OR v_proc.proargtypes[0] <> check_callback.arg_type
        OR v_proc.prorettype <> check_callback.return_type OR v_proc.proretset THEN
-        PERFORM annals_internal.raise_invalid(check_callback.argument,
-            format('%s must have the signature %s', check_callback.fn, check_callback.signature));
+        IF annals_internal.raise_invalid(check_callback.argument,
+            format('%s must have the signature %s', check_callback.fn, check_callback.signature)) IS NULL THEN END IF;
     END IF;
     IF NOT has_function_privilege('annals_owner', check_callback.fn, 'EXECUTE')
        OR NOT has_schema_privilege('annals_owner', v_proc.pronamespace, 'USAGE') THEN
-        PERFORM annals_internal.raise_invalid(check_callback.argument,
+        IF annals_internal.raise_invalid(check_callback.argument,
             format('annals_owner cannot execute %s; GRANT EXECUTE ON FUNCTION %s TO annals_owner, with USAGE on its schema',
-                   check_callback.fn, check_callback.fn));
+                   check_callback.fn, check_callback.fn)) IS NULL THEN END IF;
     END IF;
     IF NOT annals_internal.trusted_role(v_proc.proowner) THEN
-        PERFORM annals_internal.raise_invalid(check_callback.argument,
+        IF annals_internal.raise_invalid(check_callback.argument,
             format('%s is owned by %s, who is not a member of annals_owner; since its owner could redefine it to run anything as annals_owner, ALTER FUNCTION %s OWNER TO annals_owner (or to a role that is a member of it)',
-                   check_callback.fn, v_proc.proowner::regrole, check_callback.fn));
+                   check_callback.fn, v_proc.proowner::regrole, check_callback.fn)) IS NULL THEN END IF;
     END IF;
     -- A schema's owner may drop what is in it; the pin below turns that into a DROP ... CASCADE
     -- that breaks appends, so the schema must be trusted as well.
     IF NOT annals_internal.trusted_role((SELECT n.nspowner FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace)) THEN
-        PERFORM annals_internal.raise_invalid(check_callback.argument,
+        IF annals_internal.raise_invalid(check_callback.argument,
             format('the schema of %s, %I, is owned by %s, who is not a member of annals_owner and could drop and replace the function; ALTER SCHEMA %I OWNER TO annals_owner (or move the function to a schema owned by a member)',
                    check_callback.fn, (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace),
                    (SELECT n.nspowner FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace)::regrole,
-                   (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace)));
+                   (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace))) IS NULL THEN END IF;
     END IF;
     RETURN format('%I.%I', (SELECT n.nspname FROM pg_catalog.pg_namespace AS n WHERE n.oid = v_proc.pronamespace), v_proc.proname);
 END
@@ -3062,13 +3062,13 @@ CREATE FUNCTION annals_internal.check_feed_args(after_transaction xid8, after_po
     AS $$
 BEGIN
     IF check_feed_args.after_transaction IS NULL THEN
-        PERFORM annals_internal.raise_invalid('after_transaction', 'must not be null; use ''0'' to start at the beginning');
+        IF annals_internal.raise_invalid('after_transaction', 'must not be null; use ''0'' to start at the beginning') IS NULL THEN END IF;
     END IF;
     IF check_feed_args.after_position IS NULL OR check_feed_args.after_position < 0 THEN
-        PERFORM annals_internal.raise_invalid('after_position', 'must be >= 0; use 0 to start at the beginning');
+        IF annals_internal.raise_invalid('after_position', 'must be >= 0; use 0 to start at the beginning') IS NULL THEN END IF;
     END IF;
     IF check_feed_args.max_count IS NULL OR check_feed_args.max_count < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_count', 'must be >= 1, got ' || coalesce(check_feed_args.max_count::text, 'NULL'));
+        IF annals_internal.raise_invalid('max_count', 'must be >= 1, got ' || coalesce(check_feed_args.max_count::text, 'NULL')) IS NULL THEN END IF;
     END IF;
 END
 $$;
@@ -3093,10 +3093,10 @@ CREATE FUNCTION annals_internal.check_page(from_version bigint, max_count intege
     AS $$
 BEGIN
     IF check_page.from_version < 1 THEN
-        PERFORM annals_internal.raise_invalid('from_version', 'must be NULL or >= 1, got ' || check_page.from_version);
+        IF annals_internal.raise_invalid('from_version', 'must be NULL or >= 1, got ' || check_page.from_version) IS NULL THEN END IF;
     END IF;
     IF check_page.max_count IS NULL OR check_page.max_count < 1 THEN
-        PERFORM annals_internal.raise_invalid('max_count', 'must be >= 1, got ' || coalesce(check_page.max_count::text, 'NULL'));
+        IF annals_internal.raise_invalid('max_count', 'must be >= 1, got ' || coalesce(check_page.max_count::text, 'NULL')) IS NULL THEN END IF;
     END IF;
 END
 $$;
@@ -3127,12 +3127,12 @@ BEGIN
      ORDER BY e.transaction_id DESC
      LIMIT 1;
     IF v_max >= pg_snapshot_xmax(pg_current_snapshot()) THEN
-        PERFORM annals_internal.raise_error('ST503',
+        IF annals_internal.raise_error('ST503',
             format('stored transaction id %s is ahead of this cluster (next id %s): the events were restored from another cluster and the feed cannot order them; run annals.rebase_transaction_ids() as a superuser',
                    v_max, pg_snapshot_xmax(pg_current_snapshot())),
             jsonb_build_object('max_stored_transaction_id', v_max::text,
                                'next_transaction_id', pg_snapshot_xmax(pg_current_snapshot())::text),
-            'As a superuser (or annals_owner where the history guard is not installed), run SELECT annals.rebase_transaction_ids(); then reset subscriptions (annals.reset_subscription).');
+            'As a superuser (or annals_owner where the history guard is not installed), run SELECT annals.rebase_transaction_ids(); then reset subscriptions (annals.reset_subscription).') IS NULL THEN END IF;
     END IF;
 END
 $$;
@@ -3159,12 +3159,12 @@ DECLARE
     v_problem text := annals_internal.stream_id_problem(check_stream_id.stream_id);
 BEGIN
     IF v_problem IS NOT NULL THEN
-        PERFORM annals_internal.raise_invalid('stream_id', v_problem);
+        IF annals_internal.raise_invalid('stream_id', v_problem) IS NULL THEN END IF;
     END IF;
     IF left(check_stream_id.stream_id, 1) = '$' THEN
-        PERFORM annals_internal.raise_error('ST403',
+        IF annals_internal.raise_error('ST403',
             'stream id ' || quote_literal(check_stream_id.stream_id) || ' is reserved: names starting with $ belong to Annals',
-            jsonb_build_object('argument', 'stream_id'));
+            jsonb_build_object('argument', 'stream_id')) IS NULL THEN END IF;
     END IF;
 END
 $_$;
@@ -3190,17 +3190,17 @@ CREATE FUNCTION annals_internal.check_subscription(subscription text, member int
 DECLARE
     v_size integer;
 BEGIN
-    PERFORM annals_internal.check_subscription_name(check_subscription.subscription);
+    IF annals_internal.check_subscription_name(check_subscription.subscription) IS NULL THEN END IF;
     SELECT s.group_size INTO v_size
       FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = check_subscription.subscription;
     IF v_size IS NULL THEN
-        PERFORM annals_internal.raise_error('ST404', format('subscription %L does not exist', check_subscription.subscription),
+        IF annals_internal.raise_error('ST404', format('subscription %L does not exist', check_subscription.subscription),
             jsonb_build_object('subscription', check_subscription.subscription),
-            'Create it with annals.create_subscription.');
+            'Create it with annals.create_subscription.') IS NULL THEN END IF;
     END IF;
     IF check_subscription.member IS NULL OR check_subscription.member NOT BETWEEN 0 AND v_size - 1 THEN
-        PERFORM annals_internal.raise_invalid('member', format('must be between 0 and %s for subscription %L', v_size - 1, check_subscription.subscription));
+        IF annals_internal.raise_invalid('member', format('must be between 0 and %s for subscription %L', v_size - 1, check_subscription.subscription)) IS NULL THEN END IF;
     END IF;
     RETURN v_size;
 END
@@ -3226,13 +3226,13 @@ CREATE FUNCTION annals_internal.check_subscription_name(subscription text) RETUR
     AS $_$
 BEGIN
     IF check_subscription_name.subscription IS NULL THEN
-        PERFORM annals_internal.raise_invalid('subscription', 'must not be null');
+        IF annals_internal.raise_invalid('subscription', 'must not be null') IS NULL THEN END IF;
     END IF;
     IF left(check_subscription_name.subscription, 1) = '$' THEN
-        PERFORM annals_internal.raise_error('ST403',
+        IF annals_internal.raise_error('ST403',
             'subscription ' || quote_literal(check_subscription_name.subscription) || ' is reserved: names starting with $ belong to Annals',
             jsonb_build_object('argument', 'subscription'),
-            'An async projection''s checkpoint is managed by its projection: annals.rebuild_projection, annals.drop_projection.');
+            'An async projection''s checkpoint is managed by its projection: annals.rebuild_projection, annals.drop_projection.') IS NULL THEN END IF;
     END IF;
 END
 $_$;
@@ -3936,8 +3936,8 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
                     WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = v_pin
                       AND d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = pin_callback.fn) THEN
-        PERFORM annals_internal.raise_invalid('callback',
-            format('%s could not be pinned: a call by its name resolves to another function (an overload with defaults?)', pin_callback.fn));
+        IF annals_internal.raise_invalid('callback',
+            format('%s could not be pinned: a call by its name resolves to another function (an overload with defaults?)', pin_callback.fn)) IS NULL THEN END IF;
     END IF;
     EXECUTE format('COMMENT ON FUNCTION %s IS %L', v_pin,
                    format('Pins %s (%s): calls it by OID; while registered, DROP FUNCTION %s fails.',
@@ -4270,8 +4270,8 @@ BEGIN
         v_attempt := NULL;
     END;
     IF v_attempt IS NULL OR v_attempt < interval '1 millisecond' OR v_attempt > interval '1 hour' THEN
-        PERFORM annals_internal.raise_invalid('annals.rebuild_lock_timeout',
-            format('%L is not a duration from 1ms to 1h, such as 50ms', v_text));
+        IF annals_internal.raise_invalid('annals.rebuild_lock_timeout',
+            format('%L is not a duration from 1ms to 1h, such as 50ms', v_text)) IS NULL THEN END IF;
     END IF;
     RETURN v_attempt;
 END
