@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -316,4 +318,92 @@ func exerciseAPI(t *testing.T, directURL, apiURL string, mode pgx.QueryExecMode)
 	_, err = store.Append(ctx, "acct-2", annals.Any, annals.EventData{Type: "Deposited"})
 	require.ErrorIs(t, err, annals.ErrStreamDeleted)
 	require.False(t, errors.Is(err, annals.ErrNotFound))
+}
+
+// Four processes migrating one empty database at once, directly and through PgBouncer in
+// transaction mode: each step is applied once, every caller succeeds, no advisory lock is left
+// behind on any server connection, and a later migrate finishes.
+func TestConcurrentMigrate(t *testing.T) {
+	t.Parallel()
+	bouncer := pgbouncertest.Start(t, annalstest.AdminURL(t), pgbouncertest.Options{PoolSize: 4})
+	for _, through := range []string{"direct", "pgbouncer"} {
+		t.Run(through, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			admin, name := emptyDB(t)
+			direct := withDB(t, admin, name)
+			url := direct
+			if through == "pgbouncer" {
+				url = bouncer.URL(t, direct)
+			}
+			results := make([]annals.MigrateResult, 4)
+			errs := make([]error, 4)
+			var wg sync.WaitGroup
+			for i := range results {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					// A pool of its own, like a separate process.
+					pool := modePool(t, url, pgx.QueryExecModeCacheDescribe)
+					results[i], errs[i] = annals.Migrate(ctx, pool)
+				}()
+			}
+			wg.Wait()
+			applied, functions := 0, 0
+			for i, res := range results {
+				require.NoError(t, errs[i], "migrate %d", i)
+				require.Equal(t, annals.SchemaVersion(), res.ToVersion)
+				if len(res.Applied) > 0 {
+					applied++
+					require.Len(t, res.Applied, int(annals.SchemaVersion()), "one caller applies every migration")
+				}
+				if res.FunctionsApplied {
+					functions++
+				}
+			}
+			require.Equal(t, 1, applied, "exactly one caller applied the migrations")
+			require.Equal(t, 1, functions, "exactly one caller applied the functions")
+
+			check := connect(t, direct, "", "")
+			var versions, distinct int
+			require.NoError(t, check.QueryRow(ctx, `SELECT count(*), count(DISTINCT version_id)
+				FROM annals_internal.goose_db_version WHERE version_id > 0`).Scan(&versions, &distinct))
+			require.Equal(t, int(annals.SchemaVersion()), versions, "each migration recorded once")
+			require.Equal(t, versions, distinct)
+			requireNoMigrateLock(t, check, name)
+
+			// No lock hides on an idle pooled server connection: a later migrate through the same
+			// pooler finishes at once and changes nothing.
+			lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			res, err := annals.Migrate(lctx, modePool(t, url, pgx.QueryExecModeExec))
+			require.NoError(t, err)
+			require.Empty(t, res.Applied)
+			require.False(t, res.FunctionsApplied)
+			requireNoMigrateLock(t, check, name)
+		})
+	}
+}
+
+// requireNoMigrateLock checks that no session of database holds Annals' migrate lock.
+func requireNoMigrateLock(t *testing.T, pool *pgxpool.Pool, database string) {
+	t.Helper()
+	var held int
+	require.NoError(t, pool.QueryRow(t.Context(), `
+		SELECT count(*) FROM pg_catalog.pg_locks AS l JOIN pg_catalog.pg_database AS d ON d.oid = l.database
+		 WHERE l.locktype = 'advisory' AND d.datname = $1 AND l.objsubid = 1
+		   AND (l.classid::int8 << 32 | l.objid::int8) = x'616e6e616c73'::int8`, database).Scan(&held))
+	require.Zero(t, held, "the migrate lock is held by nobody")
+}
+
+// withDB returns the server URL admin pointing at database name.
+func withDB(t *testing.T, admin, name string) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(admin)
+	require.NoError(t, err)
+	u := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", cfg.User, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), name)
+	if cfg.Password != "" {
+		u += "&password=" + cfg.Password
+	}
+	return u
 }
