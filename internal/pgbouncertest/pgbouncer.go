@@ -245,9 +245,17 @@ func (p *PgBouncer) URL(t testing.TB, serverURL string) string {
 // Mode is the pool mode PgBouncer runs in.
 func (p *PgBouncer) Mode() string { return p.mode }
 
+// ServerConn is one server connection PgBouncer holds (a row of SHOW SERVERS).
+type ServerConn struct {
+	// Pid is the PostgreSQL backend's pid.
+	Pid int
+	// State is PgBouncer's: active, idle, used, tested, new, active_cancel, being_canceled.
+	State string
+}
+
 // ServerConns lists the server connections PgBouncer holds for database (SHOW SERVERS on its
-// admin console): their PostgreSQL backend pids.
-func (p *PgBouncer) ServerConns(ctx context.Context, adminUser, database string) ([]int, error) {
+// admin console).
+func (p *PgBouncer) ServerConns(ctx context.Context, adminUser, database string) ([]ServerConn, error) {
 	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s@%s/pgbouncer?sslmode=disable&default_query_exec_mode=simple_protocol",
 		url.PathEscape(adminUser), net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port)))))
 	if err != nil {
@@ -259,7 +267,7 @@ func (p *PgBouncer) ServerConns(ctx context.Context, adminUser, database string)
 		return nil, err
 	}
 	defer rows.Close()
-	var pids []int
+	var out []ServerConn
 	for rows.Next() {
 		vals, err := rows.Values()
 		if err != nil {
@@ -273,9 +281,9 @@ func (p *PgBouncer) ServerConns(ctx context.Context, adminUser, database string)
 			continue
 		}
 		pid, _ := strconv.Atoi(fmt.Sprint(m["remote_pid"]))
-		pids = append(pids, pid)
+		out = append(out, ServerConn{Pid: pid, State: fmt.Sprint(m["state"])})
 	}
-	return pids, rows.Err()
+	return out, rows.Err()
 }
 
 func freePort() (uint16, error) {
