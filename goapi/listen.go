@@ -136,7 +136,8 @@ func (l *EventListener) run(ctx context.Context, c *Client, opts ListenOptions) 
 			l.err = err
 			l.mu.Unlock()
 			opts.Logger.Warn("annals: notifications cannot reach the listening connection "+
-				"(a pooler in transaction mode, such as PgBouncer, between?); polling instead",
+				"(a pooler in transaction mode, such as PgBouncer, in between? or a listen connection "+
+				"to another database?); polling instead",
 				"remedy", listenRemedy)
 			l.signal() // consumers waiting for a notification switch to polling now
 			return
@@ -216,7 +217,8 @@ func probe(ctx context.Context, c *Client, conn *pgx.Conn, timeout time.Duration
 	}
 	start := time.Now()
 	for attempt := 1; attempt <= 2; attempt++ {
-		if _, err := c.pool.Exec(ctx, "SELECT pg_catalog.pg_notify($1, 'probe')", channel); err != nil {
+		// No parameters: the simple protocol, which works in every query mode behind every pooler.
+		if _, err := c.pool.Exec(ctx, "SELECT pg_catalog.pg_notify('"+channel+"', 'probe')"); err != nil {
 			return fmt.Errorf("probe notification: %w", mapError(err))
 		}
 		wctx, cancel := context.WithDeadline(ctx, start.Add(timeout*time.Duration(attempt)/2))
