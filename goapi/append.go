@@ -100,7 +100,7 @@ func appendOnce(ctx context.Context, db dbtx, streamID string, expected Expected
 	var res AppendResult
 	var pos *int64
 	var xid *uint64
-	err := db.QueryRow(ctx, appendSQL, streamID, expected.arg(), batch).Scan(&res.StreamVersion, &pos, &xid)
+	err := db.QueryRow(ctx, appendSQL, streamID, expected.arg(), jsonArg(batch)).Scan(&res.StreamVersion, &pos, &xid)
 	if err != nil {
 		return AppendResult{}, wrapf(mapError(err), "append to %q", streamID)
 	}
@@ -189,6 +189,12 @@ func encodeBatch(streamID string, expected ExpectedVersion, events []EventData) 
 	buf.WriteByte(']')
 	return buf.Bytes(), ids, nil
 }
+
+// jsonArg passes JSON text as a query argument that every pgx query mode sends as text. A []byte
+// argument goes out as bytea in QueryExecModeExec and QueryExecModeSimpleProtocol (the modes for
+// connection poolers), whose text form ('\x7b...') the server refuses to cast to jsonb (22P02); a
+// string is JSON text in every mode, and the describing modes encode it for a jsonb parameter.
+func jsonArg(b []byte) string { return string(b) }
 
 // jsonObject encodes v and checks that it is a JSON object; nil gives {}.
 func jsonObject(v any) ([]byte, error) {

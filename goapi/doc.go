@@ -32,4 +32,15 @@
 //
 // Package annalstest tests deciders and aggregates without a database (given/when/then) and
 // gives integration tests a fresh migrated database.
+//
+// Connection poolers: everything works through PgBouncer in session mode as on a direct
+// connection. In transaction mode (the usual reason to run PgBouncer), configure the pool with a
+// query mode that keeps no named prepared statements on the server, such as
+// pgx.QueryExecModeCacheDescribe or pgx.QueryExecModeExec (default_query_exec_mode=cache_describe
+// in the URL): with pgx's default mode, PgBouncer before 1.21 (or without
+// max_prepared_statements) fails with "prepared statement ... already exists" (42P05) or "does
+// not exist" (26000). Every call of this package, Migrate included, works in every query mode.
+// LISTEN cannot receive in transaction mode: the Subscriber (and Client.ListenEvents) finds that
+// out at start, logs it once and polls every Subscriber.FallbackPollInterval; give it a direct
+// connection with Subscriber.ListenConfig to keep the wake-ups.
 package annals

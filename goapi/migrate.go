@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"sort"
+	"time"
 
 	"github.com/annals-db/annals/functions"
 	"github.com/annals-db/annals/migrations"
@@ -22,7 +24,10 @@ import (
 // collides with an application's own goose_db_version.
 const VersionTable = "annals_internal.goose_db_version"
 
-// migrateLockKey serializes concurrent Migrate calls across processes (session advisory lock).
+// migrateLockKey serializes concurrent Migrate calls across processes: a transaction-level
+// advisory lock held by a transaction that stays open for the whole migration (see lockMigrate).
+// Older releases took it as a session lock; the two kinds conflict, so old and new exclude each
+// other too.
 const migrateLockKey = int64(0x616e6e616c73) // "annals"
 
 // MigrateResult reports what Migrate did.
@@ -51,8 +56,12 @@ func SchemaVersion() int64 {
 }
 
 // Migrate installs or upgrades Annals in the pool's database: the versioned migrations, then every
-// function file, all under one session advisory lock so concurrent callers (several replicas
-// starting at once) apply each step exactly once. It is idempotent: a second call changes nothing.
+// function file, all under one advisory lock so concurrent callers (several replicas starting at
+// once) apply each step exactly once. The lock is a transaction-level lock held by a transaction
+// that stays open until Migrate returns: an open transaction keeps its server connection in every
+// connection pooler (PgBouncer's transaction mode included), and the lock ends with it, so none
+// is ever left behind, not even when the process dies. Callers that find the lock taken wait
+// without holding a connection. It is idempotent: a second call changes nothing.
 // The functions pass is skipped when a checksum of the embedded function files matches the
 // installed one. It finishes by checking the installed version (ErrSchemaNotInstalled if it is
 // behind, ErrSchemaTooNew if a newer release installed it).
@@ -64,21 +73,18 @@ func SchemaVersion() int64 {
 // for anyone else it fails with SQLSTATE ST401. Migrate uses two connections of the pool at once.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 	var res MigrateResult
-	lockConn, err := pool.Acquire(ctx)
+	lock, err := lockMigrate(ctx, pool)
 	if err != nil {
-		return res, wrapf(err, "migrate: acquire connection")
+		return res, err
 	}
-	defer lockConn.Release()
-	if _, err := lockConn.Exec(ctx, "SELECT pg_catalog.pg_advisory_lock($1)", migrateLockKey); err != nil {
-		return res, wrapf(err, "migrate: take lock")
-	}
-	defer func() {
-		// Unlock on a fresh context: the caller's may be cancelled, and a leaked session lock would
-		// block every later migrate on this pooled connection.
-		_, _ = lockConn.Exec(context.WithoutCancel(ctx), "SELECT pg_catalog.pg_advisory_unlock($1)", migrateLockKey)
-	}()
+	// Ending the transaction releases the lock; on a fresh context, as the caller's may be
+	// cancelled. (Were the rollback lost with its connection, the server ends the transaction.)
+	defer lock.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 
-	if _, err := lockConn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS annals_internal"); err != nil {
+	// Everything else runs on other connections, each statement committing on its own: the lock's
+	// transaction writes nothing, so it holds no transaction id (the feed's barrier ignores it)
+	// and no lock a migration could wait for.
+	if _, err := pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS annals_internal"); err != nil {
 		return res, wrapf(err, "migrate: create schema annals_internal")
 	}
 
@@ -113,7 +119,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 		return res, wrapf(err, "migrate")
 	}
 	var installed string
-	err = lockConn.QueryRow(ctx,
+	err = pool.QueryRow(ctx,
 		"SELECT functions_checksum FROM annals_internal.schema_info").Scan(&installed)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return res, wrapf(err, "migrate: read schema_info")
@@ -121,7 +127,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 	// A superuser re-applies the functions when the history guard is missing or disabled (say the
 	// database was installed by a non-superuser): the guard's file installs it.
 	var superuser bool
-	if err := lockConn.QueryRow(ctx, guardQuery).Scan(&superuser, &res.HistoryGuard); err != nil {
+	if err := pool.QueryRow(ctx, guardQuery).Scan(&superuser, &res.HistoryGuard); err != nil {
 		return res, wrapf(err, "migrate: check the history guard")
 	}
 	if installed != sum || len(res.Applied) > 0 || (superuser && !res.HistoryGuard) {
@@ -129,7 +135,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 			return res, err
 		}
 		res.FunctionsApplied = true
-		_, err = lockConn.Exec(ctx, `
+		_, err = pool.Exec(ctx, `
 			INSERT INTO annals_internal.schema_info (schema_version, functions_checksum, installed_at)
 			VALUES ($1, $2, pg_catalog.clock_timestamp())
 			ON CONFLICT (singleton) DO UPDATE
@@ -139,18 +145,49 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (MigrateResult, error) {
 		if err != nil {
 			return res, wrapf(err, "migrate: record schema_info")
 		}
-		if err := lockConn.QueryRow(ctx, guardQuery).Scan(&superuser, &res.HistoryGuard); err != nil {
+		if err := pool.QueryRow(ctx, guardQuery).Scan(&superuser, &res.HistoryGuard); err != nil {
 			return res, wrapf(err, "migrate: check the history guard")
 		}
 	}
 	// A superuser's migrate accepts the guarded state as it finds it (each superuser DDL command
 	// pins it anyway; this also covers changes no event trigger sees, such as a renamed role).
 	if superuser && res.HistoryGuard {
-		if _, err := lockConn.Exec(ctx, "SELECT annals_guard.pin()"); err != nil {
+		if _, err := pool.Exec(ctx, "SELECT annals_guard.pin()"); err != nil {
 			return res, wrapf(err, "migrate: pin the history guard's state")
 		}
 	}
 	return res, nil
+}
+
+// lockMigrate begins a transaction that holds migrateLockKey, waiting while another migrate holds
+// it. It polls pg_try_advisory_xact_lock instead of blocking in pg_advisory_xact_lock, so a waiter
+// keeps no server connection busy: behind a pooler with few server connections, blocked waiters
+// could otherwise starve the migration they wait for. The transaction turns off
+// idle_in_transaction_session_timeout for itself, as it idles while the migration runs.
+func lockMigrate(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
+	wait := 10 * time.Millisecond
+	for {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return nil, wrapf(err, "migrate: take lock")
+		}
+		var locked bool
+		err = tx.QueryRow(ctx, `SELECT pg_catalog.set_config('idle_in_transaction_session_timeout', '0', true) IS NOT NULL
+			AND pg_catalog.pg_try_advisory_xact_lock($1)`, migrateLockKey).Scan(&locked)
+		if err == nil && locked {
+			return tx, nil
+		}
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		if err != nil {
+			return nil, wrapf(err, "migrate: take lock")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("annals: migrate: wait for another migrate to finish: %w", ctx.Err())
+		case <-time.After(wait + rand.N(wait)):
+		}
+		wait = min(2*wait, 250*time.Millisecond)
+	}
 }
 
 // guardQuery says whether the session's login is a superuser and whether both event triggers of

@@ -48,7 +48,7 @@ func saveSnapshot(ctx context.Context, db dbtx, s Snapshot) (bool, error) {
 	if !json.Valid(state) {
 		return false, invalid("state", "must be valid JSON")
 	}
-	err := db.QueryRow(ctx, saveSnapshotSQL, s.StreamID, s.Type, s.SchemaVersion, s.StreamVersion, state).Scan(&saved)
+	err := db.QueryRow(ctx, saveSnapshotSQL, s.StreamID, s.Type, s.SchemaVersion, s.StreamVersion, jsonArg(state)).Scan(&saved)
 	if err != nil {
 		return false, wrapf(mapError(err), "save snapshot %q of %q", s.Type, s.StreamID)
 	}

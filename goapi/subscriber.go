@@ -21,7 +21,10 @@ type Handler func(ctx context.Context, tx pgx.Tx, ev RecordedEvent) error
 
 // Subscriber runs a Handler over a subscription member: it reads a batch, applies the handler to
 // each event and acknowledges the batch in one transaction. It wakes on NOTIFY annals_events but
-// polls too, so lost notifications or a dead listener connection only add latency. A failing
+// polls too, so lost notifications or a dead listener connection only add latency. Its listener
+// checks at start that notifications arrive (see Client.ListenEvents): behind a pooler in
+// transaction mode they cannot, and the subscriber says so once and polls every
+// FallbackPollInterval; give it ListenConfig (a direct connection) to keep the wake-ups. A failing
 // event is tried MaxAttempts times, then parked as a dead letter while the feed moves on; a
 // serialization failure (40001, say from AppendTx in the handler) redoes the batch in a new
 // transaction instead, as retrying in the same one cannot succeed.
@@ -38,8 +41,13 @@ type Subscriber struct {
 	Consumer string
 	// BatchSize is the most events per transaction (default 100).
 	BatchSize int
-	// PollInterval bounds the wait between empty reads when no notification arrives (default 1s).
+	// PollInterval bounds the wait between empty reads while the listener works and no
+	// notification arrives (default 1s).
 	PollInterval time.Duration
+	// FallbackPollInterval is the wait between empty reads while no notification can arrive:
+	// with DisableListen, when the listener found that LISTEN cannot receive, and while it starts
+	// or reconnects (default 200ms, never more than PollInterval).
+	FallbackPollInterval time.Duration
 	// MaxAttempts is how often an event is tried before it is parked (default 5).
 	MaxAttempts int
 	// RetryDelay is the first pause between attempts at one event, doubled each time (default 50ms).
@@ -47,8 +55,13 @@ type Subscriber struct {
 	// LeaseDuration is how long the lease lasts without renewal (default 30s); a dead instance's
 	// member is taken over after it.
 	LeaseDuration time.Duration
-	// DisableListen polls only.
+	// DisableListen polls only, every FallbackPollInterval.
 	DisableListen bool
+	// ListenConfig, when set, gives the listener a connection of its own with this configuration
+	// instead of one taken from Client's pool: a direct connection to PostgreSQL (or through a
+	// pooler in session mode) when the pool goes through a pooler in transaction mode, where LISTEN
+	// cannot receive. It must reach the same database as the pool.
+	ListenConfig *pgx.ConnConfig
 	// Logger receives errors and parked events (default slog.Default()).
 	Logger *slog.Logger
 
@@ -92,6 +105,10 @@ func (s *Subscriber) defaults() error {
 	if s.PollInterval <= 0 {
 		s.PollInterval = time.Second
 	}
+	if s.FallbackPollInterval <= 0 {
+		s.FallbackPollInterval = 200 * time.Millisecond
+	}
+	s.FallbackPollInterval = min(s.FallbackPollInterval, s.PollInterval)
 	if s.MaxAttempts <= 0 {
 		s.MaxAttempts = 5
 	}
@@ -114,9 +131,15 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	if err := s.defaults(); err != nil {
 		return err
 	}
-	wake := make(chan struct{}, 1)
+	var listener *EventListener
 	if !s.DisableListen {
-		go s.listen(ctx, wake)
+		lctx, stopListening := context.WithCancel(ctx)
+		listener = s.Client.ListenEvents(lctx, ListenOptions{ConnConfig: s.ListenConfig,
+			Logger: s.Logger.With("subscription", s.Name, "member", s.Member, "poll_interval", s.FallbackPollInterval)})
+		defer func() {
+			stopListening()
+			<-listener.Done() // its connection closed
+		}()
 	}
 	defer func() {
 		_, _ = s.Client.pool.Exec(context.WithoutCancel(ctx), "SELECT annals.release_lease($1, $2, $3)", s.Name, s.Member, s.Consumer)
@@ -157,7 +180,11 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}
 		backoff = 0
 		if n == 0 {
-			sleep(ctx, s.PollInterval, wake)
+			wait := s.FallbackPollInterval
+			if listener.Listening() {
+				wait = s.PollInterval
+			}
+			sleep(ctx, wait, listener.Wake())
 		}
 	}
 	return nil
@@ -396,43 +423,6 @@ func (s *Subscriber) retryDeadLetters(ctx context.Context) (int, error) {
 		return 0, wrapf(mapError(err), "subscriber %q: commit dead letters", s.Name)
 	}
 	return len(letters), nil
-}
-
-// listen forwards NOTIFY annals_events to wake, reconnecting with backoff. Notifications are only
-// hints: the data is always re-read from the feed.
-func (s *Subscriber) listen(ctx context.Context, wake chan<- struct{}) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := func() error {
-			pooled, err := s.Client.pool.Acquire(ctx)
-			if err != nil {
-				return err
-			}
-			// A LISTENing connection must not go back to the pool. Hijack it before use: a
-			// pooled connection is unusable once hijacked.
-			conn := pooled.Hijack()
-			defer conn.Close(context.WithoutCancel(ctx)) //nolint:errcheck
-			if _, err := conn.Exec(ctx, "LISTEN annals_events"); err != nil {
-				return err
-			}
-			backoff = 100 * time.Millisecond
-			for {
-				if _, err := conn.WaitForNotification(ctx); err != nil {
-					return err
-				}
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		}()
-		if ctx.Err() != nil {
-			return
-		}
-		s.Logger.Warn("annals subscriber listener lost; polling meanwhile", "subscription", s.Name, "error", err)
-		sleep(ctx, backoff, nil)
-		backoff = min(2*backoff, 10*time.Second)
-	}
 }
 
 func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {

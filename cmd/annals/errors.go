@@ -125,7 +125,17 @@ var sqlstates = map[string]sqlstate{
 	"55P03": {"lock not available", "another session holds the lock; retry later"},
 	"22P02": {"invalid text representation", "check the format of the value named in the message"},
 	"23505": {"unique violation", "the row already exists"},
+	"42P05": {"prepared statement already exists", poolerStatementsHint},
+	"26000": {"prepared statement does not exist", poolerStatementsHint},
 }
+
+// poolerStatementsHint explains 42P05 and 26000, which Annals' SQL never raises: pgx's default
+// mode caches named prepared statements per connection, and a pooler in transaction mode
+// shares server connections between clients behind its back.
+const poolerStatementsHint = "a connection pooler in transaction mode (PgBouncer before 1.21, or without " +
+	"max_prepared_statements) shares server connections, so pgx's cached prepared statements collide: add " +
+	"default_query_exec_mode=cache_describe (or exec) to the database URL, or use PgBouncer 1.21+ with " +
+	"max_prepared_statements > 0"
 
 var sqlstateClasses = map[string]sqlstate{
 	"08": {"connection failure", "is PostgreSQL running and is DATABASE_URL right?"},

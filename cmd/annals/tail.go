@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +25,10 @@ types.
 Prints each event as it becomes readable in the feed, in feed order (transaction id, then global
 position), from now on, or from the beginning of history with --from-start, until Ctrl-C (exit 0).
 It wakes on NOTIFY annals_events (when annals.configure(notify => true) is on) and polls every
---poll-interval either way.
+--poll-interval either way. Behind a pooler in transaction mode (PgBouncer's pool_mode =
+transaction) no notification can arrive: tail finds that out at start, says so once and polls
+every 200ms; give it --listen-url (a direct connection to PostgreSQL) to keep the wake-ups, or
+--no-listen to poll without the check.
 
 --until-end dumps instead of following: from the beginning of history up to the feed's head when
 the command starts (every event of the transactions that had ended by then), then exits 0. Events
@@ -46,13 +50,16 @@ annals doctor, or SELECT * FROM annals.feed_blocker.`,
 	fromStart := f.Bool("from-start", false, "start at the beginning of history instead of now")
 	untilEnd := f.Bool("until-end", false, "dump from the beginning up to the feed's current head, then exit")
 	asJSON := f.Bool("json", false, "one JSON object per event and line")
-	poll := f.Duration("poll-interval", time.Second, "how often to look for new events without a notification")
 	batch := f.Int("batch", 500, "events per read")
 	width := f.Int("width", 60, "cut data to this many characters (0: never)")
+	listen := addListenFlags(cmd)
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if *poll <= 0 || *batch <= 0 {
-			return usagef("--poll-interval and --batch must be positive")
+		if *batch <= 0 {
+			return usagef("--batch must be positive")
+		}
+		if err := listen.check(); err != nil {
+			return err
 		}
 		ctx := cmd.Context()
 		client, pool, err := db.client(ctx, cmd)
@@ -63,7 +70,7 @@ annals doctor, or SELECT * FROM annals.feed_blocker.`,
 		t := &tailer{
 			client: client, pool: pool, out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(),
 			opts: annals.FeedOptions{MaxCount: *batch, EventTypes: *types, Categories: *categories},
-			json: *asJSON, width: *width, poll: *poll,
+			json: *asJSON, width: *width, listen: listen,
 		}
 		if *untilEnd {
 			return t.dump(ctx)
@@ -84,7 +91,7 @@ type tailer struct {
 	opts        annals.FeedOptions
 	json        bool
 	width       int
-	poll        time.Duration
+	listen      *listenFlags
 	warnedPid   int32
 }
 
@@ -191,8 +198,13 @@ func (t *tailer) run(ctx context.Context, fromStart bool) error {
 	}
 	fmt.Fprintf(t.errOut, "following the feed %s, after %s; Ctrl-C to stop\n", where, formatCheckpoint(cp))
 
-	wake := make(chan struct{}, 1)
-	go listen(ctx, t.pool, wake)
+	listener := t.listen.start(ctx, t.client, slog.New(slog.NewTextHandler(t.errOut, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{} // a terminal's lines need no timestamp
+			}
+			return a
+		}})))
 
 	idleSince := time.Now()
 	for {
@@ -221,12 +233,12 @@ func (t *tailer) run(ctx context.Context, fromStart bool) error {
 		if time.Since(idleSince) > 30*time.Second {
 			t.warnIfPaused(ctx)
 		}
-		timer := time.NewTimer(t.poll)
+		timer := time.NewTimer(t.listen.interval(listener))
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return nil
-		case <-wake:
+		case <-listener.Wake():
 		case <-timer.C:
 		}
 		timer.Stop()
@@ -250,41 +262,6 @@ func (t *tailer) warnIfPaused(ctx context.Context) {
 	}
 	t.warnedPid = b.Pid
 	fmt.Fprintf(t.errOut, "note: the feed may be paused: %s\n", b.describe())
-}
-
-// listen forwards NOTIFY annals_events to wake on a connection of its own, reconnecting with
-// backoff, until ctx ends. Notifications are only hints: the feed is always re-read.
-func listen(ctx context.Context, pool *pgxpool.Pool, wake chan<- struct{}) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		_ = func() error {
-			conn, err := pool.Acquire(ctx)
-			if err != nil {
-				return err
-			}
-			// A LISTENing connection must not go back to the pool.
-			raw := conn.Hijack()
-			defer raw.Close(context.WithoutCancel(ctx)) //nolint:errcheck
-			if _, err := raw.Exec(ctx, "LISTEN annals_events"); err != nil {
-				return err
-			}
-			backoff = 100 * time.Millisecond
-			for {
-				if _, err := raw.WaitForNotification(ctx); err != nil {
-					return err
-				}
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		}()
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
 }
 
 // blocker is the row of annals.feed_blocker: the oldest transaction holding the feed's barrier.

@@ -23,8 +23,11 @@ func newWorkerCmd() *cobra.Command {
 		Long: `Run async projections and view refreshes until stopped, with Prometheus metrics.
 
 The worker calls annals.run_async_projections until it returns 0, then waits for NOTIFY
-annals_events or --poll-interval; calls annals.refresh_views every --refresh-every (each view's own
-refresh_interval still applies); and serves Prometheus metrics on --metrics-addr (/metrics):
+annals_events or --poll-interval (behind a pooler in transaction mode no notification can arrive:
+the worker finds that out at start, logs it once and polls every 200ms; give it --listen-url, a
+direct connection to PostgreSQL, to keep the wake-ups, or --no-listen to poll without the check);
+calls annals.refresh_views every --refresh-every (each view's own refresh_interval still
+applies); and serves Prometheus metrics on --metrics-addr (/metrics):
 append rate, feed head and barrier age, projection lag and state, view freshness, worker errors, and
 the lag of each subscription named with --subscription. Subscriptions need your handlers, so the
 worker only reports on them; run annals.Subscriber in your service to consume them.
@@ -43,16 +46,19 @@ The login needs annals_writer.`,
 	cfg := workerConfig{}
 	f.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9187", "serve Prometheus metrics on this address (empty: off; port 0: any free port)")
 	f.DurationVar(&cfg.refreshEvery, "refresh-every", 15*time.Second, "how often to refresh due materialized views (0: never)")
-	f.DurationVar(&cfg.poll, "poll-interval", time.Second, "how long to wait for new events when caught up, without a notification")
 	f.DurationVar(&cfg.sampleEvery, "metrics-every", 10*time.Second, "how often to read lag and state for the metrics")
 	f.IntVar(&cfg.batch, "batch", 1000, "events per projection per annals.run_async_projections call")
 	f.StringArrayVar(&cfg.subscriptions, "subscription", nil, "report this subscription's lag (repeatable)")
 	f.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long work in flight may take to finish after SIGINT/SIGTERM")
 	logJSON := f.Bool("log-json", false, "log JSON lines instead of text")
+	cfg.listen = addListenFlags(cmd)
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if cfg.poll <= 0 || cfg.sampleEvery <= 0 || cfg.batch <= 0 || cfg.refreshEvery < 0 || cfg.shutdownTimeout < 0 {
-			return usagef("--poll-interval, --metrics-every and --batch must be positive; --refresh-every and --shutdown-timeout not negative")
+		if cfg.sampleEvery <= 0 || cfg.batch <= 0 || cfg.refreshEvery < 0 || cfg.shutdownTimeout < 0 {
+			return usagef("--metrics-every and --batch must be positive; --refresh-every and --shutdown-timeout not negative")
+		}
+		if err := cfg.listen.check(); err != nil {
+			return err
 		}
 		var h slog.Handler = slog.NewTextHandler(cmd.ErrOrStderr(), nil)
 		if *logJSON {
@@ -74,10 +80,11 @@ The login needs annals_writer.`,
 }
 
 type workerConfig struct {
-	metricsAddr                                      string
-	refreshEvery, poll, sampleEvery, shutdownTimeout time.Duration
-	batch                                            int
-	subscriptions                                    []string
+	metricsAddr                                string
+	refreshEvery, sampleEvery, shutdownTimeout time.Duration
+	batch                                      int
+	subscriptions                              []string
+	listen                                     *listenFlags
 }
 
 type worker struct {
@@ -137,12 +144,11 @@ func (w *worker) run(ctx context.Context) error {
 
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	wake := make(chan struct{}, 1)
-	go listen(ctx, w.pool, wake)
+	listener := w.listen.start(ctx, w.client, w.log)
 
 	var wg sync.WaitGroup
 	loops := []func(context.Context, context.Context){
-		func(stop, work context.Context) { w.projectionsLoop(stop, work, wake) },
+		func(stop, work context.Context) { w.projectionsLoop(stop, work, listener) },
 		w.sampleLoop,
 	}
 	if w.refreshEvery > 0 {
@@ -178,7 +184,7 @@ func (w *worker) run(ctx context.Context) error {
 
 // projectionsLoop runs async projections until they are caught up, then waits for a
 // notification or the poll interval.
-func (w *worker) projectionsLoop(stop, work context.Context, wake <-chan struct{}) {
+func (w *worker) projectionsLoop(stop, work context.Context, listener *annals.EventListener) {
 	backoff := time.Duration(0)
 	for stop.Err() == nil {
 		n, err := w.client.RunAsyncProjections(work, w.batch)
@@ -194,7 +200,7 @@ func (w *worker) projectionsLoop(stop, work context.Context, wake <-chan struct{
 		if n > 0 {
 			continue
 		}
-		pause(stop, w.poll, wake)
+		pause(stop, w.listen.interval(listener), listener.Wake())
 	}
 }
 

@@ -392,6 +392,9 @@ Creates a scratch database (annals_bench_<random>) on the server of --database-u
 DATABASE_URL (default: ` + DefaultDatabaseURL + `), installs Annals, runs the
 scenarios (warm-up, repetitions alternated with the baseline, medians) and drops it. The role
 must be able to create databases; a superuser also gets the growth and feed-catchup scenarios.
+It measures the server itself: point it at PostgreSQL directly, not through a connection pooler
+(pgbench -M prepared and per-session settings need sessions of their own, which a pooler in
+transaction mode does not give).
 Progress goes to stderr, the settings and the table (or --json) to stdout. Scenarios:
   ` + strings.Join(ScenarioNames(), "\n  ")
 }

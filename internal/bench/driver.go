@@ -192,20 +192,24 @@ func (b *Bench) warm(ctx context.Context, w workload, clients int) error {
 	return ctx.Err()
 }
 
-// connect opens n dedicated connections (not pooled), with optional session settings.
-func (b *Bench) connect(ctx context.Context, n int, params map[string]string) ([]*pgx.Conn, error) {
+// connect opens n dedicated connections (not pooled), with optional session settings. The
+// settings are SET after connecting, not sent as startup parameters, which connection poolers
+// refuse for settings they do not track (PgBouncer: "unsupported startup parameter").
+func (b *Bench) connect(ctx context.Context, n int, settings map[string]string) ([]*pgx.Conn, error) {
 	conns := make([]*pgx.Conn, 0, n)
 	for range n {
-		cfg := b.connCfg.Copy()
-		for k, v := range params {
-			cfg.RuntimeParams[k] = v
-		}
-		c, err := pgx.ConnectConfig(ctx, cfg)
+		c, err := pgx.ConnectConfig(ctx, b.connCfg.Copy())
 		if err != nil {
 			closeAll(conns)
 			return nil, fmt.Errorf("connect: %w", err)
 		}
 		conns = append(conns, c)
+		for k, v := range settings {
+			if _, err := c.Exec(ctx, "SELECT pg_catalog.set_config($1, $2, false)", k, v); err != nil {
+				closeAll(conns)
+				return nil, fmt.Errorf("connect: set %s: %w", k, err)
+			}
+		}
 	}
 	return conns, nil
 }

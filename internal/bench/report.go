@@ -12,6 +12,7 @@ import (
 // WriteSettings prints the server settings in effect, a few lines for the top of a report.
 func WriteSettings(w io.Writer, s Settings) {
 	fmt.Fprintf(w, "PostgreSQL %s at %s, scratch database %s\n", s.Version, s.Server, s.Database)
+	fmt.Fprintln(w, "  measured on direct connections to the server, not through a connection pooler")
 	fmt.Fprintf(w, "  shared_buffers=%s synchronous_commit=%s fsync=%s wal_level=%s max_connections=%s work_mem=%s\n",
 		s.SharedBuffers, s.SynchronousCommit, s.Fsync, s.WalLevel, s.MaxConnections, s.WorkMem)
 	fmt.Fprintf(w, "  full_page_writes=%s wal_sync_method=%s commit_delay=%s max_wal_size=%s\n",

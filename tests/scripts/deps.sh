@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Makes sure the SQL test tools are present: pg_prove (libtap-parser-sourcehandler-pgtap-perl) and
-# the pgtap and plpgsql_check extensions (postgresql-15-pgtap, postgresql-15-plpgsql-check).
+# Makes sure the test tools are present: pg_prove (libtap-parser-sourcehandler-pgtap-perl), the
+# pgtap and plpgsql_check extensions (postgresql-15-pgtap, postgresql-15-plpgsql-check), and
+# pgbouncer, which the connection-pooler tests start themselves (they skip without it unless CI
+# is set).
 # Installs them with apt-get when running as root on a machine that has it, after asking (CI, or
 # ANNALS_INSTALL_DEPS=yes, answers yes); otherwise prints the exact command and fails.
 set -euo pipefail
@@ -9,6 +11,7 @@ source tests/scripts/lib.sh
 
 packages=()
 command -v pg_prove >/dev/null || packages+=(libtap-parser-sourcehandler-pgtap-perl)
+command -v pgbouncer >/dev/null || [[ -x /usr/sbin/pgbouncer ]] || packages+=(pgbouncer)
 
 # The extensions must be available to the server. Ask it when it is reachable; otherwise look
 # where Debian's packages put them.
@@ -23,7 +26,7 @@ else
 fi
 
 if [[ ${#packages[@]} -eq 0 ]]; then
-    echo "deps: pg_prove, pgtap and plpgsql_check are available"
+    echo "deps: pg_prove, pgtap, plpgsql_check and pgbouncer are available"
     exit 0
 fi
 
