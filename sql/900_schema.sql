@@ -3122,8 +3122,11 @@ CREATE FUNCTION annals_internal.check_restored_ids() RETURNS void
 DECLARE
     v_max xid8;
 BEGIN
+    -- The caller's own appends are visible to it and may be at or above its snapshot's xmax (a
+    -- REPEATABLE READ snapshot taken before the transaction had an id): they are not restored.
     SELECT e.transaction_id INTO v_max
       FROM annals_internal.events AS e
+     WHERE e.transaction_id IS DISTINCT FROM pg_current_xact_id_if_assigned()
      ORDER BY e.transaction_id DESC
      LIMIT 1;
     IF v_max >= pg_snapshot_xmax(pg_current_snapshot()) THEN

@@ -1,12 +1,14 @@
 package feed_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -123,4 +125,20 @@ func TestLogicalRestoreIsDetectedAndRepaired(t *testing.T) {
 	require.Zero(t, rebased)
 	require.NoError(t, e.pool.QueryRow(e.ctx, "SELECT count(*) FROM annals_internal.lifecycle_log AS l WHERE l.operation = 'rebase_transaction_ids'").Scan(&n))
 	require.Equal(t, 1, n)
+}
+
+// A transaction's own appends are no logical restore: in REPEATABLE READ its snapshot may predate
+// its transaction id, so its own events sit at or above the snapshot's xmax.
+func TestFeedReadAfterOwnAppendIsNoRestore(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tx, err := e.pool.BeginTx(e.ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	_, err = tx.Exec(e.ctx, "SELECT count(*) FROM annals.read_all('0', 0, 10)") // the snapshot, before any id
+	require.NoError(t, err)
+	_, err = tx.Exec(e.ctx, `SELECT FROM annals.append_events('own-1', NULL, '[{"type": "A"}]')`)
+	require.NoError(t, err)
+	_, err = tx.Exec(e.ctx, "SELECT count(*) FROM annals.read_all('0', 0, 10)")
+	require.NoError(t, err, "its own append is not a restored transaction id")
 }
