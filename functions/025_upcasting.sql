@@ -125,6 +125,10 @@ BEGIN
     IF annals_internal.name_problem(register_upcaster.event_type, 256) IS NOT NULL THEN
         IF annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_upcaster.event_type, 256)) IS NULL THEN END IF;
     END IF;
+    IF left(register_upcaster.event_type, 1) = '$' THEN
+        IF annals_internal.raise_error('ST403', format('event type %L is reserved: names starting with $ belong to Annals', register_upcaster.event_type),
+            jsonb_build_object('argument', 'event_type')) IS NULL THEN END IF;
+    END IF;
     IF EXISTS (SELECT FROM annals_internal.event_type_aliases AS a WHERE a.alias = register_upcaster.event_type) THEN
         IF annals_internal.raise_invalid('event_type',
             format('%s is an alias; register upcasters under the current name %s', register_upcaster.event_type,
@@ -178,8 +182,16 @@ BEGIN
     IF annals_internal.name_problem(register_event_alias.alias, 256) IS NOT NULL THEN
         IF annals_internal.raise_invalid('alias', annals_internal.name_problem(register_event_alias.alias, 256)) IS NULL THEN END IF;
     END IF;
+    IF left(register_event_alias.alias, 1) = '$' THEN
+        IF annals_internal.raise_error('ST403', format('event type %L is reserved: names starting with $ belong to Annals', register_event_alias.alias),
+            jsonb_build_object('argument', 'alias')) IS NULL THEN END IF;
+    END IF;
     IF annals_internal.name_problem(register_event_alias.event_type, 256) IS NOT NULL THEN
         IF annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_event_alias.event_type, 256)) IS NULL THEN END IF;
+    END IF;
+    IF left(register_event_alias.event_type, 1) = '$' THEN
+        IF annals_internal.raise_error('ST403', format('event type %L is reserved: names starting with $ belong to Annals', register_event_alias.event_type),
+            jsonb_build_object('argument', 'event_type')) IS NULL THEN END IF;
     END IF;
     IF register_event_alias.alias = register_event_alias.event_type THEN
         IF annals_internal.raise_invalid('alias', 'must differ from event_type') IS NULL THEN END IF;

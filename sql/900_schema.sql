@@ -1594,15 +1594,23 @@ CREATE FUNCTION annals.register_event_alias(alias text, event_type text) RETURNS
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
-    AS $$
+    AS $_$
 DECLARE
     v_new boolean;
 BEGIN
     IF annals_internal.name_problem(register_event_alias.alias, 256) IS NOT NULL THEN
         IF annals_internal.raise_invalid('alias', annals_internal.name_problem(register_event_alias.alias, 256)) IS NULL THEN END IF;
     END IF;
+    IF left(register_event_alias.alias, 1) = '$' THEN
+        IF annals_internal.raise_error('ST403', format('event type %L is reserved: names starting with $ belong to Annals', register_event_alias.alias),
+            jsonb_build_object('argument', 'alias')) IS NULL THEN END IF;
+    END IF;
     IF annals_internal.name_problem(register_event_alias.event_type, 256) IS NOT NULL THEN
         IF annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_event_alias.event_type, 256)) IS NULL THEN END IF;
+    END IF;
+    IF left(register_event_alias.event_type, 1) = '$' THEN
+        IF annals_internal.raise_error('ST403', format('event type %L is reserved: names starting with $ belong to Annals', register_event_alias.event_type),
+            jsonb_build_object('argument', 'event_type')) IS NULL THEN END IF;
     END IF;
     IF register_event_alias.alias = register_event_alias.event_type THEN
         IF annals_internal.raise_invalid('alias', 'must differ from event_type') IS NULL THEN END IF;
@@ -1622,7 +1630,7 @@ BEGIN
     PERFORM annals_internal.sync_dispatch_trigger();
     RETURN v_new;
 END
-$$;
+$_$;
 
 
 ALTER FUNCTION annals.register_event_alias(alias text, event_type text) OWNER TO annals_owner;
@@ -1774,13 +1782,17 @@ CREATE FUNCTION annals.register_upcaster(event_type text, from_version integer, 
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
-    AS $$
+    AS $_$
 DECLARE
     v_call text;
     v_new  boolean;
 BEGIN
     IF annals_internal.name_problem(register_upcaster.event_type, 256) IS NOT NULL THEN
         IF annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_upcaster.event_type, 256)) IS NULL THEN END IF;
+    END IF;
+    IF left(register_upcaster.event_type, 1) = '$' THEN
+        IF annals_internal.raise_error('ST403', format('event type %L is reserved: names starting with $ belong to Annals', register_upcaster.event_type),
+            jsonb_build_object('argument', 'event_type')) IS NULL THEN END IF;
     END IF;
     IF EXISTS (SELECT FROM annals_internal.event_type_aliases AS a WHERE a.alias = register_upcaster.event_type) THEN
         IF annals_internal.raise_invalid('event_type',
@@ -1810,7 +1822,7 @@ BEGIN
     PERFORM annals_internal.sync_dispatch_trigger();
     RETURN v_new;
 END
-$$;
+$_$;
 
 
 ALTER FUNCTION annals.register_upcaster(event_type text, from_version integer, upcaster regprocedure) OWNER TO annals_owner;

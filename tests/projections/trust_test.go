@@ -321,3 +321,23 @@ func TestFailingRebuildNamesTheProjectionAndTheEvent(t *testing.T) {
 	require.Equal(t, before, dump(t, f, "SELECT c.stream_id, c.events FROM s.counts AS c ORDER BY 1"), "the old rows stay")
 	require.Equal(t, "stale", projectionState(t, f, "counts"))
 }
+
+// Event types starting with $ are Annals': no event carries one, so an alias or upcaster for one
+// is refused as reserved, like the type itself.
+func TestAliasesAndUpcastersRefuseReservedTypes(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.exec(t, `CREATE SCHEMA up;
+		CREATE FUNCTION up.v1_to_v2(data jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE RETURN data;`)
+	f.grantOwner(t, "up")
+	for _, call := range []string{
+		"SELECT annals.register_event_alias('$old', 'New')",
+		"SELECT annals.register_event_alias('Old', '$new')",
+		"SELECT annals.register_upcaster('$thing', 1, 'up.v1_to_v2(jsonb)')",
+	} {
+		_, err := f.pool.Exec(f.ctx, call)
+		pgErr := pgCode(t, err)
+		require.Equal(t, "ST403", pgErr.Code, call)
+		require.Contains(t, pgErr.Message, "is reserved", call)
+	}
+}
