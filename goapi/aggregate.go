@@ -53,6 +53,7 @@ type pendingEvent struct {
 	event any
 }
 
+//lint:ignore U1000 called through the aggregate interface, which embedding AggregateBase satisfies
 func (b *AggregateBase) aggregateBase() *AggregateBase { return b }
 
 // ID returns the aggregate's stream id ("" until a repository created or loaded it).

@@ -19,12 +19,12 @@ func TestMapError(t *testing.T) {
 	_, err := pool.Exec(ctx, `SELECT * FROM annals.append_events('s-1', 0, '[{"type":"T"}]')`)
 	require.NoError(t, err)
 
-	mapped := func(t *testing.T, sql string) (error, *pgconn.PgError) {
+	mapped := func(t *testing.T, sql string) (*pgconn.PgError, error) {
 		t.Helper()
 		_, raw := pool.Exec(ctx, sql)
 		var pgErr *pgconn.PgError
 		require.ErrorAs(t, raw, &pgErr)
-		return annals.MapError(raw), pgErr
+		return pgErr, annals.MapError(raw)
 	}
 
 	t.Run("ST405 is ErrAppendOnly", func(t *testing.T) {
@@ -34,7 +34,7 @@ func TestMapError(t *testing.T) {
 			"DELETE FROM annals_internal.events",
 			"TRUNCATE annals_internal.events",
 		} {
-			err, pgErr := mapped(t, sql)
+			pgErr, err := mapped(t, sql)
 			require.ErrorIs(t, err, annals.ErrAppendOnly, sql)
 			var base *annals.BaseError
 			require.ErrorAs(t, err, &base)
@@ -48,7 +48,7 @@ func TestMapError(t *testing.T) {
 
 	t.Run("a missing schema is ErrSchemaNotInstalled", func(t *testing.T) {
 		t.Parallel()
-		err, pgErr := mapped(t, "SELECT nope.f()")
+		pgErr, err := mapped(t, "SELECT nope.f()")
 		require.Equal(t, "3F000", pgErr.Code)
 		require.ErrorIs(t, err, annals.ErrSchemaNotInstalled)
 		require.ErrorAs(t, err, new(*pgconn.PgError))
@@ -58,7 +58,7 @@ func TestMapError(t *testing.T) {
 		t.Parallel()
 		// A projection handler may raise 42883 or 42P01 itself: not a missing install.
 		for _, sql := range []string{"SELECT 1/0", "SELECT annals.no_such_function()", "SELECT count(*) FROM annals.no_such_view"} {
-			err, pgErr := mapped(t, sql)
+			pgErr, err := mapped(t, sql)
 			require.Same(t, pgErr, err, sql)
 		}
 		require.NoError(t, annals.MapError(nil))

@@ -85,7 +85,7 @@ func (s *story) upcast(ctx context.Context) error {
 		prices = append(prices, fmt.Sprintf("%d.%02d %s", p.Cents/100, p.Cents%100, p.Currency))
 	}
 	if got := strings.Join(prices, ", "); got != "12.99 EUR, 14.99 USD" {
-		return fmt.Errorf("Go decodes %s, want 12.99 EUR, 14.99 USD", got)
+		return fmt.Errorf("the Go registry decodes %s, want 12.99 EUR, 14.99 USD", got)
 	}
 	s.result("Go, with PriceSet registered at schema version 2, decodes both: %s", strings.Join(prices, ", "))
 	s.fact("PriceSet v1 upcast to v2 on every read by an SQL function; stored bytes unchanged (raw => true)")

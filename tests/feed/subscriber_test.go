@@ -108,7 +108,7 @@ func startWith(ctx context.Context, cancel context.CancelFunc, t *testing.T, s *
 	return r
 }
 
-var errNoReturn = errors.New("Run did not return within 10s of its context's end")
+var errNoReturn = errors.New("the subscriber's Run did not return within 10s of its context's end")
 
 // stop cancels Run and returns its result; Run must return promptly.
 func (r *running) stop() error {
