@@ -254,7 +254,7 @@ REVOKE ALL ON FUNCTION annals.subscription_checkpoint(text, integer) FROM PUBLIC
 GRANT EXECUTE ON FUNCTION annals.subscription_checkpoint(text, integer) TO annals_writer, annals_reader;
 
 -- Compare-and-set: moves the checkpoint from exactly (expected_*) forward to (new_*). A consumer
--- that lost a race, or would move backwards, gets ST409 and changes nothing; a member leased to
+-- that lost a race gets ST411 (one that would move backwards ST422) and changes nothing; a member leased to
 -- another consumer gets ST423.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.ack_subscription(
@@ -298,7 +298,7 @@ BEGIN
     END IF;
     IF (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
        IS DISTINCT FROM (ack_subscription.expected_transaction, ack_subscription.expected_position) THEN
-        IF annals_internal.raise_error('ST409',
+        IF annals_internal.raise_error('ST411',
             format('subscription %L member %s is at (%s, %s), not at the expected (%s, %s)',
                    ack_subscription.subscription, ack_subscription.member,
                    v_cp.checkpoint_transaction, v_cp.checkpoint_position,
@@ -318,7 +318,7 @@ $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.ack_subscription(text, integer, xid8, bigint, xid8, bigint, text) IS
 $$Acknowledges a batch: moves a member's checkpoint from exactly (expected_transaction, expected_position)
-to the later (new_transaction, new_position), usually the last processed event's. Errors: ST409 when the
+to the later (new_transaction, new_position), usually the last processed event's. Errors: ST411 when the
 checkpoint is elsewhere (another consumer won), ST423 when another consumer holds the lease, ST422 backwards.$$;
 REVOKE ALL ON FUNCTION annals.ack_subscription(text, integer, xid8, bigint, xid8, bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.ack_subscription(text, integer, xid8, bigint, xid8, bigint, text) TO annals_writer;

@@ -39,8 +39,11 @@ var (
 	// ErrNotFound: a named object (subscription, projection, dead letter) does not exist (ST404).
 	ErrNotFound = errors.New("annals: not found")
 	// ErrCheckpointConflict: a subscription checkpoint was not where the acknowledgement expected
-	// it: another consumer acknowledged first (ST409 with a subscription in DETAIL).
+	// it: another consumer acknowledged first (ST411).
 	ErrCheckpointConflict = errors.New("annals: checkpoint moved by another consumer")
+	// ErrUpcasterFailed: a registered upcaster did not return a JSON object (ST500); fix the
+	// upcaster function the message names.
+	ErrUpcasterFailed = errors.New("annals: upcaster failed")
 	// ErrLeaseHeld: another consumer holds the subscription member's lease (ST423).
 	ErrLeaseHeld = errors.New("annals: lease held by another consumer")
 	// ErrFeedRestored: stored transaction ids are ahead of this cluster after a logical restore
@@ -122,7 +125,6 @@ type InvalidArgumentError struct {
 type detail struct {
 	StreamID      string          `json:"stream_id"`
 	Expected      json.RawMessage `json:"expected"`
-	Subscription  string          `json:"subscription"`
 	Actual        json.Number     `json:"actual"`
 	EventID       string          `json:"event_id"`
 	Limit         json.Number     `json:"limit"`
@@ -184,11 +186,10 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 	}
 	base := func(kind error) BaseError { return BaseError{Kind: kind, Message: pgErr.Message, PgErr: pgErr} }
 	switch pgErr.Code {
+	case "ST411":
+		e := base(ErrCheckpointConflict)
+		return &e
 	case "ST409":
-		if d.Subscription != "" {
-			e := base(ErrCheckpointConflict)
-			return &e
-		}
 		actual, _ := d.Actual.Int64()
 		exp := Any
 		var v int64
@@ -220,6 +221,9 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 	case "ST423":
 		e := base(ErrLeaseHeld)
 		return &e
+	case "ST500":
+		e := base(ErrUpcasterFailed)
+		return &e
 	case "ST503":
 		e := base(ErrFeedRestored)
 		return &e
@@ -236,7 +240,7 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 // kinds are the sentinels, most specific first (ErrStreamNotFound before ErrNotFound).
 var kinds = []error{
 	ErrWrongExpectedVersion, ErrEventIDConflict, ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument,
-	ErrReserved, ErrAppendOnly, ErrStreamNotFound, ErrEventNotFound, ErrNotFound, ErrCheckpointConflict, ErrLeaseHeld,
+	ErrReserved, ErrAppendOnly, ErrStreamNotFound, ErrEventNotFound, ErrNotFound, ErrCheckpointConflict, ErrUpcasterFailed, ErrLeaseHeld,
 	ErrFeedRestored, ErrSchemaNotInstalled, ErrSchemaTooNew,
 }
 

@@ -70,13 +70,13 @@ func TestMapError(t *testing.T) {
 func TestKind(t *testing.T) {
 	t.Parallel()
 	raw := func(code string) error {
-		return &pgconn.PgError{Code: code, Message: "m", Detail: `{"subscription": "s"}`}
+		return &pgconn.PgError{Code: code, Message: "m", Detail: `{}`}
 	}
 	for code, want := range map[string]error{
 		"ST412": annals.ErrEventIDConflict, "ST410": annals.ErrStreamDeleted, "ST413": annals.ErrTooLarge,
 		"ST422": annals.ErrInvalidArgument, "ST403": annals.ErrReserved, "ST405": annals.ErrAppendOnly,
 		"ST404": annals.ErrNotFound, "ST423": annals.ErrLeaseHeld, "ST503": annals.ErrFeedRestored,
-		"ST409": annals.ErrCheckpointConflict, // the DETAIL names a subscription
+		"ST411": annals.ErrCheckpointConflict, "ST500": annals.ErrUpcasterFailed,
 		"3F000": annals.ErrSchemaNotInstalled,
 	} {
 		require.Equal(t, want, annals.Kind(raw(code)), code)

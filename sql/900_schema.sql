@@ -152,7 +152,7 @@ BEGIN
     END IF;
     IF (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
        IS DISTINCT FROM (ack_subscription.expected_transaction, ack_subscription.expected_position) THEN
-        IF annals_internal.raise_error('ST409',
+        IF annals_internal.raise_error('ST411',
             format('subscription %L member %s is at (%s, %s), not at the expected (%s, %s)',
                    ack_subscription.subscription, ack_subscription.member,
                    v_cp.checkpoint_transaction, v_cp.checkpoint_position,
@@ -178,7 +178,7 @@ ALTER FUNCTION annals.ack_subscription(subscription text, member integer, expect
 --
 
 COMMENT ON FUNCTION annals.ack_subscription(subscription text, member integer, expected_transaction xid8, expected_position bigint, new_transaction xid8, new_position bigint, consumer text) IS 'Acknowledges a batch: moves a member''s checkpoint from exactly (expected_transaction, expected_position)
-to the later (new_transaction, new_position), usually the last processed event''s. Errors: ST409 when the
+to the later (new_transaction, new_position), usually the last processed event''s. Errors: ST411 when the
 checkpoint is elsewhere (another consumer won), ST423 when another consumer holds the lease, ST422 backwards.';
 
 

@@ -99,6 +99,7 @@ var annalsHints = map[error]string{
 	annals.ErrAppendOnly:           "events are never updated or deleted; append a compensating event instead",
 	annals.ErrNotFound:             "check the name: annals subscriptions list, annals projections list",
 	annals.ErrCheckpointConflict:   "another consumer moved the checkpoint; read it again before acknowledging",
+	annals.ErrUpcasterFailed:       "fix the registered upcaster function named in the message",
 	annals.ErrLeaseHeld:            "another instance serves this member; stop it or wait for its lease to expire",
 	annals.ErrFeedRestored:         "run SELECT annals.rebase_transaction_ids() as a superuser once, then retry",
 	annals.ErrSchemaNotInstalled:   "run `annals migrate` against this database",
@@ -107,7 +108,6 @@ var annalsHints = map[error]string{
 // sqlstates covers the PostgreSQL codes a user of this command meets in practice, and the Annals
 // code the Go API has no kind for. Classes (the first two characters) are the fallback.
 var sqlstates = map[string]sqlstate{
-	"ST500": {"upcaster failed", "fix the registered upcaster function named in the message"},
 	"ST401": {"refused by the history guard", "only a superuser may change Annals' history tables and their append-only triggers: run this (or annals migrate) as a superuser"},
 	"42883": {"undefined function", "Annals is missing or older than this build: run `annals migrate`"},
 	"42P01": {"undefined table", "Annals is missing or older than this build: run `annals migrate`"},

@@ -147,9 +147,8 @@ func TestSubscriptionIdleReadAdvancesToBarrier(t *testing.T) {
 	require.Equal(t, rare.IDs, ids(consumeAll(t, e, "rare", 0, 10, 1)))
 }
 
-// The acknowledgement is a compare-and-set: a stale expectation is refused (ST409 with the
-// subscription in DETAIL, which the Go package maps to ErrCheckpointConflict), a backwards
-// move is invalid (ST422).
+// The acknowledgement is a compare-and-set: a stale expectation is refused (ST411, which the Go
+// package maps to ErrCheckpointConflict), a backwards move is invalid (ST422).
 func TestSubscriptionAckIsCompareAndSet(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -166,9 +165,10 @@ func TestSubscriptionAckIsCompareAndSet(t *testing.T) {
 
 	// A consumer that read from the old checkpoint lost the race.
 	err = ack(e, e.pool, "cas", 0, zero, evs[3].Checkpoint(), nil)
-	pgErr := requirePgCode(t, err, "ST409")
+	pgErr := requirePgCode(t, err, "ST411")
 	d := detailOf(t, pgErr)
-	require.Equal(t, "cas", d["subscription"], "the DETAIL names the subscription (the Go mapping to ErrCheckpointConflict keys on it)")
+	require.Equal(t, "cas", d["subscription"])
+	require.ErrorIs(t, annals.MapError(err), annals.ErrCheckpointConflict)
 	require.NotEmpty(t, d["actual"])
 
 	// Backwards, or not forwards, is invalid.
@@ -237,7 +237,7 @@ func TestSubscriptionCompetingConsumersNeverShareEvents(t *testing.T) {
 
 	// A consumer that skipped the lock (or read before the other acknowledged) cannot ack over it.
 	err = ack(e, e.pool, "race", 0, annals.Checkpoint{}, batch1[2].Checkpoint(), nil)
-	requirePgCode(t, err, "ST409")
+	requirePgCode(t, err, "ST411")
 }
 
 func TestSubscriptionLeases(t *testing.T) {
