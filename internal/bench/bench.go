@@ -233,6 +233,7 @@ func (b *Bench) createBaselineTables(ctx context.Context) error {
 	sql := []string{
 		"CREATE SCHEMA bench",
 		"CREATE SEQUENCE bench.raw_version_seq",
+		guideTable,
 	}
 	if parts > 0 {
 		sql = append(sql, "CREATE TABLE bench.raw_events (LIKE annals_internal.events INCLUDING ALL) PARTITION BY HASH (stream_id)")
