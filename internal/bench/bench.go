@@ -47,7 +47,7 @@ type Config struct {
 	// beside it. The role must be allowed to create databases; loading stored events directly
 	// (growth, feed-catchup) and resetting the store between scenarios need a superuser.
 	DatabaseURL string
-	// Quick shrinks every scenario so the whole run takes under a minute.
+	// Quick shrinks every scenario so the whole run takes about a minute.
 	Quick bool
 	// Scenarios to run, by name (see ScenarioNames); empty means the default set.
 	Scenarios []string
