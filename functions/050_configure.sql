@@ -52,6 +52,6 @@ $$;
 COMMENT ON FUNCTION annals.configure(integer, integer, integer, boolean) IS
 $$Sets append limits (NULL keeps a value) and returns the limits now in force as JSON: max_event_bytes (JSON text
 of one event's data, default 1 MiB), max_batch_events (default 10000), max_batch_bytes (default 64 MiB), notify (NOTIFY annals_events on
-append, default true; switching it takes a brief table lock).
+append, at most about once per 20 ms as a wake-up hint, default true; switching it takes a brief table lock).
 Only annals_owner may call it.$$;
 REVOKE ALL ON FUNCTION annals.configure(integer, integer, integer, boolean) FROM PUBLIC;

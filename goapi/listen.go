@@ -19,6 +19,14 @@ import (
 // poll.
 const eventsChannel = "annals_events"
 
+// trailingWake is how long after the last notification the listener wakes its consumers once
+// more. Appends notify at most about once per 20 ms (functions/150_notify.sql): a commit skipped
+// by that gate follows, by at most 20 ms plus its own commit, the notification that closed the
+// gate, so a read this long after that notification arrived finds it even when it arrived before
+// the skipped commit. Anything later still (the gate's notifier rolled back, or committed long
+// after its append) waits for the next notification or the consumer's next poll.
+const trailingWake = 50 * time.Millisecond
+
 // ErrListenUnavailable: notifications sent to the database never reached the listening
 // connection, so LISTEN cannot wake anyone there. The usual cause is a connection pooler in
 // transaction mode (PgBouncer's pool_mode = transaction) between the program and PostgreSQL: it
@@ -45,8 +53,10 @@ type ListenOptions struct {
 	Logger *slog.Logger
 }
 
-// EventListener forwards NOTIFY annals_events to a wake-up channel. Notifications are only
-// hints: consumers always read the feed again, and poll as well. See Client.ListenEvents.
+// EventListener forwards NOTIFY annals_events to a wake-up channel, and wakes it once more 50 ms
+// after the last notification (appends notify at most about once per 20 ms; the trailing
+// wake-up covers the commits in between). Notifications are only hints: consumers always read
+// the feed again, and poll as well. See Client.ListenEvents.
 type EventListener struct {
 	wake      chan struct{}
 	done      chan struct{}
@@ -192,6 +202,9 @@ func (l *EventListener) session(ctx context.Context, c *Client, opts ListenOptio
 	l.listening.Store(true)
 	*backoff = 100 * time.Millisecond
 	l.signal() // anything appended before LISTEN took effect is read now
+	trail := time.AfterFunc(time.Hour, l.signal)
+	trail.Stop()
+	defer trail.Stop()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
@@ -199,6 +212,7 @@ func (l *EventListener) session(ctx context.Context, c *Client, opts ListenOptio
 		}
 		if n != nil && n.Channel == eventsChannel {
 			l.signal()
+			trail.Reset(trailingWake) // and once more for the commits the gate let pass silently
 		}
 	}
 }

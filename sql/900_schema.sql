@@ -480,7 +480,7 @@ ALTER FUNCTION annals.configure(max_event_bytes integer, max_batch_events intege
 
 COMMENT ON FUNCTION annals.configure(max_event_bytes integer, max_batch_events integer, max_batch_bytes integer, notify boolean) IS 'Sets append limits (NULL keeps a value) and returns the limits now in force as JSON: max_event_bytes (JSON text
 of one event''s data, default 1 MiB), max_batch_events (default 10000), max_batch_bytes (default 64 MiB), notify (NOTIFY annals_events on
-append, default true; switching it takes a brief table lock).
+append, at most about once per 20 ms as a wake-up hint, default true; switching it takes a brief table lock).
 Only annals_owner may call it.';
 
 
@@ -3910,8 +3910,17 @@ CREATE FUNCTION annals_internal.notify_append() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+DECLARE
+    v_now  bigint := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+    v_last bigint;
 BEGIN
-    PERFORM pg_notify('annals_events', '');
+    SELECT c.last_value INTO v_last FROM annals_internal.notify_clock AS c;
+    -- A clock stepped back by more than a minute reopens the gate at once; a smaller step keeps
+    -- it shut for that long at most (readers poll meanwhile). Tests shut it that way.
+    IF v_now - v_last >= 20 OR v_now - v_last < -60000 THEN
+        PERFORM setval('annals_internal.notify_clock', v_now);
+        PERFORM pg_notify('annals_events', '');
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -3923,7 +3932,7 @@ ALTER FUNCTION annals_internal.notify_append() OWNER TO annals_owner;
 -- Name: FUNCTION notify_append(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.notify_append() IS 'Trigger function: NOTIFY annals_events with an empty payload once per appending statement.';
+COMMENT ON FUNCTION annals_internal.notify_append() IS 'Trigger function: NOTIFY annals_events (empty payload) once per appending statement, unless an append notified in the last 20 ms (annals_internal.notify_clock).';
 
 
 --
@@ -5482,6 +5491,27 @@ ALTER TABLE annals_internal.lifecycle_log ALTER COLUMN log_id ADD GENERATED ALWA
     NO MAXVALUE
     CACHE 1
 );
+
+
+--
+-- Name: notify_clock; Type: SEQUENCE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE UNLOGGED SEQUENCE annals_internal.notify_clock
+    START WITH 0
+    INCREMENT BY 1
+    MINVALUE 0
+    NO MAXVALUE
+    CACHE 1;
+
+
+ALTER TABLE annals_internal.notify_clock OWNER TO annals_owner;
+
+--
+-- Name: SEQUENCE notify_clock; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON SEQUENCE annals_internal.notify_clock IS 'NOTIFY gate: when an append last sent NOTIFY annals_events (ms since the epoch; setval only, never nextval).';
 
 
 --

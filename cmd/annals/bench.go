@@ -19,7 +19,7 @@ func init() {
 		flags: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
 			var cfg bench.Config
 			fs.StringVar(&cfg.DatabaseURL, "database-url", "", "server to measure (default $DATABASE_URL, else the local server)")
-			fs.BoolVar(&cfg.Quick, "quick", false, "small sizes and short repetitions: the whole run takes under a minute")
+			fs.BoolVar(&cfg.Quick, "quick", false, "small sizes and short repetitions: the whole run takes about a minute")
 			scenarios := fs.String("scenarios", "", "comma-separated scenarios to run (default: all but the opt-in ones; 'all' for every one)")
 			fs.DurationVar(&cfg.Duration, "duration", 0, "length of one measured repetition (default 5s, quick 1s)")
 			fs.IntVar(&cfg.Reps, "reps", 0, "measured repetitions per side (default 5, quick 2)")

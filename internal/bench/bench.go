@@ -47,7 +47,7 @@ type Config struct {
 	// beside it. The role must be allowed to create databases; loading stored events directly
 	// (growth, feed-catchup) and resetting the store between scenarios need a superuser.
 	DatabaseURL string
-	// Quick shrinks every scenario so the whole run takes under a minute.
+	// Quick shrinks every scenario so the whole run takes about a minute.
 	Quick bool
 	// Scenarios to run, by name (see ScenarioNames); empty means the default set.
 	Scenarios []string
@@ -233,6 +233,7 @@ func (b *Bench) createBaselineTables(ctx context.Context) error {
 	sql := []string{
 		"CREATE SCHEMA bench",
 		"CREATE SEQUENCE bench.raw_version_seq",
+		guideTable,
 	}
 	if parts > 0 {
 		sql = append(sql, "CREATE TABLE bench.raw_events (LIKE annals_internal.events INCLUDING ALL) PARTITION BY HASH (stream_id)")

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -223,5 +224,22 @@ func TestAppendLoadWindows(t *testing.T) {
 	}
 	if _, err := statsOf(l, t0.Add(time.Hour), t0.Add(2*time.Hour)); err == nil {
 		t.Error("a window without appends must be an error, not a zero figure")
+	}
+}
+
+func TestGuideWorkloads(t *testing.T) {
+	t.Parallel()
+	one := guideAppendWorkload(3).goSQL()
+	if strings.Contains(one, ":client_id") || strings.Contains(one, ":s") || !strings.Contains(one, "$1") || !strings.Contains(one, "$2") {
+		t.Errorf("guide append placeholders: %s", one)
+	}
+	if !strings.Contains(one, "generate_series(1, 1)") || !strings.Contains(one, "max(e.version)") {
+		t.Errorf("guide append: %s", one)
+	}
+	if b := guideBatchWorkload(3).sql; !strings.Contains(b, fmt.Sprintf("generate_series(1, %d)", batchSize)) {
+		t.Errorf("guide batch: %s", b)
+	}
+	if !strings.Contains(guideTable, "UNIQUE (stream_id, version)") {
+		t.Error("the guide's table needs its unique key")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/annals-db/annals/examples/inventory/readmodels"
@@ -40,6 +41,37 @@ func rawInsertWorkload(streams int) workload {
 	return workload{streams: streams, sql: rawColumns + rawRow(`'raw-' || :client_id::text || '-' || :s::text`)}
 }
 
+// guideTable is the events table a user would write by hand, as the guide has it: no
+// partitions, no feed columns, no function; the version is max(version) + 1.
+const guideTable = `CREATE TABLE bench.guide_events (
+	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	stream_id text NOT NULL,
+	version int NOT NULL,
+	type text NOT NULL,
+	data jsonb NOT NULL,
+	metadata jsonb,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	UNIQUE (stream_id, version))`
+
+const guideLabel = "the guide's hand-written table (id identity, stream_id, version, type, data, metadata, created_at; UNIQUE (stream_id, version)) and its append: " +
+	"SELECT max(version) + INSERT, here one INSERT ... SELECT coalesce(max(version), 0) + 1 statement (one round trip fewer than the guide's two)"
+
+// guideInsert appends n events to stream at max(version)+1.., the guide's append in one statement.
+func guideInsert(stream string, n int) string {
+	return `INSERT INTO bench.guide_events (stream_id, version, type, data)
+		SELECT ` + stream + `, m.v + g, 'BenchEvent', '` + benchData + `'::jsonb
+		  FROM (SELECT coalesce(max(e.version), 0) AS v FROM bench.guide_events AS e WHERE e.stream_id = ` + stream + `) AS m,
+		       generate_series(1, ` + fmt.Sprint(n) + `) AS g`
+}
+
+func guideAppendWorkload(streams int) workload {
+	return workload{streams: streams, sql: guideInsert(`'guide-' || :client_id::text || '-' || :s::text`, 1)}
+}
+
+func guideBatchWorkload(streams int) workload {
+	return workload{streams: streams, sql: guideInsert(`'guidebatch-' || :client_id::text || '-' || :s::text`, batchSize)}
+}
+
 // batchSize is the number of events per call in the batch scenario.
 const batchSize = 100
 
@@ -66,50 +98,72 @@ type pair struct {
 	baseWaits, subjWaits waits
 }
 
+// arm is one workload of a same-run comparison; before, when set, runs before each of its
+// repetitions (and before its warm-up).
+type arm struct {
+	name   string
+	w      workload
+	before func(context.Context) error
+}
+
+// armResult is an arm's events/s samples and the server waits sampled while it ran.
+type armResult struct {
+	samples []float64
+	waits   waits
+}
+
 // compareThroughput warms both workloads, then alternates them, sampling the server's wait
 // events while each runs.
 func (b *Bench) compareThroughput(ctx context.Context, label string, clients, perTx int,
 	base, subject workload, baseName, subjectName string,
 	beforeBase, beforeSubject func(context.Context) error) (pair, error) {
-	p := pair{baseWaits: waits{}, subjWaits: waits{}}
-	b.prog.step(label+": warm-up", b.warmEstimate(clients, perTx))
-	if beforeBase != nil {
-		if err := beforeBase(ctx); err != nil {
-			return p, err
+	rs, err := b.compareArms(ctx, label, clients, perTx,
+		arm{baseName, base, beforeBase}, arm{subjectName, subject, beforeSubject})
+	if err != nil {
+		return pair{}, err
+	}
+	return pair{base: rs[0].samples, subj: rs[1].samples, baseWaits: rs[0].waits, subjWaits: rs[1].waits}, nil
+}
+
+// compareArms warms every arm's workload, then alternates them (ABBA over all arms), sampling
+// the server's wait events while each runs.
+func (b *Bench) compareArms(ctx context.Context, label string, clients, perTx int, arms ...arm) ([]armResult, error) {
+	out := make([]armResult, len(arms))
+	b.prog.step(label+": warm-up", time.Duration(len(arms))*b.warmEstimate(clients, perTx)/2)
+	for i, a := range arms {
+		out[i].waits = waits{}
+		if a.before != nil {
+			if err := a.before(ctx); err != nil {
+				return out, err
+			}
+		}
+		if err := b.warm(ctx, a.w, clients); err != nil {
+			return out, err
 		}
 	}
-	if err := b.warm(ctx, base, clients); err != nil {
-		return p, err
-	}
-	if beforeSubject != nil {
-		if err := beforeSubject(ctx); err != nil {
-			return p, err
-		}
-	}
-	if err := b.warm(ctx, subject, clients); err != nil {
-		return p, err
-	}
-	run := func(w workload, before func(context.Context) error, into waits) func(context.Context) (float64, error) {
-		return func(ctx context.Context) (float64, error) {
-			if before != nil {
-				if err := before(ctx); err != nil {
+	sides := make([]side, len(arms))
+	for i, a := range arms {
+		into := out[i].waits
+		sides[i] = side{a.name, b.measureEstimate(), func(ctx context.Context) (float64, error) {
+			if a.before != nil {
+				if err := a.before(ctx); err != nil {
 					return 0, err
 				}
 			}
 			stop := b.sampleWaits(ctx)
-			tps, err := b.tps(ctx, w, clients, b.dur)
+			tps, err := b.tps(ctx, a.w, clients, b.dur)
 			into.add(stop())
 			return tps * float64(perTx), err
-		}
+		}}
 	}
-	s, err := b.alternate(ctx, label,
-		side{baseName, b.measureEstimate(), run(base, beforeBase, p.baseWaits)},
-		side{subjectName, b.measureEstimate(), run(subject, beforeSubject, p.subjWaits)})
+	s, err := b.alternate(ctx, label, sides...)
 	if err != nil {
-		return p, err
+		return out, err
 	}
-	p.base, p.subj = s[0], s[1]
-	return p, nil
+	for i := range out {
+		out[i].samples = s[i]
+	}
+	return out, nil
 }
 
 func (b *Bench) measureEstimate() time.Duration {
@@ -127,6 +181,10 @@ func (b *Bench) pairEstimate(clients, perTx int) time.Duration {
 	return b.warmEstimate(clients, perTx) + time.Duration(2*b.reps)*b.measureEstimate()
 }
 
+func (b *Bench) armsEstimate(clients, perTx, arms int) time.Duration {
+	return time.Duration(arms)*b.warmEstimate(clients, perTx)/2 + time.Duration(arms*b.reps)*b.measureEstimate()
+}
+
 func appendScenario() scenario {
 	return scenario{
 		name:    "append",
@@ -134,7 +192,7 @@ func appendScenario() scenario {
 		estimate: func(b *Bench) time.Duration {
 			var d time.Duration
 			for _, c := range b.clients {
-				d += b.pairEstimate(c, 1)
+				d += b.armsEstimate(c, 1, 3)
 			}
 			return d
 		},
@@ -145,9 +203,10 @@ func appendScenario() scenario {
 			var out []Result
 			for _, c := range b.clients {
 				label := fmt.Sprintf("append, %d client%s", c, plural(c))
-				p, err := b.compareThroughput(ctx, label, c, 1,
-					rawInsertWorkload(b.streamsPerClient()), appendWorkload(b.streamsPerClient()),
-					"plain INSERT", "append_events", nil, nil)
+				rs, err := b.compareArms(ctx, label, c, 1,
+					arm{name: "plain INSERT", w: rawInsertWorkload(b.streamsPerClient())},
+					arm{name: "guide's append", w: guideAppendWorkload(b.streamsPerClient())},
+					arm{name: "append_events", w: appendWorkload(b.streamsPerClient())})
 				if err != nil {
 					return out, err
 				}
@@ -155,9 +214,10 @@ func appendScenario() scenario {
 				if c == 8 {
 					g = ratioAtLeast(0.6)
 				}
-				r := figure(label, "events/s", p.subj, p.base, rawLabel, b.method(c)+
-					fmt.Sprintf("; SELECT annals.append_events(stream, NULL, one event) on %d streams per client; NOTIFY off (see the notify figure)", b.streamsPerClient()), g)
-				out = append(out, r.withWaits(p.subjWaits, p.baseWaits, "append_events", "INSERT"))
+				method := b.method(c) + fmt.Sprintf("; SELECT annals.append_events(stream, NULL, one event) on %d streams per client; NOTIFY off (see the notify figure); the plain INSERT, the guide's append and append_events alternated in one rotation", b.streamsPerClient())
+				r := figure(label, "events/s", rs[2].samples, rs[0].samples, rawLabel, method, g)
+				out = append(out, r.withWaits(rs[2].waits, rs[0].waits, "append_events", "INSERT"))
+				out = append(out, guideFigure(label, rs[2], rs[1], rs[0], method))
 			}
 			return out, nil
 		},
@@ -168,72 +228,187 @@ func batchScenario() scenario {
 	return scenario{
 		name:     "batch",
 		summary:  "100-event appends vs one 100-row multi-row INSERT",
-		estimate: func(b *Bench) time.Duration { return b.pairEstimate(b.conc, batchSize) },
+		estimate: func(b *Bench) time.Duration { return b.armsEstimate(b.conc, batchSize, 3) },
 		run: func(ctx context.Context, b *Bench) ([]Result, error) {
 			if err := b.reset(ctx); err != nil {
 				return nil, err
 			}
 			label := fmt.Sprintf("batch of %d, %d clients", batchSize, b.conc)
 			streams := max(b.streamsPerClient()/10, 2)
-			p, err := b.compareThroughput(ctx, label, b.conc, batchSize,
-				rawBatchWorkload(streams), batchWorkload(streams), "100-row INSERT", "append_events x100", nil, nil)
+			rs, err := b.compareArms(ctx, label, b.conc, batchSize,
+				arm{name: "100-row INSERT", w: rawBatchWorkload(streams)},
+				arm{name: "guide's append x100", w: guideBatchWorkload(streams)},
+				arm{name: "append_events x100", w: batchWorkload(streams)})
 			if err != nil {
 				return nil, err
 			}
-			r := figure(label, "events/s", p.subj, p.base, "one 100-row multi-row INSERT into bench.raw_events",
-				b.method(b.conc)+"; one append_events call with 100 events per transaction", ratioAtLeast(0.6))
-			return []Result{r.withWaits(p.subjWaits, p.baseWaits, "append_events", "INSERT")}, nil
+			method := b.method(b.conc) + "; one append_events call with 100 events per transaction; the 100-row INSERT, the guide's 100-event append and append_events alternated in one rotation"
+			r := figure(label, "events/s", rs[2].samples, rs[0].samples, "one 100-row multi-row INSERT into bench.raw_events", method, ratioAtLeast(0.6))
+			return []Result{r.withWaits(rs[2].waits, rs[0].waits, "append_events", "INSERT"),
+				guideFigure(label, rs[2], rs[1], rs[0], method)}, nil
 		},
 	}
 }
 
+// notifyModes are the ways an append can notify: not at all, through Annals' gated trigger
+// (the default), or, for comparison, on every appending statement as before M9 (a trigger the
+// bench adds; it needs a superuser).
+const (
+	notifyOff     = "off"
+	notifyGated   = "gated"
+	notifyUngated = "ungated"
+)
+
+// ungatedNotifySQL adds, disabled, the notify trigger Annals had before the gate: NOTIFY on every
+// appending statement.
+var ungatedNotifySQL = []string{
+	`CREATE OR REPLACE FUNCTION bench.notify_every_append() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		PERFORM pg_notify('annals_events', '');
+		RETURN NULL;
+	END $$`,
+	`CREATE OR REPLACE TRIGGER bench_notify_ungated AFTER INSERT ON annals_internal.events
+		FOR EACH STATEMENT EXECUTE FUNCTION bench.notify_every_append()`,
+	`ALTER TABLE annals_internal.events DISABLE TRIGGER bench_notify_ungated`,
+}
+
+// canUngate reports whether the ungated comparison can run (it adds a trigger to Annals' table).
+func (b *Bench) canUngate() bool { return b.superuser }
+
+// setNotifyMode switches between notifyOff, notifyGated and notifyUngated.
+func (b *Bench) setNotifyMode(ctx context.Context, mode string) error {
+	if err := b.setNotify(ctx, mode == notifyGated); err != nil {
+		return err
+	}
+	if !b.canUngate() {
+		return nil
+	}
+	var exists bool
+	if err := b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger AS t
+		WHERE t.tgrelid = 'annals_internal.events'::regclass AND t.tgname = 'bench_notify_ungated')`).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		if mode != notifyUngated {
+			return nil
+		}
+		for _, q := range ungatedNotifySQL {
+			if _, err := b.pool.Exec(ctx, q); err != nil {
+				return fmt.Errorf("ungated notify trigger: %w", err)
+			}
+		}
+	}
+	op := "DISABLE"
+	if mode == notifyUngated {
+		op = "ENABLE"
+	}
+	_, err := b.pool.Exec(ctx, "ALTER TABLE annals_internal.events "+op+" TRIGGER bench_notify_ungated")
+	return err
+}
+
+// notifyListener is a LISTEN annals_events connection that drains and counts notifications.
+type notifyListener struct {
+	n    atomic.Int64
+	stop func()
+}
+
+func (b *Bench) listenCounting(ctx context.Context) (*notifyListener, error) {
+	conns, err := b.connect(ctx, 1, nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conns[0].Exec(ctx, "LISTEN annals_events"); err != nil {
+		closeAll(conns)
+		return nil, err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	l := &notifyListener{stop: func() { cancel(); <-done; closeAll(conns) }}
+	go func() {
+		defer close(done)
+		for {
+			if _, err := conns[0].WaitForNotification(lctx); err != nil {
+				return
+			}
+			l.n.Add(1)
+		}
+	}()
+	return l, nil
+}
+
 func notifyScenario() scenario {
 	return scenario{
-		name:     "notify",
-		summary:  "single-event appends with NOTIFY on (the default) vs off, one listener connected; other throughput scenarios run with it off",
-		estimate: func(b *Bench) time.Duration { return b.pairEstimate(b.conc, 1) },
+		name: "notify",
+		summary: "single-event appends with NOTIFY on (the default, gated to about one per 20 ms) vs off, and with the pre-M9 " +
+			"NOTIFY on every append (superuser only), one listener connected; other throughput scenarios run with it off",
+		estimate: func(b *Bench) time.Duration { return b.armsEstimate(b.conc, 1, 3) },
 		run: func(ctx context.Context, b *Bench) (_ []Result, err error) {
 			if err := b.reset(ctx); err != nil {
 				return nil, err
 			}
 			// A subscriber is listening in real deployments; keep one listener draining.
-			conns, err := b.connect(ctx, 1, nil)
+			l, err := b.listenCounting(ctx)
 			if err != nil {
 				return nil, err
 			}
-			lctx, stop := context.WithCancel(ctx)
-			done := make(chan struct{})
-			defer func() { stop(); <-done; closeAll(conns) }()
-			if _, err := conns[0].Exec(ctx, "LISTEN annals_events"); err != nil {
-				close(done)
-				return nil, err
-			}
-			go func() {
-				defer close(done)
-				for {
-					if _, err := conns[0].WaitForNotification(lctx); err != nil {
-						return
-					}
-				}
-			}()
-			setNotify := func(on bool) func(context.Context) error {
-				return func(ctx context.Context) error { return b.setNotify(ctx, on) }
-			}
+			defer l.stop()
 			defer func() {
-				if e := b.setNotify(context.WithoutCancel(ctx), false); e != nil && err == nil {
+				if e := b.setNotifyMode(context.WithoutCancel(ctx), notifyOff); e != nil && err == nil {
 					err = e
 				}
 			}()
+			// Notifications per second while each mode was on, counted from one switch to the next.
+			rates := map[string]*[2]float64{} // mode -> {notifications, seconds}
+			cur, since, at := "", time.Time{}, int64(0)
+			mode := func(m string) func(context.Context) error {
+				return func(ctx context.Context) error {
+					if cur != "" {
+						r := rates[cur]
+						if r == nil {
+							r = &[2]float64{}
+							rates[cur] = r
+						}
+						r[0] += float64(l.n.Load() - at)
+						r[1] += time.Since(since).Seconds()
+					}
+					if err := b.setNotifyMode(ctx, m); err != nil {
+						return err
+					}
+					cur, since, at = m, time.Now(), l.n.Load()
+					return nil
+				}
+			}
+			rate := func(m string) string {
+				r := rates[m]
+				if r == nil || r[1] == 0 {
+					return "?"
+				}
+				return formatNumber(r[0] / r[1])
+			}
 			label := fmt.Sprintf("NOTIFY on vs off, %d clients", b.conc)
 			w := appendWorkload(b.streamsPerClient())
-			p, err := b.compareThroughput(ctx, label, b.conc, 1, w, w, "notify off", "notify on",
-				setNotify(false), setNotify(true))
+			arms := []arm{{"notify off", w, mode(notifyOff)}, {"notify on (gated)", w, mode(notifyGated)}}
+			if b.canUngate() {
+				arms = append(arms, arm{"notify on every append (before M9)", w, mode(notifyUngated)})
+			}
+			rs, err := b.compareArms(ctx, label, b.conc, 1, arms...)
 			if err != nil {
 				return nil, err
 			}
-			r := figure(label, "events/s", p.subj, p.base, "the same appends with annals.configure(notify => false)",
-				b.method(b.conc)+"; one LISTEN annals_events connection draining", nil)
-			return []Result{r.withWaits(p.subjWaits, p.baseWaits, "notify on", "notify off")}, nil
+			if err := mode(notifyOff)(ctx); err != nil {
+				return nil, err
+			}
+			method := b.method(b.conc) + "; one LISTEN annals_events connection draining; the modes alternated in one rotation"
+			r := figure(label, "events/s", rs[1].samples, rs[0].samples, "the same appends with annals.configure(notify => false)", method, nil)
+			r.Note = fmt.Sprintf("notify on: the listener received %s notifications/s (appends notify at most about once per 20 ms)", rate(notifyGated))
+			out := []Result{r.withWaits(rs[1].waits, rs[0].waits, "notify on", "notify off")}
+			if len(rs) > 2 {
+				r := figure(fmt.Sprintf("NOTIFY on every append (before M9) vs off, %d clients", b.conc), "events/s", rs[2].samples, rs[0].samples,
+					"the same appends with annals.configure(notify => false)", method+"; before M9 = a statement trigger calling pg_notify on every append, as Annals had", nil)
+				r.Note = fmt.Sprintf("the listener received %s notifications/s", rate(notifyUngated))
+				out = append(out, r.withWaits(rs[2].waits, rs[0].waits, "notify every append", "notify off"))
+			}
+			return out, nil
 		},
 	}
 }
@@ -305,4 +480,13 @@ func appendOne(ctx context.Context, c *pgx.Conn, stream string) error {
 func (b *Bench) setNotify(ctx context.Context, on bool) error {
 	_, err := b.pool.Exec(ctx, "SELECT annals.configure(notify => $1)", on)
 	return err
+}
+
+// guideFigure is append_events against the guide's append, measured in the same rotation; its
+// note gives the guide's own ratio to the plain INSERT.
+func guideFigure(label string, annals, guide, raw armResult, method string) Result {
+	r := figure(label+", vs the guide's table", "events/s", annals.samples, guide.samples, guideLabel, method, nil)
+	r.Note = fmt.Sprintf("the guide's append itself: %s events/s, %.2fx the plain INSERT", formatNumber(median(guide.samples)),
+		median(guide.samples)/median(raw.samples))
+	return r.withWaits(annals.waits, guide.waits, "append_events", "guide's append")
 }

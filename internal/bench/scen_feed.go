@@ -180,16 +180,16 @@ func liveFeedScenario() scenario {
 	return scenario{
 		name:     "live-feed",
 		summary:  "append-to-handler latency of the Go Subscriber under a steady append load, vs a plain write + NOTIFY",
-		estimate: func(b *Bench) time.Duration { return time.Duration(b.reps)*b.dur + 2*time.Second },
+		estimate: func(b *Bench) time.Duration { return time.Duration(2*b.reps)*b.dur + 3*time.Second },
 		run: func(ctx context.Context, b *Bench) (_ []Result, err error) {
 			if err := b.reset(ctx); err != nil {
 				return nil, err
 			}
-			if err := b.setNotify(ctx, true); err != nil { // the subscriber wakes on it
+			if err := b.setNotifyMode(ctx, notifyGated); err != nil { // the subscriber wakes on it
 				return nil, err
 			}
 			defer func() {
-				if e := b.setNotify(context.WithoutCancel(ctx), false); e != nil && err == nil {
+				if e := b.setNotifyMode(context.WithoutCancel(ctx), notifyOff); e != nil && err == nil {
 					err = e
 				}
 			}()
@@ -342,13 +342,34 @@ func liveFeedScenario() scenario {
 			label := fmt.Sprintf("live feed, %d appends/s", rate(b))
 			b.prog.step(label+": warm-up", time.Second)
 			sleep(recvCtx, time.Second)
-			type window struct{ from, to time.Time }
+			// Windows with the gated NOTIFY (Annals' default) and, where the bench may add a
+			// trigger, with a NOTIFY on every append as before M9, alternated ABBA.
+			type window struct {
+				from, to time.Time
+				mode     string
+			}
+			modes := []string{notifyGated}
+			if b.canUngate() {
+				modes = append(modes, notifyUngated)
+			}
 			var windows []window
 			for rep := range b.reps {
-				b.prog.step(fmt.Sprintf("%s (%d/%d)", label, rep+1, b.reps), b.dur)
-				from := time.Now()
-				sleep(recvCtx, b.dur)
-				windows = append(windows, window{from, time.Now()})
+				for k := range modes {
+					m := modes[k]
+					if rep%2 == 1 {
+						m = modes[len(modes)-1-k]
+					}
+					if len(modes) > 1 {
+						if err := b.setNotifyMode(recvCtx, m); err != nil {
+							return nil, err
+						}
+						sleep(recvCtx, 200*time.Millisecond) // what was sent before the switch arrives
+					}
+					b.prog.step(fmt.Sprintf("%s, notify %s (%d/%d)", label, m, rep+1, b.reps), b.dur)
+					from := time.Now()
+					sleep(recvCtx, b.dur)
+					windows = append(windows, window{from, time.Now(), m})
+				}
 			}
 			// Stop sending; give what was sent in the windows time to arrive.
 			stopLoad()
@@ -374,10 +395,19 @@ func liveFeedScenario() scenario {
 				return nil, err
 			}
 			var feedP50, feedP99, pingP50, pingP99 []float64
-			var allFeed, allPing []float64
+			var ungP50, ungP99 []float64
+			var allFeed, allPing, allUng []float64
 			missing, empty := 0, 0
 			for _, w := range windows {
 				f, m := feed.samples(w.from, w.to)
+				if w.mode == notifyUngated {
+					missing += m
+					if len(f) > 0 {
+						ungP50, ungP99 = append(ungP50, percentile(f, 50)), append(ungP99, percentile(f, 99))
+						allUng = append(allUng, f...)
+					}
+					continue
+				}
 				p, _ := ping.samples(w.from, w.to)
 				missing += m
 				if len(f) == 0 || len(p) == 0 {
@@ -389,7 +419,7 @@ func liveFeedScenario() scenario {
 				allFeed, allPing = append(allFeed, f...), append(allPing, p...)
 			}
 			method := fmt.Sprintf("Go annals.Subscriber (LISTEN + feed reads, batch 100) under %d single-event appends/s from 4 writers (Client.Append, synchronous_commit as configured); "+
-				"latency = handler call - start of the Append call that committed the event; %d windows of %s, median of per-window percentiles",
+				"latency = handler call - start of the Append call that committed the event; %d windows of %s per NOTIFY mode (alternated with the every-append mode where measured), median of per-window percentiles",
 				rate(b), b.reps, b.dur)
 			baseLabel := "the same percentile for a transaction that inserts a row and calls pg_notify, start of the call to the listener's receipt, under the same load"
 			r50 := figure(label+": p50", "ms", feedP50, pingP50, baseLabel, method, nil)
@@ -404,7 +434,16 @@ func liveFeedScenario() scenario {
 			if empty > 0 {
 				r50.Note += fmt.Sprintf("; %d of %d windows had no arrivals at all", empty, len(windows))
 			}
-			return []Result{r50, r99}, nil
+			out := []Result{r50, r99}
+			if len(ungP50) > 0 {
+				ungLabel := "the same Subscriber latency in the alternated windows where every append notifies (a statement trigger calling pg_notify, as before M9)"
+				u50 := figure(label+", gated vs every append notifying: p50", "ms", feedP50, ungP50, ungLabel, method, nil)
+				u99 := figure(label+", gated vs every append notifying: p99", "ms", feedP99, ungP99, ungLabel, method, nil)
+				u50.Note = fmt.Sprintf("over all windows, every append notifying: p50 %.2f ms, p99 %.2f ms (%d events)",
+					percentile(allUng, 50), percentile(allUng, 99), len(allUng))
+				out = append(out, u50, u99)
+			}
+			return out, nil
 		},
 	}
 }

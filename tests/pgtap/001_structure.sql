@@ -1,7 +1,7 @@
 -- Structure: schemas, tables, the hash-partitioned events table, keys, indexes, row types and
 -- the public functions' signatures.
 BEGIN;
-SELECT plan(28);
+SELECT plan(29);
 
 SELECT has_schema('annals', 'schema annals (public API) exists');
 SELECT has_schema('annals_internal', 'schema annals_internal (storage) exists');
@@ -13,6 +13,7 @@ SELECT has_table('annals_internal', 'settings', 'annals_internal.settings exists
 SELECT has_table('annals_internal', 'lifecycle_log', 'annals_internal.lifecycle_log exists');
 SELECT has_table('annals_internal', 'schema_info', 'annals_internal.schema_info exists');
 SELECT has_sequence('annals_internal', 'global_position_seq', 'annals_internal.global_position_seq exists');
+SELECT has_sequence('annals_internal', 'notify_clock', 'annals_internal.notify_clock (the NOTIFY gate) exists');
 
 -- events: hash-partitioned by stream id into 8 partitions.
 SELECT is_partitioned('annals_internal', 'events', 'events is partitioned');
