@@ -11,7 +11,7 @@ CREATE OR REPLACE FUNCTION annals_internal.event_batch(
     event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer)
 RETURNS jsonb
 LANGUAGE sql
-IMMUTABLE PARALLEL SAFE
+STABLE PARALLEL SAFE
 RETURN jsonb_build_array(jsonb_build_object(
     'type', event_type, 'data', data, 'metadata', metadata, 'id', event_id, 'schema_version', schema_version));
 -- +goose StatementEnd
