@@ -4,16 +4,19 @@
 SET LOCAL ROLE annals_owner;
 SET LOCAL search_path = pg_catalog, pg_temp;
 
--- The one-element events array append_event's arguments stand for (its slow path only). SQL
--- NULLs become JSON nulls, which append_events treats as absent keys.
+-- The one-element events array append_event's arguments stand for (its slow path only): a SQL
+-- NULL is an absent key, as a client would write the batch, so that the batch's size (checked
+-- against max_batch_bytes) is that batch's.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.event_batch(
     event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer)
 RETURNS jsonb
 LANGUAGE sql
 STABLE PARALLEL SAFE
-RETURN jsonb_build_array(jsonb_build_object(
-    'type', event_type, 'data', data, 'metadata', metadata, 'id', event_id, 'schema_version', schema_version));
+RETURN jsonb_build_array(
+    jsonb_strip_nulls(jsonb_build_object('type', event_type, 'id', event_id, 'schema_version', schema_version))
+    || CASE WHEN data IS NULL THEN '{}' ELSE jsonb_build_object('data', data) END
+    || CASE WHEN metadata IS NULL THEN '{}' ELSE jsonb_build_object('metadata', metadata) END);
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.event_batch(text, jsonb, jsonb, uuid, integer) IS
     'The one-event batch (a JSON array for append_events) that append_event''s scalar arguments stand for.';
@@ -88,9 +91,12 @@ BEGIN
          WHERE t.singleton = true;
         v_current := coalesce(v_current, 0);
         -- The batch's size is bounded by its parts' (the keys, the type, the id, a number
-        -- and the array's headers take well under 512 bytes more); only a batch that may be
-        -- near max_batch_bytes is measured exactly, on the slow path.
+        -- and the array's headers take well under 512 bytes more; a compressed part, say
+        -- passed from a table's column, is measured on the slow path); only a batch that may
+        -- be near max_batch_bytes is measured exactly, on the slow path.
         IF coalesce(octet_length(append_event.data::text), 0) <= v_max_event_bytes
+           AND pg_column_compression(append_event.data) IS NULL
+           AND pg_column_compression(append_event.metadata) IS NULL
            AND coalesce(pg_column_size(append_event.data), 0) + coalesce(pg_column_size(append_event.metadata), 0)
                + octet_length(append_event.event_type) + 512 <= v_max_bytes
            AND v_state IS DISTINCT FROM 'deleted'

@@ -273,9 +273,12 @@ BEGIN
          WHERE t.singleton = true;
         v_current := coalesce(v_current, 0);
         -- The batch's size is bounded by its parts' (the keys, the type, the id, a number
-        -- and the array's headers take well under 512 bytes more); only a batch that may be
-        -- near max_batch_bytes is measured exactly, on the slow path.
+        -- and the array's headers take well under 512 bytes more; a compressed part, say
+        -- passed from a table's column, is measured on the slow path); only a batch that may
+        -- be near max_batch_bytes is measured exactly, on the slow path.
         IF coalesce(octet_length(append_event.data::text), 0) <= v_max_event_bytes
+           AND pg_column_compression(append_event.data) IS NULL
+           AND pg_column_compression(append_event.metadata) IS NULL
            AND coalesce(pg_column_size(append_event.data), 0) + coalesce(pg_column_size(append_event.metadata), 0)
                + octet_length(append_event.event_type) + 512 <= v_max_bytes
            AND v_state IS DISTINCT FROM 'deleted'
@@ -3531,7 +3534,7 @@ COMMENT ON FUNCTION annals_internal.dispatch_source() IS 'The PL/pgSQL body anna
 
 CREATE FUNCTION annals_internal.event_batch(event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN jsonb_build_array(jsonb_build_object('type', event_type, 'data', data, 'metadata', metadata, 'id', event_id, 'schema_version', schema_version));
+    RETURN jsonb_build_array(((jsonb_strip_nulls(jsonb_build_object('type', event_type, 'id', event_id, 'schema_version', schema_version)) || CASE WHEN (data IS NULL) THEN '{}'::jsonb ELSE jsonb_build_object('data', data) END) || CASE WHEN (metadata IS NULL) THEN '{}'::jsonb ELSE jsonb_build_object('metadata', metadata) END));
 
 
 ALTER FUNCTION annals_internal.event_batch(event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer) OWNER TO annals_owner;

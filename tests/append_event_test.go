@@ -204,3 +204,62 @@ func TestAppendEventMatchesAppendEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendEventLimitsMatch sweeps event sizes across max_event_bytes and max_batch_bytes: at
+// every size append_event and append_events with the one-event batch agree (append_event
+// measures the batch only near the limit).
+func TestAppendEventLimitsMatch(t *testing.T) {
+	t.Parallel()
+	f := setup(t) // its own database: the limits set here must not leak into other tests
+	_, err := f.pool.Exec(f.ctx, "SELECT annals.configure(max_event_bytes => 700, max_batch_bytes => 600)")
+	require.NoError(t, err)
+
+	outcome := func(err error) string {
+		if err == nil {
+			return "ok"
+		}
+		var pgErr *pgconn.PgError
+		require.True(t, errors.As(err, &pgErr), "%v", err)
+		return pgErr.Code + " " + pgErr.Message + " " + pgErr.Detail
+	}
+	kinds := map[string]int{}
+	for n := 300; n <= 800; n += 7 {
+		for _, withMeta := range []bool{false, true} {
+			data := `{"p": "` + strings.Repeat("x", n) + `"}`
+			var meta any
+			if withMeta {
+				meta = `{"m": "` + strings.Repeat("y", n/4) + `"}`
+			}
+			batch := `[{"type":"T","data":` + data
+			if withMeta {
+				batch += `,"metadata":` + meta.(string)
+			}
+			batch += `}]`
+			_, errBatch := f.pool.Exec(f.ctx, "SELECT annals.append_events($1, NULL, $2::jsonb)", stream("limits"), batch)
+			_, errOne := f.pool.Exec(f.ctx, "SELECT annals.append_event($1, NULL, 'T', $2::jsonb, $3::jsonb)", stream("limits"), data, meta)
+			want, got := outcome(errBatch), outcome(errOne)
+			require.Equal(t, want, got, "data of %d bytes, metadata %v", n, withMeta)
+			kinds[strings.SplitN(want, " ", 2)[0]]++
+		}
+	}
+	require.Greater(t, kinds["ok"], 0)
+	require.Greater(t, kinds["ST413"], 0)
+}
+
+// TestAppendEventCompressedArguments: data passed from a table's column may arrive compressed,
+// smaller than the batch it stands for; max_batch_bytes still counts the whole batch.
+func TestAppendEventCompressedArguments(t *testing.T) {
+	t.Parallel()
+	f := setup(t) // its own database: the limits set here must not leak into other tests
+	_, err := f.pool.Exec(f.ctx, `SELECT annals.configure(max_event_bytes => 1000000, max_batch_bytes => 20000);
+		CREATE TABLE public.payloads (data jsonb);
+		INSERT INTO public.payloads SELECT jsonb_build_object('p', repeat('x', 50000))`)
+	require.NoError(t, err)
+	var compressed *string
+	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT pg_column_compression(data) FROM public.payloads").Scan(&compressed))
+	require.NotNil(t, compressed, "the stored payload is compressed")
+
+	_, err = f.pool.Exec(f.ctx, "SELECT annals.append_event($1, NULL, 'T', p.data) FROM public.payloads AS p", stream("compressed"))
+	pgErr := requirePgError(t, err, "ST413")
+	require.Equal(t, "max_batch_bytes", detailOf(t, pgErr)["setting"])
+}
