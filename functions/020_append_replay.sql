@@ -113,3 +113,40 @@ $$;
 COMMENT ON FUNCTION annals_internal.append_replay(text, bigint, jsonb, bigint) IS
     'Slow path of annals.append_events: returns the original result of a replayed batch or raises ST409 (version conflict, partial overlap) or ST412 (id reused with other content or position).';
 REVOKE ALL ON FUNCTION annals_internal.append_replay(text, bigint, jsonb, bigint) FROM PUBLIC;
+
+-- The contended half of taking a stream's append lock: annals.append_events and append_event call
+-- it only when pg_try_advisory_xact_lock failed, i.e. another appender holds the lock until its
+-- commit. Before queueing behind it, a plain read of the stream row (no lock) checks whether the
+-- expected version is already wrong in a way no pending commit can make right: a read may be
+-- stale, but only ever older than the truth, and versions only grow, so a read version past an
+-- exact expected version (0 on an existing stream, n on a stream beyond n) stays wrong. Then no
+-- lock is taken and the read version is returned, for append_replay to decide between a replay
+-- and a conflict (the events up to that version are committed and visible, a replayed batch among
+-- them). Otherwise (any, -1, a version not reached yet, a deleted stream, whose error comes from
+-- the check under the lock) it waits for the lock and returns NULL.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.lock_stream(stream_id text, expected_version bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_current bigint;
+BEGIN
+    IF lock_stream.expected_version >= 0 THEN
+        SELECT s.stream_version INTO v_current
+          FROM annals_internal.streams AS s
+         WHERE s.stream_id = lock_stream.stream_id AND s.state = 'active';
+        IF v_current > lock_stream.expected_version THEN
+            RETURN v_current;
+        END IF;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended(lock_stream.stream_id, 0));
+    RETURN NULL;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.lock_stream(text, bigint) IS
+    'Waits for a stream''s append lock and returns NULL, unless a plain read already shows the expected version wrong for good (0 on an existing stream, n on a stream beyond n): then takes no lock and returns the read version.';
+REVOKE ALL ON FUNCTION annals_internal.lock_stream(text, bigint) FROM PUBLIC;

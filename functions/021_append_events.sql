@@ -113,8 +113,15 @@ BEGIN
     -- Serialize appends to this stream before writing anything: the transaction id assigned
     -- below is then newer than every earlier appender's, so ids grow with versions. An empty
     -- batch writes nothing, so it takes no lock; it still checks state and expected version.
-    IF v_count > 0 THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended(append_events.stream_id, 0));
+    -- The lock is tried first (an expression, no query); only when another appender holds it
+    -- does lock_stream wait, after failing fast on an expected version that is already wrong.
+    IF v_count > 0 AND NOT pg_try_advisory_xact_lock(hashtextextended(append_events.stream_id, 0)) THEN
+        v_current := annals_internal.lock_stream(append_events.stream_id, append_events.expected_version);
+        IF v_current IS NOT NULL THEN
+            RETURN QUERY SELECT * FROM annals_internal.append_replay(
+                append_events.stream_id, append_events.expected_version, append_events.events, v_current);
+            RETURN;
+        END IF;
     END IF;
 
     SELECT s.stream_version, s.last_transaction_id, s.state, s.updated_at

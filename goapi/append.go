@@ -47,20 +47,56 @@ type AppendResult struct {
 const appendSQL = `SELECT r.stream_version, r.global_position, r.transaction_id
 FROM annals.append_events($1, $2, $3::jsonb) AS r`
 
+// appendOneSQL appends one event with scalar arguments: no JSON array to build or take apart.
+// The server answers exactly as append_events does for the one-event batch.
+const appendOneSQL = `SELECT r.stream_version, r.global_position, r.transaction_id
+FROM annals.append_event($1, $2, $3, $4::jsonb, $5::jsonb, $6::uuid, $7::integer) AS r`
+
+// appendCall is one encoded append: the SQL and its arguments, the same on every try.
+type appendCall struct {
+	sql  string
+	args []any
+}
+
+func newAppendCall(streamID string, expected ExpectedVersion, events []EventData) (appendCall, []uuid.UUID, error) {
+	if len(events) == 1 {
+		ev, err := encodeOne(streamID, expected, events[0])
+		if err != nil {
+			return appendCall{}, nil, err
+		}
+		var meta, schema any
+		if ev.metadata != nil {
+			meta = jsonArg(ev.metadata)
+		}
+		if ev.schemaVersion > 0 {
+			schema = ev.schemaVersion
+		}
+		return appendCall{appendOneSQL, []any{streamID, expected.arg(), ev.typ, jsonArg(ev.data), meta, ev.id.String(), schema}},
+			[]uuid.UUID{ev.id}, nil
+	}
+	batch, ids, err := encodeBatch(streamID, expected, events)
+	if err != nil {
+		return appendCall{}, nil, err
+	}
+	return appendCall{appendSQL, []any{streamID, expected.arg(), jsonArg(batch)}}, ids, nil
+}
+
 // Append appends events to a stream atomically, in one round trip, checking expected. It
 // returns ErrWrongExpectedVersion (*WrongExpectedVersionError), ErrEventIDConflict,
 // ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument or ErrReserved. Stream ids and event types
 // that break the name rule are refused before the round trip, with the server's words. It retries retryable failures
 // and lost connections (see WithAppendAttempts); replaying the same ids is safe. An empty
-// events list checks expected and returns the stream's current version.
+// events list checks expected and returns the stream's current version. One event goes through
+// annals.append_event (scalar arguments, no JSON array), several through annals.append_events;
+// the results and errors are the same.
 func (c *Client) Append(ctx context.Context, streamID string, expected ExpectedVersion, events ...EventData) (AppendResult, error) {
-	batch, ids, err := encodeBatch(streamID, expected, events)
+	call, ids, err := newAppendCall(streamID, expected, events)
 	if err != nil {
 		return AppendResult{}, err
 	}
 	var res AppendResult
 	for attempt := 1; ; attempt++ {
-		res, err = appendOnce(ctx, c.pool, streamID, expected, batch)
+		res, err = appendOnce(ctx, c.pool, streamID, call)
 		if err == nil || attempt >= c.appendTries || !retryableAppend(ctx, err) {
 			break
 		}
@@ -84,11 +120,11 @@ func (c *Client) Append(ctx context.Context, streamID string, expected ExpectedV
 // caller must retry as a whole (IsRetryable reports it). Append before other writes in the
 // transaction to avoid that 40001 on busy streams.
 func (c *Client) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected ExpectedVersion, events ...EventData) (AppendResult, error) {
-	batch, ids, err := encodeBatch(streamID, expected, events)
+	call, ids, err := newAppendCall(streamID, expected, events)
 	if err != nil {
 		return AppendResult{}, err
 	}
-	res, err := appendOnce(ctx, tx, streamID, expected, batch)
+	res, err := appendOnce(ctx, tx, streamID, call)
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -96,11 +132,11 @@ func (c *Client) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expec
 	return res, nil
 }
 
-func appendOnce(ctx context.Context, db dbtx, streamID string, expected ExpectedVersion, batch []byte) (AppendResult, error) {
+func appendOnce(ctx context.Context, db dbtx, streamID string, call appendCall) (AppendResult, error) {
 	var res AppendResult
 	var pos *int64
 	var xid *uint64
-	err := db.QueryRow(ctx, appendSQL, streamID, expected.arg(), jsonArg(batch)).Scan(&res.StreamVersion, &pos, &xid)
+	err := db.QueryRow(ctx, call.sql, call.args...).Scan(&res.StreamVersion, &pos, &xid)
 	if err != nil {
 		return AppendResult{}, wrapf(mapError(err), "append to %q", streamID)
 	}
@@ -129,60 +165,95 @@ func retryableAppend(ctx context.Context, err error) bool {
 	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
+// encodedEvent is one event, checked, with its id fixed.
+type encodedEvent struct {
+	id            uuid.UUID
+	typ           string
+	schemaVersion int
+	data          []byte
+	metadata      []byte // nil when the event has none
+}
+
+// checkArgs checks the stream id and expected version without a round trip.
+func checkArgs(streamID string, expected ExpectedVersion) error {
+	if p := streamIDProblem(streamID); p != "" {
+		return invalid("stream_id", "%s", p)
+	}
+	if expected.set && expected.v < -1 {
+		return invalid("expected_version", "must be Any, StreamExists, NoStream or Exact(v >= 1), got %d", expected.v)
+	}
+	return nil
+}
+
+// encodeEvent checks event i and fixes its id (a UUIDv7 when it has none), so every retry sends
+// the same event.
+func encodeEvent(i int, ev EventData) (encodedEvent, error) {
+	id := ev.ID
+	if id == uuid.Nil {
+		var err error
+		if id, err = uuid.NewV7(); err != nil {
+			return encodedEvent{}, wrapf(err, "generate event id")
+		}
+	}
+	if p := nameProblem(ev.Type, 256); p != "" {
+		return encodedEvent{}, invalid(fmt.Sprintf("events[%d].type", i), "%s", p)
+	}
+	if ev.SchemaVersion < 0 {
+		return encodedEvent{}, invalid(fmt.Sprintf("events[%d].schema_version", i), "must be positive, got %d", ev.SchemaVersion)
+	}
+	data, err := jsonObject(ev.Data)
+	if err != nil {
+		return encodedEvent{}, invalid(fmt.Sprintf("events[%d].data", i), "%v", err)
+	}
+	var meta []byte
+	if ev.Metadata != nil {
+		if meta, err = jsonObject(ev.Metadata); err != nil {
+			return encodedEvent{}, invalid(fmt.Sprintf("events[%d].metadata", i), "%v", err)
+		}
+	}
+	return encodedEvent{id: id, typ: ev.Type, schemaVersion: ev.SchemaVersion, data: data, metadata: meta}, nil
+}
+
+// encodeOne checks a one-event append for append_event; the errors name events[0] as for a batch.
+func encodeOne(streamID string, expected ExpectedVersion, ev EventData) (encodedEvent, error) {
+	if err := checkArgs(streamID, expected); err != nil {
+		return encodedEvent{}, err
+	}
+	return encodeEvent(0, ev)
+}
+
 // encodeBatch checks what can be checked without a round trip and writes the events argument.
 // Ids are fixed here, once, so every retry sends the same batch.
 func encodeBatch(streamID string, expected ExpectedVersion, events []EventData) ([]byte, []uuid.UUID, error) {
-	if p := streamIDProblem(streamID); p != "" {
-		return nil, nil, invalid("stream_id", "%s", p)
-	}
-	if expected.set && expected.v < -1 {
-		return nil, nil, invalid("expected_version", "must be Any, StreamExists, NoStream or Exact(v >= 1), got %d", expected.v)
+	if err := checkArgs(streamID, expected); err != nil {
+		return nil, nil, err
 	}
 	ids := make([]uuid.UUID, len(events))
 	var buf bytes.Buffer
 	buf.Grow(64 + 160*len(events))
 	buf.WriteByte('[')
-	for i, ev := range events {
-		id := ev.ID
-		if id == uuid.Nil {
-			var err error
-			if id, err = uuid.NewV7(); err != nil {
-				return nil, nil, wrapf(err, "generate event id")
-			}
-		}
-		ids[i] = id
-		if p := nameProblem(ev.Type, 256); p != "" {
-			return nil, nil, invalid(fmt.Sprintf("events[%d].type", i), "%s", p)
-		}
-		if ev.SchemaVersion < 0 {
-			return nil, nil, invalid(fmt.Sprintf("events[%d].schema_version", i), "must be positive, got %d", ev.SchemaVersion)
-		}
-		data, err := jsonObject(ev.Data)
+	for i, raw := range events {
+		ev, err := encodeEvent(i, raw)
 		if err != nil {
-			return nil, nil, invalid(fmt.Sprintf("events[%d].data", i), "%v", err)
+			return nil, nil, err
 		}
-		var meta []byte
-		if ev.Metadata != nil {
-			if meta, err = jsonObject(ev.Metadata); err != nil {
-				return nil, nil, invalid(fmt.Sprintf("events[%d].metadata", i), "%v", err)
-			}
-		}
+		ids[i] = ev.id
 		if i > 0 {
 			buf.WriteByte(',')
 		}
 		buf.WriteString(`{"id":"`)
-		buf.WriteString(id.String())
+		buf.WriteString(ev.id.String())
 		buf.WriteString(`","type":`)
-		typ, _ := json.Marshal(ev.Type) // a string always encodes
+		typ, _ := json.Marshal(ev.typ) // a string always encodes
 		buf.Write(typ)
-		if ev.SchemaVersion > 0 {
-			fmt.Fprintf(&buf, `,"schema_version":%d`, ev.SchemaVersion)
+		if ev.schemaVersion > 0 {
+			fmt.Fprintf(&buf, `,"schema_version":%d`, ev.schemaVersion)
 		}
 		buf.WriteString(`,"data":`)
-		buf.Write(data)
-		if meta != nil {
+		buf.Write(ev.data)
+		if ev.metadata != nil {
 			buf.WriteString(`,"metadata":`)
-			buf.Write(meta)
+			buf.Write(ev.metadata)
 		}
 		buf.WriteByte('}')
 	}

@@ -222,6 +222,132 @@ now holds it; false when another consumer''s lease is still valid.';
 
 
 --
+-- Name: append_event(text, bigint, text, jsonb, jsonb, uuid, integer); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.append_event(stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb DEFAULT NULL::jsonb, event_id uuid DEFAULT NULL::uuid, schema_version integer DEFAULT NULL::integer) RETURNS TABLE(stream_version bigint, global_position bigint, transaction_id xid8)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    v_max_event_bytes integer;
+    v_max_bytes       integer;
+    v_current    bigint;
+    v_last_xid   xid8;
+    v_state      text;
+    v_updated_at timestamptz;
+    v_xid        xid8;
+    v_now        timestamptz;
+    v_position   bigint;
+BEGIN
+    -- The checks of append_events' event_fault, on scalars (inlined: plain expressions, no
+    -- query). A uuid argument is always a valid id; schema_version follows the JSON rule
+    -- (1..999999999). Anything wrong goes to the slow path, which names it.
+    IF annals_internal.is_valid_stream_id(append_event.stream_id)
+       AND left(append_event.stream_id, 1) <> '$'
+       AND (append_event.expected_version IS NULL OR append_event.expected_version >= -1)
+       AND annals_internal.is_valid_name(append_event.event_type, 256)
+       AND left(append_event.event_type, 1) <> '$'
+       AND coalesce(jsonb_typeof(append_event.data), 'null') IN ('object', 'null')
+       AND coalesce(jsonb_typeof(append_event.metadata), 'null') IN ('object', 'null')
+       AND coalesce(append_event.schema_version BETWEEN 1 AND 999999999, true) THEN
+        -- Serialize appends to the stream (see append_events). When another appender holds
+        -- the lock, lock_stream fails fast on an expected version that can no longer be right.
+        IF NOT pg_try_advisory_xact_lock(hashtextextended(append_event.stream_id, 0)) THEN
+            v_current := annals_internal.lock_stream(append_event.stream_id, append_event.expected_version);
+            IF v_current IS NOT NULL THEN
+                -- Already wrong: a replay or a conflict, decided without waiting for the lock.
+                RETURN QUERY SELECT * FROM annals_internal.append_replay(
+                    append_event.stream_id, append_event.expected_version,
+                    annals_internal.event_batch(append_event.event_type, append_event.data,
+                        append_event.metadata, append_event.event_id, append_event.schema_version),
+                    v_current);
+                RETURN;
+            END IF;
+        END IF;
+        SELECT t.max_event_bytes, t.max_batch_bytes, s.stream_version, s.last_transaction_id, s.state, s.updated_at
+          INTO v_max_event_bytes, v_max_bytes, v_current, v_last_xid, v_state, v_updated_at
+          FROM annals_internal.settings AS t
+          LEFT JOIN annals_internal.streams AS s ON s.stream_id = append_event.stream_id
+         WHERE t.singleton = true;
+        v_current := coalesce(v_current, 0);
+        -- The batch's size is bounded by its parts' (the keys, the type, the id, a number
+        -- and the array's headers take well under 512 bytes more; a compressed part, say
+        -- passed from a table's column, is measured on the slow path); only a batch that may
+        -- be near max_batch_bytes is measured exactly, on the slow path.
+        IF coalesce(octet_length(append_event.data::text), 0) <= v_max_event_bytes
+           AND pg_column_compression(append_event.data) IS NULL
+           AND pg_column_compression(append_event.metadata) IS NULL
+           AND coalesce(pg_column_size(append_event.data), 0) + coalesce(pg_column_size(append_event.metadata), 0)
+               + octet_length(append_event.event_type) + 512 <= v_max_bytes
+           AND v_state IS DISTINCT FROM 'deleted'
+           AND (append_event.expected_version IS NULL
+                OR append_event.expected_version = -1 AND v_current > 0
+                OR append_event.expected_version = v_current) THEN
+            v_xid := pg_current_xact_id();
+        END IF;
+        -- v_xid is set only when every check passed; an older transaction than the stream's
+        -- last appender is append_events' 40001.
+        IF v_xid IS NOT NULL AND (v_last_xid IS NULL OR v_last_xid <= v_xid) THEN
+            v_now := greatest(clock_timestamp(), v_updated_at);
+            WITH ins AS (
+                INSERT INTO annals_internal.events AS e
+                       (stream_id, stream_version, event_id, event_type, schema_version,
+                        data, metadata, transaction_id, recorded_at)
+                VALUES (append_event.stream_id, v_current + 1,
+                        coalesce(append_event.event_id, gen_random_uuid()),
+                        append_event.event_type,
+                        coalesce(append_event.schema_version, 1),
+                        coalesce(nullif(append_event.data, 'null'), '{}'),
+                        coalesce(nullif(append_event.metadata, 'null'), '{}'),
+                        v_xid, v_now)
+                ON CONFLICT DO NOTHING
+                RETURNING e.global_position
+            ), upsert AS (
+                INSERT INTO annals_internal.streams AS s
+                       (stream_id, category, stream_version, last_transaction_id, created_at, updated_at)
+                SELECT append_event.stream_id, split_part(append_event.stream_id, '-', 1), v_current + 1, v_xid, v_now, v_now
+                  FROM ins
+                ON CONFLICT ON CONSTRAINT streams_pkey DO UPDATE
+                   SET stream_version = excluded.stream_version,
+                       last_transaction_id = excluded.last_transaction_id,
+                       updated_at = excluded.updated_at
+            )
+            SELECT ins.global_position INTO v_position FROM ins;
+            IF v_position IS NOT NULL THEN
+                RETURN QUERY SELECT v_current + 1, v_position, v_xid;
+                RETURN;
+            END IF;
+            -- The id is stored already: nothing was written; the slow path decides.
+        END IF;
+    END IF;
+
+    -- The slow path: the one-element batch, through append_events.
+    RETURN QUERY SELECT * FROM annals.append_events(
+        append_event.stream_id, append_event.expected_version,
+        annals_internal.event_batch(append_event.event_type, append_event.data,
+            append_event.metadata, append_event.event_id, append_event.schema_version));
+END
+$_$;
+
+
+ALTER FUNCTION annals.append_event(stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION append_event(stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.append_event(stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer) IS 'Appends one event to a stream: append_events with a one-event batch, scalar arguments.
+expected_version: NULL any, -1 the stream must exist, 0 it must not, n it must be at exactly n.
+data and metadata: JSON objects (NULL means {}); event_id NULL generates one; schema_version NULL means 1.
+Re-sending the same event id at the same position returns the original result and writes nothing.
+Returns the event''s stream_version, global_position and transaction_id.
+Errors as append_events (ST409, ST412, ST410, ST413, ST422, ST403, 40001); invalid arguments are
+named as in the one-event batch: events[0].type, events[0].data, events[0].metadata, events[0].schema_version.';
+
+
+--
 -- Name: append_events(text, bigint, jsonb); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -324,8 +450,15 @@ BEGIN
     -- Serialize appends to this stream before writing anything: the transaction id assigned
     -- below is then newer than every earlier appender's, so ids grow with versions. An empty
     -- batch writes nothing, so it takes no lock; it still checks state and expected version.
-    IF v_count > 0 THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended(append_events.stream_id, 0));
+    -- The lock is tried first (an expression, no query); only when another appender holds it
+    -- does lock_stream wait, after failing fast on an expected version that is already wrong.
+    IF v_count > 0 AND NOT pg_try_advisory_xact_lock(hashtextextended(append_events.stream_id, 0)) THEN
+        v_current := annals_internal.lock_stream(append_events.stream_id, append_events.expected_version);
+        IF v_current IS NOT NULL THEN
+            RETURN QUERY SELECT * FROM annals_internal.append_replay(
+                append_events.stream_id, append_events.expected_version, append_events.events, v_current);
+            RETURN;
+        END IF;
     END IF;
 
     SELECT s.stream_version, s.last_transaction_id, s.state, s.updated_at
@@ -3411,6 +3544,24 @@ COMMENT ON FUNCTION annals_internal.dispatch_source() IS 'The PL/pgSQL body anna
 
 
 --
+-- Name: event_batch(text, jsonb, jsonb, uuid, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.event_batch(event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_array(((jsonb_strip_nulls(jsonb_build_object('type', event_type, 'id', event_id, 'schema_version', schema_version)) || CASE WHEN (data IS NULL) THEN '{}'::jsonb ELSE jsonb_build_object('data', data) END) || CASE WHEN (metadata IS NULL) THEN '{}'::jsonb ELSE jsonb_build_object('metadata', metadata) END));
+
+
+ALTER FUNCTION annals_internal.event_batch(event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION event_batch(event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.event_batch(event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer) IS 'The one-event batch (a JSON array for append_events) that append_event''s scalar arguments stand for.';
+
+
+--
 -- Name: event_fault(jsonb, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3844,6 +3995,40 @@ conflicting lock have ended, then asks with a 50 ms lock_timeout (annals.rebuild
 waits again if that runs out.
 Falls back to a plain LOCK, for the deadlock detector, when a waited-for transaction waits for this one.
 Returns the replay state (events applied, feed position, skipped transactions) it advanced.';
+
+
+--
+-- Name: lock_stream(text, bigint); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.lock_stream(stream_id text, expected_version bigint) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_current bigint;
+BEGIN
+    IF lock_stream.expected_version >= 0 THEN
+        SELECT s.stream_version INTO v_current
+          FROM annals_internal.streams AS s
+         WHERE s.stream_id = lock_stream.stream_id AND s.state = 'active';
+        IF v_current > lock_stream.expected_version THEN
+            RETURN v_current;
+        END IF;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended(lock_stream.stream_id, 0));
+    RETURN NULL;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.lock_stream(stream_id text, expected_version bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION lock_stream(stream_id text, expected_version bigint); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.lock_stream(stream_id text, expected_version bigint) IS 'Waits for a stream''s append lock and returns NULL, unless a plain read already shows the expected version wrong for good (0 on an existing stream, n on a stream beyond n): then takes no lock and returns the read version.';
 
 
 --
@@ -6595,6 +6780,14 @@ GRANT ALL ON FUNCTION annals.acquire_lease(subscription text, member integer, co
 
 
 --
+-- Name: FUNCTION append_event(stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.append_event(stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.append_event(stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer) TO annals_writer;
+
+
+--
 -- Name: FUNCTION append_events(stream_id text, expected_version bigint, events jsonb); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -7098,6 +7291,13 @@ REVOKE ALL ON FUNCTION annals_internal.dispatch_source() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION event_batch(event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.event_batch(event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION event_fault(ev jsonb, max_event_bytes integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7175,6 +7375,13 @@ REVOKE ALL ON FUNCTION annals_internal.is_valid_stream_id(stream_id text) FROM P
 --
 
 REVOKE ALL ON FUNCTION annals_internal.lock_events_for_rebuild(projection annals_internal.projections, batch_size integer, total bigint, INOUT done bigint, INOUT after_xid xid8, INOUT after_position bigint, INOUT skipped xid8[]) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION lock_stream(stream_id text, expected_version bigint); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.lock_stream(stream_id text, expected_version bigint) FROM PUBLIC;
 
 
 --

@@ -240,3 +240,92 @@ func TestOlderTransactionGets40001(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 4, f.version(t, s))
 }
+
+// TestConflictsFailFastWhileTheStreamIsLocked: while another transaction holds a stream's append
+// lock, an append whose expected version is already wrong for good (0 on an existing stream, n on
+// a stream beyond n) gets its ST409 at once, with the same SQLSTATE, message, DETAIL and HINT as
+// under the lock; a resent stored batch still replays; an expected version that the pending
+// commit may make right still waits. Both append functions.
+func TestConflictsFailFastWhileTheStreamIsLocked(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	const id1 = "0190a8f2-7c1e-7000-8000-0000000000b1"
+	const id2 = "0190a8f2-7c1e-7000-8000-0000000000b2"
+
+	calls := map[string]string{
+		"append_events": `SELECT r.stream_version, r.global_position FROM annals.append_events($1, $2, $3::jsonb) AS r`,
+		"append_event": `SELECT r.stream_version, r.global_position FROM annals.append_event($1, $2, $3::jsonb -> 0 ->> 'type',
+			$3::jsonb -> 0 -> 'data', event_id => ($3::jsonb -> 0 ->> 'id')::uuid) AS r`,
+	}
+	for name, query := range calls {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := stream("failfast")
+			stored := `[{"type":"A","id":"` + id1 + `","data":{"n":1}},{"type":"B","id":"` + id2 + `","data":{}}]`
+			var firstV, firstP int64
+			require.NoError(t, f.pool.QueryRow(f.ctx, calls["append_events"], s, 0, stored).Scan(&firstV, &firstP))
+
+			holder, err := f.pool.Acquire(f.ctx)
+			require.NoError(t, err)
+			defer holder.Release()
+			caller, err := f.pool.Acquire(f.ctx)
+			require.NoError(t, err)
+			defer caller.Release()
+			_, err = caller.Exec(f.ctx, "SET lock_timeout = '300ms'")
+			require.NoError(t, err)
+			defer caller.Exec(f.ctx, "RESET lock_timeout") //nolint:errcheck
+
+			call := func(expected any, batch string) (int64, int64, error) {
+				var v, p int64
+				err := caller.QueryRow(f.ctx, query, s, expected, batch).Scan(&v, &p)
+				return v, p, err
+			}
+			lockedCall := func(expected any, batch string) (int64, int64, error) {
+				tx, err := holder.Begin(f.ctx)
+				require.NoError(t, err)
+				defer tx.Rollback(f.ctx) //nolint:errcheck
+				_, err = tx.Exec(f.ctx, "SELECT annals.append_events($1, NULL, '[{\"type\":\"Holder\"}]')", s)
+				require.NoError(t, err)
+				return call(expected, batch)
+			}
+
+			conflicts := []struct {
+				expected any
+				batch    string
+			}{
+				{0, `[{"type":"T"}]`},
+				{1, `[{"type":"T"}]`},
+				{0, `[{"type":"A","id":"` + id1 + `","data":{"n":2}}]`}, // ST412: the id with other content
+				{1, `[{"type":"A","id":"` + id1 + `","data":{"n":1}}]`}, // ST412: the id at another position
+			}
+			for _, c := range conflicts {
+				_, _, early := lockedCall(c.expected, c.batch)
+				_, _, late := call(c.expected, c.batch)
+				var earlyErr, lateErr *pgconn.PgError
+				require.ErrorAs(t, early, &earlyErr, "%v %s", c.expected, c.batch)
+				require.ErrorAs(t, late, &lateErr)
+				require.Contains(t, []string{"ST409", "ST412"}, earlyErr.Code)
+				require.Equal(t, []string{lateErr.Code, lateErr.Message, lateErr.Detail, lateErr.Hint},
+					[]string{earlyErr.Code, earlyErr.Message, earlyErr.Detail, earlyErr.Hint})
+			}
+
+			if name == "append_events" {
+				// The stored batch replays while the lock is held.
+				v, p, err := lockedCall(0, stored)
+				require.NoError(t, err)
+				require.Equal(t, []int64{firstV, firstP}, []int64{v, p})
+			}
+			// The first event alone is a replay at expected 0 too.
+			v, _, err := lockedCall(0, `[{"type":"A","id":"`+id1+`","data":{"n":1}}]`)
+			require.NoError(t, err)
+			require.EqualValues(t, 1, v)
+
+			// Versions the pending commit may make right, and any/-1, wait for the lock.
+			for _, expected := range []any{2, 3, -1, nil} {
+				_, _, err := lockedCall(expected, `[{"type":"T"}]`)
+				requirePgError(t, err, "55P03")
+			}
+			require.EqualValues(t, 2, f.countRows(t, s))
+		})
+	}
+}

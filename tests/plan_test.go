@@ -200,6 +200,20 @@ func TestQueryPlans(t *testing.T) {
 				exec(t, `SELECT * FROM annals.append_events('plan-appended-`+mode+`', NULL, '[{"type":"T"}]')`)
 				requirePlans(t, "streams", streamsPkeyScan)
 			})
+			t.Run("append_event", func(t *testing.T) {
+				// The settings and stream rows in one read, by their keys; no JIT.
+				exec(t, `SELECT * FROM annals.append_event('plan-one-' || pg_catalog.pg_backend_pid() || '-' || pg_catalog.clock_timestamp(), NULL,
+					'T', '{"a":1}')`)
+				requirePlans(t, "streams", streamsPkeyScan)
+				exec(t, `SELECT * FROM annals.append_event('plan-appended-`+mode+`', NULL, 'T', NULL)`)
+				requirePlans(t, "streams", streamsPkeyScan)
+			})
+			t.Run("append_event replay", func(t *testing.T) {
+				s := "plan-replay-one-" + mode
+				exec(t, "SELECT * FROM annals.append_event($1, 0, 'T', NULL, event_id => '0190a8f2-7c1e-7000-8000-0000000000c1')", s)
+				exec(t, "SELECT * FROM annals.append_event($1, 0, 'T', NULL, event_id => '0190a8f2-7c1e-7000-8000-0000000000c1')", s)
+				requirePlans(t, "events", anyEventsIndex)
+			})
 			t.Run("append_events replay", func(t *testing.T) {
 				// The same ids again: the slow path reads the stored events through an index.
 				s := "plan-replay-" + mode

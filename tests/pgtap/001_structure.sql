@@ -142,6 +142,8 @@ SELECT is_empty(
         FROM (VALUES
                 ('append_events', ARRAY['text', 'bigint', 'jsonb'], 0,
                  'TABLE(stream_version bigint, global_position bigint, transaction_id xid8)'),
+                ('append_event', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid', 'integer'], 3,
+                 'TABLE(stream_version bigint, global_position bigint, transaction_id xid8)'),
                 ('read_stream', ARRAY['text', 'bigint', 'integer', 'boolean'], 3, 'SETOF annals.event'),
                 ('read_stream_as_of', ARRAY['text', 'bigint', 'timestamp with time zone', 'bigint', 'integer'], 4,
                  'SETOF annals.event'),

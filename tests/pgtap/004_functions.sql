@@ -3,11 +3,12 @@
 -- pin the core API; the catalog tests cover every function in both schemas, present and future,
 -- and list the offenders.
 BEGIN;
-SELECT plan(44);
+SELECT plan(48);
 
 -- Volatility as declared: writes VOLATILE, reads STABLE, pure validation IMMUTABLE. The error
 -- raisers are VOLATILE so the planner never pre-evaluates (and raises) them at plan time.
 SELECT volatility_is('annals', 'append_events', 'volatile', 'annals.append_events is VOLATILE');
+SELECT volatility_is('annals', 'append_event', 'volatile', 'annals.append_event is VOLATILE');
 SELECT volatility_is('annals', 'delete_stream', 'volatile', 'annals.delete_stream is VOLATILE');
 SELECT volatility_is('annals', 'configure', 'volatile', 'annals.configure is VOLATILE');
 SELECT volatility_is('annals', 'read_stream', 'stable', 'annals.read_stream is STABLE');
@@ -17,6 +18,8 @@ SELECT volatility_is('annals', 'stream_info', 'stable', 'annals.stream_info is S
 SELECT volatility_is('annals', 'read_event', 'stable', 'annals.read_event is STABLE');
 SELECT volatility_is('annals', 'schema_version', 'stable', 'annals.schema_version is STABLE');
 SELECT volatility_is('annals_internal', 'append_replay', 'stable', 'annals_internal.append_replay is STABLE');
+SELECT volatility_is('annals_internal', 'lock_stream', 'volatile', 'annals_internal.lock_stream is VOLATILE (it takes a lock)');
+SELECT volatility_is('annals_internal', 'event_batch', 'stable', 'annals_internal.event_batch is STABLE (jsonb_build_object)');
 SELECT volatility_is('annals_internal', 'version_at', 'stable', 'annals_internal.version_at is STABLE');
 SELECT volatility_is('annals_internal', 'check_page', 'immutable', 'annals_internal.check_page is IMMUTABLE');
 SELECT volatility_is('annals_internal', 'check_stream_id', 'immutable', 'annals_internal.check_stream_id is IMMUTABLE');
@@ -34,6 +37,7 @@ SELECT volatility_is('annals_internal', 'reject_history_change', 'volatile', 'an
 
 -- The public API runs as annals_owner: callers need EXECUTE, never table privileges.
 SELECT is_definer('annals', 'append_events', 'annals.append_events is SECURITY DEFINER');
+SELECT is_definer('annals', 'append_event', 'annals.append_event is SECURITY DEFINER');
 SELECT is_definer('annals', 'delete_stream', 'annals.delete_stream is SECURITY DEFINER');
 SELECT is_definer('annals', 'configure', 'annals.configure is SECURITY DEFINER');
 SELECT is_definer('annals', 'read_stream', 'annals.read_stream is SECURITY DEFINER');

@@ -4,7 +4,7 @@
 -- any privilege on annals_internal; annals.configure is for the owner alone.
 BEGIN;
 \ir lib/001_helpers.sql
-SELECT plan(69);
+SELECT plan(72);
 
 -- Schemas.
 SELECT schema_privs_are('annals', 'annals_writer', ARRAY['USAGE'], 'annals_writer may use schema annals');
@@ -30,6 +30,9 @@ SELECT function_privs_are('annals', p.proname,
           ('append_events', 'annals_writer', ARRAY['EXECUTE']::name[]),
           ('append_events', 'annals_reader', ARRAY[]::name[]),
           ('append_events', 'annals_bi', ARRAY[]::name[]),
+          ('append_event', 'annals_writer', ARRAY['EXECUTE']::name[]),
+          ('append_event', 'annals_reader', ARRAY[]::name[]),
+          ('append_event', 'annals_bi', ARRAY[]::name[]),
           ('delete_stream', 'annals_writer', ARRAY['EXECUTE']::name[]),
           ('delete_stream', 'annals_reader', ARRAY[]::name[]),
           ('delete_stream', 'annals_bi', ARRAY[]::name[]),
