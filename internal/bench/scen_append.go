@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/annals-db/annals/examples/inventory/readmodels"
+	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/jackc/pgx/v5"
 )
 

@@ -46,8 +46,8 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/annals-db/annals/examples/inventory"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/inventory"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 

@@ -34,8 +34,8 @@ import (
 	"time"
 
 	"github.com/annals-db/annals/examples/inventory/httpapi"
-	"github.com/annals-db/annals/examples/inventory/readmodels"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
