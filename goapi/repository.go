@@ -28,9 +28,14 @@ type RepositoryOptions struct {
 	// or read). Snapshots are written after the append committed, so they never fail a command:
 	// a failure is logged and the next commit tries again.
 	SnapshotEvery int
-	// MaxAttempts is how many times Handle tries a command whose append lost an optimistic
-	// concurrency race (ErrWrongExpectedVersion): it reloads and decides again each time
-	// (default 3; 1 disables retries). The Tx forms never retry.
+	// MaxAttempts is how many appends a repository call sends at most (default 3; 1 disables
+	// retries). After an optimistic concurrency conflict (ErrWrongExpectedVersion) Handle
+	// reloads and decides again. After a retryable failure (IsRetryable: 40001, 40P01, 55P03)
+	// or a connection lost before the answer, Handle, HandleAt and Save send the same events
+	// again, with the same ids, so resending an append that did commit is a replay. The
+	// repository is the only layer that retries its appends: it does not go through
+	// Client.Append's retry loop, so WithAppendAttempts does not apply to it. The Tx forms
+	// never retry.
 	MaxAttempts int
 	// Logger receives snapshot failures (default slog.Default()).
 	Logger *slog.Logger
@@ -162,11 +167,13 @@ func (e *engine[S]) encode(ctx context.Context, events []any, ids []uuid.UUID) (
 	return out, nil
 }
 
+// append sends events once: in tx when it is not nil, else in a transaction of its own. It
+// never retries; the repository's loop does (afterFailure).
 func (e *engine[S]) append(ctx context.Context, tx pgx.Tx, streamID string, expected ExpectedVersion, events []EventData) (AppendResult, error) {
 	if tx != nil {
 		return e.client.AppendTx(ctx, tx, streamID, expected, events...)
 	}
-	return e.client.Append(ctx, streamID, expected, events...)
+	return e.client.appendNoRetry(ctx, streamID, expected, events...)
 }
 
 // maybeSnapshot applies the snapshot policy after a commit (or, with tx, after the append in the
@@ -205,18 +212,38 @@ func (e *engine[S]) maybeSnapshot(ctx context.Context, tx pgx.Tx, streamID strin
 	return true
 }
 
-// retryConflict reports whether a command should be tried again after err, waiting a little
-// (jittered, so racing writers do not retry in lockstep). It returns the error to give up with.
-func retryConflict(ctx context.Context, err error, attempt, maxAttempts int) (bool, error) {
-	if !errors.Is(err, ErrWrongExpectedVersion) || attempt >= maxAttempts {
-		return false, err
+// retry is what a repository does after a failed append.
+type retry int
+
+const (
+	giveUp   retry = iota // return the error
+	resend                // send the same events (same ids) again: a transient failure or a lost reply
+	redecide              // reload and decide again: another writer appended first
+)
+
+// afterFailure is the repositories' one retry policy for the append they just sent as attempt
+// (1-based) of maxAttempts: what to do next, after a jittered wait so that racing writers do not
+// retry in lockstep, and the error to give up with. A conflict is retried only when redecide is
+// allowed (Handle), a transient failure (retryableAppend) always, until maxAttempts appends were
+// sent.
+func afterFailure(ctx context.Context, err error, attempt, maxAttempts int, canRedecide bool) (retry, error) {
+	next := giveUp
+	switch {
+	case attempt >= maxAttempts:
+	case canRedecide && errors.Is(err, ErrWrongExpectedVersion):
+		next = redecide
+	case retryableAppend(ctx, err):
+		next = resend
+	}
+	if next == giveUp {
+		return giveUp, err
 	}
 	wait := time.Duration(attempt) * (time.Millisecond + rand.N(4*time.Millisecond))
 	select {
 	case <-ctx.Done():
-		return false, fmt.Errorf("annals: %w (after %v)", ctx.Err(), err)
+		return giveUp, fmt.Errorf("annals: %w (after %v)", ctx.Err(), err)
 	case <-time.After(wait):
-		return true, nil
+		return next, nil
 	}
 }
 
@@ -304,9 +331,9 @@ func stateResult[S any](streamID string, l loaded[S], err error) (S, int64, erro
 
 // Handle runs command against a stream: load, Decide, append the events expecting the loaded
 // version. When another writer appended first (ErrWrongExpectedVersion) it reloads and decides
-// again, up to RepositoryOptions.MaxAttempts times, then returns the conflict. Event ids are
-// fixed before each append is first sent, so Append's own retries after a lost connection are
-// replays. Decide's error is returned as is (nothing appended); so are errors wrapping
+// again; after a retryable failure or a lost connection it sends the same events again (their
+// ids are fixed before the first send, so a resend is a replay). At most
+// RepositoryOptions.MaxAttempts appends are sent; then the last error is returned. Decide's error is returned as is (nothing appended); so are errors wrapping
 // ErrUnknownEventType or ErrInvalidArgument for events the registry cannot encode. A snapshot
 // is saved after the commit when the policy says so; its failure is logged, not returned.
 // Events carry the context's Metadata (ContextWithMetadata).
@@ -316,10 +343,10 @@ func (r *Repository[S, C]) Handle(ctx context.Context, streamID string, command 
 
 // HandleAt is Handle for a command decided on what its sender saw at a version (an HTTP
 // If-Match, a form posted back): it runs only while the stream is at expected (0: the stream has
-// no events yet) and is never retried. A stream at another version, found on load or by the
-// append when a writer slipped in between, is a *WrongExpectedVersionError
-// (ErrWrongExpectedVersion) carrying the actual version. Snapshots are used and written as by
-// Handle.
+// no events yet) and is never decided again: a stream at another version, found on load or by
+// the append when a writer slipped in between, is a *WrongExpectedVersionError
+// (ErrWrongExpectedVersion) carrying the actual version. A retryable failure or a lost
+// connection is sent again, as by Handle. Snapshots are used and written as by Handle.
 func (r *Repository[S, C]) HandleAt(ctx context.Context, streamID string, expected int64, command C) (HandleResult[S], error) {
 	if expected < 0 {
 		return HandleResult[S]{}, invalid("expected", "must be a stream version >= 0, got %d", expected)
@@ -339,49 +366,62 @@ func (r *Repository[S, C]) HandleTx(ctx context.Context, tx pgx.Tx, streamID str
 	return r.handle(ctx, tx, streamID, -1, command)
 }
 
-// handle runs command; expected >= 0 requires the stream at that version (no retries), -1 takes
-// whatever version it loads.
+// handle runs command; expected >= 0 requires the stream at that version (never decided again),
+// -1 takes whatever version it loads. It is the only retry loop of the append: each turn sends
+// one append, at most MaxAttempts in all (one with tx).
 func (r *Repository[S, C]) handle(ctx context.Context, tx pgx.Tx, streamID string, expected int64, command C) (HandleResult[S], error) {
 	maxAttempts := r.e.opts.MaxAttempts
-	if tx != nil || expected >= 0 {
+	if tx != nil {
 		maxAttempts = 1
 	}
+	var (
+		l        loaded[S]
+		res      HandleResult[S]
+		data     []EventData // nil: load and decide (again)
+		decision int
+	)
 	for attempt := 1; ; attempt++ {
-		l, err := r.e.load(ctx, tx, streamID, -1)
-		if err != nil {
-			return HandleResult[S]{}, err
-		}
-		if expected >= 0 && l.version != expected {
-			return HandleResult[S]{}, &WrongExpectedVersionError{
-				BaseError: BaseError{Kind: ErrWrongExpectedVersion,
-					Message: fmt.Sprintf("stream %q is at version %d, not %d", streamID, l.version, expected)},
-				StreamID: streamID, Expected: Exact(expected), Actual: l.version}
-		}
-		decided, err := r.d.Decide(l.state, command)
-		if err != nil {
-			return HandleResult[S]{}, err
-		}
-		res := HandleResult[S]{State: l.state, Version: l.version, Attempts: attempt}
-		if len(decided) == 0 {
-			return res, nil
-		}
-		data, err := r.e.encode(ctx, decided, make([]uuid.UUID, len(decided)))
-		if err != nil {
-			return HandleResult[S]{}, err
-		}
-		// Evolve with the events as a reload will see them (decoded from their JSON), so the state
-		// returned and snapshotted is exactly what a replay gives.
-		res.Events = make([]any, len(data))
-		for i, ed := range data {
-			if res.Events[i], err = r.e.reg.Decode(RecordedEvent{StreamID: streamID, StreamVersion: l.version + int64(i) + 1,
-				EventType: ed.Type, SchemaVersion: ed.SchemaVersion, Data: ed.Data.(json.RawMessage)}); err != nil {
+		if data == nil {
+			var err error
+			if l, err = r.e.load(ctx, tx, streamID, -1); err != nil {
 				return HandleResult[S]{}, err
+			}
+			if expected >= 0 && l.version != expected {
+				return HandleResult[S]{}, &WrongExpectedVersionError{
+					BaseError: BaseError{Kind: ErrWrongExpectedVersion,
+						Message: fmt.Sprintf("stream %q is at version %d, not %d", streamID, l.version, expected)},
+					StreamID: streamID, Expected: Exact(expected), Actual: l.version}
+			}
+			decided, err := r.d.Decide(l.state, command)
+			if err != nil {
+				return HandleResult[S]{}, err
+			}
+			decision++
+			res = HandleResult[S]{State: l.state, Version: l.version, Attempts: decision}
+			if len(decided) == 0 {
+				return res, nil
+			}
+			if data, err = r.e.encode(ctx, decided, make([]uuid.UUID, len(decided))); err != nil {
+				return HandleResult[S]{}, err
+			}
+			// Evolve with the events as a reload will see them (decoded from their JSON), so the
+			// state returned and snapshotted is exactly what a replay gives.
+			res.Events = make([]any, len(data))
+			for i, ed := range data {
+				if res.Events[i], err = r.e.reg.Decode(RecordedEvent{StreamID: streamID, StreamVersion: l.version + int64(i) + 1,
+					EventType: ed.Type, SchemaVersion: ed.SchemaVersion, Data: ed.Data.(json.RawMessage)}); err != nil {
+					return HandleResult[S]{}, err
+				}
 			}
 		}
 		appended, err := r.e.append(ctx, tx, streamID, Exact(l.version), data)
 		if err != nil {
-			retry, err := retryConflict(ctx, err, attempt, maxAttempts)
-			if retry {
+			next, err := afterFailure(ctx, err, attempt, maxAttempts, expected < 0)
+			switch next {
+			case redecide:
+				data = nil
+				continue
+			case resend:
 				continue
 			}
 			return HandleResult[S]{}, err
@@ -478,13 +518,22 @@ func aggregateResult[A Aggregate](l loaded[A], err error) (A, error) {
 // Save appends a's pending events expecting a's version. Only when the append succeeded does it
 // clear them and move a to the new version; on any error they stay pending, with the event ids
 // fixed at the first attempt, so saving again after an unknown outcome (a lost connection) is a
-// replay, not a duplicate. Nothing pending is a no-op. It does not retry conflicts
+// replay, not a duplicate. Nothing pending is a no-op. A retryable failure or a lost connection
+// is sent again, up to RepositoryOptions.MaxAttempts appends in all; a conflict is not
 // (ErrWrongExpectedVersion: a's decisions were made on an old state; use Handle, or load again).
 // A snapshot is saved after the commit when the policy says so; its failure is only logged.
 // Events carry the context's Metadata (ContextWithMetadata). An aggregate with no stream id (not
 // made by New or Load) is ErrInvalidArgument.
 func (r *AggregateRepository[A]) Save(ctx context.Context, a A) error {
-	return r.save(ctx, nil, a)
+	for attempt := 1; ; attempt++ {
+		err := r.save(ctx, nil, a)
+		if err == nil {
+			return nil
+		}
+		if next, err := afterFailure(ctx, err, attempt, r.e.opts.MaxAttempts, false); next != resend {
+			return err
+		}
+	}
 }
 
 // SaveTx is Save inside the caller's transaction. Since the caller commits, SaveTx treats a
@@ -499,6 +548,7 @@ func (r *AggregateRepository[A]) SaveTx(ctx context.Context, tx pgx.Tx, a A) err
 	return r.save(ctx, tx, a)
 }
 
+// save sends a's pending events once (in tx when it is not nil); the callers retry.
 func (r *AggregateRepository[A]) save(ctx context.Context, tx pgx.Tx, a A) error {
 	b := a.aggregateBase()
 	if b.id == "" {
@@ -532,8 +582,9 @@ func (r *AggregateRepository[A]) save(ctx context.Context, tx pgx.Tx, a A) error
 
 // Handle runs command on a stream's aggregate: Load (or New when the stream has no events),
 // command, Save. When another writer appended first (ErrWrongExpectedVersion) it loads and runs
-// command again, up to RepositoryOptions.MaxAttempts times, so command must only change the
-// aggregate (raise events), nothing outside it. It returns the aggregate after the commit, or
+// command again, so command must only change the aggregate (raise events), nothing outside it;
+// a retryable failure or a lost connection sends the same events again. Either way at most
+// RepositoryOptions.MaxAttempts appends are sent. It returns the aggregate after the commit, or
 // command's error as is with nothing appended.
 func (r *AggregateRepository[A]) Handle(ctx context.Context, streamID string, command func(A) error) (A, error) {
 	return r.handle(ctx, nil, streamID, command)
@@ -549,29 +600,36 @@ func (r *AggregateRepository[A]) HandleTx(ctx context.Context, tx pgx.Tx, stream
 	return r.handle(ctx, tx, streamID, command)
 }
 
+// handle is the only retry loop of the aggregate's append: each turn sends one append, at most
+// MaxAttempts in all (one with tx).
 func (r *AggregateRepository[A]) handle(ctx context.Context, tx pgx.Tx, streamID string, command func(A) error) (A, error) {
 	var zero A
 	maxAttempts := r.e.opts.MaxAttempts
 	if tx != nil {
 		maxAttempts = 1
 	}
+	var a A
+	loadAndRun := true
 	for attempt := 1; ; attempt++ {
-		l, err := r.e.load(ctx, tx, streamID, -1)
-		if err != nil {
-			return zero, err
-		}
-		a := l.state
-		a.aggregateBase().snapshotVersion = l.snapshotVersion
-		if err := command(a); err != nil {
-			return zero, err
-		}
-		if err := r.save(ctx, tx, a); err != nil {
-			retry, err := retryConflict(ctx, err, attempt, maxAttempts)
-			if retry {
-				continue
+		if loadAndRun {
+			l, err := r.e.load(ctx, tx, streamID, -1)
+			if err != nil {
+				return zero, err
 			}
+			a = l.state
+			a.aggregateBase().snapshotVersion = l.snapshotVersion
+			if err := command(a); err != nil {
+				return zero, err
+			}
+		}
+		err := r.save(ctx, tx, a)
+		if err == nil {
+			return a, nil
+		}
+		next, err := afterFailure(ctx, err, attempt, maxAttempts, true)
+		if next == giveUp {
 			return zero, err
 		}
-		return a, nil
+		loadAndRun = next == redecide // a resend keeps a's pending events and their ids
 	}
 }

@@ -57,8 +57,9 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxBodyBytes limits request bodies (default DefaultMaxBodyBytes, 64 KiB).
 	MaxBodyBytes int64
-	// MaxAttempts is how many times an adjustment without If-Match is decided when other writers
-	// keep appending first, before the answer is 409 (default 10).
+	// MaxAttempts is how many appends an adjustment without If-Match tries (deciding again when
+	// other writers appended first) before the answer is 409 (default 10); it is the
+	// repository's RepositoryOptions.MaxAttempts.
 	MaxAttempts int
 }
 
