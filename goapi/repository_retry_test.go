@@ -108,4 +108,18 @@ func TestRepositoryOneRetryLoop(t *testing.T) {
 		require.Equal(t, int32(4), appends.n.Load())
 		require.Len(t, acc.Pending(), 1, "still pending, with its id, for a later save")
 	})
+
+	t.Run("an aggregate's Handle resends without running the command again", func(t *testing.T) {
+		client, appends := counted(t)
+		accounts := annals.NewAggregateRepository(client, accountRegistry(), newAccount, annals.RepositoryOptions{MaxAttempts: 3})
+		var runs int
+		blockAppends(t)
+		_, err := accounts.Handle(ctx, streamName("account"), func(a *Account) error {
+			runs++
+			return a.OpenFor("ann")
+		})
+		require.True(t, annals.IsRetryable(err), "%v", err)
+		require.Equal(t, int32(3), appends.n.Load())
+		require.Equal(t, 1, runs)
+	})
 }
