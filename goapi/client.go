@@ -24,6 +24,8 @@ type Option func(*Client)
 // WithAppendAttempts sets how many times Append tries an append that failed with a retryable
 // error or a lost connection (default 3; 1 disables retries). Retrying is safe: event ids are
 // fixed before the first try, so an append that did commit is recognized as a replay.
+// Repositories do not use it: they retry their appends in their own loop, the only one
+// (RepositoryOptions.MaxAttempts).
 func WithAppendAttempts(n int) Option {
 	return func(c *Client) { c.appendTries = max(1, n) }
 }

@@ -24,11 +24,17 @@ func (e RecordedEvent) Checkpoint() Checkpoint {
 	return Checkpoint{TransactionID: e.TransactionID, GlobalPosition: e.GlobalPosition}
 }
 
-// FeedOptions filters and sizes a feed page. Zero values mean no filter and 1000 events.
+// FeedOptions sizes, filters and splits a page of ReadAll or ReadCategory. The zero value means
+// 1000 events, no filter, no split, upcast events.
 type FeedOptions struct {
-	MaxCount   int
+	// MaxCount is the page size (default 1000).
+	MaxCount int
+	// EventTypes keeps only these event types (ReadAll only).
 	EventTypes []string
+	// Categories keeps only streams of these categories (ReadAll only; ReadCategory reads one).
 	Categories []string
+	// Group returns one consumer-group member's share (ReadCategory only).
+	Group ConsumerGroup
 	// Raw returns events as stored, without upcasting or alias renaming.
 	Raw bool
 }
@@ -36,7 +42,9 @@ type FeedOptions struct {
 // ReadAll returns the next page of the gap-free global feed after a checkpoint: only events of
 // transactions older than every running one, in (TransactionID, GlobalPosition) order, so no
 // event is ever skipped by a consumer that stores the last event's Checkpoint and asks again. An
-// empty page means caught up (or paused behind a long-running transaction: see FeedBlocker).
+// empty page means caught up (or paused behind a long-running transaction, which the SQL view
+// annals.feed_blocker names). opts.Group is ErrInvalidArgument: consumer groups split a
+// category's feed (ReadCategory).
 func (c *Client) ReadAll(ctx context.Context, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
 	return readAll(ctx, c.pool, after, opts)
 }
@@ -48,6 +56,9 @@ func (c *Client) ReadAllTx(ctx context.Context, tx pgx.Tx, after Checkpoint, opt
 }
 
 func readAll(ctx context.Context, db dbtx, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
+	if opts.Group != (ConsumerGroup{}) {
+		return nil, invalid("group", "consumer groups split one category's feed: use ReadCategory")
+	}
 	return collectEvents(ctx, db, "read all",
 		"SELECT "+eventColumns+" FROM annals.read_all($1, $2, $3, $4, $5, $6) AS e",
 		after.TransactionID, after.GlobalPosition, pageSize(opts.MaxCount), nilIfEmpty(opts.EventTypes), nilIfEmpty(opts.Categories), opts.Raw)
@@ -60,21 +71,29 @@ type ConsumerGroup struct {
 }
 
 // ReadCategory returns the next page of one category's gap-free feed (streams named
-// "category-..."), optionally one consumer-group member's share of it.
-func (c *Client) ReadCategory(ctx context.Context, category string, after Checkpoint, maxCount int, group ConsumerGroup) ([]RecordedEvent, error) {
-	return readCategory(ctx, c.pool, category, after, maxCount, group)
+// "category-..."), optionally one consumer-group member's share of it (opts.Group), upcast
+// unless opts.Raw. opts.EventTypes and opts.Categories are ErrInvalidArgument: filter with
+// ReadAll's options instead.
+func (c *Client) ReadCategory(ctx context.Context, category string, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
+	return readCategory(ctx, c.pool, category, after, opts)
 }
 
 // ReadCategoryTx is ReadCategory inside the caller's transaction.
-func (c *Client) ReadCategoryTx(ctx context.Context, tx pgx.Tx, category string, after Checkpoint, maxCount int, group ConsumerGroup) ([]RecordedEvent, error) {
-	return readCategory(ctx, tx, category, after, maxCount, group)
+func (c *Client) ReadCategoryTx(ctx context.Context, tx pgx.Tx, category string, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
+	return readCategory(ctx, tx, category, after, opts)
 }
 
-func readCategory(ctx context.Context, db dbtx, category string, after Checkpoint, maxCount int, group ConsumerGroup) ([]RecordedEvent, error) {
-	size := max(group.Size, 1)
+func readCategory(ctx context.Context, db dbtx, category string, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
+	switch {
+	case len(opts.EventTypes) > 0:
+		return nil, invalid("event_types", "ReadCategory has no type filter: use ReadAll with Categories and EventTypes")
+	case len(opts.Categories) > 0:
+		return nil, invalid("categories", "ReadCategory reads the category it is given: use ReadAll to read several")
+	}
+	size := max(opts.Group.Size, 1)
 	return collectEvents(ctx, db, "read category",
-		"SELECT "+eventColumns+" FROM annals.read_category($1, $2, $3, $4, $5, $6) AS e",
-		category, after.TransactionID, after.GlobalPosition, pageSize(maxCount), group.Member, size)
+		"SELECT "+eventColumns+" FROM annals.read_category($1, $2, $3, $4, $5, $6, $7) AS e",
+		category, after.TransactionID, after.GlobalPosition, pageSize(opts.MaxCount), opts.Group.Member, size, opts.Raw)
 }
 
 // FeedHead is the feed's barrier and newest readable event.

@@ -14,12 +14,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Handler processes one event inside the subscriber's transaction. Writes made through tx commit
+// HandlerFunc processes one event inside the subscriber's transaction. Writes made through tx commit
 // together with the subscription's checkpoint, so their effects happen exactly once; an error
 // rolls them back and the event is retried.
-type Handler func(ctx context.Context, tx pgx.Tx, ev RecordedEvent) error
+type HandlerFunc func(ctx context.Context, tx pgx.Tx, ev RecordedEvent) error
 
-// Subscriber runs a Handler over a subscription member: it reads a batch, applies the handler to
+// Subscriber runs a HandlerFunc over a subscription member: it reads a batch, applies the handler to
 // each event and acknowledges the batch in one transaction. It wakes on NOTIFY annals_events but
 // polls too, so lost notifications or a dead listener connection only add latency. Its listener
 // checks at start that notifications arrive (see Client.ListenEvents): behind a pooler in
@@ -33,8 +33,9 @@ type Subscriber struct {
 	Client *Client
 	// Name is the subscription's name (a name of 1..256 bytes, as annals.create_subscription
 	// takes it; Run refuses others with ErrInvalidArgument).
-	Name    string
-	Handler Handler
+	Name string
+	// Handler is called for each event (required).
+	Handler HandlerFunc
 	// Member is the consumer-group member this subscriber serves (default 0).
 	Member int
 	// Consumer names this instance for the lease (default host-pid-random).

@@ -174,7 +174,7 @@ func TestNameRuleStreamCategory(t *testing.T) {
 		require.NoError(t, goErr, "%q", tc.id)
 		// Every stored stream is in a category read_category accepts.
 		category, _, _ := strings.Cut(tc.id, "-")
-		events, err := f.store.ReadCategory(f.ctx, category, annals.Checkpoint{}, 100, annals.ConsumerGroup{})
+		events, err := f.store.ReadCategory(f.ctx, category, annals.Checkpoint{}, annals.FeedOptions{MaxCount: 100})
 		require.NoError(t, err, "read_category(%q)", category)
 		_ = events // the feed barrier may hold them back for a moment: the call's acceptance is the point
 	}
@@ -216,7 +216,7 @@ func TestNameRuleCategoryArgument(t *testing.T) {
 	} {
 		_, err := f.pool.Exec(f.ctx, "SELECT count(*) FROM annals.read_category($1, '0', 0)", tc.category)
 		_, listErr := f.pool.Exec(f.ctx, "SELECT count(*) FROM annals.list_streams($1)", tc.category)
-		_, goErr := f.store.ReadCategory(f.ctx, tc.category, annals.Checkpoint{}, 10, annals.ConsumerGroup{})
+		_, goErr := f.store.ReadCategory(f.ctx, tc.category, annals.Checkpoint{}, annals.FeedOptions{MaxCount: 10})
 		if tc.reason == "" {
 			require.NoError(t, err, "%q", tc.category)
 			require.NoError(t, listErr, "%q", tc.category)

@@ -250,7 +250,7 @@ func exerciseAPI(t *testing.T, directURL, apiURL string, mode pgx.QueryExecMode)
 		require.NoError(t, err)
 		return len(all) == 4
 	}, feedWait, 20*time.Millisecond, "acct-1's 3 events and acct-2's one reach the feed")
-	cat, err := store.ReadCategory(ctx, "acct", all[0].Checkpoint(), 10, annals.ConsumerGroup{Member: 0, Size: 1})
+	cat, err := store.ReadCategory(ctx, "acct", all[0].Checkpoint(), annals.FeedOptions{MaxCount: 10, Group: annals.ConsumerGroup{Member: 0, Size: 1}})
 	require.NoError(t, err)
 	require.Len(t, cat, 3)
 	head, err := store.FeedHead(ctx)

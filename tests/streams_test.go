@@ -228,7 +228,7 @@ func TestClientTxTwins(t *testing.T) {
 	require.Positive(t, head.Barrier)
 	_, err = f.store.ReadAllTx(ctx, tx, annals.Checkpoint{}, annals.FeedOptions{})
 	require.NoError(t, err)
-	_, err = f.store.ReadCategoryTx(ctx, tx, "tx", annals.Checkpoint{}, 10, annals.ConsumerGroup{})
+	_, err = f.store.ReadCategoryTx(ctx, tx, "tx", annals.Checkpoint{}, annals.FeedOptions{MaxCount: 10})
 	require.NoError(t, err)
 	_, err = f.store.RefreshViewsTx(ctx, tx, true)
 	require.NoError(t, err)

@@ -22,7 +22,7 @@ func newDemoCmd() *cobra.Command {
 		Short: "Play the inventory story against a scratch database, with the SQL of every step.",
 		Long: `Play the inventory story against a scratch database, with the SQL of every step.
 
-The story runs on the inventory domain of examples/inventory. Steps: an item is added and adjusted
+The story runs on the inventory domain of internal/inventory. Steps: an item is added and adjusted
 with exact expected versions, an overdraw is rejected, two writers race (one gets ST409), a lost
 reply is retried idempotently, the history, the state as of an earlier version or time and
 stream_info are read back; then an inline projection updated inside the appending transaction, a

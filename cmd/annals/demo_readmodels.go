@@ -7,14 +7,14 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/annals-db/annals/examples/inventory"
-	"github.com/annals-db/annals/examples/inventory/readmodels"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/inventory"
+	"github.com/annals-db/annals/internal/inventory/readmodels"
 )
 
-// installSQL is the gist of examples/inventory/readmodels/001_read_models.sql, which
+// installSQL is the gist of internal/inventory/readmodels/001_read_models.sql, which
 // readmodels.Install runs.
-const installSQL = `-- examples/inventory/readmodels/001_read_models.sql, in short:
+const installSQL = `-- internal/inventory/readmodels/001_read_models.sql, in short:
 CREATE TABLE inventory.item_counts (sku text PRIMARY KEY, name text, count integer,
     version bigint, updated_at timestamptz) PARTITION BY HASH (sku);  -- and 4 partitions
 CREATE FUNCTION inventory.project_item_counts(events annals.event[]) RETURNS void ...;
@@ -32,7 +32,7 @@ func (s *story) projection(ctx context.Context) error {
 	s.say("Read models are plain tables that projections keep current, for the application and for",
 		"BI tools. inventory_item_counts is an inline projection: a trigger hands each append's events",
 		"to a set-based SQL handler inside the append's own transaction. readmodels.Install (Go package",
-		"examples/inventory/readmodels) creates it:")
+		"internal/inventory/readmodels) creates it:")
 	s.sql(installSQL)
 	t0 := time.Now()
 	if err := readmodels.Install(ctx, s.pool); err != nil {

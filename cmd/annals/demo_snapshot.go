@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/annals-db/annals/examples/inventory"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/inventory"
 )
 
 // snapshotCommands is how many adjustments the snapshot step makes, in transactions of

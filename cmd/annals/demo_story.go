@@ -8,15 +8,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/annals-db/annals/examples/inventory"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/inventory"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// story plays the demo's steps and prints them. The domain (events, rules, fold, service) is the
-// inventory example's, examples/inventory; the story only drives it and shows the SQL.
+// story plays the demo's steps and prints them. The domain (events, rules, fold, service) is
+// internal/inventory, the one examples/inventory serves over HTTP; the story only drives it and
+// shows the SQL.
 type story struct {
 	out   io.Writer
 	store *annals.Client
@@ -93,7 +94,7 @@ func (s *story) addItem(ctx context.Context) error {
 	s.heading("Add an item")
 	s.say("An item is a stream, inventory-<sku>. Its first event creates it, so the append expects",
 		`version 0, "no stream yet" (NULL would accept any version, -1 only an existing stream).`,
-		"Events, rules and fold come from the Go package examples/inventory (inventory.Service).")
+		"Events, rules and fold come from the Go package internal/inventory (inventory.Service).")
 	res, err := s.handle(ctx, inventory.AddItem{SKU: s.sku, Name: "Blue widget", Count: 10})
 	if err != nil {
 		return fmt.Errorf("add the item: %w", err)

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/annals-db/annals/examples/inventory/readmodels"
+	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/jackc/pgx/v5"
 )
 

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/annals-db/annals/examples/inventory/readmodels"
+	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )

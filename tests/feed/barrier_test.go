@@ -198,7 +198,7 @@ func TestFeedPositionsAbove2To31(t *testing.T) {
 	cat := collectEvents(t, e.pool, "SELECT "+eventColumns+" FROM annals.read_category('big', $1, $2, 10) AS e",
 		after.TransactionID, after.GlobalPosition)
 	require.Equal(t, b.IDs, ids(cat))
-	goCat, err := e.store.ReadCategory(e.ctx, "big", all[0].Checkpoint(), 10, annals.ConsumerGroup{})
+	goCat, err := e.store.ReadCategory(e.ctx, "big", all[0].Checkpoint(), annals.FeedOptions{MaxCount: 10})
 	require.NoError(t, err)
 	require.Equal(t, ids(all[1:]), ids(goCat))
 

@@ -13,7 +13,7 @@ import (
 func readCategory(t *testing.T, e env, category string, group annals.ConsumerGroup, pageSize, want int) []annals.RecordedEvent {
 	t.Helper()
 	return drainWith(t, annals.Checkpoint{}, pageSize, want, func(cp annals.Checkpoint) []annals.RecordedEvent {
-		page, err := e.store.ReadCategory(e.ctx, category, cp, pageSize, group)
+		page, err := e.store.ReadCategory(e.ctx, category, cp, annals.FeedOptions{MaxCount: pageSize, Group: group})
 		require.NoError(t, err)
 		return page
 	})
@@ -48,7 +48,7 @@ func TestReadCategoryReturnsOnlyThatCategory(t *testing.T) {
 	filtered, err := e.store.ReadAll(e.ctx, annals.Checkpoint{}, annals.FeedOptions{Categories: []string{"order"}})
 	require.NoError(t, err)
 	require.Equal(t, want, ids(filtered))
-	none, err := e.store.ReadCategory(e.ctx, "nosuch", annals.Checkpoint{}, 10, annals.ConsumerGroup{})
+	none, err := e.store.ReadCategory(e.ctx, "nosuch", annals.Checkpoint{}, annals.FeedOptions{MaxCount: 10})
 	require.NoError(t, err)
 	require.Empty(t, none)
 }
@@ -111,7 +111,7 @@ func TestReadCategoryRejectsInvalidArguments(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	for _, g := range []annals.ConsumerGroup{{Member: 3, Size: 3}, {Member: -1, Size: 3}, {Member: 0, Size: 1025}} {
-		_, err := e.store.ReadCategory(e.ctx, "grp", annals.Checkpoint{}, 10, g)
+		_, err := e.store.ReadCategory(e.ctx, "grp", annals.Checkpoint{}, annals.FeedOptions{MaxCount: 10, Group: g})
 		require.ErrorIs(t, err, annals.ErrInvalidArgument, "%+v", g)
 		var ia *annals.InvalidArgumentError
 		require.ErrorAs(t, err, &ia)
@@ -131,6 +131,50 @@ func TestReadCategoryRejectsInvalidArguments(t *testing.T) {
 		err := e.pool.QueryRow(e.ctx, sql).Scan(&n)
 		requirePgCode(t, err, "ST422")
 	}
-	_, err := e.store.ReadCategory(e.ctx, "grp-1", annals.Checkpoint{}, 10, annals.ConsumerGroup{})
+	_, err := e.store.ReadCategory(e.ctx, "grp-1", annals.Checkpoint{}, annals.FeedOptions{MaxCount: 10})
 	require.ErrorIs(t, err, annals.ErrInvalidArgument)
+}
+
+// ReadCategory takes ReadAll's options: raw reads included; each refuses what only the other does.
+func TestReadCategoryTakesFeedOptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, err := e.store.Append(e.ctx, "price-1", annals.NoStream,
+		annals.EventData{Type: "PriceSet", SchemaVersion: 1, Data: map[string]any{"cents": 1299}})
+	require.NoError(t, err)
+	_, err = e.pool.Exec(e.ctx, `
+		CREATE FUNCTION public.price_v1_to_v2(data jsonb) RETURNS jsonb
+		LANGUAGE sql IMMUTABLE SET search_path = pg_catalog RETURN data || '{"currency": "EUR"}';
+		GRANT EXECUTE ON FUNCTION public.price_v1_to_v2(jsonb) TO annals_owner;
+		SELECT annals.register_upcaster('PriceSet', 1, 'public.price_v1_to_v2(jsonb)');`)
+	require.NoError(t, err)
+	drain(t, e.pool, annals.Checkpoint{}, 10, 1)
+
+	upcast, err := e.store.ReadCategory(e.ctx, "price", annals.Checkpoint{}, annals.FeedOptions{})
+	require.NoError(t, err)
+	require.Len(t, upcast, 1)
+	require.Equal(t, 2, upcast[0].SchemaVersion)
+	require.JSONEq(t, `{"cents": 1299, "currency": "EUR"}`, string(upcast[0].Data))
+	raw, err := e.store.ReadCategory(e.ctx, "price", annals.Checkpoint{}, annals.FeedOptions{Raw: true})
+	require.NoError(t, err)
+	require.Len(t, raw, 1)
+	require.Equal(t, 1, raw[0].SchemaVersion)
+	require.JSONEq(t, `{"cents": 1299}`, string(raw[0].Data))
+	rawAll, err := e.store.ReadAll(e.ctx, annals.Checkpoint{}, annals.FeedOptions{Raw: true})
+	require.NoError(t, err)
+	require.Equal(t, raw, rawAll)
+
+	for name, opts := range map[string]annals.FeedOptions{
+		"event_types": {EventTypes: []string{"PriceSet"}},
+		"categories":  {Categories: []string{"price"}},
+	} {
+		_, err := e.store.ReadCategory(e.ctx, "price", annals.Checkpoint{}, opts)
+		var ia *annals.InvalidArgumentError
+		require.ErrorAs(t, err, &ia, name)
+		require.Equal(t, name, ia.Argument)
+	}
+	_, err = e.store.ReadAll(e.ctx, annals.Checkpoint{}, annals.FeedOptions{Group: annals.ConsumerGroup{Member: 0, Size: 2}})
+	var ia *annals.InvalidArgumentError
+	require.ErrorAs(t, err, &ia)
+	require.Equal(t, "group", ia.Argument)
 }

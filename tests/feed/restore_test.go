@@ -64,7 +64,7 @@ func TestLogicalRestoreIsDetectedAndRepaired(t *testing.T) {
 	// Every feed read refuses, naming the remedy.
 	_, err = e.store.ReadAll(e.ctx, annals.Checkpoint{}, annals.FeedOptions{})
 	requireRestoredError(t, err)
-	_, err = e.store.ReadCategory(e.ctx, "restored", annals.Checkpoint{}, 100, annals.ConsumerGroup{})
+	_, err = e.store.ReadCategory(e.ctx, "restored", annals.Checkpoint{}, annals.FeedOptions{MaxCount: 100})
 	requireRestoredError(t, err)
 	_, err = e.pool.Exec(e.ctx, "SELECT count(*) FROM annals.read_subscription('after-restore')")
 	requirePgCode(t, err, "ST503")

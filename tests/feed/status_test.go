@@ -196,4 +196,4 @@ func TestSubscriptionStatusShowsLag(t *testing.T) {
 	require.Zero(t, timeBehind, "the view itself says zero, not NULL")
 }
 
-var applierNoop annals.Handler = func(_ context.Context, _ pgx.Tx, _ annals.RecordedEvent) error { return nil }
+var applierNoop annals.HandlerFunc = func(_ context.Context, _ pgx.Tx, _ annals.RecordedEvent) error { return nil }

@@ -33,7 +33,7 @@ func insertApplied(ctx context.Context, tx pgx.Tx, ev annals.RecordedEvent, cons
 }
 
 // applier is a handler that records each event in public.applied.
-func applier(consumer string) annals.Handler {
+func applier(consumer string) annals.HandlerFunc {
 	return func(ctx context.Context, tx pgx.Tx, ev annals.RecordedEvent) error {
 		return insertApplied(ctx, tx, ev, consumer)
 	}

@@ -7,9 +7,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/annals-db/annals/examples/inventory/readmodels"
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/internal/inventory/readmodels"
 )
 
 // The cost of inline dispatch: single-event appends to inventory streams from 8 goroutines, with

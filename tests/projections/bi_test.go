@@ -3,7 +3,7 @@ package projections_test
 import (
 	"testing"
 
-	"github.com/annals-db/annals/examples/inventory/readmodels"
+	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/stretchr/testify/require"
 )
 

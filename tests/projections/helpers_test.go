@@ -73,7 +73,7 @@ func dump(t testing.TB, f fixture, sql string) []string {
 
 // grantOwner gives annals_owner what a projection's schema must grant it: USAGE on the schema,
 // SELECT, INSERT, UPDATE, DELETE on its tables and USAGE on its sequences (the pattern at the
-// top of examples/inventory/readmodels/001_read_models.sql). Functions are executable by PUBLIC
+// top of internal/inventory/readmodels/001_read_models.sql). Functions are executable by PUBLIC
 // unless revoked.
 func (f fixture) grantOwner(t testing.TB, schema string) {
 	t.Helper()

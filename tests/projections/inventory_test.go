@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/annals-db/annals/examples/inventory/readmodels"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/stretchr/testify/require"
 )
 

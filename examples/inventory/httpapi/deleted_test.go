@@ -5,9 +5,9 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/annals-db/annals/examples/inventory"
 	"github.com/annals-db/annals/examples/inventory/httpapi"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/inventory"
 	"github.com/stretchr/testify/require"
 )
 

@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/annals-db/annals/examples/inventory"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/inventory"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 

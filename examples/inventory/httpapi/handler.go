@@ -46,8 +46,8 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/annals-db/annals/examples/inventory"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/inventory"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -57,8 +57,9 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxBodyBytes limits request bodies (default DefaultMaxBodyBytes, 64 KiB).
 	MaxBodyBytes int64
-	// MaxAttempts is how many times an adjustment without If-Match is decided when other writers
-	// keep appending first, before the answer is 409 (default 10).
+	// MaxAttempts is how many appends an adjustment without If-Match tries (deciding again when
+	// other writers appended first) before the answer is 409 (default 10); it is the
+	// repository's RepositoryOptions.MaxAttempts.
 	MaxAttempts int
 }
 

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/annals-db/annals/examples/inventory"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/inventory"
 	"github.com/jackc/pgx/v5"
 )
 

@@ -14,7 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/annals-db/annals/examples/inventory"
+	"github.com/annals-db/annals/internal/inventory"
 )
 
 // Limits on request values. They are checked before anything reaches the database.

@@ -9,7 +9,7 @@
 //	--database-url      PostgreSQL URL (default $DATABASE_URL)
 //	--migrate           install or upgrade Annals (annals.Migrate) and the inventory read models
 //	                    (readmodels.Install) before serving; needs a role that may create roles
-//	--max-attempts      decisions per adjustment without If-Match before a 409 (default 10)
+//	--max-attempts      appends tried per adjustment without If-Match before a 409 (default 10)
 //	--shutdown-timeout  how long in-flight requests get after SIGINT or SIGTERM (default 10s)
 //
 // Logs are JSON lines on stderr (log/slog): "listening" with the bound address, one "request"
@@ -34,8 +34,8 @@ import (
 	"time"
 
 	"github.com/annals-db/annals/examples/inventory/httpapi"
-	"github.com/annals-db/annals/examples/inventory/readmodels"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -61,7 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address (port 0 picks a free port)")
 	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL connection URL (default $DATABASE_URL)")
 	fs.BoolVar(&c.migrate, "migrate", false, "install or upgrade Annals and the inventory read models before serving")
-	fs.IntVar(&c.maxAttempts, "max-attempts", 10, "decisions per adjustment without If-Match before answering 409")
+	fs.IntVar(&c.maxAttempts, "max-attempts", 10, "appends tried per adjustment without If-Match before answering 409")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests get after SIGINT or SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return c, err

@@ -7,9 +7,9 @@ import (
 	"log"
 	"os"
 
-	"github.com/annals-db/annals/examples/inventory"
-	"github.com/annals-db/annals/examples/inventory/readmodels"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/inventory"
+	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 

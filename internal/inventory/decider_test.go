@@ -3,8 +3,8 @@ package inventory_test
 import (
 	"testing"
 
-	"github.com/annals-db/annals/examples/inventory"
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/internal/inventory"
 	"github.com/stretchr/testify/require"
 )
 

@@ -14,11 +14,11 @@ import (
 func TestMain(m *testing.M) {
 	url, cleanup, err := annalstest.NewDBForMain()
 	if errors.Is(err, annalstest.ErrNoServer) {
-		fmt.Fprintf(os.Stderr, "examples/inventory: skipping tests and examples: %v\n", err)
+		fmt.Fprintf(os.Stderr, "internal/inventory: skipping tests and examples: %v\n", err)
 		os.Exit(0)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "examples/inventory: %v\n", err)
+		fmt.Fprintf(os.Stderr, "internal/inventory: %v\n", err)
 		os.Exit(1)
 	}
 	os.Setenv("DATABASE_URL", url)

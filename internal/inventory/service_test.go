@@ -6,10 +6,10 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/annals-db/annals/examples/inventory"
-	"github.com/annals-db/annals/examples/inventory/readmodels"
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/internal/inventory"
+	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )

@@ -8,4 +8,7 @@
 // version it loaded, retries when another writer got there first, and snapshots every 100
 // events. The event type names and shapes, ItemAdded {sku, name, count} and ItemAdjusted
 // {delta, reason}, are the ones the SQL read models in the readmodels package project.
+//
+// It lives under internal/ because `annals demo` and the benchmark run it too; the example
+// service (examples/inventory) serves it over HTTP.
 package inventory

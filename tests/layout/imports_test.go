@@ -1,0 +1,81 @@
+// Package layout checks the shape of the module: which packages may import which.
+package layout
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const module = "github.com/annals-db/annals"
+
+// TestNoImportOfExamples: arrows point down only. The library (goapi/), the CLI (cmd/) and
+// internal/ never import an example, not even from their tests; what they share with an example
+// lives in internal/ (the inventory domain is internal/inventory).
+func TestNoImportOfExamples(t *testing.T) {
+	t.Parallel()
+	edges := forbiddenImports(t, module+"/examples", module+"/goapi/...", module+"/cmd/...", module+"/internal/...")
+	require.Empty(t, edges, "packages of goapi/, cmd/ or internal/ (or their dependencies) import an example; move the shared code to internal/")
+}
+
+// TestForbiddenImportsFinds keeps the check above honest: the same search does find an import
+// that exists.
+func TestForbiddenImportsFinds(t *testing.T) {
+	t.Parallel()
+	edges := forbiddenImports(t, module+"/internal/inventory", module+"/cmd/annals")
+	require.Contains(t, edges, module+"/cmd/annals -> "+module+"/internal/inventory")
+}
+
+// forbiddenImports lists, as "importer -> imported", every import of a package under forbidden
+// by the packages named by patterns, their tests, or anything they depend on.
+func forbiddenImports(t *testing.T, forbidden string, patterns ...string) []string {
+	t.Helper()
+	args := append([]string{"list", "-deps", "-test", "-json=ImportPath,Imports"}, patterns...)
+	cmd := exec.Command("go", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "go list: %s", stderr.String())
+
+	under := func(path string) bool {
+		path, _, _ = strings.Cut(path, " ") // a test variant: "pkg [pkg.test]"
+		return path == forbidden || strings.HasPrefix(path, forbidden+"/")
+	}
+	seen := map[string]bool{}
+	var edges []string
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else {
+			require.NoError(t, err)
+		}
+		if under(p.ImportPath) {
+			continue
+		}
+		for _, imp := range p.Imports {
+			if !under(imp) {
+				continue
+			}
+			from, _, _ := strings.Cut(p.ImportPath, " ")
+			to, _, _ := strings.Cut(imp, " ")
+			if e := from + " -> " + to; !seen[e] {
+				seen[e] = true
+				edges = append(edges, e)
+			}
+		}
+	}
+	sort.Strings(edges)
+	return edges
+}
