@@ -41,6 +41,9 @@ var (
 	// ErrCheckpointConflict: a subscription checkpoint was not where the acknowledgement expected
 	// it: another consumer acknowledged first (ST411).
 	ErrCheckpointConflict = errors.New("annals: checkpoint moved by another consumer")
+	// ErrPermissionDenied: the login lacks a privilege the call needs (PostgreSQL's 42501): grant
+	// it annals_writer, annals_reader or annals_bi as the call requires.
+	ErrPermissionDenied = errors.New("annals: permission denied")
 	// ErrUpcasterFailed: a registered upcaster did not return a JSON object (ST500); fix the
 	// upcaster function the message names.
 	ErrUpcasterFailed = errors.New("annals: upcaster failed")
@@ -221,6 +224,9 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 	case "ST423":
 		e := base(ErrLeaseHeld)
 		return &e
+	case "42501":
+		e := base(ErrPermissionDenied)
+		return &e
 	case "ST500":
 		e := base(ErrUpcasterFailed)
 		return &e
@@ -240,7 +246,7 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 // kinds are the sentinels, most specific first (ErrStreamNotFound before ErrNotFound).
 var kinds = []error{
 	ErrWrongExpectedVersion, ErrEventIDConflict, ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument,
-	ErrReserved, ErrAppendOnly, ErrStreamNotFound, ErrEventNotFound, ErrNotFound, ErrCheckpointConflict, ErrUpcasterFailed, ErrLeaseHeld,
+	ErrReserved, ErrAppendOnly, ErrStreamNotFound, ErrEventNotFound, ErrNotFound, ErrCheckpointConflict, ErrUpcasterFailed, ErrPermissionDenied, ErrLeaseHeld,
 	ErrFeedRestored, ErrSchemaNotInstalled, ErrSchemaTooNew,
 }
 
@@ -298,4 +304,10 @@ func (e *opError) Unwrap() error { return e.err }
 // wrapf wraps err with the call it came from (format and args, as for fmt.Sprintf).
 func wrapf(err error, format string, args ...any) error {
 	return &opError{op: fmt.Sprintf(format, args...), err: err}
+}
+
+// serializationFailure reports a 40001: the transaction must be retried whole.
+func serializationFailure(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40001"
 }

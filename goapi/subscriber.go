@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // HandlerFunc processes one event inside the subscriber's transaction. Writes made through tx commit
@@ -434,11 +433,6 @@ func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
 	case <-t.C:
 	case <-wake:
 	}
-}
-
-func serializationFailure(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "40001"
 }
 
 func isNotFound(err error) bool {

@@ -14,7 +14,6 @@ import (
 	"github.com/annals-db/annals/functions"
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 )
@@ -204,9 +203,8 @@ func (d *doctor) checkFunctions(ctx context.Context) {
 	}
 	var installed string
 	err = d.pool.QueryRow(ctx, "SELECT s.functions_checksum FROM annals_internal.schema_info AS s").Scan(&installed)
-	var pgErr *pgconn.PgError
 	switch {
-	case errors.As(err, &pgErr) && pgErr.Code == "42501":
+	case errors.Is(annals.MapError(err), annals.ErrPermissionDenied):
 		d.ok("functions", "all %d functions and %d views of this build are present (checksum not readable by this login)", len(funcs), len(views))
 	case err != nil:
 		d.cannot("functions", err)
@@ -621,8 +619,7 @@ func (d *doctor) checkTriggers(ctx context.Context) {
 			// annals.configure(notify => false) switches it off; it must agree with the setting.
 			var notify *bool
 			err := d.pool.QueryRow(ctx, "SELECT s.notify FROM annals_internal.settings AS s").Scan(&notify)
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && pgErr.Code == "42501" || err == nil && notify != nil && !*notify {
+			if errors.Is(annals.MapError(err), annals.ErrPermissionDenied) || err == nil && notify != nil && !*notify {
 				continue // switched off by configure (or this login cannot tell)
 			}
 			if err != nil {
@@ -738,9 +735,8 @@ func (d *doctor) checkTrust(ctx context.Context) int {
 	if err == nil {
 		ps, err = pgx.CollectRows(rows, pgx.RowToStructByPos[problem])
 	}
-	var pgErr *pgconn.PgError
 	switch {
-	case errors.As(err, &pgErr) && pgErr.Code == "42501":
+	case errors.Is(annals.MapError(err), annals.ErrPermissionDenied):
 		d.warn("projections", "could not check who owns the handlers, upcasters and projection tables: run annals doctor as a member of annals_owner")
 		return 1
 	case err != nil:
