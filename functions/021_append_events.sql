@@ -40,7 +40,7 @@ DECLARE
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
     -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
-    -- query; the PERFORM only runs to raise the right error.
+    -- query; check_stream_id only runs to raise the right error.
     IF NOT annals_internal.is_valid_stream_id(append_events.stream_id)
        OR left(append_events.stream_id, 1) = '$' THEN
         IF annals_internal.check_stream_id(append_events.stream_id) IS NULL THEN END IF;

@@ -153,9 +153,7 @@ COMMENT ON FUNCTION annals.resolve_dead_letter(bigint, boolean, text) IS
 REVOKE ALL ON FUNCTION annals.resolve_dead_letter(bigint, boolean, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.resolve_dead_letter(bigint, boolean, text) TO annals_writer;
 
--- The view reads a function so that its query is planned with JIT off: the lag counts are
--- estimated far above jit_above_cost, and compiling them took seconds on a store of a few events.
--- Definer's rights, as the view had for the tables it summarizes; the view's readers execute it.
+-- Rows from a function with JIT off, as annals.subscription_status (130_feed_status.sql) explains.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.dead_letters_rows()
 RETURNS TABLE (

@@ -66,7 +66,9 @@ REVOKE ALL ON FUNCTION annals_internal.note_rebuild_batch(text, bigint) FROM PUB
 
 -- Which event of the batch noted last makes the handler fail: each event alone, in feed order,
 -- in its own subtransaction, and every write undone at the end. Runs only after a rebuild failed,
--- in its error handler. NULL when no event fails alone (the batch fails only as a whole).
+-- in its error handler. NULL when no event fails alone (the batch fails only as a whole). Finding
+-- the batch's transaction by its first position has no index to use (positions are indexed with
+-- their transaction): one scan of the events, on the failure path only.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.find_failing_event(projection annals_internal.projections, batch_size integer)
 RETURNS annals.event

@@ -7,9 +7,7 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 -- A rebuild reports 'annals rebuild <lock key hex> <done>/<total> <name>' in its session's
 -- application_name (annals_internal.report_rebuild_progress), which other sessions see at once (its
 -- table writes they see only at commit). pg_stat_activity spans the cluster: keep this database's.
--- The view reads a function so that its query is planned with JIT off: the lag counts are
--- estimated far above jit_above_cost, and compiling them took seconds on a store of a few events.
--- Definer's rights, as the view had for the tables it summarizes; the view's readers execute it.
+-- Rows from a function with JIT off, as annals.subscription_status (130_feed_status.sql) explains.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.projections_rows()
 RETURNS TABLE (
@@ -109,6 +107,7 @@ RETURNS TABLE (subject text, problem text)
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 BEGIN ATOMIC
     WITH callbacks AS (
         SELECT format('projection %s', p.projection_name) AS subject, p.handler AS fn, p.handler_call AS call,

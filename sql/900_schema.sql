@@ -377,7 +377,7 @@ DECLARE
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
     -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
-    -- query; the PERFORM only runs to raise the right error.
+    -- query; check_stream_id only runs to raise the right error.
     IF NOT annals_internal.is_valid_stream_id(append_events.stream_id)
        OR left(append_events.stream_id, 1) = '$' THEN
         IF annals_internal.check_stream_id(append_events.stream_id) IS NULL THEN END IF;
@@ -5048,6 +5048,7 @@ COMMENT ON TABLE annals_internal.upcasters IS 'Upcasters: a function (data jsonb
 CREATE FUNCTION annals_internal.trust_problems() RETURNS TABLE(subject text, problem text)
     LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     BEGIN ATOMIC
  WITH callbacks AS (
           SELECT format('projection %s'::text, p.projection_name) AS subject,
