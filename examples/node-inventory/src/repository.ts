@@ -29,6 +29,8 @@ export interface RepositoryOptions {
     snapshotEvery?: number;
     /** How many appends a command sends at most when other writers keep appending first (default 10). */
     maxAttempts?: number;
+    /** Called before each retry after a conflict (ST409), for logs and metrics. */
+    onConflict?: (err: WrongExpectedVersionError, attempt: number) => void;
     /** Receives a failed snapshot write, which never fails a command (default: console.warn). */
     onSnapshotError?: (err: unknown) => void;
 }
@@ -44,6 +46,7 @@ export class InventoryRepository {
     private readonly snapshotEvery: number;
     private readonly maxAttempts: number;
     private readonly onSnapshotError: (err: unknown) => void;
+    private readonly onConflict: (err: WrongExpectedVersionError, attempt: number) => void;
     // The version of the latest snapshot written or loaded per item, to know when the next is due.
     private readonly snapshotVersions = new WeakMap<InventoryItem, number>();
 
@@ -53,6 +56,7 @@ export class InventoryRepository {
     ) {
         this.snapshotEvery = options.snapshotEvery ?? 100;
         this.maxAttempts = options.maxAttempts ?? 10;
+        this.onConflict = options.onConflict ?? (() => undefined);
         this.onSnapshotError = options.onSnapshotError ?? ((err) => console.warn('inventory: snapshot not saved:', err));
     }
 
@@ -130,6 +134,7 @@ export class InventoryRepository {
                 return item;
             } catch (err) {
                 if (!(err instanceof WrongExpectedVersionError) || attempt >= this.maxAttempts) throw err;
+                this.onConflict(err, attempt);
             }
         }
     }
