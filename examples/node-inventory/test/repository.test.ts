@@ -124,6 +124,23 @@ describe('InventoryRepository', () => {
         assert.equal(await streamVersion('45'), 2);
     });
 
+    it('sends pending events again safely: resending an append that committed is a replay', async () => {
+        const repo = new InventoryRepository(pool);
+        const item = await repo.load('49');
+        item.add('49', 'Lost reply', 1);
+        // The append committed but its reply was lost (say the connection broke): the same
+        // events, ids included, are already stored when the item is saved again.
+        const e = item.pendingEvents[0]!;
+        await pool.query('SELECT * FROM annals.append_event(stream_id => $1, expected_version => 0, event_type => $2, data => $3::jsonb, event_id => $4)', [
+            streamId('49'), e.type, JSON.stringify(e.data), e.id,
+        ]);
+        const result = await repo.save(item);
+        assert.equal(result?.streamVersion, 1);
+        assert.deepEqual(item.pendingEvents, []);
+        assert.equal(await streamVersion('49'), 1);
+        assert.equal((await repo.itemCount('49'))?.count, 1);
+    });
+
     it('lets 20 racing writers all succeed by retrying on ST409: exactly 21 versions', async (t) => {
         let conflicts = 0;
         const repo = new InventoryRepository(pool, { maxAttempts: 20, onConflict: () => conflicts++ });
