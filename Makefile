@@ -57,7 +57,7 @@ test-node:
 		echo "test-node: node and npm are not on PATH; install Node.js 18.19 or later with npm (Debian 12: apt-get install nodejs npm)"; exit 1; }
 	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 18 || (a === 18 && b >= 19) ? 0 : 1)' || { \
 		echo "test-node: Node.js $$(node --version) is too old; examples/node-inventory needs 18.19 or later"; exit 1; }
-	cd examples/node-inventory && npm ci --prefer-offline --no-audit --no-fund && npm test
+	cd examples/node-inventory && npm ci --prefer-offline --no-audit --no-fund && GO=$(GO) npm test
 
 demo:
 	$(GO) run ./cmd/annals demo

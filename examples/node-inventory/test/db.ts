@@ -57,7 +57,7 @@ export async function createScratchDb(): Promise<ScratchDb> {
         });
     };
     try {
-        await run('go', ['run', './examples/node-inventory/cmd/setup-db', '--database-url', url], { cwd: repoRoot, timeout: 300_000 });
+        await run(process.env.GO || 'go', ['run', './examples/node-inventory/cmd/setup-db', '--database-url', url], { cwd: repoRoot, timeout: 300_000 });
         await admin((c) => c.query(`CREATE ROLE ${name} LOGIN IN ROLE annals_writer, annals_bi`));
     } catch (err) {
         await drop();
