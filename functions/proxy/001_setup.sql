@@ -16,7 +16,12 @@ BEGIN
 END
 $$;
 
-CREATE EXTENSION IF NOT EXISTS plproxy;
+-- PL/Proxy's handler and validator functions get a schema of their own (the extension is not
+-- relocatable and would otherwise land in whatever schema comes first in the search path).
+CREATE SCHEMA IF NOT EXISTS annals_plproxy;
+COMMENT ON SCHEMA annals_plproxy IS 'The plproxy extension''s handler and validator functions.';
+REVOKE ALL ON SCHEMA annals_plproxy FROM PUBLIC;
+CREATE EXTENSION IF NOT EXISTS plproxy SCHEMA annals_plproxy;
 
 -- The PL/Proxy cluster itself, SQL/MED server annals_shards, is created by
 -- annals_proxy.apply_map() (010_routing.sql) once the map exists: PL/Proxy's validator refuses a

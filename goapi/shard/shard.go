@@ -256,10 +256,15 @@ func applyProxy(ctx context.Context, pool *pgxpool.Pool, force bool) (bool, erro
 		}
 		var installed string
 		if !force {
-			err := tx.QueryRow(ctx, `SELECT coalesce((SELECT files_checksum FROM annals_proxy.info), '')
-				WHERE to_regclass('annals_proxy.info') IS NOT NULL`).Scan(&installed)
-			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			var exists bool
+			if err := tx.QueryRow(ctx, "SELECT to_regclass('annals_proxy.info') IS NOT NULL").Scan(&exists); err != nil {
 				return err
+			}
+			if exists {
+				err := tx.QueryRow(ctx, "SELECT files_checksum FROM annals_proxy.info").Scan(&installed)
+				if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+					return err
+				}
 			}
 			if installed == sum {
 				return nil
