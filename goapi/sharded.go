@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,8 +61,8 @@ type ShardedSubscriber struct {
 	Name string
 	// Handler is called for each event in Target's transaction (required).
 	Handler HandlerFunc
-	// CheckpointTable is the table holding the checkpoints, created if missing (default
-	// annals_shard_checkpoints, in Target's search path).
+	// CheckpointTable is the table holding the checkpoints, created if missing: a name, or
+	// schema.name (default annals_shard_checkpoints, in Target's search path).
 	CheckpointTable string
 	// BatchSize is the most events per shard and transaction (default 100).
 	BatchSize int
@@ -92,17 +93,22 @@ func (s *ShardedSubscriber) defaults() error {
 	return nil
 }
 
+// table is CheckpointTable quoted, schema-qualified when it has a dot.
+func (s *ShardedSubscriber) table() string {
+	return pgx.Identifier(strings.SplitN(s.CheckpointTable, ".", 2)).Sanitize()
+}
+
 // Setup creates the checkpoint table on Target if it is missing. Run and Poll call it.
 func (s *ShardedSubscriber) Setup(ctx context.Context) error {
 	if err := s.defaults(); err != nil {
 		return err
 	}
-	_, err := s.Target.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+pgx.Identifier{s.CheckpointTable}.Sanitize()+` (
+	_, err := s.Target.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.table()+` (
 		subscriber      text   NOT NULL,
 		shard           integer NOT NULL,
 		transaction_id  xid8   NOT NULL DEFAULT '0',
 		global_position bigint NOT NULL DEFAULT 0,
-		CONSTRAINT `+pgx.Identifier{s.CheckpointTable + "_pkey"}.Sanitize()+` PRIMARY KEY (subscriber, shard))`)
+		CONSTRAINT `+pgx.Identifier{strings.ReplaceAll(s.CheckpointTable, ".", "_") + "_pkey"}.Sanitize()+` PRIMARY KEY (subscriber, shard))`)
 	if err != nil {
 		return wrapf(mapError(err), "sharded subscriber %s: create %s", s.Name, s.CheckpointTable)
 	}
@@ -116,7 +122,7 @@ func (s *ShardedSubscriber) Checkpoints(ctx context.Context) (map[int]Checkpoint
 		return nil, err
 	}
 	rows, err := s.Target.Query(ctx, `SELECT shard, transaction_id, global_position FROM `+
-		pgx.Identifier{s.CheckpointTable}.Sanitize()+` WHERE subscriber = $1`, s.Name)
+		s.table()+` WHERE subscriber = $1`, s.Name)
 	if err != nil {
 		return nil, wrapf(mapError(err), "sharded subscriber %s: checkpoints", s.Name)
 	}
@@ -157,7 +163,7 @@ func (s *ShardedSubscriber) Poll(ctx context.Context) (int, error) {
 }
 
 func (s *ShardedSubscriber) pollShard(ctx context.Context, shard int) (int, error) {
-	table := pgx.Identifier{s.CheckpointTable}.Sanitize()
+	table := s.table()
 	n := 0
 	err := pgx.BeginFunc(ctx, s.Target, func(tx pgx.Tx) error {
 		// The row exists before it is locked; a concurrent instance waits here for this batch.
