@@ -44,6 +44,7 @@ func newRoot() *cobra.Command {
 		newSubscriptionsCmd(),
 		newWorkerCmd(),
 		newDoctorCmd(),
+		newShardCmd(),
 	)
 	for _, c := range legacyCommands {
 		root.AddCommand(legacyCommand(c))

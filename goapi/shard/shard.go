@@ -21,8 +21,8 @@ import (
 	"sort"
 	"strings"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/functions/proxy"
+	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
