@@ -19,6 +19,7 @@ import (
 // The shards' passwords are in their conninfo, which only annals_owner can read on the proxy.
 func TestShardsOnTwoSeparateClusters(t *testing.T) {
 	t.Parallel()
+	requirePlproxy(t)
 	ctx := t.Context()
 	clusters := []*pgcluster.Cluster{
 		pgcluster.ForTest(t, pgcluster.Options{Prefix: "annals-shard1-"}),
