@@ -19,7 +19,16 @@ import (
 
 // ShardNumbers returns the shards of the sharded store whose proxy c's pool connects to, 1..N.
 func (c *Client) ShardNumbers(ctx context.Context) ([]int, error) {
-	rows, err := c.pool.Query(ctx, "SELECT s.shard FROM annals.shards() AS s")
+	return shardNumbers(ctx, c.pool)
+}
+
+// ShardNumbersTx is ShardNumbers inside the caller's transaction on the proxy.
+func (c *Client) ShardNumbersTx(ctx context.Context, tx pgx.Tx) ([]int, error) {
+	return shardNumbers(ctx, tx)
+}
+
+func shardNumbers(ctx context.Context, db dbtx) ([]int, error) {
+	rows, err := db.Query(ctx, "SELECT s.shard FROM annals.shards() AS s")
 	if err != nil {
 		return nil, wrapf(mapError(err), "shard numbers")
 	}
@@ -34,10 +43,20 @@ func (c *Client) ShardNumbers(ctx context.Context) ([]int, error) {
 // that shard (opts.Group is not supported, as in ReadAll). ErrShardUnavailable when the proxy
 // cannot reach it.
 func (c *Client) ReadShard(ctx context.Context, shard int, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
+	return readShard(ctx, c.pool, shard, after, opts)
+}
+
+// ReadShardTx is ReadShard inside the caller's transaction on the proxy. The shard's read is
+// PL/Proxy's own remote call, not part of that transaction's snapshot.
+func (c *Client) ReadShardTx(ctx context.Context, tx pgx.Tx, shard int, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
+	return readShard(ctx, tx, shard, after, opts)
+}
+
+func readShard(ctx context.Context, db dbtx, shard int, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
 	if opts.Group != (ConsumerGroup{}) {
 		return nil, invalid("group", "consumer groups split one category's feed: use ReadCategory")
 	}
-	return collectEvents(ctx, c.pool, fmt.Sprintf("read shard %d", shard),
+	return collectEvents(ctx, db, fmt.Sprintf("read shard %d", shard),
 		"SELECT "+eventColumns+" FROM annals.read_all($1, $2, $3, $4, $5, $6, $7) AS e",
 		shard, after.TransactionID, after.GlobalPosition, pageSize(opts.MaxCount),
 		nilIfEmpty(opts.EventTypes), nilIfEmpty(opts.Categories), opts.Raw)
