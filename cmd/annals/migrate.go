@@ -46,7 +46,7 @@ functions (see ` + "`annals shard`" + `). ` + "`annals migrate status`" + ` list
 		}
 		defer pool.Close()
 		if *check {
-			if err := annals.New(pool).CheckSchema(ctx); err != nil {
+			if err := annals.New(pool, annals.ClientOptions{}).CheckSchema(ctx); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "annals schema is at version %d, as this build expects\n", annals.SchemaVersion())
@@ -76,7 +76,7 @@ functions (see ` + "`annals shard`" + `). ` + "`annals migrate status`" + ` list
 			fmt.Fprintln(out, "note: the history guard is not installed, so members of annals_owner can disable the append-only "+
 				"triggers and rewrite history; run annals migrate as a superuser to install it (see annals doctor)")
 		}
-		return annals.New(pool).CheckSchema(ctx)
+		return annals.New(pool, annals.ClientOptions{}).CheckSchema(ctx)
 	}
 	cmd.AddCommand(newMigrateStatusCmd())
 	return cmd

@@ -1,6 +1,8 @@
-package main
+package demo
 
 import (
+	"github.com/annals-db/annals/internal/progress"
+
 	"context"
 	"fmt"
 	"strconv"
@@ -80,7 +82,7 @@ go sub.Run(ctx)  // until ctx is cancelled`)
 		return err
 	}
 	st := sub.Stats()
-	s.result("handled %d events in %d batches, %s; then stopped", st.Processed, st.Batches, roundDur(took))
+	s.result("handled %d events in %d batches, %s; then stopped", st.Processed, st.Batches, progress.Duration(took))
 
 	after, err := s.query(ctx, subscriptionStatusSQL)
 	if err != nil {
