@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -91,6 +92,8 @@ type ShardedSubscriber struct {
 	EventTypes, Categories []string
 	// Logger receives errors (default slog.Default()).
 	Logger *slog.Logger
+
+	ready atomic.Bool // the checkpoint table exists
 }
 
 func (s *ShardedSubscriber) defaults() error {
@@ -122,6 +125,9 @@ func (s *ShardedSubscriber) Setup(ctx context.Context) error {
 	if err := s.defaults(); err != nil {
 		return err
 	}
+	if s.ready.Load() {
+		return nil
+	}
 	_, err := s.Target.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.table()+` (
 		subscriber      text   NOT NULL,
 		shard           integer NOT NULL,
@@ -131,6 +137,7 @@ func (s *ShardedSubscriber) Setup(ctx context.Context) error {
 	if err != nil {
 		return wrapf(mapError(err), "sharded subscriber %s: create %s", s.Name, s.CheckpointTable)
 	}
+	s.ready.Store(true)
 	return nil
 }
 
@@ -231,9 +238,6 @@ func (s *ShardedSubscriber) Run(ctx context.Context) error {
 		wait := s.PollInterval
 		switch {
 		case err != nil && ctx.Err() == nil:
-			if errors.Is(err, ErrInvalidArgument) && n == 0 {
-				return err
-			}
 			s.Logger.Error("annals: sharded subscriber", "subscriber", s.Name, "err", err)
 			wait, backoff = backoff, min(2*backoff, 30*time.Second)
 		case n > 0:
