@@ -71,7 +71,7 @@ Running it again with the same shards changes nothing; another map is refused.`,
 			}
 			specs = append(specs, shard.Shard{Name: name, Pool: pool, Conninfo: info})
 		}
-		res, err := shard.Init(ctx, proxy, specs, *partitions)
+		res, err := shard.Init(ctx, proxy, specs, shard.InitOptions{Partitions: *partitions})
 		if err != nil {
 			return err
 		}

@@ -132,13 +132,20 @@ func redact(dsn string) string {
 	return dsn
 }
 
+// InitOptions configure Init; the zero value is the defaults.
+type InitOptions struct {
+	// Partitions is the number of hash partitions: a power of two, at least the shard count,
+	// fixed for the store's life (0 means DefaultPartitions).
+	Partitions int
+}
+
 // Init installs a sharded store: annals.Migrate on every shard, then the proxy's functions and
-// the partition map (partitions hash partitions, a power of two at least len(shards); 0 means
-// DefaultPartitions), mapped round-robin: partition p belongs to shard p mod N + 1. The proxy
+// the partition map (opts.Partitions hash partitions), mapped round-robin: partition p belongs to shard p mod N + 1. The proxy
 // login must be a superuser (PL/Proxy is an untrusted language). Running it again with the same
 // shards changes nothing; a different map is refused, as moving partitions moves data.
-func Init(ctx context.Context, proxyPool *pgxpool.Pool, shards []Shard, partitions int) (InitResult, error) {
+func Init(ctx context.Context, proxyPool *pgxpool.Pool, shards []Shard, opts InitOptions) (InitResult, error) {
 	var res InitResult
+	partitions := opts.Partitions
 	if partitions == 0 {
 		partitions = DefaultPartitions
 	}

@@ -89,7 +89,7 @@ func runShardScenario(ctx context.Context, b *Bench) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		_, err = shard.Init(ctx, pool, specs[:n], shard.DefaultPartitions)
+		_, err = shard.Init(ctx, pool, specs[:n], shard.InitOptions{})
 		pool.Close()
 		if err != nil {
 			return nil, err

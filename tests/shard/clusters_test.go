@@ -43,19 +43,19 @@ func TestShardsOnTwoSeparateClusters(t *testing.T) {
 			Conninfo: info + " password=" + c.Password})
 	}
 	proxy := connect(t, clusters[0].URL("proxy"))
-	res, err := shard.Init(ctx, proxy, specs, 8)
+	res, err := shard.Init(ctx, proxy, specs, shard.InitOptions{Partitions: 8})
 	require.NoError(t, err)
 	require.Len(t, res.Shards, 2)
 	for _, r := range res.Shards {
 		require.EqualValues(t, annals.SchemaVersion(), r.ToVersion)
 	}
-	again, err := shard.Init(ctx, proxy, specs, 8)
+	again, err := shard.Init(ctx, proxy, specs, shard.InitOptions{Partitions: 8})
 	require.NoError(t, err)
 	require.False(t, again.MapCreated, "a second Init with the same map changes nothing")
-	_, err = shard.Init(ctx, proxy, specs[:1], 8)
+	_, err = shard.Init(ctx, proxy, specs[:1], shard.InitOptions{Partitions: 8})
 	require.ErrorContains(t, err, "already has another map")
 
-	client := annals.New(proxy)
+	client := annals.New(proxy, annals.ClientOptions{})
 	perShard := map[int]int{}
 	for i := range 20 {
 		id := fmt.Sprintf("cart-%d", i)
@@ -64,9 +64,9 @@ func TestShardsOnTwoSeparateClusters(t *testing.T) {
 		sh, err := shard.ShardOf(ctx, proxy, id)
 		require.NoError(t, err)
 		perShard[sh]++
-		_, err = annals.New(specs[sh-1].Pool).StreamInfo(ctx, id)
+		_, err = annals.New(specs[sh-1].Pool, annals.ClientOptions{}).StreamInfo(ctx, id)
 		require.NoError(t, err, "stream %s is on server %d", id, sh)
-		_, err = annals.New(specs[2-sh].Pool).StreamInfo(ctx, id)
+		_, err = annals.New(specs[2-sh].Pool, annals.ClientOptions{}).StreamInfo(ctx, id)
 		require.ErrorIs(t, err, annals.ErrStreamNotFound)
 	}
 	require.Len(t, perShard, 2)

@@ -117,10 +117,10 @@ func TestPrivilegesThroughTheProxy(t *testing.T) {
 	viaProxy := pgErr(t, asRole(reader), appendSQL)
 	require.Equal(t, "42501", viaProxy.Code)
 	require.Equal(t, "permission denied for function append_events", viaProxy.Message)
-	_, err := annals.New(asRole(reader)).Append(s.ctx, "doc-1", annals.Any, event("Written", 1))
+	_, err := annals.New(asRole(reader), annals.ClientOptions{}).Append(s.ctx, "doc-1", annals.Any, event("Written", 1))
 	require.ErrorIs(t, err, annals.ErrPermissionDenied)
 
-	w := annals.New(asRole(writer))
+	w := annals.New(asRole(writer), annals.ClientOptions{})
 	res, err := w.Append(s.ctx, "doc-1", annals.NoStream, event("Written", 1))
 	require.NoError(t, err)
 	require.EqualValues(t, 1, res.StreamVersion)
@@ -128,7 +128,7 @@ func TestPrivilegesThroughTheProxy(t *testing.T) {
 	require.NoError(t, s.shards[s.shardOf(t, "doc-1")-1].QueryRow(s.ctx,
 		"SELECT usename FROM pg_stat_activity WHERE usename = $1 LIMIT 1", writer).Scan(&recordedBy),
 		"the proxy's connection to the shard runs as the calling role")
-	evs := readStream(t, annals.New(asRole(reader)), "doc-1")
+	evs := readStream(t, annals.New(asRole(reader), annals.ClientOptions{}), "doc-1")
 	require.Len(t, evs, 1)
 }
 

@@ -78,7 +78,7 @@ func TestShardFeedHoldsBackBehindAnOpenOlderTransaction(t *testing.T) {
 	txA, err := s.shards[sh-1].Begin(s.ctx)
 	require.NoError(t, err)
 	defer txA.Rollback(s.ctx) //nolint:errcheck
-	resA, err := annals.New(s.shards[sh-1]).AppendTx(s.ctx, txA, a, annals.NoStream, event("First", 1))
+	resA, err := annals.New(s.shards[sh-1], annals.ClientOptions{}).AppendTx(s.ctx, txA, a, annals.NoStream, event("First", 1))
 	require.NoError(t, err)
 
 	resB, err := s.client.Append(s.ctx, b, annals.NoStream, event("Second", 2))

@@ -58,10 +58,10 @@ func newStore(t *testing.T, n int) store {
 	}
 	s.proxyURL = newEmptyDB(t)
 	s.proxy = connect(t, s.proxyURL)
-	res, err := shard.Init(ctx, s.proxy, specs, 16)
+	res, err := shard.Init(ctx, s.proxy, specs, shard.InitOptions{Partitions: 16})
 	require.NoError(t, err)
 	require.True(t, res.MapCreated)
-	s.client = annals.New(s.proxy)
+	s.client = annals.New(s.proxy, annals.ClientOptions{})
 	return s
 }
 

@@ -44,7 +44,7 @@ func TestRoutingPutsEachStreamOnTheShardOfItsHash(t *testing.T) {
 		require.Equal(t, part%3+1, owner)
 		perShard[owner]++
 		for n, pool := range s.shards {
-			info, err := annals.New(pool).StreamInfo(s.ctx, id)
+			info, err := annals.New(pool, annals.ClientOptions{}).StreamInfo(s.ctx, id)
 			if n+1 == owner {
 				require.NoError(t, err)
 				require.EqualValues(t, 2, info.StreamVersion)
