@@ -77,8 +77,26 @@ func TestErrorsPassThroughTheProxyUnchanged(t *testing.T) {
 		})
 	}
 
+	// The per-shard feed calls: a shard's errors pass unchanged, an unknown shard is ST422.
+	for _, c := range []struct{ viaProxy, direct string }{
+		{`SELECT * FROM annals.read_all(2, max_count => 0)`, `SELECT * FROM annals.read_all(max_count => 0)`},
+		{`SELECT * FROM annals.read_category(3, '')`, `SELECT * FROM annals.read_category('')`},
+		{`SELECT * FROM annals.read_category(1, 'acct', consumer_member => 2, consumer_size => 2)`,
+			`SELECT * FROM annals.read_category('acct', consumer_member => 2, consumer_size => 2)`},
+	} {
+		got, want := pgErr(t, s.proxy, c.viaProxy), pgErr(t, s.shards[0], c.direct)
+		require.Equal(t, "ST422", want.Code, c.direct)
+		require.Equal(t, []string{want.Code, want.Message, want.Detail, want.Hint},
+			[]string{got.Code, got.Message, got.Detail, got.Hint}, c.viaProxy)
+	}
+	unknown := pgErr(t, s.proxy, `SELECT * FROM annals.read_all(4)`)
+	require.Equal(t, "ST422", unknown.Code)
+	require.JSONEq(t, `{"argument": "shard", "reason": "no shard 4"}`, unknown.Detail)
+	_, err := s.client.ReadShard(ctx, 0, annals.Checkpoint{}, annals.FeedOptions{})
+	require.ErrorIs(t, err, annals.ErrInvalidArgument)
+
 	// The Go client maps them the same way: typed errors with the DETAIL's fields.
-	_, err := s.client.Append(ctx, "acct-1", annals.Exact(4), event("Deposited", 1))
+	_, err = s.client.Append(ctx, "acct-1", annals.Exact(4), event("Deposited", 1))
 	var wrong *annals.WrongExpectedVersionError
 	require.ErrorAs(t, err, &wrong)
 	require.Equal(t, "acct-1", wrong.StreamID)
