@@ -70,9 +70,14 @@ type InitResult struct {
 	MapCreated bool
 }
 
+// DefaultConnectTimeout is the connect_timeout (seconds) Conninfo adds when the URL has none.
+const DefaultConnectTimeout = "10"
+
 // Conninfo turns a PostgreSQL URL (or a key=value string) into the key=value connection string
 // the proxy stores for a shard: host, port, dbname and any other parameter, without user and
-// password, so PL/Proxy connects to the shard as the role calling the proxy.
+// password, so PL/Proxy connects to the shard as the role calling the proxy, and with
+// connect_timeout=10 unless it sets one, so an unreachable shard fails its calls (ST502) instead
+// of hanging them.
 func Conninfo(dsn string) (string, error) {
 	var pairs [][2]string
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
@@ -101,21 +106,78 @@ func Conninfo(dsn string) (string, error) {
 			}
 		}
 	} else {
-		for _, f := range strings.Fields(dsn) {
-			k, v, ok := strings.Cut(f, "=")
-			if !ok {
-				return "", fmt.Errorf("shard: %q is neither a postgres:// URL nor key=value pairs", redact(dsn))
-			}
-			if k != "user" && k != "password" {
-				pairs = append(pairs, [2]string{k, strings.Trim(v, "'")})
+		kvs, err := parseKeyValues(dsn)
+		if err != nil {
+			return "", err
+		}
+		for _, kv := range kvs {
+			if kv[0] != "user" && kv[0] != "password" {
+				pairs = append(pairs, kv)
 			}
 		}
 	}
-	parts := make([]string, len(pairs))
-	for i, p := range pairs {
-		parts[i] = p[0] + "=" + quote(p[1])
+	parts := make([]string, 0, len(pairs)+1)
+	timeout := false
+	for _, p := range pairs {
+		parts = append(parts, p[0]+"="+quote(p[1]))
+		timeout = timeout || p[0] == "connect_timeout"
+	}
+	if !timeout {
+		// libpq waits for ever by default: a shard whose host stops answering would hang every
+		// call routed to it instead of failing with ST502.
+		parts = append(parts, "connect_timeout="+DefaultConnectTimeout)
 	}
 	return strings.Join(parts, " "), nil
+}
+
+// parseKeyValues splits a libpq key=value string: values may be single-quoted, with \' and \\
+// escapes. The error never repeats the input, which may hold a password.
+func parseKeyValues(s string) ([][2]string, error) {
+	var out [][2]string
+	bad := errors.New("shard: a shard's connection string is neither a postgres:// URL nor libpq key=value pairs")
+	for i := 0; i < len(s); {
+		for i < len(s) && s[i] == ' ' {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
+		eq := strings.IndexByte(s[i:], '=')
+		if eq <= 0 {
+			return nil, bad
+		}
+		key := strings.TrimSpace(s[i : i+eq])
+		i += eq + 1
+		for i < len(s) && s[i] == ' ' {
+			i++
+		}
+		var val strings.Builder
+		if i < len(s) && s[i] == '\'' {
+			i++
+			for ; i < len(s) && s[i] != '\''; i++ {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				val.WriteByte(s[i])
+			}
+			if i == len(s) {
+				return nil, bad
+			}
+			i++
+		} else {
+			for ; i < len(s) && s[i] != ' '; i++ {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				val.WriteByte(s[i])
+			}
+		}
+		out = append(out, [2]string{key, val.String()})
+	}
+	if len(out) == 0 {
+		return nil, bad
+	}
+	return out, nil
 }
 
 func quote(v string) string {
