@@ -186,5 +186,5 @@ func migrateSharded(ctx context.Context, cmd *cobra.Command, proxy *pgxpool.Pool
 	} else {
 		fmt.Fprintln(out, "proxy: routing functions up to date")
 	}
-	return nil
+	return annals.New(proxy, annals.ClientOptions{}).CheckSchema(ctx)
 }

@@ -274,3 +274,37 @@ COMMENT ON FUNCTION annals.shard_health() IS
     'Each shard: number, name, partitions, whether the proxy reaches it, its schema version and last feed position, or the problem.';
 REVOKE ALL ON FUNCTION annals.shard_health() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.shard_health() TO annals_writer, annals_reader;
+
+-- The schema version of a sharded store: the lowest of its shards' (each asked through PL/Proxy),
+-- so a client's schema check on the proxy (annals.Client.CheckSchema, `annals migrate --check`)
+-- passes only when every shard is at the version it expects. ST502 names a shard that is down.
+CREATE OR REPLACE FUNCTION annals.schema_version()
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    v_shard   integer;
+    v_version bigint;
+    v_lowest  bigint;
+    v_code text; v_message text; v_detail text; v_hint text;
+BEGIN
+    FOR v_shard IN SELECT s.shard FROM annals.shards() AS s LOOP
+        BEGIN
+            SELECT h.schema_version INTO v_version FROM annals_proxy.shard_head_on(v_shard) AS h;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_code = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                    v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+            IF annals_proxy.reraise(v_shard, v_code, v_message, v_detail, v_hint) IS NULL THEN END IF;
+        END;
+        v_lowest := least(v_lowest, v_version);
+    END LOOP;
+    RETURN v_lowest;
+END
+$$;
+COMMENT ON FUNCTION annals.schema_version() IS
+    'The lowest schema version among the shards (asked through PL/Proxy): what a schema check on the proxy compares.';
+REVOKE ALL ON FUNCTION annals.schema_version() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.schema_version() TO annals_writer, annals_reader;

@@ -44,6 +44,8 @@ func TestCLIShardInitStatusMigrate(t *testing.T) {
 	require.Contains(t, out, "shard 2 (west): annals is up to date")
 	require.Contains(t, out, "proxy: routing functions up to date")
 
+	require.Contains(t, ok(t, proxyURL, "migrate", "--check"), "as this build expects")
+
 	proxy, err := pgx.Connect(t.Context(), proxyURL)
 	require.NoError(t, err)
 	defer proxy.Close(context.Background())

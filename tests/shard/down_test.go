@@ -58,6 +58,8 @@ func TestAShardThatIsDownIsNamedAndTheOthersServe(t *testing.T) {
 	require.Contains(t, health[1].Problem, "shard 2 ("+s.names[1]+") is unavailable")
 	require.True(t, health[2].Available)
 
+	require.ErrorIs(t, s.client.CheckSchema(s.ctx), annals.ErrShardUnavailable)
+
 	var listErr error
 	for _, err := range s.client.ListStreams(s.ctx, annals.ListStreamsOptions{}) {
 		if err != nil {
