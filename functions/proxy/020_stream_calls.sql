@@ -12,6 +12,7 @@
 -- the proxy's snapshot). The PL/Proxy functions run with client_min_messages = warning: after a
 -- shard's error PL/Proxy reconnects on the next call with a NOTICE ("dropping stale conn") that
 -- says nothing to the caller.
+--
 -- Created as the installing superuser (plproxy is an untrusted language); 090_owner.sql hands
 -- every function to annals_owner.
 SET LOCAL search_path = pg_catalog, pg_temp;
@@ -35,6 +36,7 @@ COMMENT ON FUNCTION annals_proxy.append_events(text, bigint, jsonb) IS
     'PL/Proxy call of annals.append_events on the shard owning stream_id; called by the public wrapper.';
 REVOKE ALL ON FUNCTION annals_proxy.append_events(text, bigint, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals_proxy.append_events(text, bigint, jsonb) TO annals_writer;
+
 CREATE OR REPLACE FUNCTION annals.append_events(
     stream_id text,
     expected_version bigint,
@@ -83,6 +85,7 @@ COMMENT ON FUNCTION annals_proxy.append_event(text, bigint, text, jsonb, jsonb, 
     'PL/Proxy call of annals.append_event on the shard owning stream_id; called by the public wrapper.';
 REVOKE ALL ON FUNCTION annals_proxy.append_event(text, bigint, text, jsonb, jsonb, uuid, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals_proxy.append_event(text, bigint, text, jsonb, jsonb, uuid, integer) TO annals_writer;
+
 CREATE OR REPLACE FUNCTION annals.append_event(
     stream_id text,
     expected_version bigint,
@@ -133,6 +136,7 @@ COMMENT ON FUNCTION annals_proxy.read_stream(text, bigint, integer, boolean, boo
     'PL/Proxy call of annals.read_stream on the shard owning stream_id; called by the public wrapper.';
 REVOKE ALL ON FUNCTION annals_proxy.read_stream(text, bigint, integer, boolean, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals_proxy.read_stream(text, bigint, integer, boolean, boolean) TO annals_writer, annals_reader;
+
 CREATE OR REPLACE FUNCTION annals.read_stream(
     stream_id text,
     from_version bigint DEFAULT NULL,
@@ -182,6 +186,7 @@ COMMENT ON FUNCTION annals_proxy.read_stream_as_of(text, bigint, timestamptz, bi
     'PL/Proxy call of annals.read_stream_as_of on the shard owning stream_id; called by the public wrapper.';
 REVOKE ALL ON FUNCTION annals_proxy.read_stream_as_of(text, bigint, timestamptz, bigint, integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals_proxy.read_stream_as_of(text, bigint, timestamptz, bigint, integer, boolean) TO annals_writer, annals_reader;
+
 CREATE OR REPLACE FUNCTION annals.read_stream_as_of(
     stream_id text,
     as_of_version bigint DEFAULT NULL,
@@ -227,6 +232,7 @@ COMMENT ON FUNCTION annals_proxy.stream_info(text) IS
     'PL/Proxy call of annals.stream_info on the shard owning stream_id; called by the public wrapper.';
 REVOKE ALL ON FUNCTION annals_proxy.stream_info(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals_proxy.stream_info(text) TO annals_writer, annals_reader;
+
 CREATE OR REPLACE FUNCTION annals.stream_info(
     stream_id text)
 RETURNS SETOF annals.stream
@@ -268,6 +274,7 @@ COMMENT ON FUNCTION annals_proxy.stream_version_at(text, timestamptz) IS
     'PL/Proxy call of annals.stream_version_at on the shard owning stream_id; called by the public wrapper.';
 REVOKE ALL ON FUNCTION annals_proxy.stream_version_at(text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals_proxy.stream_version_at(text, timestamptz) TO annals_writer, annals_reader;
+
 CREATE OR REPLACE FUNCTION annals.stream_version_at(
     stream_id text,
     as_of timestamptz)
@@ -310,6 +317,7 @@ COMMENT ON FUNCTION annals_proxy.stream_stats(text) IS
     'PL/Proxy call of annals.stream_stats on the shard owning stream_id; called by the public wrapper.';
 REVOKE ALL ON FUNCTION annals_proxy.stream_stats(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals_proxy.stream_stats(text) TO annals_writer, annals_reader;
+
 CREATE OR REPLACE FUNCTION annals.stream_stats(
     stream_id text,
     OUT event_count bigint,
@@ -353,6 +361,7 @@ COMMENT ON FUNCTION annals_proxy.delete_stream(text, bigint, text) IS
     'PL/Proxy call of annals.delete_stream on the shard owning stream_id; called by the public wrapper.';
 REVOKE ALL ON FUNCTION annals_proxy.delete_stream(text, bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals_proxy.delete_stream(text, bigint, text) TO annals_writer;
+
 CREATE OR REPLACE FUNCTION annals.delete_stream(
     stream_id text,
     expected_version bigint DEFAULT NULL,
@@ -399,6 +408,7 @@ COMMENT ON FUNCTION annals_proxy.save_snapshot(text, text, integer, bigint, json
     'PL/Proxy call of annals.save_snapshot on the shard owning stream_id; called by the public wrapper.';
 REVOKE ALL ON FUNCTION annals_proxy.save_snapshot(text, text, integer, bigint, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals_proxy.save_snapshot(text, text, integer, bigint, jsonb) TO annals_writer;
+
 CREATE OR REPLACE FUNCTION annals.save_snapshot(
     stream_id text,
     snapshot_type text,
@@ -445,6 +455,7 @@ COMMENT ON FUNCTION annals_proxy.load_snapshot(text, text, integer) IS
     'PL/Proxy call of annals.load_snapshot on the shard owning stream_id; called by the public wrapper.';
 REVOKE ALL ON FUNCTION annals_proxy.load_snapshot(text, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals_proxy.load_snapshot(text, text, integer) TO annals_writer, annals_reader;
+
 CREATE OR REPLACE FUNCTION annals.load_snapshot(
     stream_id text,
     snapshot_type text,
