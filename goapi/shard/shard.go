@@ -482,8 +482,8 @@ func Status(ctx context.Context, proxyPool *pgxpool.Pool) ([]Health, error) {
 	})
 }
 
-// ShardOf returns the shard (1..N) storing streamID, as the proxy routes it.
-func ShardOf(ctx context.Context, proxyPool *pgxpool.Pool, streamID string) (int, error) {
+// Of returns the shard (1..N) storing streamID, as the proxy routes it.
+func Of(ctx context.Context, proxyPool *pgxpool.Pool, streamID string) (int, error) {
 	var n int
 	if err := proxyPool.QueryRow(ctx, "SELECT annals.shard_of($1)", streamID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("shard: shard of %q: %w", streamID, err)

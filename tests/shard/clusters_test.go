@@ -61,7 +61,7 @@ func TestShardsOnTwoSeparateClusters(t *testing.T) {
 		id := fmt.Sprintf("cart-%d", i)
 		_, err := client.Append(ctx, id, annals.NoStream, event("Created", i))
 		require.NoError(t, err)
-		sh, err := shard.ShardOf(ctx, proxy, id)
+		sh, err := shard.Of(ctx, proxy, id)
 		require.NoError(t, err)
 		perShard[sh]++
 		_, err = annals.New(specs[sh-1].Pool, annals.ClientOptions{}).StreamInfo(ctx, id)

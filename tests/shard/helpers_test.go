@@ -115,7 +115,7 @@ func event(typ string, n int) annals.EventData {
 // shardOf asks the proxy where a stream lives.
 func (s store) shardOf(t *testing.T, streamID string) int {
 	t.Helper()
-	n, err := shard.ShardOf(s.ctx, s.proxy, streamID)
+	n, err := shard.Of(s.ctx, s.proxy, streamID)
 	require.NoError(t, err)
 	return n
 }
