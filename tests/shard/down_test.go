@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/shard"
@@ -72,7 +73,8 @@ func TestAShardThatIsDownIsNamedAndTheOthersServe(t *testing.T) {
 		CheckpointTable: "public.checkpoints",
 		Handler:         func(context.Context, pgx.Tx, annals.RecordedEvent) error { return nil }}
 	n := 0
-	for n < 4 { // shards 1 and 3 hold 2 events each; their feeds may lag the commits briefly
+	// Shards 1 and 3 hold 2 events each; their feeds may lag the commits briefly.
+	for deadline := time.Now().Add(waitTimeout); n < 4 && time.Now().Before(deadline); {
 		got, err := sub.Poll(s.ctx)
 		require.ErrorIs(t, err, annals.ErrShardUnavailable)
 		require.Contains(t, err.Error(), "shard 2")
