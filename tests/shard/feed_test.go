@@ -197,3 +197,58 @@ func TestShardedSubscriberHandlesEveryEventExactlyOnce(t *testing.T) {
 		require.Equal(t, last.Checkpoint(), cp, "shard %d's checkpoint is its last event", sh)
 	}
 }
+
+// The fan-out feed reads: every shard's next events after a per-shard checkpoint, each row naming
+// its shard; a checkpoint moves each shard on separately; a malformed checkpoint is ST422.
+func TestFanOutFeedReadsTakeOnePositionPerShard(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, 3)
+	for i := range 12 {
+		_, err := s.client.Append(s.ctx, fmt.Sprintf("ship-%d", i), annals.NoStream, event("Sent", i))
+		require.NoError(t, err)
+	}
+	type row struct {
+		shard    int
+		stream   string
+		tx       uint64
+		position int64
+	}
+	read := func(sql string, args ...any) []row {
+		rows, err := s.proxy.Query(s.ctx, sql, args...)
+		require.NoError(t, err)
+		out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			return x, r.Scan(&x.shard, &x.stream, &x.tx, &x.position)
+		})
+		require.NoError(t, err)
+		return out
+	}
+	var all []row
+	for deadline := time.Now().Add(waitTimeout); len(all) < 12 && time.Now().Before(deadline); {
+		all = read(`SELECT shard, stream_id, transaction_id, global_position FROM annals.read_all_shards()`)
+	}
+	require.Len(t, all, 12)
+	cp := map[string]map[string]any{}
+	for _, r := range all {
+		require.Equal(t, s.shardOf(t, r.stream), r.shard, "row %s names the shard that stores it", r.stream)
+		cp[fmt.Sprint(r.shard)] = map[string]any{"transaction_id": fmt.Sprint(r.tx), "position": r.position}
+	}
+	require.Len(t, cp, 3)
+	require.Empty(t, read(`SELECT shard, stream_id, transaction_id, global_position FROM annals.read_all_shards($1)`, cp))
+	require.Len(t, read(`SELECT shard, stream_id, transaction_id, global_position FROM annals.read_category_shards('ship')`), 12)
+
+	_, err := s.client.Append(s.ctx, "ship-100", annals.NoStream, event("Sent", 100))
+	require.NoError(t, err)
+	var next []row
+	for deadline := time.Now().Add(waitTimeout); len(next) < 1 && time.Now().Before(deadline); {
+		next = read(`SELECT shard, stream_id, transaction_id, global_position FROM annals.read_category_shards('ship', $1)`, cp)
+	}
+	require.Len(t, next, 1)
+	require.Equal(t, "ship-100", next[0].stream)
+
+	bad := pgErr(t, s.proxy, `SELECT * FROM annals.read_all_shards('{"2": {"position": 1}}')`)
+	require.Equal(t, "ST422", bad.Code)
+	require.JSONEq(t, `{"argument": "checkpoint.2", "reason": "must be {\"transaction_id\": \"<xid8>\", \"position\": <bigint>}"}`, bad.Detail)
+	bad = pgErr(t, s.proxy, `SELECT * FROM annals.read_all_shards('[]')`)
+	require.Equal(t, "ST422", bad.Code)
+}
