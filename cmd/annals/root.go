@@ -45,6 +45,7 @@ func newRoot() *cobra.Command {
 		newWorkerCmd(),
 		newDoctorCmd(),
 		newBenchCmd(),
+		newShardCmd(),
 	)
 	return root
 }

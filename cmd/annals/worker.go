@@ -11,6 +11,7 @@ import (
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/shard"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
@@ -35,6 +36,9 @@ worker only reports on them; run annals.Subscriber in your service to consume th
 Several workers may run at once: projections and views are split between them (SKIP LOCKED).
 SIGINT or SIGTERM stops it gracefully: no new work starts, work in flight may finish within
 --shutdown-timeout, then the metrics server closes and the worker exits 0.
+
+On a sharded store, run one worker per shard (projections and views live on each shard); pointed at
+the proxy it says so and exits.
 
 The login needs annals_writer.`,
 		Example: `  annals worker
@@ -70,6 +74,12 @@ The login needs annals_writer.`,
 			return err
 		}
 		defer pool.Close()
+		if sharded, err := shard.IsProxy(ctx, pool); err != nil {
+			return err
+		} else if sharded {
+			return errors.New("this is a sharded store's proxy: async projections and views live on each shard, " +
+				"so run annals worker against each shard (annals shard status lists them)")
+		}
 		if err := client.CheckSchema(ctx); err != nil {
 			return err
 		}
