@@ -366,8 +366,9 @@ DECLARE
     v_events  annals.event[];
 BEGIN
     IF annals_internal.check_stream_id(archive_stream.stream_id) IS NULL THEN END IF;
-    IF archive_stream.expected_version < 1 THEN
-        IF annals_internal.raise_invalid('expected_version', 'must be NULL (any) or a version >= 1, got ' || archive_stream.expected_version) IS NULL THEN END IF;
+    IF archive_stream.expected_version < -1 OR archive_stream.expected_version = 0 THEN
+        IF annals_internal.raise_invalid('expected_version',
+            'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || archive_stream.expected_version) IS NULL THEN END IF;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended('annals cold storage', 0));
     -- The append's lock: no append to this stream runs while it moves.
@@ -380,7 +381,7 @@ BEGIN
             jsonb_build_object('stream_id', archive_stream.stream_id),
             'Check the stream id: annals streams list shows the streams.') IS NULL THEN END IF;
     END IF;
-    IF archive_stream.expected_version <> v_current THEN
+    IF archive_stream.expected_version > 0 AND archive_stream.expected_version <> v_current THEN
         IF annals_internal.raise_error('ST409',
             format('cannot archive stream %L: expected version %s, actual %s', archive_stream.stream_id,
                    archive_stream.expected_version, v_current),
