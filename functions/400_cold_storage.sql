@@ -15,6 +15,21 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 -- A read whose stream has no cold segment, or whose feed checkpoint is past every batch, runs its
 -- hot-only statement unchanged (one index probe decides).
 
+-- The cold tier is history too: append-only like the events table (010_append_only.sql), and
+-- guarded by the history guard, which covers every table such a trigger protects.
+CREATE OR REPLACE TRIGGER cold_segments_append_only
+    BEFORE UPDATE OR DELETE ON annals_internal.cold_segments
+    FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE OR REPLACE TRIGGER cold_segments_no_truncate
+    BEFORE TRUNCATE ON annals_internal.cold_segments
+    FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE OR REPLACE TRIGGER cold_batches_append_only
+    BEFORE UPDATE OR DELETE ON annals_internal.cold_batches
+    FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE OR REPLACE TRIGGER cold_batches_no_truncate
+    BEFORE TRUNCATE ON annals_internal.cold_batches
+    FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
+
 -- Whether a stream has cold events.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.has_cold(stream_id text)
