@@ -55,23 +55,27 @@ COMMENT ON FUNCTION annals_internal.cold_after(xid8, bigint) IS
     'True when cold events may lie after the feed checkpoint (after_transaction, after_position).';
 REVOKE ALL ON FUNCTION annals_internal.cold_after(xid8, bigint) FROM PUBLIC;
 
--- Every event of one stream, hot and cold, as stored. Inlined by the planner (plain SQL, one
--- query), so conditions on the result reach the hot table's indexes.
+-- Every event of one stream, hot and cold, as stored, for the append's slow path (the replay
+-- check). A string body, so that it does not pin the events table's column types (the history
+-- guard's tests alter one).
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.stream_events(stream_id text)
 RETURNS SETOF annals.event
 LANGUAGE sql
 STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+ROWS 100
 AS $fn$
     SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
            e.data, e.metadata, e.transaction_id, e.recorded_at
       FROM annals_internal.events AS e
-     WHERE e.stream_id = $1
+     WHERE e.stream_id = stream_events.stream_id
     UNION ALL
-    SELECT c.*
+    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+           c.data, c.metadata, c.transaction_id, c.recorded_at
       FROM annals_internal.cold_segments AS s
      CROSS JOIN LATERAL unnest(s.events) AS c
-     WHERE s.stream_id = $1
+     WHERE s.stream_id = stream_events.stream_id
 $fn$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.stream_events(text) IS

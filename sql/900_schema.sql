@@ -5123,18 +5123,20 @@ COMMENT ON FUNCTION annals_internal.report_rebuild_wait(projection text, done bi
 --
 
 CREATE FUNCTION annals_internal.stream_events(stream_id text) RETURNS SETOF annals.event
-    LANGUAGE sql STABLE PARALLEL SAFE
-    AS $_$
+    LANGUAGE sql STABLE ROWS 100 PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
     SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
            e.data, e.metadata, e.transaction_id, e.recorded_at
       FROM annals_internal.events AS e
-     WHERE e.stream_id = $1
+     WHERE e.stream_id = stream_events.stream_id
     UNION ALL
-    SELECT c.*
+    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+           c.data, c.metadata, c.transaction_id, c.recorded_at
       FROM annals_internal.cold_segments AS s
      CROSS JOIN LATERAL unnest(s.events) AS c
-     WHERE s.stream_id = $1
-$_$;
+     WHERE s.stream_id = stream_events.stream_id
+$$;
 
 
 ALTER FUNCTION annals_internal.stream_events(stream_id text) OWNER TO annals_owner;
@@ -7291,6 +7293,34 @@ ALTER INDEX annals_internal.events_event_id_key ATTACH PARTITION annals_internal
 --
 
 ALTER INDEX annals_internal.events_feed_idx ATTACH PARTITION annals_internal.events_p7_transaction_id_global_position_idx;
+
+
+--
+-- Name: cold_batches cold_batches_append_only; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER cold_batches_append_only BEFORE DELETE OR UPDATE ON annals_internal.cold_batches FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+
+
+--
+-- Name: cold_batches cold_batches_no_truncate; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER cold_batches_no_truncate BEFORE TRUNCATE ON annals_internal.cold_batches FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
+
+
+--
+-- Name: cold_segments cold_segments_append_only; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER cold_segments_append_only BEFORE DELETE OR UPDATE ON annals_internal.cold_segments FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+
+
+--
+-- Name: cold_segments cold_segments_no_truncate; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER cold_segments_no_truncate BEFORE TRUNCATE ON annals_internal.cold_segments FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
 
 
 --
