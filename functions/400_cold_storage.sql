@@ -82,6 +82,33 @@ COMMENT ON FUNCTION annals_internal.stream_events(text) IS
     'All events of a stream, hot and cold, as stored (for the append''s replay check and time lookups).';
 REVOKE ALL ON FUNCTION annals_internal.stream_events(text) FROM PUBLIC;
 
+-- One event of a stream by version, hot or cold (no row when there is none), for dead letters.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.event_at(stream_id text, stream_version bigint)
+RETURNS SETOF annals.event
+LANGUAGE sql
+STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+ROWS 1
+AS $fn$
+    SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+           e.data, e.metadata, e.transaction_id, e.recorded_at
+      FROM annals_internal.events AS e
+     WHERE e.stream_id = event_at.stream_id AND e.stream_version = event_at.stream_version
+    UNION ALL
+    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+           c.data, c.metadata, c.transaction_id, c.recorded_at
+      FROM annals_internal.cold_segments AS s
+     CROSS JOIN LATERAL unnest(s.events) AS c
+     WHERE s.stream_id = event_at.stream_id
+       AND s.first_version <= event_at.stream_version AND s.last_version >= event_at.stream_version
+       AND c.stream_version = event_at.stream_version
+$fn$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.event_at(text, bigint) IS
+    'A stream''s event at one version, hot or cold, as stored (no row when there is none).';
+REVOKE ALL ON FUNCTION annals_internal.event_at(text, bigint) FROM PUBLIC;
+
 -- One page of a stream with cold events, as stored: the events from from_version on (backwards:
 -- down from it), at most max_count, versions between lo and hi. Only the segments the page can
 -- reach are decompressed: in page order, while the segments before hold fewer than max_count.

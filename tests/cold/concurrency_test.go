@@ -153,11 +153,12 @@ func TestReadersDuringMoves(t *testing.T) {
 			streamReads.Add(1)
 		}
 	}()
-	// An appender, to every stream including archived ones.
+	// An appender, to every stream including archived ones: 400 events while the moves run (a
+	// bounded number, so the feed readers' passes reach the head).
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for i := 0; !stop.Load(); i++ {
+		for i := 0; i < 400 && !stop.Load(); i++ {
 			if _, err := f.store.Append(f.ctx, fmt.Sprintf("stock-%d", i%streams), annals.Any, ev("ItemsReceived", i)); err != nil {
 				fail(err)
 				return
@@ -189,12 +190,13 @@ func TestReadersDuringMoves(t *testing.T) {
 			break
 		}
 	}
-	// A few more passes over the all-cold history, with appends going on.
+	// A few more passes over the cold history, the appender's last events moving too.
 	target := passes.Load() + 3
 	for !stop.Load() && passes.Load() < target {
 		if _, err := f.store.CompressEvents(f.ctx, 0, 50); err != nil {
 			fail(err)
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	stop.Store(true)
 	wg.Wait()

@@ -136,6 +136,11 @@ func snapshot(t *testing.T, f fixture, w world) map[string]string {
 			require.NoError(t, tx.Rollback(f.ctx))
 		}
 	}
+	q("dead_letters", "SELECT dead_letter_id, stream_id, stream_version, global_position, transaction_id, event_type, attempts, last_error, status FROM annals.dead_letters ORDER BY 1")
+	tx, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	m["read_dead_letters"] = rowsText(t, f.ctx, tx, "SELECT * FROM annals.read_dead_letters('cold-all')")
+	require.NoError(t, tx.Rollback(f.ctx))
 	// The Go feed, decoded.
 	var gos []string
 	var cp annals.Checkpoint
@@ -208,6 +213,10 @@ func seed(t *testing.T, f fixture) {
 	}
 	f.exec(t, "SELECT annals.create_subscription('cold-all')")
 	f.exec(t, "SELECT annals.create_subscription('cold-stock', 'beginning', ARRAY['ItemsShipped', 'PriceSet'], ARRAY['stock'], 2)")
+	// Dead letters point at events by (stream, version): two parked, one of them up for retry.
+	f.exec(t, "SELECT annals.park_event('cold-all', 0, 'stock-1', 4, 3, 'boom')")
+	f.exec(t, "SELECT annals.park_event('cold-all', 0, 'order-2', 9, 1, 'bang')")
+	f.exec(t, "SELECT annals.retry_dead_letters('cold-all', ARRAY[(SELECT min(d.dead_letter_id) FROM annals.dead_letters AS d)])")
 }
 
 // Every read function and both Go paths return the same rows, byte for byte, with the events
