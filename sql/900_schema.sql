@@ -1144,12 +1144,12 @@ CREATE FUNCTION annals.park_event(subscription text, member integer, stream_id t
     SET jit TO 'off'
     AS $$
 DECLARE
-    v_event annals_internal.events%ROWTYPE;
+    v_event annals.event;
     v_id    bigint;
 BEGIN
     PERFORM annals_internal.check_subscription(park_event.subscription, park_event.member);
-    SELECT * INTO v_event FROM annals_internal.events AS e
-     WHERE e.stream_id = park_event.stream_id AND e.stream_version = park_event.stream_version;
+    -- Hot or cold (400_cold_storage.sql).
+    SELECT * INTO v_event FROM annals_internal.event_at(park_event.stream_id, park_event.stream_version) AS e;
     IF NOT FOUND THEN
         IF annals_internal.raise_invalid('stream_version',
             format('stream %L has no event at version %s', park_event.stream_id, park_event.stream_version)) IS NULL THEN END IF;
@@ -1317,8 +1317,8 @@ BEGIN
                annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)
           FROM annals_internal.dead_letters AS d
-          JOIN annals_internal.events AS e
-            ON e.stream_id = d.stream_id AND e.stream_version = d.stream_version
+         -- Hot or cold (400_cold_storage.sql).
+         CROSS JOIN LATERAL annals_internal.event_at(d.stream_id, d.stream_version) AS e
          WHERE d.subscription_name = read_dead_letters.subscription
            AND d.member = read_dead_letters.member
            AND d.status = 'retry'
@@ -3716,6 +3716,35 @@ COMMENT ON FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events
 
 
 --
+-- Name: cold_segments; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.cold_segments (
+    segment_id bigint NOT NULL,
+    batch_id bigint NOT NULL,
+    stream_id text NOT NULL,
+    category text NOT NULL,
+    first_version bigint NOT NULL,
+    last_version bigint NOT NULL,
+    event_ids uuid[] NOT NULL,
+    events annals.event[] NOT NULL,
+    CONSTRAINT cold_segments_count_chk CHECK (((cardinality(events) = ((last_version - first_version) + 1)) AND (cardinality(event_ids) = cardinality(events)))),
+    CONSTRAINT cold_segments_versions_chk CHECK (((first_version >= 1) AND (last_version >= first_version)))
+)
+WITH (toast_tuple_target='128');
+ALTER TABLE ONLY annals_internal.cold_segments ALTER COLUMN events SET COMPRESSION lz4;
+
+
+ALTER TABLE annals_internal.cold_segments OWNER TO annals_owner;
+
+--
+-- Name: TABLE cold_segments; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.cold_segments IS 'Cold events: up to 100 consecutive versions of one stream per row, stored as a compressed annals.event[] exactly as read_stream(raw) returns them.';
+
+
+--
 -- Name: dead_letters; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3768,7 +3797,14 @@ CREATE FUNCTION annals_internal.dead_letters_rows() RETURNS TABLE(dead_letter_id
      d.parked_at,
      d.resolved_at
     FROM (annals_internal.dead_letters d
-      JOIN annals_internal.events e ON (((e.stream_id = d.stream_id) AND (e.stream_version = d.stream_version))));
+      JOIN LATERAL ( SELECT h.event_type
+            FROM annals_internal.events h
+           WHERE ((h.stream_id = d.stream_id) AND (h.stream_version = d.stream_version))
+         UNION ALL
+          SELECT c.event_type
+            FROM (annals_internal.cold_segments s
+              CROSS JOIN LATERAL unnest(s.events) c(stream_id, stream_version, global_position, event_id, event_type, schema_version, data, metadata, transaction_id, recorded_at))
+           WHERE ((s.stream_id = d.stream_id) AND (s.first_version <= d.stream_version) AND (s.last_version >= d.stream_version) AND (c.stream_version = d.stream_version))) e ON (true));
 END;
 
 
@@ -3861,6 +3897,38 @@ ALTER FUNCTION annals_internal.dispatch_source() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.dispatch_source() IS 'The PL/pgSQL body annals_internal.dispatch_inline() is generated with, from the enabled inline projections and the upcasters.';
+
+
+--
+-- Name: event_at(text, bigint); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.event_at(stream_id text, stream_version bigint) RETURNS SETOF annals.event
+    LANGUAGE sql STABLE ROWS 1 PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+           e.data, e.metadata, e.transaction_id, e.recorded_at
+      FROM annals_internal.events AS e
+     WHERE e.stream_id = event_at.stream_id AND e.stream_version = event_at.stream_version
+    UNION ALL
+    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+           c.data, c.metadata, c.transaction_id, c.recorded_at
+      FROM annals_internal.cold_segments AS s
+     CROSS JOIN LATERAL unnest(s.events) AS c
+     WHERE s.stream_id = event_at.stream_id
+       AND s.first_version <= event_at.stream_version AND s.last_version >= event_at.stream_version
+       AND c.stream_version = event_at.stream_version
+$$;
+
+
+ALTER FUNCTION annals_internal.event_at(stream_id text, stream_version bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION event_at(stream_id text, stream_version bigint); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.event_at(stream_id text, stream_version bigint) IS 'A stream''s event at one version, hot or cold, as stored (no row when there is none).';
 
 
 --
@@ -4230,35 +4298,6 @@ ALTER FUNCTION annals_internal.handler_pin(projection text) OWNER TO annals_owne
 --
 
 COMMENT ON FUNCTION annals_internal.handler_pin(projection text) IS 'Name of the function that pins a projection''s handler.';
-
-
---
--- Name: cold_segments; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.cold_segments (
-    segment_id bigint NOT NULL,
-    batch_id bigint NOT NULL,
-    stream_id text NOT NULL,
-    category text NOT NULL,
-    first_version bigint NOT NULL,
-    last_version bigint NOT NULL,
-    event_ids uuid[] NOT NULL,
-    events annals.event[] NOT NULL,
-    CONSTRAINT cold_segments_count_chk CHECK (((cardinality(events) = ((last_version - first_version) + 1)) AND (cardinality(event_ids) = cardinality(events)))),
-    CONSTRAINT cold_segments_versions_chk CHECK (((first_version >= 1) AND (last_version >= first_version)))
-)
-WITH (toast_tuple_target='128');
-ALTER TABLE ONLY annals_internal.cold_segments ALTER COLUMN events SET COMPRESSION lz4;
-
-
-ALTER TABLE annals_internal.cold_segments OWNER TO annals_owner;
-
---
--- Name: TABLE cold_segments; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.cold_segments IS 'Cold events: up to 100 consecutive versions of one stream per row, stored as a compressed annals.event[] exactly as read_stream(raw) returns them.';
 
 
 --
@@ -8032,6 +8071,13 @@ REVOKE ALL ON FUNCTION annals_internal.dispatch_inline() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.dispatch_source() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION event_at(stream_id text, stream_version bigint); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.event_at(stream_id text, stream_version bigint) FROM PUBLIC;
 
 
 --

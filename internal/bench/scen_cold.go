@@ -87,7 +87,7 @@ func coldStorageScenario() scenario {
 			if err := b.reset(ctx); err != nil {
 				return nil, err
 			}
-			client := annals.New(b.pool)
+			client := annals.New(b.pool, annals.ClientOptions{})
 			var out []Result
 
 			// 1. Bytes: the first history, hot, then cold.

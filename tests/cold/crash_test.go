@@ -36,7 +36,7 @@ func TestCrashDuringMoves(t *testing.T) {
 		                         'metadata', jsonb_build_object('user', 'u' || k)))
 		          FROM generate_series(1, 50) AS g(k))) AS r`)
 	require.NoError(t, err)
-	f := fixture{ctx: ctx, pool: pool, store: annals.New(pool)}
+	f := fixture{ctx: ctx, pool: pool, store: annals.New(pool, annals.ClientOptions{})}
 	feed := func(f fixture) string {
 		return rowsText(t, f.ctx, f.pool, "SELECT * FROM annals.read_all('0', 0, 1000000)")
 	}
@@ -73,7 +73,7 @@ func TestCrashDuringMoves(t *testing.T) {
 
 	pool = connect()
 	defer pool.Close()
-	f = fixture{ctx: ctx, pool: pool, store: annals.New(pool)}
+	f = fixture{ctx: ctx, pool: pool, store: annals.New(pool, annals.ClientOptions{})}
 	st, err := f.store.StorageStats(ctx)
 	require.NoError(t, err)
 	t.Logf("after recovery: %d hot, %d cold (%d moves had committed)", st[0].Events, st[1].Events, committed.Load())

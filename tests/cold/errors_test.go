@@ -56,7 +56,7 @@ func TestColdStorageErrorsAndPrivileges(t *testing.T) {
 			_, err := pool.Exec(f.ctx, sql)
 			require.Equal(t, "42501", sqlState(err), "%s as %s", sql, role)
 		}
-		_, err := annals.New(pool).CompressEvents(f.ctx, 0, 10)
+		_, err := annals.New(pool, annals.ClientOptions{}).CompressEvents(f.ctx, 0, 10)
 		require.ErrorIs(t, err, annals.ErrPermissionDenied)
 		_, err = pool.Exec(f.ctx, "SELECT * FROM annals.storage_stats()")
 		if role == "annals_bi" {
@@ -71,7 +71,7 @@ func TestColdStorageErrorsAndPrivileges(t *testing.T) {
 
 	// Nothing moved by the failed calls; the owner's call works.
 	owner := loginRole(t, f, "annals_owner")
-	n, err := annals.New(owner).ArchiveStream(f.ctx, "stock-1", annals.Exact(2))
+	n, err := annals.New(owner, annals.ClientOptions{}).ArchiveStream(f.ctx, "stock-1", annals.Exact(2))
 	require.NoError(t, err)
 	require.EqualValues(t, 2, n)
 

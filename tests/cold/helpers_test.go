@@ -27,7 +27,7 @@ type fixture struct {
 func setup(t *testing.T) fixture {
 	t.Helper()
 	pool := annalstest.NewDB(t)
-	return fixture{ctx: t.Context(), pool: pool, store: annals.New(pool)}
+	return fixture{ctx: t.Context(), pool: pool, store: annals.New(pool, annals.ClientOptions{})}
 }
 
 func (f fixture) exec(t *testing.T, sql string, args ...any) {

@@ -59,7 +59,7 @@ func collect(t *testing.T, seq func(func(annals.RecordedEvent, error) bool)) []a
 func feedPages(t *testing.T, f fixture, call string) string {
 	t.Helper()
 	var out []string
-	var xid string = "0"
+	xid := "0"
 	var pos int64
 	for page := 0; ; page++ {
 		require.Less(t, page, 100000)
