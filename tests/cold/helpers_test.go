@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/annalstest"
@@ -53,6 +54,20 @@ func rowsText(t *testing.T, ctx context.Context, db interface {
 	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err, sql)
 	return strings.Join(lines, "\n")
+}
+
+// waitBarrier waits until the feed's barrier (cluster-wide: other tests' transactions hold it)
+// has passed every stored event, so compress_events may move them all.
+func waitBarrier(t *testing.T, f fixture) {
+	t.Helper()
+	for try := 0; ; try++ {
+		require.Less(t, try, 600, "the barrier stays below the stored events")
+		if scalar[bool](t, f, `SELECT coalesce(pg_snapshot_xmin(pg_current_snapshot()) > max(e.transaction_id), true)
+		                        FROM annals_internal.events AS e`) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // ev is an inventory-like event.

@@ -217,6 +217,7 @@ func seed(t *testing.T, f fixture) {
 	f.exec(t, "SELECT annals.park_event('cold-all', 0, 'stock-1', 4, 3, 'boom')")
 	f.exec(t, "SELECT annals.park_event('cold-all', 0, 'order-2', 9, 1, 'bang')")
 	f.exec(t, "SELECT annals.retry_dead_letters('cold-all', ARRAY[(SELECT min(d.dead_letter_id) FROM annals.dead_letters AS d)])")
+	waitBarrier(t, f)
 }
 
 // Every read function and both Go paths return the same rows, byte for byte, with the events
