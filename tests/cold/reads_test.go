@@ -93,6 +93,7 @@ func snapshot(t *testing.T, f fixture, w world) map[string]string {
 			pages = append(pages, rowsText(t, f.ctx, f.pool, "SELECT * FROM annals.read_stream($1, $2, 7)", s, from))
 		}
 		m["read_stream pages "+s] = strings.Join(pages, "\n")
+		q("stream_stats count "+s, "SELECT s.event_count FROM annals.stream_stats($1) AS s", s)
 		q("read_stream backwards "+s, "SELECT * FROM annals.read_stream($1, NULL, 5, true)", s)
 		q("read_stream backwards mid "+s, "SELECT * FROM annals.read_stream($1, $2, 9, true)", s, v/2+1)
 		q("read_stream backwards all "+s, "SELECT * FROM annals.read_stream($1, NULL, 100000, true, true)", s)
