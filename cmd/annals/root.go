@@ -39,6 +39,7 @@ func newRoot() *cobra.Command {
 		newReadCmd(),
 		newTailCmd(),
 		newStreamsCmd(),
+		newStorageCmd(),
 		newProjectionsCmd(),
 		newViewsCmd(),
 		newSubscriptionsCmd(),

@@ -383,6 +383,7 @@ func allScenarios() []scenario {
 		rebuildUnderLoadScenario(),
 		variantsScenario(),
 		shardScenario(),
+		coldStorageScenario(),
 	}
 }
 
