@@ -31,14 +31,13 @@ DECLARE
     v_i         integer := 0;
     v_arg       text;
     v_stream    text;
-    v_ev        jsonb;
-    v_keys      bigint[] := '{}';
+    v_keys      bigint[] := '{}'::bigint[];
     v_cond_keys bigint[];
-    v_ev_keys   bigint[] := '{}';
+    v_ev_keys   bigint[] := '{}'::bigint[];
     v_problem   jsonb;
     v_bad       bigint;
     v_settings  annals_internal.settings%ROWTYPE;
-    v_after_tx  xid8 := '0';
+    v_after_tx  xid8 := '0'::xid8;
     v_after_pos bigint := 0;
     v_hit       record;
     v_res       record;
