@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -142,7 +144,8 @@ func newConditionalCall(cond Condition, appends []StreamAppend) (multiCall, erro
 // DecideTagged is the decider loop of a consistency boundary drawn by tags: it reads every event
 // matching query, asks decide what to append given them, and appends that on the condition that
 // nothing matching query was appended since the read. When another append changed those facts
-// first (a *ConditionFailedError) it reads and decides again, up to maxAttempts times in all
+// first (a *ConditionFailedError) it waits a little (the gap-free read shows the new event once
+// every older transaction has ended), reads and decides again, up to maxAttempts times in all
 // (0 means 10). decide must only compute: it may run several times. It returns decide's error as
 // is, with nothing appended; no appends means nothing to do (nil, nil).
 func (c *Client) DecideTagged(ctx context.Context, query TagQuery, maxAttempts int,
@@ -151,18 +154,50 @@ func (c *Client) DecideTagged(ctx context.Context, query TagQuery, maxAttempts i
 		maxAttempts = 10
 	}
 	for attempt := 1; ; attempt++ {
-		events, pos, err := readTaggedAll(ctx, c.pool, query)
-		if err != nil {
-			return nil, err
-		}
-		appends, err := decide(events)
-		if err != nil || len(appends) == 0 {
-			return nil, err
-		}
-		res, err := c.AppendConditional(ctx, Condition{Query: query, After: pos}, appends...)
+		res, err := c.decideTagged(ctx, nil, query, decide)
 		var cf *ConditionFailedError
 		if err == nil || !errors.As(err, &cf) || attempt >= maxAttempts {
 			return res, err
 		}
+		// The conflicting event is committed, but the gap-free read only returns it once every
+		// older transaction has ended: give the feed barrier time to pass it.
+		wait := time.Duration(attempt) * (5*time.Millisecond + rand.N(10*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil, wrapf(ctx.Err(), "decide by tags (after %v)", err)
+		case <-time.After(wait):
+		}
 	}
+}
+
+// DecideTaggedTx is DecideTagged inside the caller's transaction: one read, one decision, one
+// conditional append. A failed condition aborts tx, so it is not retried here (maxAttempts is
+// not used): retry the whole transaction.
+func (c *Client) DecideTaggedTx(ctx context.Context, tx pgx.Tx, query TagQuery, _ int,
+	decide func(events []TaggedEvent) ([]StreamAppend, error)) ([]StreamAppendResult, error) {
+	if tx == nil {
+		return nil, invalid("tx", "must not be nil")
+	}
+	return c.decideTagged(ctx, tx, query, decide)
+}
+
+// decideTagged reads, decides and appends once, in tx when it is not nil.
+func (c *Client) decideTagged(ctx context.Context, tx pgx.Tx, query TagQuery,
+	decide func(events []TaggedEvent) ([]StreamAppend, error)) ([]StreamAppendResult, error) {
+	var db dbtx = c.pool
+	if tx != nil {
+		db = tx
+	}
+	events, pos, err := readTaggedAll(ctx, db, query)
+	if err != nil {
+		return nil, err
+	}
+	appends, err := decide(events)
+	if err != nil || len(appends) == 0 {
+		return nil, err
+	}
+	if tx != nil {
+		return c.AppendConditionalTx(ctx, tx, Condition{Query: query, After: pos}, appends...)
+	}
+	return c.AppendConditional(ctx, Condition{Query: query, After: pos}, appends...)
 }
