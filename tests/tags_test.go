@@ -344,7 +344,7 @@ func TestConditionalAppendAtRepeatableRead(t *testing.T) {
 			tx, err := f.pool.BeginTx(f.ctx, pgx.TxOptions{IsoLevel: iso})
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = tx.Rollback(f.ctx) }) // before the pool closes, should a check fail
-			_, err = tx.Exec(f.ctx, "SELECT 1") // the snapshot
+			_, err = tx.Exec(f.ctx, "SELECT 1")          // the snapshot
 			require.NoError(t, err)
 			_, err = f.store.AppendConditional(f.ctx, annals.Condition{Query: q, After: pos},
 				annals.StreamAppend{StreamID: stream("rr"), Events: []annals.EventData{tagged(t, "X", q[0].Tags[0])}})
