@@ -40,6 +40,8 @@ DECLARE
     v_after_tx  xid8 := '0'::xid8;
     v_after_pos bigint := 0;
     v_hit       record;
+    v_streams   text[] := '{}'::text[];
+    v_tagged    boolean;
     v_res       record;
 BEGIN
     IF append_many.appends IS NULL OR jsonb_typeof(append_many.appends) = 'null' THEN
@@ -90,15 +92,16 @@ BEGIN
         IF jsonb_typeof(v_el -> 'events') IS DISTINCT FROM 'array' THEN
             IF annals_internal.raise_invalid(v_arg || '.events', 'must be a JSON array of event objects') IS NULL THEN END IF;
         END IF;
-        IF EXISTS (SELECT 1 FROM jsonb_array_elements(append_many.appends) WITH ORDINALITY AS o(a, n)
-                    WHERE o.n <= v_i AND o.a ->> 'stream_id' = v_stream) THEN
+        IF v_stream = ANY (v_streams) THEN
             IF annals_internal.raise_invalid(v_arg || '.stream_id',
                 format('stream %L appears more than once; put all its events in one append', v_stream)) IS NULL THEN END IF;
         END IF;
+        v_streams := v_streams || v_stream;
         -- The events' own checks, with append_events' words, prefixed with this append's name.
-        SELECT min(x.ord) INTO v_bad
-          FROM jsonb_array_elements(v_el -> 'events') WITH ORDINALITY AS x(ev, ord)
-         WHERE annals_internal.event_fault(x.ev, v_settings.max_event_bytes) IS NOT NULL;
+        SELECT min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, v_settings.max_event_bytes) IS NOT NULL),
+               coalesce(bool_or(x.ev ? 'tags'), false)
+          INTO v_bad, v_tagged
+          FROM jsonb_array_elements(v_el -> 'events') WITH ORDINALITY AS x(ev, ord);
         IF v_bad IS NOT NULL THEN
             v_problem := annals_internal.event_problem((v_el -> 'events') -> (v_bad::integer - 1), v_bad - 1, v_settings.max_event_bytes);
             IF annals_internal.raise_error(v_problem ->> 'code',
@@ -121,7 +124,9 @@ BEGIN
                 'Split the batch, or raise the limit with annals.configure.') IS NULL THEN END IF;
         END IF;
         v_keys := v_keys || hashtextextended(v_stream, 0);
-        v_ev_keys := v_ev_keys || annals_internal.event_tag_keys(v_el -> 'events');
+        IF v_tagged THEN
+            v_ev_keys := v_ev_keys || annals_internal.event_tag_keys(v_el -> 'events');
+        END IF;
         v_i := v_i + 1;
     END LOOP;
 
@@ -154,7 +159,11 @@ BEGIN
         v_cond_keys := annals_internal.query_keys(append_many.condition -> 'query');
     END IF;
 
-    PERFORM annals_internal.lock_keys(v_keys || v_ev_keys || coalesce(v_cond_keys, '{}'));
+    IF cardinality(v_keys) = 1 AND cardinality(v_ev_keys) = 0 AND v_cond_keys IS NULL THEN
+        PERFORM pg_advisory_xact_lock(v_keys[1]);
+    ELSE
+        PERFORM annals_internal.lock_keys(v_keys || v_ev_keys || coalesce(v_cond_keys, '{}'::bigint[]));
+    END IF;
 
     IF append_many.conditional THEN
         -- A snapshot older than the locks (REPEATABLE READ, SERIALIZABLE) cannot see a conflicting
@@ -218,15 +227,17 @@ REVOKE ALL ON FUNCTION annals_internal.append_many(jsonb, jsonb, boolean) FROM P
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.append_multi(appends jsonb)
 RETURNS TABLE (stream_id text, stream_version bigint, global_position bigint, transaction_id xid8)
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
-BEGIN ATOMIC
-    SELECT m.stream_id, m.stream_version, m.global_position, m.transaction_id
-      FROM annals_internal.append_many(appends, NULL, false) AS m;
-END;
+AS $$
+BEGIN
+    -- plpgsql, not a SQL function: its one statement's plan is cached for the session.
+    RETURN QUERY SELECT * FROM annals_internal.append_many(append_multi.appends, NULL, false);
+END
+$$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.append_multi(jsonb) IS
 $$Appends to several streams atomically, all or nothing: appends is a JSON array of
@@ -240,15 +251,17 @@ GRANT EXECUTE ON FUNCTION annals.append_multi(jsonb) TO annals_writer;
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.append_conditional(appends jsonb, condition jsonb)
 RETURNS TABLE (stream_id text, stream_version bigint, global_position bigint, transaction_id xid8)
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
-BEGIN ATOMIC
-    SELECT m.stream_id, m.stream_version, m.global_position, m.transaction_id
-      FROM annals_internal.append_many(appends, condition, true) AS m;
-END;
+AS $$
+BEGIN
+    -- plpgsql, not a SQL function: its one statement's plan is cached for the session.
+    RETURN QUERY SELECT * FROM annals_internal.append_many(append_conditional.appends, append_conditional.condition, true);
+END
+$$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.append_conditional(jsonb, jsonb) IS
 $$Appends like append_multi only if no event matching condition.query exists after condition.after:

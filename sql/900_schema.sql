@@ -222,225 +222,19 @@ now holds it; false when another consumer''s lease is still valid.';
 
 
 --
--- Name: append_many(jsonb, jsonb, boolean); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, transaction_id xid8)
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $_$
-#variable_conflict use_column
-DECLARE
-    v_el        jsonb;
-    v_i         integer := 0;
-    v_arg       text;
-    v_stream    text;
-    v_ev        jsonb;
-    v_keys      bigint[] := '{}';
-    v_cond_keys bigint[];
-    v_ev_keys   bigint[] := '{}';
-    v_problem   jsonb;
-    v_bad       bigint;
-    v_settings  annals_internal.settings%ROWTYPE;
-    v_after_tx  xid8 := '0';
-    v_after_pos bigint := 0;
-    v_hit       record;
-    v_res       record;
-BEGIN
-    IF append_many.appends IS NULL OR jsonb_typeof(append_many.appends) = 'null' THEN
-        IF annals_internal.raise_invalid('appends', 'must not be null') IS NULL THEN END IF;
-    END IF;
-    IF jsonb_typeof(append_many.appends) <> 'array' THEN
-        IF annals_internal.raise_invalid('appends',
-            'must be a JSON array of {"stream_id", "expected_version", "events"} objects, got ' || jsonb_typeof(append_many.appends)) IS NULL THEN END IF;
-    END IF;
-    IF jsonb_array_length(append_many.appends) = 0 THEN
-        IF annals_internal.raise_invalid('appends', 'must hold at least one append') IS NULL THEN END IF;
-    END IF;
-    SELECT * INTO v_settings FROM annals_internal.settings AS s WHERE s.singleton = true;
-    IF jsonb_array_length(append_many.appends) > v_settings.max_batch_events THEN
-        IF annals_internal.raise_error('ST413',
-            format('%s appends are over the limit of %s', jsonb_array_length(append_many.appends), v_settings.max_batch_events),
-            jsonb_build_object('limit', v_settings.max_batch_events, 'actual', jsonb_array_length(append_many.appends), 'setting', 'max_batch_events'),
-            'Split the multi-append, or raise the limit with annals.configure(max_batch_events => ...).') IS NULL THEN END IF;
-    END IF;
-
-    FOR v_el IN SELECT a FROM jsonb_array_elements(append_many.appends) AS a LOOP
-        v_arg := format('appends[%s]', v_i);
-        IF jsonb_typeof(v_el) <> 'object' THEN
-            IF annals_internal.raise_invalid(v_arg, 'must be a JSON object {"stream_id", "expected_version", "events"}') IS NULL THEN END IF;
-        END IF;
-        IF (v_el - '{stream_id,expected_version,events}'::text[]) <> '{}'::jsonb THEN
-            IF annals_internal.raise_invalid(v_arg,
-                'unknown key(s) ' || (SELECT string_agg(quote_ident(k), ', ' ORDER BY k)
-                                        FROM jsonb_object_keys(v_el - '{stream_id,expected_version,events}'::text[]) AS k)
-                || '; allowed: stream_id, expected_version, events') IS NULL THEN END IF;
-        END IF;
-        IF jsonb_typeof(v_el -> 'stream_id') IS DISTINCT FROM 'string' THEN
-            IF annals_internal.raise_invalid(v_arg || '.stream_id', 'must be a string') IS NULL THEN END IF;
-        END IF;
-        v_stream := v_el ->> 'stream_id';
-        IF annals_internal.stream_id_problem(v_stream) IS NOT NULL THEN
-            IF annals_internal.raise_invalid(v_arg || '.stream_id', annals_internal.stream_id_problem(v_stream)) IS NULL THEN END IF;
-        END IF;
-        IF left(v_stream, 1) = '$' THEN
-            IF annals_internal.raise_error('ST403', format('%s.stream_id is reserved: stream ids starting with $ are reserved', v_arg),
-                jsonb_build_object('argument', v_arg || '.stream_id', 'stream_id', v_stream)) IS NULL THEN END IF;
-        END IF;
-        IF jsonb_typeof(v_el -> 'expected_version') NOT IN ('number', 'null')
-           OR NOT (v_el ->> 'expected_version') ~ '^(-1|0|[1-9][0-9]{0,17})$' THEN
-            IF annals_internal.raise_invalid(v_arg || '.expected_version',
-                'must be null (any), -1 (stream exists), 0 (no stream) or a version >= 1') IS NULL THEN END IF;
-        END IF;
-        IF jsonb_typeof(v_el -> 'events') IS DISTINCT FROM 'array' THEN
-            IF annals_internal.raise_invalid(v_arg || '.events', 'must be a JSON array of event objects') IS NULL THEN END IF;
-        END IF;
-        IF EXISTS (SELECT 1 FROM jsonb_array_elements(append_many.appends) WITH ORDINALITY AS o(a, n)
-                    WHERE o.n <= v_i AND o.a ->> 'stream_id' = v_stream) THEN
-            IF annals_internal.raise_invalid(v_arg || '.stream_id',
-                format('stream %L appears more than once; put all its events in one append', v_stream)) IS NULL THEN END IF;
-        END IF;
-        -- The events' own checks, with append_events' words, prefixed with this append's name.
-        SELECT min(x.ord) INTO v_bad
-          FROM jsonb_array_elements(v_el -> 'events') WITH ORDINALITY AS x(ev, ord)
-         WHERE annals_internal.event_fault(x.ev, v_settings.max_event_bytes) IS NOT NULL;
-        IF v_bad IS NOT NULL THEN
-            v_problem := annals_internal.event_problem((v_el -> 'events') -> (v_bad::integer - 1), v_bad - 1, v_settings.max_event_bytes);
-            IF annals_internal.raise_error(v_problem ->> 'code',
-                format('invalid argument %s.%s in the append to stream %L: %s', v_arg, v_problem ->> 'argument', v_stream,
-                       coalesce(v_problem ->> 'reason', format('over the limit of %s bytes', v_problem ->> 'limit'))),
-                (v_problem - 'code') || jsonb_build_object('argument', v_arg || '.' || (v_problem ->> 'argument'), 'stream_id', v_stream)) IS NULL THEN END IF;
-        END IF;
-        IF jsonb_array_length(v_el -> 'events') > v_settings.max_batch_events
-           OR pg_column_size(v_el -> 'events') > v_settings.max_batch_bytes THEN
-            IF annals_internal.raise_error('ST413',
-                format('the events for stream %L are over the batch limits (%s events, %s bytes)', v_stream,
-                       v_settings.max_batch_events, v_settings.max_batch_bytes),
-                jsonb_build_object('stream_id', v_stream, 'argument', v_arg || '.events',
-                                   'limit', CASE WHEN jsonb_array_length(v_el -> 'events') > v_settings.max_batch_events
-                                                 THEN v_settings.max_batch_events ELSE v_settings.max_batch_bytes END,
-                                   'actual', CASE WHEN jsonb_array_length(v_el -> 'events') > v_settings.max_batch_events
-                                                  THEN jsonb_array_length(v_el -> 'events') ELSE pg_column_size(v_el -> 'events') END,
-                                   'setting', CASE WHEN jsonb_array_length(v_el -> 'events') > v_settings.max_batch_events
-                                                   THEN 'max_batch_events' ELSE 'max_batch_bytes' END),
-                'Split the batch, or raise the limit with annals.configure.') IS NULL THEN END IF;
-        END IF;
-        v_keys := v_keys || hashtextextended(v_stream, 0);
-        v_ev_keys := v_ev_keys || annals_internal.event_tag_keys(v_el -> 'events');
-        v_i := v_i + 1;
-    END LOOP;
-
-    IF append_many.conditional THEN
-        IF append_many.condition IS NULL OR jsonb_typeof(append_many.condition) <> 'object' THEN
-            IF annals_internal.raise_invalid('condition', 'must be a JSON object {"query", "after"?}') IS NULL THEN END IF;
-        END IF;
-        IF (append_many.condition - '{query,after}'::text[]) <> '{}'::jsonb THEN
-            IF annals_internal.raise_invalid('condition',
-                'unknown key(s) ' || (SELECT string_agg(quote_ident(k), ', ' ORDER BY k)
-                                        FROM jsonb_object_keys(append_many.condition - '{query,after}'::text[]) AS k)
-                || '; allowed: query, after') IS NULL THEN END IF;
-        END IF;
-        PERFORM annals_internal.check_tag_query(append_many.condition -> 'query', 'condition.query');
-        IF jsonb_typeof(append_many.condition -> 'after') = 'object' THEN
-            IF ((append_many.condition -> 'after') - '{transaction_id,position}'::text[]) <> '{}'::jsonb
-               OR jsonb_typeof(append_many.condition -> 'after' -> 'transaction_id') NOT IN ('string', 'number')
-               OR NOT (append_many.condition -> 'after' ->> 'transaction_id') ~ '^[0-9]{1,19}$'
-               OR jsonb_typeof(append_many.condition -> 'after' -> 'position') IS DISTINCT FROM 'number'
-               OR NOT (append_many.condition -> 'after' ->> 'position') ~ '^[0-9]{1,18}$' THEN
-                IF annals_internal.raise_invalid('condition.after',
-                    'must be {"transaction_id": "<xid8>", "position": <bigint >= 0>}, the feed position the decision read up to') IS NULL THEN END IF;
-            END IF;
-            v_after_tx := (append_many.condition -> 'after' ->> 'transaction_id')::xid8;
-            v_after_pos := (append_many.condition -> 'after' ->> 'position')::bigint;
-        ELSIF jsonb_typeof(append_many.condition -> 'after') <> 'null' THEN
-            IF annals_internal.raise_invalid('condition.after',
-                'must be {"transaction_id": "<xid8>", "position": <bigint >= 0>} or absent (from the start)') IS NULL THEN END IF;
-        END IF;
-        v_cond_keys := annals_internal.query_keys(append_many.condition -> 'query');
-    END IF;
-
-    PERFORM annals_internal.lock_keys(v_keys || v_ev_keys || coalesce(v_cond_keys, '{}'));
-
-    IF append_many.conditional THEN
-        -- A snapshot older than the locks (REPEATABLE READ, SERIALIZABLE) cannot see a conflicting
-        -- append that committed while this one waited: locking the key rows that such an append
-        -- inserted or updated makes that a serialization failure (40001) instead of a stale pass.
-        IF current_setting('transaction_isolation') <> 'read committed' THEN
-            INSERT INTO annals_internal.tag_heads AS h (lock_key)
-            SELECT k FROM unnest(v_cond_keys) AS k ORDER BY k
-            ON CONFLICT ON CONSTRAINT tag_heads_pkey DO NOTHING;
-            PERFORM 1 FROM annals_internal.tag_heads AS h WHERE h.lock_key = ANY (v_cond_keys) ORDER BY h.lock_key FOR SHARE;
-        END IF;
-        SELECT e.transaction_id, e.global_position, e.stream_id, e.stream_version, e.event_type INTO v_hit
-          FROM annals_internal.query_items(append_many.condition -> 'query') AS i
-         CROSS JOIN LATERAL (
-                SELECT e.transaction_id, e.global_position, e.stream_id, e.stream_version, e.event_type
-                  FROM annals_internal.events AS e
-                 WHERE e.tags @> i.tags AND e.tags IS NOT NULL
-                   AND (i.types IS NULL OR e.event_type = ANY (i.types))
-                   AND (e.transaction_id, e.global_position) > (v_after_tx, v_after_pos)
-                 ORDER BY e.transaction_id, e.global_position
-                 LIMIT 1) AS e
-         ORDER BY e.transaction_id, e.global_position
-         LIMIT 1;
-        IF FOUND THEN
-            IF annals_internal.raise_error('ST409',
-                format('condition failed: event %s of stream %L (type %s, position %s) matches the query and is after the position the decision read (%s, %s)',
-                       v_hit.stream_version, v_hit.stream_id, v_hit.event_type, v_hit.global_position, v_after_tx, v_after_pos),
-                jsonb_build_object('stream_id', v_hit.stream_id,
-                                   'conflict', jsonb_build_object('transaction_id', v_hit.transaction_id::text,
-                                                                  'position', v_hit.global_position,
-                                                                  'stream_id', v_hit.stream_id,
-                                                                  'stream_version', v_hit.stream_version,
-                                                                  'event_type', v_hit.event_type),
-                                   'after', jsonb_build_object('transaction_id', v_after_tx::text, 'position', v_after_pos)),
-                'Another append changed the facts the decision was based on: read the tagged events again, decide again, and retry with the new position.') IS NULL THEN END IF;
-        END IF;
-    END IF;
-
-    FOR v_el IN SELECT a FROM jsonb_array_elements(append_many.appends) AS a LOOP
-        SELECT * INTO v_res
-          FROM annals.append_events(v_el ->> 'stream_id', (v_el ->> 'expected_version')::bigint, v_el -> 'events') AS r;
-        stream_id := v_el ->> 'stream_id';
-        stream_version := v_res.stream_version;
-        global_position := v_res.global_position;
-        transaction_id := v_res.transaction_id;
-        RETURN NEXT;
-    END LOOP;
-
-    IF append_many.conditional AND cardinality(v_ev_keys) > 0 THEN
-        INSERT INTO annals_internal.tag_heads AS h (lock_key, transaction_id)
-        SELECT DISTINCT k, pg_current_xact_id() FROM unnest(v_ev_keys) AS k ORDER BY k
-        ON CONFLICT ON CONSTRAINT tag_heads_pkey DO UPDATE SET transaction_id = excluded.transaction_id;
-    END IF;
-END
-$_$;
-
-
-ALTER FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) OWNER TO annals_owner;
-
---
--- Name: FUNCTION append_many(appends jsonb, condition jsonb, conditional boolean); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) IS 'Body of append_multi and append_conditional: checks every append, takes all locks in key order, checks the condition under them, appends each stream with append_events.';
-
-
---
 -- Name: append_conditional(jsonb, jsonb); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
 CREATE FUNCTION annals.append_conditional(appends jsonb, condition jsonb) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, transaction_id xid8)
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
-    BEGIN ATOMIC
- SELECT m.stream_id,
-     m.stream_version,
-     m.global_position,
-     m.transaction_id
-    FROM annals_internal.append_many(append_conditional.appends, append_conditional.condition, true) m(stream_id, stream_version, global_position, transaction_id);
-END;
+    AS $$
+BEGIN
+    -- plpgsql, not a SQL function: its one statement's plan is cached for the session.
+    RETURN QUERY SELECT * FROM annals_internal.append_many(append_conditional.appends, append_conditional.condition, true);
+END
+$$;
 
 
 ALTER FUNCTION annals.append_conditional(appends jsonb, condition jsonb) OWNER TO annals_owner;
@@ -811,16 +605,15 @@ ST422 invalid argument, ST403 reserved name, 40001 transaction older than the st
 --
 
 CREATE FUNCTION annals.append_multi(appends jsonb) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, transaction_id xid8)
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
-    BEGIN ATOMIC
- SELECT m.stream_id,
-     m.stream_version,
-     m.global_position,
-     m.transaction_id
-    FROM annals_internal.append_many(append_multi.appends, NULL::jsonb, false) m(stream_id, stream_version, global_position, transaction_id);
-END;
+    AS $$
+BEGIN
+    -- plpgsql, not a SQL function: its one statement's plan is cached for the session.
+    RETURN QUERY SELECT * FROM annals_internal.append_many(append_multi.appends, NULL, false);
+END
+$$;
 
 
 ALTER FUNCTION annals.append_multi(appends jsonb) OWNER TO annals_owner;
@@ -3106,6 +2899,219 @@ ALTER FUNCTION annals_guard.pin() OWNER TO postgres;
 --
 
 COMMENT ON FUNCTION annals_guard.pin() IS 'Pins annals_guard.history_state() as the state members of annals_owner may not change (superusers only).';
+
+
+--
+-- Name: append_many(jsonb, jsonb, boolean); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, transaction_id xid8)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    v_el        jsonb;
+    v_i         integer := 0;
+    v_arg       text;
+    v_stream    text;
+    v_keys      bigint[] := '{}'::bigint[];
+    v_cond_keys bigint[];
+    v_ev_keys   bigint[] := '{}'::bigint[];
+    v_problem   jsonb;
+    v_bad       bigint;
+    v_settings  annals_internal.settings%ROWTYPE;
+    v_after_tx  xid8 := '0'::xid8;
+    v_after_pos bigint := 0;
+    v_hit       record;
+    v_streams   text[] := '{}'::text[];
+    v_tagged    boolean;
+    v_res       record;
+BEGIN
+    IF append_many.appends IS NULL OR jsonb_typeof(append_many.appends) = 'null' THEN
+        IF annals_internal.raise_invalid('appends', 'must not be null') IS NULL THEN END IF;
+    END IF;
+    IF jsonb_typeof(append_many.appends) <> 'array' THEN
+        IF annals_internal.raise_invalid('appends',
+            'must be a JSON array of {"stream_id", "expected_version", "events"} objects, got ' || jsonb_typeof(append_many.appends)) IS NULL THEN END IF;
+    END IF;
+    IF jsonb_array_length(append_many.appends) = 0 THEN
+        IF annals_internal.raise_invalid('appends', 'must hold at least one append') IS NULL THEN END IF;
+    END IF;
+    SELECT * INTO v_settings FROM annals_internal.settings AS s WHERE s.singleton = true;
+    IF jsonb_array_length(append_many.appends) > v_settings.max_batch_events THEN
+        IF annals_internal.raise_error('ST413',
+            format('%s appends are over the limit of %s', jsonb_array_length(append_many.appends), v_settings.max_batch_events),
+            jsonb_build_object('limit', v_settings.max_batch_events, 'actual', jsonb_array_length(append_many.appends), 'setting', 'max_batch_events'),
+            'Split the multi-append, or raise the limit with annals.configure(max_batch_events => ...).') IS NULL THEN END IF;
+    END IF;
+
+    FOR v_el IN SELECT a FROM jsonb_array_elements(append_many.appends) AS a LOOP
+        v_arg := format('appends[%s]', v_i);
+        IF jsonb_typeof(v_el) <> 'object' THEN
+            IF annals_internal.raise_invalid(v_arg, 'must be a JSON object {"stream_id", "expected_version", "events"}') IS NULL THEN END IF;
+        END IF;
+        IF (v_el - '{stream_id,expected_version,events}'::text[]) <> '{}'::jsonb THEN
+            IF annals_internal.raise_invalid(v_arg,
+                'unknown key(s) ' || (SELECT string_agg(quote_ident(k), ', ' ORDER BY k)
+                                        FROM jsonb_object_keys(v_el - '{stream_id,expected_version,events}'::text[]) AS k)
+                || '; allowed: stream_id, expected_version, events') IS NULL THEN END IF;
+        END IF;
+        IF jsonb_typeof(v_el -> 'stream_id') IS DISTINCT FROM 'string' THEN
+            IF annals_internal.raise_invalid(v_arg || '.stream_id', 'must be a string') IS NULL THEN END IF;
+        END IF;
+        v_stream := v_el ->> 'stream_id';
+        IF annals_internal.stream_id_problem(v_stream) IS NOT NULL THEN
+            IF annals_internal.raise_invalid(v_arg || '.stream_id', annals_internal.stream_id_problem(v_stream)) IS NULL THEN END IF;
+        END IF;
+        IF left(v_stream, 1) = '$' THEN
+            IF annals_internal.raise_error('ST403', format('%s.stream_id is reserved: stream ids starting with $ are reserved', v_arg),
+                jsonb_build_object('argument', v_arg || '.stream_id', 'stream_id', v_stream)) IS NULL THEN END IF;
+        END IF;
+        IF jsonb_typeof(v_el -> 'expected_version') NOT IN ('number', 'null')
+           OR NOT (v_el ->> 'expected_version') ~ '^(-1|0|[1-9][0-9]{0,17})$' THEN
+            IF annals_internal.raise_invalid(v_arg || '.expected_version',
+                'must be null (any), -1 (stream exists), 0 (no stream) or a version >= 1') IS NULL THEN END IF;
+        END IF;
+        IF jsonb_typeof(v_el -> 'events') IS DISTINCT FROM 'array' THEN
+            IF annals_internal.raise_invalid(v_arg || '.events', 'must be a JSON array of event objects') IS NULL THEN END IF;
+        END IF;
+        IF v_stream = ANY (v_streams) THEN
+            IF annals_internal.raise_invalid(v_arg || '.stream_id',
+                format('stream %L appears more than once; put all its events in one append', v_stream)) IS NULL THEN END IF;
+        END IF;
+        v_streams := v_streams || v_stream;
+        -- The events' own checks, with append_events' words, prefixed with this append's name.
+        SELECT min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, v_settings.max_event_bytes) IS NOT NULL),
+               coalesce(bool_or(x.ev ? 'tags'), false)
+          INTO v_bad, v_tagged
+          FROM jsonb_array_elements(v_el -> 'events') WITH ORDINALITY AS x(ev, ord);
+        IF v_bad IS NOT NULL THEN
+            v_problem := annals_internal.event_problem((v_el -> 'events') -> (v_bad::integer - 1), v_bad - 1, v_settings.max_event_bytes);
+            IF annals_internal.raise_error(v_problem ->> 'code',
+                format('invalid argument %s.%s in the append to stream %L: %s', v_arg, v_problem ->> 'argument', v_stream,
+                       coalesce(v_problem ->> 'reason', format('over the limit of %s bytes', v_problem ->> 'limit'))),
+                (v_problem - 'code') || jsonb_build_object('argument', v_arg || '.' || (v_problem ->> 'argument'), 'stream_id', v_stream)) IS NULL THEN END IF;
+        END IF;
+        IF jsonb_array_length(v_el -> 'events') > v_settings.max_batch_events
+           OR pg_column_size(v_el -> 'events') > v_settings.max_batch_bytes THEN
+            IF annals_internal.raise_error('ST413',
+                format('the events for stream %L are over the batch limits (%s events, %s bytes)', v_stream,
+                       v_settings.max_batch_events, v_settings.max_batch_bytes),
+                jsonb_build_object('stream_id', v_stream, 'argument', v_arg || '.events',
+                                   'limit', CASE WHEN jsonb_array_length(v_el -> 'events') > v_settings.max_batch_events
+                                                 THEN v_settings.max_batch_events ELSE v_settings.max_batch_bytes END,
+                                   'actual', CASE WHEN jsonb_array_length(v_el -> 'events') > v_settings.max_batch_events
+                                                  THEN jsonb_array_length(v_el -> 'events') ELSE pg_column_size(v_el -> 'events') END,
+                                   'setting', CASE WHEN jsonb_array_length(v_el -> 'events') > v_settings.max_batch_events
+                                                   THEN 'max_batch_events' ELSE 'max_batch_bytes' END),
+                'Split the batch, or raise the limit with annals.configure.') IS NULL THEN END IF;
+        END IF;
+        v_keys := v_keys || hashtextextended(v_stream, 0);
+        IF v_tagged THEN
+            v_ev_keys := v_ev_keys || annals_internal.event_tag_keys(v_el -> 'events');
+        END IF;
+        v_i := v_i + 1;
+    END LOOP;
+
+    IF append_many.conditional THEN
+        IF append_many.condition IS NULL OR jsonb_typeof(append_many.condition) <> 'object' THEN
+            IF annals_internal.raise_invalid('condition', 'must be a JSON object {"query", "after"?}') IS NULL THEN END IF;
+        END IF;
+        IF (append_many.condition - '{query,after}'::text[]) <> '{}'::jsonb THEN
+            IF annals_internal.raise_invalid('condition',
+                'unknown key(s) ' || (SELECT string_agg(quote_ident(k), ', ' ORDER BY k)
+                                        FROM jsonb_object_keys(append_many.condition - '{query,after}'::text[]) AS k)
+                || '; allowed: query, after') IS NULL THEN END IF;
+        END IF;
+        PERFORM annals_internal.check_tag_query(append_many.condition -> 'query', 'condition.query');
+        IF jsonb_typeof(append_many.condition -> 'after') = 'object' THEN
+            IF ((append_many.condition -> 'after') - '{transaction_id,position}'::text[]) <> '{}'::jsonb
+               OR jsonb_typeof(append_many.condition -> 'after' -> 'transaction_id') NOT IN ('string', 'number')
+               OR NOT (append_many.condition -> 'after' ->> 'transaction_id') ~ '^[0-9]{1,19}$'
+               OR jsonb_typeof(append_many.condition -> 'after' -> 'position') IS DISTINCT FROM 'number'
+               OR NOT (append_many.condition -> 'after' ->> 'position') ~ '^[0-9]{1,18}$' THEN
+                IF annals_internal.raise_invalid('condition.after',
+                    'must be {"transaction_id": "<xid8>", "position": <bigint >= 0>}, the feed position the decision read up to') IS NULL THEN END IF;
+            END IF;
+            v_after_tx := (append_many.condition -> 'after' ->> 'transaction_id')::xid8;
+            v_after_pos := (append_many.condition -> 'after' ->> 'position')::bigint;
+        ELSIF jsonb_typeof(append_many.condition -> 'after') <> 'null' THEN
+            IF annals_internal.raise_invalid('condition.after',
+                'must be {"transaction_id": "<xid8>", "position": <bigint >= 0>} or absent (from the start)') IS NULL THEN END IF;
+        END IF;
+        v_cond_keys := annals_internal.query_keys(append_many.condition -> 'query');
+    END IF;
+
+    IF cardinality(v_keys) = 1 AND cardinality(v_ev_keys) = 0 AND v_cond_keys IS NULL THEN
+        PERFORM pg_advisory_xact_lock(v_keys[1]);
+    ELSE
+        PERFORM annals_internal.lock_keys(v_keys || v_ev_keys || coalesce(v_cond_keys, '{}'::bigint[]));
+    END IF;
+
+    IF append_many.conditional THEN
+        -- A snapshot older than the locks (REPEATABLE READ, SERIALIZABLE) cannot see a conflicting
+        -- append that committed while this one waited: locking the key rows that such an append
+        -- inserted or updated makes that a serialization failure (40001) instead of a stale pass.
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            INSERT INTO annals_internal.tag_heads AS h (lock_key)
+            SELECT k FROM unnest(v_cond_keys) AS k ORDER BY k
+            ON CONFLICT ON CONSTRAINT tag_heads_pkey DO NOTHING;
+            PERFORM 1 FROM annals_internal.tag_heads AS h WHERE h.lock_key = ANY (v_cond_keys) ORDER BY h.lock_key FOR SHARE;
+        END IF;
+        SELECT e.transaction_id, e.global_position, e.stream_id, e.stream_version, e.event_type INTO v_hit
+          FROM annals_internal.query_items(append_many.condition -> 'query') AS i
+         CROSS JOIN LATERAL (
+                SELECT e.transaction_id, e.global_position, e.stream_id, e.stream_version, e.event_type
+                  FROM annals_internal.events AS e
+                 WHERE e.tags @> i.tags AND e.tags IS NOT NULL
+                   AND (i.types IS NULL OR e.event_type = ANY (i.types))
+                   AND (e.transaction_id, e.global_position) > (v_after_tx, v_after_pos)
+                 ORDER BY e.transaction_id, e.global_position
+                 LIMIT 1) AS e
+         ORDER BY e.transaction_id, e.global_position
+         LIMIT 1;
+        IF FOUND THEN
+            IF annals_internal.raise_error('ST409',
+                format('condition failed: event %s of stream %L (type %s, position %s) matches the query and is after the position the decision read (%s, %s)',
+                       v_hit.stream_version, v_hit.stream_id, v_hit.event_type, v_hit.global_position, v_after_tx, v_after_pos),
+                jsonb_build_object('stream_id', v_hit.stream_id,
+                                   'conflict', jsonb_build_object('transaction_id', v_hit.transaction_id::text,
+                                                                  'position', v_hit.global_position,
+                                                                  'stream_id', v_hit.stream_id,
+                                                                  'stream_version', v_hit.stream_version,
+                                                                  'event_type', v_hit.event_type),
+                                   'after', jsonb_build_object('transaction_id', v_after_tx::text, 'position', v_after_pos)),
+                'Another append changed the facts the decision was based on: read the tagged events again, decide again, and retry with the new position.') IS NULL THEN END IF;
+        END IF;
+    END IF;
+
+    FOR v_el IN SELECT a FROM jsonb_array_elements(append_many.appends) AS a LOOP
+        SELECT * INTO v_res
+          FROM annals.append_events(v_el ->> 'stream_id', (v_el ->> 'expected_version')::bigint, v_el -> 'events') AS r;
+        stream_id := v_el ->> 'stream_id';
+        stream_version := v_res.stream_version;
+        global_position := v_res.global_position;
+        transaction_id := v_res.transaction_id;
+        RETURN NEXT;
+    END LOOP;
+
+    IF append_many.conditional AND cardinality(v_ev_keys) > 0 THEN
+        INSERT INTO annals_internal.tag_heads AS h (lock_key, transaction_id)
+        SELECT DISTINCT k, pg_current_xact_id() FROM unnest(v_ev_keys) AS k ORDER BY k
+        ON CONFLICT ON CONSTRAINT tag_heads_pkey DO UPDATE SET transaction_id = excluded.transaction_id;
+    END IF;
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION append_many(appends jsonb, condition jsonb, conditional boolean); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) IS 'Body of append_multi and append_conditional: checks every append, takes all locks in key order, checks the condition under them, appends each stream with append_events.';
 
 
 --
@@ -7524,13 +7530,6 @@ GRANT ALL ON FUNCTION annals.acquire_lease(subscription text, member integer, co
 
 
 --
--- Name: FUNCTION append_many(appends jsonb, condition jsonb, conditional boolean); Type: ACL; Schema: annals_internal; Owner: annals_owner
---
-
-REVOKE ALL ON FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) FROM PUBLIC;
-
-
---
 -- Name: FUNCTION append_conditional(appends jsonb, condition jsonb); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -7907,6 +7906,13 @@ REVOKE ALL ON FUNCTION annals_guard.history_state() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION annals_guard.pin() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION append_many(appends jsonb, condition jsonb, conditional boolean); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) FROM PUBLIC;
 
 
 --
