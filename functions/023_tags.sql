@@ -31,13 +31,25 @@ COMMENT ON FUNCTION annals_internal.tag_key(text, text) IS
 REVOKE ALL ON FUNCTION annals_internal.tag_key(text, text) FROM PUBLIC;
 
 -- An event's tags as stored: its "tags" array as text[], NULL when absent, null or empty.
+-- PL/pgSQL with COST 1 on purpose: append_events' INSERT calls it behind CASE WHEN v_tagged,
+-- and at its default cost (or inlined, with its sub-select) the generic plan of that INSERT looks
+-- dearer than a custom one, so PL/pgSQL re-planned the INSERT on every append: twice the server
+-- CPU of an untagged append (measured; see BENCHMARKS.md, M15).
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.tags_of(ev jsonb)
 RETURNS text[]
-LANGUAGE sql
+LANGUAGE plpgsql
 IMMUTABLE PARALLEL SAFE
-RETURN CASE WHEN jsonb_typeof(ev -> 'tags') = 'array' AND jsonb_array_length(ev -> 'tags') > 0
-            THEN ARRAY(SELECT jsonb_array_elements_text(ev -> 'tags')) END;
+COST 1
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(tags_of.ev -> 'tags') = 'array' AND jsonb_array_length(tags_of.ev -> 'tags') > 0 THEN
+        RETURN ARRAY(SELECT jsonb_array_elements_text(tags_of.ev -> 'tags'));
+    END IF;
+    RETURN NULL;
+END
+$$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.tags_of(jsonb) IS
     'An event object''s tags as text[]; NULL when it has none.';

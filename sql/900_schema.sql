@@ -4109,8 +4109,16 @@ COMMENT ON FUNCTION annals_internal.tag_key(event_type text, tag text) IS 'The a
 --
 
 CREATE FUNCTION annals_internal.tags_of(ev jsonb) RETURNS text[]
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE WHEN ((jsonb_typeof((ev -> 'tags'::text)) = 'array'::text) AND (jsonb_array_length((ev -> 'tags'::text)) > 0)) THEN ARRAY(SELECT jsonb_array_elements_text((ev -> 'tags'::text)) AS jsonb_array_elements_text) ELSE NULL::text[] END;
+    LANGUAGE plpgsql IMMUTABLE COST 1 PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF jsonb_typeof(tags_of.ev -> 'tags') = 'array' AND jsonb_array_length(tags_of.ev -> 'tags') > 0 THEN
+        RETURN ARRAY(SELECT jsonb_array_elements_text(tags_of.ev -> 'tags'));
+    END IF;
+    RETURN NULL;
+END
+$$;
 
 
 ALTER FUNCTION annals_internal.tags_of(ev jsonb) OWNER TO annals_owner;
