@@ -1470,6 +1470,7 @@ CREATE FUNCTION annals.read_tagged(query jsonb, after_transaction xid8 DEFAULT '
     LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 100
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -1485,14 +1486,18 @@ BEGIN
                            m.schema_version, m.data, m.metadata, m.transaction_id, m.recorded_at, v_up) AS ev,
                        m.tags, m.transaction_id, m.global_position
                   FROM annals_internal.query_items(read_tagged.query) AS i
+                 -- OFFSET 0: the tags index finds the matches, then they are sorted; left free,
+                 -- the planner walks the feed index in order, i.e. reads the whole feed.
                  CROSS JOIN LATERAL (
-                        SELECT e.*
-                          FROM annals_internal.events AS e
-                         WHERE e.tags @> i.tags AND e.tags IS NOT NULL
-                           AND (i.types IS NULL OR e.event_type = ANY (i.types))
-                           AND (e.transaction_id, e.global_position) > (read_tagged.after_transaction, read_tagged.after_position)
-                           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-                         ORDER BY e.transaction_id, e.global_position
+                        SELECT f.* FROM (
+                            SELECT e.*
+                              FROM annals_internal.events AS e
+                             WHERE e.tags @> i.tags AND e.tags IS NOT NULL
+                               AND (i.types IS NULL OR e.event_type = ANY (i.types))
+                               AND (e.transaction_id, e.global_position) > (read_tagged.after_transaction, read_tagged.after_position)
+                               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                            OFFSET 0) AS f
+                         ORDER BY f.transaction_id, f.global_position
                          LIMIT read_tagged.max_count) AS m
                  ORDER BY m.transaction_id, m.global_position
                  LIMIT read_tagged.max_count) AS r
@@ -2908,6 +2913,7 @@ COMMENT ON FUNCTION annals_guard.pin() IS 'Pins annals_guard.history_state() as 
 CREATE FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, transaction_id xid8)
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $_$
 #variable_conflict use_column
 DECLARE
@@ -3061,13 +3067,17 @@ BEGIN
         END IF;
         SELECT e.transaction_id, e.global_position, e.stream_id, e.stream_version, e.event_type INTO v_hit
           FROM annals_internal.query_items(append_many.condition -> 'query') AS i
+         -- OFFSET 0 fences the scan off from the ORDER BY ... LIMIT: left free, the planner walks
+         -- the feed index in order hoping to meet a match soon, i.e. reads the whole feed.
          CROSS JOIN LATERAL (
-                SELECT e.transaction_id, e.global_position, e.stream_id, e.stream_version, e.event_type
-                  FROM annals_internal.events AS e
-                 WHERE e.tags @> i.tags AND e.tags IS NOT NULL
-                   AND (i.types IS NULL OR e.event_type = ANY (i.types))
-                   AND (e.transaction_id, e.global_position) > (v_after_tx, v_after_pos)
-                 ORDER BY e.transaction_id, e.global_position
+                SELECT m.* FROM (
+                    SELECT e.transaction_id, e.global_position, e.stream_id, e.stream_version, e.event_type
+                      FROM annals_internal.events AS e
+                     WHERE e.tags @> i.tags AND e.tags IS NOT NULL
+                       AND (i.types IS NULL OR e.event_type = ANY (i.types))
+                       AND (e.transaction_id, e.global_position) > (v_after_tx, v_after_pos)
+                    OFFSET 0) AS m
+                 ORDER BY m.transaction_id, m.global_position
                  LIMIT 1) AS e
          ORDER BY e.transaction_id, e.global_position
          LIMIT 1;
