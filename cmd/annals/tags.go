@@ -110,7 +110,7 @@ re-run a replay.
 With --if-none-tagged the append is conditional (annals.append_conditional): it happens only if
 no event carrying every --if-none-tagged tag (of an --if-none-type type, when given) was appended
 after --after TX:POS (default: ever), the position printed by annals tagged. Otherwise it fails
-with SQLSTATE ST409 and exit code 1, naming the first such event.`,
+with SQLSTATE ST409 and exit code 4 (a conflict), naming the first such event.`,
 		Example: `  annals append-multi transfer.json
   annals tagged --tag seat:1A                      # ... read up to 812:40
   annals append-multi booking.json --if-none-tagged seat:1A --after 812:40`,
