@@ -228,29 +228,54 @@ func TestAppendMultiStress(t *testing.T) {
 	}
 }
 
-// A multi-append in a transaction that appends nothing else first never meets a younger
-// appender: the transaction id is assigned after every lock.
+// The 40001 that two appends in one transaction can meet: the transaction gets its id on the
+// first stream, then waits for the second stream's lock, whose holder appends with a younger id
+// and commits. Two append_events calls do meet it (the scenario is real); append_multi takes every
+// lock before its transaction has an id, so it does not.
 func TestAppendMultiNo40001AfterWaiting(t *testing.T) {
 	t.Parallel()
 	f := setup(t, annals.WithAppendAttempts(1))
-	a, b := stream("x"), stream("y")
-	tx, err := f.pool.Begin(f.ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(f.ctx) //nolint:errcheck
-	_, err = f.store.AppendTx(f.ctx, tx, b, annals.Any, events(t, "Held", 1)...)
-	require.NoError(t, err)
+	run := func(appendBoth func(a, b string) error) error {
+		a, b := stream("x"), stream("y")
+		holder, err := f.pool.Begin(f.ctx)
+		require.NoError(t, err)
+		defer holder.Rollback(f.ctx) //nolint:errcheck
+		// Hold b's append lock (the key append_events uses) without a transaction id yet, as an
+		// appender between its lock and its insert.
+		_, err = holder.Exec(f.ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", b)
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() { done <- appendBoth(a, b) }()
+		waitForAdvisoryWaiter(t, f)
+		_, err = f.store.AppendTx(f.ctx, holder, b, annals.Any, events(t, "Held", 1)...) // a younger id
+		require.NoError(t, err)
+		require.NoError(t, holder.Commit(f.ctx))
+		return <-done
+	}
 
-	done := make(chan error, 1)
-	go func() {
+	err := run(func(a, b string) error {
+		tx, err := f.pool.Begin(f.ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(f.ctx) //nolint:errcheck
+		if _, err := f.store.AppendTx(f.ctx, tx, a, annals.Any, events(t, "A", 1)...); err != nil {
+			return err
+		}
+		if _, err := f.store.AppendTx(f.ctx, tx, b, annals.Any, events(t, "B", 1)...); err != nil {
+			return err
+		}
+		return tx.Commit(f.ctx)
+	})
+	requirePgError(t, err, "40001")
+
+	err = run(func(a, b string) error {
 		_, err := f.store.AppendMulti(f.ctx,
 			annals.StreamAppend{StreamID: a, Expected: annals.Any, Events: events(t, "A", 1)},
 			annals.StreamAppend{StreamID: b, Expected: annals.Any, Events: events(t, "B", 1)})
-		done <- err
-	}()
-	waitForAdvisoryWaiter(t, f)
-	require.NoError(t, tx.Commit(f.ctx))
-	require.NoError(t, <-done, "no 40001: the waiting multi-append had no transaction id yet")
-	require.EqualValues(t, 2, f.version(t, b))
+		return err
+	})
+	require.NoError(t, err, "no 40001: the multi-append had no transaction id while it waited")
 }
 
 // waitForAdvisoryWaiter blocks until some backend of the test database waits for an advisory lock.
