@@ -211,11 +211,49 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE PARALLEL SAFE
 RETURN (SELECT string_agg(quote_ident(k), ', ' ORDER BY k)
-          FROM jsonb_object_keys(ev - '{type,data,metadata,id,schema_version}'::text[]) AS k);
+          FROM jsonb_object_keys(ev - '{type,data,metadata,id,schema_version,tags}'::text[]) AS k);
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.unknown_keys(jsonb) IS
-    'The keys of an event object other than type, data, metadata, id and schema_version, comma-separated.';
+    'The keys of an event object other than type, data, metadata, id, schema_version and tags, comma-separated.';
 REVOKE ALL ON FUNCTION annals_internal.unknown_keys(jsonb) FROM PUBLIC;
+
+-- M15 tags (begin). What is wrong with an event's "tags" (a JSON array of tag strings, each a
+-- name of 1..256 bytes); NULL when they are valid or absent. Called by event_fault only for an
+-- event that has the key, so an untagged append pays one `?` test.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.tags_problem(tags jsonb)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_tag jsonb;
+    v_i   integer := 0;
+BEGIN
+    IF tags_problem.tags IS NULL OR jsonb_typeof(tags_problem.tags) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(tags_problem.tags) <> 'array' THEN
+        RETURN 'must be a JSON array of tag strings';
+    END IF;
+    FOR v_tag IN SELECT t FROM jsonb_array_elements(tags_problem.tags) AS t LOOP
+        IF jsonb_typeof(v_tag) <> 'string' THEN
+            RETURN format('tag %s must be a string', v_i);
+        END IF;
+        IF NOT annals_internal.is_valid_name(v_tag #>> '{}', 256) THEN
+            RETURN format('tag %s: %s', v_i, annals_internal.name_problem(v_tag #>> '{}', 256));
+        END IF;
+        v_i := v_i + 1;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.tags_problem(jsonb) IS
+    'What is wrong with an event''s tags (an array of names of 1..256 bytes); NULL when valid or absent.';
+REVOKE ALL ON FUNCTION annals_internal.tags_problem(jsonb) FROM PUBLIC;
+-- M15 tags (end).
 
 -- Which check one element of an append's events array fails, as a short code; NULL when it is
 -- valid. The append's batch scan only asks whether anything is wrong: this gives it the checks
@@ -229,7 +267,7 @@ LANGUAGE sql
 IMMUTABLE PARALLEL SAFE
 RETURN CASE
     WHEN jsonb_typeof(ev) IS DISTINCT FROM 'object' THEN 'object'
-    WHEN (ev - '{type,data,metadata,id,schema_version}'::text[]) <> '{}'::jsonb THEN 'keys'
+    WHEN (ev - '{type,data,metadata,id,schema_version,tags}'::text[]) <> '{}'::jsonb THEN 'keys'
     WHEN jsonb_typeof(ev -> 'type') IS DISTINCT FROM 'string' THEN 'type'
     WHEN NOT annals_internal.is_valid_name(ev ->> 'type', 256) THEN 'type_name'
     WHEN left(ev ->> 'type', 1) = '$' THEN 'type_reserved'
@@ -240,10 +278,11 @@ RETURN CASE
     WHEN jsonb_typeof(ev -> 'schema_version') NOT IN ('number', 'null')
       OR NOT (ev ->> 'schema_version') ~ '^[1-9][0-9]{0,8}$' THEN 'schema_version'
     WHEN octet_length((ev -> 'data')::text) > max_event_bytes THEN 'size'
+    WHEN ev ? 'tags' AND annals_internal.tags_problem(ev -> 'tags') IS NOT NULL THEN 'tags'  -- M15
 END;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.event_fault(jsonb, integer) IS
-    'Which check an element of an append''s events array fails (object, keys, type, type_name, type_reserved, data, metadata, id, schema_version, size); NULL when valid.';
+    'Which check an element of an append''s events array fails (object, keys, type, type_name, type_reserved, data, metadata, id, schema_version, size, tags); NULL when valid.';
 REVOKE ALL ON FUNCTION annals_internal.event_fault(jsonb, integer) FROM PUBLIC;
 
 -- What is wrong with one element of an append's events array, as {"code","argument","reason"}
@@ -261,7 +300,7 @@ RETURN CASE annals_internal.event_fault(ev, max_event_bytes)
     WHEN 'keys' THEN
         jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || ']',
             'reason', 'unknown key(s) ' || annals_internal.unknown_keys(ev)
-                || '; allowed: type, data, metadata, id, schema_version')
+                || '; allowed: type, data, metadata, id, schema_version, tags')
     WHEN 'type' THEN
         jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || '].type',
             'reason', 'must be a string')
@@ -286,6 +325,9 @@ RETURN CASE annals_internal.event_fault(ev, max_event_bytes)
     WHEN 'size' THEN
         jsonb_build_object('code', 'ST413', 'argument', 'events[' || idx::text || '].data',
             'limit', max_event_bytes, 'actual', octet_length((ev -> 'data')::text))
+    WHEN 'tags' THEN  -- M15
+        jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || '].tags',
+            'reason', annals_internal.tags_problem(ev -> 'tags'))
 END;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.event_problem(jsonb, bigint, integer) IS

@@ -29,7 +29,7 @@ DECLARE
     v_bases     bigint;
     v_base      bigint;
     v_changed   uuid;
-    v_last      annals.event;
+    v_last      record;
 BEGIN
     SELECT count(*),
            count(e.event_id),
@@ -40,7 +40,8 @@ BEGIN
                 e.event_type IS DISTINCT FROM b.ev ->> 'type'
              OR e.data IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
              OR e.metadata IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}')
-             OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1))))[1]
+             OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)
+             OR e.tags IS DISTINCT FROM annals_internal.tags_of(b.ev))))[1]  -- M15: tags are content too
       INTO v_total, v_stored, v_bases, v_base, v_changed
       FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
       LEFT JOIN annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)

@@ -37,6 +37,7 @@ DECLARE
     v_inserted   bigint;
     v_position   bigint;
     v_duplicate  text;
+    v_tagged     boolean;  -- M15: some event has a "tags" key
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
     -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
@@ -57,15 +58,16 @@ BEGIN
 
     -- One pass over the batch. Only the first invalid event's index is kept: the problem itself
     -- is worked out again below for that one event, so a valid batch never builds it.
-    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes
-      INTO v_count, v_distinct, v_with_id, v_first_bad, v_max_events, v_max_bytes, v_max_event_bytes
+    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, b.tagged, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes
+      INTO v_count, v_distinct, v_with_id, v_first_bad, v_tagged, v_max_events, v_max_bytes, v_max_event_bytes
       FROM annals_internal.settings AS s
      CROSS JOIN LATERAL (
             SELECT count(*) AS n,
                    count(DISTINCT CASE WHEN x.ev ->> 'id' ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'
                                        THEN (x.ev ->> 'id')::uuid END) AS n_distinct,
                    count(x.ev ->> 'id') AS n_with_id,
-                   min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, s.max_event_bytes) IS NOT NULL) AS first_bad
+                   min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, s.max_event_bytes) IS NOT NULL) AS first_bad,
+                   bool_or(x.ev ? 'tags') AS tagged
               FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)) AS b
      -- Equality on the primary key makes the planner count one settings row: left to guess,
      -- it assumes thousands, and the estimate crosses jit_above_cost (10 ms of JIT per append).
@@ -115,7 +117,11 @@ BEGIN
     -- batch writes nothing, so it takes no lock; it still checks state and expected version.
     -- The lock is tried first (an expression, no query); only when another appender holds it
     -- does lock_stream wait, after failing fast on an expected version that is already wrong.
-    IF v_count > 0 AND NOT pg_try_advisory_xact_lock(hashtextextended(append_events.stream_id, 0)) THEN
+    -- M15: tagged events also lock their tag keys (functions/023_tags.sql), all keys in one order.
+    IF v_tagged THEN
+        PERFORM annals_internal.lock_keys(hashtextextended(append_events.stream_id, 0)
+                                          || annals_internal.event_tag_keys(append_events.events));
+    ELSIF v_count > 0 AND NOT pg_try_advisory_xact_lock(hashtextextended(append_events.stream_id, 0)) THEN
         v_current := annals_internal.lock_stream(append_events.stream_id, append_events.expected_version);
         IF v_current IS NOT NULL THEN
             RETURN QUERY SELECT * FROM annals_internal.append_replay(
@@ -170,7 +176,7 @@ BEGIN
     WITH ins AS (
         INSERT INTO annals_internal.events AS e
                (stream_id, stream_version, event_id, event_type, schema_version,
-                data, metadata, transaction_id, recorded_at)
+                data, metadata, transaction_id, recorded_at, tags)
         SELECT append_events.stream_id,
                v_current + x.ord,
                coalesce((x.ev ->> 'id')::uuid, gen_random_uuid()),
@@ -179,7 +185,8 @@ BEGIN
                coalesce(nullif(x.ev -> 'data', 'null'), '{}'),
                coalesce(nullif(x.ev -> 'metadata', 'null'), '{}'),
                v_xid,
-               v_now
+               v_now,
+               CASE WHEN v_tagged THEN annals_internal.tags_of(x.ev) END  -- M15
           FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)
          ORDER BY x.ord
         ON CONFLICT DO NOTHING

@@ -60,26 +60,29 @@ REVOKE ALL ON FUNCTION annals_internal.cold_after(xid8, bigint) FROM PUBLIC;
 -- guard's tests alter one).
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.stream_events(stream_id text)
-RETURNS SETOF annals.event
+RETURNS TABLE (stream_id text, stream_version bigint, global_position bigint, event_id uuid,
+               event_type text, schema_version integer, data jsonb, metadata jsonb,
+               transaction_id xid8, recorded_at timestamptz, tags text[])
 LANGUAGE sql
 STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 ROWS 100
 AS $fn$
     SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-           e.data, e.metadata, e.transaction_id, e.recorded_at
+           e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags
       FROM annals_internal.events AS e
      WHERE e.stream_id = stream_events.stream_id
     UNION ALL
+    -- Tagged events are never moved (see compress_events), so cold ones carry no tags.
     SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
-           c.data, c.metadata, c.transaction_id, c.recorded_at
+           c.data, c.metadata, c.transaction_id, c.recorded_at, NULL::text[]
       FROM annals_internal.cold_segments AS s
      CROSS JOIN LATERAL unnest(s.events) AS c
      WHERE s.stream_id = stream_events.stream_id
 $fn$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.stream_events(text) IS
-    'All events of a stream, hot and cold, as stored (for the append''s replay check and time lookups).';
+    'All events of a stream, hot and cold, as stored, with their tags (for the append''s replay check and time lookups).';
 REVOKE ALL ON FUNCTION annals_internal.stream_events(text) FROM PUBLIC;
 
 -- One event of a stream by version, hot or cold (no row when there is none), for dead letters.
@@ -355,17 +358,20 @@ BEGIN
     WHILE v_moved < compress_events.max_events LOOP
         v_chunk := least(20000, compress_events.max_events - v_moved);
         WITH chunk AS MATERIALIZED (
-                 SELECT e.stream_id, e.stream_version, e.transaction_id, e.global_position, e.recorded_at
+                 SELECT e.stream_id, e.stream_version, e.transaction_id, e.global_position, e.recorded_at,
+                        e.tags IS NOT NULL AS tagged
                    FROM annals_internal.events AS e
                   WHERE e.transaction_id < v_barrier
                   ORDER BY e.transaction_id, e.global_position
                   LIMIT v_chunk),
-             -- Stop at the first event that is not old enough: the batch stays a prefix of the
-             -- hot feed, and each stream's cold versions a prefix of the stream.
+             -- Stop at the first event that is not old enough, or that carries tags (the cold
+             -- tier keeps none: tags and their index stay hot, for read_tagged and the
+             -- conditional appends): the batch stays a prefix of the hot feed, and each stream's
+             -- cold versions a prefix of the stream.
              cut AS (
                  SELECT c.transaction_id, c.global_position
                    FROM chunk AS c
-                  WHERE c.recorded_at >= v_cutoff
+                  WHERE c.recorded_at >= v_cutoff OR c.tagged
                   ORDER BY c.transaction_id, c.global_position
                   LIMIT 1),
              old AS (
@@ -391,7 +397,8 @@ $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.compress_events(interval, bigint) IS
 $$Moves events recorded before now() - older_than into compressed cold storage, oldest first in feed
-order, at most max_events per call; returns how many it moved (0 when nothing is left). Online: appends,
+order, at most max_events per call, stopping at the first event with tags (those stay hot); returns how
+many it moved (0 when nothing is left). Online: appends,
 reads and subscriptions go on and see every event once, hot or cold, byte for byte the same. Owner only.
 Errors: ST422.$$;
 REVOKE ALL ON FUNCTION annals.compress_events(interval, bigint) FROM PUBLIC;
@@ -435,6 +442,12 @@ BEGIN
                                'expected', archive_stream.expected_version, 'actual', v_current),
             'The stream moved on: check that it is finished, then archive it at its current version.') IS NULL THEN END IF;
     END IF;
+    IF EXISTS (SELECT FROM annals_internal.events AS e
+                WHERE e.stream_id = archive_stream.stream_id AND e.tags IS NOT NULL) THEN
+        IF annals_internal.raise_invalid('stream_id',
+            format('stream %L has events with tags, which stay in the hot tier (read_tagged and conditional appends read them there)',
+                   archive_stream.stream_id)) IS NULL THEN END IF;
+    END IF;
     PERFORM set_config('annals_internal.cold_move', 'on', true);
     WITH moved AS (
         DELETE FROM annals_internal.events AS e
@@ -450,7 +463,8 @@ $$;
 COMMENT ON FUNCTION annals.archive_stream(text, bigint) IS
 $$Moves every hot event of one stream into compressed cold storage now, whatever its age; returns how many
 it moved (0 when already cold). Reads return the same rows as before; appends to the stream go on.
-Owner only. Errors: ST422, ST404 unknown stream, ST409 expected_version is not the stream's version.$$;
+Owner only. Errors: ST422 (also for a stream with tagged events: they stay hot), ST404 unknown stream, ST409
+expected_version is not the stream's version.$$;
 REVOKE ALL ON FUNCTION annals.archive_stream(text, bigint) FROM PUBLIC;
 
 -- +goose StatementBegin

@@ -31,6 +31,9 @@ type EventData struct {
 	Data any
 	// Metadata is like Data; conventional keys are correlation_id, causation_id and actor.
 	Metadata any
+	// Tags are the event's consistency-boundary tags ("course:7", "student:42"), each a name of
+	// 1..256 bytes; ReadTagged and AppendConditional find events by them. nil means none.
+	Tags []string
 }
 
 // AppendResult describes the last event of an append.
@@ -60,7 +63,7 @@ type appendCall struct {
 }
 
 func newAppendCall(streamID string, expected ExpectedVersion, events []EventData) (appendCall, []uuid.UUID, error) {
-	if len(events) == 1 {
+	if len(events) == 1 && len(events[0].Tags) == 0 { // append_event takes no tags
 		ev, err := encodeOne(streamID, expected, events[0])
 		if err != nil {
 			return appendCall{}, nil, err
@@ -157,6 +160,7 @@ type encodedEvent struct {
 	schemaVersion int
 	data          []byte
 	metadata      []byte // nil when the event has none
+	tags          []string
 }
 
 // checkArgs checks the stream id and expected version without a round trip.
@@ -196,7 +200,12 @@ func encodeEvent(i int, ev EventData) (encodedEvent, error) {
 			return encodedEvent{}, invalid(fmt.Sprintf("events[%d].metadata", i), "%v", err)
 		}
 	}
-	return encodedEvent{id: id, typ: ev.Type, schemaVersion: ev.SchemaVersion, data: data, metadata: meta}, nil
+	for j, tag := range ev.Tags {
+		if p := nameProblem(tag, 256); p != "" {
+			return encodedEvent{}, invalid(fmt.Sprintf("events[%d].tags", i), "tag %d: %s", j, p)
+		}
+	}
+	return encodedEvent{id: id, typ: ev.Type, schemaVersion: ev.SchemaVersion, data: data, metadata: meta, tags: ev.Tags}, nil
 }
 
 // encodeOne checks a one-event append for append_event; the errors name events[0] as for a batch.
@@ -239,6 +248,11 @@ func encodeBatch(streamID string, expected ExpectedVersion, events []EventData) 
 		if ev.metadata != nil {
 			buf.WriteString(`,"metadata":`)
 			buf.Write(ev.metadata)
+		}
+		if len(ev.tags) > 0 {
+			tags, _ := json.Marshal(ev.tags) // strings always encode
+			buf.WriteString(`,"tags":`)
+			buf.Write(tags)
 		}
 		buf.WriteByte('}')
 	}

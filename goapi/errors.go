@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
@@ -149,6 +150,30 @@ type detail struct {
 	Argument      string          `json:"argument"`
 	Reason        string          `json:"reason"`
 	TransactionID json.RawMessage `json:"transaction_id"`
+	Conflict      *conflictDetail `json:"conflict"` // M15: a conditional append's failed condition
+}
+
+// conflictDetail is DETAIL.conflict of a failed append_conditional.
+type conflictDetail struct {
+	TransactionID string `json:"transaction_id"`
+	Position      int64  `json:"position"`
+	StreamID      string `json:"stream_id"`
+	StreamVersion int64  `json:"stream_version"`
+	EventType     string `json:"event_type"`
+}
+
+// ConditionFailedError is returned when a conditional append found an event matching its
+// condition's query after the position its decision read (SQLSTATE ST409): the facts changed.
+// errors.Is(err, ErrWrongExpectedVersion) holds, as for a stream's expected version. Read again,
+// decide again, retry.
+type ConditionFailedError struct {
+	BaseError
+	// Conflict is the first matching event's feed position; StreamID, StreamVersion and
+	// EventType say which event it is.
+	Conflict      Checkpoint
+	StreamID      string
+	StreamVersion int64
+	EventType     string
 }
 
 // MapError turns an error from Annals' SQL functions into this package's typed errors, for
@@ -207,6 +232,12 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 		e := base(ErrCheckpointConflict)
 		return &e
 	case "ST409":
+		if d.Conflict != nil {
+			xid, _ := strconv.ParseUint(d.Conflict.TransactionID, 10, 64)
+			return &ConditionFailedError{BaseError: base(ErrWrongExpectedVersion),
+				Conflict: Checkpoint{TransactionID: xid, GlobalPosition: d.Conflict.Position},
+				StreamID: d.Conflict.StreamID, StreamVersion: d.Conflict.StreamVersion, EventType: d.Conflict.EventType}
+		}
 		actual, _ := d.Actual.Int64()
 		exp := Any
 		var v int64

@@ -222,6 +222,35 @@ now holds it; false when another consumer''s lease is still valid.';
 
 
 --
+-- Name: append_conditional(jsonb, jsonb); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.append_conditional(appends jsonb, condition jsonb) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, transaction_id xid8)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+BEGIN
+    -- plpgsql, not a SQL function: its one statement's plan is cached for the session.
+    RETURN QUERY SELECT * FROM annals_internal.append_many(append_conditional.appends, append_conditional.condition, true);
+END
+$$;
+
+
+ALTER FUNCTION annals.append_conditional(appends jsonb, condition jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION append_conditional(appends jsonb, condition jsonb); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.append_conditional(appends jsonb, condition jsonb) IS 'Appends like append_multi only if no event matching condition.query exists after condition.after:
+condition is {"query": [{"types"?: [...], "tags": [...]}, ...], "after"?: {"transaction_id", "position"}}
+(the feed position of the read the decision was based on; absent: from the start).
+Otherwise ST409 with the first conflicting event in DETAIL.conflict. The check and the append are one
+atomic step under locks: two conditional appends whose queries overlap serialize, at any isolation level.';
+
+
+--
 -- Name: append_event(text, bigint, text, jsonb, jsonb, uuid, integer); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -374,6 +403,7 @@ DECLARE
     v_inserted   bigint;
     v_position   bigint;
     v_duplicate  text;
+    v_tagged     boolean;  -- M15: some event has a "tags" key
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
     -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
@@ -394,15 +424,16 @@ BEGIN
 
     -- One pass over the batch. Only the first invalid event's index is kept: the problem itself
     -- is worked out again below for that one event, so a valid batch never builds it.
-    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes
-      INTO v_count, v_distinct, v_with_id, v_first_bad, v_max_events, v_max_bytes, v_max_event_bytes
+    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, b.tagged, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes
+      INTO v_count, v_distinct, v_with_id, v_first_bad, v_tagged, v_max_events, v_max_bytes, v_max_event_bytes
       FROM annals_internal.settings AS s
      CROSS JOIN LATERAL (
             SELECT count(*) AS n,
                    count(DISTINCT CASE WHEN x.ev ->> 'id' ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'
                                        THEN (x.ev ->> 'id')::uuid END) AS n_distinct,
                    count(x.ev ->> 'id') AS n_with_id,
-                   min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, s.max_event_bytes) IS NOT NULL) AS first_bad
+                   min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, s.max_event_bytes) IS NOT NULL) AS first_bad,
+                   bool_or(x.ev ? 'tags') AS tagged
               FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)) AS b
      -- Equality on the primary key makes the planner count one settings row: left to guess,
      -- it assumes thousands, and the estimate crosses jit_above_cost (10 ms of JIT per append).
@@ -452,7 +483,11 @@ BEGIN
     -- batch writes nothing, so it takes no lock; it still checks state and expected version.
     -- The lock is tried first (an expression, no query); only when another appender holds it
     -- does lock_stream wait, after failing fast on an expected version that is already wrong.
-    IF v_count > 0 AND NOT pg_try_advisory_xact_lock(hashtextextended(append_events.stream_id, 0)) THEN
+    -- M15: tagged events also lock their tag keys (functions/023_tags.sql), all keys in one order.
+    IF v_tagged THEN
+        PERFORM annals_internal.lock_keys(hashtextextended(append_events.stream_id, 0)
+                                          || annals_internal.event_tag_keys(append_events.events));
+    ELSIF v_count > 0 AND NOT pg_try_advisory_xact_lock(hashtextextended(append_events.stream_id, 0)) THEN
         v_current := annals_internal.lock_stream(append_events.stream_id, append_events.expected_version);
         IF v_current IS NOT NULL THEN
             RETURN QUERY SELECT * FROM annals_internal.append_replay(
@@ -507,7 +542,7 @@ BEGIN
     WITH ins AS (
         INSERT INTO annals_internal.events AS e
                (stream_id, stream_version, event_id, event_type, schema_version,
-                data, metadata, transaction_id, recorded_at)
+                data, metadata, transaction_id, recorded_at, tags)
         SELECT append_events.stream_id,
                v_current + x.ord,
                coalesce((x.ev ->> 'id')::uuid, gen_random_uuid()),
@@ -516,7 +551,8 @@ BEGIN
                coalesce(nullif(x.ev -> 'data', 'null'), '{}'),
                coalesce(nullif(x.ev -> 'metadata', 'null'), '{}'),
                v_xid,
-               v_now
+               v_now,
+               CASE WHEN v_tagged THEN annals_internal.tags_of(x.ev) END  -- M15
           FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)
          ORDER BY x.ord
         ON CONFLICT DO NOTHING
@@ -565,6 +601,35 @@ ST422 invalid argument, ST403 reserved name, 40001 transaction older than the st
 
 
 --
+-- Name: append_multi(jsonb); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.append_multi(appends jsonb) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, transaction_id xid8)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+BEGIN
+    -- plpgsql, not a SQL function: its one statement's plan is cached for the session.
+    RETURN QUERY SELECT * FROM annals_internal.append_many(append_multi.appends, NULL, false);
+END
+$$;
+
+
+ALTER FUNCTION annals.append_multi(appends jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION append_multi(appends jsonb); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.append_multi(appends jsonb) IS 'Appends to several streams atomically, all or nothing: appends is a JSON array of
+{"stream_id", "expected_version" (null any, -1 exists, 0 no stream, n), "events": [...]}, each stream once.
+Each stream''s expected version, replay and errors are append_events'' (the DETAIL names the stream).
+Stream locks are taken in one fixed order, so overlapping multi-appends never deadlock.
+Returns one row per append, in the order given: the stream''s new version, last position, transaction id.';
+
+
+--
 -- Name: archive_stream(text, bigint); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -601,6 +666,12 @@ BEGIN
                                'expected', archive_stream.expected_version, 'actual', v_current),
             'The stream moved on: check that it is finished, then archive it at its current version.') IS NULL THEN END IF;
     END IF;
+    IF EXISTS (SELECT FROM annals_internal.events AS e
+                WHERE e.stream_id = archive_stream.stream_id AND e.tags IS NOT NULL) THEN
+        IF annals_internal.raise_invalid('stream_id',
+            format('stream %L has events with tags, which stay in the hot tier (read_tagged and conditional appends read them there)',
+                   archive_stream.stream_id)) IS NULL THEN END IF;
+    END IF;
     PERFORM set_config('annals_internal.cold_move', 'on', true);
     WITH moved AS (
         DELETE FROM annals_internal.events AS e
@@ -622,7 +693,8 @@ ALTER FUNCTION annals.archive_stream(stream_id text, expected_version bigint) OW
 
 COMMENT ON FUNCTION annals.archive_stream(stream_id text, expected_version bigint) IS 'Moves every hot event of one stream into compressed cold storage now, whatever its age; returns how many
 it moved (0 when already cold). Reads return the same rows as before; appends to the stream go on.
-Owner only. Errors: ST422, ST404 unknown stream, ST409 expected_version is not the stream''s version.';
+Owner only. Errors: ST422 (also for a stream with tagged events: they stay hot), ST404 unknown stream, ST409
+expected_version is not the stream''s version.';
 
 
 --
@@ -658,17 +730,20 @@ BEGIN
     WHILE v_moved < compress_events.max_events LOOP
         v_chunk := least(20000, compress_events.max_events - v_moved);
         WITH chunk AS MATERIALIZED (
-                 SELECT e.stream_id, e.stream_version, e.transaction_id, e.global_position, e.recorded_at
+                 SELECT e.stream_id, e.stream_version, e.transaction_id, e.global_position, e.recorded_at,
+                        e.tags IS NOT NULL AS tagged
                    FROM annals_internal.events AS e
                   WHERE e.transaction_id < v_barrier
                   ORDER BY e.transaction_id, e.global_position
                   LIMIT v_chunk),
-             -- Stop at the first event that is not old enough: the batch stays a prefix of the
-             -- hot feed, and each stream's cold versions a prefix of the stream.
+             -- Stop at the first event that is not old enough, or that carries tags (the cold
+             -- tier keeps none: tags and their index stay hot, for read_tagged and the
+             -- conditional appends): the batch stays a prefix of the hot feed, and each stream's
+             -- cold versions a prefix of the stream.
              cut AS (
                  SELECT c.transaction_id, c.global_position
                    FROM chunk AS c
-                  WHERE c.recorded_at >= v_cutoff
+                  WHERE c.recorded_at >= v_cutoff OR c.tagged
                   ORDER BY c.transaction_id, c.global_position
                   LIMIT 1),
              old AS (
@@ -700,7 +775,8 @@ ALTER FUNCTION annals.compress_events(older_than interval, max_events bigint) OW
 --
 
 COMMENT ON FUNCTION annals.compress_events(older_than interval, max_events bigint) IS 'Moves events recorded before now() - older_than into compressed cold storage, oldest first in feed
-order, at most max_events per call; returns how many it moved (0 when nothing is left). Online: appends,
+order, at most max_events per call, stopping at the first event with tags (those stay hot); returns how
+many it moved (0 when nothing is left). Online: appends,
 reads and subscriptions go on and see every event once, hot or cold, byte for byte the same. Owner only.
 Errors: ST422.';
 
@@ -998,6 +1074,7 @@ CREATE TABLE annals_internal.events (
     transaction_id xid8 NOT NULL,
     recorded_at timestamp with time zone NOT NULL,
     category text GENERATED ALWAYS AS (split_part(stream_id, '-'::text, 1)) STORED NOT NULL,
+    tags text[],
     CONSTRAINT events_data_object_chk CHECK ((jsonb_typeof(data) = 'object'::text)),
     CONSTRAINT events_metadata_object_chk CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT events_schema_version_chk CHECK ((schema_version >= 1)),
@@ -1013,6 +1090,13 @@ ALTER TABLE annals_internal.events OWNER TO annals_owner;
 --
 
 COMMENT ON TABLE annals_internal.events IS 'Every event ever appended. Append-only: UPDATE, DELETE and TRUNCATE are rejected by triggers.';
+
+
+--
+-- Name: COLUMN events.tags; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.events.tags IS 'The event''s tags (DCB consistency boundaries), as appended; NULL when it has none.';
 
 
 --
@@ -1585,6 +1669,67 @@ gap-free feed with the subscription''s filters. Locks the member''s checkpoint u
 so process the batch and call annals.ack_subscription in the same transaction for exactly-once effects.
 When nothing matches, the member''s checkpoint moves up to the feed barrier (nothing below it can still
 arrive), so a rarely matching filter does not rescan the same events on every call.';
+
+
+--
+-- Name: read_tagged(jsonb, xid8, bigint, integer); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.read_tagged(query jsonb, after_transaction xid8 DEFAULT '0'::xid8, after_position bigint DEFAULT 0, max_count integer DEFAULT 1000) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, tags text[])
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 100
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_up   text[] := annals_internal.types_to_upcast();
+    v_rows bigint;
+BEGIN
+    PERFORM annals_internal.check_tag_query(read_tagged.query, 'query');
+    PERFORM annals_internal.check_feed_args(read_tagged.after_transaction, read_tagged.after_position, read_tagged.max_count);
+    RETURN QUERY
+        SELECT (r.ev).*, r.tags
+          FROM (SELECT DISTINCT ON (m.transaction_id, m.global_position)
+                       annals_internal.as_read(m.stream_id, m.stream_version, m.global_position, m.event_id, m.event_type,
+                           m.schema_version, m.data, m.metadata, m.transaction_id, m.recorded_at, v_up) AS ev,
+                       m.tags, m.transaction_id, m.global_position
+                  FROM annals_internal.query_items(read_tagged.query) AS i
+                 -- OFFSET 0: the tags index finds the matches, then they are sorted; left free,
+                 -- the planner walks the feed index in order, i.e. reads the whole feed.
+                 CROSS JOIN LATERAL (
+                        SELECT f.* FROM (
+                            SELECT e.*
+                              FROM annals_internal.events AS e
+                             WHERE e.tags @> i.tags AND e.tags IS NOT NULL
+                               AND (i.types IS NULL OR e.event_type = ANY (i.types))
+                               AND (e.transaction_id, e.global_position) > (read_tagged.after_transaction, read_tagged.after_position)
+                               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                            OFFSET 0) AS f
+                         ORDER BY f.transaction_id, f.global_position
+                         LIMIT read_tagged.max_count) AS m
+                 ORDER BY m.transaction_id, m.global_position
+                 LIMIT read_tagged.max_count) AS r
+         ORDER BY r.transaction_id, r.global_position;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    IF v_rows < read_tagged.max_count THEN
+        PERFORM annals_internal.check_restored_ids();
+    END IF;
+END
+$$;
+
+
+ALTER FUNCTION annals.read_tagged(query jsonb, after_transaction xid8, after_position bigint, max_count integer) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION read_tagged(query jsonb, after_transaction xid8, after_position bigint, max_count integer); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.read_tagged(query jsonb, after_transaction xid8, after_position bigint, max_count integer) IS 'The gap-free feed of the events matching a tag query, with their tags: query is a JSON array of
+{"types"?: [...], "tags": [...]} items; an event matches an item when its stored type is one of types
+(any type when absent) and it carries every tag of tags, and the query when it matches any item.
+Same order, barrier and checkpoint as annals.read_all; the last row''s (transaction_id, global_position)
+is the condition.after of a conditional append decided on these events. Errors: ST422, ST503.';
 
 
 --
@@ -3009,6 +3154,224 @@ COMMENT ON FUNCTION annals_guard.pin() IS 'Pins annals_guard.history_state() as 
 
 
 --
+-- Name: append_many(jsonb, jsonb, boolean); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, transaction_id xid8)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    v_el        jsonb;
+    v_i         integer := 0;
+    v_arg       text;
+    v_stream    text;
+    v_keys      bigint[] := '{}'::bigint[];
+    v_cond_keys bigint[];
+    v_ev_keys   bigint[] := '{}'::bigint[];
+    v_problem   jsonb;
+    v_bad       bigint;
+    v_settings  annals_internal.settings%ROWTYPE;
+    v_after_tx  xid8 := '0'::xid8;
+    v_after_pos bigint := 0;
+    v_hit       record;
+    v_streams   text[] := '{}'::text[];
+    v_tagged    boolean;
+    v_res       record;
+BEGIN
+    IF append_many.appends IS NULL OR jsonb_typeof(append_many.appends) = 'null' THEN
+        IF annals_internal.raise_invalid('appends', 'must not be null') IS NULL THEN END IF;
+    END IF;
+    IF jsonb_typeof(append_many.appends) <> 'array' THEN
+        IF annals_internal.raise_invalid('appends',
+            'must be a JSON array of {"stream_id", "expected_version", "events"} objects, got ' || jsonb_typeof(append_many.appends)) IS NULL THEN END IF;
+    END IF;
+    IF jsonb_array_length(append_many.appends) = 0 THEN
+        IF annals_internal.raise_invalid('appends', 'must hold at least one append') IS NULL THEN END IF;
+    END IF;
+    SELECT * INTO v_settings FROM annals_internal.settings AS s WHERE s.singleton = true;
+    IF jsonb_array_length(append_many.appends) > v_settings.max_batch_events THEN
+        IF annals_internal.raise_error('ST413',
+            format('%s appends are over the limit of %s', jsonb_array_length(append_many.appends), v_settings.max_batch_events),
+            jsonb_build_object('limit', v_settings.max_batch_events, 'actual', jsonb_array_length(append_many.appends), 'setting', 'max_batch_events'),
+            'Split the multi-append, or raise the limit with annals.configure(max_batch_events => ...).') IS NULL THEN END IF;
+    END IF;
+
+    FOR v_el IN SELECT a FROM jsonb_array_elements(append_many.appends) AS a LOOP
+        v_arg := format('appends[%s]', v_i);
+        IF jsonb_typeof(v_el) <> 'object' THEN
+            IF annals_internal.raise_invalid(v_arg, 'must be a JSON object {"stream_id", "expected_version", "events"}') IS NULL THEN END IF;
+        END IF;
+        IF (v_el - '{stream_id,expected_version,events}'::text[]) <> '{}'::jsonb THEN
+            IF annals_internal.raise_invalid(v_arg,
+                'unknown key(s) ' || (SELECT string_agg(quote_ident(k), ', ' ORDER BY k)
+                                        FROM jsonb_object_keys(v_el - '{stream_id,expected_version,events}'::text[]) AS k)
+                || '; allowed: stream_id, expected_version, events') IS NULL THEN END IF;
+        END IF;
+        IF jsonb_typeof(v_el -> 'stream_id') IS DISTINCT FROM 'string' THEN
+            IF annals_internal.raise_invalid(v_arg || '.stream_id', 'must be a string') IS NULL THEN END IF;
+        END IF;
+        v_stream := v_el ->> 'stream_id';
+        IF annals_internal.stream_id_problem(v_stream) IS NOT NULL THEN
+            IF annals_internal.raise_invalid(v_arg || '.stream_id', annals_internal.stream_id_problem(v_stream)) IS NULL THEN END IF;
+        END IF;
+        IF left(v_stream, 1) = '$' THEN
+            IF annals_internal.raise_error('ST403', format('%s.stream_id is reserved: stream ids starting with $ are reserved', v_arg),
+                jsonb_build_object('argument', v_arg || '.stream_id', 'stream_id', v_stream)) IS NULL THEN END IF;
+        END IF;
+        IF jsonb_typeof(v_el -> 'expected_version') NOT IN ('number', 'null')
+           OR NOT (v_el ->> 'expected_version') ~ '^(-1|0|[1-9][0-9]{0,17})$' THEN
+            IF annals_internal.raise_invalid(v_arg || '.expected_version',
+                'must be null (any), -1 (stream exists), 0 (no stream) or a version >= 1') IS NULL THEN END IF;
+        END IF;
+        IF jsonb_typeof(v_el -> 'events') IS DISTINCT FROM 'array' THEN
+            IF annals_internal.raise_invalid(v_arg || '.events', 'must be a JSON array of event objects') IS NULL THEN END IF;
+        END IF;
+        IF v_stream = ANY (v_streams) THEN
+            IF annals_internal.raise_invalid(v_arg || '.stream_id',
+                format('stream %L appears more than once; put all its events in one append', v_stream)) IS NULL THEN END IF;
+        END IF;
+        v_streams := v_streams || v_stream;
+        -- The events' own checks, with append_events' words, prefixed with this append's name.
+        SELECT min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, v_settings.max_event_bytes) IS NOT NULL),
+               coalesce(bool_or(x.ev ? 'tags'), false)
+          INTO v_bad, v_tagged
+          FROM jsonb_array_elements(v_el -> 'events') WITH ORDINALITY AS x(ev, ord);
+        IF v_bad IS NOT NULL THEN
+            v_problem := annals_internal.event_problem((v_el -> 'events') -> (v_bad::integer - 1), v_bad - 1, v_settings.max_event_bytes);
+            IF annals_internal.raise_error(v_problem ->> 'code',
+                format('invalid argument %s.%s in the append to stream %L: %s', v_arg, v_problem ->> 'argument', v_stream,
+                       coalesce(v_problem ->> 'reason', format('over the limit of %s bytes', v_problem ->> 'limit'))),
+                (v_problem - 'code') || jsonb_build_object('argument', v_arg || '.' || (v_problem ->> 'argument'), 'stream_id', v_stream)) IS NULL THEN END IF;
+        END IF;
+        IF jsonb_array_length(v_el -> 'events') > v_settings.max_batch_events
+           OR pg_column_size(v_el -> 'events') > v_settings.max_batch_bytes THEN
+            IF annals_internal.raise_error('ST413',
+                format('the events for stream %L are over the batch limits (%s events, %s bytes)', v_stream,
+                       v_settings.max_batch_events, v_settings.max_batch_bytes),
+                jsonb_build_object('stream_id', v_stream, 'argument', v_arg || '.events',
+                                   'limit', CASE WHEN jsonb_array_length(v_el -> 'events') > v_settings.max_batch_events
+                                                 THEN v_settings.max_batch_events ELSE v_settings.max_batch_bytes END,
+                                   'actual', CASE WHEN jsonb_array_length(v_el -> 'events') > v_settings.max_batch_events
+                                                  THEN jsonb_array_length(v_el -> 'events') ELSE pg_column_size(v_el -> 'events') END,
+                                   'setting', CASE WHEN jsonb_array_length(v_el -> 'events') > v_settings.max_batch_events
+                                                   THEN 'max_batch_events' ELSE 'max_batch_bytes' END),
+                'Split the batch, or raise the limit with annals.configure.') IS NULL THEN END IF;
+        END IF;
+        v_keys := v_keys || hashtextextended(v_stream, 0);
+        IF v_tagged THEN
+            v_ev_keys := v_ev_keys || annals_internal.event_tag_keys(v_el -> 'events');
+        END IF;
+        v_i := v_i + 1;
+    END LOOP;
+
+    IF append_many.conditional THEN
+        IF append_many.condition IS NULL OR jsonb_typeof(append_many.condition) <> 'object' THEN
+            IF annals_internal.raise_invalid('condition', 'must be a JSON object {"query", "after"?}') IS NULL THEN END IF;
+        END IF;
+        IF (append_many.condition - '{query,after}'::text[]) <> '{}'::jsonb THEN
+            IF annals_internal.raise_invalid('condition',
+                'unknown key(s) ' || (SELECT string_agg(quote_ident(k), ', ' ORDER BY k)
+                                        FROM jsonb_object_keys(append_many.condition - '{query,after}'::text[]) AS k)
+                || '; allowed: query, after') IS NULL THEN END IF;
+        END IF;
+        PERFORM annals_internal.check_tag_query(append_many.condition -> 'query', 'condition.query');
+        IF jsonb_typeof(append_many.condition -> 'after') = 'object' THEN
+            IF ((append_many.condition -> 'after') - '{transaction_id,position}'::text[]) <> '{}'::jsonb
+               OR jsonb_typeof(append_many.condition -> 'after' -> 'transaction_id') NOT IN ('string', 'number')
+               OR NOT (append_many.condition -> 'after' ->> 'transaction_id') ~ '^[0-9]{1,19}$'
+               OR jsonb_typeof(append_many.condition -> 'after' -> 'position') IS DISTINCT FROM 'number'
+               OR NOT (append_many.condition -> 'after' ->> 'position') ~ '^[0-9]{1,18}$' THEN
+                IF annals_internal.raise_invalid('condition.after',
+                    'must be {"transaction_id": "<xid8>", "position": <bigint >= 0>}, the feed position the decision read up to') IS NULL THEN END IF;
+            END IF;
+            v_after_tx := (append_many.condition -> 'after' ->> 'transaction_id')::xid8;
+            v_after_pos := (append_many.condition -> 'after' ->> 'position')::bigint;
+        ELSIF jsonb_typeof(append_many.condition -> 'after') <> 'null' THEN
+            IF annals_internal.raise_invalid('condition.after',
+                'must be {"transaction_id": "<xid8>", "position": <bigint >= 0>} or absent (from the start)') IS NULL THEN END IF;
+        END IF;
+        v_cond_keys := annals_internal.query_keys(append_many.condition -> 'query');
+    END IF;
+
+    IF cardinality(v_keys) = 1 AND cardinality(v_ev_keys) = 0 AND v_cond_keys IS NULL THEN
+        PERFORM pg_advisory_xact_lock(v_keys[1]);
+    ELSE
+        PERFORM annals_internal.lock_keys(v_keys || v_ev_keys || coalesce(v_cond_keys, '{}'::bigint[]));
+    END IF;
+
+    IF append_many.conditional THEN
+        -- A snapshot older than the locks (REPEATABLE READ, SERIALIZABLE) cannot see a conflicting
+        -- append that committed while this one waited: locking the key rows that such an append
+        -- inserted or updated makes that a serialization failure (40001) instead of a stale pass.
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            INSERT INTO annals_internal.tag_heads AS h (lock_key)
+            SELECT k FROM unnest(v_cond_keys) AS k ORDER BY k
+            ON CONFLICT ON CONSTRAINT tag_heads_pkey DO NOTHING;
+            PERFORM 1 FROM annals_internal.tag_heads AS h WHERE h.lock_key = ANY (v_cond_keys) ORDER BY h.lock_key FOR SHARE;
+        END IF;
+        SELECT e.transaction_id, e.global_position, e.stream_id, e.stream_version, e.event_type INTO v_hit
+          FROM annals_internal.query_items(append_many.condition -> 'query') AS i
+         -- OFFSET 0 fences the scan off from the ORDER BY ... LIMIT: left free, the planner walks
+         -- the feed index in order hoping to meet a match soon, i.e. reads the whole feed.
+         CROSS JOIN LATERAL (
+                SELECT m.* FROM (
+                    SELECT e.transaction_id, e.global_position, e.stream_id, e.stream_version, e.event_type
+                      FROM annals_internal.events AS e
+                     WHERE e.tags @> i.tags AND e.tags IS NOT NULL
+                       AND (i.types IS NULL OR e.event_type = ANY (i.types))
+                       AND (e.transaction_id, e.global_position) > (v_after_tx, v_after_pos)
+                    OFFSET 0) AS m
+                 ORDER BY m.transaction_id, m.global_position
+                 LIMIT 1) AS e
+         ORDER BY e.transaction_id, e.global_position
+         LIMIT 1;
+        IF FOUND THEN
+            IF annals_internal.raise_error('ST409',
+                format('condition failed: event %s of stream %L (type %s, position %s) matches the query and is after the position the decision read (%s, %s)',
+                       v_hit.stream_version, v_hit.stream_id, v_hit.event_type, v_hit.global_position, v_after_tx, v_after_pos),
+                jsonb_build_object('stream_id', v_hit.stream_id,
+                                   'conflict', jsonb_build_object('transaction_id', v_hit.transaction_id::text,
+                                                                  'position', v_hit.global_position,
+                                                                  'stream_id', v_hit.stream_id,
+                                                                  'stream_version', v_hit.stream_version,
+                                                                  'event_type', v_hit.event_type),
+                                   'after', jsonb_build_object('transaction_id', v_after_tx::text, 'position', v_after_pos)),
+                'Another append changed the facts the decision was based on: read the tagged events again, decide again, and retry with the new position.') IS NULL THEN END IF;
+        END IF;
+    END IF;
+
+    FOR v_el IN SELECT a FROM jsonb_array_elements(append_many.appends) AS a LOOP
+        SELECT * INTO v_res
+          FROM annals.append_events(v_el ->> 'stream_id', (v_el ->> 'expected_version')::bigint, v_el -> 'events') AS r;
+        stream_id := v_el ->> 'stream_id';
+        stream_version := v_res.stream_version;
+        global_position := v_res.global_position;
+        transaction_id := v_res.transaction_id;
+        RETURN NEXT;
+    END LOOP;
+
+    IF append_many.conditional AND cardinality(v_ev_keys) > 0 THEN
+        INSERT INTO annals_internal.tag_heads AS h (lock_key, transaction_id)
+        SELECT DISTINCT k, pg_current_xact_id() FROM unnest(v_ev_keys) AS k ORDER BY k
+        ON CONFLICT ON CONSTRAINT tag_heads_pkey DO UPDATE SET transaction_id = excluded.transaction_id;
+    END IF;
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION append_many(appends jsonb, condition jsonb, conditional boolean); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) IS 'Body of append_multi and append_conditional: checks every append, takes all locks in key order, checks the condition under them, appends each stream with append_events.';
+
+
+--
 -- Name: append_replay(text, bigint, jsonb, bigint); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3023,7 +3386,7 @@ DECLARE
     v_bases     bigint;
     v_base      bigint;
     v_changed   uuid;
-    v_last      annals.event;
+    v_last      record;
 BEGIN
     SELECT count(*),
            count(e.event_id),
@@ -3034,7 +3397,8 @@ BEGIN
                 e.event_type IS DISTINCT FROM b.ev ->> 'type'
              OR e.data IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
              OR e.metadata IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}')
-             OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1))))[1]
+             OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)
+             OR e.tags IS DISTINCT FROM annals_internal.tags_of(b.ev))))[1]  -- M15: tags are content too
       INTO v_total, v_stored, v_bases, v_base, v_changed
       FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
       LEFT JOIN annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
@@ -3632,6 +3996,93 @@ COMMENT ON FUNCTION annals_internal.check_subscription_name(subscription text) I
 
 
 --
+-- Name: check_tag_query(jsonb, text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.check_tag_query(query jsonb, argument text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_item jsonb;
+    v_i    integer := 0;
+    v_j    integer;
+    v_el   jsonb;
+    v_arg  text;
+BEGIN
+    IF check_tag_query.query IS NULL OR jsonb_typeof(check_tag_query.query) = 'null' THEN
+        IF annals_internal.raise_invalid(check_tag_query.argument, 'must not be null') IS NULL THEN END IF;
+    END IF;
+    IF jsonb_typeof(check_tag_query.query) <> 'array' THEN
+        IF annals_internal.raise_invalid(check_tag_query.argument,
+            'must be a JSON array of {"types", "tags"} items, got ' || jsonb_typeof(check_tag_query.query)) IS NULL THEN END IF;
+    END IF;
+    IF jsonb_array_length(check_tag_query.query) = 0 THEN
+        IF annals_internal.raise_invalid(check_tag_query.argument, 'must hold at least one item') IS NULL THEN END IF;
+    END IF;
+    IF jsonb_array_length(check_tag_query.query) > 100 THEN
+        IF annals_internal.raise_invalid(check_tag_query.argument,
+            'must hold at most 100 items, got ' || jsonb_array_length(check_tag_query.query)) IS NULL THEN END IF;
+    END IF;
+    FOR v_item IN SELECT q FROM jsonb_array_elements(check_tag_query.query) AS q LOOP
+        v_arg := format('%s[%s]', check_tag_query.argument, v_i);
+        IF jsonb_typeof(v_item) <> 'object' THEN
+            IF annals_internal.raise_invalid(v_arg, 'must be a JSON object {"types"?, "tags"}') IS NULL THEN END IF;
+        END IF;
+        IF (v_item - '{types,tags}'::text[]) <> '{}'::jsonb THEN
+            IF annals_internal.raise_invalid(v_arg,
+                'unknown key(s) ' || (SELECT string_agg(quote_ident(k), ', ' ORDER BY k)
+                                        FROM jsonb_object_keys(v_item - '{types,tags}'::text[]) AS k)
+                || '; allowed: types, tags') IS NULL THEN END IF;
+        END IF;
+        IF jsonb_typeof(v_item -> 'tags') IS DISTINCT FROM 'array' OR jsonb_array_length(v_item -> 'tags') = 0 THEN
+            IF annals_internal.raise_invalid(v_arg || '.tags',
+                'must be a non-empty JSON array of tags (a query item without tags would match every event)') IS NULL THEN END IF;
+        END IF;
+        v_j := 0;
+        FOR v_el IN SELECT t FROM jsonb_array_elements(v_item -> 'tags') AS t LOOP
+            IF jsonb_typeof(v_el) <> 'string' THEN
+                IF annals_internal.raise_invalid(format('%s.tags[%s]', v_arg, v_j), 'must be a string') IS NULL THEN END IF;
+            END IF;
+            IF NOT annals_internal.is_valid_name(v_el #>> '{}', 256) THEN
+                IF annals_internal.raise_invalid(format('%s.tags[%s]', v_arg, v_j),
+                    annals_internal.name_problem(v_el #>> '{}', 256)) IS NULL THEN END IF;
+            END IF;
+            v_j := v_j + 1;
+        END LOOP;
+        IF v_item ? 'types' AND jsonb_typeof(v_item -> 'types') <> 'null' THEN
+            IF jsonb_typeof(v_item -> 'types') <> 'array' OR jsonb_array_length(v_item -> 'types') = 0 THEN
+                IF annals_internal.raise_invalid(v_arg || '.types',
+                    'must be a non-empty JSON array of event types, or absent for every type') IS NULL THEN END IF;
+            END IF;
+            v_j := 0;
+            FOR v_el IN SELECT t FROM jsonb_array_elements(v_item -> 'types') AS t LOOP
+                IF jsonb_typeof(v_el) <> 'string' THEN
+                    IF annals_internal.raise_invalid(format('%s.types[%s]', v_arg, v_j), 'must be a string') IS NULL THEN END IF;
+                END IF;
+                IF NOT annals_internal.is_valid_name(v_el #>> '{}', 256) THEN
+                    IF annals_internal.raise_invalid(format('%s.types[%s]', v_arg, v_j),
+                        annals_internal.name_problem(v_el #>> '{}', 256)) IS NULL THEN END IF;
+                END IF;
+                v_j := v_j + 1;
+            END LOOP;
+        END IF;
+        v_i := v_i + 1;
+    END LOOP;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.check_tag_query(query jsonb, argument text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION check_tag_query(query jsonb, argument text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.check_tag_query(query jsonb, argument text) IS 'Raises ST422 unless query is a non-empty array (at most 100) of {"types"?: [type, ...], "tags": [tag, ...]} with valid names.';
+
+
+--
 -- Name: cold_batches; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3957,12 +4408,53 @@ COMMENT ON FUNCTION annals_internal.event_batch(event_type text, data jsonb, met
 
 
 --
+-- Name: tags_problem(jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.tags_problem(tags jsonb) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_tag jsonb;
+    v_i   integer := 0;
+BEGIN
+    IF tags_problem.tags IS NULL OR jsonb_typeof(tags_problem.tags) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(tags_problem.tags) <> 'array' THEN
+        RETURN 'must be a JSON array of tag strings';
+    END IF;
+    FOR v_tag IN SELECT t FROM jsonb_array_elements(tags_problem.tags) AS t LOOP
+        IF jsonb_typeof(v_tag) <> 'string' THEN
+            RETURN format('tag %s must be a string', v_i);
+        END IF;
+        IF NOT annals_internal.is_valid_name(v_tag #>> '{}', 256) THEN
+            RETURN format('tag %s: %s', v_i, annals_internal.name_problem(v_tag #>> '{}', 256));
+        END IF;
+        v_i := v_i + 1;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.tags_problem(tags jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION tags_problem(tags jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.tags_problem(tags jsonb) IS 'What is wrong with an event''s tags (an array of names of 1..256 bytes); NULL when valid or absent.';
+
+
+--
 -- Name: event_fault(jsonb, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
 CREATE FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE WHEN (jsonb_typeof(ev) IS DISTINCT FROM 'object'::text) THEN 'object'::text WHEN ((ev - '{type,data,metadata,id,schema_version}'::text[]) <> '{}'::jsonb) THEN 'keys'::text WHEN (jsonb_typeof((ev -> 'type'::text)) IS DISTINCT FROM 'string'::text) THEN 'type'::text WHEN (NOT annals_internal.is_valid_name((ev ->> 'type'::text), 256)) THEN 'type_name'::text WHEN ("left"((ev ->> 'type'::text), 1) = '$'::text) THEN 'type_reserved'::text WHEN (jsonb_typeof((ev -> 'data'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'data'::text WHEN (jsonb_typeof((ev -> 'metadata'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'metadata'::text WHEN ((jsonb_typeof((ev -> 'id'::text)) <> ALL (ARRAY['string'::text, 'null'::text])) OR (NOT ((ev ->> 'id'::text) ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'::text))) THEN 'id'::text WHEN ((jsonb_typeof((ev -> 'schema_version'::text)) <> ALL (ARRAY['number'::text, 'null'::text])) OR (NOT ((ev ->> 'schema_version'::text) ~ '^[1-9][0-9]{0,8}$'::text))) THEN 'schema_version'::text WHEN (octet_length(((ev -> 'data'::text))::text) > max_event_bytes) THEN 'size'::text ELSE NULL::text END;
+    RETURN CASE WHEN (jsonb_typeof(ev) IS DISTINCT FROM 'object'::text) THEN 'object'::text WHEN ((ev - '{type,data,metadata,id,schema_version,tags}'::text[]) <> '{}'::jsonb) THEN 'keys'::text WHEN (jsonb_typeof((ev -> 'type'::text)) IS DISTINCT FROM 'string'::text) THEN 'type'::text WHEN (NOT annals_internal.is_valid_name((ev ->> 'type'::text), 256)) THEN 'type_name'::text WHEN ("left"((ev ->> 'type'::text), 1) = '$'::text) THEN 'type_reserved'::text WHEN (jsonb_typeof((ev -> 'data'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'data'::text WHEN (jsonb_typeof((ev -> 'metadata'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'metadata'::text WHEN ((jsonb_typeof((ev -> 'id'::text)) <> ALL (ARRAY['string'::text, 'null'::text])) OR (NOT ((ev ->> 'id'::text) ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'::text))) THEN 'id'::text WHEN ((jsonb_typeof((ev -> 'schema_version'::text)) <> ALL (ARRAY['number'::text, 'null'::text])) OR (NOT ((ev ->> 'schema_version'::text) ~ '^[1-9][0-9]{0,8}$'::text))) THEN 'schema_version'::text WHEN (octet_length(((ev -> 'data'::text))::text) > max_event_bytes) THEN 'size'::text WHEN ((ev ? 'tags'::text) AND (annals_internal.tags_problem((ev -> 'tags'::text)) IS NOT NULL)) THEN 'tags'::text ELSE NULL::text END;
 
 
 ALTER FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) OWNER TO annals_owner;
@@ -3971,7 +4463,7 @@ ALTER FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) OW
 -- Name: FUNCTION event_fault(ev jsonb, max_event_bytes integer); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) IS 'Which check an element of an append''s events array fails (object, keys, type, type_name, type_reserved, data, metadata, id, schema_version, size); NULL when valid.';
+COMMENT ON FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) IS 'Which check an element of an append''s events array fails (object, keys, type, type_name, type_reserved, data, metadata, id, schema_version, size, tags); NULL when valid.';
 
 
 --
@@ -3980,7 +4472,7 @@ COMMENT ON FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes intege
 
 CREATE FUNCTION annals_internal.unknown_keys(ev jsonb) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN (SELECT string_agg(quote_ident(k.k), ', '::text ORDER BY k.k) AS string_agg FROM jsonb_object_keys((unknown_keys.ev - '{type,data,metadata,id,schema_version}'::text[])) k(k));
+    RETURN (SELECT string_agg(quote_ident(k.k), ', '::text ORDER BY k.k) AS string_agg FROM jsonb_object_keys((unknown_keys.ev - '{type,data,metadata,id,schema_version,tags}'::text[])) k(k));
 
 
 ALTER FUNCTION annals_internal.unknown_keys(ev jsonb) OWNER TO annals_owner;
@@ -3989,7 +4481,7 @@ ALTER FUNCTION annals_internal.unknown_keys(ev jsonb) OWNER TO annals_owner;
 -- Name: FUNCTION unknown_keys(ev jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.unknown_keys(ev jsonb) IS 'The keys of an event object other than type, data, metadata, id and schema_version, comma-separated.';
+COMMENT ON FUNCTION annals_internal.unknown_keys(ev jsonb) IS 'The keys of an event object other than type, data, metadata, id, schema_version and tags, comma-separated.';
 
 
 --
@@ -3998,7 +4490,7 @@ COMMENT ON FUNCTION annals_internal.unknown_keys(ev jsonb) IS 'The keys of an ev
 
 CREATE FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN CASE annals_internal.event_fault(ev, max_event_bytes) WHEN 'object'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', 'must be a JSON object with "type" and "data"') WHEN 'keys'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', (('unknown key(s) '::text || annals_internal.unknown_keys(ev)) || '; allowed: type, data, metadata, id, schema_version'::text)) WHEN 'type'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'must be a string') WHEN 'type_name'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', annals_internal.name_problem((ev ->> 'type'::text), 256)) WHEN 'type_reserved'::text THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'event types starting with $ are reserved') WHEN 'data'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'reason', 'must be a JSON object') WHEN 'metadata'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].metadata'::text), 'reason', 'must be a JSON object') WHEN 'id'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].id'::text), 'reason', 'must be a UUID string') WHEN 'schema_version'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].schema_version'::text), 'reason', 'must be a positive integer') WHEN 'size'::text THEN jsonb_build_object('code', 'ST413', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'limit', max_event_bytes, 'actual', octet_length(((ev -> 'data'::text))::text)) ELSE NULL::jsonb END;
+    RETURN CASE annals_internal.event_fault(ev, max_event_bytes) WHEN 'object'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', 'must be a JSON object with "type" and "data"') WHEN 'keys'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', (('unknown key(s) '::text || annals_internal.unknown_keys(ev)) || '; allowed: type, data, metadata, id, schema_version, tags'::text)) WHEN 'type'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'must be a string') WHEN 'type_name'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', annals_internal.name_problem((ev ->> 'type'::text), 256)) WHEN 'type_reserved'::text THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'event types starting with $ are reserved') WHEN 'data'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'reason', 'must be a JSON object') WHEN 'metadata'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].metadata'::text), 'reason', 'must be a JSON object') WHEN 'id'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].id'::text), 'reason', 'must be a UUID string') WHEN 'schema_version'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].schema_version'::text), 'reason', 'must be a positive integer') WHEN 'size'::text THEN jsonb_build_object('code', 'ST413', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'limit', max_event_bytes, 'actual', octet_length(((ev -> 'data'::text))::text)) WHEN 'tags'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].tags'::text), 'reason', annals_internal.tags_problem((ev -> 'tags'::text))) ELSE NULL::jsonb END;
 
 
 ALTER FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) OWNER TO annals_owner;
@@ -4008,6 +4500,68 @@ ALTER FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_byt
 --
 
 COMMENT ON FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) IS 'What is wrong with one element of an append''s events array (NULL when valid): shape, type name, UUID, schema version, size.';
+
+
+--
+-- Name: tag_key(text, text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.tag_key(event_type text, tag text) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN hashtextextended(((COALESCE(event_type, ''::text) || chr(31)) || tag), (7)::bigint);
+
+
+ALTER FUNCTION annals_internal.tag_key(event_type text, tag text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION tag_key(event_type text, tag text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.tag_key(event_type text, tag text) IS 'The advisory lock key of an (event type, tag) pair; a NULL type means any type.';
+
+
+--
+-- Name: tags_of(jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.tags_of(ev jsonb) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE COST 1 PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF jsonb_typeof(tags_of.ev -> 'tags') = 'array' AND jsonb_array_length(tags_of.ev -> 'tags') > 0 THEN
+        RETURN ARRAY(SELECT jsonb_array_elements_text(tags_of.ev -> 'tags'));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.tags_of(ev jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION tags_of(ev jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.tags_of(ev jsonb) IS 'An event object''s tags as text[]; NULL when it has none.';
+
+
+--
+-- Name: event_tag_keys(jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.event_tag_keys(events jsonb) RETURNS bigint[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ARRAY(SELECT DISTINCT v.k FROM ((jsonb_array_elements(event_tag_keys.events) x(ev) CROSS JOIN LATERAL unnest(annals_internal.tags_of(x.ev)) g(tag)) CROSS JOIN LATERAL (VALUES (annals_internal.tag_key((x.ev ->> 'type'::text), g.tag)), (annals_internal.tag_key(NULL::text, g.tag))) v(k)));
+
+
+ALTER FUNCTION annals_internal.event_tag_keys(events jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION event_tag_keys(events jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.event_tag_keys(events jsonb) IS 'The advisory lock keys an append of these events takes for their tags: (type, tag) and (any type, tag) per tag.';
 
 
 --
@@ -4488,6 +5042,33 @@ Returns the replay state (events applied, feed position, skipped transactions) i
 
 
 --
+-- Name: lock_keys(bigint[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.lock_keys(keys bigint[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_key bigint;
+BEGIN
+    FOREACH v_key IN ARRAY ARRAY(SELECT DISTINCT k FROM unnest(lock_keys.keys) AS k WHERE k IS NOT NULL ORDER BY k) LOOP
+        PERFORM pg_advisory_xact_lock(v_key);
+    END LOOP;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.lock_keys(keys bigint[]) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION lock_keys(keys bigint[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.lock_keys(keys bigint[]) IS 'Takes transaction-level advisory locks on the keys in ascending order (each once): the one lock order of every multi-lock append.';
+
+
+--
 -- Name: lock_stream(text, bigint); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4877,6 +5458,49 @@ COMMENT ON FUNCTION annals_internal.projections_rows() IS 'The rows of annals.pr
 
 
 --
+-- Name: query_items(jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.query_items(query jsonb) RETURNS TABLE(tags text[], types text[])
+    LANGUAGE sql IMMUTABLE ROWS 4 PARALLEL SAFE
+    BEGIN ATOMIC
+ SELECT ARRAY( SELECT jsonb_array_elements_text((q.item -> 'tags'::text)) AS jsonb_array_elements_text) AS "array",
+         CASE
+             WHEN (jsonb_typeof((q.item -> 'types'::text)) = 'array'::text) THEN ARRAY( SELECT jsonb_array_elements_text((q.item -> 'types'::text)) AS jsonb_array_elements_text)
+             ELSE NULL::text[]
+         END AS "case"
+    FROM jsonb_array_elements(query_items.query) q(item);
+END;
+
+
+ALTER FUNCTION annals_internal.query_items(query jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION query_items(query jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.query_items(query jsonb) IS 'The items of a checked tag query: tags and types (NULL: any type) as text arrays.';
+
+
+--
+-- Name: query_keys(jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.query_keys(query jsonb) RETURNS bigint[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ARRAY(SELECT DISTINCT annals_internal.tag_key(t.type, (SELECT min(g.g) AS min FROM unnest(i.tags) g(g))) AS tag_key FROM (annals_internal.query_items(query_keys.query) i(tags, types) CROSS JOIN LATERAL unnest(COALESCE(i.types, ARRAY[NULL::text])) t(type)));
+
+
+ALTER FUNCTION annals_internal.query_keys(query jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION query_keys(query jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.query_keys(query jsonb) IS 'The advisory lock keys of a condition on a tag query: per item and type, the key of (type, smallest tag).';
+
+
+--
 -- Name: raise_error(text, text, jsonb, text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5182,17 +5806,18 @@ COMMENT ON FUNCTION annals_internal.report_rebuild_wait(projection text, done bi
 -- Name: stream_events(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
-CREATE FUNCTION annals_internal.stream_events(stream_id text) RETURNS SETOF annals.event
+CREATE FUNCTION annals_internal.stream_events(stream_id text) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, tags text[])
     LANGUAGE sql STABLE ROWS 100 PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
     SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-           e.data, e.metadata, e.transaction_id, e.recorded_at
+           e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags
       FROM annals_internal.events AS e
      WHERE e.stream_id = stream_events.stream_id
     UNION ALL
+    -- Tagged events are never moved (see compress_events), so cold ones carry no tags.
     SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
-           c.data, c.metadata, c.transaction_id, c.recorded_at
+           c.data, c.metadata, c.transaction_id, c.recorded_at, NULL::text[]
       FROM annals_internal.cold_segments AS s
      CROSS JOIN LATERAL unnest(s.events) AS c
      WHERE s.stream_id = stream_events.stream_id
@@ -5205,7 +5830,7 @@ ALTER FUNCTION annals_internal.stream_events(stream_id text) OWNER TO annals_own
 -- Name: FUNCTION stream_events(stream_id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.stream_events(stream_id text) IS 'All events of a stream, hot and cold, as stored (for the append''s replay check and time lookups).';
+COMMENT ON FUNCTION annals_internal.stream_events(stream_id text) IS 'All events of a stream, hot and cold, as stored, with their tags (for the append''s replay check and time lookups).';
 
 
 --
@@ -6120,6 +6745,7 @@ CREATE TABLE annals_internal.events_p0 (
     transaction_id xid8 NOT NULL,
     recorded_at timestamp with time zone NOT NULL,
     category text GENERATED ALWAYS AS (split_part(stream_id, '-'::text, 1)) STORED NOT NULL,
+    tags text[],
     CONSTRAINT events_data_object_chk CHECK ((jsonb_typeof(data) = 'object'::text)),
     CONSTRAINT events_metadata_object_chk CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT events_schema_version_chk CHECK ((schema_version >= 1)),
@@ -6145,6 +6771,7 @@ CREATE TABLE annals_internal.events_p1 (
     transaction_id xid8 NOT NULL,
     recorded_at timestamp with time zone NOT NULL,
     category text GENERATED ALWAYS AS (split_part(stream_id, '-'::text, 1)) STORED NOT NULL,
+    tags text[],
     CONSTRAINT events_data_object_chk CHECK ((jsonb_typeof(data) = 'object'::text)),
     CONSTRAINT events_metadata_object_chk CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT events_schema_version_chk CHECK ((schema_version >= 1)),
@@ -6170,6 +6797,7 @@ CREATE TABLE annals_internal.events_p2 (
     transaction_id xid8 NOT NULL,
     recorded_at timestamp with time zone NOT NULL,
     category text GENERATED ALWAYS AS (split_part(stream_id, '-'::text, 1)) STORED NOT NULL,
+    tags text[],
     CONSTRAINT events_data_object_chk CHECK ((jsonb_typeof(data) = 'object'::text)),
     CONSTRAINT events_metadata_object_chk CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT events_schema_version_chk CHECK ((schema_version >= 1)),
@@ -6195,6 +6823,7 @@ CREATE TABLE annals_internal.events_p3 (
     transaction_id xid8 NOT NULL,
     recorded_at timestamp with time zone NOT NULL,
     category text GENERATED ALWAYS AS (split_part(stream_id, '-'::text, 1)) STORED NOT NULL,
+    tags text[],
     CONSTRAINT events_data_object_chk CHECK ((jsonb_typeof(data) = 'object'::text)),
     CONSTRAINT events_metadata_object_chk CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT events_schema_version_chk CHECK ((schema_version >= 1)),
@@ -6220,6 +6849,7 @@ CREATE TABLE annals_internal.events_p4 (
     transaction_id xid8 NOT NULL,
     recorded_at timestamp with time zone NOT NULL,
     category text GENERATED ALWAYS AS (split_part(stream_id, '-'::text, 1)) STORED NOT NULL,
+    tags text[],
     CONSTRAINT events_data_object_chk CHECK ((jsonb_typeof(data) = 'object'::text)),
     CONSTRAINT events_metadata_object_chk CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT events_schema_version_chk CHECK ((schema_version >= 1)),
@@ -6245,6 +6875,7 @@ CREATE TABLE annals_internal.events_p5 (
     transaction_id xid8 NOT NULL,
     recorded_at timestamp with time zone NOT NULL,
     category text GENERATED ALWAYS AS (split_part(stream_id, '-'::text, 1)) STORED NOT NULL,
+    tags text[],
     CONSTRAINT events_data_object_chk CHECK ((jsonb_typeof(data) = 'object'::text)),
     CONSTRAINT events_metadata_object_chk CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT events_schema_version_chk CHECK ((schema_version >= 1)),
@@ -6270,6 +6901,7 @@ CREATE TABLE annals_internal.events_p6 (
     transaction_id xid8 NOT NULL,
     recorded_at timestamp with time zone NOT NULL,
     category text GENERATED ALWAYS AS (split_part(stream_id, '-'::text, 1)) STORED NOT NULL,
+    tags text[],
     CONSTRAINT events_data_object_chk CHECK ((jsonb_typeof(data) = 'object'::text)),
     CONSTRAINT events_metadata_object_chk CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT events_schema_version_chk CHECK ((schema_version >= 1)),
@@ -6295,6 +6927,7 @@ CREATE TABLE annals_internal.events_p7 (
     transaction_id xid8 NOT NULL,
     recorded_at timestamp with time zone NOT NULL,
     category text GENERATED ALWAYS AS (split_part(stream_id, '-'::text, 1)) STORED NOT NULL,
+    tags text[],
     CONSTRAINT events_data_object_chk CHECK ((jsonb_typeof(data) = 'object'::text)),
     CONSTRAINT events_metadata_object_chk CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT events_schema_version_chk CHECK ((schema_version >= 1)),
@@ -6483,6 +7116,25 @@ ALTER TABLE annals_internal.streams OWNER TO annals_owner;
 --
 
 COMMENT ON TABLE annals_internal.streams IS 'One row per stream that has events: current version, state and the last appending transaction id.';
+
+
+--
+-- Name: tag_heads; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.tag_heads (
+    lock_key bigint NOT NULL,
+    transaction_id xid8
+);
+
+
+ALTER TABLE annals_internal.tag_heads OWNER TO annals_owner;
+
+--
+-- Name: TABLE tag_heads; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.tag_heads IS 'One row per (event type, tag) lock key a conditional append wrote or checked: the last conditional appender''s transaction id. Makes a stale snapshot fail (40001) at REPEATABLE READ.';
 
 
 --
@@ -6830,6 +7482,14 @@ ALTER TABLE ONLY annals_internal.subscriptions
 
 
 --
+-- Name: tag_heads tag_heads_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.tag_heads
+    ADD CONSTRAINT tag_heads_pkey PRIMARY KEY (lock_key);
+
+
+--
 -- Name: upcasters upcasters_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6915,6 +7575,20 @@ CREATE INDEX events_p0_event_id_idx ON annals_internal.events_p0 USING btree (ev
 
 
 --
+-- Name: events_tags_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_tags_idx ON ONLY annals_internal.events USING gin (tags) WHERE (tags IS NOT NULL);
+
+
+--
+-- Name: events_p0_tags_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p0_tags_idx ON annals_internal.events_p0 USING gin (tags) WHERE (tags IS NOT NULL);
+
+
+--
 -- Name: events_p0_transaction_id_global_position_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6933,6 +7607,13 @@ CREATE INDEX events_p1_category_transaction_id_global_position_idx ON annals_int
 --
 
 CREATE INDEX events_p1_event_id_idx ON annals_internal.events_p1 USING btree (event_id);
+
+
+--
+-- Name: events_p1_tags_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p1_tags_idx ON annals_internal.events_p1 USING gin (tags) WHERE (tags IS NOT NULL);
 
 
 --
@@ -6957,6 +7638,13 @@ CREATE INDEX events_p2_event_id_idx ON annals_internal.events_p2 USING btree (ev
 
 
 --
+-- Name: events_p2_tags_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p2_tags_idx ON annals_internal.events_p2 USING gin (tags) WHERE (tags IS NOT NULL);
+
+
+--
 -- Name: events_p2_transaction_id_global_position_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6975,6 +7663,13 @@ CREATE INDEX events_p3_category_transaction_id_global_position_idx ON annals_int
 --
 
 CREATE INDEX events_p3_event_id_idx ON annals_internal.events_p3 USING btree (event_id);
+
+
+--
+-- Name: events_p3_tags_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p3_tags_idx ON annals_internal.events_p3 USING gin (tags) WHERE (tags IS NOT NULL);
 
 
 --
@@ -6999,6 +7694,13 @@ CREATE INDEX events_p4_event_id_idx ON annals_internal.events_p4 USING btree (ev
 
 
 --
+-- Name: events_p4_tags_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p4_tags_idx ON annals_internal.events_p4 USING gin (tags) WHERE (tags IS NOT NULL);
+
+
+--
 -- Name: events_p4_transaction_id_global_position_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7017,6 +7719,13 @@ CREATE INDEX events_p5_category_transaction_id_global_position_idx ON annals_int
 --
 
 CREATE INDEX events_p5_event_id_idx ON annals_internal.events_p5 USING btree (event_id);
+
+
+--
+-- Name: events_p5_tags_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p5_tags_idx ON annals_internal.events_p5 USING gin (tags) WHERE (tags IS NOT NULL);
 
 
 --
@@ -7041,6 +7750,13 @@ CREATE INDEX events_p6_event_id_idx ON annals_internal.events_p6 USING btree (ev
 
 
 --
+-- Name: events_p6_tags_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p6_tags_idx ON annals_internal.events_p6 USING gin (tags) WHERE (tags IS NOT NULL);
+
+
+--
 -- Name: events_p6_transaction_id_global_position_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7059,6 +7775,13 @@ CREATE INDEX events_p7_category_transaction_id_global_position_idx ON annals_int
 --
 
 CREATE INDEX events_p7_event_id_idx ON annals_internal.events_p7 USING btree (event_id);
+
+
+--
+-- Name: events_p7_tags_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX events_p7_tags_idx ON annals_internal.events_p7 USING gin (tags) WHERE (tags IS NOT NULL);
 
 
 --
@@ -7104,6 +7827,13 @@ ALTER INDEX annals_internal.events_event_id_key ATTACH PARTITION annals_internal
 
 
 --
+-- Name: events_p0_tags_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_tags_idx ATTACH PARTITION annals_internal.events_p0_tags_idx;
+
+
+--
 -- Name: events_p0_transaction_id_global_position_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7136,6 +7866,13 @@ ALTER INDEX annals_internal.events_pkey ATTACH PARTITION annals_internal.events_
 --
 
 ALTER INDEX annals_internal.events_event_id_key ATTACH PARTITION annals_internal.events_p1_stream_id_event_id_key;
+
+
+--
+-- Name: events_p1_tags_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_tags_idx ATTACH PARTITION annals_internal.events_p1_tags_idx;
 
 
 --
@@ -7174,6 +7911,13 @@ ALTER INDEX annals_internal.events_event_id_key ATTACH PARTITION annals_internal
 
 
 --
+-- Name: events_p2_tags_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_tags_idx ATTACH PARTITION annals_internal.events_p2_tags_idx;
+
+
+--
 -- Name: events_p2_transaction_id_global_position_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7206,6 +7950,13 @@ ALTER INDEX annals_internal.events_pkey ATTACH PARTITION annals_internal.events_
 --
 
 ALTER INDEX annals_internal.events_event_id_key ATTACH PARTITION annals_internal.events_p3_stream_id_event_id_key;
+
+
+--
+-- Name: events_p3_tags_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_tags_idx ATTACH PARTITION annals_internal.events_p3_tags_idx;
 
 
 --
@@ -7244,6 +7995,13 @@ ALTER INDEX annals_internal.events_event_id_key ATTACH PARTITION annals_internal
 
 
 --
+-- Name: events_p4_tags_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_tags_idx ATTACH PARTITION annals_internal.events_p4_tags_idx;
+
+
+--
 -- Name: events_p4_transaction_id_global_position_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7276,6 +8034,13 @@ ALTER INDEX annals_internal.events_pkey ATTACH PARTITION annals_internal.events_
 --
 
 ALTER INDEX annals_internal.events_event_id_key ATTACH PARTITION annals_internal.events_p5_stream_id_event_id_key;
+
+
+--
+-- Name: events_p5_tags_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_tags_idx ATTACH PARTITION annals_internal.events_p5_tags_idx;
 
 
 --
@@ -7314,6 +8079,13 @@ ALTER INDEX annals_internal.events_event_id_key ATTACH PARTITION annals_internal
 
 
 --
+-- Name: events_p6_tags_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_tags_idx ATTACH PARTITION annals_internal.events_p6_tags_idx;
+
+
+--
 -- Name: events_p6_transaction_id_global_position_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7346,6 +8118,13 @@ ALTER INDEX annals_internal.events_pkey ATTACH PARTITION annals_internal.events_
 --
 
 ALTER INDEX annals_internal.events_event_id_key ATTACH PARTITION annals_internal.events_p7_stream_id_event_id_key;
+
+
+--
+-- Name: events_p7_tags_idx; Type: INDEX ATTACH; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER INDEX annals_internal.events_tags_idx ATTACH PARTITION annals_internal.events_p7_tags_idx;
 
 
 --
@@ -7547,6 +8326,14 @@ GRANT ALL ON FUNCTION annals.acquire_lease(subscription text, member integer, co
 
 
 --
+-- Name: FUNCTION append_conditional(appends jsonb, condition jsonb); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.append_conditional(appends jsonb, condition jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.append_conditional(appends jsonb, condition jsonb) TO annals_writer;
+
+
+--
 -- Name: FUNCTION append_event(stream_id text, expected_version bigint, event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -7560,6 +8347,14 @@ GRANT ALL ON FUNCTION annals.append_event(stream_id text, expected_version bigin
 
 REVOKE ALL ON FUNCTION annals.append_events(stream_id text, expected_version bigint, events jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.append_events(stream_id text, expected_version bigint, events jsonb) TO annals_writer;
+
+
+--
+-- Name: FUNCTION append_multi(appends jsonb); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.append_multi(appends jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.append_multi(appends jsonb) TO annals_writer;
 
 
 --
@@ -7709,6 +8504,15 @@ GRANT ALL ON FUNCTION annals.read_stream_as_of(stream_id text, as_of_version big
 
 REVOKE ALL ON FUNCTION annals.read_subscription(subscription text, member integer, max_count integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.read_subscription(subscription text, member integer, max_count integer) TO annals_writer;
+
+
+--
+-- Name: FUNCTION read_tagged(query jsonb, after_transaction xid8, after_position bigint, max_count integer); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.read_tagged(query jsonb, after_transaction xid8, after_position bigint, max_count integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.read_tagged(query jsonb, after_transaction xid8, after_position bigint, max_count integer) TO annals_writer;
+GRANT ALL ON FUNCTION annals.read_tagged(query jsonb, after_transaction xid8, after_position bigint, max_count integer) TO annals_reader;
 
 
 --
@@ -7924,6 +8728,13 @@ REVOKE ALL ON FUNCTION annals_guard.pin() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION append_many(appends jsonb, condition jsonb, conditional boolean); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, conditional boolean) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION append_replay(stream_id text, expected_version bigint, events jsonb, current_version bigint, OUT stream_version bigint, OUT global_position bigint, OUT transaction_id xid8); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -8057,6 +8868,13 @@ REVOKE ALL ON FUNCTION annals_internal.check_subscription_name(subscription text
 
 
 --
+-- Name: FUNCTION check_tag_query(query jsonb, argument text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.check_tag_query(query jsonb, argument text) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION cold_after(after_transaction xid8, after_position bigint); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -8109,6 +8927,13 @@ REVOKE ALL ON FUNCTION annals_internal.event_batch(event_type text, data jsonb, 
 
 
 --
+-- Name: FUNCTION tags_problem(tags jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.tags_problem(tags jsonb) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION event_fault(ev jsonb, max_event_bytes integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -8127,6 +8952,27 @@ REVOKE ALL ON FUNCTION annals_internal.unknown_keys(ev jsonb) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION tag_key(event_type text, tag text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.tag_key(event_type text, tag text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION tags_of(ev jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.tags_of(ev jsonb) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION event_tag_keys(events jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.event_tag_keys(events jsonb) FROM PUBLIC;
 
 
 --
@@ -8203,6 +9049,13 @@ REVOKE ALL ON FUNCTION annals_internal.lock_events_for_rebuild(projection annals
 
 
 --
+-- Name: FUNCTION lock_keys(keys bigint[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.lock_keys(keys bigint[]) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION lock_stream(stream_id text, expected_version bigint); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -8273,6 +9126,20 @@ REVOKE ALL ON FUNCTION annals_internal.projections_rows() FROM PUBLIC;
 GRANT ALL ON FUNCTION annals_internal.projections_rows() TO annals_writer;
 GRANT ALL ON FUNCTION annals_internal.projections_rows() TO annals_reader;
 GRANT ALL ON FUNCTION annals_internal.projections_rows() TO annals_bi;
+
+
+--
+-- Name: FUNCTION query_items(query jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.query_items(query jsonb) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION query_keys(query jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.query_keys(query jsonb) FROM PUBLIC;
 
 
 --

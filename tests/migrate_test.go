@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io/fs"
 	"sync"
 	"testing"
 
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/migrations"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -106,7 +108,7 @@ func TestMigrateEmptyDatabase(t *testing.T) {
 			workers++
 			require.Zero(t, res.FromVersion)
 			require.True(t, res.FunctionsApplied)
-			require.EqualValues(t, annals.SchemaVersion(), len(res.Applied), "every versioned migration, once")
+			require.Len(t, res.Applied, migrationCount(t), "every versioned migration, once")
 		} else {
 			require.Equal(t, annals.SchemaVersion(), res.FromVersion)
 			require.False(t, res.FunctionsApplied)
@@ -157,4 +159,13 @@ func TestCheckSchemaVersions(t *testing.T) {
 	_, err = f.pool.Exec(f.ctx, "DELETE FROM annals_internal.goose_db_version WHERE version_id >= $1", annals.SchemaVersion())
 	require.NoError(t, err)
 	require.ErrorIs(t, f.store.CheckSchema(f.ctx), annals.ErrSchemaNotInstalled)
+}
+
+// migrationCount is how many versioned migrations there are. Not SchemaVersion: the numbers
+// may skip (parallel branches reserve ranges), and the version is the highest one.
+func migrationCount(t *testing.T) int {
+	t.Helper()
+	files, err := fs.Glob(migrations.FS, "*.sql")
+	require.NoError(t, err)
+	return len(files)
 }

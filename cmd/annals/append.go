@@ -15,7 +15,7 @@ import (
 
 func newAppendCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "append STREAM --expected N|any|no-stream|exists --type TYPE --data JSON [--metadata JSON] [--id UUID] [--json]",
+		Use:   "append STREAM --expected N|any|no-stream|exists --type TYPE --data JSON [--metadata JSON] [--id UUID] [--tag TAG...] [--json]",
 		Short: "Append one event to a stream, checking the stream's version first.",
 		Long: `Append one event to a stream, checking the stream's version first.
 
@@ -42,6 +42,7 @@ Runs annals.append_events(stream_id, expected_version, events): the login needs 
 	id := f.String("id", "", "event id (UUID); default a new UUIDv7")
 	schemaVersion := f.Int("schema-version", 0, "the payload's schema version (default 1)")
 	asJSON := f.Bool("json", false, "print the result as one JSON object")
+	tags := f.StringArray("tag", nil, "a consistency-boundary tag of the event, e.g. course:7 (repeatable)")
 	_ = cmd.RegisterFlagCompletionFunc("expected", cobra.FixedCompletions(
 		[]string{"any", "no-stream", "exists"}, cobra.ShellCompDirectiveNoFileComp))
 
@@ -56,7 +57,7 @@ Runs annals.append_events(stream_id, expected_version, events): the login needs 
 		if !f.Changed("data") {
 			return usagef(`append needs --data JSON (a JSON object, e.g. --data '{"sku":"42"}'; --data '{}' for none)`)
 		}
-		ev := annals.EventData{Type: *typ, SchemaVersion: *schemaVersion}
+		ev := annals.EventData{Type: *typ, SchemaVersion: *schemaVersion, Tags: *tags}
 		if ev.Data, err = jsonObjectFlag("--data", *data, cmd.InOrStdin()); err != nil {
 			return err
 		}

@@ -36,7 +36,9 @@ func newRoot() *cobra.Command {
 		newMigrateCmd(),
 		newDemoCmd(),
 		newAppendCmd(),
+		newAppendMultiCmd(), // M15
 		newReadCmd(),
+		newTaggedCmd(), // M15
 		newTailCmd(),
 		newStreamsCmd(),
 		newStorageCmd(),

@@ -384,6 +384,8 @@ func allScenarios() []scenario {
 		variantsScenario(),
 		shardScenario(),
 		coldStorageScenario(),
+		multiScenario(),
+		tagsScenario(),
 	}
 }
 

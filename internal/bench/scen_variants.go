@@ -65,8 +65,18 @@ var updateExisting = []edit{{from: "    WITH ins AS (\n", to: "    IF v_inserted
 }}}
 
 // noEventChecks drops the per-event checks (annals_internal.event_fault) from the batch scan.
-var noEventChecks = []edit{{from: "                   min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, s.max_event_bytes) IS NOT NULL) AS first_bad\n",
-	with: "                   NULL::bigint AS first_bad\n"}}
+var noEventChecks = []edit{{from: "                   min(x.ord) FILTER (WHERE annals_internal.event_fault(x.ev, s.max_event_bytes) IS NOT NULL) AS first_bad,\n",
+	with: "                   NULL::bigint AS first_bad,\n"}}
+
+// withoutTags undoes M15's edits to append_events (tags: the batch scan's bool_or, the tagged
+// lock branch, the tags column of the INSERT), so the bench measures what tag support costs an
+// untagged append. (event_fault's one `ev ? 'tags'` test stays: it is in 002, not 021.)
+var withoutTags = []edit{
+	{from: "                   bool_or(x.ev ? 'tags') AS tagged\n", with: "                   NULL::boolean AS tagged\n"},
+	{from: "    IF v_tagged THEN\n", to: "v_count > 0 AND NOT pg_try_advisory_xact_lock", with: "    IF "},
+	{from: ", recorded_at, tags)", with: ", recorded_at)"},
+	{from: "               v_now,\n               CASE WHEN v_tagged THEN annals_internal.tags_of(x.ev) END  -- M15\n", with: "               v_now\n"},
+}
 
 // noValidation drops the whole batch scan: no per-event checks, no duplicate ids, no limits.
 var noValidation = []edit{{from: "    -- One pass over the batch.", to: "    IF v_count > v_max_events THEN",
@@ -124,6 +134,8 @@ func variants() []variant {
 			edits: noEventChecks},
 		{name: "diag_no_validation", diagnostic: true, summary: "diagnostic only, not a proposal: no batch scan at all (no checks, duplicate ids or limits)",
 			edits: noValidation},
+		{name: "m14_without_tags", throughput: true, edits: withoutTags,
+			summary: "M15 check: append_events without its tag support (the function before M15), against the current one; a tagged call differs, untagged ones must not"},
 		{name: "ref_bare_append", diagnostic: true, throughput: true, body: bareAppend,
 			summary: "reference, not a proposal: the issue's bare append function (advisory lock, stream row upsert, one INSERT ... SELECT FROM jsonb_array_elements; nothing checked)"},
 	}

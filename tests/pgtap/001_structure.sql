@@ -1,7 +1,7 @@
 -- Structure: schemas, tables, the hash-partitioned events table, keys, indexes, row types and
 -- the public functions' signatures.
 BEGIN;
-SELECT plan(29);
+SELECT plan(30);
 
 SELECT has_schema('annals', 'schema annals (public API) exists');
 SELECT has_schema('annals_internal', 'schema annals_internal (storage) exists');
@@ -44,7 +44,7 @@ SELECT results_eq(
              ('event_type', 'text', true), ('schema_version', 'integer', true),
              ('data', 'jsonb', true), ('metadata', 'jsonb', true),
              ('transaction_id', 'xid8', true), ('recorded_at', 'timestamp with time zone', true),
-             ('category', 'text', true)$$,
+             ('category', 'text', true), ('tags', 'text[]', false)$$,
     'events has the documented columns, types and NOT NULLs');
 SELECT results_eq(
     $$SELECT a.attname::text COLLATE "default", pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull
@@ -95,7 +95,10 @@ SELECT is_empty(
                 WHERE ih.inhparent = pi.indexrelid AND ci.indrelid = part.oid AND ci.indisvalid)$$,
     'every partition has a valid child of every index on events');
 SELECT is((SELECT count(*) FROM pg_catalog.pg_index WHERE indrelid = 'annals_internal.events'::regclass),
-          5::bigint, 'events has exactly 5 indexes (pkey, event id key, feed, category feed, event id): each extra one costs every append');
+          6::bigint, 'events has exactly 6 indexes (pkey, event id key, feed, category feed, event id, tags partial GIN): each extra one costs every append');
+SELECT is((SELECT pg_catalog.pg_get_expr(i.indpred, i.indrelid) FROM pg_catalog.pg_index AS i
+            WHERE i.indexrelid = 'annals_internal.events_tags_idx'::regclass),
+          '(tags IS NOT NULL)', 'the tags index is partial: an untagged event is not entered in it');
 
 -- The category is the part of the stream id before the first '-'.
 SELECT is(pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'split_part(stream_id, ''-''::text, 1)',
