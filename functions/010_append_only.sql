@@ -5,7 +5,8 @@ SET LOCAL ROLE annals_owner;
 SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- History is append-only, for every role including the owner. The only sanctioned way to end a
--- stream is annals.delete_stream, which closes it and keeps its events.
+-- stream is annals.delete_stream, which closes it and keeps its events; the only removals are
+-- annals.purge_stream and annals.apply_retention (owner only, logged).
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.reject_history_change()
 RETURNS trigger
@@ -13,6 +14,16 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- M13, the one exception: removing an event whose removal this transaction logged first, as
+    -- annals.purge_stream and annals.apply_retention do (functions/420_purge_stream.sql).
+    IF TG_OP = 'DELETE' AND TG_TABLE_NAME LIKE 'events%' THEN
+        IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
+                    WHERE l.transaction_id = pg_catalog.pg_current_xact_id() AND l.stream_id = OLD.stream_id
+                      AND l.operation IN ('purge', 'retention')
+                      AND OLD.stream_version BETWEEN l.first_version AND l.stream_version) THEN
+            RETURN OLD;
+        END IF;
+    END IF;
     RAISE EXCEPTION USING
         ERRCODE = 'ST405',
         MESSAGE = pg_catalog.format('%s on %I.%I is not allowed: Annals history is append-only',

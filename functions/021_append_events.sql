@@ -130,10 +130,11 @@ BEGIN
      WHERE s.stream_id = append_events.stream_id;
     v_current := coalesce(v_current, 0);
 
-    IF v_state = 'deleted' THEN
-        IF annals_internal.raise_error('ST410', format('stream %L is deleted', append_events.stream_id),
+    IF v_state <> 'active' THEN  -- deleted or purged (M13: a purged stream is a tombstone)
+        IF annals_internal.raise_error('ST410', format('stream %L is %s', append_events.stream_id, v_state),
             jsonb_build_object('stream_id', append_events.stream_id),
-            'A deleted stream accepts no more events; its history stays readable.') IS NULL THEN END IF;
+            CASE v_state WHEN 'deleted' THEN 'A deleted stream accepts no more events; its history stays readable.'
+                 ELSE 'A purged stream accepts no more events and its id is never reused; use a new stream id.' END) IS NULL THEN END IF;
     END IF;
     IF append_events.expected_version = -1 AND v_current = 0
        OR append_events.expected_version >= 0 AND append_events.expected_version <> v_current THEN
@@ -217,7 +218,7 @@ $$Appends a JSON array of events ({"type", "data", "metadata"?, "id"?, "schema_v
 expected_version: NULL any, -1 the stream must exist, 0 it must not, n it must be at exactly n.
 Re-sending the same event ids at the same positions returns the original result and writes nothing.
 Returns the last event's stream_version, global_position and transaction_id.
-Errors: ST409 wrong expected version, ST412 event id reused, ST410 stream deleted, ST413 over a limit,
+Errors: ST409 wrong expected version, ST412 event id reused, ST410 stream deleted or purged, ST413 over a limit,
 ST422 invalid argument, ST403 reserved name, 40001 transaction older than the stream's last appender.$$;
 REVOKE ALL ON FUNCTION annals.append_events(text, bigint, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.append_events(text, bigint, jsonb) TO annals_writer;

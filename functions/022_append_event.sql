@@ -99,7 +99,7 @@ BEGIN
            AND pg_column_compression(append_event.metadata) IS NULL
            AND coalesce(pg_column_size(append_event.data), 0) + coalesce(pg_column_size(append_event.metadata), 0)
                + octet_length(append_event.event_type) + 512 <= v_max_bytes
-           AND v_state IS DISTINCT FROM 'deleted'
+           AND coalesce(v_state, 'active') = 'active'  -- deleted/purged: the slow path's ST410
            AND (append_event.expected_version IS NULL
                 OR append_event.expected_version = -1 AND v_current > 0
                 OR append_event.expected_version = v_current) THEN

@@ -281,7 +281,7 @@ BEGIN
            AND pg_column_compression(append_event.metadata) IS NULL
            AND coalesce(pg_column_size(append_event.data), 0) + coalesce(pg_column_size(append_event.metadata), 0)
                + octet_length(append_event.event_type) + 512 <= v_max_bytes
-           AND v_state IS DISTINCT FROM 'deleted'
+           AND coalesce(v_state, 'active') = 'active'  -- deleted/purged: the slow path's ST410
            AND (append_event.expected_version IS NULL
                 OR append_event.expected_version = -1 AND v_current > 0
                 OR append_event.expected_version = v_current) THEN
@@ -467,10 +467,11 @@ BEGIN
      WHERE s.stream_id = append_events.stream_id;
     v_current := coalesce(v_current, 0);
 
-    IF v_state = 'deleted' THEN
-        IF annals_internal.raise_error('ST410', format('stream %L is deleted', append_events.stream_id),
+    IF v_state <> 'active' THEN  -- deleted or purged (M13: a purged stream is a tombstone)
+        IF annals_internal.raise_error('ST410', format('stream %L is %s', append_events.stream_id, v_state),
             jsonb_build_object('stream_id', append_events.stream_id),
-            'A deleted stream accepts no more events; its history stays readable.') IS NULL THEN END IF;
+            CASE v_state WHEN 'deleted' THEN 'A deleted stream accepts no more events; its history stays readable.'
+                 ELSE 'A purged stream accepts no more events and its id is never reused; use a new stream id.' END) IS NULL THEN END IF;
     END IF;
     IF append_events.expected_version = -1 AND v_current = 0
        OR append_events.expected_version >= 0 AND append_events.expected_version <> v_current THEN
@@ -560,8 +561,93 @@ COMMENT ON FUNCTION annals.append_events(stream_id text, expected_version bigint
 expected_version: NULL any, -1 the stream must exist, 0 it must not, n it must be at exactly n.
 Re-sending the same event ids at the same positions returns the original result and writes nothing.
 Returns the last event''s stream_version, global_position and transaction_id.
-Errors: ST409 wrong expected version, ST412 event id reused, ST410 stream deleted, ST413 over a limit,
+Errors: ST409 wrong expected version, ST412 event id reused, ST410 stream deleted or purged, ST413 over a limit,
 ST422 invalid argument, ST403 reserved name, 40001 transaction older than the stream''s last appender.';
+
+
+--
+-- Name: apply_retention(bigint); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.apply_retention(max_events bigint DEFAULT 100000) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_left    bigint := apply_retention.max_events;
+    v_total   bigint := 0;
+    v_target  record;
+    v_first   bigint;
+    v_upto    bigint;
+    v_removed bigint;
+    v_last    bigint;
+BEGIN
+    IF apply_retention.max_events IS NULL OR apply_retention.max_events < 1 THEN
+        IF annals_internal.raise_invalid('max_events', 'must be >= 1') IS NULL THEN END IF;
+    END IF;
+    -- One apply at a time: two would count the same events against their budgets.
+    PERFORM pg_advisory_xact_lock(hashtextextended('annals:apply_retention', 0));
+
+    FOR v_target IN
+        SELECT s.stream_id, s.stream_version, r.rule_id, r.max_age, r.max_count, r.truncate_before
+          FROM annals_internal.retention_rules AS r
+          JOIN annals_internal.streams AS s ON s.stream_id = r.stream_id
+         WHERE s.state <> 'purged'
+        UNION ALL
+        SELECT s.stream_id, s.stream_version, r.rule_id, r.max_age, r.max_count, r.truncate_before
+          FROM annals_internal.retention_rules AS r
+          JOIN annals_internal.streams AS s ON s.category = r.category
+         WHERE s.state <> 'purged'
+           AND NOT EXISTS (SELECT FROM annals_internal.retention_rules AS o WHERE o.stream_id = s.stream_id)
+        ORDER BY 1
+    LOOP
+        EXIT WHEN v_left <= 0;
+        v_upto := annals_internal.retention_limit(v_target.stream_id, v_target.stream_version,
+                                                  v_target.max_age, v_target.max_count, v_target.truncate_before);
+        CONTINUE WHEN v_upto < 1;
+        SELECT min(e.stream_version) INTO v_first FROM annals_internal.events AS e
+         WHERE e.stream_id = v_target.stream_id;
+        CONTINUE WHEN v_first IS NULL OR v_first > v_upto;
+        v_upto := least(v_upto, v_first + v_left - 1);
+        -- Earlier removals only ever took a prefix and versions are dense, so v_first..v_upto are
+        -- all stored: logged first (the history trigger lets only a logged range go), then removed.
+        v_removed := v_upto - v_first + 1;
+        INSERT INTO annals_internal.lifecycle_log
+               (stream_id, operation, stream_version, first_version, event_count, performed_by, performed_at, details)
+        VALUES (v_target.stream_id, 'retention', v_upto, v_first, v_removed, session_user, clock_timestamp(),
+                jsonb_strip_nulls(jsonb_build_object('rule_id', v_target.rule_id, 'max_age', v_target.max_age,
+                    'max_count', v_target.max_count, 'truncate_before', v_target.truncate_before)));
+        DELETE FROM annals_internal.events AS e
+         WHERE e.stream_id = v_target.stream_id
+           AND e.stream_version BETWEEN v_first AND v_upto;
+        GET DIAGNOSTICS v_last = ROW_COUNT;
+        IF v_last <> v_removed THEN
+            RAISE EXCEPTION 'retention of stream % removed % events where % were expected', v_target.stream_id, v_last, v_removed;
+        END IF;
+        v_total := v_total + v_removed;
+        v_left := v_left - v_removed;
+    END LOOP;
+
+    INSERT INTO annals_internal.retention_runs AS r (singleton, last_run_at, last_removed, last_done)
+    VALUES (true, clock_timestamp(), v_total, v_left > 0)
+    ON CONFLICT ON CONSTRAINT retention_runs_pkey DO UPDATE
+       SET last_run_at = excluded.last_run_at, last_removed = excluded.last_removed, last_done = excluded.last_done;
+    RETURN v_total;
+END
+$$;
+
+
+ALTER FUNCTION annals.apply_retention(max_events bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION apply_retention(max_events bigint); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.apply_retention(max_events bigint) IS 'Removes events past their retention rule, at most max_events (default 100000) in one call, and returns how
+many it removed; call again while it returns max_events. Never a stream''s last event, never (for max_age
+and max_count) an event above the stream''s newest snapshot. Each stream''s removed range is logged in the
+lifecycle log. Owner only. Errors: ST422 invalid max_events.';
 
 
 --
@@ -1036,6 +1122,78 @@ ALTER FUNCTION annals.park_event(subscription text, member integer, stream_id te
 
 COMMENT ON FUNCTION annals.park_event(subscription text, member integer, stream_id text, stream_version bigint, attempts integer, last_error text) IS 'Parks an event in the subscription''s dead letters with the attempts made and the last error, so the
 feed moves on without it. Returns the dead letter''s id. Inspect with annals.dead_letters.';
+
+
+--
+-- Name: purge_stream(text, bigint, text); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.purge_stream(stream_id text, expected_version bigint DEFAULT NULL::bigint, reason text DEFAULT NULL::text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_current bigint;
+    v_state   text;
+    v_removed bigint;
+    v_first   bigint;
+BEGIN
+    IF annals_internal.check_stream_id(purge_stream.stream_id) IS NULL THEN END IF;
+    IF purge_stream.expected_version < -1 THEN
+        IF annals_internal.raise_invalid('expected_version',
+            'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || purge_stream.expected_version) IS NULL THEN END IF;
+    END IF;
+    IF octet_length(purge_stream.reason) > 1000 THEN
+        IF annals_internal.raise_invalid('reason', 'must be at most 1000 bytes') IS NULL THEN END IF;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended(purge_stream.stream_id, 0));
+
+    SELECT s.stream_version, s.state INTO v_current, v_state
+      FROM annals_internal.streams AS s
+     WHERE s.stream_id = purge_stream.stream_id
+       FOR UPDATE;
+    IF v_state = 'purged' THEN
+        IF annals_internal.raise_error('ST410', format('stream %L is already purged', purge_stream.stream_id),
+            jsonb_build_object('stream_id', purge_stream.stream_id)) IS NULL THEN END IF;
+    END IF;
+    IF v_current IS NULL OR purge_stream.expected_version > 0 AND purge_stream.expected_version <> v_current
+       OR purge_stream.expected_version = 0 THEN
+        IF annals_internal.raise_error('ST409',
+            format('cannot purge stream %L: expected version %s, actual %s', purge_stream.stream_id,
+                   coalesce(purge_stream.expected_version::text, 'any'), coalesce(v_current, 0)),
+            jsonb_build_object('stream_id', purge_stream.stream_id,
+                               'expected', purge_stream.expected_version, 'actual', coalesce(v_current, 0))) IS NULL THEN END IF;
+    END IF;
+
+    -- Logged first: the history trigger lets the DELETE through only for a logged range.
+    SELECT count(*), min(e.stream_version) INTO v_removed, v_first
+      FROM annals_internal.events AS e
+     WHERE e.stream_id = purge_stream.stream_id;
+    INSERT INTO annals_internal.lifecycle_log
+           (stream_id, operation, stream_version, first_version, event_count, performed_by, performed_at, reason)
+    VALUES (purge_stream.stream_id, 'purge', v_current, coalesce(v_first, v_current), v_removed,
+            session_user, clock_timestamp(), purge_stream.reason);
+    DELETE FROM annals_internal.events AS e WHERE e.stream_id = purge_stream.stream_id;
+    DELETE FROM annals_internal.snapshots AS s WHERE s.stream_id = purge_stream.stream_id;
+    UPDATE annals_internal.streams AS s
+       SET state = 'purged', updated_at = greatest(clock_timestamp(), s.updated_at)
+     WHERE s.stream_id = purge_stream.stream_id;
+    RETURN v_removed;
+END
+$$;
+
+
+ALTER FUNCTION annals.purge_stream(stream_id text, expected_version bigint, reason text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION purge_stream(stream_id text, expected_version bigint, reason text); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.purge_stream(stream_id text, expected_version bigint, reason text) IS 'Removes a stream''s events and snapshots for good and leaves a tombstone: stream_info shows state ''purged''
+and the last version, every later append fails with ST410, versions are never reused. Owner only; logged in
+the lifecycle log (who, when, why, how many). Returns the number of events removed.
+Errors: ST409 stream missing or at another version, ST410 already purged, ST422 invalid argument.';
 
 
 --
@@ -2139,6 +2297,89 @@ ALTER FUNCTION annals.resolve_dead_letter(dead_letter_id bigint, succeeded boole
 COMMENT ON FUNCTION annals.resolve_dead_letter(dead_letter_id bigint, succeeded boolean, last_error text) IS 'Records the outcome of retrying a dead letter: resolved, or parked again with the new error.';
 
 
+SET default_table_access_method = heap;
+
+--
+-- Name: retention_rules; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.retention_rules (
+    rule_id bigint NOT NULL,
+    stream_id text,
+    category text,
+    max_age interval,
+    max_count bigint,
+    truncate_before bigint,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    CONSTRAINT retention_rules_limit_chk CHECK ((num_nonnulls(max_age, max_count, truncate_before) > 0)),
+    CONSTRAINT retention_rules_max_age_chk CHECK ((max_age > '00:00:00'::interval)),
+    CONSTRAINT retention_rules_max_count_chk CHECK ((max_count >= 1)),
+    CONSTRAINT retention_rules_target_chk CHECK (((stream_id IS NULL) <> (category IS NULL))),
+    CONSTRAINT retention_rules_truncate_before_chk CHECK ((truncate_before >= 1))
+);
+
+
+ALTER TABLE annals_internal.retention_rules OWNER TO annals_owner;
+
+--
+-- Name: TABLE retention_rules; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.retention_rules IS 'Retention rules (annals.set_retention): per stream or per category, max age, max count and/or truncate-before.';
+
+
+--
+-- Name: retention_runs; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.retention_runs (
+    singleton boolean DEFAULT true NOT NULL,
+    last_run_at timestamp with time zone NOT NULL,
+    last_removed bigint NOT NULL,
+    last_done boolean NOT NULL,
+    CONSTRAINT retention_runs_singleton_chk CHECK (singleton)
+);
+
+
+ALTER TABLE annals_internal.retention_runs OWNER TO annals_owner;
+
+--
+-- Name: TABLE retention_runs; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.retention_runs IS 'The last annals.apply_retention run: when, how many events it removed, whether it finished (false: more is due).';
+
+
+--
+-- Name: retention_status(); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.retention_status() RETURNS TABLE(rules bigint, last_run_at timestamp with time zone, last_removed bigint, last_done boolean)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    BEGIN ATOMIC
+ SELECT ( SELECT count(*) AS count
+            FROM annals_internal.retention_rules) AS count,
+     r.last_run_at,
+     r.last_removed,
+     r.last_done
+    FROM (( SELECT 1 AS "?column?") one
+      LEFT JOIN annals_internal.retention_runs r ON (true));
+END;
+
+
+ALTER FUNCTION annals.retention_status() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION retention_status(); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.retention_status() IS 'How many retention rules exist and the last annals.apply_retention run: when, how many events it removed,
+and whether it finished (false: it stopped at max_events and more is due). NULLs: never ran.';
+
+
 --
 -- Name: retry_dead_letters(text, bigint[]); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
@@ -2325,8 +2566,6 @@ state''s own schema_version. An older snapshot than the stored one is ignored (r
 the stream is an error (ST422). Returns true when saved.';
 
 
-SET default_table_access_method = heap;
-
 --
 -- Name: goose_db_version; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
@@ -2409,6 +2648,73 @@ projection simply waits.';
 
 
 --
+-- Name: set_retention(text, text, interval, bigint, bigint); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.set_retention(stream_id text DEFAULT NULL::text, category text DEFAULT NULL::text, max_age interval DEFAULT NULL::interval, max_count bigint DEFAULT NULL::bigint, truncate_before bigint DEFAULT NULL::bigint) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_found boolean;
+BEGIN
+    IF (set_retention.stream_id IS NULL) = (set_retention.category IS NULL) THEN
+        IF annals_internal.raise_invalid('stream_id', 'give exactly one of stream_id and category') IS NULL THEN END IF;
+    END IF;
+    IF set_retention.stream_id IS NOT NULL THEN
+        IF annals_internal.check_stream_id(set_retention.stream_id) IS NULL THEN END IF;
+    END IF;
+    IF set_retention.category IS NOT NULL
+       AND (NOT annals_internal.is_valid_name(set_retention.category, 512) OR strpos(set_retention.category, '-') > 0) THEN
+        IF annals_internal.raise_invalid('category',
+            'must be a stream id''s category: 1..512 bytes, no "-", not ending with whitespace') IS NULL THEN END IF;
+    END IF;
+    IF set_retention.max_age <= interval '0' THEN
+        IF annals_internal.raise_invalid('max_age', 'must be positive, got ' || set_retention.max_age) IS NULL THEN END IF;
+    END IF;
+    IF set_retention.max_count < 1 THEN
+        IF annals_internal.raise_invalid('max_count', 'must be >= 1 (the last event always stays), got ' || set_retention.max_count) IS NULL THEN END IF;
+    END IF;
+    IF set_retention.truncate_before < 1 THEN
+        IF annals_internal.raise_invalid('truncate_before', 'must be a stream version >= 1, got ' || set_retention.truncate_before) IS NULL THEN END IF;
+    END IF;
+
+    IF num_nonnulls(set_retention.max_age, set_retention.max_count, set_retention.truncate_before) = 0 THEN
+        DELETE FROM annals_internal.retention_rules AS r
+         WHERE r.stream_id IS NOT DISTINCT FROM set_retention.stream_id
+           AND r.category IS NOT DISTINCT FROM set_retention.category;
+        RETURN FOUND;
+    END IF;
+    UPDATE annals_internal.retention_rules AS r
+       SET max_age = set_retention.max_age, max_count = set_retention.max_count,
+           truncate_before = set_retention.truncate_before, updated_at = clock_timestamp()
+     WHERE r.stream_id IS NOT DISTINCT FROM set_retention.stream_id
+       AND r.category IS NOT DISTINCT FROM set_retention.category;
+    v_found := FOUND;
+    IF NOT v_found THEN
+        INSERT INTO annals_internal.retention_rules (stream_id, category, max_age, max_count, truncate_before, created_at, updated_at)
+        VALUES (set_retention.stream_id, set_retention.category, set_retention.max_age, set_retention.max_count,
+                set_retention.truncate_before, clock_timestamp(), clock_timestamp());
+    END IF;
+    RETURN true;
+END
+$$;
+
+
+ALTER FUNCTION annals.set_retention(stream_id text, category text, max_age interval, max_count bigint, truncate_before bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION set_retention(stream_id text, category text, max_age interval, max_count bigint, truncate_before bigint); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.set_retention(stream_id text, category text, max_age interval, max_count bigint, truncate_before bigint) IS 'Sets the retention rule of one stream (stream_id) or of every stream of a category (category): events older
+than max_age, beyond the newest max_count, or below version truncate_before are removed by
+annals.apply_retention. All three NULL removes the rule. A stream''s own rule overrides its category''s.
+Returns true when a rule was set or removed. Owner only. Errors: ST422 invalid argument.';
+
+
+--
 -- Name: stream_info(text); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -2434,7 +2740,7 @@ ALTER FUNCTION annals.stream_info(stream_id text) OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals.stream_info(stream_id text) IS 'One row describing a stream: its current version, when it was created and last appended to, and its
-state (''active'' or ''deleted''). No row for a stream that has no events.';
+state (''active'', ''deleted'' or ''purged'': a tombstone whose events were removed). No row for a stream that has no events.';
 
 
 --
@@ -4505,6 +4811,16 @@ CREATE FUNCTION annals_internal.reject_history_change() RETURNS trigger
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
+    -- M13, the one exception: removing an event whose removal this transaction logged first, as
+    -- annals.purge_stream and annals.apply_retention do (functions/420_purge_stream.sql).
+    IF TG_OP = 'DELETE' AND TG_TABLE_NAME LIKE 'events%' THEN
+        IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
+                    WHERE l.transaction_id = pg_catalog.pg_current_xact_id() AND l.stream_id = OLD.stream_id
+                      AND l.operation IN ('purge', 'retention')
+                      AND OLD.stream_version BETWEEN l.first_version AND l.stream_version) THEN
+            RETURN OLD;
+        END IF;
+    END IF;
     RAISE EXCEPTION USING
         ERRCODE = 'ST405',
         MESSAGE = pg_catalog.format('%s on %I.%I is not allowed: Annals history is append-only',
@@ -4670,6 +4986,86 @@ ALTER FUNCTION annals_internal.report_rebuild_wait(projection text, done bigint,
 --
 
 COMMENT ON FUNCTION annals_internal.report_rebuild_wait(projection text, done bigint, total bigint, waiting_for text) IS 'Sets application_name to ''annals rebuild <lock key hex> <done>/<total> wait <pid> <name>'' while a rebuild''s last step waits for that backend.';
+
+
+--
+-- Name: retention_limit(text, bigint, interval, bigint, bigint); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.retention_limit(stream_id text, last_version bigint, max_age interval, max_count bigint, truncate_before bigint) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_limit bigint := 0;
+    v_snap  bigint;
+    v_kept  bigint;
+BEGIN
+    IF retention_limit.max_count IS NOT NULL THEN
+        v_limit := greatest(v_limit, retention_limit.last_version - retention_limit.max_count);
+    END IF;
+    IF retention_limit.max_age IS NOT NULL THEN
+        -- recorded_at never decreases within a stream: the expired events are a prefix.
+        SELECT e.stream_version INTO v_kept
+          FROM annals_internal.events AS e
+         WHERE e.stream_id = retention_limit.stream_id
+           AND e.recorded_at >= clock_timestamp() - retention_limit.max_age
+         ORDER BY e.stream_version
+         LIMIT 1;
+        v_limit := greatest(v_limit, coalesce(v_kept - 1, retention_limit.last_version));
+    END IF;
+    IF v_limit > 0 THEN
+        SELECT max(s.stream_version) INTO v_snap FROM annals_internal.snapshots AS s
+         WHERE s.stream_id = retention_limit.stream_id;
+        IF v_snap IS NOT NULL THEN
+            v_limit := least(v_limit, v_snap);
+        END IF;
+    END IF;
+    IF retention_limit.truncate_before IS NOT NULL THEN
+        v_limit := greatest(v_limit, retention_limit.truncate_before - 1);
+    END IF;
+    RETURN greatest(0, least(v_limit, retention_limit.last_version - 1));
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.retention_limit(stream_id text, last_version bigint, max_age interval, max_count bigint, truncate_before bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION retention_limit(stream_id text, last_version bigint, max_age interval, max_count bigint, truncate_before bigint); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.retention_limit(stream_id text, last_version bigint, max_age interval, max_count bigint, truncate_before bigint) IS 'The highest stream version a retention rule removes (0: none): never the last event, max_age/max_count never above the newest snapshot.';
+
+
+--
+-- Name: retention_rules_rows(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.retention_rules_rows() RETURNS TABLE(stream_id text, category text, max_age interval, max_count bigint, truncate_before bigint, created_at timestamp with time zone, updated_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    BEGIN ATOMIC
+ SELECT r.stream_id,
+     r.category,
+     r.max_age,
+     r.max_count,
+     r.truncate_before,
+     r.created_at,
+     r.updated_at
+    FROM annals_internal.retention_rules r
+   ORDER BY r.category, r.stream_id;
+END;
+
+
+ALTER FUNCTION annals_internal.retention_rules_rows() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION retention_rules_rows(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.retention_rules_rows() IS 'The rows of the annals.retention_rules view.';
 
 
 --
@@ -5330,6 +5726,31 @@ lag for async ones (events counted up to 100000, time since the oldest pending),
 
 
 --
+-- Name: retention_rules; Type: VIEW; Schema: annals; Owner: annals_owner
+--
+
+CREATE VIEW annals.retention_rules AS
+ SELECT retention_rules_rows.stream_id,
+    retention_rules_rows.category,
+    retention_rules_rows.max_age,
+    retention_rules_rows.max_count,
+    retention_rules_rows.truncate_before,
+    retention_rules_rows.created_at,
+    retention_rules_rows.updated_at
+   FROM annals_internal.retention_rules_rows() retention_rules_rows(stream_id, category, max_age, max_count, truncate_before, created_at, updated_at);
+
+
+ALTER TABLE annals.retention_rules OWNER TO annals_owner;
+
+--
+-- Name: VIEW retention_rules; Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON VIEW annals.retention_rules IS 'Retention rules (annals.set_retention): per category or per stream (stream_id), max_age, max_count,
+truncate_before; a stream''s own rule overrides its category''s.';
+
+
+--
 -- Name: subscription_status; Type: VIEW; Schema: annals; Owner: annals_owner
 --
 
@@ -5424,6 +5845,26 @@ ALTER TABLE annals_internal.dead_letters ALTER COLUMN dead_letter_id ADD GENERAT
     NO MAXVALUE
     CACHE 1
 );
+
+
+--
+-- Name: erasure_handlers; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.erasure_handlers (
+    handler text NOT NULL,
+    handler_call text NOT NULL,
+    registered_at timestamp with time zone NOT NULL
+);
+
+
+ALTER TABLE annals_internal.erasure_handlers OWNER TO annals_owner;
+
+--
+-- Name: TABLE erasure_handlers; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.erasure_handlers IS 'Erasure handlers: functions (subject_id text) RETURNS void that annals.forget_subject calls, e.g. to clear projection rows.';
 
 
 --
@@ -5646,13 +6087,18 @@ ALTER TABLE annals_internal.goose_db_version ALTER COLUMN id ADD GENERATED BY DE
 
 CREATE TABLE annals_internal.lifecycle_log (
     log_id bigint NOT NULL,
-    stream_id text NOT NULL,
+    stream_id text,
     operation text NOT NULL,
-    stream_version bigint NOT NULL,
+    stream_version bigint,
     performed_by text NOT NULL,
     performed_at timestamp with time zone NOT NULL,
     reason text,
-    CONSTRAINT lifecycle_log_operation_chk CHECK ((operation = ANY (ARRAY['delete'::text, 'rebase_transaction_ids'::text])))
+    first_version bigint,
+    event_count bigint,
+    details jsonb,
+    transaction_id xid8 DEFAULT pg_current_xact_id(),
+    CONSTRAINT lifecycle_log_operation_chk CHECK ((operation = ANY (ARRAY['delete'::text, 'purge'::text, 'retention'::text, 'forget'::text]))),
+    CONSTRAINT lifecycle_log_stream_chk CHECK (((operation = 'forget'::text) OR ((stream_id IS NOT NULL) AND (stream_version IS NOT NULL))))
 );
 
 
@@ -5663,6 +6109,41 @@ ALTER TABLE annals_internal.lifecycle_log OWNER TO annals_owner;
 --
 
 COMMENT ON TABLE annals_internal.lifecycle_log IS 'Audit trail of stream lifecycle operations: who did what to which stream, when and why.';
+
+
+--
+-- Name: COLUMN lifecycle_log.stream_version; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.lifecycle_log.stream_version IS 'delete/purge: the stream''s version then; retention: the last version removed.';
+
+
+--
+-- Name: COLUMN lifecycle_log.first_version; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.lifecycle_log.first_version IS 'purge/retention: the first version removed.';
+
+
+--
+-- Name: COLUMN lifecycle_log.event_count; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.lifecycle_log.event_count IS 'purge/retention: how many events were removed.';
+
+
+--
+-- Name: COLUMN lifecycle_log.details; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.lifecycle_log.details IS 'retention: the rule applied; forget: the subject and how many keys were destroyed.';
+
+
+--
+-- Name: COLUMN lifecycle_log.transaction_id; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.lifecycle_log.transaction_id IS 'The transaction that did it (NULL before M13); removals are allowed only for ranges their transaction logged.';
 
 
 --
@@ -5701,6 +6182,42 @@ COMMENT ON SEQUENCE annals_internal.notify_clock IS 'NOTIFY gate: when an append
 
 
 --
+-- Name: personal_data; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.personal_data (
+    event_type text NOT NULL,
+    paths text[] NOT NULL,
+    subject_path text NOT NULL,
+    registered_at timestamp with time zone NOT NULL,
+    CONSTRAINT personal_data_paths_chk CHECK ((cardinality(paths) >= 1))
+);
+
+
+ALTER TABLE annals_internal.personal_data OWNER TO annals_owner;
+
+--
+-- Name: TABLE personal_data; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.personal_data IS 'Personal-data paths of an event type''s data and the path of the subject they belong to (annals.register_personal_data).';
+
+
+--
+-- Name: retention_rules_rule_id_seq; Type: SEQUENCE; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE annals_internal.retention_rules ALTER COLUMN rule_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME annals_internal.retention_rules_rule_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: schema_info; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5732,6 +6249,7 @@ CREATE TABLE annals_internal.settings (
     max_batch_events integer DEFAULT 10000 NOT NULL,
     max_batch_bytes integer DEFAULT 67108864 NOT NULL,
     notify boolean DEFAULT true NOT NULL,
+    personal_data_types text[],
     CONSTRAINT settings_max_batch_bytes_chk CHECK ((max_batch_bytes > 0)),
     CONSTRAINT settings_max_batch_events_chk CHECK ((max_batch_events > 0)),
     CONSTRAINT settings_max_event_bytes_chk CHECK ((max_event_bytes > 0)),
@@ -5753,6 +6271,13 @@ COMMENT ON TABLE annals_internal.settings IS 'Append limits: max_event_bytes (JS
 --
 
 COMMENT ON COLUMN annals_internal.settings.notify IS 'Whether appends send NOTIFY annals_events (a wake-up hint for feed consumers, never data).';
+
+
+--
+-- Name: COLUMN settings.personal_data_types; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.settings.personal_data_types IS 'Event types whose data has registered personal data (annals.register_personal_data); NULL when none.';
 
 
 --
@@ -5792,7 +6317,7 @@ CREATE TABLE annals_internal.streams (
     state text DEFAULT 'active'::text NOT NULL,
     created_at timestamp with time zone NOT NULL,
     updated_at timestamp with time zone NOT NULL,
-    CONSTRAINT streams_state_chk CHECK ((state = ANY (ARRAY['active'::text, 'deleted'::text]))),
+    CONSTRAINT streams_state_chk CHECK ((state = ANY (ARRAY['active'::text, 'deleted'::text, 'purged'::text]))),
     CONSTRAINT streams_version_chk CHECK ((stream_version >= 1))
 )
 WITH (fillfactor='70');
@@ -5805,6 +6330,43 @@ ALTER TABLE annals_internal.streams OWNER TO annals_owner;
 --
 
 COMMENT ON TABLE annals_internal.streams IS 'One row per stream that has events: current version, state and the last appending transaction id.';
+
+
+--
+-- Name: subject_keys; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.subject_keys (
+    key_id bigint NOT NULL,
+    subject_id text NOT NULL,
+    key bytea,
+    created_at timestamp with time zone NOT NULL,
+    forgotten_at timestamp with time zone,
+    CONSTRAINT subject_keys_forgotten_chk CHECK (((key IS NULL) = (forgotten_at IS NOT NULL)))
+);
+
+
+ALTER TABLE annals_internal.subject_keys OWNER TO annals_owner;
+
+--
+-- Name: TABLE subject_keys; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.subject_keys IS 'Per-subject keys of crypto-shredded personal data. Never granted to any role; NULL key: forgotten.';
+
+
+--
+-- Name: subject_keys_key_id_seq; Type: SEQUENCE; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE annals_internal.subject_keys ALTER COLUMN key_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME annals_internal.subject_keys_key_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 
 --
@@ -5885,6 +6447,14 @@ ALTER TABLE ONLY annals_internal.dead_letters
 
 ALTER TABLE ONLY annals_internal.dead_letters
     ADD CONSTRAINT dead_letters_pkey PRIMARY KEY (dead_letter_id);
+
+
+--
+-- Name: erasure_handlers erasure_handlers_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.erasure_handlers
+    ADD CONSTRAINT erasure_handlers_pkey PRIMARY KEY (handler);
 
 
 --
@@ -6064,6 +6634,14 @@ ALTER TABLE ONLY annals_internal.materialized_views
 
 
 --
+-- Name: personal_data personal_data_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.personal_data
+    ADD CONSTRAINT personal_data_pkey PRIMARY KEY (event_type);
+
+
+--
 -- Name: projection_skips projection_skips_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6077,6 +6655,38 @@ ALTER TABLE ONLY annals_internal.projection_skips
 
 ALTER TABLE ONLY annals_internal.projections
     ADD CONSTRAINT projections_pkey PRIMARY KEY (projection_name);
+
+
+--
+-- Name: retention_rules retention_rules_category_key; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.retention_rules
+    ADD CONSTRAINT retention_rules_category_key UNIQUE (category);
+
+
+--
+-- Name: retention_rules retention_rules_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.retention_rules
+    ADD CONSTRAINT retention_rules_pkey PRIMARY KEY (rule_id);
+
+
+--
+-- Name: retention_rules retention_rules_stream_key; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.retention_rules
+    ADD CONSTRAINT retention_rules_stream_key UNIQUE (stream_id);
+
+
+--
+-- Name: retention_runs retention_runs_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.retention_runs
+    ADD CONSTRAINT retention_runs_pkey PRIMARY KEY (singleton);
 
 
 --
@@ -6109,6 +6719,14 @@ ALTER TABLE ONLY annals_internal.snapshots
 
 ALTER TABLE ONLY annals_internal.streams
     ADD CONSTRAINT streams_pkey PRIMARY KEY (stream_id);
+
+
+--
+-- Name: subject_keys subject_keys_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.subject_keys
+    ADD CONSTRAINT subject_keys_pkey PRIMARY KEY (key_id);
 
 
 --
@@ -6339,10 +6957,24 @@ CREATE INDEX events_p7_transaction_id_global_position_idx ON annals_internal.eve
 
 
 --
+-- Name: lifecycle_log_transaction_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX lifecycle_log_transaction_idx ON annals_internal.lifecycle_log USING btree (transaction_id, stream_id);
+
+
+--
 -- Name: streams_category_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
 CREATE INDEX streams_category_idx ON annals_internal.streams USING btree (category, stream_id);
+
+
+--
+-- Name: subject_keys_live_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE UNIQUE INDEX subject_keys_live_idx ON annals_internal.subject_keys USING btree (subject_id) WHERE (key IS NOT NULL);
 
 
 --
@@ -6797,6 +7429,13 @@ GRANT ALL ON FUNCTION annals.append_events(stream_id text, expected_version bigi
 
 
 --
+-- Name: FUNCTION apply_retention(max_events bigint); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.apply_retention(max_events bigint) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION configure(max_event_bytes integer, max_batch_events integer, max_batch_bytes integer, notify boolean); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -6868,6 +7507,13 @@ GRANT ALL ON FUNCTION annals.load_snapshot(stream_id text, snapshot_type text, s
 
 REVOKE ALL ON FUNCTION annals.park_event(subscription text, member integer, stream_id text, stream_version bigint, attempts integer, last_error text) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.park_event(subscription text, member integer, stream_id text, stream_version bigint, attempts integer, last_error text) TO annals_writer;
+
+
+--
+-- Name: FUNCTION purge_stream(stream_id text, expected_version bigint, reason text); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.purge_stream(stream_id text, expected_version bigint, reason text) FROM PUBLIC;
 
 
 --
@@ -7023,6 +7669,15 @@ GRANT ALL ON FUNCTION annals.resolve_dead_letter(dead_letter_id bigint, succeede
 
 
 --
+-- Name: FUNCTION retention_status(); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.retention_status() FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.retention_status() TO annals_writer;
+GRANT ALL ON FUNCTION annals.retention_status() TO annals_reader;
+
+
+--
 -- Name: FUNCTION retry_dead_letters(subscription text, dead_letter_ids bigint[]); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -7061,6 +7716,13 @@ GRANT ALL ON FUNCTION annals.schema_version() TO annals_bi;
 --
 
 REVOKE ALL ON FUNCTION annals.set_projection_enabled(name text, enabled boolean) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION set_retention(stream_id text, category text, max_age interval, max_count bigint, truncate_before bigint); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.set_retention(stream_id text, category text, max_age interval, max_count bigint, truncate_before bigint) FROM PUBLIC;
 
 
 --
@@ -7508,6 +8170,23 @@ REVOKE ALL ON FUNCTION annals_internal.report_rebuild_wait(projection text, done
 
 
 --
+-- Name: FUNCTION retention_limit(stream_id text, last_version bigint, max_age interval, max_count bigint, truncate_before bigint); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.retention_limit(stream_id text, last_version bigint, max_age interval, max_count bigint, truncate_before bigint) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION retention_rules_rows(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.retention_rules_rows() FROM PUBLIC;
+GRANT ALL ON FUNCTION annals_internal.retention_rules_rows() TO annals_writer;
+GRANT ALL ON FUNCTION annals_internal.retention_rules_rows() TO annals_reader;
+GRANT ALL ON FUNCTION annals_internal.retention_rules_rows() TO annals_bi;
+
+
+--
 -- Name: FUNCTION stream_id_problem(stream_id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7629,6 +8308,15 @@ GRANT SELECT ON TABLE annals.feed_blocker TO annals_bi;
 GRANT SELECT ON TABLE annals.projections TO annals_writer;
 GRANT SELECT ON TABLE annals.projections TO annals_reader;
 GRANT SELECT ON TABLE annals.projections TO annals_bi;
+
+
+--
+-- Name: TABLE retention_rules; Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+GRANT SELECT ON TABLE annals.retention_rules TO annals_writer;
+GRANT SELECT ON TABLE annals.retention_rules TO annals_reader;
+GRANT SELECT ON TABLE annals.retention_rules TO annals_bi;
 
 
 --
