@@ -37,6 +37,7 @@ DECLARE
     v_inserted   bigint;
     v_position   bigint;
     v_duplicate  text;
+    v_personal   text[];  -- M13: event types with personal data (NULL: none registered)
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
     -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
@@ -57,8 +58,9 @@ BEGIN
 
     -- One pass over the batch. Only the first invalid event's index is kept: the problem itself
     -- is worked out again below for that one event, so a valid batch never builds it.
-    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes
-      INTO v_count, v_distinct, v_with_id, v_first_bad, v_max_events, v_max_bytes, v_max_event_bytes
+    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes,
+           s.personal_data_types
+      INTO v_count, v_distinct, v_with_id, v_first_bad, v_max_events, v_max_bytes, v_max_event_bytes, v_personal
       FROM annals_internal.settings AS s
      CROSS JOIN LATERAL (
             SELECT count(*) AS n,
@@ -177,11 +179,14 @@ BEGIN
                coalesce((x.ev ->> 'id')::uuid, gen_random_uuid()),
                x.ev ->> 'type',
                coalesce((x.ev ->> 'schema_version')::integer, 1),
-               coalesce(nullif(x.ev -> 'data', 'null'), '{}'),
-               coalesce(nullif(x.ev -> 'metadata', 'null'), '{}'),
+               coalesce(nullif(p.ev -> 'data', 'null'), '{}'),
+               coalesce(nullif(p.ev -> 'metadata', 'null'), '{}'),
                v_xid,
                v_now
           FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)
+          -- M13: personal data encrypted (430_personal_data.sql); other types pass through as they are.
+         CROSS JOIN LATERAL (SELECT CASE WHEN x.ev ->> 'type' = ANY (v_personal)
+                                         THEN annals_internal.protect_event(x.ev) ELSE x.ev END AS ev) AS p
          ORDER BY x.ord
         ON CONFLICT DO NOTHING
         RETURNING e.stream_version, e.global_position

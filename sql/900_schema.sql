@@ -240,6 +240,7 @@ DECLARE
     v_xid        xid8;
     v_now        timestamptz;
     v_position   bigint;
+    v_personal   boolean;
 BEGIN
     -- The checks of append_events' event_fault, on scalars (inlined: plain expressions, no
     -- query). A uuid argument is always a valid id; schema_version follows the JSON rule
@@ -266,8 +267,9 @@ BEGIN
                 RETURN;
             END IF;
         END IF;
-        SELECT t.max_event_bytes, t.max_batch_bytes, s.stream_version, s.last_transaction_id, s.state, s.updated_at
-          INTO v_max_event_bytes, v_max_bytes, v_current, v_last_xid, v_state, v_updated_at
+        SELECT t.max_event_bytes, t.max_batch_bytes, s.stream_version, s.last_transaction_id, s.state, s.updated_at,
+               coalesce(append_event.event_type = ANY (t.personal_data_types), false)
+          INTO v_max_event_bytes, v_max_bytes, v_current, v_last_xid, v_state, v_updated_at, v_personal
           FROM annals_internal.settings AS t
           LEFT JOIN annals_internal.streams AS s ON s.stream_id = append_event.stream_id
          WHERE t.singleton = true;
@@ -282,6 +284,7 @@ BEGIN
            AND coalesce(pg_column_size(append_event.data), 0) + coalesce(pg_column_size(append_event.metadata), 0)
                + octet_length(append_event.event_type) + 512 <= v_max_bytes
            AND coalesce(v_state, 'active') = 'active'  -- deleted/purged: the slow path's ST410
+           AND NOT v_personal  -- M13: personal data is encrypted by the slow path (append_events)
            AND (append_event.expected_version IS NULL
                 OR append_event.expected_version = -1 AND v_current > 0
                 OR append_event.expected_version = v_current) THEN
@@ -374,6 +377,7 @@ DECLARE
     v_inserted   bigint;
     v_position   bigint;
     v_duplicate  text;
+    v_personal   text[];  -- M13: event types with personal data (NULL: none registered)
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
     -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
@@ -394,8 +398,9 @@ BEGIN
 
     -- One pass over the batch. Only the first invalid event's index is kept: the problem itself
     -- is worked out again below for that one event, so a valid batch never builds it.
-    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes
-      INTO v_count, v_distinct, v_with_id, v_first_bad, v_max_events, v_max_bytes, v_max_event_bytes
+    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes,
+           s.personal_data_types
+      INTO v_count, v_distinct, v_with_id, v_first_bad, v_max_events, v_max_bytes, v_max_event_bytes, v_personal
       FROM annals_internal.settings AS s
      CROSS JOIN LATERAL (
             SELECT count(*) AS n,
@@ -514,11 +519,14 @@ BEGIN
                coalesce((x.ev ->> 'id')::uuid, gen_random_uuid()),
                x.ev ->> 'type',
                coalesce((x.ev ->> 'schema_version')::integer, 1),
-               coalesce(nullif(x.ev -> 'data', 'null'), '{}'),
-               coalesce(nullif(x.ev -> 'metadata', 'null'), '{}'),
+               coalesce(nullif(p.ev -> 'data', 'null'), '{}'),
+               coalesce(nullif(p.ev -> 'metadata', 'null'), '{}'),
                v_xid,
                v_now
           FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)
+          -- M13: personal data encrypted (430_personal_data.sql); other types pass through as they are.
+         CROSS JOIN LATERAL (SELECT CASE WHEN x.ev ->> 'type' = ANY (v_personal)
+                                         THEN annals_internal.protect_event(x.ev) ELSE x.ev END AS ev) AS p
          ORDER BY x.ord
         ON CONFLICT DO NOTHING
         RETURNING e.stream_version, e.global_position
@@ -990,6 +998,50 @@ ALTER FUNCTION annals.feed_head(OUT barrier_transaction xid8, OUT last_position 
 --
 
 COMMENT ON FUNCTION annals.feed_head(OUT barrier_transaction xid8, OUT last_position bigint, OUT last_recorded_at timestamp with time zone) IS 'The feed barrier (events of transactions below it are readable) and the newest readable event''s position and time.';
+
+
+--
+-- Name: forget_subject(text); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.forget_subject(subject_id text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $_$
+DECLARE
+    v_destroyed bigint;
+    v_handler   record;
+BEGIN
+    IF forget_subject.subject_id IS NULL OR forget_subject.subject_id = '' THEN
+        IF annals_internal.raise_invalid('subject_id', 'must be a non-empty string') IS NULL THEN END IF;
+    END IF;
+    UPDATE annals_internal.subject_keys AS k
+       SET key = NULL, forgotten_at = clock_timestamp()
+     WHERE k.subject_id = forget_subject.subject_id AND k.key IS NOT NULL;
+    GET DIAGNOSTICS v_destroyed = ROW_COUNT;
+    FOR v_handler IN SELECT h.handler, h.handler_call FROM annals_internal.erasure_handlers AS h ORDER BY h.handler LOOP
+        EXECUTE format('SELECT %s($1)', v_handler.handler_call) USING forget_subject.subject_id;
+    END LOOP;
+    INSERT INTO annals_internal.lifecycle_log (operation, performed_by, performed_at, details)
+    VALUES ('forget', session_user, clock_timestamp(),
+            jsonb_build_object('subject_id', forget_subject.subject_id, 'keys_destroyed', v_destroyed,
+                               'handlers', (SELECT count(*) FROM annals_internal.erasure_handlers)));
+    RETURN v_destroyed;
+END
+$_$;
+
+
+ALTER FUNCTION annals.forget_subject(subject_id text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION forget_subject(subject_id text); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.forget_subject(subject_id text) IS 'Erases a subject''s personal data for good: destroys its key, so every read from now on returns its
+registered fields as JSON null with "$erased": [paths] in the event''s metadata, and calls the registered
+erasure handlers with the subject id. Nothing else about the events changes. Returns the number of keys
+destroyed (0 for a subject with no personal data stored). Logged. Owner only. Errors: ST422 empty subject_id.';
 
 
 --
@@ -1878,6 +1930,43 @@ Call from a scheduler or `annals worker`; never from the append path.';
 
 
 --
+-- Name: register_erasure_handler(regprocedure); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.register_erasure_handler(handler regprocedure) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_call text;
+BEGIN
+    PERFORM annals_internal.check_callback(register_erasure_handler.handler, 'handler', 'text', 'void',
+                                           '(subject_id text) RETURNS void');
+    IF EXISTS (SELECT FROM annals_internal.erasure_handlers AS h WHERE h.handler = register_erasure_handler.handler::text) THEN
+        RETURN false;
+    END IF;
+    v_call := annals_internal.pin_callback(register_erasure_handler.handler,
+                  annals_internal.erasure_pin(register_erasure_handler.handler), 'erasure handler');
+    INSERT INTO annals_internal.erasure_handlers (handler, handler_call, registered_at)
+    VALUES (register_erasure_handler.handler::text, v_call, clock_timestamp());
+    RETURN true;
+END
+$$;
+
+
+ALTER FUNCTION annals.register_erasure_handler(handler regprocedure) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION register_erasure_handler(handler regprocedure); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.register_erasure_handler(handler regprocedure) IS 'Registers a function (subject_id text) RETURNS void that annals.forget_subject calls, in its transaction and with
+annals_owner''s rights, so a projection that copied personal data can erase it. Returns true when new. Owner
+only. Errors: ST422 wrong signature, untrusted owner, or annals_owner cannot execute it.';
+
+
+--
 -- Name: register_event_alias(text, text); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -1932,6 +2021,83 @@ ALTER FUNCTION annals.register_event_alias(alias text, event_type text) OWNER TO
 
 COMMENT ON FUNCTION annals.register_event_alias(alias text, event_type text) IS 'Renames an event type on read: events stored as alias read as event_type (and go through event_type''s
 upcasters). Type filters of feeds, subscriptions and projections match the new name. Returns true when new.';
+
+
+--
+-- Name: register_personal_data(text, text[], text); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.register_personal_data(event_type text, paths text[], subject_path text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $_$
+DECLARE
+    v_path  text;
+    v_old   text[];
+    v_paths text[];
+    v_subject text[];
+    v_elems text[];
+BEGIN
+    IF annals_internal.name_problem(register_personal_data.event_type, 256) IS NOT NULL THEN
+        IF annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_personal_data.event_type, 256)) IS NULL THEN END IF;
+    END IF;
+    IF left(register_personal_data.event_type, 1) = '$' THEN
+        IF annals_internal.raise_error('ST403', format('event type %L is reserved: names starting with $ belong to Annals', register_personal_data.event_type),
+            jsonb_build_object('argument', 'event_type')) IS NULL THEN END IF;
+    END IF;
+    IF register_personal_data.paths IS NULL OR cardinality(register_personal_data.paths) = 0
+       OR array_position(register_personal_data.paths, NULL) IS NOT NULL THEN
+        IF annals_internal.raise_invalid('paths', 'must list at least one JSON path, none of them NULL') IS NULL THEN END IF;
+    END IF;
+    FOREACH v_path IN ARRAY register_personal_data.paths LOOP
+        IF annals_internal.pii_path_elems(v_path) IS NULL THEN
+            IF annals_internal.raise_invalid('paths',
+                format('%s is not a member path like ''$.email'' or ''$.address.street'' (no wildcards, array steps or filters)', v_path)) IS NULL THEN END IF;
+        END IF;
+    END LOOP;
+    IF annals_internal.pii_path_elems(register_personal_data.subject_path) IS NULL THEN
+        IF annals_internal.raise_invalid('subject_path',
+            format('%s is not a member path like ''$.customer_id''', coalesce(register_personal_data.subject_path, 'NULL'))) IS NULL THEN END IF;
+    END IF;
+    SELECT p.paths INTO v_old FROM annals_internal.personal_data AS p WHERE p.event_type = register_personal_data.event_type
+       FOR UPDATE;
+    -- Paths are added, never dropped: stored events keep whatever was encrypted when they were appended.
+    SELECT array_agg(DISTINCT x ORDER BY x) INTO v_paths
+      FROM unnest(coalesce(v_old, '{}') || register_personal_data.paths) AS x;
+    v_subject := annals_internal.pii_path_elems(register_personal_data.subject_path);
+    FOREACH v_path IN ARRAY v_paths LOOP
+        v_elems := annals_internal.pii_path_elems(v_path);
+        -- One a prefix of the other: the subject inside a personal field, or a field inside the subject.
+        IF v_elems[1:cardinality(v_subject)] = v_subject OR v_subject[1:cardinality(v_elems)] = v_elems THEN
+            IF annals_internal.raise_invalid('subject_path',
+                format('%s overlaps the personal-data path %s: the subject id stays readable, so it is never encrypted', register_personal_data.subject_path, v_path)) IS NULL THEN END IF;
+        END IF;
+    END LOOP;
+
+    INSERT INTO annals_internal.personal_data AS p (event_type, paths, subject_path, registered_at)
+    VALUES (register_personal_data.event_type, v_paths, register_personal_data.subject_path, clock_timestamp())
+    ON CONFLICT ON CONSTRAINT personal_data_pkey DO UPDATE
+       SET paths = excluded.paths, subject_path = excluded.subject_path, registered_at = excluded.registered_at;
+    UPDATE annals_internal.settings AS s
+       SET personal_data_types = (SELECT array_agg(p.event_type ORDER BY p.event_type) FROM annals_internal.personal_data AS p)
+     WHERE s.singleton;
+    RETURN v_old IS NULL;
+END
+$_$;
+
+
+ALTER FUNCTION annals.register_personal_data(event_type text, paths text[], subject_path text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION register_personal_data(event_type text, paths text[], subject_path text); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.register_personal_data(event_type text, paths text[], subject_path text) IS 'Marks JSON paths of an event type''s data (''$.email'', ''$.address.street'') as personal data of the subject whose
+id is the string at subject_path: from now on appends store them encrypted with that subject''s key, reads
+decrypt them, and annals.forget_subject erases them for good. Registering again adds paths (never drops
+any). Events appended before are not encrypted. Returns true when the type was not registered. Owner only.
+Errors: ST422 invalid argument (paths must be member paths), ST403 reserved event type.';
 
 
 --
@@ -3085,7 +3251,7 @@ COMMENT ON FUNCTION annals_guard.pin() IS 'Pins annals_guard.history_state() as 
 CREATE FUNCTION annals_internal.append_replay(stream_id text, expected_version bigint, events jsonb, current_version bigint, OUT stream_version bigint, OUT global_position bigint, OUT transaction_id xid8) RETURNS record
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
+    AS $_$
 #variable_conflict use_column
 DECLARE
     v_total     bigint;
@@ -3102,8 +3268,11 @@ BEGIN
            -- Only stored events can have changed: an unmatched (new) event must not count.
            (array_agg(e.event_id ORDER BY b.ord) FILTER (WHERE e.event_id IS NOT NULL AND (
                 e.event_type IS DISTINCT FROM b.ev ->> 'type'
-             OR e.data IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
-             OR e.metadata IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}')
+             -- M13: personal data is compared decrypted, without the "$pii" marker.
+             OR CASE WHEN e.metadata ? '$pii' THEN annals_internal.reveal_data(e.event_type, e.data, e.metadata) ELSE e.data END
+                IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
+             OR CASE WHEN e.metadata ? '$pii' THEN e.metadata - '$pii' ELSE e.metadata END
+                IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}') - '$pii'
              OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1))))[1]
       INTO v_total, v_stored, v_bases, v_base, v_changed
       FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
@@ -3172,7 +3341,7 @@ BEGIN
     global_position := v_last.global_position;
     transaction_id := v_last.transaction_id;
 END
-$$;
+$_$;
 
 
 ALTER FUNCTION annals_internal.append_replay(stream_id text, expected_version bigint, events jsonb, current_version bigint, OUT stream_version bigint, OUT global_position bigint, OUT transaction_id xid8) OWNER TO annals_owner;
@@ -3249,6 +3418,120 @@ ALTER FUNCTION annals_internal.current_type(event_type text) OWNER TO annals_own
 --
 
 COMMENT ON FUNCTION annals_internal.current_type(event_type text) IS 'The current name of an event type (follows an alias).';
+
+
+--
+-- Name: reveal_data(text, jsonb, jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.reveal_data(event_type text, data jsonb, metadata jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_key   bytea;
+    v_data  jsonb := reveal_data.data;
+    v_path  text;
+    v_elems text[];
+BEGIN
+    IF NOT EXISTS (SELECT FROM annals_internal.personal_data AS p WHERE p.event_type = reveal_data.event_type) THEN
+        RETURN reveal_data.data;  -- a marker on a type that never had personal data: the writer's own key
+    END IF;
+    SELECT k.key INTO v_key FROM annals_internal.subject_keys AS k
+     WHERE k.key_id = (reveal_data.metadata #>> '{$pii,key}')::bigint;
+    FOR v_path IN SELECT jsonb_array_elements_text(reveal_data.metadata #> '{$pii,paths}') LOOP
+        v_elems := annals_internal.pii_path_elems(v_path);
+        v_data := jsonb_set(v_data, v_elems,
+                            CASE WHEN v_key IS NULL THEN 'null'::jsonb
+                                 ELSE annals_internal.pii_decrypt(v_data #>> v_elems, v_key) END);
+    END LOOP;
+    RETURN v_data;
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.reveal_data(event_type text, data jsonb, metadata jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION reveal_data(event_type text, data jsonb, metadata jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.reveal_data(event_type text, data jsonb, metadata jsonb) IS 'Stored event data as reads show it: personal data decrypted, JSON null where the subject was forgotten.';
+
+
+--
+-- Name: personal_data; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.personal_data (
+    event_type text NOT NULL,
+    paths text[] NOT NULL,
+    subject_path text NOT NULL,
+    registered_at timestamp with time zone NOT NULL,
+    CONSTRAINT personal_data_paths_chk CHECK ((cardinality(paths) >= 1))
+);
+
+
+ALTER TABLE annals_internal.personal_data OWNER TO annals_owner;
+
+--
+-- Name: TABLE personal_data; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.personal_data IS 'Personal-data paths of an event type''s data and the path of the subject they belong to (annals.register_personal_data).';
+
+
+--
+-- Name: subject_keys; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.subject_keys (
+    key_id bigint NOT NULL,
+    subject_id text NOT NULL,
+    key bytea,
+    created_at timestamp with time zone NOT NULL,
+    forgotten_at timestamp with time zone,
+    CONSTRAINT subject_keys_forgotten_chk CHECK (((key IS NULL) = (forgotten_at IS NOT NULL)))
+);
+
+
+ALTER TABLE annals_internal.subject_keys OWNER TO annals_owner;
+
+--
+-- Name: TABLE subject_keys; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.subject_keys IS 'Per-subject keys of crypto-shredded personal data. Never granted to any role; NULL key: forgotten.';
+
+
+--
+-- Name: reveal_metadata(text, jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.reveal_metadata(event_type text, metadata jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ SELECT
+         CASE
+             WHEN (NOT (EXISTS ( SELECT
+                FROM annals_internal.personal_data p
+               WHERE (p.event_type = reveal_metadata.event_type)))) THEN metadata
+             WHEN (EXISTS ( SELECT
+                FROM annals_internal.subject_keys k
+               WHERE ((k.key_id = ((reveal_metadata.metadata #>> '{$pii,key}'::text[]))::bigint) AND (k.key IS NOT NULL)))) THEN (metadata - '$pii'::text)
+             ELSE ((metadata - '$pii'::text) || jsonb_build_object('$erased', (metadata #> '{$pii,paths}'::text[])))
+         END AS "case";
+END;
+
+
+ALTER FUNCTION annals_internal.reveal_metadata(event_type text, metadata jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION reveal_metadata(event_type text, metadata jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.reveal_metadata(event_type text, metadata jsonb) IS 'Stored event metadata as reads show it: the "$pii" marker removed, "$erased": [paths] where the subject was forgotten.';
 
 
 --
@@ -3329,7 +3612,7 @@ COMMENT ON FUNCTION annals_internal.upcast_version(event_type text, schema_versi
 
 CREATE FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]) RETURNS annals.event
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN ROW(stream_id, stream_version, global_position, event_id, CASE WHEN (event_type = ANY (up)) THEN annals_internal.current_type(event_type) ELSE event_type END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_version(event_type, schema_version) ELSE schema_version END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_data(event_type, schema_version, data) ELSE data END, metadata, transaction_id, recorded_at)::annals.event;
+    RETURN ROW(stream_id, stream_version, global_position, event_id, CASE WHEN (event_type = ANY (up)) THEN annals_internal.current_type(event_type) ELSE event_type END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_version(event_type, schema_version) ELSE schema_version END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_data(event_type, schema_version, CASE WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_data(event_type, data, metadata) ELSE data END) WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_data(event_type, data, metadata) ELSE data END, CASE WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_metadata(event_type, metadata) ELSE metadata END, transaction_id, recorded_at)::annals.event;
 
 
 ALTER FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]) OWNER TO annals_owner;
@@ -3847,6 +4130,24 @@ ALTER FUNCTION annals_internal.dispatch_source() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.dispatch_source() IS 'The PL/pgSQL body annals_internal.dispatch_inline() is generated with, from the enabled inline projections and the upcasters.';
+
+
+--
+-- Name: erasure_pin(regprocedure); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.erasure_pin(handler regprocedure) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ('erasure_handler_'::text || ((handler)::oid)::text);
+
+
+ALTER FUNCTION annals_internal.erasure_pin(handler regprocedure) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION erasure_pin(handler regprocedure); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.erasure_pin(handler regprocedure) IS 'Name of the function that pins an erasure handler.';
 
 
 --
@@ -4427,6 +4728,120 @@ COMMENT ON FUNCTION annals_internal.notify_append() IS 'Trigger function: NOTIFY
 
 
 --
+-- Name: pii_decrypt(text, bytea); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+        DECLARE
+            v_raw bytea := pg_catalog.decode(sealed, 'base64');
+        BEGIN
+            RETURN pg_catalog.convert_from(annals_crypto.decrypt_iv(pg_catalog.substr(v_raw, 17), key,
+                                                           pg_catalog.substr(v_raw, 1, 16), 'aes-cbc/pad:pkcs'), 'UTF8')::jsonb;
+        END
+        $$;
+
+
+ALTER FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION pii_decrypt(sealed text, key bytea); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) IS 'Decrypts what pii_encrypt sealed with the same key.';
+
+
+--
+-- Name: pii_encrypt(jsonb, bytea); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+        DECLARE
+            v_iv bytea := annals_crypto.gen_random_bytes(16);
+        BEGIN
+            RETURN pg_catalog.translate(pg_catalog.encode(v_iv || annals_crypto.encrypt_iv(pg_catalog.convert_to(value::text, 'UTF8'),
+                                                                      key, v_iv, 'aes-cbc/pad:pkcs'), 'base64'), E'\n', '');
+        END
+        $$;
+
+
+ALTER FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION pii_encrypt(value jsonb, key bytea); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea) IS 'Encrypts a JSON value with a subject key: base64 of a random IV and the AES-256-CBC ciphertext of its text.';
+
+
+--
+-- Name: pii_new_key(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.pii_new_key() RETURNS bytea
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    RETURN annals_crypto.gen_random_bytes(32);
+
+
+ALTER FUNCTION annals_internal.pii_new_key() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION pii_new_key(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.pii_new_key() IS 'A new random 256-bit subject key (pgcrypto).';
+
+
+--
+-- Name: pii_path_elems(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.pii_path_elems(path text) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_rest  text := pii_path_elems.path;
+    v_elems text[] := '{}'::text[];
+    v_m     text[];
+BEGIN
+    IF v_rest IS NULL OR left(v_rest, 1) <> '$' THEN
+        RETURN NULL;
+    END IF;
+    v_rest := substr(v_rest, 2);
+    WHILE v_rest <> '' LOOP
+        v_m := regexp_match(v_rest, '^\.([A-Za-z_][A-Za-z0-9_]*)(.*)$');
+        IF v_m IS NULL THEN
+            v_m := regexp_match(v_rest, '^\."((?:[^"\\]|\\.)+)"(.*)$');
+            IF v_m IS NULL THEN
+                RETURN NULL;
+            END IF;
+            v_m[1] := regexp_replace(v_m[1], '\\(.)', '\1', 'g');
+        END IF;
+        v_elems := v_elems || v_m[1];
+        v_rest := v_m[2];
+    END LOOP;
+    RETURN nullif(v_elems, '{}');
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.pii_path_elems(path text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION pii_path_elems(path text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.pii_path_elems(path text) IS 'The keys of a member-only JSON path (''$.address.street'' is {address,street}); NULL when the path is anything else.';
+
+
+--
 -- Name: pin_callback(regprocedure, text, text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4690,6 +5105,62 @@ ALTER FUNCTION annals_internal.projections_rows() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.projections_rows() IS 'The rows of annals.projections, computed with JIT off.';
+
+
+--
+-- Name: protect_event(jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.protect_event(ev jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_reg     annals_internal.personal_data;
+    v_data    jsonb := coalesce(nullif(protect_event.ev -> 'data', 'null'), '{}');
+    v_meta    jsonb := coalesce(nullif(protect_event.ev -> 'metadata', 'null'), '{}') - '$pii';
+    v_subject jsonb;
+    v_key     annals_internal.subject_keys;
+    v_path    text;
+    v_elems   text[];
+    v_value   jsonb;
+    v_done    text[] := '{}'::text[];
+BEGIN
+    SELECT * INTO v_reg FROM annals_internal.personal_data AS p WHERE p.event_type = protect_event.ev ->> 'type';
+    IF NOT FOUND THEN
+        RETURN protect_event.ev;
+    END IF;
+    v_subject := v_data #> annals_internal.pii_path_elems(v_reg.subject_path);
+    IF jsonb_typeof(v_subject) IS DISTINCT FROM 'string' OR v_subject #>> '{}' = '' THEN
+        IF annals_internal.raise_invalid('events',
+            format('an event of type %s carries personal data, so its data needs the subject id as a non-empty string at %s',
+                   v_reg.event_type, v_reg.subject_path)) IS NULL THEN END IF;
+    END IF;
+    FOREACH v_path IN ARRAY v_reg.paths LOOP
+        v_elems := annals_internal.pii_path_elems(v_path);
+        v_value := v_data #> v_elems;
+        CONTINUE WHEN v_value IS NULL OR v_value = 'null';
+        IF v_key.key_id IS NULL THEN
+            v_key := annals_internal.subject_key(v_subject #>> '{}');
+        END IF;
+        v_data := jsonb_set(v_data, v_elems, to_jsonb(annals_internal.pii_encrypt(v_value, v_key.key)));
+        v_done := v_done || v_path;
+    END LOOP;
+    IF cardinality(v_done) > 0 THEN
+        v_meta := v_meta || jsonb_build_object('$pii', jsonb_build_object('key', v_key.key_id, 'paths', to_jsonb(v_done)));
+    END IF;
+    RETURN protect_event.ev || jsonb_build_object('data', v_data, 'metadata', v_meta);
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.protect_event(ev jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION protect_event(ev jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.protect_event(ev jsonb) IS 'An appended event with its registered personal data encrypted under its subject''s key and the "$pii" marker in its metadata.';
 
 
 --
@@ -5084,6 +5555,41 @@ ALTER FUNCTION annals_internal.stream_id_problem(stream_id text) OWNER TO annals
 --
 
 COMMENT ON FUNCTION annals_internal.stream_id_problem(stream_id text) IS 'Why a stream id is invalid, NULL when valid: the name rule (1..512 bytes) and a category (the part before the first -) that is not empty and does not end with whitespace. The reserved $ prefix is check_stream_id''s.';
+
+
+--
+-- Name: subject_key(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.subject_key(subject_id text) RETURNS annals_internal.subject_keys
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_key annals_internal.subject_keys;
+BEGIN
+    SELECT * INTO v_key FROM annals_internal.subject_keys AS k
+     WHERE k.subject_id = subject_key.subject_id AND k.key IS NOT NULL;
+    IF NOT FOUND THEN
+        INSERT INTO annals_internal.subject_keys AS k (subject_id, key, created_at)
+        VALUES (subject_key.subject_id, annals_internal.pii_new_key(), clock_timestamp())
+        ON CONFLICT DO NOTHING;
+        -- A concurrent first append for the same subject may have won: read whichever is live.
+        SELECT * INTO STRICT v_key FROM annals_internal.subject_keys AS k
+         WHERE k.subject_id = subject_key.subject_id AND k.key IS NOT NULL;
+    END IF;
+    RETURN v_key;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.subject_key(subject_id text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION subject_key(subject_id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.subject_key(subject_id text) IS 'A subject''s live key row, created when it has none.';
 
 
 --
@@ -6182,28 +6688,6 @@ COMMENT ON SEQUENCE annals_internal.notify_clock IS 'NOTIFY gate: when an append
 
 
 --
--- Name: personal_data; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.personal_data (
-    event_type text NOT NULL,
-    paths text[] NOT NULL,
-    subject_path text NOT NULL,
-    registered_at timestamp with time zone NOT NULL,
-    CONSTRAINT personal_data_paths_chk CHECK ((cardinality(paths) >= 1))
-);
-
-
-ALTER TABLE annals_internal.personal_data OWNER TO annals_owner;
-
---
--- Name: TABLE personal_data; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.personal_data IS 'Personal-data paths of an event type''s data and the path of the subject they belong to (annals.register_personal_data).';
-
-
---
 -- Name: retention_rules_rule_id_seq; Type: SEQUENCE; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6330,29 +6814,6 @@ ALTER TABLE annals_internal.streams OWNER TO annals_owner;
 --
 
 COMMENT ON TABLE annals_internal.streams IS 'One row per stream that has events: current version, state and the last appending transaction id.';
-
-
---
--- Name: subject_keys; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.subject_keys (
-    key_id bigint NOT NULL,
-    subject_id text NOT NULL,
-    key bytea,
-    created_at timestamp with time zone NOT NULL,
-    forgotten_at timestamp with time zone,
-    CONSTRAINT subject_keys_forgotten_chk CHECK (((key IS NULL) = (forgotten_at IS NOT NULL)))
-);
-
-
-ALTER TABLE annals_internal.subject_keys OWNER TO annals_owner;
-
---
--- Name: TABLE subject_keys; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.subject_keys IS 'Per-subject keys of crypto-shredded personal data. Never granted to any role; NULL key: forgotten.';
 
 
 --
@@ -7484,6 +7945,13 @@ GRANT ALL ON FUNCTION annals.feed_head(OUT barrier_transaction xid8, OUT last_po
 
 
 --
+-- Name: FUNCTION forget_subject(subject_id text); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.forget_subject(subject_id text) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION list_streams(category text, after_stream_id text, max_count integer); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -7617,10 +8085,24 @@ GRANT ALL ON FUNCTION annals.refresh_views(force boolean) TO annals_writer;
 
 
 --
+-- Name: FUNCTION register_erasure_handler(handler regprocedure); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.register_erasure_handler(handler regprocedure) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION register_event_alias(alias text, event_type text); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
 REVOKE ALL ON FUNCTION annals.register_event_alias(alias text, event_type text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION register_personal_data(event_type text, paths text[], subject_path text); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.register_personal_data(event_type text, paths text[], subject_path text) FROM PUBLIC;
 
 
 --
@@ -7818,6 +8300,20 @@ REVOKE ALL ON FUNCTION annals_internal.current_type(event_type text) FROM PUBLIC
 
 
 --
+-- Name: FUNCTION reveal_data(event_type text, data jsonb, metadata jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.reveal_data(event_type text, data jsonb, metadata jsonb) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION reveal_metadata(event_type text, metadata jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.reveal_metadata(event_type text, metadata jsonb) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION upcast_data(event_type text, schema_version integer, data jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7954,6 +8450,13 @@ REVOKE ALL ON FUNCTION annals_internal.dispatch_source() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION erasure_pin(handler regprocedure); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.erasure_pin(handler regprocedure) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION event_batch(event_type text, data jsonb, metadata jsonb, event_id uuid, schema_version integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -8076,6 +8579,34 @@ REVOKE ALL ON FUNCTION annals_internal.notify_append() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION pii_decrypt(sealed text, key bytea); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pii_encrypt(value jsonb, key bytea); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pii_new_key(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.pii_new_key() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pii_path_elems(path text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.pii_path_elems(path text) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION pin_callback(fn regprocedure, pin text, purpose text); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -8111,6 +8642,13 @@ REVOKE ALL ON FUNCTION annals_internal.projections_rows() FROM PUBLIC;
 GRANT ALL ON FUNCTION annals_internal.projections_rows() TO annals_writer;
 GRANT ALL ON FUNCTION annals_internal.projections_rows() TO annals_reader;
 GRANT ALL ON FUNCTION annals_internal.projections_rows() TO annals_bi;
+
+
+--
+-- Name: FUNCTION protect_event(ev jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.protect_event(ev jsonb) FROM PUBLIC;
 
 
 --
@@ -8191,6 +8729,13 @@ GRANT ALL ON FUNCTION annals_internal.retention_rules_rows() TO annals_bi;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.stream_id_problem(stream_id text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION subject_key(subject_id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.subject_key(subject_id text) FROM PUBLIC;
 
 
 --
