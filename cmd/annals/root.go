@@ -44,6 +44,8 @@ func newRoot() *cobra.Command {
 		newSubscriptionsCmd(),
 		newWorkerCmd(),
 		newDoctorCmd(),
+		newRetentionCmd(),
+		newSubjectsCmd(),
 	)
 	for _, c := range legacyCommands {
 		root.AddCommand(legacyCommand(c))
