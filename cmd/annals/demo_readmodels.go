@@ -8,6 +8,7 @@ import (
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/internal/inventory"
 	"github.com/annals-db/annals/internal/inventory/readmodels"
 )
@@ -60,7 +61,7 @@ func (s *story) projection(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("add %s: %w", gear.Name, err)
 	}
-	ev, err := s.reg.Encode(inventory.ItemAdded{SKU: gear.SKU, Name: gear.Name, Count: gear.Count}, annals.Metadata{})
+	ev, err := s.reg.Encode(inventory.ItemAdded{SKU: gear.SKU, Name: gear.Name, Count: gear.Count}, domain.Metadata{})
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/internal/inventory"
 )
 
@@ -23,7 +23,7 @@ func (s *story) snapshot(ctx context.Context) error {
 		"every 100 events (after the append, so it never slows down or fails one) and then loads the",
 		"latest snapshot plus the events after it. 120 sales and deliveries of Red gear, through the",
 		"repository, 30 commands per transaction:")
-	s.sql(`service := inventory.NewService(client, annals.RepositoryOptions{SnapshotEvery: 100})
+	s.sql(`service := inventory.NewService(client, domain.RepositoryOptions{SnapshotEvery: 100})
 tx, _ := pool.Begin(ctx)
 for _, delta := range deltas[:30] {  // +3, -2, +5, -4, +1, +3, ...
     item, err = service.HandleTx(ctx, tx, inventory.AdjustCount{SKU: "7", Delta: delta})
@@ -80,7 +80,7 @@ tx.Commit(ctx)  // and 3 more transactions like it`)
 	if err != nil {
 		return err
 	}
-	replay, err := inventory.NewService(s.store, annals.RepositoryOptions{SnapshotEvery: -1}).Item(ctx, sku)
+	replay, err := inventory.NewService(s.store, domain.RepositoryOptions{SnapshotEvery: -1}).Item(ctx, sku)
 	if err != nil {
 		return err
 	}

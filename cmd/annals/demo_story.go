@@ -9,6 +9,7 @@ import (
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/internal/inventory"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -22,8 +23,8 @@ type story struct {
 	out   io.Writer
 	store *annals.Client
 	pool  *pgxpool.Pool
-	reg   *annals.Registry                                  // inventory.NewRegistry()
-	rules annals.Decider[inventory.Item, inventory.Command] // inventory.Decider()
+	reg   *domain.Registry                                  // inventory.NewRegistry()
+	rules domain.Decider[inventory.Item, inventory.Command] // inventory.Decider()
 	svc   *inventory.Service
 	// sku and stream are the item the first steps follow.
 	sku, stream string
@@ -37,7 +38,7 @@ func newStory(out io.Writer, pool *pgxpool.Pool) *story {
 	return &story{
 		out: out, store: store, pool: pool,
 		reg: inventory.NewRegistry(), rules: inventory.Decider(),
-		svc: inventory.NewService(store, annals.RepositoryOptions{SnapshotEvery: 100}),
+		svc: inventory.NewService(store, domain.RepositoryOptions{SnapshotEvery: 100}),
 		sku: "42", stream: inventory.StreamID("42"),
 	}
 }
@@ -69,12 +70,12 @@ func (s *story) decide(item inventory.Item, cmd inventory.Command) (annals.Event
 	if len(events) != 1 {
 		return annals.EventData{}, fmt.Errorf("%T decided %d events, want 1", cmd, len(events))
 	}
-	return s.reg.Encode(events[0], annals.Metadata{})
+	return s.reg.Encode(events[0], domain.Metadata{})
 }
 
 // handle runs a command through the inventory service's repository (load, decide, append
 // expecting the loaded version) and prints the equivalent SQL append.
-func (s *story) handle(ctx context.Context, cmd inventory.Command) (annals.HandleResult[inventory.Item], error) {
+func (s *story) handle(ctx context.Context, cmd inventory.Command) (domain.HandleResult[inventory.Item], error) {
 	stream := inventory.StreamID(cmd.ItemSKU())
 	res, err := s.svc.Repository().Handle(ctx, stream, cmd)
 	if err != nil {
@@ -82,7 +83,7 @@ func (s *story) handle(ctx context.Context, cmd inventory.Command) (annals.Handl
 	}
 	evs := make([]annals.EventData, len(res.Events))
 	for i, ev := range res.Events {
-		if evs[i], err = s.reg.Encode(ev, annals.Metadata{}); err != nil {
+		if evs[i], err = s.reg.Encode(ev, domain.Metadata{}); err != nil {
 			return res, err
 		}
 	}
@@ -269,7 +270,7 @@ func (s *story) retry(ctx context.Context) error {
 		replays++
 		s.result("%-24s version %d, global position %d: replayed, nothing written", again.label, res.StreamVersion, res.GlobalPosition)
 	}
-	changed, err := s.reg.Encode(inventory.ItemAdjusted{Delta: 70, Reason: "restock"}, annals.Metadata{})
+	changed, err := s.reg.Encode(inventory.ItemAdjusted{Delta: 70, Reason: "restock"}, domain.Metadata{})
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -43,9 +44,9 @@ func (s *story) upcast(ctx context.Context) error {
 	}
 	s.result("every read now lifts PriceSet 1 → 2")
 
-	reg := annals.NewRegistry()
-	annals.Register[priceSet](reg, "PriceSet", annals.WithSchemaVersion(2))
-	current, err := reg.Encode(priceSet{Cents: 1499, Currency: "USD"}, annals.Metadata{})
+	reg := domain.NewRegistry()
+	domain.Register[priceSet](reg, "PriceSet", domain.WithSchemaVersion(2))
+	current, err := reg.Encode(priceSet{Cents: 1499, Currency: "USD"}, domain.Metadata{})
 	if err != nil {
 		return err
 	}

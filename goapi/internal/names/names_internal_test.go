@@ -1,4 +1,4 @@
-package annals
+package names
 
 import (
 	"fmt"
@@ -74,7 +74,7 @@ func TestNameProblem(t *testing.T) {
 		{"a\u3000", "must not start or end with whitespace (found U+3000)"},
 		{"\u00a0a\u3000", "must not start or end with whitespace (found U+00A0)"}, // the first end first
 	} {
-		require.Equal(t, tc.want, nameProblem(tc.name, 256), "%q", tc.name)
+		require.Equal(t, tc.want, Problem(tc.name, 256), "%q", tc.name)
 	}
 	for _, tc := range []struct{ id, want string }{
 		{"a", ""},
@@ -90,14 +90,14 @@ func TestNameProblem(t *testing.T) {
 		{" -a", "must not start or end with whitespace (found U+0020)"},
 		{strings.Repeat("x", 513), "must be at most 512 bytes, is 513"},
 	} {
-		require.Equal(t, tc.want, streamIDProblem(tc.id), "%q", tc.id)
+		require.Equal(t, tc.want, StreamIDProblem(tc.id), "%q", tc.id)
 	}
 }
 
 // A name check is one pass over the name: no allocation for a valid one.
 func TestNameProblemAllocs(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() {
-		if nameProblem("inventory-42", 256) != "" || streamIDProblem("inventory-42") != "" {
+		if Problem("inventory-42", 256) != "" || StreamIDProblem("inventory-42") != "" {
 			panic("valid")
 		}
 	})
@@ -108,7 +108,7 @@ func BenchmarkNameProblem(b *testing.B) {
 	for _, n := range []string{"inventory-42", "ItemAdded", strings.Repeat("ü", 100)} {
 		b.Run(fmt.Sprintf("%d_bytes", len(n)), func(b *testing.B) {
 			for b.Loop() {
-				_ = streamIDProblem(n)
+				_ = StreamIDProblem(n)
 			}
 		})
 	}

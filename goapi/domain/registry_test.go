@@ -1,12 +1,14 @@
-package annals_test
+package domain_test
 
 import (
 	"encoding/json"
 	"errors"
 	"testing"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/stretchr/testify/require"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 )
 
 func TestRegistryEncodeDecode(t *testing.T) {
@@ -15,7 +17,7 @@ func TestRegistryEncodeDecode(t *testing.T) {
 
 	t.Run("a value and a pointer encode alike, with name, version and metadata", func(t *testing.T) {
 		t.Parallel()
-		md := annals.Metadata{CorrelationID: "req-1", CausationID: "cmd-9", Actor: "ann", Extra: map[string]any{"tenant": "acme"}}
+		md := domain.Metadata{CorrelationID: "req-1", CausationID: "cmd-9", Actor: "ann", Extra: map[string]any{"tenant": "acme"}}
 		for _, ev := range []any{Deposited{Amount: 5}, &Deposited{Amount: 5}} {
 			ed, err := reg.Encode(ev, md)
 			require.NoError(t, err)
@@ -25,7 +27,7 @@ func TestRegistryEncodeDecode(t *testing.T) {
 			require.JSONEq(t, `{"correlation_id":"req-1","causation_id":"cmd-9","actor":"ann","tenant":"acme"}`,
 				string(ed.Metadata.(json.RawMessage)))
 		}
-		ed, err := reg.Encode(Opened{Owner: "x"}, annals.Metadata{})
+		ed, err := reg.Encode(Opened{Owner: "x"}, domain.Metadata{})
 		require.NoError(t, err)
 		require.Nil(t, ed.Metadata, "empty metadata is left out")
 	})
@@ -43,14 +45,14 @@ func TestRegistryEncodeDecode(t *testing.T) {
 	t.Run("an unknown type fails clearly both ways", func(t *testing.T) {
 		t.Parallel()
 		type Unregistered struct{ X int }
-		_, err := reg.Encode(Unregistered{}, annals.Metadata{})
-		require.ErrorIs(t, err, annals.ErrUnknownEventType)
+		_, err := reg.Encode(Unregistered{}, domain.Metadata{})
+		require.ErrorIs(t, err, domain.ErrUnknownEventType)
 		require.ErrorContains(t, err, "Unregistered")
 
 		_, err = reg.Decode(annals.RecordedEvent{StreamID: "acct-1", StreamVersion: 3, EventType: "account.closed", Data: json.RawMessage(`{}`)})
-		require.ErrorIs(t, err, annals.ErrUnknownEventType)
-		require.ErrorIs(t, err, annals.ErrDecode)
-		var de *annals.DecodeError
+		require.ErrorIs(t, err, domain.ErrUnknownEventType)
+		require.ErrorIs(t, err, domain.ErrDecode)
+		var de *domain.DecodeError
 		require.ErrorAs(t, err, &de)
 		require.Equal(t, "acct-1", de.StreamID)
 		require.Equal(t, int64(3), de.StreamVersion)
@@ -61,34 +63,34 @@ func TestRegistryEncodeDecode(t *testing.T) {
 	t.Run("a payload that does not decode fails clearly", func(t *testing.T) {
 		t.Parallel()
 		_, err := reg.Decode(annals.RecordedEvent{StreamID: "acct-2", StreamVersion: 1, EventType: "account.deposited", Data: json.RawMessage(`{"amount":"ten"}`)})
-		require.ErrorIs(t, err, annals.ErrDecode)
-		require.False(t, errors.Is(err, annals.ErrUnknownEventType))
+		require.ErrorIs(t, err, domain.ErrDecode)
+		require.False(t, errors.Is(err, domain.ErrUnknownEventType))
 		var typeErr *json.UnmarshalTypeError
 		require.ErrorAs(t, err, &typeErr, "the cause stays reachable")
 	})
 
 	t.Run("a value that is not a JSON object is refused", func(t *testing.T) {
 		t.Parallel()
-		r := annals.NewRegistry()
-		annals.Register[int](r, "number")
-		_, err := r.Encode(42, annals.Metadata{})
+		r := domain.NewRegistry()
+		domain.Register[int](r, "number")
+		_, err := r.Encode(42, domain.Metadata{})
 		require.ErrorIs(t, err, annals.ErrInvalidArgument)
-		_, err = reg.Encode((*Deposited)(nil), annals.Metadata{})
+		_, err = reg.Encode((*Deposited)(nil), domain.Metadata{})
 		require.ErrorIs(t, err, annals.ErrInvalidArgument)
 	})
 }
 
 func TestRegistryMisuse(t *testing.T) {
 	t.Parallel()
-	reg := annals.NewRegistry()
-	annals.Register[Opened](reg, "opened")
+	reg := domain.NewRegistry()
+	domain.Register[Opened](reg, "opened")
 	for name, f := range map[string]func(){
-		"empty name":       func() { annals.Register[Deposited](reg, "") },
-		"reserved name":    func() { annals.Register[Deposited](reg, "$deposited") },
-		"pointer type":     func() { annals.Register[*Deposited](reg, "deposited") },
-		"name twice":       func() { annals.Register[Deposited](reg, "opened") },
-		"type twice":       func() { annals.Register[Opened](reg, "opened-again") },
-		"schema version 0": func() { annals.Register[Deposited](reg, "d0", annals.WithSchemaVersion(0)) },
+		"empty name":       func() { domain.Register[Deposited](reg, "") },
+		"reserved name":    func() { domain.Register[Deposited](reg, "$deposited") },
+		"pointer type":     func() { domain.Register[*Deposited](reg, "deposited") },
+		"name twice":       func() { domain.Register[Deposited](reg, "opened") },
+		"type twice":       func() { domain.Register[Opened](reg, "opened-again") },
+		"schema version 0": func() { domain.Register[Deposited](reg, "d0", domain.WithSchemaVersion(0)) },
 		"upcaster unknown": func() {
 			reg.RegisterUpcaster("nope", 1, func(b json.RawMessage) (json.RawMessage, error) { return b, nil })
 		},
@@ -110,9 +112,9 @@ type Customer struct {
 	VIP  bool   `json:"vip"`
 }
 
-func customerRegistry() *annals.Registry {
-	reg := annals.NewRegistry()
-	annals.Register[Customer](reg, "customer", annals.WithSchemaVersion(3))
+func customerRegistry() *domain.Registry {
+	reg := domain.NewRegistry()
+	domain.Register[Customer](reg, "customer", domain.WithSchemaVersion(3))
 	reg.RegisterUpcaster("customer", 1, func(b json.RawMessage) (json.RawMessage, error) {
 		var v1 struct {
 			FullName string `json:"full_name"`
@@ -151,48 +153,48 @@ func TestRegistryGoUpcasters(t *testing.T) {
 	require.Equal(t, Customer{Name: "Cy", VIP: true}, got, "the current version is decoded as is")
 
 	_, err = decode(4, `{"name":"Di"}`)
-	require.ErrorIs(t, err, annals.ErrDecode)
+	require.ErrorIs(t, err, domain.ErrDecode)
 	require.ErrorContains(t, err, "newer than the registered 3")
 
 	_, err = decode(1, `{"full_name":7}`)
-	require.ErrorIs(t, err, annals.ErrDecode, "an upcaster's error is a decode error")
+	require.ErrorIs(t, err, domain.ErrDecode, "an upcaster's error is a decode error")
 	require.ErrorContains(t, err, "upcaster 1→2")
 
-	ed, err := reg.Encode(Customer{Name: "Ed"}, annals.Metadata{})
+	ed, err := reg.Encode(Customer{Name: "Ed"}, domain.Metadata{})
 	require.NoError(t, err)
 	require.Equal(t, 3, ed.SchemaVersion, "encode writes the registered version")
 
-	gap := annals.NewRegistry()
-	annals.Register[Customer](gap, "customer", annals.WithSchemaVersion(2))
+	gap := domain.NewRegistry()
+	domain.Register[Customer](gap, "customer", domain.WithSchemaVersion(2))
 	_, err = gap.Decode(annals.RecordedEvent{EventType: "customer", SchemaVersion: 1, Data: json.RawMessage(`{}`)})
-	require.ErrorIs(t, err, annals.ErrDecode)
+	require.ErrorIs(t, err, domain.ErrDecode)
 	require.ErrorContains(t, err, "no upcaster from schema version 1 to 2")
 }
 
 func TestMetadataJSON(t *testing.T) {
 	t.Parallel()
-	md, err := annals.ParseMetadata(json.RawMessage(`{"correlation_id":"c","actor":"ann","ip":"10.0.0.1","n":2}`))
+	md, err := domain.ParseMetadata(json.RawMessage(`{"correlation_id":"c","actor":"ann","ip":"10.0.0.1","n":2}`))
 	require.NoError(t, err)
-	require.Equal(t, annals.Metadata{CorrelationID: "c", Actor: "ann", Extra: map[string]any{"ip": "10.0.0.1", "n": float64(2)}}, md)
+	require.Equal(t, domain.Metadata{CorrelationID: "c", Actor: "ann", Extra: map[string]any{"ip": "10.0.0.1", "n": float64(2)}}, md)
 
-	md, err = annals.ParseMetadata(nil)
+	md, err = domain.ParseMetadata(nil)
 	require.NoError(t, err)
 	require.True(t, md.IsZero())
-	md, err = annals.ParseMetadata(json.RawMessage(`{}`))
+	md, err = domain.ParseMetadata(json.RawMessage(`{}`))
 	require.NoError(t, err)
 	require.True(t, md.IsZero())
 
-	_, err = annals.ParseMetadata(json.RawMessage(`{"actor":42}`))
+	_, err = domain.ParseMetadata(json.RawMessage(`{"actor":42}`))
 	require.ErrorContains(t, err, "actor must be a string")
 
-	b, err := json.Marshal(annals.Metadata{Actor: "ann", Extra: map[string]any{"actor": "spoofed", "k": "v"}})
+	b, err := json.Marshal(domain.Metadata{Actor: "ann", Extra: map[string]any{"actor": "spoofed", "k": "v"}})
 	require.NoError(t, err)
 	require.JSONEq(t, `{"actor":"ann","k":"v"}`, string(b), "the field wins over Extra")
 
-	ctx := annals.ContextWithMetadata(t.Context(), annals.Metadata{CorrelationID: "r-7"})
-	got, ok := annals.MetadataFromContext(ctx)
+	ctx := domain.ContextWithMetadata(t.Context(), domain.Metadata{CorrelationID: "r-7"})
+	got, ok := domain.MetadataFromContext(ctx)
 	require.True(t, ok)
 	require.Equal(t, "r-7", got.CorrelationID)
-	_, ok = annals.MetadataFromContext(t.Context())
+	_, ok = domain.MetadataFromContext(t.Context())
 	require.False(t, ok)
 }

@@ -1,11 +1,13 @@
-package annals_test
+package domain_test
 
 import (
 	"testing"
 	"time"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/stretchr/testify/require"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 )
 
 func TestLoadAt(t *testing.T) {
@@ -15,7 +17,7 @@ func TestLoadAt(t *testing.T) {
 	reg := tallyRegistry()
 	d := tallyDecider()
 	s := streamName("tally")
-	writer := annals.NewRepository(client, reg, d, annals.RepositoryOptions{SnapshotEvery: 3})
+	writer := domain.NewRepository(client, reg, d, domain.RepositoryOptions{SnapshotEvery: 3})
 	commands := [][]any{
 		{Added{N: 5}}, {Scaled{Factor: 3}, Named{Name: "x"}}, {Added{N: 1}}, {Tagged{Tag: "a"}},
 		{Scaled{Factor: 2}}, {Added{N: 7}, Added{N: 1}}, {Named{Name: "y"}},
@@ -32,7 +34,7 @@ func TestLoadAt(t *testing.T) {
 	require.Equal(t, int64(9), snap.StreamVersion, "as-of loads below it must not use it")
 	// Two events past the snapshot: loads as of 10 and 11 start from it and read a bounded tail.
 	for _, ev := range []any{Added{N: 2}, Scaled{Factor: 5}} {
-		data, err := reg.Encode(ev, annals.Metadata{})
+		data, err := reg.Encode(ev, domain.Metadata{})
 		require.NoError(t, err)
 		_, err = client.Append(ctx, s, annals.Exact(int64(len(history))), data)
 		require.NoError(t, err)
@@ -45,9 +47,9 @@ func TestLoadAt(t *testing.T) {
 		recordedAt[ev.StreamVersion] = ev.RecordedAt
 	}
 
-	repos := map[string]*annals.Repository[Tally, TallyCmd]{
+	repos := map[string]*domain.Repository[Tally, TallyCmd]{
 		"snapshots on":  writer,
-		"snapshots off": annals.NewRepository(client, reg, d, annals.RepositoryOptions{SnapshotEvery: -1}),
+		"snapshots off": domain.NewRepository(client, reg, d, domain.RepositoryOptions{SnapshotEvery: -1}),
 	}
 	for name, repo := range repos {
 		t.Run(name, func(t *testing.T) {
@@ -91,7 +93,7 @@ func TestLoadAt(t *testing.T) {
 	t.Run("aggregates", func(t *testing.T) {
 		t.Parallel()
 		s := streamName("account")
-		repo := annals.NewAggregateRepository(client, accountRegistry(), newAccount, annals.RepositoryOptions{SnapshotEvery: 2})
+		repo := domain.NewAggregateRepository(client, accountRegistry(), newAccount, domain.RepositoryOptions{SnapshotEvery: 2})
 		a, err := repo.Handle(ctx, s, func(a *Account) error { return a.OpenFor("ann") })
 		require.NoError(t, err)
 		for _, amount := range []int{10, 20, 30, 40} {
@@ -123,7 +125,7 @@ func TestLoadAtUsesSnapshotsOnlyAtOrBelowTheTarget(t *testing.T) {
 	_, client := domainDB(t)
 	ctx := t.Context()
 	s := streamName("tally")
-	repo := annals.NewRepository(client, tallyRegistry(), tallyDecider(), annals.RepositoryOptions{SnapshotEvery: -1, SnapshotType: "t"})
+	repo := domain.NewRepository(client, tallyRegistry(), tallyDecider(), domain.RepositoryOptions{SnapshotEvery: -1, SnapshotType: "t"})
 	batch := make([]any, 6)
 	for i := range batch {
 		batch[i] = Added{N: 1}
@@ -134,7 +136,7 @@ func TestLoadAtUsesSnapshotsOnlyAtOrBelowTheTarget(t *testing.T) {
 		State: []byte(`{"value": 1000, "events": 4}`)})
 	require.NoError(t, err)
 
-	on := annals.NewRepository(client, tallyRegistry(), tallyDecider(), annals.RepositoryOptions{SnapshotType: "t"})
+	on := domain.NewRepository(client, tallyRegistry(), tallyDecider(), domain.RepositoryOptions{SnapshotType: "t"})
 	for v, want := range map[int64]int64{3: 3, 4: 1000, 5: 1001, 6: 1002} {
 		got, version, err := on.LoadAt(ctx, s, annals.AtVersion(v))
 		require.NoError(t, err)

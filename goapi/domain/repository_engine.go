@@ -1,4 +1,4 @@
-package annals
+package domain
 
 import (
 	"context"
@@ -12,6 +12,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/internal/retry"
 )
 
 // RepositoryOptions configures a Repository or an AggregateRepository. The zero value gives
@@ -64,7 +67,7 @@ func (o RepositoryOptions) withDefaults() RepositoryOptions {
 // encoding with fixed ids, appending, and the snapshot policy. S is the decider's state or the
 // aggregate pointer.
 type engine[S any] struct {
-	client *Client
+	client *annals.Client
 	reg    *Registry
 	opts   RepositoryOptions
 	// fresh is the state of a stream without events.
@@ -86,11 +89,16 @@ type loaded[S any] struct {
 func (e *engine[S]) load(ctx context.Context, tx pgx.Tx, streamID string, upTo int64) (loaded[S], error) {
 	l := loaded[S]{state: e.fresh(streamID)}
 	if e.opts.SnapshotEvery > 0 {
-		var db dbtx = e.client.pool
+		var (
+			snap annals.Snapshot
+			ok   bool
+			err  error
+		)
 		if tx != nil {
-			db = tx
+			snap, ok, err = e.client.LoadSnapshotTx(ctx, tx, streamID, e.opts.SnapshotType, e.opts.SnapshotVersion)
+		} else {
+			snap, ok, err = e.client.LoadSnapshot(ctx, streamID, e.opts.SnapshotType, e.opts.SnapshotVersion)
 		}
-		snap, ok, err := loadSnapshot(ctx, db, streamID, e.opts.SnapshotType, e.opts.SnapshotVersion)
 		if err != nil {
 			return loaded[S]{}, err
 		}
@@ -104,18 +112,18 @@ func (e *engine[S]) load(ctx context.Context, tx pgx.Tx, streamID string, upTo i
 			}
 		}
 	}
-	var events iter.Seq2[RecordedEvent, error]
+	var events iter.Seq2[annals.RecordedEvent, error]
 	switch {
 	case upTo >= 0 && l.version >= upTo:
 		return l, nil
 	case upTo < 0 && tx != nil:
-		events = e.client.ReadStreamTx(ctx, tx, streamID, ReadOptions{From: l.version + 1})
+		events = e.client.ReadStreamTx(ctx, tx, streamID, annals.ReadOptions{From: l.version + 1})
 	case upTo < 0:
-		events = e.client.ReadStream(ctx, streamID, ReadOptions{From: l.version + 1})
+		events = e.client.ReadStream(ctx, streamID, annals.ReadOptions{From: l.version + 1})
 	case l.version > 0: // as of a version, from a snapshot at or below it
-		events = e.client.ReadStream(ctx, streamID, ReadOptions{From: l.version + 1, Limit: int(upTo - l.version)})
+		events = e.client.ReadStream(ctx, streamID, annals.ReadOptions{From: l.version + 1, Limit: int(upTo - l.version)})
 	default:
-		events = e.client.ReadStreamAsOf(ctx, streamID, AtVersion(upTo))
+		events = e.client.ReadStreamAsOf(ctx, streamID, annals.AtVersion(upTo))
 	}
 	for ev, err := range events {
 		if err != nil {
@@ -132,25 +140,26 @@ func (e *engine[S]) load(ctx context.Context, tx pgx.Tx, streamID string, upTo i
 }
 
 // loadAt is load as of a version or a point in time.
-func (e *engine[S]) loadAt(ctx context.Context, streamID string, asOf AsOf) (loaded[S], error) {
-	if !asOf.set || !asOf.byTime && asOf.version < 0 {
-		return loaded[S]{}, invalid("as_of", "use AtVersion(v >= 0) or AtTime(t)")
-	}
-	target := asOf.version
-	if asOf.byTime {
+func (e *engine[S]) loadAt(ctx context.Context, streamID string, asOf annals.AsOf) (loaded[S], error) {
+	target, byVersion := asOf.Version()
+	at, byTime := asOf.Time()
+	switch {
+	case byTime:
 		var err error
-		if target, err = e.client.StreamVersionAt(ctx, streamID, asOf.at); err != nil {
+		if target, err = e.client.StreamVersionAt(ctx, streamID, at); err != nil {
 			return loaded[S]{}, err
 		}
+	case !byVersion || target < 0:
+		return loaded[S]{}, invalid("as_of", "use annals.AtVersion(v >= 0) or annals.AtTime(t)")
 	}
 	return e.load(ctx, nil, streamID, target)
 }
 
 // encode turns typed events into EventData with ids fixed now (ids[i] when set), and the
 // context's metadata.
-func (e *engine[S]) encode(ctx context.Context, events []any, ids []uuid.UUID) ([]EventData, error) {
+func (e *engine[S]) encode(ctx context.Context, events []any, ids []uuid.UUID) ([]annals.EventData, error) {
 	md, _ := MetadataFromContext(ctx)
-	out := make([]EventData, len(events))
+	out := make([]annals.EventData, len(events))
 	for i, ev := range events {
 		ed, err := e.reg.Encode(ev, md)
 		if err != nil {
@@ -169,11 +178,11 @@ func (e *engine[S]) encode(ctx context.Context, events []any, ids []uuid.UUID) (
 
 // append sends events once: in tx when it is not nil, else in a transaction of its own. It
 // never retries; the repository's loop does (afterFailure).
-func (e *engine[S]) append(ctx context.Context, tx pgx.Tx, streamID string, expected ExpectedVersion, events []EventData) (AppendResult, error) {
+func (e *engine[S]) append(ctx context.Context, tx pgx.Tx, streamID string, expected annals.ExpectedVersion, events []annals.EventData) (annals.AppendResult, error) {
 	if tx != nil {
 		return e.client.AppendTx(ctx, tx, streamID, expected, events...)
 	}
-	return e.client.appendNoRetry(ctx, streamID, expected, events...)
+	return e.client.AppendOnce(ctx, streamID, expected, events...)
 }
 
 // maybeSnapshot applies the snapshot policy after a commit (or, with tx, after the append in the
@@ -188,17 +197,17 @@ func (e *engine[S]) maybeSnapshot(ctx context.Context, tx pgx.Tx, streamID strin
 		if err != nil {
 			return fmt.Errorf("encode state: %w", err)
 		}
-		snap := Snapshot{StreamID: streamID, Type: e.opts.SnapshotType, SchemaVersion: e.opts.SnapshotVersion,
+		snap := annals.Snapshot{StreamID: streamID, Type: e.opts.SnapshotType, SchemaVersion: e.opts.SnapshotVersion,
 			StreamVersion: version, State: raw}
 		if tx == nil {
-			_, err = saveSnapshot(ctx, e.client.pool, snap)
+			_, err = e.client.SaveSnapshot(ctx, snap)
 			return err
 		}
 		sp, err := tx.Begin(ctx) // a savepoint
 		if err != nil {
 			return err
 		}
-		if _, err = saveSnapshot(ctx, sp, snap); err != nil {
+		if _, err = e.client.SaveSnapshotTx(ctx, sp, snap); err != nil {
 			_ = sp.Rollback(ctx)
 			return err
 		}
@@ -212,27 +221,27 @@ func (e *engine[S]) maybeSnapshot(ctx context.Context, tx pgx.Tx, streamID strin
 	return true
 }
 
-// retry is what a repository does after a failed append.
-type retry int
+// nextStep is what a repository does after a failed append.
+type nextStep int
 
 const (
-	giveUp   retry = iota // return the error
-	resend                // send the same events (same ids) again: a transient failure or a lost reply
-	redecide              // reload and decide again: another writer appended first
+	giveUp   nextStep = iota // return the error
+	resend                   // send the same events (same ids) again: a transient failure or a lost reply
+	redecide                 // reload and decide again: another writer appended first
 )
 
 // afterFailure is the repositories' one retry policy for the append they just sent as attempt
 // (1-based) of maxAttempts: what to do next, after a jittered wait so that racing writers do not
 // retry in lockstep, and the error to give up with. A conflict is retried only when redecide is
-// allowed (Handle), a transient failure (retryableAppend) always, until maxAttempts appends were
+// allowed (Handle), a transient failure (retry.Resendable) always, until maxAttempts appends were
 // sent.
-func afterFailure(ctx context.Context, err error, attempt, maxAttempts int, canRedecide bool) (retry, error) {
+func afterFailure(ctx context.Context, err error, attempt, maxAttempts int, canRedecide bool) (nextStep, error) {
 	next := giveUp
 	switch {
 	case attempt >= maxAttempts:
-	case canRedecide && errors.Is(err, ErrWrongExpectedVersion):
+	case canRedecide && errors.Is(err, annals.ErrWrongExpectedVersion):
 		next = redecide
-	case retryableAppend(ctx, err):
+	case retry.Resendable(ctx, err):
 		next = resend
 	}
 	if next == giveUp {
@@ -248,5 +257,5 @@ func afterFailure(ctx context.Context, err error, attempt, maxAttempts int, canR
 }
 
 func notFound(streamID string) error {
-	return wrapf(ErrStreamNotFound, "load %q", streamID)
+	return wrapf(annals.ErrStreamNotFound, "load %q", streamID)
 }

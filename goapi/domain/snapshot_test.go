@@ -1,4 +1,4 @@
-package annals_test
+package domain_test
 
 import (
 	"encoding/json"
@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 )
 
 func TestClientSnapshots(t *testing.T) {
@@ -84,7 +86,7 @@ func TestSnapshotPolicy(t *testing.T) {
 	t.Run("every N events, after the commit", func(t *testing.T) {
 		t.Parallel()
 		s := streamName("tally")
-		repo := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{SnapshotEvery: 3, SnapshotType: "tally"})
+		repo := domain.NewRepository(client, reg, tallyDecider(), domain.RepositoryOptions{SnapshotEvery: 3, SnapshotType: "tally"})
 		want := []int64{0, 0, 3, 3, 3, 6, 6, 6, 9}
 		for i, w := range want {
 			_, err := repo.Handle(ctx, s, add)
@@ -107,7 +109,7 @@ func TestSnapshotPolicy(t *testing.T) {
 	t.Run("the default is every 100 events", func(t *testing.T) {
 		t.Parallel()
 		s := streamName("tally")
-		repo := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{})
+		repo := domain.NewRepository(client, reg, tallyDecider(), domain.RepositoryOptions{})
 		batch := make([]any, 99)
 		for i := range batch {
 			batch[i] = Added{N: 1}
@@ -126,7 +128,7 @@ func TestSnapshotPolicy(t *testing.T) {
 	t.Run("off: none written, none read", func(t *testing.T) {
 		t.Parallel()
 		s := streamName("tally")
-		off := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{SnapshotEvery: -1, SnapshotType: "tally"})
+		off := domain.NewRepository(client, reg, tallyDecider(), domain.RepositoryOptions{SnapshotEvery: -1, SnapshotType: "tally"})
 		for range 5 {
 			_, err := off.Handle(ctx, s, add)
 			require.NoError(t, err)
@@ -139,7 +141,7 @@ func TestSnapshotPolicy(t *testing.T) {
 		state, _, err := off.Load(ctx, s)
 		require.NoError(t, err)
 		require.Equal(t, int64(5), state.Value)
-		on := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{SnapshotType: "tally"})
+		on := domain.NewRepository(client, reg, tallyDecider(), domain.RepositoryOptions{SnapshotType: "tally"})
 		state, _, err = on.Load(ctx, s)
 		require.NoError(t, err)
 		require.Equal(t, int64(-1), state.Value, "proves loads start from the snapshot")
@@ -150,7 +152,7 @@ func TestSnapshotPolicy(t *testing.T) {
 		var logs lockedBuffer
 		logger := slog.New(slog.NewTextHandler(&logs, nil))
 		s := streamName("tally")
-		bad := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{SnapshotEvery: 1, SnapshotType: " padded", Logger: logger})
+		bad := domain.NewRepository(client, reg, tallyDecider(), domain.RepositoryOptions{SnapshotEvery: 1, SnapshotType: " padded", Logger: logger})
 		res, err := bad.Handle(ctx, s, add)
 		require.NoError(t, err)
 		require.Equal(t, int64(1), res.Version)
@@ -159,12 +161,12 @@ func TestSnapshotPolicy(t *testing.T) {
 
 		// A state that does not encode to JSON.
 		type Weird struct{ F func() }
-		d := annals.Decider[Weird, TallyCmd]{
+		d := domain.Decider[Weird, TallyCmd]{
 			Initial: func() Weird { return Weird{F: func() {}} },
 			Decide:  func(_ Weird, c TallyCmd) ([]any, error) { return c.Events, nil },
 			Evolve:  func(w Weird, _ any) Weird { return w },
 		}
-		weird := annals.NewRepository(client, reg, d, annals.RepositoryOptions{SnapshotEvery: 1, Logger: logger})
+		weird := domain.NewRepository(client, reg, d, domain.RepositoryOptions{SnapshotEvery: 1, Logger: logger})
 		s2 := streamName("tally")
 		_, err = weird.Handle(ctx, s2, add)
 		require.NoError(t, err)
@@ -175,7 +177,7 @@ func TestSnapshotPolicy(t *testing.T) {
 		t.Parallel()
 		var logs lockedBuffer
 		s := streamName("tally")
-		repo := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{SnapshotType: "tally", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		repo := domain.NewRepository(client, reg, tallyDecider(), domain.RepositoryOptions{SnapshotType: "tally", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		_, err := repo.Handle(ctx, s, TallyCmd{Events: []any{Added{N: 4}, Named{Name: "x"}}})
 		require.NoError(t, err)
 		_, err = client.SaveSnapshot(ctx, annals.Snapshot{StreamID: s, Type: "tally", SchemaVersion: 1, StreamVersion: 2, State: json.RawMessage(`{"value": "not a number"}`)})
@@ -190,12 +192,12 @@ func TestSnapshotPolicy(t *testing.T) {
 	t.Run("a new snapshot version ignores old snapshots", func(t *testing.T) {
 		t.Parallel()
 		s := streamName("tally")
-		v1 := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{SnapshotEvery: 1, SnapshotType: "tally"})
+		v1 := domain.NewRepository(client, reg, tallyDecider(), domain.RepositoryOptions{SnapshotEvery: 1, SnapshotType: "tally"})
 		_, err := v1.Handle(ctx, s, TallyCmd{Events: []any{Added{N: 2}}})
 		require.NoError(t, err)
 		_, err = client.SaveSnapshot(ctx, annals.Snapshot{StreamID: s, Type: "tally", SchemaVersion: 1, StreamVersion: 1, State: json.RawMessage(`{"value": 999}`)})
 		require.NoError(t, err) // same version and schema: ignored, the stored one stays
-		v2 := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{SnapshotEvery: 1, SnapshotType: "tally", SnapshotVersion: 2})
+		v2 := domain.NewRepository(client, reg, tallyDecider(), domain.RepositoryOptions{SnapshotEvery: 1, SnapshotType: "tally", SnapshotVersion: 2})
 		state, _, err := v2.Load(ctx, s)
 		require.NoError(t, err)
 		require.Equal(t, int64(2), state.Value)
@@ -209,7 +211,7 @@ func TestSnapshotPolicy(t *testing.T) {
 	t.Run("aggregates snapshot too", func(t *testing.T) {
 		t.Parallel()
 		s := streamName("account")
-		repo := annals.NewAggregateRepository(client, accountRegistry(), newAccount, annals.RepositoryOptions{SnapshotEvery: 2, SnapshotType: "account"})
+		repo := domain.NewAggregateRepository(client, accountRegistry(), newAccount, domain.RepositoryOptions{SnapshotEvery: 2, SnapshotType: "account"})
 		a, err := repo.Handle(ctx, s, func(a *Account) error { return a.OpenFor("ann") })
 		require.NoError(t, err)
 		for range 4 {
@@ -276,15 +278,15 @@ func TestPropertySnapshotsEqualFullReplay(t *testing.T) {
 	ctx := t.Context()
 	reg := tallyRegistry()
 	d := tallyDecider()
-	full := annals.NewRepository(client, reg, d, annals.RepositoryOptions{SnapshotEvery: -1})
+	full := domain.NewRepository(client, reg, d, domain.RepositoryOptions{SnapshotEvery: -1})
 
 	for stream := range 12 {
 		s := streamName("prop")
 		// Writers with different intervals share one snapshot type: the policy must hold
 		// whichever wrote last.
-		writers := make([]*annals.Repository[Tally, TallyCmd], 1+rng.IntN(3))
+		writers := make([]*domain.Repository[Tally, TallyCmd], 1+rng.IntN(3))
 		for i := range writers {
-			writers[i] = annals.NewRepository(client, reg, d, annals.RepositoryOptions{SnapshotEvery: 1 + rng.IntN(8), SnapshotType: "prop"})
+			writers[i] = domain.NewRepository(client, reg, d, domain.RepositoryOptions{SnapshotEvery: 1 + rng.IntN(8), SnapshotType: "prop"})
 		}
 		var history []any
 		steps := rng.IntN(40)
@@ -301,7 +303,7 @@ func TestPropertySnapshotsEqualFullReplay(t *testing.T) {
 				data := make([]annals.EventData, len(evs))
 				for i, ev := range evs {
 					var err error
-					data[i], err = reg.Encode(ev, annals.Metadata{})
+					data[i], err = reg.Encode(ev, domain.Metadata{})
 					require.NoError(t, err)
 				}
 				_, err := client.Append(ctx, s, annals.Exact(int64(len(history))), data...)
@@ -334,7 +336,7 @@ func TestPropertySnapshotsEqualFullReplay(t *testing.T) {
 		for v := 0; v <= len(history); v++ {
 			where := fmt.Sprintf("seed %d, stream %d, as of version %d", seed, stream, v)
 			want := d.Fold(d.Initial(), history[:v]...)
-			for _, r := range []*annals.Repository[Tally, TallyCmd]{writers[0], full} {
+			for _, r := range []*domain.Repository[Tally, TallyCmd]{writers[0], full} {
 				got, version, err := r.LoadAt(ctx, s, annals.AtVersion(int64(v)))
 				if v == 0 {
 					require.ErrorIs(t, err, annals.ErrStreamNotFound, where)

@@ -1,4 +1,4 @@
-package annals_test
+package domain_test
 
 import (
 	"bytes"
@@ -9,10 +9,12 @@ import (
 	"sync/atomic"
 	"testing"
 
-	annals "github.com/annals-db/annals/goapi"
-	"github.com/annals-db/annals/goapi/annalstest"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/goapi/domain"
 )
 
 // Two small domains for the domain-layer tests: a tally (decider style) whose fold depends on
@@ -51,8 +53,8 @@ type TallyCmd struct {
 
 var errRejected = errors.New("rejected by the rules")
 
-func tallyDecider() annals.Decider[Tally, TallyCmd] {
-	return annals.Decider[Tally, TallyCmd]{
+func tallyDecider() domain.Decider[Tally, TallyCmd] {
+	return domain.Decider[Tally, TallyCmd]{
 		Initial: func() Tally { return Tally{} },
 		Decide: func(_ Tally, c TallyCmd) ([]any, error) {
 			if c.Fail {
@@ -77,12 +79,12 @@ func tallyDecider() annals.Decider[Tally, TallyCmd] {
 	}
 }
 
-func tallyRegistry() *annals.Registry {
-	reg := annals.NewRegistry()
-	annals.Register[Added](reg, "tally.added")
-	annals.Register[Scaled](reg, "tally.scaled")
-	annals.Register[Named](reg, "tally.named")
-	annals.Register[Tagged](reg, "tally.tagged")
+func tallyRegistry() *domain.Registry {
+	reg := domain.NewRegistry()
+	domain.Register[Added](reg, "tally.added")
+	domain.Register[Scaled](reg, "tally.scaled")
+	domain.Register[Named](reg, "tally.named")
+	domain.Register[Tagged](reg, "tally.tagged")
 	return reg
 }
 
@@ -102,7 +104,7 @@ var errInsufficientFunds = errors.New("insufficient funds")
 
 // Account is an aggregate: state changes only in Apply, command methods Raise events.
 type Account struct {
-	annals.AggregateBase
+	domain.AggregateBase
 	Owner   string `json:"owner"`
 	Balance int    `json:"balance"`
 	Open    bool   `json:"open"`
@@ -125,7 +127,7 @@ func (a *Account) OpenFor(owner string) error {
 	if a.Open {
 		return errors.New("already open")
 	}
-	annals.Raise(a, Opened{Owner: owner})
+	domain.Raise(a, Opened{Owner: owner})
 	return nil
 }
 
@@ -133,7 +135,7 @@ func (a *Account) Deposit(amount int) error {
 	if !a.Open || amount <= 0 {
 		return errors.New("cannot deposit")
 	}
-	annals.Raise(a, Deposited{Amount: amount})
+	domain.Raise(a, Deposited{Amount: amount})
 	return nil
 }
 
@@ -141,15 +143,15 @@ func (a *Account) Withdraw(amount int) error {
 	if a.Balance < amount {
 		return fmt.Errorf("withdraw %d from %d: %w", amount, a.Balance, errInsufficientFunds)
 	}
-	annals.Raise(a, Withdrawn{Amount: amount})
+	domain.Raise(a, Withdrawn{Amount: amount})
 	return nil
 }
 
-func accountRegistry() *annals.Registry {
-	reg := annals.NewRegistry()
-	annals.Register[Opened](reg, "account.opened")
-	annals.Register[Deposited](reg, "account.deposited")
-	annals.Register[Withdrawn](reg, "account.withdrawn")
+func accountRegistry() *domain.Registry {
+	reg := domain.NewRegistry()
+	domain.Register[Opened](reg, "account.opened")
+	domain.Register[Deposited](reg, "account.deposited")
+	domain.Register[Withdrawn](reg, "account.withdrawn")
 	return reg
 }
 

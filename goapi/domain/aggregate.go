@@ -1,12 +1,14 @@
-package annals
+package domain
 
-import "github.com/google/uuid"
+import (
+	"github.com/google/uuid"
+)
 
 // Aggregate is the object style of aggregate: a struct that embeds AggregateBase, changes its
 // state only in Apply, and records what happened with Raise from its command methods:
 //
 //	type Account struct {
-//		annals.AggregateBase
+//		domain.AggregateBase
 //		Balance int `json:"balance"`
 //	}
 //
@@ -21,7 +23,7 @@ import "github.com/google/uuid"
 //		if amount <= 0 {
 //			return ErrInvalidAmount
 //		}
-//		annals.Raise(a, Deposited{Amount: amount})
+//		domain.Raise(a, Deposited{Amount: amount})
 //		return nil
 //	}
 //

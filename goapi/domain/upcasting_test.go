@@ -1,4 +1,4 @@
-package annals_test
+package domain_test
 
 import (
 	"encoding/json"
@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 )
 
 // CustomerRegistered is at schema version 2 in SQL terms ({first_name, last_name}, lifted from
@@ -37,8 +39,8 @@ func installCustomerUpcasting(t *testing.T, pool *pgxpool.Pool) {
 }
 
 // customerNames is a decider over customer registrations: the display names, in order.
-func customerNames() annals.Decider[[]string, CustomerRegistered] {
-	return annals.Decider[[]string, CustomerRegistered]{
+func customerNames() domain.Decider[[]string, CustomerRegistered] {
+	return domain.Decider[[]string, CustomerRegistered]{
 		Initial: func() []string { return nil },
 		Decide: func(_ []string, c CustomerRegistered) ([]any, error) {
 			return []any{c}, nil
@@ -49,9 +51,9 @@ func customerNames() annals.Decider[[]string, CustomerRegistered] {
 	}
 }
 
-func customerRegistryV3() *annals.Registry {
-	reg := annals.NewRegistry()
-	annals.Register[CustomerRegistered](reg, "CustomerRegistered", annals.WithSchemaVersion(3))
+func customerRegistryV3() *domain.Registry {
+	reg := domain.NewRegistry()
+	domain.Register[CustomerRegistered](reg, "CustomerRegistered", domain.WithSchemaVersion(3))
 	reg.RegisterUpcaster("CustomerRegistered", 2, func(b json.RawMessage) (json.RawMessage, error) {
 		var v2 map[string]any
 		if err := json.Unmarshal(b, &v2); err != nil {
@@ -138,22 +140,22 @@ func TestUpcastingOldPayloadsReadAsNew(t *testing.T) {
 	})
 
 	t.Run("the repository sees SQL upcasting first, then Go upcasting", func(t *testing.T) {
-		repo := annals.NewRepository(client, customerRegistryV3(), customerNames(), annals.RepositoryOptions{SnapshotEvery: -1})
+		repo := domain.NewRepository(client, customerRegistryV3(), customerNames(), domain.RepositoryOptions{SnapshotEvery: -1})
 		names, version, err := repo.Load(ctx, s)
 		require.NoError(t, err)
 		require.Equal(t, int64(3), version)
 		require.Equal(t, []string{"Ann Lee", "Bo Chen", "Cy Diaz"}, names)
 
 		// A registry at the SQL chain's end needs no Go upcaster for these events.
-		v2 := annals.NewRegistry()
-		annals.Register[CustomerRegistered](v2, "CustomerRegistered", annals.WithSchemaVersion(2))
+		v2 := domain.NewRegistry()
+		domain.Register[CustomerRegistered](v2, "CustomerRegistered", domain.WithSchemaVersion(2))
 		first := readStream(annals.ReadOptions{Limit: 1})[0]
 		got, err := v2.Decode(first)
 		require.NoError(t, err)
 		require.Equal(t, CustomerRegistered{FirstName: "Ann", LastName: "Lee"}, got)
 		// Raw bytes skip the SQL chain, so Go alone cannot lift them: a clear error.
 		_, err = v2.Decode(readStream(annals.ReadOptions{Raw: true, From: 2, Limit: 1})[0])
-		require.ErrorIs(t, err, annals.ErrDecode)
+		require.ErrorIs(t, err, domain.ErrDecode)
 		require.ErrorContains(t, err, "no upcaster from schema version 1 to 2")
 	})
 
@@ -162,7 +164,7 @@ func TestUpcastingOldPayloadsReadAsNew(t *testing.T) {
 	})
 
 	t.Run("new events are written in the current shape and read back", func(t *testing.T) {
-		repo := annals.NewRepository(client, customerRegistryV3(), customerNames(), annals.RepositoryOptions{SnapshotEvery: -1})
+		repo := domain.NewRepository(client, customerRegistryV3(), customerNames(), domain.RepositoryOptions{SnapshotEvery: -1})
 		res, err := repo.Handle(ctx, s, CustomerRegistered{FirstName: "Di", LastName: "Eng", DisplayName: "Di Eng"})
 		require.NoError(t, err)
 		require.Equal(t, []string{"Ann Lee", "Bo Chen", "Cy Diaz", "Di Eng"}, res.State)

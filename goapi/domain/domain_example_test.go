@@ -1,4 +1,4 @@
-package annals_test
+package domain_test
 
 import (
 	"context"
@@ -9,8 +9,10 @@ import (
 	"os"
 	"time"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 )
 
 // A shopping cart, decider style: events, state, commands and the three pure functions.
@@ -36,8 +38,8 @@ type CartCommand struct {
 
 var ErrCartClosed = errors.New("cart is checked out")
 
-func cartDecider() annals.Decider[Cart, CartCommand] {
-	return annals.Decider[Cart, CartCommand]{
+func cartDecider() domain.Decider[Cart, CartCommand] {
+	return domain.Decider[Cart, CartCommand]{
 		Initial: func() Cart { return Cart{} },
 		Decide: func(c Cart, cmd CartCommand) ([]any, error) {
 			switch {
@@ -63,10 +65,10 @@ func cartDecider() annals.Decider[Cart, CartCommand] {
 	}
 }
 
-func cartRegistry() *annals.Registry {
-	reg := annals.NewRegistry()
-	annals.Register[CartItemAdded](reg, "CartItemAdded") // stable names, not Go type names
-	annals.Register[CartCheckedOut](reg, "CartCheckedOut")
+func cartRegistry() *domain.Registry {
+	reg := domain.NewRegistry()
+	domain.Register[CartItemAdded](reg, "CartItemAdded") // stable names, not Go type names
+	domain.Register[CartCheckedOut](reg, "CartCheckedOut")
 	return reg
 }
 
@@ -80,11 +82,11 @@ func examplePool() *pgxpool.Pool {
 
 // A Registry turns typed events into EventData and stored events back into typed values.
 func ExampleRegistry() {
-	reg := annals.NewRegistry()
-	annals.Register[CartItemAdded](reg, "CartItemAdded")
+	reg := domain.NewRegistry()
+	domain.Register[CartItemAdded](reg, "CartItemAdded")
 
 	ed, err := reg.Encode(CartItemAdded{SKU: "A-1", Qty: 2},
-		annals.Metadata{CorrelationID: "req-7", Actor: "ann"})
+		domain.Metadata{CorrelationID: "req-7", Actor: "ann"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -98,10 +100,10 @@ func ExampleRegistry() {
 	fmt.Printf("%#v\n", ev)
 
 	_, err = reg.Decode(annals.RecordedEvent{StreamID: "cart-1", StreamVersion: 4, EventType: "CartAbandoned", SchemaVersion: 1})
-	fmt.Println(errors.Is(err, annals.ErrUnknownEventType), err)
+	fmt.Println(errors.Is(err, domain.ErrUnknownEventType), err)
 	// Output:
 	// CartItemAdded 1 {"sku":"A-1","qty":2} {"actor":"ann","correlation_id":"req-7"}
-	// annals_test.CartItemAdded{SKU:"B-2", Qty:1}
+	// domain_test.CartItemAdded{SKU:"B-2", Qty:1}
 	// true annals: cannot decode event cart-1@4 (CartAbandoned v1): annals: unknown event type
 }
 
@@ -110,8 +112,8 @@ func ExampleRegistry_RegisterUpcaster() {
 	type PriceSet struct {
 		Cents int `json:"cents"`
 	}
-	reg := annals.NewRegistry()
-	annals.Register[PriceSet](reg, "PriceSet", annals.WithSchemaVersion(2))
+	reg := domain.NewRegistry()
+	domain.Register[PriceSet](reg, "PriceSet", domain.WithSchemaVersion(2))
 	reg.RegisterUpcaster("PriceSet", 1, func(v1 json.RawMessage) (json.RawMessage, error) {
 		var old struct {
 			Euros float64 `json:"euros"`
@@ -149,7 +151,7 @@ func ExampleRepository_Handle() {
 	ctx := context.Background()
 	pool := examplePool()
 	defer pool.Close()
-	carts := annals.NewRepository(annals.New(pool), cartRegistry(), cartDecider(), annals.RepositoryOptions{})
+	carts := domain.NewRepository(annals.New(pool), cartRegistry(), cartDecider(), domain.RepositoryOptions{})
 
 	_, _, err := carts.Load(ctx, "cart-ex-1")
 	fmt.Println(errors.Is(err, annals.ErrStreamNotFound))
@@ -191,7 +193,7 @@ type RoomBooked struct {
 var ErrRoomFull = errors.New("room is full")
 
 type Room struct {
-	annals.AggregateBase
+	domain.AggregateBase
 	Capacity int `json:"capacity"`
 	Booked   int `json:"booked"`
 }
@@ -209,7 +211,7 @@ func (r *Room) Book(guests int) error {
 	if r.Booked+guests > r.Capacity {
 		return fmt.Errorf("%w: %d of %d booked, %d more asked", ErrRoomFull, r.Booked, r.Capacity, guests)
 	}
-	annals.Raise(r, RoomBooked{Guests: guests})
+	domain.Raise(r, RoomBooked{Guests: guests})
 	return nil
 }
 
@@ -220,13 +222,13 @@ func ExampleAggregateRepository_Handle() {
 	pool := examplePool()
 	defer pool.Close()
 	client := annals.New(pool)
-	reg := annals.NewRegistry()
-	annals.Register[RoomOpened](reg, "RoomOpened")
-	annals.Register[RoomBooked](reg, "RoomBooked")
-	rooms := annals.NewAggregateRepository(client, reg, func() *Room { return &Room{} }, annals.RepositoryOptions{})
+	reg := domain.NewRegistry()
+	domain.Register[RoomOpened](reg, "RoomOpened")
+	domain.Register[RoomBooked](reg, "RoomBooked")
+	rooms := domain.NewAggregateRepository(client, reg, func() *Room { return &Room{} }, domain.RepositoryOptions{})
 
 	room := rooms.New("room-ex-101")
-	annals.Raise(room, RoomOpened{Capacity: 3})
+	domain.Raise(room, RoomOpened{Capacity: 3})
 	if err := rooms.Save(ctx, room); err != nil {
 		log.Fatal(err)
 	}
@@ -264,7 +266,7 @@ func ExampleRepository_HandleAt() {
 	ctx := context.Background()
 	pool := examplePool()
 	defer pool.Close()
-	carts := annals.NewRepository(annals.New(pool), cartRegistry(), cartDecider(), annals.RepositoryOptions{})
+	carts := domain.NewRepository(annals.New(pool), cartRegistry(), cartDecider(), domain.RepositoryOptions{})
 
 	res, err := carts.HandleAt(ctx, "cart-ex-9", 0, CartCommand{AddSKU: "A-1", Qty: 1}) // 0: a new cart
 	if err != nil {
@@ -287,8 +289,8 @@ func ExampleRepositoryOptions_snapshots() {
 	pool := examplePool()
 	defer pool.Close()
 	client := annals.New(pool)
-	carts := annals.NewRepository(client, cartRegistry(), cartDecider(),
-		annals.RepositoryOptions{SnapshotType: "cart", SnapshotEvery: 3})
+	carts := domain.NewRepository(client, cartRegistry(), cartDecider(),
+		domain.RepositoryOptions{SnapshotType: "cart", SnapshotEvery: 3})
 
 	for i := range 7 {
 		if _, err := carts.Handle(ctx, "cart-ex-2", CartCommand{AddSKU: fmt.Sprint("SKU-", i), Qty: 1}); err != nil {
@@ -316,7 +318,7 @@ func ExampleRepository_LoadAt() {
 	ctx := context.Background()
 	pool := examplePool()
 	defer pool.Close()
-	carts := annals.NewRepository(annals.New(pool), cartRegistry(), cartDecider(), annals.RepositoryOptions{})
+	carts := domain.NewRepository(annals.New(pool), cartRegistry(), cartDecider(), domain.RepositoryOptions{})
 
 	var afterFirst time.Time
 	for i, cmd := range []CartCommand{{AddSKU: "A-1", Qty: 1}, {AddSKU: "B-2", Qty: 5}, {CheckOut: true}} {
@@ -376,8 +378,8 @@ func Example_upcasting() {
 	type TicketSold struct {
 		PriceCents int `json:"price_cents"`
 	}
-	reg := annals.NewRegistry()
-	annals.Register[TicketSold](reg, "TicketSold", annals.WithSchemaVersion(2))
+	reg := domain.NewRegistry()
+	domain.Register[TicketSold](reg, "TicketSold", domain.WithSchemaVersion(2))
 
 	for _, raw := range []bool{false, true} {
 		for ev, err := range client.ReadStream(ctx, "ticket-ex-1", annals.ReadOptions{Raw: raw}) {

@@ -1,4 +1,4 @@
-package annals_test
+package domain_test
 
 import (
 	"errors"
@@ -6,16 +6,18 @@ import (
 	"sync/atomic"
 	"testing"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 )
 
 func TestRepositoryLoadAndHandle(t *testing.T) {
 	t.Parallel()
 	_, client := domainDB(t)
 	ctx := t.Context()
-	repo := annals.NewRepository(client, tallyRegistry(), tallyDecider(), annals.RepositoryOptions{})
+	repo := domain.NewRepository(client, tallyRegistry(), tallyDecider(), domain.RepositoryOptions{})
 
 	t.Run("a missing stream is ErrStreamNotFound, not an empty state", func(t *testing.T) {
 		t.Parallel()
@@ -83,7 +85,7 @@ func TestRepositoryLoadAndHandle(t *testing.T) {
 		s := streamName("tally")
 		type Stray struct{ X int }
 		_, err := repo.Handle(ctx, s, TallyCmd{Events: []any{Added{N: 1}, Stray{}}})
-		require.ErrorIs(t, err, annals.ErrUnknownEventType)
+		require.ErrorIs(t, err, domain.ErrUnknownEventType)
 		_, err = client.StreamInfo(ctx, s)
 		require.ErrorIs(t, err, annals.ErrStreamNotFound)
 	})
@@ -94,25 +96,25 @@ func TestRepositoryLoadAndHandle(t *testing.T) {
 		_, err := client.Append(ctx, s, annals.NoStream, annals.EventData{Type: "tally.added", Data: map[string]any{"n": "many"}})
 		require.NoError(t, err)
 		_, _, err = repo.Load(ctx, s)
-		var de *annals.DecodeError
+		var de *domain.DecodeError
 		require.ErrorAs(t, err, &de)
 		require.Equal(t, s, de.StreamID)
 		require.Equal(t, int64(1), de.StreamVersion)
 		_, err = repo.Handle(ctx, s, TallyCmd{Events: []any{Added{N: 1}}})
-		require.ErrorIs(t, err, annals.ErrDecode)
+		require.ErrorIs(t, err, domain.ErrDecode)
 	})
 
 	t.Run("events carry the context's metadata", func(t *testing.T) {
 		t.Parallel()
 		s := streamName("tally")
-		mdCtx := annals.ContextWithMetadata(ctx, annals.Metadata{CorrelationID: "req-42", Actor: "ann"})
+		mdCtx := domain.ContextWithMetadata(ctx, domain.Metadata{CorrelationID: "req-42", Actor: "ann"})
 		_, err := repo.Handle(mdCtx, s, TallyCmd{Events: []any{Added{N: 1}, Added{N: 2}}})
 		require.NoError(t, err)
 		for ev, err := range client.ReadStream(ctx, s, annals.ReadOptions{}) {
 			require.NoError(t, err)
-			md, err := annals.ParseMetadata(ev.Metadata)
+			md, err := domain.ParseMetadata(ev.Metadata)
 			require.NoError(t, err)
-			require.Equal(t, annals.Metadata{CorrelationID: "req-42", Actor: "ann"}, md)
+			require.Equal(t, domain.Metadata{CorrelationID: "req-42", Actor: "ann"}, md)
 		}
 	})
 
@@ -123,7 +125,7 @@ func TestRepositoryRetriesConflicts(t *testing.T) {
 	_, client := domainDB(t)
 	ctx := t.Context()
 	reg := tallyRegistry()
-	interfering := func(s string, conflicts int, decides *atomic.Int32) annals.Decider[Tally, TallyCmd] {
+	interfering := func(s string, conflicts int, decides *atomic.Int32) domain.Decider[Tally, TallyCmd] {
 		return interferingDecider(t, client, s, conflicts, decides)
 	}
 
@@ -131,7 +133,7 @@ func TestRepositoryRetriesConflicts(t *testing.T) {
 		t.Parallel()
 		s := streamName("tally")
 		var decides atomic.Int32
-		repo := annals.NewRepository(client, reg, interfering(s, 2, &decides), annals.RepositoryOptions{})
+		repo := domain.NewRepository(client, reg, interfering(s, 2, &decides), domain.RepositoryOptions{})
 		res, err := repo.Handle(ctx, s, TallyCmd{Events: []any{Scaled{Factor: 2}}})
 		require.NoError(t, err)
 		require.Equal(t, 3, res.Attempts)
@@ -143,12 +145,12 @@ func TestRepositoryRetriesConflicts(t *testing.T) {
 		t.Parallel()
 		s := streamName("tally")
 		var decides atomic.Int32
-		repo := annals.NewRepository(client, reg, interfering(s, 100, &decides), annals.RepositoryOptions{MaxAttempts: 4})
+		repo := domain.NewRepository(client, reg, interfering(s, 100, &decides), domain.RepositoryOptions{MaxAttempts: 4})
 		_, err := repo.Handle(ctx, s, TallyCmd{Events: []any{Scaled{Factor: 2}}})
 		var conflict *annals.WrongExpectedVersionError
 		require.ErrorAs(t, err, &conflict)
 		require.Equal(t, int32(4), decides.Load())
-		state, version, err := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{}).Load(ctx, s)
+		state, version, err := domain.NewRepository(client, reg, tallyDecider(), domain.RepositoryOptions{}).Load(ctx, s)
 		require.NoError(t, err)
 		require.Equal(t, int64(4), version, "only the rival's events")
 		require.Equal(t, int64(400), state.Value)
@@ -158,7 +160,7 @@ func TestRepositoryRetriesConflicts(t *testing.T) {
 		t.Parallel()
 		s := streamName("tally")
 		var decides atomic.Int32
-		repo := annals.NewRepository(client, reg, interfering(s, 100, &decides), annals.RepositoryOptions{})
+		repo := domain.NewRepository(client, reg, interfering(s, 100, &decides), domain.RepositoryOptions{})
 		_, err := repo.Handle(ctx, s, TallyCmd{Events: []any{Added{N: 1}}})
 		require.ErrorIs(t, err, annals.ErrWrongExpectedVersion)
 		require.Equal(t, int32(3), decides.Load())
@@ -167,7 +169,7 @@ func TestRepositoryRetriesConflicts(t *testing.T) {
 	t.Run("concurrent writers lose no update", func(t *testing.T) {
 		t.Parallel()
 		s := streamName("tally")
-		repo := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{MaxAttempts: 100, SnapshotEvery: 3})
+		repo := domain.NewRepository(client, reg, tallyDecider(), domain.RepositoryOptions{MaxAttempts: 100, SnapshotEvery: 3})
 		const writers = 16
 		var wg sync.WaitGroup
 		errs := make(chan error, writers)
@@ -191,7 +193,7 @@ func TestRepositoryRetriesConflicts(t *testing.T) {
 	t.Run("without retries, every append that succeeded counts exactly once", func(t *testing.T) {
 		t.Parallel()
 		s := streamName("tally")
-		repo := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{MaxAttempts: 1})
+		repo := domain.NewRepository(client, reg, tallyDecider(), domain.RepositoryOptions{MaxAttempts: 1})
 		var wg sync.WaitGroup
 		var ok, conflicts atomic.Int64
 		for range 12 {
@@ -222,9 +224,9 @@ func TestRepositoryHandleTx(t *testing.T) {
 	ctx := t.Context()
 	_, err := pool.Exec(ctx, "CREATE TABLE public.receipts (stream_id text PRIMARY KEY, value bigint NOT NULL)")
 	require.NoError(t, err)
-	repo := annals.NewRepository(client, tallyRegistry(), tallyDecider(), annals.RepositoryOptions{SnapshotEvery: 2})
+	repo := domain.NewRepository(client, tallyRegistry(), tallyDecider(), domain.RepositoryOptions{SnapshotEvery: 2})
 
-	run := func(t *testing.T, s string, commit bool) annals.HandleResult[Tally] {
+	run := func(t *testing.T, s string, commit bool) domain.HandleResult[Tally] {
 		tx, err := pool.Begin(ctx)
 		require.NoError(t, err)
 		defer tx.Rollback(ctx) //nolint:errcheck
@@ -289,7 +291,7 @@ func TestRepositoryHandleTx(t *testing.T) {
 			require.NoError(t, err)
 			return decide(st, c)
 		}
-		rival := annals.NewRepository(client, tallyRegistry(), d, annals.RepositoryOptions{})
+		rival := domain.NewRepository(client, tallyRegistry(), d, domain.RepositoryOptions{})
 		_, err = rival.HandleTx(ctx, tx, s, TallyCmd{Events: []any{Added{N: 1}}})
 		require.ErrorIs(t, err, annals.ErrWrongExpectedVersion)
 		require.Equal(t, int32(1), decides.Load())
@@ -298,8 +300,8 @@ func TestRepositoryHandleTx(t *testing.T) {
 	t.Run("a failing snapshot leaves the transaction usable", func(t *testing.T) {
 		t.Parallel()
 		s := streamName("tally")
-		bad := annals.NewRepository(client, tallyRegistry(), tallyDecider(),
-			annals.RepositoryOptions{SnapshotEvery: 1, SnapshotType: " padded", Logger: discardLogger()})
+		bad := domain.NewRepository(client, tallyRegistry(), tallyDecider(),
+			domain.RepositoryOptions{SnapshotEvery: 1, SnapshotType: " padded", Logger: discardLogger()})
 		tx, err := pool.Begin(ctx)
 		require.NoError(t, err)
 		defer tx.Rollback(ctx) //nolint:errcheck
@@ -325,7 +327,7 @@ func TestRepositoryEventIDs(t *testing.T) {
 	t.Parallel()
 	_, client := domainDB(t)
 	ctx := t.Context()
-	repo := annals.NewRepository(client, tallyRegistry(), tallyDecider(), annals.RepositoryOptions{})
+	repo := domain.NewRepository(client, tallyRegistry(), tallyDecider(), domain.RepositoryOptions{})
 	s := streamName("tally")
 	res, err := repo.Handle(ctx, s, TallyCmd{Events: []any{Added{N: 1}, Tagged{Tag: "x"}}})
 	require.NoError(t, err)
@@ -343,7 +345,7 @@ func TestRepositoryHandleAt(t *testing.T) {
 	_, client := domainDB(t)
 	ctx := t.Context()
 	reg := tallyRegistry()
-	repo := annals.NewRepository(client, reg, tallyDecider(), annals.RepositoryOptions{})
+	repo := domain.NewRepository(client, reg, tallyDecider(), domain.RepositoryOptions{})
 
 	t.Run("runs at the expected version, refuses any other and appends nothing", func(t *testing.T) {
 		t.Parallel()
@@ -375,7 +377,7 @@ func TestRepositoryHandleAt(t *testing.T) {
 		_, err := repo.Handle(ctx, s, TallyCmd{Events: []any{Added{N: 1}}})
 		require.NoError(t, err)
 		var decides atomic.Int32
-		rival := annals.NewRepository(client, reg, interferingDecider(t, client, s, 100, &decides), annals.RepositoryOptions{MaxAttempts: 5})
+		rival := domain.NewRepository(client, reg, interferingDecider(t, client, s, 100, &decides), domain.RepositoryOptions{MaxAttempts: 5})
 		_, err = rival.HandleAt(ctx, s, 1, TallyCmd{Events: []any{Scaled{Factor: 2}}})
 		var wrong *annals.WrongExpectedVersionError
 		require.ErrorAs(t, err, &wrong)
@@ -396,7 +398,7 @@ func TestRepositoryHandleAt(t *testing.T) {
 
 // interferingDecider returns a tally decider whose Decide first lets a rival append an Added{100}
 // to stream s, the first conflicts times, so the repository's append loses the race.
-func interferingDecider(t *testing.T, client *annals.Client, s string, conflicts int, decides *atomic.Int32) annals.Decider[Tally, TallyCmd] {
+func interferingDecider(t *testing.T, client *annals.Client, s string, conflicts int, decides *atomic.Int32) domain.Decider[Tally, TallyCmd] {
 	d := tallyDecider()
 	decide := d.Decide
 	d.Decide = func(st Tally, c TallyCmd) ([]any, error) {

@@ -1,4 +1,4 @@
-package annals
+package domain
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	annals "github.com/annals-db/annals/goapi"
 )
 
 // AggregateRepository loads, saves and handles commands for an Aggregate type A (a pointer to a
@@ -19,7 +21,7 @@ type AggregateRepository[A Aggregate] struct {
 // with registry. newAggregate returns an empty aggregate, such as func() *Account { return
 // &Account{} }; with snapshots on, A must also survive a round trip through encoding/json (its
 // state decodes into a fresh newAggregate()). It panics when an argument is nil.
-func NewAggregateRepository[A Aggregate](client *Client, registry *Registry, newAggregate func() A, opts RepositoryOptions) *AggregateRepository[A] {
+func NewAggregateRepository[A Aggregate](client *annals.Client, registry *Registry, newAggregate func() A, opts RepositoryOptions) *AggregateRepository[A] {
 	if client == nil || registry == nil || newAggregate == nil {
 		panic("annals: NewAggregateRepository needs a client, a registry and a constructor")
 	}
@@ -73,7 +75,7 @@ func (r *AggregateRepository[A]) LoadTx(ctx context.Context, tx pgx.Tx, streamID
 // Version is the version that state reflects. A snapshot is used only when it is at or below
 // that version. ErrStreamNotFound when the stream had no events at that point. Saving such an
 // aggregate fails with ErrWrongExpectedVersion unless the stream is still there.
-func (r *AggregateRepository[A]) LoadAt(ctx context.Context, streamID string, asOf AsOf) (A, error) {
+func (r *AggregateRepository[A]) LoadAt(ctx context.Context, streamID string, asOf annals.AsOf) (A, error) {
 	l, err := r.e.loadAt(ctx, streamID, asOf)
 	return aggregateResult(l, err)
 }
@@ -143,7 +145,7 @@ func (r *AggregateRepository[A]) save(ctx context.Context, tx pgx.Tx, a A) error
 	for i := range b.pending {
 		b.pending[i].id = ids[i] // fixed from now on
 	}
-	res, err := r.e.append(ctx, tx, b.id, Exact(b.version), data)
+	res, err := r.e.append(ctx, tx, b.id, annals.Exact(b.version), data)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package annals
+package domain
 
 import "github.com/google/uuid"
 

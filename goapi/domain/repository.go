@@ -1,4 +1,4 @@
-package annals
+package domain
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	annals "github.com/annals-db/annals/goapi"
 )
 
 // Repository loads and changes the state of streams with a Decider: Handle loads a stream
@@ -20,7 +22,7 @@ type Repository[S, C any] struct {
 // NewRepository returns a Repository for decider's streams over client, decoding and encoding
 // events with registry (every event type the decider reads or decides must be registered). It
 // panics when client, registry or one of decider's functions is nil.
-func NewRepository[S, C any](client *Client, registry *Registry, decider Decider[S, C], opts RepositoryOptions) *Repository[S, C] {
+func NewRepository[S, C any](client *annals.Client, registry *Registry, decider Decider[S, C], opts RepositoryOptions) *Repository[S, C] {
 	if client == nil || registry == nil || decider.Initial == nil || decider.Decide == nil || decider.Evolve == nil {
 		panic("annals: NewRepository needs a client, a registry and a decider with Initial, Decide and Evolve")
 	}
@@ -48,7 +50,7 @@ type HandleResult[S any] struct {
 	// nothing (then nothing was appended).
 	Events []any
 	// Appended describes the append (zero when nothing was appended).
-	Appended AppendResult
+	Appended annals.AppendResult
 	// Attempts is how many times the command was decided (1 without conflicts).
 	Attempts int
 }
@@ -71,7 +73,7 @@ func (r *Repository[S, C]) LoadTx(ctx context.Context, tx pgx.Tx, streamID strin
 // LoadAt returns a stream's state as of a version (AtVersion) or a point in time (AtTime), and
 // the version that state reflects. A snapshot is used only when it is at or below that version.
 // ErrStreamNotFound when the stream had no events at that point.
-func (r *Repository[S, C]) LoadAt(ctx context.Context, streamID string, asOf AsOf) (S, int64, error) {
+func (r *Repository[S, C]) LoadAt(ctx context.Context, streamID string, asOf annals.AsOf) (S, int64, error) {
 	l, err := r.e.loadAt(ctx, streamID, asOf)
 	return stateResult(streamID, l, err)
 }
@@ -135,7 +137,7 @@ func (r *Repository[S, C]) handle(ctx context.Context, tx pgx.Tx, streamID strin
 	var (
 		l        loaded[S]
 		res      HandleResult[S]
-		data     []EventData // nil: load and decide (again)
+		data     []annals.EventData // nil: load and decide (again)
 		decision int
 	)
 	for attempt := 1; ; attempt++ {
@@ -145,10 +147,10 @@ func (r *Repository[S, C]) handle(ctx context.Context, tx pgx.Tx, streamID strin
 				return HandleResult[S]{}, err
 			}
 			if expected >= 0 && l.version != expected {
-				return HandleResult[S]{}, &WrongExpectedVersionError{
-					BaseError: BaseError{Kind: ErrWrongExpectedVersion,
+				return HandleResult[S]{}, &annals.WrongExpectedVersionError{
+					BaseError: annals.BaseError{Kind: annals.ErrWrongExpectedVersion,
 						Message: fmt.Sprintf("stream %q is at version %d, not %d", streamID, l.version, expected)},
-					StreamID: streamID, Expected: Exact(expected), Actual: l.version}
+					StreamID: streamID, Expected: annals.Exact(expected), Actual: l.version}
 			}
 			decided, err := r.d.Decide(l.state, command)
 			if err != nil {
@@ -166,13 +168,13 @@ func (r *Repository[S, C]) handle(ctx context.Context, tx pgx.Tx, streamID strin
 			// state returned and snapshotted is exactly what a replay gives.
 			res.Events = make([]any, len(data))
 			for i, ed := range data {
-				if res.Events[i], err = r.e.reg.Decode(RecordedEvent{StreamID: streamID, StreamVersion: l.version + int64(i) + 1,
+				if res.Events[i], err = r.e.reg.Decode(annals.RecordedEvent{StreamID: streamID, StreamVersion: l.version + int64(i) + 1,
 					EventType: ed.Type, SchemaVersion: ed.SchemaVersion, Data: ed.Data.(json.RawMessage)}); err != nil {
 					return HandleResult[S]{}, err
 				}
 			}
 		}
-		appended, err := r.e.append(ctx, tx, streamID, Exact(l.version), data)
+		appended, err := r.e.append(ctx, tx, streamID, annals.Exact(l.version), data)
 		if err != nil {
 			next, err := afterFailure(ctx, err, attempt, maxAttempts, expected < 0)
 			switch next {

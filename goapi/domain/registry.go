@@ -1,4 +1,4 @@
-package annals
+package domain
 
 import (
 	"encoding/json"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+
+	annals "github.com/annals-db/annals/goapi"
 )
 
 var (
@@ -164,26 +166,26 @@ func (r *Registry) lookupType(event any) *eventType {
 // zero (Append fixes one before its first try). It returns an error wrapping
 // ErrUnknownEventType for an unregistered type and ErrInvalidArgument when the value does not
 // encode to a JSON object.
-func (r *Registry) Encode(event any, md Metadata) (EventData, error) {
+func (r *Registry) Encode(event any, md Metadata) (annals.EventData, error) {
 	et := r.lookupType(event)
 	if et == nil {
-		return EventData{}, fmt.Errorf("annals: encode %T: %w (Register it first)", event, ErrUnknownEventType)
+		return annals.EventData{}, fmt.Errorf("annals: encode %T: %w (Register it first)", event, ErrUnknownEventType)
 	}
 	if v := reflect.ValueOf(event); v.Kind() == reflect.Pointer && v.IsNil() {
-		return EventData{}, invalid("event", "nil %T", event)
+		return annals.EventData{}, invalid("event", "nil %T", event)
 	}
 	data, err := json.Marshal(event)
 	if err != nil {
-		return EventData{}, invalid("event", "%s (%T) does not encode to JSON: %v", et.name, event, err)
+		return annals.EventData{}, invalid("event", "%s (%T) does not encode to JSON: %v", et.name, event, err)
 	}
 	if len(data) == 0 || data[0] != '{' {
-		return EventData{}, invalid("event", "%s (%T) must encode to a JSON object, got %.40s", et.name, event, data)
+		return annals.EventData{}, invalid("event", "%s (%T) must encode to a JSON object, got %.40s", et.name, event, data)
 	}
-	ed := EventData{Type: et.name, SchemaVersion: et.version, Data: json.RawMessage(data)}
+	ed := annals.EventData{Type: et.name, SchemaVersion: et.version, Data: json.RawMessage(data)}
 	if !md.IsZero() {
 		meta, err := json.Marshal(md)
 		if err != nil {
-			return EventData{}, invalid("metadata", "does not encode to JSON: %v", err)
+			return annals.EventData{}, invalid("metadata", "does not encode to JSON: %v", err)
 		}
 		ed.Metadata = json.RawMessage(meta)
 	}
@@ -195,7 +197,7 @@ func (r *Registry) Encode(event any, md Metadata) (EventData, error) {
 // failure is a *DecodeError (errors.Is(err, ErrDecode)): an unregistered type name (also
 // ErrUnknownEventType), a schema version newer than the registered one or with no upcaster for
 // a step, an upcaster's error, or data that does not decode into T.
-func (r *Registry) Decode(ev RecordedEvent) (any, error) {
+func (r *Registry) Decode(ev annals.RecordedEvent) (any, error) {
 	fail := func(err error) error {
 		return &DecodeError{StreamID: ev.StreamID, StreamVersion: ev.StreamVersion, EventType: ev.EventType,
 			SchemaVersion: ev.SchemaVersion, Err: err}

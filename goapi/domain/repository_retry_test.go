@@ -1,4 +1,4 @@
-package annals_test
+package domain_test
 
 import (
 	"context"
@@ -6,11 +6,13 @@ import (
 	"sync/atomic"
 	"testing"
 
-	annals "github.com/annals-db/annals/goapi"
-	"github.com/annals-db/annals/goapi/annalstest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/goapi/domain"
 )
 
 // appendCounter counts the append statements (append_events, or append_event for one event) a pool sends.
@@ -63,8 +65,8 @@ func TestRepositoryOneRetryLoop(t *testing.T) {
 		client, appends := counted(t)
 		s := streamName("tally")
 		var decides atomic.Int32
-		repo := annals.NewRepository(client, tallyRegistry(), interferingDecider(t, other, s, 100, &decides),
-			annals.RepositoryOptions{MaxAttempts: 5})
+		repo := domain.NewRepository(client, tallyRegistry(), interferingDecider(t, other, s, 100, &decides),
+			domain.RepositoryOptions{MaxAttempts: 5})
 		_, err := repo.Handle(ctx, s, TallyCmd{Events: []any{Added{N: 1}}})
 		require.ErrorIs(t, err, annals.ErrWrongExpectedVersion)
 		require.Equal(t, int32(5), appends.n.Load())
@@ -77,8 +79,8 @@ func TestRepositoryOneRetryLoop(t *testing.T) {
 		_, err := other.Append(ctx, s, annals.NoStream, annals.EventData{Type: "tally.added", Data: Added{N: 1}})
 		require.NoError(t, err)
 		var decides atomic.Int32
-		repo := annals.NewRepository(client, tallyRegistry(), interferingDecider(t, other, s, 0, &decides),
-			annals.RepositoryOptions{MaxAttempts: 3})
+		repo := domain.NewRepository(client, tallyRegistry(), interferingDecider(t, other, s, 0, &decides),
+			domain.RepositoryOptions{MaxAttempts: 3})
 		blockAppends(t)
 		_, err = repo.Handle(ctx, s, TallyCmd{Events: []any{Added{N: 1}}})
 		require.Error(t, err)
@@ -92,9 +94,9 @@ func TestRepositoryOneRetryLoop(t *testing.T) {
 		s := streamName("tally")
 		_, err := other.Append(ctx, s, annals.NoStream, annals.EventData{Type: "tally.added", Data: Added{N: 1}})
 		require.NoError(t, err)
-		opts := annals.RepositoryOptions{MaxAttempts: 2}
-		repo := annals.NewRepository(client, tallyRegistry(), tallyDecider(), opts)
-		accounts := annals.NewAggregateRepository(client, accountRegistry(), newAccount, opts)
+		opts := domain.RepositoryOptions{MaxAttempts: 2}
+		repo := domain.NewRepository(client, tallyRegistry(), tallyDecider(), opts)
+		accounts := domain.NewAggregateRepository(client, accountRegistry(), newAccount, opts)
 		acc := accounts.New(streamName("account"))
 		require.NoError(t, acc.OpenFor("ann"))
 		blockAppends(t)
@@ -111,7 +113,7 @@ func TestRepositoryOneRetryLoop(t *testing.T) {
 
 	t.Run("an aggregate's Handle resends without running the command again", func(t *testing.T) {
 		client, appends := counted(t)
-		accounts := annals.NewAggregateRepository(client, accountRegistry(), newAccount, annals.RepositoryOptions{MaxAttempts: 3})
+		accounts := domain.NewAggregateRepository(client, accountRegistry(), newAccount, domain.RepositoryOptions{MaxAttempts: 3})
 		var runs int
 		blockAppends(t)
 		_, err := accounts.Handle(ctx, streamName("account"), func(a *Account) error {

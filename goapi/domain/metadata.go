@@ -1,4 +1,4 @@
-package annals
+package domain
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package annals_test
+package domain_test
 
 import (
 	"context"
@@ -7,9 +7,11 @@ import (
 	"sync/atomic"
 	"testing"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 )
 
 func TestAggregateRaise(t *testing.T) {
@@ -23,7 +25,7 @@ func TestAggregateRaise(t *testing.T) {
 	a.Pending()[0] = nil
 	require.Equal(t, Opened{Owner: "ann"}, a.Pending()[0], "Pending returns a copy")
 
-	annals.Rehydrate(a, "account-9", Opened{Owner: "bo"}, Deposited{Amount: 5})
+	domain.Rehydrate(a, "account-9", Opened{Owner: "bo"}, Deposited{Amount: 5})
 	require.Equal(t, "account-9", a.ID())
 	require.Equal(t, int64(2), a.Version())
 	require.Empty(t, a.Pending())
@@ -35,7 +37,7 @@ func TestAggregateRepository(t *testing.T) {
 	pool, client := domainDB(t)
 	ctx := t.Context()
 	reg := accountRegistry()
-	repo := annals.NewAggregateRepository(client, reg, newAccount, annals.RepositoryOptions{})
+	repo := domain.NewAggregateRepository(client, reg, newAccount, domain.RepositoryOptions{})
 
 	t.Run("new, save, load", func(t *testing.T) {
 		t.Parallel()
@@ -95,7 +97,7 @@ func TestAggregateRepository(t *testing.T) {
 		cancel()
 		require.Error(t, repo.Save(canceled, a))
 		require.Len(t, a.Pending(), 2)
-		ids := annals.PendingIDs(a)
+		ids := domain.PendingIDs(a)
 		require.NotContains(t, ids, uuid.Nil)
 
 		// Suppose it did commit and only the reply was lost: the batch is stored with those ids.
@@ -162,7 +164,7 @@ func TestAggregateRepository(t *testing.T) {
 	t.Run("concurrent handlers lose no update", func(t *testing.T) {
 		t.Parallel()
 		s := streamName("account")
-		busy := annals.NewAggregateRepository(client, reg, newAccount, annals.RepositoryOptions{MaxAttempts: 100, SnapshotEvery: 4})
+		busy := domain.NewAggregateRepository(client, reg, newAccount, domain.RepositoryOptions{MaxAttempts: 100, SnapshotEvery: 4})
 		_, err := busy.Handle(ctx, s, func(a *Account) error { return a.OpenFor("ann") })
 		require.NoError(t, err)
 		var wg sync.WaitGroup

@@ -1,4 +1,4 @@
-package annals
+package domain
 
 // Decider is the functional style of aggregate: the state of a stream is a fold of its events,
 // and a command is decided on that state into new events. Its three functions must be pure (no
