@@ -26,35 +26,34 @@ BEGIN
         CREATE OR REPLACE FUNCTION annals_internal.pii_new_key()
         RETURNS bytea LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
         RETURN %1$I.gen_random_bytes(32)$f$, v_schema);
+    -- Single-expression SQL functions: inlined into their callers, no call overhead. The IV is
+    -- random per value, so the same value never encrypts to the same text.
     EXECUTE pg_catalog.format($f$
-        CREATE OR REPLACE FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea)
-        RETURNS text LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $b$
-        DECLARE
-            v_iv bytea := %1$I.gen_random_bytes(16);
-        BEGIN
-            RETURN pg_catalog.translate(pg_catalog.encode(v_iv || %1$I.encrypt_iv(pg_catalog.convert_to(value::text, 'UTF8'),
-                                                                      key, v_iv, 'aes-cbc/pad:pkcs'), 'base64'), E'\n', '');
-        END
-        $b$$f$, v_schema);
+        CREATE OR REPLACE FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea)
+        RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        RETURN pg_catalog.translate(pg_catalog.encode(iv || %1$I.encrypt_iv(pg_catalog.convert_to(value::text, 'UTF8'),
+                                                                      key, iv, 'aes-cbc/pad:pkcs'), 'base64'), E'\n', '')$f$, v_schema);
+    EXECUTE pg_catalog.format($f$
+        CREATE OR REPLACE FUNCTION annals_internal.pii_new_iv()
+        RETURNS bytea LANGUAGE sql VOLATILE PARALLEL SAFE
+        RETURN %1$I.gen_random_bytes(16)$f$, v_schema);
     EXECUTE pg_catalog.format($f$
         CREATE OR REPLACE FUNCTION annals_internal.pii_decrypt(sealed text, key bytea)
-        RETURNS jsonb LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $b$
-        DECLARE
-            v_raw bytea := pg_catalog.decode(sealed, 'base64');
-        BEGIN
-            RETURN pg_catalog.convert_from(%1$I.decrypt_iv(pg_catalog.substr(v_raw, 17), key,
-                                                           pg_catalog.substr(v_raw, 1, 16), 'aes-cbc/pad:pkcs'), 'UTF8')::jsonb;
-        END
-        $b$$f$, v_schema);
+        RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        RETURN pg_catalog.convert_from(%1$I.decrypt_iv(pg_catalog.substr(pg_catalog.decode(sealed, 'base64'), 17), key,
+                                                       pg_catalog.substr(pg_catalog.decode(sealed, 'base64'), 1, 16),
+                                                       'aes-cbc/pad:pkcs'), 'UTF8')::jsonb$f$, v_schema);
 END
 $gen$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.pii_new_key() IS 'A new random 256-bit subject key (pgcrypto).';
-COMMENT ON FUNCTION annals_internal.pii_encrypt(jsonb, bytea) IS
-    'Encrypts a JSON value with a subject key: base64 of a random IV and the AES-256-CBC ciphertext of its text.';
+COMMENT ON FUNCTION annals_internal.pii_encrypt(jsonb, bytea, bytea) IS
+    'Encrypts a JSON value with a subject key and an IV (pii_new_iv): base64 of the IV and the AES-256-CBC ciphertext of its text.';
+COMMENT ON FUNCTION annals_internal.pii_new_iv() IS 'A random 16-byte IV (pgcrypto).';
 COMMENT ON FUNCTION annals_internal.pii_decrypt(text, bytea) IS 'Decrypts what pii_encrypt sealed with the same key.';
 REVOKE ALL ON FUNCTION annals_internal.pii_new_key() FROM PUBLIC;
-REVOKE ALL ON FUNCTION annals_internal.pii_encrypt(jsonb, bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION annals_internal.pii_encrypt(jsonb, bytea, bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION annals_internal.pii_new_iv() FROM PUBLIC;
 REVOKE ALL ON FUNCTION annals_internal.pii_decrypt(text, bytea) FROM PUBLIC;
 
 -- '$.a.b' or '$."a b".c' as {a,b}; NULL for anything else (wildcards, arrays, filters).
@@ -146,10 +145,13 @@ BEGIN
         END IF;
     END LOOP;
 
-    INSERT INTO annals_internal.personal_data AS p (event_type, paths, subject_path, registered_at)
-    VALUES (register_personal_data.event_type, v_paths, register_personal_data.subject_path, clock_timestamp())
+    INSERT INTO annals_internal.personal_data AS p (event_type, paths, path_keys, subject_path, subject_keys, registered_at)
+    VALUES (register_personal_data.event_type, v_paths,
+            ARRAY(SELECT annals_internal.pii_path_elems(x)::text FROM unnest(v_paths) WITH ORDINALITY AS u(x, n) ORDER BY u.n),
+            register_personal_data.subject_path, v_subject, clock_timestamp())
     ON CONFLICT ON CONSTRAINT personal_data_pkey DO UPDATE
-       SET paths = excluded.paths, subject_path = excluded.subject_path, registered_at = excluded.registered_at;
+       SET paths = excluded.paths, path_keys = excluded.path_keys, subject_path = excluded.subject_path,
+           subject_keys = excluded.subject_keys, registered_at = excluded.registered_at;
     UPDATE annals_internal.settings AS s
        SET personal_data_types = (SELECT array_agg(p.event_type ORDER BY p.event_type) FROM annals_internal.personal_data AS p)
      WHERE s.singleton;
@@ -194,7 +196,9 @@ COMMENT ON FUNCTION annals_internal.subject_key(text) IS 'A subject''s live key 
 REVOKE ALL ON FUNCTION annals_internal.subject_key(text) FROM PUBLIC;
 
 -- An append's event (an element of append_events' array) with its personal data encrypted and the
--- marker in its metadata. Called by the append only for registered types.
+-- marker in its metadata: {"$pii": {"key": <key_id>, "paths": ["$.email", ...], "at": ["{email}",
+-- ...]}} ("at": the key arrays of "paths", so reads need not parse them). Called by the append
+-- only for registered types.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.protect_event(ev jsonb)
 RETURNS jsonb
@@ -208,33 +212,33 @@ DECLARE
     v_meta    jsonb := coalesce(nullif(protect_event.ev -> 'metadata', 'null'), '{}') - '$pii';
     v_subject jsonb;
     v_key     annals_internal.subject_keys;
-    v_path    text;
-    v_elems   text[];
     v_value   jsonb;
-    v_done    text[] := '{}'::text[];
+    v_paths   jsonb := '[]'::jsonb;
+    v_at      jsonb := '[]'::jsonb;
 BEGIN
     SELECT * INTO v_reg FROM annals_internal.personal_data AS p WHERE p.event_type = protect_event.ev ->> 'type';
     IF NOT FOUND THEN
         RETURN protect_event.ev;
     END IF;
-    v_subject := v_data #> annals_internal.pii_path_elems(v_reg.subject_path);
+    v_subject := v_data #> v_reg.subject_keys;
     IF jsonb_typeof(v_subject) IS DISTINCT FROM 'string' OR v_subject #>> '{}' = '' THEN
         IF annals_internal.raise_invalid('events',
             format('an event of type %s carries personal data, so its data needs the subject id as a non-empty string at %s',
                    v_reg.event_type, v_reg.subject_path)) IS NULL THEN END IF;
     END IF;
-    FOREACH v_path IN ARRAY v_reg.paths LOOP
-        v_elems := annals_internal.pii_path_elems(v_path);
-        v_value := v_data #> v_elems;
+    FOR i IN 1 .. cardinality(v_reg.paths) LOOP
+        v_value := v_data #> v_reg.path_keys[i]::text[];
         CONTINUE WHEN v_value IS NULL OR v_value = 'null';
         IF v_key.key_id IS NULL THEN
             v_key := annals_internal.subject_key(v_subject #>> '{}');
         END IF;
-        v_data := jsonb_set(v_data, v_elems, to_jsonb(annals_internal.pii_encrypt(v_value, v_key.key)));
-        v_done := v_done || v_path;
+        v_data := jsonb_set(v_data, v_reg.path_keys[i]::text[],
+                            to_jsonb(annals_internal.pii_encrypt(v_value, v_key.key, annals_internal.pii_new_iv())));
+        v_paths := v_paths || to_jsonb(v_reg.paths[i]);
+        v_at := v_at || to_jsonb(v_reg.path_keys[i]);
     END LOOP;
-    IF cardinality(v_done) > 0 THEN
-        v_meta := v_meta || jsonb_build_object('$pii', jsonb_build_object('key', v_key.key_id, 'paths', to_jsonb(v_done)));
+    IF v_key.key_id IS NOT NULL THEN
+        v_meta := v_meta || jsonb_build_object('$pii', jsonb_build_object('key', v_key.key_id, 'paths', v_paths, 'at', v_at));
     END IF;
     RETURN protect_event.ev || jsonb_build_object('data', v_data, 'metadata', v_meta);
 END
@@ -245,7 +249,9 @@ COMMENT ON FUNCTION annals_internal.protect_event(jsonb) IS
 REVOKE ALL ON FUNCTION annals_internal.protect_event(jsonb) FROM PUBLIC;
 
 -- Stored data as reads return it: personal data decrypted, or JSON null once the key is gone.
--- Called by annals_internal.as_read only for events whose metadata has the marker.
+-- Called by annals_internal.as_read only for events whose metadata has the marker. The marker
+-- counts only for a type that has personal data (else it is the writer's own metadata). PL/pgSQL
+-- so the lookup's plan is kept for the session.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.reveal_data(event_type text, data jsonb, metadata jsonb)
 RETURNS jsonb
@@ -254,21 +260,24 @@ STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_key   bytea;
-    v_data  jsonb := reveal_data.data;
-    v_path  text;
-    v_elems text[];
+    v_registered boolean;
+    v_key        bytea;
+    v_data       jsonb := reveal_data.data;
+    v_at         jsonb := reveal_data.metadata #> '{$pii,at}';
+    v_keys       text[];
 BEGIN
-    IF NOT EXISTS (SELECT FROM annals_internal.personal_data AS p WHERE p.event_type = reveal_data.event_type) THEN
+    SELECT true, k.key INTO v_registered, v_key
+      FROM annals_internal.personal_data AS p
+      LEFT JOIN annals_internal.subject_keys AS k ON k.key_id = (reveal_data.metadata #>> '{$pii,key}')::bigint
+     WHERE p.event_type = reveal_data.event_type;
+    IF v_registered IS NULL OR jsonb_typeof(v_at) IS DISTINCT FROM 'array' THEN
         RETURN reveal_data.data;  -- a marker on a type that never had personal data: the writer's own key
     END IF;
-    SELECT k.key INTO v_key FROM annals_internal.subject_keys AS k
-     WHERE k.key_id = (reveal_data.metadata #>> '{$pii,key}')::bigint;
-    FOR v_path IN SELECT jsonb_array_elements_text(reveal_data.metadata #> '{$pii,paths}') LOOP
-        v_elems := annals_internal.pii_path_elems(v_path);
-        v_data := jsonb_set(v_data, v_elems,
+    FOR i IN 0 .. jsonb_array_length(v_at) - 1 LOOP
+        v_keys := (v_at ->> i)::text[];
+        v_data := jsonb_set(v_data, v_keys,
                             CASE WHEN v_key IS NULL THEN 'null'::jsonb
-                                 ELSE annals_internal.pii_decrypt(v_data #>> v_elems, v_key) END);
+                                 ELSE annals_internal.pii_decrypt(v_data #>> v_keys, v_key) END);
     END LOOP;
     RETURN v_data;
 END
@@ -282,19 +291,26 @@ REVOKE ALL ON FUNCTION annals_internal.reveal_data(text, jsonb, jsonb) FROM PUBL
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.reveal_metadata(event_type text, metadata jsonb)
 RETURNS jsonb
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT CASE
-        WHEN NOT EXISTS (SELECT FROM annals_internal.personal_data AS p WHERE p.event_type = reveal_metadata.event_type)
-            THEN reveal_metadata.metadata
-        WHEN EXISTS (SELECT FROM annals_internal.subject_keys AS k
-                      WHERE k.key_id = (reveal_metadata.metadata #>> '{$pii,key}')::bigint AND k.key IS NOT NULL)
-            THEN reveal_metadata.metadata - '$pii'
-        ELSE (reveal_metadata.metadata - '$pii') || jsonb_build_object('$erased', reveal_metadata.metadata #> '{$pii,paths}')
-    END;
-END;
+AS $$
+DECLARE
+    v_registered boolean;
+    v_key        bytea;
+BEGIN
+    SELECT true, k.key INTO v_registered, v_key
+      FROM annals_internal.personal_data AS p
+      LEFT JOIN annals_internal.subject_keys AS k ON k.key_id = (reveal_metadata.metadata #>> '{$pii,key}')::bigint
+     WHERE p.event_type = reveal_metadata.event_type;
+    IF v_registered IS NULL THEN
+        RETURN reveal_metadata.metadata;
+    ELSIF v_key IS NULL THEN
+        RETURN (reveal_metadata.metadata - '$pii') || jsonb_build_object('$erased', reveal_metadata.metadata #> '{$pii,paths}');
+    END IF;
+    RETURN reveal_metadata.metadata - '$pii';
+END
+$$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.reveal_metadata(text, jsonb) IS
     'Stored event metadata as reads show it: the "$pii" marker removed, "$erased": [paths] where the subject was forgotten.';

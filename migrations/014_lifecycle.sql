@@ -96,11 +96,17 @@ COMMENT ON TABLE annals_internal.retention_runs IS
 CREATE TABLE annals_internal.personal_data (
     event_type    text        NOT NULL,
     paths         text[]      NOT NULL,
+    path_keys     text[]      NOT NULL,
     subject_path  text        NOT NULL,
+    subject_keys  text[]      NOT NULL,
     registered_at timestamptz NOT NULL,
     CONSTRAINT personal_data_pkey PRIMARY KEY (event_type),
-    CONSTRAINT personal_data_paths_chk CHECK (cardinality(paths) >= 1)
+    CONSTRAINT personal_data_paths_chk CHECK (cardinality(paths) >= 1),
+    CONSTRAINT personal_data_path_keys_chk CHECK (cardinality(path_keys) = cardinality(paths))
 );
+COMMENT ON COLUMN annals_internal.personal_data.path_keys IS
+    'paths as the text of the key arrays jsonb_set and #> take (''$.address.street'' is ''{address,street}''), parsed once at registration.';
+COMMENT ON COLUMN annals_internal.personal_data.subject_keys IS 'subject_path as a key array.';
 ALTER TABLE annals_internal.personal_data OWNER TO annals_owner;
 COMMENT ON TABLE annals_internal.personal_data IS
     'Personal-data paths of an event type''s data and the path of the subject they belong to (annals.register_personal_data).';

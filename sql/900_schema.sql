@@ -2075,10 +2075,13 @@ BEGIN
         END IF;
     END LOOP;
 
-    INSERT INTO annals_internal.personal_data AS p (event_type, paths, subject_path, registered_at)
-    VALUES (register_personal_data.event_type, v_paths, register_personal_data.subject_path, clock_timestamp())
+    INSERT INTO annals_internal.personal_data AS p (event_type, paths, path_keys, subject_path, subject_keys, registered_at)
+    VALUES (register_personal_data.event_type, v_paths,
+            ARRAY(SELECT annals_internal.pii_path_elems(x)::text FROM unnest(v_paths) WITH ORDINALITY AS u(x, n) ORDER BY u.n),
+            register_personal_data.subject_path, v_subject, clock_timestamp())
     ON CONFLICT ON CONSTRAINT personal_data_pkey DO UPDATE
-       SET paths = excluded.paths, subject_path = excluded.subject_path, registered_at = excluded.registered_at;
+       SET paths = excluded.paths, path_keys = excluded.path_keys, subject_path = excluded.subject_path,
+           subject_keys = excluded.subject_keys, registered_at = excluded.registered_at;
     UPDATE annals_internal.settings AS s
        SET personal_data_types = (SELECT array_agg(p.event_type ORDER BY p.event_type) FROM annals_internal.personal_data AS p)
      WHERE s.singleton;
@@ -3429,21 +3432,24 @@ CREATE FUNCTION annals_internal.reveal_data(event_type text, data jsonb, metadat
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 DECLARE
-    v_key   bytea;
-    v_data  jsonb := reveal_data.data;
-    v_path  text;
-    v_elems text[];
+    v_registered boolean;
+    v_key        bytea;
+    v_data       jsonb := reveal_data.data;
+    v_at         jsonb := reveal_data.metadata #> '{$pii,at}';
+    v_keys       text[];
 BEGIN
-    IF NOT EXISTS (SELECT FROM annals_internal.personal_data AS p WHERE p.event_type = reveal_data.event_type) THEN
+    SELECT true, k.key INTO v_registered, v_key
+      FROM annals_internal.personal_data AS p
+      LEFT JOIN annals_internal.subject_keys AS k ON k.key_id = (reveal_data.metadata #>> '{$pii,key}')::bigint
+     WHERE p.event_type = reveal_data.event_type;
+    IF v_registered IS NULL OR jsonb_typeof(v_at) IS DISTINCT FROM 'array' THEN
         RETURN reveal_data.data;  -- a marker on a type that never had personal data: the writer's own key
     END IF;
-    SELECT k.key INTO v_key FROM annals_internal.subject_keys AS k
-     WHERE k.key_id = (reveal_data.metadata #>> '{$pii,key}')::bigint;
-    FOR v_path IN SELECT jsonb_array_elements_text(reveal_data.metadata #> '{$pii,paths}') LOOP
-        v_elems := annals_internal.pii_path_elems(v_path);
-        v_data := jsonb_set(v_data, v_elems,
+    FOR i IN 0 .. jsonb_array_length(v_at) - 1 LOOP
+        v_keys := (v_at ->> i)::text[];
+        v_data := jsonb_set(v_data, v_keys,
                             CASE WHEN v_key IS NULL THEN 'null'::jsonb
-                                 ELSE annals_internal.pii_decrypt(v_data #>> v_elems, v_key) END);
+                                 ELSE annals_internal.pii_decrypt(v_data #>> v_keys, v_key) END);
     END LOOP;
     RETURN v_data;
 END
@@ -3460,69 +3466,29 @@ COMMENT ON FUNCTION annals_internal.reveal_data(event_type text, data jsonb, met
 
 
 --
--- Name: personal_data; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.personal_data (
-    event_type text NOT NULL,
-    paths text[] NOT NULL,
-    subject_path text NOT NULL,
-    registered_at timestamp with time zone NOT NULL,
-    CONSTRAINT personal_data_paths_chk CHECK ((cardinality(paths) >= 1))
-);
-
-
-ALTER TABLE annals_internal.personal_data OWNER TO annals_owner;
-
---
--- Name: TABLE personal_data; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.personal_data IS 'Personal-data paths of an event type''s data and the path of the subject they belong to (annals.register_personal_data).';
-
-
---
--- Name: subject_keys; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.subject_keys (
-    key_id bigint NOT NULL,
-    subject_id text NOT NULL,
-    key bytea,
-    created_at timestamp with time zone NOT NULL,
-    forgotten_at timestamp with time zone,
-    CONSTRAINT subject_keys_forgotten_chk CHECK (((key IS NULL) = (forgotten_at IS NOT NULL)))
-);
-
-
-ALTER TABLE annals_internal.subject_keys OWNER TO annals_owner;
-
---
--- Name: TABLE subject_keys; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.subject_keys IS 'Per-subject keys of crypto-shredded personal data. Never granted to any role; NULL key: forgotten.';
-
-
---
 -- Name: reveal_metadata(text, jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
 CREATE FUNCTION annals_internal.reveal_metadata(event_type text, metadata jsonb) RETURNS jsonb
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
-    BEGIN ATOMIC
- SELECT
-         CASE
-             WHEN (NOT (EXISTS ( SELECT
-                FROM annals_internal.personal_data p
-               WHERE (p.event_type = reveal_metadata.event_type)))) THEN metadata
-             WHEN (EXISTS ( SELECT
-                FROM annals_internal.subject_keys k
-               WHERE ((k.key_id = ((reveal_metadata.metadata #>> '{$pii,key}'::text[]))::bigint) AND (k.key IS NOT NULL)))) THEN (metadata - '$pii'::text)
-             ELSE ((metadata - '$pii'::text) || jsonb_build_object('$erased', (metadata #> '{$pii,paths}'::text[])))
-         END AS "case";
-END;
+    AS $_$
+DECLARE
+    v_registered boolean;
+    v_key        bytea;
+BEGIN
+    SELECT true, k.key INTO v_registered, v_key
+      FROM annals_internal.personal_data AS p
+      LEFT JOIN annals_internal.subject_keys AS k ON k.key_id = (reveal_metadata.metadata #>> '{$pii,key}')::bigint
+     WHERE p.event_type = reveal_metadata.event_type;
+    IF v_registered IS NULL THEN
+        RETURN reveal_metadata.metadata;
+    ELSIF v_key IS NULL THEN
+        RETURN (reveal_metadata.metadata - '$pii') || jsonb_build_object('$erased', reveal_metadata.metadata #> '{$pii,paths}');
+    END IF;
+    RETURN reveal_metadata.metadata - '$pii';
+END
+$_$;
 
 
 ALTER FUNCTION annals_internal.reveal_metadata(event_type text, metadata jsonb) OWNER TO annals_owner;
@@ -4732,16 +4698,8 @@ COMMENT ON FUNCTION annals_internal.notify_append() IS 'Trigger function: NOTIFY
 --
 
 CREATE FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) RETURNS jsonb
-    LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
-        DECLARE
-            v_raw bytea := pg_catalog.decode(sealed, 'base64');
-        BEGIN
-            RETURN pg_catalog.convert_from(annals_crypto.decrypt_iv(pg_catalog.substr(v_raw, 17), key,
-                                                           pg_catalog.substr(v_raw, 1, 16), 'aes-cbc/pad:pkcs'), 'UTF8')::jsonb;
-        END
-        $$;
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN (convert_from(annals_crypto.decrypt_iv(substr(decode(sealed, 'base64'::text), 17), key, substr(decode(sealed, 'base64'::text), 1, 16), 'aes-cbc/pad:pkcs'::text), 'UTF8'::name))::jsonb;
 
 
 ALTER FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) OWNER TO annals_owner;
@@ -4754,29 +4712,40 @@ COMMENT ON FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) IS 'Decr
 
 
 --
--- Name: pii_encrypt(jsonb, bytea); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+-- Name: pii_encrypt(jsonb, bytea, bytea); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
-CREATE FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea) RETURNS text
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
-        DECLARE
-            v_iv bytea := annals_crypto.gen_random_bytes(16);
-        BEGIN
-            RETURN pg_catalog.translate(pg_catalog.encode(v_iv || annals_crypto.encrypt_iv(pg_catalog.convert_to(value::text, 'UTF8'),
-                                                                      key, v_iv, 'aes-cbc/pad:pkcs'), 'base64'), E'\n', '');
-        END
-        $$;
+CREATE FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN translate(encode((iv || annals_crypto.encrypt_iv(convert_to((value)::text, 'UTF8'::name), key, iv, 'aes-cbc/pad:pkcs'::text)), 'base64'::text), '
+'::text, ''::text);
 
 
-ALTER FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea) OWNER TO annals_owner;
+ALTER FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea) OWNER TO annals_owner;
 
 --
--- Name: FUNCTION pii_encrypt(value jsonb, key bytea); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+-- Name: FUNCTION pii_encrypt(value jsonb, key bytea, iv bytea); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea) IS 'Encrypts a JSON value with a subject key: base64 of a random IV and the AES-256-CBC ciphertext of its text.';
+COMMENT ON FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea) IS 'Encrypts a JSON value with a subject key and an IV (pii_new_iv): base64 of the IV and the AES-256-CBC ciphertext of its text.';
+
+
+--
+-- Name: pii_new_iv(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.pii_new_iv() RETURNS bytea
+    LANGUAGE sql PARALLEL SAFE
+    RETURN annals_crypto.gen_random_bytes(16);
+
+
+ALTER FUNCTION annals_internal.pii_new_iv() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION pii_new_iv(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.pii_new_iv() IS 'A random 16-byte IV (pgcrypto).';
 
 
 --
@@ -5121,33 +5090,33 @@ DECLARE
     v_meta    jsonb := coalesce(nullif(protect_event.ev -> 'metadata', 'null'), '{}') - '$pii';
     v_subject jsonb;
     v_key     annals_internal.subject_keys;
-    v_path    text;
-    v_elems   text[];
     v_value   jsonb;
-    v_done    text[] := '{}'::text[];
+    v_paths   jsonb := '[]'::jsonb;
+    v_at      jsonb := '[]'::jsonb;
 BEGIN
     SELECT * INTO v_reg FROM annals_internal.personal_data AS p WHERE p.event_type = protect_event.ev ->> 'type';
     IF NOT FOUND THEN
         RETURN protect_event.ev;
     END IF;
-    v_subject := v_data #> annals_internal.pii_path_elems(v_reg.subject_path);
+    v_subject := v_data #> v_reg.subject_keys;
     IF jsonb_typeof(v_subject) IS DISTINCT FROM 'string' OR v_subject #>> '{}' = '' THEN
         IF annals_internal.raise_invalid('events',
             format('an event of type %s carries personal data, so its data needs the subject id as a non-empty string at %s',
                    v_reg.event_type, v_reg.subject_path)) IS NULL THEN END IF;
     END IF;
-    FOREACH v_path IN ARRAY v_reg.paths LOOP
-        v_elems := annals_internal.pii_path_elems(v_path);
-        v_value := v_data #> v_elems;
+    FOR i IN 1 .. cardinality(v_reg.paths) LOOP
+        v_value := v_data #> v_reg.path_keys[i]::text[];
         CONTINUE WHEN v_value IS NULL OR v_value = 'null';
         IF v_key.key_id IS NULL THEN
             v_key := annals_internal.subject_key(v_subject #>> '{}');
         END IF;
-        v_data := jsonb_set(v_data, v_elems, to_jsonb(annals_internal.pii_encrypt(v_value, v_key.key)));
-        v_done := v_done || v_path;
+        v_data := jsonb_set(v_data, v_reg.path_keys[i]::text[],
+                            to_jsonb(annals_internal.pii_encrypt(v_value, v_key.key, annals_internal.pii_new_iv())));
+        v_paths := v_paths || to_jsonb(v_reg.paths[i]);
+        v_at := v_at || to_jsonb(v_reg.path_keys[i]);
     END LOOP;
-    IF cardinality(v_done) > 0 THEN
-        v_meta := v_meta || jsonb_build_object('$pii', jsonb_build_object('key', v_key.key_id, 'paths', to_jsonb(v_done)));
+    IF v_key.key_id IS NOT NULL THEN
+        v_meta := v_meta || jsonb_build_object('$pii', jsonb_build_object('key', v_key.key_id, 'paths', v_paths, 'at', v_at));
     END IF;
     RETURN protect_event.ev || jsonb_build_object('data', v_data, 'metadata', v_meta);
 END
@@ -5555,6 +5524,29 @@ ALTER FUNCTION annals_internal.stream_id_problem(stream_id text) OWNER TO annals
 --
 
 COMMENT ON FUNCTION annals_internal.stream_id_problem(stream_id text) IS 'Why a stream id is invalid, NULL when valid: the name rule (1..512 bytes) and a category (the part before the first -) that is not empty and does not end with whitespace. The reserved $ prefix is check_stream_id''s.';
+
+
+--
+-- Name: subject_keys; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.subject_keys (
+    key_id bigint NOT NULL,
+    subject_id text NOT NULL,
+    key bytea,
+    created_at timestamp with time zone NOT NULL,
+    forgotten_at timestamp with time zone,
+    CONSTRAINT subject_keys_forgotten_chk CHECK (((key IS NULL) = (forgotten_at IS NOT NULL)))
+);
+
+
+ALTER TABLE annals_internal.subject_keys OWNER TO annals_owner;
+
+--
+-- Name: TABLE subject_keys; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.subject_keys IS 'Per-subject keys of crypto-shredded personal data. Never granted to any role; NULL key: forgotten.';
 
 
 --
@@ -6685,6 +6677,45 @@ ALTER TABLE annals_internal.notify_clock OWNER TO annals_owner;
 --
 
 COMMENT ON SEQUENCE annals_internal.notify_clock IS 'NOTIFY gate: when an append last sent NOTIFY annals_events (ms since the epoch; setval only, never nextval).';
+
+
+--
+-- Name: personal_data; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.personal_data (
+    event_type text NOT NULL,
+    paths text[] NOT NULL,
+    path_keys text[] NOT NULL,
+    subject_path text NOT NULL,
+    subject_keys text[] NOT NULL,
+    registered_at timestamp with time zone NOT NULL,
+    CONSTRAINT personal_data_path_keys_chk CHECK ((cardinality(path_keys) = cardinality(paths))),
+    CONSTRAINT personal_data_paths_chk CHECK ((cardinality(paths) >= 1))
+);
+
+
+ALTER TABLE annals_internal.personal_data OWNER TO annals_owner;
+
+--
+-- Name: TABLE personal_data; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.personal_data IS 'Personal-data paths of an event type''s data and the path of the subject they belong to (annals.register_personal_data).';
+
+
+--
+-- Name: COLUMN personal_data.path_keys; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.personal_data.path_keys IS 'paths as the text of the key arrays jsonb_set and #> take (''$.address.street'' is ''{address,street}''), parsed once at registration.';
+
+
+--
+-- Name: COLUMN personal_data.subject_keys; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.personal_data.subject_keys IS 'subject_path as a key array.';
 
 
 --
@@ -8586,10 +8617,17 @@ REVOKE ALL ON FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) FROM 
 
 
 --
--- Name: FUNCTION pii_encrypt(value jsonb, key bytea); Type: ACL; Schema: annals_internal; Owner: annals_owner
+-- Name: FUNCTION pii_encrypt(value jsonb, key bytea, iv bytea); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
-REVOKE ALL ON FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pii_new_iv(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.pii_new_iv() FROM PUBLIC;
 
 
 --

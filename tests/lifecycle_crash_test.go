@@ -48,10 +48,17 @@ func TestApplyRetentionCrashRemovesNothingHalfway(t *testing.T) {
 		applied <- err
 	}()
 	require.Eventually(t, func() bool {
+		select {
+		case err := <-applied:
+			require.FailNow(t, "apply_retention returned before it reached the locked event", "%v", err)
+		default:
+		}
 		var waiting bool
-		err := blocker.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+		// Not on blocker: a transaction sees one snapshot of pg_stat_activity for its whole life.
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
 		    WHERE query LIKE '%apply_retention%' AND wait_event_type = 'Lock')`).Scan(&waiting)
-		return err == nil && waiting
+		require.NoError(t, err)
+		return waiting
 	}, time.Minute, 20*time.Millisecond, "apply_retention waits on the locked event")
 
 	require.NoError(t, c.Crash(ctx))
