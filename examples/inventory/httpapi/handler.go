@@ -89,7 +89,7 @@ func New(pool *pgxpool.Pool, opts Options) *Handler {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 10
 	}
-	client := annals.New(pool)
+	client := annals.New(pool, annals.ClientOptions{})
 	h := &Handler{
 		pool:    pool,
 		client:  client,

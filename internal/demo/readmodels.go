@@ -1,6 +1,8 @@
-package main
+package demo
 
 import (
+	"github.com/annals-db/annals/internal/progress"
+
 	"context"
 	"fmt"
 	"reflect"
@@ -39,7 +41,7 @@ func (s *story) projection(ctx context.Context) error {
 	if err := readmodels.Install(ctx, s.pool); err != nil {
 		return err
 	}
-	s.result("installed in %s; the history of inventory-42 is projected already:", roundDur(time.Since(t0)))
+	s.result("installed in %s; the history of inventory-42 is projected already:", progress.Duration(time.Since(t0)))
 	rows, err := s.query(ctx, itemCountsSQL)
 	if err != nil {
 		return err
@@ -197,14 +199,14 @@ func (s *story) rebuild(ctx context.Context) error {
 		return err
 	}
 	s.sql("SELECT annals.rebuild_projection('inventory_item_counts');")
-	bar := newProgressBar(s.out, "   → rebuilding inventory_item_counts")
+	bar := progress.New(s.out, "   → rebuilding inventory_item_counts")
 	t0 := time.Now()
-	n, err := s.store.RebuildProjection(ctx, "inventory_item_counts", bar.update, 100*time.Millisecond)
-	bar.finish(err == nil)
+	n, err := s.store.RebuildProjection(ctx, "inventory_item_counts", bar.Update, 100*time.Millisecond)
+	bar.Finish(err == nil)
 	if err != nil {
 		return err
 	}
-	s.result("%d events replayed in %s (Go: client.RebuildProjection, with progress)", n, roundDur(time.Since(t0)))
+	s.result("%d events replayed in %s (Go: client.RebuildProjection, with progress)", n, progress.Duration(time.Since(t0)))
 	after, err := s.query(ctx, itemCountsSQL)
 	if err != nil {
 		return err

@@ -1,6 +1,9 @@
-package main
+package demo
 
 import (
+	"errors"
+	"github.com/annals-db/annals/internal/progress"
+
 	"context"
 	"fmt"
 	"strconv"
@@ -68,8 +71,8 @@ go sub.Run(ctx)  // until ctx is cancelled`)
 			return fmt.Errorf("the subscriber stopped before catching up: %v", err)
 		case <-deadline:
 			stop()
-			<-done
-			return fmt.Errorf("the subscriber handled %d of %d events in 15s", sub.Stats().Processed, behind)
+			runErr := <-done // nil when it stopped as told
+			return errors.Join(fmt.Errorf("the subscriber handled %d of %d events in 15s", sub.Stats().Processed, behind), runErr)
 		case <-time.After(10 * time.Millisecond):
 			caughtUp = sub.Stats().Processed >= behind
 		}
@@ -80,7 +83,7 @@ go sub.Run(ctx)  // until ctx is cancelled`)
 		return err
 	}
 	st := sub.Stats()
-	s.result("handled %d events in %d batches, %s; then stopped", st.Processed, st.Batches, roundDur(took))
+	s.result("handled %d events in %d batches, %s; then stopped", st.Processed, st.Batches, progress.Duration(took))
 
 	after, err := s.query(ctx, subscriptionStatusSQL)
 	if err != nil {

@@ -1,21 +1,17 @@
-package main
+package demo
 
 import (
+	"github.com/annals-db/annals/internal/connstr"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"os/user"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/annals-db/annals/internal/pgcluster"
 )
@@ -54,7 +50,7 @@ func findPostgres(ctx context.Context, explicit, explicitSource string) (*pgServ
 	if explicit != "" {
 		if err := probe(ctx, explicit, false); err != nil {
 			return nil, fmt.Errorf("cannot use %s %s: %w (is the server running and the URL right?)",
-				explicitSource, displayConn(explicit), err)
+				explicitSource, connstr.Display(explicit), err)
 		}
 		return &pgServer{adminURL: explicit, origin: explicitSource}, nil
 	}
@@ -68,7 +64,7 @@ func findPostgres(ctx context.Context, explicit, explicitSource string) (*pgServ
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			tried = append(tried, fmt.Sprintf("%s: %v", displayConn(c), err))
+			tried = append(tried, fmt.Sprintf("%s: %v", connstr.Display(c), err))
 		}
 	} else {
 		tried = append(tried, fmt.Sprintf("local servers: skipped (%s is set)", noLocalEnv))
@@ -103,7 +99,7 @@ func probe(ctx context.Context, connString string, needCreate bool) error {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, connString)
 	if err != nil {
-		return shortConnErr(err)
+		return connstr.ShortErr(err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if !needCreate {
@@ -121,48 +117,6 @@ func probe(ctx context.Context, connString string, needCreate bool) error {
 	}
 	return nil
 }
-
-// shortConnErr keeps the cause of a failed connection (refused, no socket, authentication
-// failed) without pgx's long "failed to connect to ..." preamble.
-func shortConnErr(err error) error {
-	var netErr *net.OpError
-	if errors.As(err, &netErr) {
-		return netErr
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr
-	}
-	return err
-}
-
-// displayConn shows a connection string without its password.
-func displayConn(c string) string {
-	if u, err := url.Parse(c); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-		u.RawQuery = ""
-		return u.String()
-	}
-	return c
-}
-
-// withDatabase returns connString pointing at database name, keeping every other setting.
-func withDatabase(connString, name string) (string, error) {
-	if strings.HasPrefix(connString, "postgres://") || strings.HasPrefix(connString, "postgresql://") {
-		u, err := url.Parse(connString)
-		if err != nil {
-			return "", err
-		}
-		u.Path = "/" + name
-		u.RawPath = ""
-		return u.String(), nil
-	}
-	return strings.TrimSpace(dbnameKeyword.ReplaceAllString(connString, "")) + " dbname=" + name, nil
-}
-
-var dbnameKeyword = regexp.MustCompile(`(^|\s)dbname=\S+`)
 
 func randomHex(n int) string {
 	b := make([]byte, n)

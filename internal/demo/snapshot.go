@@ -1,6 +1,8 @@
-package main
+package demo
 
 import (
+	"github.com/annals-db/annals/internal/progress"
+
 	"context"
 	"fmt"
 	"strconv"
@@ -54,7 +56,7 @@ tx.Commit(ctx)  // and 3 more transactions like it`)
 		}
 	}
 	s.result("%s at version %d, %d in stock (%d commands, %d transactions, %s)", stream, item.Version, item.Count,
-		snapshotCommands, snapshotCommands/snapshotBatch, roundDur(time.Since(t0)))
+		snapshotCommands, snapshotCommands/snapshotBatch, progress.Duration(time.Since(t0)))
 
 	snap, err := s.query(ctx, "SELECT stream_version, state FROM annals.load_snapshot('inventory-7', 'inventory-item', 1);")
 	if err != nil {

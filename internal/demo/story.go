@@ -1,6 +1,8 @@
-package main
+package demo
 
 import (
+	"github.com/annals-db/annals/internal/progress"
+
 	"context"
 	"errors"
 	"fmt"
@@ -34,7 +36,7 @@ type story struct {
 }
 
 func newStory(out io.Writer, pool *pgxpool.Pool) *story {
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 	return &story{
 		out: out, store: store, pool: pool,
 		reg: inventory.NewRegistry(), rules: inventory.Decider(),
@@ -383,6 +385,6 @@ func (s *story) summary(took time.Duration) {
 	fmt.Fprintf(s.out, "\n%s\n", rule("── Summary "))
 	s.say(fmt.Sprintf("%s: %d events, %d in stock; every append checked its expected version", s.stream, s.final.Version, s.final.Count))
 	s.say(s.facts...)
-	s.say("finished in " + roundDur(took))
+	s.say("finished in " + progress.Duration(took))
 	fmt.Fprintln(s.out)
 }
