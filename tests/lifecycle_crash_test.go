@@ -27,7 +27,7 @@ func TestApplyRetentionCrashRemovesNothingHalfway(t *testing.T) {
 	pool := open()
 	_, err := annals.Migrate(ctx, pool)
 	require.NoError(t, err)
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 	const streams = 20
 	for i := 0; i < streams; i++ {
 		_, err := store.Append(ctx, fmt.Sprintf("crash-%02d", i), annals.NoStream, events(t, "Tick", 5)...)
@@ -78,7 +78,7 @@ func TestApplyRetentionCrashRemovesNothingHalfway(t *testing.T) {
 	require.Zero(t, runs)
 
 	// And the next run does the whole job.
-	n, err := annals.New(pool).ApplyRetention(ctx, 0)
+	n, err := annals.New(pool, annals.ClientOptions{}).ApplyRetention(ctx, 0)
 	require.NoError(t, err)
 	require.EqualValues(t, streams*4, n)
 	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM annals_internal.lifecycle_log WHERE operation = 'retention'").Scan(&logged))
