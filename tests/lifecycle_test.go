@@ -144,9 +144,9 @@ func TestRetention(t *testing.T) {
 		_, err := f.store.Append(f.ctx, s, annals.Any, events(t, "Tick", n)...)
 		require.NoError(t, err)
 	}
-	apply := func(t *testing.T, max int64) int64 {
+	apply := func(t *testing.T, budget int64) int64 {
 		t.Helper()
-		n, err := f.store.ApplyRetention(f.ctx, max)
+		n, err := f.store.ApplyRetention(f.ctx, budget)
 		require.NoError(t, err)
 		return n
 	}
