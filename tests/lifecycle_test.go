@@ -705,3 +705,55 @@ func TestErasureHandler(t *testing.T) {
 	es := f.readAll(t, s)
 	require.Equal(t, "bob@example.com", dataOf(t, es[3])["email"])
 }
+
+// An async projection keeps running across removals (the gaps they leave in the feed), and its
+// handler receives personal data decrypted, like every reader.
+func TestAsyncProjectionAcrossRemovals(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	registerCustomer(t, f)
+	for _, q := range []string{
+		"CREATE SCHEMA ap",
+		"CREATE TABLE ap.seen (stream_id text, version bigint, email text)",
+		`CREATE FUNCTION ap.h(events annals.event[]) RETURNS void LANGUAGE sql
+		    BEGIN ATOMIC INSERT INTO ap.seen SELECT e.stream_id, e.stream_version, e.data->>'email' FROM unnest(events) AS e; END`,
+		"GRANT USAGE ON SCHEMA ap TO annals_owner",
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ap TO annals_owner",
+		"SELECT annals.register_projection('ap', 'ap.h(annals.event[])', ARRAY['ap.seen']::regclass[], event_types => ARRAY['CustomerRegistered', 'Tick'], mode => 'async')",
+	} {
+		_, err := f.pool.Exec(f.ctx, q)
+		require.NoError(t, err, q)
+	}
+	gone, kept := stream("apgone"), stream("apkept")
+	_, err := f.store.Append(f.ctx, gone, annals.NoStream, events(t, "Tick", 3)...)
+	require.NoError(t, err)
+	_, err = f.store.Append(f.ctx, kept, annals.NoStream, events(t, "Tick", 3)...)
+	require.NoError(t, err)
+	run := func(t *testing.T, want int64) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			_, err := f.pool.Exec(f.ctx, "SELECT annals.run_async_projections()")
+			require.NoError(t, err)
+			var n int64
+			require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT count(*) FROM ap.seen").Scan(&n))
+			return n >= want
+		}, time.Minute, 20*time.Millisecond)
+	}
+	run(t, 2+6) // the two CustomerRegistered events of registerCustomer and the ticks
+	var email string
+	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT email FROM ap.seen WHERE email LIKE 'ann%'").Scan(&email))
+	require.Equal(t, "ann@example.com", email, "the handler gets plaintext")
+
+	_, err = f.store.PurgeStream(f.ctx, gone, annals.Any, "")
+	require.NoError(t, err)
+	_, err = f.store.SetRetention(f.ctx, annals.RetentionRule{StreamID: kept, MaxCount: 1})
+	require.NoError(t, err)
+	_, err = f.store.ApplyRetention(f.ctx, 0)
+	require.NoError(t, err)
+	_, err = f.store.Append(f.ctx, kept, annals.Any, events(t, "Tick", 2)...)
+	require.NoError(t, err)
+	run(t, 10)
+	var state string
+	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT state FROM annals.projections WHERE projection_name = 'ap'").Scan(&state))
+	require.Equal(t, "active", state)
+}
