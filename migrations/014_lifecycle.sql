@@ -2,21 +2,28 @@
 -- Lifecycle (M13): purged streams, retention rules, crypto-shredding of personal data.
 
 -- pgcrypto (a contrib module shipped with PostgreSQL) supplies AES and random bytes for the
--- per-subject keys. It is trusted since PostgreSQL 13, so a database owner with CREATE may install
--- it without being superuser. Installed into a schema of its own that no application role may
--- use; a database that already has pgcrypto elsewhere keeps it there (the wrappers in
--- functions/430_personal_data.sql look the schema up).
+-- per-subject keys. It is trusted since PostgreSQL 13, so an installer with CREATE on the
+-- database may install it without being superuser; the extension and its schema then belong to
+-- the installer (not to annals_owner, whose members must not be able to drop or replace what
+-- Annals' functions call), and annals_owner gets USAGE. Installed into a schema of its own that no
+-- application role may use; a database that already has pgcrypto elsewhere keeps it there (the
+-- wrappers in functions/430_personal_data.sql look the schema up).
 -- +goose StatementBegin
 DO $$
+DECLARE
+    v_schema text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgcrypto') THEN
         CREATE SCHEMA IF NOT EXISTS annals_crypto;
-        ALTER SCHEMA annals_crypto OWNER TO annals_owner;
         REVOKE ALL ON SCHEMA annals_crypto FROM PUBLIC;
         CREATE EXTENSION pgcrypto SCHEMA annals_crypto;
         COMMENT ON SCHEMA annals_crypto IS
-            'pgcrypto, for Annals'' per-subject keys. No application role has USAGE.';
+            'pgcrypto, for Annals'' per-subject keys. No application role has USAGE; annals_owner does.';
     END IF;
+    SELECT n.nspname INTO v_schema FROM pg_catalog.pg_extension AS x
+      JOIN pg_catalog.pg_namespace AS n ON n.oid = x.extnamespace
+     WHERE x.extname = 'pgcrypto';
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO annals_owner', v_schema);
 END
 $$;
 -- +goose StatementEnd

@@ -4699,7 +4699,9 @@ COMMENT ON FUNCTION annals_internal.notify_append() IS 'Trigger function: NOTIFY
 
 CREATE FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) RETURNS jsonb
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN (convert_from(annals_crypto.decrypt_iv(substr(decode(sealed, 'base64'::text), 17), key, substr(decode(sealed, 'base64'::text), 1, 16), 'aes-cbc/pad:pkcs'::text), 'UTF8'::name))::jsonb;
+    AS $$ SELECT pg_catalog.convert_from(annals_crypto.decrypt_iv(pg_catalog.substr(pg_catalog.decode(sealed, 'base64'), 17), key,
+                                                       pg_catalog.substr(pg_catalog.decode(sealed, 'base64'), 1, 16),
+                                                       'aes-cbc/pad:pkcs'), 'UTF8')::jsonb $$;
 
 
 ALTER FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) OWNER TO annals_owner;
@@ -4717,8 +4719,8 @@ COMMENT ON FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) IS 'Decr
 
 CREATE FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN translate(encode((iv || annals_crypto.encrypt_iv(convert_to((value)::text, 'UTF8'::name), key, iv, 'aes-cbc/pad:pkcs'::text)), 'base64'::text), '
-'::text, ''::text);
+    AS $$ SELECT pg_catalog.translate(pg_catalog.encode(iv || annals_crypto.encrypt_iv(pg_catalog.convert_to(value::text, 'UTF8'),
+                                                                      key, iv, 'aes-cbc/pad:pkcs'), 'base64'), E'\n', '') $$;
 
 
 ALTER FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea) OWNER TO annals_owner;
@@ -4736,7 +4738,7 @@ COMMENT ON FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea
 
 CREATE FUNCTION annals_internal.pii_new_iv() RETURNS bytea
     LANGUAGE sql PARALLEL SAFE
-    RETURN annals_crypto.gen_random_bytes(16);
+    AS $$ SELECT annals_crypto.gen_random_bytes(16) $$;
 
 
 ALTER FUNCTION annals_internal.pii_new_iv() OWNER TO annals_owner;
@@ -4755,7 +4757,7 @@ COMMENT ON FUNCTION annals_internal.pii_new_iv() IS 'A random 16-byte IV (pgcryp
 CREATE FUNCTION annals_internal.pii_new_key() RETURNS bytea
     LANGUAGE sql
     SET search_path TO 'pg_catalog', 'pg_temp'
-    RETURN annals_crypto.gen_random_bytes(32);
+    AS $$ SELECT annals_crypto.gen_random_bytes(32) $$;
 
 
 ALTER FUNCTION annals_internal.pii_new_key() OWNER TO annals_owner;
