@@ -36,7 +36,7 @@ ALTER TABLE annals_internal.streams ADD CONSTRAINT streams_state_chk
 -- The lifecycle log now records removals (ranges and counts) and erasures (no stream).
 ALTER TABLE annals_internal.lifecycle_log DROP CONSTRAINT lifecycle_log_operation_chk;
 ALTER TABLE annals_internal.lifecycle_log ADD CONSTRAINT lifecycle_log_operation_chk
-    CHECK (operation IN ('delete', 'purge', 'retention', 'forget'));
+    CHECK (operation IN ('delete', 'rebase_transaction_ids', 'purge', 'retention', 'forget'));
 ALTER TABLE annals_internal.lifecycle_log ALTER COLUMN stream_id DROP NOT NULL;
 ALTER TABLE annals_internal.lifecycle_log ALTER COLUMN stream_version DROP NOT NULL;
 ALTER TABLE annals_internal.lifecycle_log ADD COLUMN first_version bigint;
@@ -158,6 +158,7 @@ ALTER TABLE annals_internal.lifecycle_log DROP COLUMN details;
 ALTER TABLE annals_internal.lifecycle_log DROP COLUMN event_count;
 ALTER TABLE annals_internal.lifecycle_log DROP COLUMN first_version;
 ALTER TABLE annals_internal.lifecycle_log DROP CONSTRAINT lifecycle_log_operation_chk;
-ALTER TABLE annals_internal.lifecycle_log ADD CONSTRAINT lifecycle_log_operation_chk CHECK (operation IN ('delete'));
+ALTER TABLE annals_internal.lifecycle_log ADD CONSTRAINT lifecycle_log_operation_chk
+    CHECK (operation IN ('delete', 'rebase_transaction_ids'));
 ALTER TABLE annals_internal.streams DROP CONSTRAINT streams_state_chk;
 ALTER TABLE annals_internal.streams ADD CONSTRAINT streams_state_chk CHECK (state IN ('active', 'deleted'));

@@ -6597,7 +6597,7 @@ CREATE TABLE annals_internal.lifecycle_log (
     event_count bigint,
     details jsonb,
     transaction_id xid8 DEFAULT pg_current_xact_id(),
-    CONSTRAINT lifecycle_log_operation_chk CHECK ((operation = ANY (ARRAY['delete'::text, 'purge'::text, 'retention'::text, 'forget'::text]))),
+    CONSTRAINT lifecycle_log_operation_chk CHECK ((operation = ANY (ARRAY['delete'::text, 'rebase_transaction_ids'::text, 'purge'::text, 'retention'::text, 'forget'::text]))),
     CONSTRAINT lifecycle_log_stream_chk CHECK (((operation = 'forget'::text) OR ((stream_id IS NOT NULL) AND (stream_version IS NOT NULL))))
 );
 
