@@ -26,25 +26,25 @@ BEGIN
         CREATE OR REPLACE FUNCTION annals_internal.pii_new_key()
         RETURNS bytea LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
         AS $b$ SELECT %1$I.gen_random_bytes(32) $b$$f$, v_schema);
-    -- Single-expression SQL functions: inlined into their callers, no call overhead. The IV is
-    -- random per value, so the same value never encrypts to the same text. String bodies, not
-    -- SQL-standard ones: those would record a dependency on pgcrypto's functions, which belong to
-    -- the installer, and keep DROP OWNED BY / DROP ROLE of the installer from working.
+    -- The IV is random per value, so the same value never encrypts to the same text. String
+    -- bodies, not SQL-standard ones: those would record a dependency on pgcrypto's functions,
+    -- which belong to the installer, and keep DROP OWNED BY / DROP ROLE of the installer from
+    -- working. PL/pgSQL (plans kept per session) for the per-field calls.
     EXECUTE pg_catalog.format($f$
         CREATE OR REPLACE FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea)
-        RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
-        AS $b$ SELECT pg_catalog.translate(pg_catalog.encode(iv || %1$I.encrypt_iv(pg_catalog.convert_to(value::text, 'UTF8'),
-                                                                      key, iv, 'aes-cbc/pad:pkcs'), 'base64'), E'\n', '') $b$$f$, v_schema);
+        RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+        AS $b$ BEGIN RETURN pg_catalog.translate(pg_catalog.encode(iv || %1$I.encrypt_iv(pg_catalog.convert_to(value::text, 'UTF8'),
+                                                                      key, iv, 'aes-cbc/pad:pkcs'), 'base64'), E'\n', ''); END $b$$f$, v_schema);
     EXECUTE pg_catalog.format($f$
         CREATE OR REPLACE FUNCTION annals_internal.pii_new_iv()
-        RETURNS bytea LANGUAGE sql VOLATILE PARALLEL SAFE
-        AS $b$ SELECT %1$I.gen_random_bytes(16) $b$$f$, v_schema);
+        RETURNS bytea LANGUAGE plpgsql VOLATILE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+        AS $b$ BEGIN RETURN %1$I.gen_random_bytes(16); END $b$$f$, v_schema);
     EXECUTE pg_catalog.format($f$
         CREATE OR REPLACE FUNCTION annals_internal.pii_decrypt(sealed text, key bytea)
-        RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
-        AS $b$ SELECT pg_catalog.convert_from(%1$I.decrypt_iv(pg_catalog.substr(pg_catalog.decode(sealed, 'base64'), 17), key,
+        RETURNS jsonb LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+        AS $b$ BEGIN RETURN pg_catalog.convert_from(%1$I.decrypt_iv(pg_catalog.substr(pg_catalog.decode(sealed, 'base64'), 17), key,
                                                        pg_catalog.substr(pg_catalog.decode(sealed, 'base64'), 1, 16),
-                                                       'aes-cbc/pad:pkcs'), 'UTF8')::jsonb $b$$f$, v_schema);
+                                                       'aes-cbc/pad:pkcs'), 'UTF8')::jsonb; END $b$$f$, v_schema);
 END
 $gen$;
 -- +goose StatementEnd

@@ -4698,10 +4698,11 @@ COMMENT ON FUNCTION annals_internal.notify_append() IS 'Trigger function: NOTIFY
 --
 
 CREATE FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT pg_catalog.convert_from(annals_crypto.decrypt_iv(pg_catalog.substr(pg_catalog.decode(sealed, 'base64'), 17), key,
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$ BEGIN RETURN pg_catalog.convert_from(annals_crypto.decrypt_iv(pg_catalog.substr(pg_catalog.decode(sealed, 'base64'), 17), key,
                                                        pg_catalog.substr(pg_catalog.decode(sealed, 'base64'), 1, 16),
-                                                       'aes-cbc/pad:pkcs'), 'UTF8')::jsonb $$;
+                                                       'aes-cbc/pad:pkcs'), 'UTF8')::jsonb; END $$;
 
 
 ALTER FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) OWNER TO annals_owner;
@@ -4718,9 +4719,10 @@ COMMENT ON FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) IS 'Decr
 --
 
 CREATE FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT pg_catalog.translate(pg_catalog.encode(iv || annals_crypto.encrypt_iv(pg_catalog.convert_to(value::text, 'UTF8'),
-                                                                      key, iv, 'aes-cbc/pad:pkcs'), 'base64'), E'\n', '') $$;
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$ BEGIN RETURN pg_catalog.translate(pg_catalog.encode(iv || annals_crypto.encrypt_iv(pg_catalog.convert_to(value::text, 'UTF8'),
+                                                                      key, iv, 'aes-cbc/pad:pkcs'), 'base64'), E'\n', ''); END $$;
 
 
 ALTER FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea) OWNER TO annals_owner;
@@ -4737,8 +4739,9 @@ COMMENT ON FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea
 --
 
 CREATE FUNCTION annals_internal.pii_new_iv() RETURNS bytea
-    LANGUAGE sql PARALLEL SAFE
-    AS $$ SELECT annals_crypto.gen_random_bytes(16) $$;
+    LANGUAGE plpgsql PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$ BEGIN RETURN annals_crypto.gen_random_bytes(16); END $$;
 
 
 ALTER FUNCTION annals_internal.pii_new_iv() OWNER TO annals_owner;
