@@ -23,6 +23,19 @@ BEGIN
                       AND OLD.stream_version BETWEEN l.first_version AND l.stream_version) THEN
             RETURN OLD;
         END IF;
+    ELSIF TG_OP = 'DELETE' AND TG_TABLE_NAME = 'cold_segments' THEN
+        IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
+                    WHERE l.transaction_id = pg_catalog.pg_current_xact_id() AND l.stream_id = OLD.stream_id
+                      AND l.operation IN ('purge', 'retention')
+                      AND OLD.first_version >= l.first_version AND OLD.last_version <= l.stream_version) THEN
+            RETURN OLD;
+        END IF;
+    END IF;
+    -- Cold storage (functions/400_cold_storage.sql) moves events out of the hot table inside
+    -- annals.compress_events / annals.archive_stream, in the transaction that stores them again.
+    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'annals_internal' AND TG_TABLE_NAME LIKE 'events\_p%'
+       AND current_setting('annals_internal.cold_move', true) = 'on' THEN
+        RETURN OLD;
     END IF;
     RAISE EXCEPTION USING
         ERRCODE = 'ST405',

@@ -57,14 +57,19 @@ BEGIN
     END IF;
 
     -- Logged first: the history trigger lets the DELETE through only for a logged range.
-    SELECT count(*), min(e.stream_version) INTO v_removed, v_first
-      FROM annals_internal.events AS e
-     WHERE e.stream_id = purge_stream.stream_id;
+    -- Hot events and cold segments (functions/400_cold_storage.sql) alike.
+    SELECT sum(t.n), min(t.first) INTO v_removed, v_first
+      FROM (SELECT count(*) AS n, min(e.stream_version) AS first
+              FROM annals_internal.events AS e WHERE e.stream_id = purge_stream.stream_id
+            UNION ALL
+            SELECT sum(cardinality(c.events)), min(c.first_version)
+              FROM annals_internal.cold_segments AS c WHERE c.stream_id = purge_stream.stream_id) AS t;
     INSERT INTO annals_internal.lifecycle_log
            (stream_id, operation, stream_version, first_version, event_count, performed_by, performed_at, reason)
     VALUES (purge_stream.stream_id, 'purge', v_current, coalesce(v_first, v_current), v_removed,
             session_user, clock_timestamp(), purge_stream.reason);
     DELETE FROM annals_internal.events AS e WHERE e.stream_id = purge_stream.stream_id;
+    DELETE FROM annals_internal.cold_segments AS c WHERE c.stream_id = purge_stream.stream_id;
     DELETE FROM annals_internal.snapshots AS s WHERE s.stream_id = purge_stream.stream_id;
     UPDATE annals_internal.streams AS s
        SET state = 'purged', updated_at = greatest(clock_timestamp(), s.updated_at)

@@ -162,13 +162,21 @@ BEGIN
         v_upto := annals_internal.retention_limit(v_target.stream_id, v_target.stream_version,
                                                   v_target.max_age, v_target.max_count, v_target.truncate_before);
         CONTINUE WHEN v_upto < 1;
-        SELECT min(e.stream_version) INTO v_first FROM annals_internal.events AS e
-         WHERE e.stream_id = v_target.stream_id;
+        -- The oldest stored version, hot or in a cold segment (functions/400_cold_storage.sql).
+        SELECT least((SELECT min(e.stream_version) FROM annals_internal.events AS e WHERE e.stream_id = v_target.stream_id),
+                     (SELECT min(c.first_version) FROM annals_internal.cold_segments AS c WHERE c.stream_id = v_target.stream_id))
+          INTO v_first;
         CONTINUE WHEN v_first IS NULL OR v_first > v_upto;
         v_upto := least(v_upto, v_first + v_left - 1);
-        -- Earlier removals only ever took a prefix and versions are dense, so v_first..v_upto are
-        -- all stored: logged first (the history trigger lets only a logged range go), then removed.
-        v_removed := v_upto - v_first + 1;
+        -- What goes: the hot events up to v_upto and the cold segments that end by then (a segment
+        -- reaching beyond stays whole until a later run can take all of it). Logged first (the
+        -- history trigger lets only a logged range go), then removed.
+        SELECT (SELECT count(*) FROM annals_internal.events AS e
+                 WHERE e.stream_id = v_target.stream_id AND e.stream_version BETWEEN v_first AND v_upto)
+             + coalesce((SELECT sum(cardinality(c.events)) FROM annals_internal.cold_segments AS c
+                          WHERE c.stream_id = v_target.stream_id AND c.last_version <= v_upto), 0)
+          INTO v_removed;
+        CONTINUE WHEN v_removed = 0;
         INSERT INTO annals_internal.lifecycle_log
                (stream_id, operation, stream_version, first_version, event_count, performed_by, performed_at, details)
         VALUES (v_target.stream_id, 'retention', v_upto, v_first, v_removed, session_user, clock_timestamp(),
@@ -178,6 +186,12 @@ BEGIN
          WHERE e.stream_id = v_target.stream_id
            AND e.stream_version BETWEEN v_first AND v_upto;
         GET DIAGNOSTICS v_last = ROW_COUNT;
+        WITH gone AS (
+            DELETE FROM annals_internal.cold_segments AS c
+             WHERE c.stream_id = v_target.stream_id AND c.last_version <= v_upto
+            RETURNING cardinality(c.events) AS n
+        )
+        SELECT v_last + coalesce(sum(gone.n), 0) INTO v_last FROM gone;
         IF v_last <> v_removed THEN
             RAISE EXCEPTION 'retention of stream % removed % events where % were expected', v_target.stream_id, v_last, v_removed;
         END IF;

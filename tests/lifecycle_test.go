@@ -757,3 +757,48 @@ func TestAsyncProjectionAcrossRemovals(t *testing.T) {
 	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT state FROM annals.projections WHERE projection_name = 'ap'").Scan(&state))
 	require.Equal(t, "active", state)
 }
+
+// Purge and retention reach events in cold storage too: whole cold segments go, one reaching
+// past the retention limit stays whole until it can go entirely.
+func TestLifecycleWithColdEvents(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	p, r := stream("coldpurge"), stream("coldret")
+	for _, s := range []string{p, r} {
+		_, err := f.store.Append(f.ctx, s, annals.NoStream, events(t, "Tick", 5)...)
+		require.NoError(t, err)
+		_, err = f.pool.Exec(f.ctx, "SELECT annals.archive_stream($1)", s)
+		require.NoError(t, err)
+		_, err = f.store.Append(f.ctx, s, annals.Exact(5), events(t, "Tick", 2)...)
+		require.NoError(t, err)
+	}
+	n, err := f.store.PurgeStream(f.ctx, p, annals.Exact(7), "")
+	require.NoError(t, err)
+	require.EqualValues(t, 7, n, "hot and cold events")
+	var cold int64
+	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT count(*) FROM annals_internal.cold_segments WHERE stream_id = $1", p).Scan(&cold))
+	require.Zero(t, cold)
+	require.Empty(t, f.readAll(t, p))
+
+	_, err = f.store.SetRetention(f.ctx, annals.RetentionRule{StreamID: r, MaxCount: 3})
+	require.NoError(t, err)
+	n, err = f.store.ApplyRetention(f.ctx, 0)
+	require.NoError(t, err)
+	require.Zero(t, n, "the cold segment 1..5 reaches past version 4: it stays whole")
+	require.Equal(t, seq(1, 7), f.versions(t, r))
+	_, err = f.store.SetRetention(f.ctx, annals.RetentionRule{StreamID: r, MaxCount: 1})
+	require.NoError(t, err)
+	n, err = f.store.ApplyRetention(f.ctx, 0)
+	require.NoError(t, err)
+	require.EqualValues(t, 6, n)
+	require.Equal(t, []int64{7}, f.versions(t, r))
+
+	// Any other delete of a cold segment is still refused.
+	c := stream("coldkept")
+	_, err = f.store.Append(f.ctx, c, annals.NoStream, events(t, "Tick", 2)...)
+	require.NoError(t, err)
+	_, err = f.pool.Exec(f.ctx, "SELECT annals.archive_stream($1)", c)
+	require.NoError(t, err)
+	_, err = f.pool.Exec(f.ctx, "DELETE FROM annals_internal.cold_segments WHERE stream_id = $1", c)
+	requirePgError(t, err, "ST405")
+}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
@@ -22,22 +21,6 @@ the rules say, in bounded steps, never a stream's last event and (for max-age an
 never an event above the stream's newest snapshot. Every removal is in the lifecycle log.
 set and apply need annals_owner; list needs annals_reader or annals_writer.`,
 		newRetentionSetCmd(), newRetentionListCmd(), newRetentionApplyCmd())
-}
-
-// parseAge is a Go duration, or a whole number of days with the suffix d ("30d").
-func parseAge(s string) (time.Duration, error) {
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseInt(d, 10, 64)
-		if err != nil || n <= 0 {
-			return 0, usagef("--max-age %s: give a positive number of days (30d) or a duration (12h)", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, usagef("--max-age %s: give a positive number of days (30d) or a duration (12h)", s)
-	}
-	return d, nil
 }
 
 func formatMaxAge(d time.Duration) string {
@@ -84,9 +67,12 @@ below V even above a snapshot. --remove deletes the rule. Nothing is removed unt
 		}
 		rule := annals.RetentionRule{StreamID: *stream, Category: *category, MaxCount: *maxCount, TruncateBefore: *truncate}
 		if *maxAge != "" {
-			d, err := parseAge(*maxAge)
+			d, err := parseAge(*maxAge) // storage.go: days (30d) or a Go duration
 			if err != nil {
 				return err
+			}
+			if d <= 0 {
+				return usagef("--max-age %s: give a positive age, in days (30d) or as a duration (12h)", *maxAge)
 			}
 			rule.MaxAge = d
 		}

@@ -39,6 +39,7 @@ func newRoot() *cobra.Command {
 		newReadCmd(),
 		newTailCmd(),
 		newStreamsCmd(),
+		newStorageCmd(),
 		newProjectionsCmd(),
 		newViewsCmd(),
 		newSubscriptionsCmd(),
@@ -47,6 +48,7 @@ func newRoot() *cobra.Command {
 		newRetentionCmd(),
 		newSubjectsCmd(),
 		newBenchCmd(),
+		newShardCmd(),
 	)
 	return root
 }
