@@ -5778,21 +5778,22 @@ CREATE FUNCTION annals_internal.reject_history_change() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+DECLARE
+    v_old jsonb;
 BEGIN
-    -- M13, the one exception: removing an event whose removal this transaction logged first, as
-    -- annals.purge_stream and annals.apply_retention do (functions/420_purge_stream.sql).
-    IF TG_OP = 'DELETE' AND TG_TABLE_NAME LIKE 'events%' THEN
+    -- M13, the one exception: removing an event (or a cold segment) whose removal this
+    -- transaction logged first, as annals.purge_stream and annals.apply_retention do
+    -- (functions/420_purge_stream.sql). The row is read as JSON: this function guards tables of
+    -- several shapes.
+    IF TG_OP = 'DELETE' AND TG_TABLE_SCHEMA = 'annals_internal'
+       AND (TG_TABLE_NAME LIKE 'events\_p%' OR TG_TABLE_NAME = 'cold_segments') THEN
+        v_old := pg_catalog.to_jsonb(OLD) - 'events' - 'data' - 'metadata' - 'event_ids';
         IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
-                    WHERE l.transaction_id = pg_catalog.pg_current_xact_id() AND l.stream_id = OLD.stream_id
+                    WHERE l.transaction_id = pg_catalog.pg_current_xact_id()
+                      AND l.stream_id = v_old ->> 'stream_id'
                       AND l.operation IN ('purge', 'retention')
-                      AND OLD.stream_version BETWEEN l.first_version AND l.stream_version) THEN
-            RETURN OLD;
-        END IF;
-    ELSIF TG_OP = 'DELETE' AND TG_TABLE_NAME = 'cold_segments' THEN
-        IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
-                    WHERE l.transaction_id = pg_catalog.pg_current_xact_id() AND l.stream_id = OLD.stream_id
-                      AND l.operation IN ('purge', 'retention')
-                      AND OLD.first_version >= l.first_version AND OLD.last_version <= l.stream_version) THEN
+                      AND coalesce(v_old ->> 'first_version', v_old ->> 'stream_version')::bigint >= l.first_version
+                      AND coalesce(v_old ->> 'last_version', v_old ->> 'stream_version')::bigint <= l.stream_version) THEN
             RETURN OLD;
         END IF;
     END IF;
