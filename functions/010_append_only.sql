@@ -5,14 +5,33 @@ SET LOCAL ROLE annals_owner;
 SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- History is append-only, for every role including the owner. The only sanctioned way to end a
--- stream is annals.delete_stream, which closes it and keeps its events.
+-- stream is annals.delete_stream, which closes it and keeps its events; the only removals are
+-- annals.purge_stream and annals.apply_retention (owner only, logged).
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.reject_history_change()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_old jsonb;
 BEGIN
+    -- M13, the one exception: removing an event (or a cold segment) whose removal this
+    -- transaction logged first, as annals.purge_stream and annals.apply_retention do
+    -- (functions/420_purge_stream.sql). The row is read as JSON: this function guards tables of
+    -- several shapes.
+    IF TG_OP = 'DELETE' AND TG_TABLE_SCHEMA = 'annals_internal'
+       AND (TG_TABLE_NAME LIKE 'events\_p%' OR TG_TABLE_NAME = 'cold_segments') THEN
+        v_old := pg_catalog.to_jsonb(OLD) - 'events' - 'data' - 'metadata' - 'event_ids';
+        IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
+                    WHERE l.transaction_id = pg_catalog.pg_current_xact_id()
+                      AND l.stream_id = v_old ->> 'stream_id'
+                      AND l.operation IN ('purge', 'retention')
+                      AND coalesce(v_old ->> 'first_version', v_old ->> 'stream_version')::bigint >= l.first_version
+                      AND coalesce(v_old ->> 'last_version', v_old ->> 'stream_version')::bigint <= l.stream_version) THEN
+            RETURN OLD;
+        END IF;
+    END IF;
     -- Cold storage (functions/400_cold_storage.sql) moves events out of the hot table inside
     -- annals.compress_events / annals.archive_stream, in the transaction that stores them again.
     IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'annals_internal' AND TG_TABLE_NAME LIKE 'events\_p%'

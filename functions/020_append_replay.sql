@@ -38,8 +38,11 @@ BEGIN
            -- Only stored events can have changed: an unmatched (new) event must not count.
            (array_agg(e.event_id ORDER BY b.ord) FILTER (WHERE e.event_id IS NOT NULL AND (
                 e.event_type IS DISTINCT FROM b.ev ->> 'type'
-             OR e.data IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
-             OR e.metadata IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}')
+             -- M13: personal data is compared decrypted, without the "$pii" marker.
+             OR CASE WHEN e.metadata ? '$pii' THEN annals_internal.reveal_data(e.event_type, e.data, e.metadata) ELSE e.data END
+                IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
+             OR CASE WHEN e.metadata ? '$pii' THEN e.metadata - '$pii' ELSE e.metadata END
+                IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}') - '$pii'
              OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)
              OR e.tags IS DISTINCT FROM annals_internal.tags_of(b.ev))))[1]  -- M15: tags are content too
       INTO v_total, v_stored, v_bases, v_base, v_changed

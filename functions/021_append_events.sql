@@ -38,6 +38,7 @@ DECLARE
     v_position   bigint;
     v_duplicate  text;
     v_tagged     boolean;  -- M15: some event has a "tags" key
+    v_personal   text[];  -- M13: event types with personal data (NULL: none registered)
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
     -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
@@ -58,8 +59,9 @@ BEGIN
 
     -- One pass over the batch. Only the first invalid event's index is kept: the problem itself
     -- is worked out again below for that one event, so a valid batch never builds it.
-    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, b.tagged, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes
-      INTO v_count, v_distinct, v_with_id, v_first_bad, v_tagged, v_max_events, v_max_bytes, v_max_event_bytes
+    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, b.tagged, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes,
+           s.personal_data_types
+      INTO v_count, v_distinct, v_with_id, v_first_bad, v_tagged, v_max_events, v_max_bytes, v_max_event_bytes, v_personal
       FROM annals_internal.settings AS s
      CROSS JOIN LATERAL (
             SELECT count(*) AS n,
@@ -136,10 +138,11 @@ BEGIN
      WHERE s.stream_id = append_events.stream_id;
     v_current := coalesce(v_current, 0);
 
-    IF v_state = 'deleted' THEN
-        IF annals_internal.raise_error('ST410', format('stream %L is deleted', append_events.stream_id),
+    IF v_state <> 'active' THEN  -- deleted or purged (M13: a purged stream is a tombstone)
+        IF annals_internal.raise_error('ST410', format('stream %L is %s', append_events.stream_id, v_state),
             jsonb_build_object('stream_id', append_events.stream_id),
-            'A deleted stream accepts no more events; its history stays readable.') IS NULL THEN END IF;
+            CASE v_state WHEN 'deleted' THEN 'A deleted stream accepts no more events; its history stays readable.'
+                 ELSE 'A purged stream accepts no more events and its id is never reused; use a new stream id.' END) IS NULL THEN END IF;
     END IF;
     IF append_events.expected_version = -1 AND v_current = 0
        OR append_events.expected_version >= 0 AND append_events.expected_version <> v_current THEN
@@ -182,12 +185,15 @@ BEGIN
                coalesce((x.ev ->> 'id')::uuid, gen_random_uuid()),
                x.ev ->> 'type',
                coalesce((x.ev ->> 'schema_version')::integer, 1),
-               coalesce(nullif(x.ev -> 'data', 'null'), '{}'),
-               coalesce(nullif(x.ev -> 'metadata', 'null'), '{}'),
+               coalesce(nullif(p.ev -> 'data', 'null'), '{}'),
+               coalesce(nullif(p.ev -> 'metadata', 'null'), '{}'),
                v_xid,
                v_now,
                CASE WHEN v_tagged THEN annals_internal.tags_of(x.ev) END  -- M15
           FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)
+          -- M13: personal data encrypted (430_personal_data.sql); other types pass through as they are.
+         CROSS JOIN LATERAL (SELECT CASE WHEN x.ev ->> 'type' = ANY (v_personal)
+                                         THEN annals_internal.protect_event(x.ev) ELSE x.ev END AS ev) AS p
          ORDER BY x.ord
         ON CONFLICT DO NOTHING
         RETURNING e.stream_version, e.global_position
@@ -224,7 +230,7 @@ $$Appends a JSON array of events ({"type", "data", "metadata"?, "id"?, "schema_v
 expected_version: NULL any, -1 the stream must exist, 0 it must not, n it must be at exactly n.
 Re-sending the same event ids at the same positions returns the original result and writes nothing.
 Returns the last event's stream_version, global_position and transaction_id.
-Errors: ST409 wrong expected version, ST412 event id reused, ST410 stream deleted, ST413 over a limit,
+Errors: ST409 wrong expected version, ST412 event id reused, ST410 stream deleted or purged, ST413 over a limit,
 ST422 invalid argument, ST403 reserved name, 40001 transaction older than the stream's last appender.$$;
 REVOKE ALL ON FUNCTION annals.append_events(text, bigint, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.append_events(text, bigint, jsonb) TO annals_writer;

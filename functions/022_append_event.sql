@@ -58,6 +58,7 @@ DECLARE
     v_xid        xid8;
     v_now        timestamptz;
     v_position   bigint;
+    v_personal   boolean;
 BEGIN
     -- The checks of append_events' event_fault, on scalars (inlined: plain expressions, no
     -- query). A uuid argument is always a valid id; schema_version follows the JSON rule
@@ -84,8 +85,9 @@ BEGIN
                 RETURN;
             END IF;
         END IF;
-        SELECT t.max_event_bytes, t.max_batch_bytes, s.stream_version, s.last_transaction_id, s.state, s.updated_at
-          INTO v_max_event_bytes, v_max_bytes, v_current, v_last_xid, v_state, v_updated_at
+        SELECT t.max_event_bytes, t.max_batch_bytes, s.stream_version, s.last_transaction_id, s.state, s.updated_at,
+               coalesce(append_event.event_type = ANY (t.personal_data_types), false)
+          INTO v_max_event_bytes, v_max_bytes, v_current, v_last_xid, v_state, v_updated_at, v_personal
           FROM annals_internal.settings AS t
           LEFT JOIN annals_internal.streams AS s ON s.stream_id = append_event.stream_id
          WHERE t.singleton = true;
@@ -99,7 +101,8 @@ BEGIN
            AND pg_column_compression(append_event.metadata) IS NULL
            AND coalesce(pg_column_size(append_event.data), 0) + coalesce(pg_column_size(append_event.metadata), 0)
                + octet_length(append_event.event_type) + 512 <= v_max_bytes
-           AND v_state IS DISTINCT FROM 'deleted'
+           AND coalesce(v_state, 'active') = 'active'  -- deleted/purged: the slow path's ST410
+           AND NOT v_personal  -- M13: personal data is encrypted by the slow path (append_events)
            AND (append_event.expected_version IS NULL
                 OR append_event.expected_version = -1 AND v_current > 0
                 OR append_event.expected_version = v_current) THEN

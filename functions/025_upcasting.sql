@@ -218,26 +218,8 @@ $$Renames an event type on read: events stored as alias read as event_type (and 
 upcasters). Type filters of feeds, subscriptions and projections match the new name. Returns true when new.$$;
 REVOKE ALL ON FUNCTION annals.register_event_alias(text, text) FROM PUBLIC;
 
--- An events row as every read returns it: renamed and upcast when its stored type is in `up`
--- (annals_internal.types_to_upcast(), or NULL for raw reads). Inlined by the planner, so
--- `(annals_internal.as_read(...)).*` evaluates each CASE once and costs nothing when up is NULL.
--- +goose StatementBegin
-CREATE OR REPLACE FUNCTION annals_internal.as_read(
-    stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text,
-    schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamptz,
-    up text[])
-RETURNS annals.event
-LANGUAGE sql
-STABLE PARALLEL SAFE
-RETURN ROW(stream_id, stream_version, global_position, event_id,
-           CASE WHEN event_type = ANY (up) THEN annals_internal.current_type(event_type) ELSE event_type END,
-           CASE WHEN event_type = ANY (up) THEN annals_internal.upcast_version(event_type, schema_version) ELSE schema_version END,
-           CASE WHEN event_type = ANY (up) THEN annals_internal.upcast_data(event_type, schema_version, data) ELSE data END,
-           metadata, transaction_id, recorded_at)::annals.event;
--- +goose StatementEnd
-COMMENT ON FUNCTION annals_internal.as_read(text, bigint, bigint, uuid, text, integer, jsonb, jsonb, xid8, timestamptz, text[]) IS
-    'A stored event as reads return it: renamed and upcast when its type is listed in up (NULL: as stored).';
-REVOKE ALL ON FUNCTION annals_internal.as_read(text, bigint, bigint, uuid, text, integer, jsonb, jsonb, xid8, timestamptz, text[]) FROM PUBLIC;
+-- annals_internal.as_read, the row every read returns, is in functions/431_as_read.sql: it also
+-- decrypts personal data, and its SQL body needs those functions to exist first.
 
 -- The type name a reader sees, for filters: a projection or subscription asking for ItemAdjusted
 -- also gets events stored under an alias of it.

@@ -25,6 +25,6 @@ $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.stream_info(text) IS
 $$One row describing a stream: its current version, when it was created and last appended to, and its
-state ('active' or 'deleted'). No row for a stream that has no events.$$;
+state ('active', 'deleted' or 'purged': a tombstone whose events were removed). No row for a stream that has no events.$$;
 REVOKE ALL ON FUNCTION annals.stream_info(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.stream_info(text) TO annals_writer, annals_reader;

@@ -16,7 +16,7 @@ type StreamInfo struct {
 	StreamVersion int64     `db:"stream_version"`
 	CreatedAt     time.Time `db:"created_at"`
 	UpdatedAt     time.Time `db:"updated_at"`
-	// State is "active" or "deleted".
+	// State is "active", "deleted" or "purged" (a tombstone: PurgeStream removed its events).
 	State string `db:"state"`
 }
 

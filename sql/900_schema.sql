@@ -269,6 +269,7 @@ DECLARE
     v_xid        xid8;
     v_now        timestamptz;
     v_position   bigint;
+    v_personal   boolean;
 BEGIN
     -- The checks of append_events' event_fault, on scalars (inlined: plain expressions, no
     -- query). A uuid argument is always a valid id; schema_version follows the JSON rule
@@ -295,8 +296,9 @@ BEGIN
                 RETURN;
             END IF;
         END IF;
-        SELECT t.max_event_bytes, t.max_batch_bytes, s.stream_version, s.last_transaction_id, s.state, s.updated_at
-          INTO v_max_event_bytes, v_max_bytes, v_current, v_last_xid, v_state, v_updated_at
+        SELECT t.max_event_bytes, t.max_batch_bytes, s.stream_version, s.last_transaction_id, s.state, s.updated_at,
+               coalesce(append_event.event_type = ANY (t.personal_data_types), false)
+          INTO v_max_event_bytes, v_max_bytes, v_current, v_last_xid, v_state, v_updated_at, v_personal
           FROM annals_internal.settings AS t
           LEFT JOIN annals_internal.streams AS s ON s.stream_id = append_event.stream_id
          WHERE t.singleton = true;
@@ -310,7 +312,8 @@ BEGIN
            AND pg_column_compression(append_event.metadata) IS NULL
            AND coalesce(pg_column_size(append_event.data), 0) + coalesce(pg_column_size(append_event.metadata), 0)
                + octet_length(append_event.event_type) + 512 <= v_max_bytes
-           AND v_state IS DISTINCT FROM 'deleted'
+           AND coalesce(v_state, 'active') = 'active'  -- deleted/purged: the slow path's ST410
+           AND NOT v_personal  -- M13: personal data is encrypted by the slow path (append_events)
            AND (append_event.expected_version IS NULL
                 OR append_event.expected_version = -1 AND v_current > 0
                 OR append_event.expected_version = v_current) THEN
@@ -404,6 +407,7 @@ DECLARE
     v_position   bigint;
     v_duplicate  text;
     v_tagged     boolean;  -- M15: some event has a "tags" key
+    v_personal   text[];  -- M13: event types with personal data (NULL: none registered)
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
     -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
@@ -424,8 +428,9 @@ BEGIN
 
     -- One pass over the batch. Only the first invalid event's index is kept: the problem itself
     -- is worked out again below for that one event, so a valid batch never builds it.
-    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, b.tagged, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes
-      INTO v_count, v_distinct, v_with_id, v_first_bad, v_tagged, v_max_events, v_max_bytes, v_max_event_bytes
+    SELECT b.n, b.n_distinct, b.n_with_id, b.first_bad, b.tagged, s.max_batch_events, s.max_batch_bytes, s.max_event_bytes,
+           s.personal_data_types
+      INTO v_count, v_distinct, v_with_id, v_first_bad, v_tagged, v_max_events, v_max_bytes, v_max_event_bytes, v_personal
       FROM annals_internal.settings AS s
      CROSS JOIN LATERAL (
             SELECT count(*) AS n,
@@ -502,10 +507,11 @@ BEGIN
      WHERE s.stream_id = append_events.stream_id;
     v_current := coalesce(v_current, 0);
 
-    IF v_state = 'deleted' THEN
-        IF annals_internal.raise_error('ST410', format('stream %L is deleted', append_events.stream_id),
+    IF v_state <> 'active' THEN  -- deleted or purged (M13: a purged stream is a tombstone)
+        IF annals_internal.raise_error('ST410', format('stream %L is %s', append_events.stream_id, v_state),
             jsonb_build_object('stream_id', append_events.stream_id),
-            'A deleted stream accepts no more events; its history stays readable.') IS NULL THEN END IF;
+            CASE v_state WHEN 'deleted' THEN 'A deleted stream accepts no more events; its history stays readable.'
+                 ELSE 'A purged stream accepts no more events and its id is never reused; use a new stream id.' END) IS NULL THEN END IF;
     END IF;
     IF append_events.expected_version = -1 AND v_current = 0
        OR append_events.expected_version >= 0 AND append_events.expected_version <> v_current THEN
@@ -548,12 +554,15 @@ BEGIN
                coalesce((x.ev ->> 'id')::uuid, gen_random_uuid()),
                x.ev ->> 'type',
                coalesce((x.ev ->> 'schema_version')::integer, 1),
-               coalesce(nullif(x.ev -> 'data', 'null'), '{}'),
-               coalesce(nullif(x.ev -> 'metadata', 'null'), '{}'),
+               coalesce(nullif(p.ev -> 'data', 'null'), '{}'),
+               coalesce(nullif(p.ev -> 'metadata', 'null'), '{}'),
                v_xid,
                v_now,
                CASE WHEN v_tagged THEN annals_internal.tags_of(x.ev) END  -- M15
           FROM jsonb_array_elements(append_events.events) WITH ORDINALITY AS x(ev, ord)
+          -- M13: personal data encrypted (430_personal_data.sql); other types pass through as they are.
+         CROSS JOIN LATERAL (SELECT CASE WHEN x.ev ->> 'type' = ANY (v_personal)
+                                         THEN annals_internal.protect_event(x.ev) ELSE x.ev END AS ev) AS p
          ORDER BY x.ord
         ON CONFLICT DO NOTHING
         RETURNING e.stream_version, e.global_position
@@ -596,7 +605,7 @@ COMMENT ON FUNCTION annals.append_events(stream_id text, expected_version bigint
 expected_version: NULL any, -1 the stream must exist, 0 it must not, n it must be at exactly n.
 Re-sending the same event ids at the same positions returns the original result and writes nothing.
 Returns the last event''s stream_version, global_position and transaction_id.
-Errors: ST409 wrong expected version, ST412 event id reused, ST410 stream deleted, ST413 over a limit,
+Errors: ST409 wrong expected version, ST412 event id reused, ST410 stream deleted or purged, ST413 over a limit,
 ST422 invalid argument, ST403 reserved name, 40001 transaction older than the stream''s last appender.';
 
 
@@ -627,6 +636,105 @@ COMMENT ON FUNCTION annals.append_multi(appends jsonb) IS 'Appends to several st
 Each stream''s expected version, replay and errors are append_events'' (the DETAIL names the stream).
 Stream locks are taken in one fixed order, so overlapping multi-appends never deadlock.
 Returns one row per append, in the order given: the stream''s new version, last position, transaction id.';
+
+
+--
+-- Name: apply_retention(bigint); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.apply_retention(max_events bigint DEFAULT 100000) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_left    bigint := apply_retention.max_events;
+    v_total   bigint := 0;
+    v_target  record;
+    v_first   bigint;
+    v_upto    bigint;
+    v_removed bigint;
+    v_last    bigint;
+BEGIN
+    IF apply_retention.max_events IS NULL OR apply_retention.max_events < 1 THEN
+        IF annals_internal.raise_invalid('max_events', 'must be >= 1') IS NULL THEN END IF;
+    END IF;
+    -- One apply at a time: two would count the same events against their budgets.
+    PERFORM pg_advisory_xact_lock(hashtextextended('annals:apply_retention', 0));
+
+    FOR v_target IN
+        SELECT s.stream_id, s.stream_version, r.rule_id, r.max_age, r.max_count, r.truncate_before
+          FROM annals_internal.retention_rules AS r
+          JOIN annals_internal.streams AS s ON s.stream_id = r.stream_id
+         WHERE s.state <> 'purged'
+        UNION ALL
+        SELECT s.stream_id, s.stream_version, r.rule_id, r.max_age, r.max_count, r.truncate_before
+          FROM annals_internal.retention_rules AS r
+          JOIN annals_internal.streams AS s ON s.category = r.category
+         WHERE s.state <> 'purged'
+           AND NOT EXISTS (SELECT FROM annals_internal.retention_rules AS o WHERE o.stream_id = s.stream_id)
+        ORDER BY 1
+    LOOP
+        EXIT WHEN v_left <= 0;
+        v_upto := annals_internal.retention_limit(v_target.stream_id, v_target.stream_version,
+                                                  v_target.max_age, v_target.max_count, v_target.truncate_before);
+        CONTINUE WHEN v_upto < 1;
+        -- The oldest stored version, hot or in a cold segment (functions/400_cold_storage.sql).
+        SELECT least((SELECT min(e.stream_version) FROM annals_internal.events AS e WHERE e.stream_id = v_target.stream_id),
+                     (SELECT min(c.first_version) FROM annals_internal.cold_segments AS c WHERE c.stream_id = v_target.stream_id))
+          INTO v_first;
+        CONTINUE WHEN v_first IS NULL OR v_first > v_upto;
+        v_upto := least(v_upto, v_first + v_left - 1);
+        -- What goes: the hot events up to v_upto and the cold segments that end by then (a segment
+        -- reaching beyond stays whole until a later run can take all of it). Logged first (the
+        -- history trigger lets only a logged range go), then removed.
+        SELECT (SELECT count(*) FROM annals_internal.events AS e
+                 WHERE e.stream_id = v_target.stream_id AND e.stream_version BETWEEN v_first AND v_upto)
+             + coalesce((SELECT sum(cardinality(c.events)) FROM annals_internal.cold_segments AS c
+                          WHERE c.stream_id = v_target.stream_id AND c.last_version <= v_upto), 0)
+          INTO v_removed;
+        CONTINUE WHEN v_removed = 0;
+        INSERT INTO annals_internal.lifecycle_log
+               (stream_id, operation, stream_version, first_version, event_count, performed_by, performed_at, details)
+        VALUES (v_target.stream_id, 'retention', v_upto, v_first, v_removed, session_user, clock_timestamp(),
+                jsonb_strip_nulls(jsonb_build_object('rule_id', v_target.rule_id, 'max_age', v_target.max_age,
+                    'max_count', v_target.max_count, 'truncate_before', v_target.truncate_before)));
+        DELETE FROM annals_internal.events AS e
+         WHERE e.stream_id = v_target.stream_id
+           AND e.stream_version BETWEEN v_first AND v_upto;
+        GET DIAGNOSTICS v_last = ROW_COUNT;
+        WITH gone AS (
+            DELETE FROM annals_internal.cold_segments AS c
+             WHERE c.stream_id = v_target.stream_id AND c.last_version <= v_upto
+            RETURNING cardinality(c.events) AS n
+        )
+        SELECT v_last + coalesce(sum(gone.n), 0) INTO v_last FROM gone;
+        IF v_last <> v_removed THEN
+            RAISE EXCEPTION 'retention of stream % removed % events where % were expected', v_target.stream_id, v_last, v_removed;
+        END IF;
+        v_total := v_total + v_removed;
+        v_left := v_left - v_removed;
+    END LOOP;
+
+    INSERT INTO annals_internal.retention_runs AS r (singleton, last_run_at, last_removed, last_done)
+    VALUES (true, clock_timestamp(), v_total, v_left > 0)
+    ON CONFLICT ON CONSTRAINT retention_runs_pkey DO UPDATE
+       SET last_run_at = excluded.last_run_at, last_removed = excluded.last_removed, last_done = excluded.last_done;
+    RETURN v_total;
+END
+$$;
+
+
+ALTER FUNCTION annals.apply_retention(max_events bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION apply_retention(max_events bigint); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.apply_retention(max_events bigint) IS 'Removes events past their retention rule, at most max_events (default 100000) in one call, and returns how
+many it removed; call again while it returns max_events. Never a stream''s last event, never (for max_age
+and max_count) an event above the stream''s newest snapshot. Each stream''s removed range is logged in the
+lifecycle log. Owner only. Errors: ST422 invalid max_events.';
 
 
 --
@@ -1132,6 +1240,50 @@ COMMENT ON FUNCTION annals.feed_head(OUT barrier_transaction xid8, OUT last_posi
 
 
 --
+-- Name: forget_subject(text); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.forget_subject(subject_id text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $_$
+DECLARE
+    v_destroyed bigint;
+    v_handler   record;
+BEGIN
+    IF forget_subject.subject_id IS NULL OR forget_subject.subject_id = '' THEN
+        IF annals_internal.raise_invalid('subject_id', 'must be a non-empty string') IS NULL THEN END IF;
+    END IF;
+    UPDATE annals_internal.subject_keys AS k
+       SET key = NULL, forgotten_at = clock_timestamp()
+     WHERE k.subject_id = forget_subject.subject_id AND k.key IS NOT NULL;
+    GET DIAGNOSTICS v_destroyed = ROW_COUNT;
+    FOR v_handler IN SELECT h.handler, h.handler_call FROM annals_internal.erasure_handlers AS h ORDER BY h.handler LOOP
+        EXECUTE format('SELECT %s($1)', v_handler.handler_call) USING forget_subject.subject_id;
+    END LOOP;
+    INSERT INTO annals_internal.lifecycle_log (operation, performed_by, performed_at, details)
+    VALUES ('forget', session_user, clock_timestamp(),
+            jsonb_build_object('subject_id', forget_subject.subject_id, 'keys_destroyed', v_destroyed,
+                               'handlers', (SELECT count(*) FROM annals_internal.erasure_handlers)));
+    RETURN v_destroyed;
+END
+$_$;
+
+
+ALTER FUNCTION annals.forget_subject(subject_id text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION forget_subject(subject_id text); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.forget_subject(subject_id text) IS 'Erases a subject''s personal data for good: destroys its key, so every read from now on returns its
+registered fields as JSON null with "$erased": [paths] in the event''s metadata, and calls the registered
+erasure handlers with the subject id. Nothing else about the events changes. Returns the number of keys
+destroyed (0 for a subject with no personal data stored). Logged. Owner only. Errors: ST422 empty subject_id.';
+
+
+--
 -- Name: list_streams(text, text, integer); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -1261,6 +1413,83 @@ ALTER FUNCTION annals.park_event(subscription text, member integer, stream_id te
 
 COMMENT ON FUNCTION annals.park_event(subscription text, member integer, stream_id text, stream_version bigint, attempts integer, last_error text) IS 'Parks an event in the subscription''s dead letters with the attempts made and the last error, so the
 feed moves on without it. Returns the dead letter''s id. Inspect with annals.dead_letters.';
+
+
+--
+-- Name: purge_stream(text, bigint, text); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.purge_stream(stream_id text, expected_version bigint DEFAULT NULL::bigint, reason text DEFAULT NULL::text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_current bigint;
+    v_state   text;
+    v_removed bigint;
+    v_first   bigint;
+BEGIN
+    IF annals_internal.check_stream_id(purge_stream.stream_id) IS NULL THEN END IF;
+    IF purge_stream.expected_version < -1 THEN
+        IF annals_internal.raise_invalid('expected_version',
+            'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || purge_stream.expected_version) IS NULL THEN END IF;
+    END IF;
+    IF octet_length(purge_stream.reason) > 1000 THEN
+        IF annals_internal.raise_invalid('reason', 'must be at most 1000 bytes') IS NULL THEN END IF;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended(purge_stream.stream_id, 0));
+
+    SELECT s.stream_version, s.state INTO v_current, v_state
+      FROM annals_internal.streams AS s
+     WHERE s.stream_id = purge_stream.stream_id
+       FOR UPDATE;
+    IF v_state = 'purged' THEN
+        IF annals_internal.raise_error('ST410', format('stream %L is already purged', purge_stream.stream_id),
+            jsonb_build_object('stream_id', purge_stream.stream_id)) IS NULL THEN END IF;
+    END IF;
+    IF v_current IS NULL OR purge_stream.expected_version > 0 AND purge_stream.expected_version <> v_current
+       OR purge_stream.expected_version = 0 THEN
+        IF annals_internal.raise_error('ST409',
+            format('cannot purge stream %L: expected version %s, actual %s', purge_stream.stream_id,
+                   coalesce(purge_stream.expected_version::text, 'any'), coalesce(v_current, 0)),
+            jsonb_build_object('stream_id', purge_stream.stream_id,
+                               'expected', purge_stream.expected_version, 'actual', coalesce(v_current, 0))) IS NULL THEN END IF;
+    END IF;
+
+    -- Logged first: the history trigger lets the DELETE through only for a logged range.
+    -- Hot events and cold segments (functions/400_cold_storage.sql) alike.
+    SELECT sum(t.n), min(t.first) INTO v_removed, v_first
+      FROM (SELECT count(*) AS n, min(e.stream_version) AS first
+              FROM annals_internal.events AS e WHERE e.stream_id = purge_stream.stream_id
+            UNION ALL
+            SELECT sum(cardinality(c.events)), min(c.first_version)
+              FROM annals_internal.cold_segments AS c WHERE c.stream_id = purge_stream.stream_id) AS t;
+    INSERT INTO annals_internal.lifecycle_log
+           (stream_id, operation, stream_version, first_version, event_count, performed_by, performed_at, reason)
+    VALUES (purge_stream.stream_id, 'purge', v_current, coalesce(v_first, v_current), v_removed,
+            session_user, clock_timestamp(), purge_stream.reason);
+    DELETE FROM annals_internal.events AS e WHERE e.stream_id = purge_stream.stream_id;
+    DELETE FROM annals_internal.cold_segments AS c WHERE c.stream_id = purge_stream.stream_id;
+    DELETE FROM annals_internal.snapshots AS s WHERE s.stream_id = purge_stream.stream_id;
+    UPDATE annals_internal.streams AS s
+       SET state = 'purged', updated_at = greatest(clock_timestamp(), s.updated_at)
+     WHERE s.stream_id = purge_stream.stream_id;
+    RETURN v_removed;
+END
+$$;
+
+
+ALTER FUNCTION annals.purge_stream(stream_id text, expected_version bigint, reason text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION purge_stream(stream_id text, expected_version bigint, reason text); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.purge_stream(stream_id text, expected_version bigint, reason text) IS 'Removes a stream''s events and snapshots for good and leaves a tombstone: stream_info shows state ''purged''
+and the last version, every later append fails with ST410, versions are never reused. Owner only; logged in
+the lifecycle log (who, when, why, how many). Returns the number of events removed.
+Errors: ST409 stream missing or at another version, ST410 already purged, ST422 invalid argument.';
 
 
 --
@@ -2063,6 +2292,43 @@ Call from a scheduler or `annals worker`; never from the append path.';
 
 
 --
+-- Name: register_erasure_handler(regprocedure); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.register_erasure_handler(handler regprocedure) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_call text;
+BEGIN
+    PERFORM annals_internal.check_callback(register_erasure_handler.handler, 'handler', 'text', 'void',
+                                           '(subject_id text) RETURNS void');
+    IF EXISTS (SELECT FROM annals_internal.erasure_handlers AS h WHERE h.handler = register_erasure_handler.handler::text) THEN
+        RETURN false;
+    END IF;
+    v_call := annals_internal.pin_callback(register_erasure_handler.handler,
+                  annals_internal.erasure_pin(register_erasure_handler.handler), 'erasure handler');
+    INSERT INTO annals_internal.erasure_handlers (handler, handler_call, registered_at)
+    VALUES (register_erasure_handler.handler::text, v_call, clock_timestamp());
+    RETURN true;
+END
+$$;
+
+
+ALTER FUNCTION annals.register_erasure_handler(handler regprocedure) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION register_erasure_handler(handler regprocedure); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.register_erasure_handler(handler regprocedure) IS 'Registers a function (subject_id text) RETURNS void that annals.forget_subject calls, in its transaction and with
+annals_owner''s rights, so a projection that copied personal data can erase it. Returns true when new. Owner
+only. Errors: ST422 wrong signature, untrusted owner, or annals_owner cannot execute it.';
+
+
+--
 -- Name: register_event_alias(text, text); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -2117,6 +2383,86 @@ ALTER FUNCTION annals.register_event_alias(alias text, event_type text) OWNER TO
 
 COMMENT ON FUNCTION annals.register_event_alias(alias text, event_type text) IS 'Renames an event type on read: events stored as alias read as event_type (and go through event_type''s
 upcasters). Type filters of feeds, subscriptions and projections match the new name. Returns true when new.';
+
+
+--
+-- Name: register_personal_data(text, text[], text); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.register_personal_data(event_type text, paths text[], subject_path text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $_$
+DECLARE
+    v_path  text;
+    v_old   text[];
+    v_paths text[];
+    v_subject text[];
+    v_elems text[];
+BEGIN
+    IF annals_internal.name_problem(register_personal_data.event_type, 256) IS NOT NULL THEN
+        IF annals_internal.raise_invalid('event_type', annals_internal.name_problem(register_personal_data.event_type, 256)) IS NULL THEN END IF;
+    END IF;
+    IF left(register_personal_data.event_type, 1) = '$' THEN
+        IF annals_internal.raise_error('ST403', format('event type %L is reserved: names starting with $ belong to Annals', register_personal_data.event_type),
+            jsonb_build_object('argument', 'event_type')) IS NULL THEN END IF;
+    END IF;
+    IF register_personal_data.paths IS NULL OR cardinality(register_personal_data.paths) = 0
+       OR array_position(register_personal_data.paths, NULL) IS NOT NULL THEN
+        IF annals_internal.raise_invalid('paths', 'must list at least one JSON path, none of them NULL') IS NULL THEN END IF;
+    END IF;
+    FOREACH v_path IN ARRAY register_personal_data.paths LOOP
+        IF annals_internal.pii_path_elems(v_path) IS NULL THEN
+            IF annals_internal.raise_invalid('paths',
+                format('%s is not a member path like ''$.email'' or ''$.address.street'' (no wildcards, array steps or filters)', v_path)) IS NULL THEN END IF;
+        END IF;
+    END LOOP;
+    IF annals_internal.pii_path_elems(register_personal_data.subject_path) IS NULL THEN
+        IF annals_internal.raise_invalid('subject_path',
+            format('%s is not a member path like ''$.customer_id''', coalesce(register_personal_data.subject_path, 'NULL'))) IS NULL THEN END IF;
+    END IF;
+    SELECT p.paths INTO v_old FROM annals_internal.personal_data AS p WHERE p.event_type = register_personal_data.event_type
+       FOR UPDATE;
+    -- Paths are added, never dropped: stored events keep whatever was encrypted when they were appended.
+    SELECT array_agg(DISTINCT x ORDER BY x) INTO v_paths
+      FROM unnest(coalesce(v_old, '{}') || register_personal_data.paths) AS x;
+    v_subject := annals_internal.pii_path_elems(register_personal_data.subject_path);
+    FOREACH v_path IN ARRAY v_paths LOOP
+        v_elems := annals_internal.pii_path_elems(v_path);
+        -- One a prefix of the other: the subject inside a personal field, or a field inside the subject.
+        IF v_elems[1:cardinality(v_subject)] = v_subject OR v_subject[1:cardinality(v_elems)] = v_elems THEN
+            IF annals_internal.raise_invalid('subject_path',
+                format('%s overlaps the personal-data path %s: the subject id stays readable, so it is never encrypted', register_personal_data.subject_path, v_path)) IS NULL THEN END IF;
+        END IF;
+    END LOOP;
+
+    INSERT INTO annals_internal.personal_data AS p (event_type, paths, path_keys, subject_path, subject_keys, registered_at)
+    VALUES (register_personal_data.event_type, v_paths,
+            ARRAY(SELECT annals_internal.pii_path_elems(x)::text FROM unnest(v_paths) WITH ORDINALITY AS u(x, n) ORDER BY u.n),
+            register_personal_data.subject_path, v_subject, clock_timestamp())
+    ON CONFLICT ON CONSTRAINT personal_data_pkey DO UPDATE
+       SET paths = excluded.paths, path_keys = excluded.path_keys, subject_path = excluded.subject_path,
+           subject_keys = excluded.subject_keys, registered_at = excluded.registered_at;
+    UPDATE annals_internal.settings AS s
+       SET personal_data_types = (SELECT array_agg(p.event_type ORDER BY p.event_type) FROM annals_internal.personal_data AS p)
+     WHERE s.singleton;
+    RETURN v_old IS NULL;
+END
+$_$;
+
+
+ALTER FUNCTION annals.register_personal_data(event_type text, paths text[], subject_path text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION register_personal_data(event_type text, paths text[], subject_path text); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.register_personal_data(event_type text, paths text[], subject_path text) IS 'Marks JSON paths of an event type''s data (''$.email'', ''$.address.street'') as personal data of the subject whose
+id is the string at subject_path: from now on appends store them encrypted with that subject''s key, reads
+decrypt them, and annals.forget_subject erases them for good. Registering again adds paths (never drops
+any). Events appended before are not encrypted. Returns true when the type was not registered. Owner only.
+Errors: ST422 invalid argument (paths must be member paths), ST403 reserved event type.';
 
 
 --
@@ -2482,6 +2828,89 @@ ALTER FUNCTION annals.resolve_dead_letter(dead_letter_id bigint, succeeded boole
 COMMENT ON FUNCTION annals.resolve_dead_letter(dead_letter_id bigint, succeeded boolean, last_error text) IS 'Records the outcome of retrying a dead letter: resolved, or parked again with the new error.';
 
 
+SET default_table_access_method = heap;
+
+--
+-- Name: retention_rules; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.retention_rules (
+    rule_id bigint NOT NULL,
+    stream_id text,
+    category text,
+    max_age interval,
+    max_count bigint,
+    truncate_before bigint,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    CONSTRAINT retention_rules_limit_chk CHECK ((num_nonnulls(max_age, max_count, truncate_before) > 0)),
+    CONSTRAINT retention_rules_max_age_chk CHECK ((max_age > '00:00:00'::interval)),
+    CONSTRAINT retention_rules_max_count_chk CHECK ((max_count >= 1)),
+    CONSTRAINT retention_rules_target_chk CHECK (((stream_id IS NULL) <> (category IS NULL))),
+    CONSTRAINT retention_rules_truncate_before_chk CHECK ((truncate_before >= 1))
+);
+
+
+ALTER TABLE annals_internal.retention_rules OWNER TO annals_owner;
+
+--
+-- Name: TABLE retention_rules; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.retention_rules IS 'Retention rules (annals.set_retention): per stream or per category, max age, max count and/or truncate-before.';
+
+
+--
+-- Name: retention_runs; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.retention_runs (
+    singleton boolean DEFAULT true NOT NULL,
+    last_run_at timestamp with time zone NOT NULL,
+    last_removed bigint NOT NULL,
+    last_done boolean NOT NULL,
+    CONSTRAINT retention_runs_singleton_chk CHECK (singleton)
+);
+
+
+ALTER TABLE annals_internal.retention_runs OWNER TO annals_owner;
+
+--
+-- Name: TABLE retention_runs; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.retention_runs IS 'The last annals.apply_retention run: when, how many events it removed, whether it finished (false: more is due).';
+
+
+--
+-- Name: retention_status(); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.retention_status() RETURNS TABLE(rules bigint, last_run_at timestamp with time zone, last_removed bigint, last_done boolean)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    BEGIN ATOMIC
+ SELECT ( SELECT count(*) AS count
+            FROM annals_internal.retention_rules) AS count,
+     r.last_run_at,
+     r.last_removed,
+     r.last_done
+    FROM (( SELECT 1 AS "?column?") one
+      LEFT JOIN annals_internal.retention_runs r ON (true));
+END;
+
+
+ALTER FUNCTION annals.retention_status() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION retention_status(); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.retention_status() IS 'How many retention rules exist and the last annals.apply_retention run: when, how many events it removed,
+and whether it finished (false: it stopped at max_events and more is due). NULLs: never ran.';
+
+
 --
 -- Name: retry_dead_letters(text, bigint[]); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
@@ -2664,8 +3093,6 @@ state''s own schema_version. An older snapshot than the stored one is ignored (r
 the stream is an error (ST422). Returns true when saved.';
 
 
-SET default_table_access_method = heap;
-
 --
 -- Name: goose_db_version; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
@@ -2748,6 +3175,73 @@ projection simply waits.';
 
 
 --
+-- Name: set_retention(text, text, interval, bigint, bigint); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.set_retention(stream_id text DEFAULT NULL::text, category text DEFAULT NULL::text, max_age interval DEFAULT NULL::interval, max_count bigint DEFAULT NULL::bigint, truncate_before bigint DEFAULT NULL::bigint) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_found boolean;
+BEGIN
+    IF (set_retention.stream_id IS NULL) = (set_retention.category IS NULL) THEN
+        IF annals_internal.raise_invalid('stream_id', 'give exactly one of stream_id and category') IS NULL THEN END IF;
+    END IF;
+    IF set_retention.stream_id IS NOT NULL THEN
+        IF annals_internal.check_stream_id(set_retention.stream_id) IS NULL THEN END IF;
+    END IF;
+    IF set_retention.category IS NOT NULL
+       AND (NOT annals_internal.is_valid_name(set_retention.category, 512) OR strpos(set_retention.category, '-') > 0) THEN
+        IF annals_internal.raise_invalid('category',
+            'must be a stream id''s category: 1..512 bytes, no "-", not ending with whitespace') IS NULL THEN END IF;
+    END IF;
+    IF set_retention.max_age <= interval '0' THEN
+        IF annals_internal.raise_invalid('max_age', 'must be positive, got ' || set_retention.max_age) IS NULL THEN END IF;
+    END IF;
+    IF set_retention.max_count < 1 THEN
+        IF annals_internal.raise_invalid('max_count', 'must be >= 1 (the last event always stays), got ' || set_retention.max_count) IS NULL THEN END IF;
+    END IF;
+    IF set_retention.truncate_before < 1 THEN
+        IF annals_internal.raise_invalid('truncate_before', 'must be a stream version >= 1, got ' || set_retention.truncate_before) IS NULL THEN END IF;
+    END IF;
+
+    IF num_nonnulls(set_retention.max_age, set_retention.max_count, set_retention.truncate_before) = 0 THEN
+        DELETE FROM annals_internal.retention_rules AS r
+         WHERE r.stream_id IS NOT DISTINCT FROM set_retention.stream_id
+           AND r.category IS NOT DISTINCT FROM set_retention.category;
+        RETURN FOUND;
+    END IF;
+    UPDATE annals_internal.retention_rules AS r
+       SET max_age = set_retention.max_age, max_count = set_retention.max_count,
+           truncate_before = set_retention.truncate_before, updated_at = clock_timestamp()
+     WHERE r.stream_id IS NOT DISTINCT FROM set_retention.stream_id
+       AND r.category IS NOT DISTINCT FROM set_retention.category;
+    v_found := FOUND;
+    IF NOT v_found THEN
+        INSERT INTO annals_internal.retention_rules (stream_id, category, max_age, max_count, truncate_before, created_at, updated_at)
+        VALUES (set_retention.stream_id, set_retention.category, set_retention.max_age, set_retention.max_count,
+                set_retention.truncate_before, clock_timestamp(), clock_timestamp());
+    END IF;
+    RETURN true;
+END
+$$;
+
+
+ALTER FUNCTION annals.set_retention(stream_id text, category text, max_age interval, max_count bigint, truncate_before bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION set_retention(stream_id text, category text, max_age interval, max_count bigint, truncate_before bigint); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.set_retention(stream_id text, category text, max_age interval, max_count bigint, truncate_before bigint) IS 'Sets the retention rule of one stream (stream_id) or of every stream of a category (category): events older
+than max_age, beyond the newest max_count, or below version truncate_before are removed by
+annals.apply_retention. All three NULL removes the rule. A stream''s own rule overrides its category''s.
+Returns true when a rule was set or removed. Owner only. Errors: ST422 invalid argument.';
+
+
+--
 -- Name: storage_stats(); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -2808,7 +3302,7 @@ ALTER FUNCTION annals.stream_info(stream_id text) OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals.stream_info(stream_id text) IS 'One row describing a stream: its current version, when it was created and last appended to, and its
-state (''active'' or ''deleted''). No row for a stream that has no events.';
+state (''active'', ''deleted'' or ''purged'': a tombstone whose events were removed). No row for a stream that has no events.';
 
 
 --
@@ -3378,7 +3872,7 @@ COMMENT ON FUNCTION annals_internal.append_many(appends jsonb, condition jsonb, 
 CREATE FUNCTION annals_internal.append_replay(stream_id text, expected_version bigint, events jsonb, current_version bigint, OUT stream_version bigint, OUT global_position bigint, OUT transaction_id xid8) RETURNS record
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
+    AS $_$
 #variable_conflict use_column
 DECLARE
     v_total     bigint;
@@ -3395,8 +3889,11 @@ BEGIN
            -- Only stored events can have changed: an unmatched (new) event must not count.
            (array_agg(e.event_id ORDER BY b.ord) FILTER (WHERE e.event_id IS NOT NULL AND (
                 e.event_type IS DISTINCT FROM b.ev ->> 'type'
-             OR e.data IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
-             OR e.metadata IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}')
+             -- M13: personal data is compared decrypted, without the "$pii" marker.
+             OR CASE WHEN e.metadata ? '$pii' THEN annals_internal.reveal_data(e.event_type, e.data, e.metadata) ELSE e.data END
+                IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
+             OR CASE WHEN e.metadata ? '$pii' THEN e.metadata - '$pii' ELSE e.metadata END
+                IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}') - '$pii'
              OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)
              OR e.tags IS DISTINCT FROM annals_internal.tags_of(b.ev))))[1]  -- M15: tags are content too
       INTO v_total, v_stored, v_bases, v_base, v_changed
@@ -3466,7 +3963,7 @@ BEGIN
     global_position := v_last.global_position;
     transaction_id := v_last.transaction_id;
 END
-$$;
+$_$;
 
 
 ALTER FUNCTION annals_internal.append_replay(stream_id text, expected_version bigint, events jsonb, current_version bigint, OUT stream_version bigint, OUT global_position bigint, OUT transaction_id xid8) OWNER TO annals_owner;
@@ -3543,6 +4040,83 @@ ALTER FUNCTION annals_internal.current_type(event_type text) OWNER TO annals_own
 --
 
 COMMENT ON FUNCTION annals_internal.current_type(event_type text) IS 'The current name of an event type (follows an alias).';
+
+
+--
+-- Name: reveal_data(text, jsonb, jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.reveal_data(event_type text, data jsonb, metadata jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_registered boolean;
+    v_key        bytea;
+    v_data       jsonb := reveal_data.data;
+    v_at         jsonb := reveal_data.metadata #> '{$pii,at}';
+    v_keys       text[];
+BEGIN
+    SELECT true, k.key INTO v_registered, v_key
+      FROM annals_internal.personal_data AS p
+      LEFT JOIN annals_internal.subject_keys AS k ON k.key_id = (reveal_data.metadata #>> '{$pii,key}')::bigint
+     WHERE p.event_type = reveal_data.event_type;
+    IF v_registered IS NULL OR jsonb_typeof(v_at) IS DISTINCT FROM 'array' THEN
+        RETURN reveal_data.data;  -- a marker on a type that never had personal data: the writer's own key
+    END IF;
+    FOR i IN 0 .. jsonb_array_length(v_at) - 1 LOOP
+        v_keys := (v_at ->> i)::text[];
+        v_data := jsonb_set(v_data, v_keys,
+                            CASE WHEN v_key IS NULL THEN 'null'::jsonb
+                                 ELSE annals_internal.pii_decrypt(v_data #>> v_keys, v_key) END);
+    END LOOP;
+    RETURN v_data;
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.reveal_data(event_type text, data jsonb, metadata jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION reveal_data(event_type text, data jsonb, metadata jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.reveal_data(event_type text, data jsonb, metadata jsonb) IS 'Stored event data as reads show it: personal data decrypted, JSON null where the subject was forgotten.';
+
+
+--
+-- Name: reveal_metadata(text, jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.reveal_metadata(event_type text, metadata jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_registered boolean;
+    v_key        bytea;
+BEGIN
+    SELECT true, k.key INTO v_registered, v_key
+      FROM annals_internal.personal_data AS p
+      LEFT JOIN annals_internal.subject_keys AS k ON k.key_id = (reveal_metadata.metadata #>> '{$pii,key}')::bigint
+     WHERE p.event_type = reveal_metadata.event_type;
+    IF v_registered IS NULL THEN
+        RETURN reveal_metadata.metadata;
+    ELSIF v_key IS NULL THEN
+        RETURN (reveal_metadata.metadata - '$pii') || jsonb_build_object('$erased', reveal_metadata.metadata #> '{$pii,paths}');
+    END IF;
+    RETURN reveal_metadata.metadata - '$pii';
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.reveal_metadata(event_type text, metadata jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION reveal_metadata(event_type text, metadata jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.reveal_metadata(event_type text, metadata jsonb) IS 'Stored event metadata as reads show it: the "$pii" marker removed, "$erased": [paths] where the subject was forgotten.';
 
 
 --
@@ -3623,7 +4197,7 @@ COMMENT ON FUNCTION annals_internal.upcast_version(event_type text, schema_versi
 
 CREATE FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]) RETURNS annals.event
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN ROW(stream_id, stream_version, global_position, event_id, CASE WHEN (event_type = ANY (up)) THEN annals_internal.current_type(event_type) ELSE event_type END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_version(event_type, schema_version) ELSE schema_version END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_data(event_type, schema_version, data) ELSE data END, metadata, transaction_id, recorded_at)::annals.event;
+    RETURN ROW(stream_id, stream_version, global_position, event_id, CASE WHEN (event_type = ANY (up)) THEN annals_internal.current_type(event_type) ELSE event_type END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_version(event_type, schema_version) ELSE schema_version END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_data(event_type, schema_version, CASE WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_data(event_type, data, metadata) ELSE data END) WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_data(event_type, data, metadata) ELSE data END, CASE WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_metadata(event_type, metadata) ELSE metadata END, transaction_id, recorded_at)::annals.event;
 
 
 ALTER FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]) OWNER TO annals_owner;
@@ -4355,6 +4929,24 @@ ALTER FUNCTION annals_internal.dispatch_source() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.dispatch_source() IS 'The PL/pgSQL body annals_internal.dispatch_inline() is generated with, from the enabled inline projections and the upcasters.';
+
+
+--
+-- Name: erasure_pin(regprocedure); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.erasure_pin(handler regprocedure) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ('erasure_handler_'::text || ((handler)::oid)::text);
+
+
+ALTER FUNCTION annals_internal.erasure_pin(handler regprocedure) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION erasure_pin(handler regprocedure); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.erasure_pin(handler regprocedure) IS 'Name of the function that pins an erasure handler.';
 
 
 --
@@ -5192,6 +5784,128 @@ COMMENT ON FUNCTION annals_internal.notify_append() IS 'Trigger function: NOTIFY
 
 
 --
+-- Name: pii_decrypt(text, bytea); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$ BEGIN RETURN pg_catalog.convert_from(annals_crypto.decrypt_iv(pg_catalog.substr(pg_catalog.decode(sealed, 'base64'), 17), key,
+                                                       pg_catalog.substr(pg_catalog.decode(sealed, 'base64'), 1, 16),
+                                                       'aes-cbc/pad:pkcs'), 'UTF8')::jsonb; END $$;
+
+
+ALTER FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION pii_decrypt(sealed text, key bytea); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) IS 'Decrypts what pii_encrypt sealed with the same key.';
+
+
+--
+-- Name: pii_encrypt(jsonb, bytea, bytea); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$ BEGIN RETURN pg_catalog.translate(pg_catalog.encode(iv || annals_crypto.encrypt_iv(pg_catalog.convert_to(value::text, 'UTF8'),
+                                                                      key, iv, 'aes-cbc/pad:pkcs'), 'base64'), E'\n', ''); END $$;
+
+
+ALTER FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION pii_encrypt(value jsonb, key bytea, iv bytea); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea) IS 'Encrypts a JSON value with a subject key and an IV (pii_new_iv): base64 of the IV and the AES-256-CBC ciphertext of its text.';
+
+
+--
+-- Name: pii_new_iv(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.pii_new_iv() RETURNS bytea
+    LANGUAGE plpgsql PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$ BEGIN RETURN annals_crypto.gen_random_bytes(16); END $$;
+
+
+ALTER FUNCTION annals_internal.pii_new_iv() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION pii_new_iv(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.pii_new_iv() IS 'A random 16-byte IV (pgcrypto).';
+
+
+--
+-- Name: pii_new_key(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.pii_new_key() RETURNS bytea
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$ SELECT annals_crypto.gen_random_bytes(32) $$;
+
+
+ALTER FUNCTION annals_internal.pii_new_key() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION pii_new_key(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.pii_new_key() IS 'A new random 256-bit subject key (pgcrypto).';
+
+
+--
+-- Name: pii_path_elems(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.pii_path_elems(path text) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_rest  text := pii_path_elems.path;
+    v_elems text[] := '{}'::text[];
+    v_m     text[];
+BEGIN
+    IF v_rest IS NULL OR left(v_rest, 1) <> '$' THEN
+        RETURN NULL;
+    END IF;
+    v_rest := substr(v_rest, 2);
+    WHILE v_rest <> '' LOOP
+        v_m := regexp_match(v_rest, '^\.([A-Za-z_][A-Za-z0-9_]*)(.*)$');
+        IF v_m IS NULL THEN
+            v_m := regexp_match(v_rest, '^\."((?:[^"\\]|\\.)+)"(.*)$');
+            IF v_m IS NULL THEN
+                RETURN NULL;
+            END IF;
+            v_m[1] := regexp_replace(v_m[1], '\\(.)', '\1', 'g');
+        END IF;
+        v_elems := v_elems || v_m[1];
+        v_rest := v_m[2];
+    END LOOP;
+    RETURN nullif(v_elems, '{}');
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.pii_path_elems(path text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION pii_path_elems(path text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.pii_path_elems(path text) IS 'The keys of a member-only JSON path (''$.address.street'' is {address,street}); NULL when the path is anything else.';
+
+
+--
 -- Name: pin_callback(regprocedure, text, text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5458,6 +6172,62 @@ COMMENT ON FUNCTION annals_internal.projections_rows() IS 'The rows of annals.pr
 
 
 --
+-- Name: protect_event(jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.protect_event(ev jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_reg     annals_internal.personal_data;
+    v_data    jsonb := coalesce(nullif(protect_event.ev -> 'data', 'null'), '{}');
+    v_meta    jsonb := coalesce(nullif(protect_event.ev -> 'metadata', 'null'), '{}') - '$pii';
+    v_subject jsonb;
+    v_key     annals_internal.subject_keys;
+    v_value   jsonb;
+    v_paths   jsonb := '[]'::jsonb;
+    v_at      jsonb := '[]'::jsonb;
+BEGIN
+    SELECT * INTO v_reg FROM annals_internal.personal_data AS p WHERE p.event_type = protect_event.ev ->> 'type';
+    IF NOT FOUND THEN
+        RETURN protect_event.ev;
+    END IF;
+    v_subject := v_data #> v_reg.subject_keys;
+    IF jsonb_typeof(v_subject) IS DISTINCT FROM 'string' OR v_subject #>> '{}' = '' THEN
+        IF annals_internal.raise_invalid('events',
+            format('an event of type %s carries personal data, so its data needs the subject id as a non-empty string at %s',
+                   v_reg.event_type, v_reg.subject_path)) IS NULL THEN END IF;
+    END IF;
+    FOR i IN 1 .. cardinality(v_reg.paths) LOOP
+        v_value := v_data #> v_reg.path_keys[i]::text[];
+        CONTINUE WHEN v_value IS NULL OR v_value = 'null';
+        IF v_key.key_id IS NULL THEN
+            v_key := annals_internal.subject_key(v_subject #>> '{}');
+        END IF;
+        v_data := jsonb_set(v_data, v_reg.path_keys[i]::text[],
+                            to_jsonb(annals_internal.pii_encrypt(v_value, v_key.key, annals_internal.pii_new_iv())));
+        v_paths := v_paths || to_jsonb(v_reg.paths[i]);
+        v_at := v_at || to_jsonb(v_reg.path_keys[i]);
+    END LOOP;
+    IF v_key.key_id IS NOT NULL THEN
+        v_meta := v_meta || jsonb_build_object('$pii', jsonb_build_object('key', v_key.key_id, 'paths', v_paths, 'at', v_at));
+    END IF;
+    RETURN protect_event.ev || jsonb_build_object('data', v_data, 'metadata', v_meta);
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.protect_event(ev jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION protect_event(ev jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.protect_event(ev jsonb) IS 'An appended event with its registered personal data encrypted under its subject''s key and the "$pii" marker in its metadata.';
+
+
+--
 -- Name: query_items(jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5632,7 +6402,25 @@ CREATE FUNCTION annals_internal.reject_history_change() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+DECLARE
+    v_old jsonb;
 BEGIN
+    -- M13, the one exception: removing an event (or a cold segment) whose removal this
+    -- transaction logged first, as annals.purge_stream and annals.apply_retention do
+    -- (functions/420_purge_stream.sql). The row is read as JSON: this function guards tables of
+    -- several shapes.
+    IF TG_OP = 'DELETE' AND TG_TABLE_SCHEMA = 'annals_internal'
+       AND (TG_TABLE_NAME LIKE 'events\_p%' OR TG_TABLE_NAME = 'cold_segments') THEN
+        v_old := pg_catalog.to_jsonb(OLD) - 'events' - 'data' - 'metadata' - 'event_ids';
+        IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
+                    WHERE l.transaction_id = pg_catalog.pg_current_xact_id()
+                      AND l.stream_id = v_old ->> 'stream_id'
+                      AND l.operation IN ('purge', 'retention')
+                      AND coalesce(v_old ->> 'first_version', v_old ->> 'stream_version')::bigint >= l.first_version
+                      AND coalesce(v_old ->> 'last_version', v_old ->> 'stream_version')::bigint <= l.stream_version) THEN
+            RETURN OLD;
+        END IF;
+    END IF;
     -- Cold storage (functions/400_cold_storage.sql) moves events out of the hot table inside
     -- annals.compress_events / annals.archive_stream, in the transaction that stores them again.
     IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'annals_internal' AND TG_TABLE_NAME LIKE 'events\_p%'
@@ -5803,6 +6591,86 @@ COMMENT ON FUNCTION annals_internal.report_rebuild_wait(projection text, done bi
 
 
 --
+-- Name: retention_limit(text, bigint, interval, bigint, bigint); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.retention_limit(stream_id text, last_version bigint, max_age interval, max_count bigint, truncate_before bigint) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_limit bigint := 0;
+    v_snap  bigint;
+    v_kept  bigint;
+BEGIN
+    IF retention_limit.max_count IS NOT NULL THEN
+        v_limit := greatest(v_limit, retention_limit.last_version - retention_limit.max_count);
+    END IF;
+    IF retention_limit.max_age IS NOT NULL THEN
+        -- recorded_at never decreases within a stream: the expired events are a prefix.
+        SELECT e.stream_version INTO v_kept
+          FROM annals_internal.events AS e
+         WHERE e.stream_id = retention_limit.stream_id
+           AND e.recorded_at >= clock_timestamp() - retention_limit.max_age
+         ORDER BY e.stream_version
+         LIMIT 1;
+        v_limit := greatest(v_limit, coalesce(v_kept - 1, retention_limit.last_version));
+    END IF;
+    IF v_limit > 0 THEN
+        SELECT max(s.stream_version) INTO v_snap FROM annals_internal.snapshots AS s
+         WHERE s.stream_id = retention_limit.stream_id;
+        IF v_snap IS NOT NULL THEN
+            v_limit := least(v_limit, v_snap);
+        END IF;
+    END IF;
+    IF retention_limit.truncate_before IS NOT NULL THEN
+        v_limit := greatest(v_limit, retention_limit.truncate_before - 1);
+    END IF;
+    RETURN greatest(0, least(v_limit, retention_limit.last_version - 1));
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.retention_limit(stream_id text, last_version bigint, max_age interval, max_count bigint, truncate_before bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION retention_limit(stream_id text, last_version bigint, max_age interval, max_count bigint, truncate_before bigint); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.retention_limit(stream_id text, last_version bigint, max_age interval, max_count bigint, truncate_before bigint) IS 'The highest stream version a retention rule removes (0: none): never the last event, max_age/max_count never above the newest snapshot.';
+
+
+--
+-- Name: retention_rules_rows(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.retention_rules_rows() RETURNS TABLE(stream_id text, category text, max_age interval, max_count bigint, truncate_before bigint, created_at timestamp with time zone, updated_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    BEGIN ATOMIC
+ SELECT r.stream_id,
+     r.category,
+     r.max_age,
+     r.max_count,
+     r.truncate_before,
+     r.created_at,
+     r.updated_at
+    FROM annals_internal.retention_rules r
+   ORDER BY r.category, r.stream_id;
+END;
+
+
+ALTER FUNCTION annals_internal.retention_rules_rows() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION retention_rules_rows(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.retention_rules_rows() IS 'The rows of the annals.retention_rules view.';
+
+
+--
 -- Name: stream_events(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5933,6 +6801,64 @@ ALTER FUNCTION annals_internal.stream_page(stream_id text, from_version bigint, 
 --
 
 COMMENT ON FUNCTION annals_internal.stream_page(stream_id text, from_version bigint, max_count integer, backwards boolean, to_version bigint) IS 'A page of a stream that has cold events, hot and cold merged in version order, as stored.';
+
+
+--
+-- Name: subject_keys; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.subject_keys (
+    key_id bigint NOT NULL,
+    subject_id text NOT NULL,
+    key bytea,
+    created_at timestamp with time zone NOT NULL,
+    forgotten_at timestamp with time zone,
+    CONSTRAINT subject_keys_forgotten_chk CHECK (((key IS NULL) = (forgotten_at IS NOT NULL)))
+);
+
+
+ALTER TABLE annals_internal.subject_keys OWNER TO annals_owner;
+
+--
+-- Name: TABLE subject_keys; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.subject_keys IS 'Per-subject keys of crypto-shredded personal data. Never granted to any role; NULL key: forgotten.';
+
+
+--
+-- Name: subject_key(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.subject_key(subject_id text) RETURNS annals_internal.subject_keys
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_key annals_internal.subject_keys;
+BEGIN
+    SELECT * INTO v_key FROM annals_internal.subject_keys AS k
+     WHERE k.subject_id = subject_key.subject_id AND k.key IS NOT NULL;
+    IF NOT FOUND THEN
+        INSERT INTO annals_internal.subject_keys AS k (subject_id, key, created_at)
+        VALUES (subject_key.subject_id, annals_internal.pii_new_key(), clock_timestamp())
+        ON CONFLICT DO NOTHING;
+        -- A concurrent first append for the same subject may have won: read whichever is live.
+        SELECT * INTO STRICT v_key FROM annals_internal.subject_keys AS k
+         WHERE k.subject_id = subject_key.subject_id AND k.key IS NOT NULL;
+    END IF;
+    RETURN v_key;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.subject_key(subject_id text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION subject_key(subject_id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.subject_key(subject_id text) IS 'A subject''s live key row, created when it has none.';
 
 
 --
@@ -6591,6 +7517,31 @@ lag for async ones (events counted up to 100000, time since the oldest pending),
 
 
 --
+-- Name: retention_rules; Type: VIEW; Schema: annals; Owner: annals_owner
+--
+
+CREATE VIEW annals.retention_rules AS
+ SELECT retention_rules_rows.stream_id,
+    retention_rules_rows.category,
+    retention_rules_rows.max_age,
+    retention_rules_rows.max_count,
+    retention_rules_rows.truncate_before,
+    retention_rules_rows.created_at,
+    retention_rules_rows.updated_at
+   FROM annals_internal.retention_rules_rows() retention_rules_rows(stream_id, category, max_age, max_count, truncate_before, created_at, updated_at);
+
+
+ALTER TABLE annals.retention_rules OWNER TO annals_owner;
+
+--
+-- Name: VIEW retention_rules; Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON VIEW annals.retention_rules IS 'Retention rules (annals.set_retention): per category or per stream (stream_id), max_age, max_count,
+truncate_before; a stream''s own rule overrides its category''s.';
+
+
+--
 -- Name: subscription_status; Type: VIEW; Schema: annals; Owner: annals_owner
 --
 
@@ -6727,6 +7678,26 @@ ALTER TABLE annals_internal.dead_letters ALTER COLUMN dead_letter_id ADD GENERAT
     NO MAXVALUE
     CACHE 1
 );
+
+
+--
+-- Name: erasure_handlers; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.erasure_handlers (
+    handler text NOT NULL,
+    handler_call text NOT NULL,
+    registered_at timestamp with time zone NOT NULL
+);
+
+
+ALTER TABLE annals_internal.erasure_handlers OWNER TO annals_owner;
+
+--
+-- Name: TABLE erasure_handlers; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.erasure_handlers IS 'Erasure handlers: functions (subject_id text) RETURNS void that annals.forget_subject calls, e.g. to clear projection rows.';
 
 
 --
@@ -6957,13 +7928,18 @@ ALTER TABLE annals_internal.goose_db_version ALTER COLUMN id ADD GENERATED BY DE
 
 CREATE TABLE annals_internal.lifecycle_log (
     log_id bigint NOT NULL,
-    stream_id text NOT NULL,
+    stream_id text,
     operation text NOT NULL,
-    stream_version bigint NOT NULL,
+    stream_version bigint,
     performed_by text NOT NULL,
     performed_at timestamp with time zone NOT NULL,
     reason text,
-    CONSTRAINT lifecycle_log_operation_chk CHECK ((operation = ANY (ARRAY['delete'::text, 'rebase_transaction_ids'::text])))
+    first_version bigint,
+    event_count bigint,
+    details jsonb,
+    transaction_id xid8 DEFAULT pg_current_xact_id(),
+    CONSTRAINT lifecycle_log_operation_chk CHECK ((operation = ANY (ARRAY['delete'::text, 'rebase_transaction_ids'::text, 'purge'::text, 'retention'::text, 'forget'::text]))),
+    CONSTRAINT lifecycle_log_stream_chk CHECK (((operation = 'forget'::text) OR ((stream_id IS NOT NULL) AND (stream_version IS NOT NULL))))
 );
 
 
@@ -6974,6 +7950,41 @@ ALTER TABLE annals_internal.lifecycle_log OWNER TO annals_owner;
 --
 
 COMMENT ON TABLE annals_internal.lifecycle_log IS 'Audit trail of stream lifecycle operations: who did what to which stream, when and why.';
+
+
+--
+-- Name: COLUMN lifecycle_log.stream_version; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.lifecycle_log.stream_version IS 'delete/purge: the stream''s version then; retention: the last version removed.';
+
+
+--
+-- Name: COLUMN lifecycle_log.first_version; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.lifecycle_log.first_version IS 'purge/retention: the first version removed.';
+
+
+--
+-- Name: COLUMN lifecycle_log.event_count; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.lifecycle_log.event_count IS 'purge/retention: how many events were removed.';
+
+
+--
+-- Name: COLUMN lifecycle_log.details; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.lifecycle_log.details IS 'retention: the rule applied; forget: the subject and how many keys were destroyed.';
+
+
+--
+-- Name: COLUMN lifecycle_log.transaction_id; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.lifecycle_log.transaction_id IS 'The transaction that did it (NULL before M13); removals are allowed only for ranges their transaction logged.';
 
 
 --
@@ -7012,6 +8023,59 @@ COMMENT ON SEQUENCE annals_internal.notify_clock IS 'NOTIFY gate: when an append
 
 
 --
+-- Name: personal_data; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.personal_data (
+    event_type text NOT NULL,
+    paths text[] NOT NULL,
+    path_keys text[] NOT NULL,
+    subject_path text NOT NULL,
+    subject_keys text[] NOT NULL,
+    registered_at timestamp with time zone NOT NULL,
+    CONSTRAINT personal_data_path_keys_chk CHECK ((cardinality(path_keys) = cardinality(paths))),
+    CONSTRAINT personal_data_paths_chk CHECK ((cardinality(paths) >= 1))
+);
+
+
+ALTER TABLE annals_internal.personal_data OWNER TO annals_owner;
+
+--
+-- Name: TABLE personal_data; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.personal_data IS 'Personal-data paths of an event type''s data and the path of the subject they belong to (annals.register_personal_data).';
+
+
+--
+-- Name: COLUMN personal_data.path_keys; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.personal_data.path_keys IS 'paths as the text of the key arrays jsonb_set and #> take (''$.address.street'' is ''{address,street}''), parsed once at registration.';
+
+
+--
+-- Name: COLUMN personal_data.subject_keys; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.personal_data.subject_keys IS 'subject_path as a key array.';
+
+
+--
+-- Name: retention_rules_rule_id_seq; Type: SEQUENCE; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE annals_internal.retention_rules ALTER COLUMN rule_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME annals_internal.retention_rules_rule_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: schema_info; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7043,6 +8107,7 @@ CREATE TABLE annals_internal.settings (
     max_batch_events integer DEFAULT 10000 NOT NULL,
     max_batch_bytes integer DEFAULT 67108864 NOT NULL,
     notify boolean DEFAULT true NOT NULL,
+    personal_data_types text[],
     CONSTRAINT settings_max_batch_bytes_chk CHECK ((max_batch_bytes > 0)),
     CONSTRAINT settings_max_batch_events_chk CHECK ((max_batch_events > 0)),
     CONSTRAINT settings_max_event_bytes_chk CHECK ((max_event_bytes > 0)),
@@ -7064,6 +8129,13 @@ COMMENT ON TABLE annals_internal.settings IS 'Append limits: max_event_bytes (JS
 --
 
 COMMENT ON COLUMN annals_internal.settings.notify IS 'Whether appends send NOTIFY annals_events (a wake-up hint for feed consumers, never data).';
+
+
+--
+-- Name: COLUMN settings.personal_data_types; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON COLUMN annals_internal.settings.personal_data_types IS 'Event types whose data has registered personal data (annals.register_personal_data); NULL when none.';
 
 
 --
@@ -7103,7 +8175,7 @@ CREATE TABLE annals_internal.streams (
     state text DEFAULT 'active'::text NOT NULL,
     created_at timestamp with time zone NOT NULL,
     updated_at timestamp with time zone NOT NULL,
-    CONSTRAINT streams_state_chk CHECK ((state = ANY (ARRAY['active'::text, 'deleted'::text]))),
+    CONSTRAINT streams_state_chk CHECK ((state = ANY (ARRAY['active'::text, 'deleted'::text, 'purged'::text]))),
     CONSTRAINT streams_version_chk CHECK ((stream_version >= 1))
 )
 WITH (fillfactor='70');
@@ -7116,6 +8188,20 @@ ALTER TABLE annals_internal.streams OWNER TO annals_owner;
 --
 
 COMMENT ON TABLE annals_internal.streams IS 'One row per stream that has events: current version, state and the last appending transaction id.';
+
+
+--
+-- Name: subject_keys_key_id_seq; Type: SEQUENCE; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE annals_internal.subject_keys ALTER COLUMN key_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME annals_internal.subject_keys_key_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 
 --
@@ -7239,6 +8325,14 @@ ALTER TABLE ONLY annals_internal.dead_letters
 
 ALTER TABLE ONLY annals_internal.dead_letters
     ADD CONSTRAINT dead_letters_pkey PRIMARY KEY (dead_letter_id);
+
+
+--
+-- Name: erasure_handlers erasure_handlers_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.erasure_handlers
+    ADD CONSTRAINT erasure_handlers_pkey PRIMARY KEY (handler);
 
 
 --
@@ -7418,6 +8512,14 @@ ALTER TABLE ONLY annals_internal.materialized_views
 
 
 --
+-- Name: personal_data personal_data_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.personal_data
+    ADD CONSTRAINT personal_data_pkey PRIMARY KEY (event_type);
+
+
+--
 -- Name: projection_skips projection_skips_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7431,6 +8533,38 @@ ALTER TABLE ONLY annals_internal.projection_skips
 
 ALTER TABLE ONLY annals_internal.projections
     ADD CONSTRAINT projections_pkey PRIMARY KEY (projection_name);
+
+
+--
+-- Name: retention_rules retention_rules_category_key; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.retention_rules
+    ADD CONSTRAINT retention_rules_category_key UNIQUE (category);
+
+
+--
+-- Name: retention_rules retention_rules_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.retention_rules
+    ADD CONSTRAINT retention_rules_pkey PRIMARY KEY (rule_id);
+
+
+--
+-- Name: retention_rules retention_rules_stream_key; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.retention_rules
+    ADD CONSTRAINT retention_rules_stream_key UNIQUE (stream_id);
+
+
+--
+-- Name: retention_runs retention_runs_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.retention_runs
+    ADD CONSTRAINT retention_runs_pkey PRIMARY KEY (singleton);
 
 
 --
@@ -7463,6 +8597,14 @@ ALTER TABLE ONLY annals_internal.snapshots
 
 ALTER TABLE ONLY annals_internal.streams
     ADD CONSTRAINT streams_pkey PRIMARY KEY (stream_id);
+
+
+--
+-- Name: subject_keys subject_keys_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.subject_keys
+    ADD CONSTRAINT subject_keys_pkey PRIMARY KEY (key_id);
 
 
 --
@@ -7792,10 +8934,24 @@ CREATE INDEX events_p7_transaction_id_global_position_idx ON annals_internal.eve
 
 
 --
+-- Name: lifecycle_log_transaction_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX lifecycle_log_transaction_idx ON annals_internal.lifecycle_log USING btree (transaction_id, stream_id);
+
+
+--
 -- Name: streams_category_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
 --
 
 CREATE INDEX streams_category_idx ON annals_internal.streams USING btree (category, stream_id);
+
+
+--
+-- Name: subject_keys_live_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE UNIQUE INDEX subject_keys_live_idx ON annals_internal.subject_keys USING btree (subject_id) WHERE (key IS NOT NULL);
 
 
 --
@@ -8358,6 +9514,13 @@ GRANT ALL ON FUNCTION annals.append_multi(appends jsonb) TO annals_writer;
 
 
 --
+-- Name: FUNCTION apply_retention(max_events bigint); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.apply_retention(max_events bigint) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION archive_stream(stream_id text, expected_version bigint); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -8420,6 +9583,13 @@ GRANT ALL ON FUNCTION annals.feed_head(OUT barrier_transaction xid8, OUT last_po
 
 
 --
+-- Name: FUNCTION forget_subject(subject_id text); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.forget_subject(subject_id text) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION list_streams(category text, after_stream_id text, max_count integer); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -8443,6 +9613,13 @@ GRANT ALL ON FUNCTION annals.load_snapshot(stream_id text, snapshot_type text, s
 
 REVOKE ALL ON FUNCTION annals.park_event(subscription text, member integer, stream_id text, stream_version bigint, attempts integer, last_error text) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.park_event(subscription text, member integer, stream_id text, stream_version bigint, attempts integer, last_error text) TO annals_writer;
+
+
+--
+-- Name: FUNCTION purge_stream(stream_id text, expected_version bigint, reason text); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.purge_stream(stream_id text, expected_version bigint, reason text) FROM PUBLIC;
 
 
 --
@@ -8555,10 +9732,24 @@ GRANT ALL ON FUNCTION annals.refresh_views(force boolean) TO annals_writer;
 
 
 --
+-- Name: FUNCTION register_erasure_handler(handler regprocedure); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.register_erasure_handler(handler regprocedure) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION register_event_alias(alias text, event_type text); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
 REVOKE ALL ON FUNCTION annals.register_event_alias(alias text, event_type text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION register_personal_data(event_type text, paths text[], subject_path text); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.register_personal_data(event_type text, paths text[], subject_path text) FROM PUBLIC;
 
 
 --
@@ -8607,6 +9798,15 @@ GRANT ALL ON FUNCTION annals.resolve_dead_letter(dead_letter_id bigint, succeede
 
 
 --
+-- Name: FUNCTION retention_status(); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.retention_status() FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.retention_status() TO annals_writer;
+GRANT ALL ON FUNCTION annals.retention_status() TO annals_reader;
+
+
+--
 -- Name: FUNCTION retry_dead_letters(subscription text, dead_letter_ids bigint[]); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -8645,6 +9845,13 @@ GRANT ALL ON FUNCTION annals.schema_version() TO annals_bi;
 --
 
 REVOKE ALL ON FUNCTION annals.set_projection_enabled(name text, enabled boolean) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION set_retention(stream_id text, category text, max_age interval, max_count bigint, truncate_before bigint); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.set_retention(stream_id text, category text, max_age interval, max_count bigint, truncate_before bigint) FROM PUBLIC;
 
 
 --
@@ -8753,6 +9960,20 @@ REVOKE ALL ON FUNCTION annals_internal.apply_projection(handler_call text, event
 --
 
 REVOKE ALL ON FUNCTION annals_internal.current_type(event_type text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION reveal_data(event_type text, data jsonb, metadata jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.reveal_data(event_type text, data jsonb, metadata jsonb) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION reveal_metadata(event_type text, metadata jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.reveal_metadata(event_type text, metadata jsonb) FROM PUBLIC;
 
 
 --
@@ -8910,6 +10131,13 @@ REVOKE ALL ON FUNCTION annals_internal.dispatch_inline() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.dispatch_source() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION erasure_pin(handler regprocedure); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.erasure_pin(handler regprocedure) FROM PUBLIC;
 
 
 --
@@ -9091,6 +10319,41 @@ REVOKE ALL ON FUNCTION annals_internal.notify_append() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION pii_decrypt(sealed text, key bytea); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.pii_decrypt(sealed text, key bytea) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pii_encrypt(value jsonb, key bytea, iv bytea); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.pii_encrypt(value jsonb, key bytea, iv bytea) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pii_new_iv(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.pii_new_iv() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pii_new_key(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.pii_new_key() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pii_path_elems(path text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.pii_path_elems(path text) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION pin_callback(fn regprocedure, pin text, purpose text); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -9126,6 +10389,13 @@ REVOKE ALL ON FUNCTION annals_internal.projections_rows() FROM PUBLIC;
 GRANT ALL ON FUNCTION annals_internal.projections_rows() TO annals_writer;
 GRANT ALL ON FUNCTION annals_internal.projections_rows() TO annals_reader;
 GRANT ALL ON FUNCTION annals_internal.projections_rows() TO annals_bi;
+
+
+--
+-- Name: FUNCTION protect_event(ev jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.protect_event(ev jsonb) FROM PUBLIC;
 
 
 --
@@ -9199,6 +10469,23 @@ REVOKE ALL ON FUNCTION annals_internal.report_rebuild_wait(projection text, done
 
 
 --
+-- Name: FUNCTION retention_limit(stream_id text, last_version bigint, max_age interval, max_count bigint, truncate_before bigint); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.retention_limit(stream_id text, last_version bigint, max_age interval, max_count bigint, truncate_before bigint) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION retention_rules_rows(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.retention_rules_rows() FROM PUBLIC;
+GRANT ALL ON FUNCTION annals_internal.retention_rules_rows() TO annals_writer;
+GRANT ALL ON FUNCTION annals_internal.retention_rules_rows() TO annals_reader;
+GRANT ALL ON FUNCTION annals_internal.retention_rules_rows() TO annals_bi;
+
+
+--
 -- Name: FUNCTION stream_events(stream_id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -9217,6 +10504,13 @@ REVOKE ALL ON FUNCTION annals_internal.stream_id_problem(stream_id text) FROM PU
 --
 
 REVOKE ALL ON FUNCTION annals_internal.stream_page(stream_id text, from_version bigint, max_count integer, backwards boolean, to_version bigint) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION subject_key(subject_id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.subject_key(subject_id text) FROM PUBLIC;
 
 
 --
@@ -9334,6 +10628,15 @@ GRANT SELECT ON TABLE annals.feed_blocker TO annals_bi;
 GRANT SELECT ON TABLE annals.projections TO annals_writer;
 GRANT SELECT ON TABLE annals.projections TO annals_reader;
 GRANT SELECT ON TABLE annals.projections TO annals_bi;
+
+
+--
+-- Name: TABLE retention_rules; Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+GRANT SELECT ON TABLE annals.retention_rules TO annals_writer;
+GRANT SELECT ON TABLE annals.retention_rules TO annals_reader;
+GRANT SELECT ON TABLE annals.retention_rules TO annals_bi;
 
 
 --

@@ -98,7 +98,7 @@ func (d *doctor) run(ctx context.Context) {
 	}
 	checks := []func(context.Context){
 		d.checkFunctions, d.checkRoles, d.checkGuard, d.checkOwners, d.checkPrivileges, d.checkTriggers,
-		d.checkFeed, d.checkStorage, d.checkProjections, d.checkDeadLetters, d.checkViews,
+		d.checkFeed, d.checkStorage, d.checkProjections, d.checkDeadLetters, d.checkViews, d.checkRetention,
 	}
 	for _, c := range checks {
 		if ctx.Err() != nil {
@@ -851,4 +851,24 @@ func firstFew(xs []string, n int) string {
 		return strings.Join(xs, ", ")
 	}
 	return strings.Join(xs[:n], ", ") + fmt.Sprintf(", and %d more", len(xs)-n)
+}
+
+// checkRetention reports the retention rules and when annals.apply_retention last ran.
+func (d *doctor) checkRetention(ctx context.Context) {
+	st, err := d.client.RetentionStatus(ctx)
+	if err != nil {
+		d.cannot("retention", err)
+		return
+	}
+	switch {
+	case st.Rules == 0:
+		d.ok("retention", "no rules")
+	case st.LastRunAt.IsZero():
+		d.warn("retention", "%d rule(s), never applied: schedule annals retention apply (or SELECT annals.apply_retention())", st.Rules)
+	case !st.LastDone:
+		d.warn("retention", "%d rule(s); the last run (%s ago) removed %d event(s) and stopped at its budget: more is due, run annals retention apply --all",
+			st.Rules, time.Since(st.LastRunAt).Round(time.Second), st.LastRemoved)
+	default:
+		d.ok("retention", "%d rule(s); last applied %s ago, removed %d event(s)", st.Rules, time.Since(st.LastRunAt).Round(time.Second), st.LastRemoved)
+	}
 }

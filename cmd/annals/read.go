@@ -126,6 +126,10 @@ are read in one snapshot.`,
 			fmt.Fprintf(errOut, "note: stream %q is %s (since %s, at version %d): its events stay readable, appends are refused\n",
 				stream, info.State, formatTime(info.UpdatedAt), info.StreamVersion)
 		}
+		if info.State == "purged" {
+			fmt.Fprintf(errOut, "note: stream %q was purged (%s, at version %d): its events are gone for good, appends are refused\n",
+				stream, formatTime(info.UpdatedAt), info.StreamVersion)
+		}
 		return nil
 	}
 	return cmd

@@ -47,6 +47,8 @@ func newRoot() *cobra.Command {
 		newSubscriptionsCmd(),
 		newWorkerCmd(),
 		newDoctorCmd(),
+		newRetentionCmd(),
+		newSubjectsCmd(),
 		newBenchCmd(),
 		newShardCmd(),
 	)

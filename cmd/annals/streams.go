@@ -15,8 +15,9 @@ func newStreamsCmd() *cobra.Command {
 		`List and inspect streams: version, last activity, state, size; delete one.
 
 list and show read annals.list_streams, annals.stream_info and annals.stream_stats: the login needs
-annals_reader or annals_writer. delete calls annals.delete_stream and needs annals_writer.`,
-		newStreamsListCmd(), newStreamsShowCmd(), newStreamsDeleteCmd())
+annals_reader or annals_writer. delete calls annals.delete_stream and needs annals_writer; purge
+calls annals.purge_stream and needs annals_owner.`,
+		newStreamsListCmd(), newStreamsShowCmd(), newStreamsDeleteCmd(), newStreamsPurgeCmd())
 }
 
 // streamRow is an annals.stream row in --json form.

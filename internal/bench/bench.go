@@ -386,6 +386,7 @@ func allScenarios() []scenario {
 		coldStorageScenario(),
 		multiScenario(),
 		tagsScenario(),
+		personalDataScenario(),
 	}
 }
 
