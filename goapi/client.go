@@ -16,6 +16,7 @@ type Client struct {
 	pool         *pgxpool.Pool
 	appendTries  int
 	readPageSize int
+	replicas     *replicaSet // WithReplicas; nil: every read goes to pool
 }
 
 // Option configures a Client.

@@ -61,7 +61,7 @@ type ReadOptions struct {
 // ReadStream returns an iterator over a stream's events, fetched in pages (WithReadPageSize). A
 // missing stream yields nothing. The iterator stops at the first error, which it yields.
 func (c *Client) ReadStream(ctx context.Context, streamID string, opts ReadOptions) iter.Seq2[RecordedEvent, error] {
-	return c.readStream(ctx, c.pool, streamID, opts)
+	return routedSeq(c, ctx, func(db dbtx) iter.Seq2[RecordedEvent, error] { return c.readStream(ctx, db, streamID, opts) })
 }
 
 // ReadStreamTx is ReadStream inside the caller's transaction.
@@ -95,7 +95,7 @@ func AtTime(t time.Time) AsOf { return AsOf{at: t, byTime: true, set: true} }
 // ReadStreamAsOf returns an iterator over the events a stream had at asOf, oldest first,
 // upcast like ReadStream.
 func (c *Client) ReadStreamAsOf(ctx context.Context, streamID string, asOf AsOf) iter.Seq2[RecordedEvent, error] {
-	return c.readStreamAsOf(ctx, c.pool, streamID, asOf)
+	return routedSeq(c, ctx, func(db dbtx) iter.Seq2[RecordedEvent, error] { return c.readStreamAsOf(ctx, db, streamID, asOf) })
 }
 
 // ReadStreamAsOfTx is ReadStreamAsOf inside the caller's transaction.
@@ -125,7 +125,7 @@ func (c *Client) readStreamAsOf(ctx context.Context, db dbtx, streamID string, a
 
 // StreamVersionAt returns the version a stream had at time t (0 before its first event).
 func (c *Client) StreamVersionAt(ctx context.Context, streamID string, t time.Time) (int64, error) {
-	return streamVersionAt(ctx, c.pool, streamID, t)
+	return routed(c, ctx, func(db dbtx) (int64, error) { return streamVersionAt(ctx, db, streamID, t) })
 }
 
 // StreamVersionAtTx is StreamVersionAt inside the caller's transaction.
@@ -152,7 +152,7 @@ type ReadEventOptions struct {
 // stream only: when a client reused an id in another stream, ReadEvent returns the oldest of
 // those events (lowest GlobalPosition); annals.read_event in SQL returns all of them.
 func (c *Client) ReadEvent(ctx context.Context, eventID uuid.UUID, opts ReadEventOptions) (RecordedEvent, error) {
-	return readEvent(ctx, c.pool, eventID, opts)
+	return routed(c, ctx, func(db dbtx) (RecordedEvent, error) { return readEvent(ctx, db, eventID, opts) })
 }
 
 // ReadEventTx is ReadEvent inside the caller's transaction.
