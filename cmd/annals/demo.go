@@ -69,7 +69,7 @@ func runDemo(ctx context.Context, out io.Writer, explicit, source string, keep b
 	}
 	if srv.cluster != nil && !keep {
 		defer func() {
-			if stopErr := srv.cluster.stop(); stopErr != nil && err == nil {
+			if stopErr := srv.cluster.Stop(); stopErr != nil && err == nil {
 				err = stopErr
 			}
 		}()
@@ -156,7 +156,7 @@ func describeServer(srv *pgServer) string {
 	}
 	where := fmt.Sprintf("%s@%s:%d", cfg.User, cfg.Host, cfg.Port)
 	if srv.cluster != nil {
-		return fmt.Sprintf("throwaway cluster at %s\n  cluster     %s (initdb from %s)", where, srv.cluster.dir, srv.cluster.binDir)
+		return fmt.Sprintf("throwaway cluster at %s\n  cluster     %s (initdb from %s)", where, srv.cluster.Dir, srv.cluster.BinDir)
 	}
 	return fmt.Sprintf("%s at %s", srv.origin, where)
 }
@@ -183,7 +183,7 @@ func printKeep(out io.Writer, srv *pgServer, dbURL, dbName string) {
 	fmt.Fprintln(out, "           SELECT * FROM annals.read_stream('price-42', raw => true);")
 	if srv.cluster != nil {
 		fmt.Fprintf(out, "\nThe throwaway cluster keeps running on 127.0.0.1:%d. Stop and remove it with:\n\n    %s\n",
-			srv.cluster.port, srv.cluster.stopCommand())
+			srv.cluster.Port, srv.cluster.StopCommand())
 		return
 	}
 	fmt.Fprintf(out, "\n  drop it  psql %q -c 'DROP DATABASE %s'\n", srv.adminURL, dbName)
