@@ -38,7 +38,7 @@ func (s *Service) Handle(ctx context.Context, command Command) (Item, error) {
 	if err != nil {
 		return Item{}, err
 	}
-	res.State.Version = res.Version
+	res.State.Version, res.State.Token = res.Version, res.Appended.TransactionID
 	return res.State, nil
 }
 
@@ -54,7 +54,7 @@ func (s *Service) HandleAt(ctx context.Context, command Command, expected int64)
 	if err != nil {
 		return Item{}, err
 	}
-	res.State.Version = res.Version
+	res.State.Version, res.State.Token = res.Version, res.Appended.TransactionID
 	return res.State, nil
 }
 
@@ -65,7 +65,7 @@ func (s *Service) HandleTx(ctx context.Context, tx pgx.Tx, command Command) (Ite
 	if err != nil {
 		return Item{}, err
 	}
-	res.State.Version = res.Version
+	res.State.Version, res.State.Token = res.Version, res.Appended.TransactionID
 	return res.State, nil
 }
 

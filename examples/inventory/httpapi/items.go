@@ -40,6 +40,7 @@ func (h *Handler) createItem(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", etag(item.Version))
+	setToken(w, item.Token)
 	w.Header().Set("Location", "/items/"+url.PathEscape(item.SKU))
 	writeJSON(w, http.StatusCreated, itemOf(item))
 }
@@ -79,7 +80,8 @@ func (h *Handler) getItem(w http.ResponseWriter, r *http.Request) {
 
 // readModel reads an item's row in the inline projection inventory.item_counts: plain SQL on the
 // read model, as a report reads it, no events replayed. The projection is written in the append's
-// transaction, so a client reads its own writes.
+// transaction, so a client reads its own writes: on the primary at once, on a replica once it
+// has replayed the write the request's Consistency-Token names.
 //
 // The projection is built from events, and deleting a stream appends none: the row of a deleted
 // item stays (and a rebuild writes it again). So the same statement reads the stream's state
@@ -95,7 +97,7 @@ func (h *Handler) readModel(ctx context.Context, sku string) (Item, error) {
 		version *int64
 		updated *time.Time
 	)
-	err := h.pool.QueryRow(ctx, `
+	err := h.client.ReadPool(ctx).QueryRow(ctx, `
 		SELECT s.state, s.stream_version, c.sku IS NOT NULL, c.name, c.count, c.version, c.updated_at
 		  FROM annals.stream_info($1) AS s
 		  LEFT JOIN inventory.item_counts AS c ON c.sku = $2`, inventory.StreamID(sku), sku).
@@ -138,7 +140,7 @@ func (h *Handler) listItems(w http.ResponseWriter, r *http.Request) {
 	// order (an ordered scan of the partitions' keys) and stream_info runs for each until the page
 	// is full: about 15 µs a row, so a page of 1000 takes some 15 ms, plus the same for every
 	// deleted item it skips.
-	rows, err := h.pool.Query(r.Context(), `
+	rows, err := h.client.ReadPool(r.Context()).Query(r.Context(), `
 		SELECT c.sku, c.name, c.count, c.version, c.updated_at
 		  FROM inventory.item_counts AS c
 		 CROSS JOIN LATERAL annals.stream_info('inventory-' || c.sku) AS s
@@ -243,6 +245,7 @@ func (h *Handler) adjustItem(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", etag(item.Version))
+	setToken(w, item.Token)
 	writeJSON(w, http.StatusOK, itemOf(item))
 }
 
