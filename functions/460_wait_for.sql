@@ -94,7 +94,7 @@ Checks every 1..8 ms, each under a fresh snapshot; the calling statement's own s
 waits, so on a standby prefer short timeouts in a loop. Checks once in REPEATABLE READ. Errors: ST422 for a
 NULL id, a negative timeout or, on a primary, an id in the future.$$;
 REVOKE ALL ON FUNCTION annals.wait_for(xid8, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION annals.wait_for(xid8, interval) TO annals_writer, annals_reader, annals_bi;
+GRANT EXECUTE ON FUNCTION annals.wait_for(xid8, interval) TO annals_writer, annals_reader;
 
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.wait_for_projection(name text, transaction_id xid8, timeout interval DEFAULT '5 seconds')
@@ -172,4 +172,4 @@ has passed those events (applied, or parked as dead letters); false when timeout
 once). Works on a primary or a hot standby; waits like annals.wait_for. Errors: ST404 for an unknown
 projection, ST422 as annals.wait_for.$$;
 REVOKE ALL ON FUNCTION annals.wait_for_projection(text, xid8, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION annals.wait_for_projection(text, xid8, interval) TO annals_writer, annals_reader, annals_bi;
+GRANT EXECUTE ON FUNCTION annals.wait_for_projection(text, xid8, interval) TO annals_writer, annals_reader;

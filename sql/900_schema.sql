@@ -7281,7 +7281,6 @@ REVOKE ALL ON FUNCTION annals.unregister_view(view regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION annals.wait_for(transaction_id xid8, timeout interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.wait_for(transaction_id xid8, timeout interval) TO annals_writer;
 GRANT ALL ON FUNCTION annals.wait_for(transaction_id xid8, timeout interval) TO annals_reader;
-GRANT ALL ON FUNCTION annals.wait_for(transaction_id xid8, timeout interval) TO annals_bi;
 
 
 --
@@ -7291,7 +7290,6 @@ GRANT ALL ON FUNCTION annals.wait_for(transaction_id xid8, timeout interval) TO 
 REVOKE ALL ON FUNCTION annals.wait_for_projection(name text, transaction_id xid8, timeout interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.wait_for_projection(name text, transaction_id xid8, timeout interval) TO annals_writer;
 GRANT ALL ON FUNCTION annals.wait_for_projection(name text, transaction_id xid8, timeout interval) TO annals_reader;
-GRANT ALL ON FUNCTION annals.wait_for_projection(name text, transaction_id xid8, timeout interval) TO annals_bi;
 
 
 --
