@@ -1,6 +1,8 @@
 package annals
 
 import (
+	"github.com/annals-db/annals/goapi/internal/retry"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,7 +13,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // EventData is an event to append.
@@ -97,7 +98,7 @@ func (c *Client) Append(ctx context.Context, streamID string, expected ExpectedV
 	var res AppendResult
 	for attempt := 1; ; attempt++ {
 		res, err = appendOnce(ctx, c.pool, streamID, call)
-		if err == nil || attempt >= c.appendTries || !retryableAppend(ctx, err) {
+		if err == nil || attempt >= c.appendTries || !retry.Resendable(ctx, err) {
 			break
 		}
 		// Jittered backoff: a hot stream's losers should not retry in lockstep.
@@ -147,22 +148,6 @@ func appendOnce(ctx context.Context, db dbtx, streamID string, call appendCall) 
 		res.TransactionID = *xid
 	}
 	return res, nil
-}
-
-// retryableAppend: transient concurrency failures, and connection failures whose outcome is
-// unknown (the ids make a resend a replay), unless the caller gave up.
-func retryableAppend(ctx context.Context, err error) bool {
-	if ctx.Err() != nil {
-		return false
-	}
-	if IsRetryable(err) {
-		return true
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return false // the server answered: a real verdict
-	}
-	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // encodedEvent is one event, checked, with its id fixed.

@@ -17,18 +17,8 @@
 // Errors unwrap to *pgconn.PgError; use errors.Is with the Err... sentinels and errors.As with
 // *WrongExpectedVersionError and friends for details.
 //
-// The domain layer builds on these calls. A Registry maps stable event type names to Go types;
-// the rules are a Decider (pure decide and evolve functions) or an Aggregate (a struct embedding
-// AggregateBase that Raises events); a Repository (AggregateRepository) loads a stream from its
-// latest snapshot and the events after it, decides, appends expecting the version it loaded,
-// retries on conflicts, snapshots every 100 events after the commit, and loads past states:
-//
-//	reg := annals.NewRegistry()
-//	annals.Register[ItemAdded](reg, "ItemAdded") // explicit, stable names
-//	annals.Register[ItemAdjusted](reg, "ItemAdjusted")
-//	items := annals.NewRepository(store, reg, itemDecider, annals.RepositoryOptions{})
-//	res, err := items.Handle(ctx, "inventory-42", AdjustCount{Delta: -3}) // load, decide, append, retry
-//	item, version, err := items.LoadAt(ctx, "inventory-42", annals.AtVersion(2))
+// Package domain (goapi/domain) builds the domain layer on these calls: event type registry,
+// deciders, aggregates and repositories.
 //
 // Package annalstest tests deciders and aggregates without a database (given/when/then) and
 // gives integration tests a fresh migrated database.

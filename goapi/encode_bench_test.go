@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -69,58 +68,6 @@ func BenchmarkEncodeBatch(b *testing.B) {
 			})
 		}
 	}
-}
-
-// BenchmarkRegistry measures typed events through a Registry: Encode (struct to EventData) and
-// Decode (RecordedEvent to struct), the latter also through one Go upcaster step.
-func BenchmarkRegistry(b *testing.B) {
-	type itemAdjustedV2 struct {
-		SKU    string `json:"sku"`
-		Delta  int    `json:"delta"`
-		Reason string `json:"reason"`
-		Source string `json:"source"`
-	}
-	r := NewRegistry()
-	Register[benchItemAdjusted](r, "ItemAdjusted")
-	Register[itemAdjustedV2](r, "ItemAdjustedV2", WithSchemaVersion(2))
-	r.RegisterUpcaster("ItemAdjustedV2", 1, func(data json.RawMessage) (json.RawMessage, error) {
-		var m map[string]any
-		if err := json.Unmarshal(data, &m); err != nil {
-			return nil, err
-		}
-		m["source"] = "v1"
-		return json.Marshal(m)
-	})
-	md := Metadata{CorrelationID: "c-1", Actor: "bench"}
-	b.Run("Encode", func(b *testing.B) {
-		ev := benchItemAdjusted{SKU: "sku-0042", Delta: -3, Reason: "a small event payload"}
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := r.Encode(ev, md); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	rec := RecordedEvent{StreamID: "inventory-42", StreamVersion: 7, EventType: "ItemAdjusted", SchemaVersion: 1,
-		Data: benchPayload, Metadata: json.RawMessage(`{"actor":"bench"}`), RecordedAt: time.Now()}
-	b.Run("Decode", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := r.Decode(rec); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	old := rec
-	old.EventType = "ItemAdjustedV2"
-	b.Run("Decode/upcast=1", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := r.Decode(old); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 }
 
 // BenchmarkDecodeRecordedEvents reads one 1,000-event page with annals.read_stream and decodes

@@ -10,6 +10,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/annals-db/annals/goapi/internal/retry"
+	"github.com/annals-db/annals/goapi/internal/wrap"
 )
 
 // Sentinel errors. Every error returned by this package that came from the database still unwraps
@@ -284,35 +287,10 @@ func invalid(argument, format string, args ...any) error {
 // can be retried after: serialization failure (40001), deadlock (40P01) or lock not available
 // (55P03). A retried append is safe when its event ids were fixed before the first try, which
 // Append and AppendTx do.
-func IsRetryable(err error) bool {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return false
-	}
-	switch pgErr.Code {
-	case "40001", "40P01", "55P03":
-		return true
-	}
-	return false
-}
-
-// opError says which call failed around an error that says what went wrong, each once: the
-// package prefix "annals: " stands at the front only.
-type opError struct {
-	op  string
-	err error
-}
-
-func (e *opError) Error() string {
-	return "annals: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "annals: ")
-}
-
-func (e *opError) Unwrap() error { return e.err }
+func IsRetryable(err error) bool { return retry.Transient(err) }
 
 // wrapf wraps err with the call it came from (format and args, as for fmt.Sprintf).
-func wrapf(err error, format string, args ...any) error {
-	return &opError{op: fmt.Sprintf(format, args...), err: err}
-}
+var wrapf = wrap.Errorf
 
 // replicaUnavailable reports whether a read failed because the server could not serve it (it
 // is unreachable, shutting down, starting up, or cancelled the read in a conflict with its

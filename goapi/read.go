@@ -92,6 +92,12 @@ func AtVersion(v int64) AsOf { return AsOf{version: v, set: true} }
 // AtTime is the state made of the events recorded at or before t.
 func AtTime(t time.Time) AsOf { return AsOf{at: t, byTime: true, set: true} }
 
+// Version returns the version a names and true, or false when a names a time (or nothing).
+func (a AsOf) Version() (int64, bool) { return a.version, a.set && !a.byTime }
+
+// Time returns the time a names and true, or false when a names a version (or nothing).
+func (a AsOf) Time() (time.Time, bool) { return a.at, a.byTime }
+
 // ReadStreamAsOf returns an iterator over the events a stream had at asOf, oldest first,
 // upcast like ReadStream.
 func (c *Client) ReadStreamAsOf(ctx context.Context, streamID string, asOf AsOf) iter.Seq2[RecordedEvent, error] {

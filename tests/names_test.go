@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
@@ -289,9 +290,9 @@ func TestNameRuleEverywhere(t *testing.T) {
 			"":        "must not be empty",
 		} {
 			require.PanicsWithValue(t, fmt.Sprintf("annals: Register(%q): the event type name %s", name, msg),
-				func() { annals.Register[E](annals.NewRegistry(), name) })
+				func() { domain.Register[E](domain.NewRegistry(), name) })
 		}
-		require.NotPanics(t, func() { annals.Register[E](annals.NewRegistry(), "E with\u00a0inner space") })
+		require.NotPanics(t, func() { domain.Register[E](domain.NewRegistry(), "E with\u00a0inner space") })
 	})
 	t.Run("Go: Subscriber", func(t *testing.T) {
 		t.Parallel()

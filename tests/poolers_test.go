@@ -11,6 +11,7 @@ import (
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/goapi/annalstest"
 	"github.com/annals-db/annals/internal/pgbouncertest"
 	"github.com/google/uuid"
@@ -123,7 +124,7 @@ func exerciseAPI(t *testing.T, directURL, apiURL string, mode pgx.QueryExecMode)
 	id := uuid.New()
 	res, err := store.Append(ctx, "acct-1", annals.NoStream,
 		annals.EventData{ID: id, Type: "Opened", Data: map[string]any{"owner": "ann", "note": `quote " and \ backslash`},
-			Metadata: annals.Metadata{Actor: "test", CorrelationID: "c-1"}},
+			Metadata: domain.Metadata{Actor: "test", CorrelationID: "c-1"}},
 		annals.EventData{Type: "Deposited", Data: json.RawMessage(`{"amount": 10}`)})
 	require.NoError(t, err)
 	require.EqualValues(t, 2, res.StreamVersion)
@@ -132,7 +133,7 @@ func exerciseAPI(t *testing.T, directURL, apiURL string, mode pgx.QueryExecMode)
 	require.NoError(t, err)
 	replay, err := store.Append(ctx, "acct-1", annals.NoStream,
 		annals.EventData{ID: id, Type: "Opened", Data: map[string]any{"owner": "ann", "note": `quote " and \ backslash`},
-			Metadata: annals.Metadata{Actor: "test", CorrelationID: "c-1"}},
+			Metadata: domain.Metadata{Actor: "test", CorrelationID: "c-1"}},
 		annals.EventData{ID: res.EventIDs[1], Type: "Deposited", Data: json.RawMessage(`{"amount": 10}`)})
 	require.NoError(t, err, "a resent batch is a replay")
 	require.Equal(t, res.GlobalPosition, replay.GlobalPosition)
@@ -218,16 +219,16 @@ func exerciseAPI(t *testing.T, directURL, apiURL string, mode pgx.QueryExecMode)
 	require.NoError(t, tx.Commit(ctx))
 
 	// A repository with snapshots every 2 events.
-	reg := annals.NewRegistry()
-	annals.Register[pmAdded](reg, "Added")
-	counters := annals.NewRepository(store, reg, annals.Decider[pmCounter, int]{
+	reg := domain.NewRegistry()
+	domain.Register[pmAdded](reg, "Added")
+	counters := domain.NewRepository(store, reg, domain.Decider[pmCounter, int]{
 		Initial: func() pmCounter { return pmCounter{} },
 		Decide:  func(_ pmCounter, n int) ([]any, error) { return []any{pmAdded{N: n}}, nil },
 		Evolve: func(s pmCounter, ev any) pmCounter {
 			s.Total += ev.(pmAdded).N
 			return s
 		},
-	}, annals.RepositoryOptions{SnapshotEvery: 2, SnapshotType: "counter"})
+	}, domain.RepositoryOptions{SnapshotEvery: 2, SnapshotType: "counter"})
 	for i := 1; i <= 5; i++ {
 		_, err := counters.Handle(ctx, "counter-1", i)
 		require.NoError(t, err)

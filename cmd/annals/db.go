@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/annals-db/annals/internal/connstr"
+
 	"context"
 	"fmt"
 	"time"
@@ -44,7 +46,7 @@ func (d *dbFlag) pool(ctx context.Context, cmd *cobra.Command) (*pgxpool.Pool, e
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connect to %s: %w", displayConn(url), shortConnErr(err))
+		return nil, fmt.Errorf("connect to %s: %w", connstr.Display(url), connstr.ShortErr(err))
 	}
 	return pool, nil
 }

@@ -1,11 +1,12 @@
 package main
 
 import (
+	"github.com/annals-db/annals/internal/progress"
+
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -148,12 +149,4 @@ func formatCheckpoint(c annals.Checkpoint) string {
 	return fmt.Sprintf("%d:%d", c.TransactionID, c.GlobalPosition)
 }
 
-// isTerminal reports whether w is a terminal, where progress is redrawn in place.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+func isTerminal(w io.Writer) bool { return progress.IsTerminal(w) }

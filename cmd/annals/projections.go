@@ -1,11 +1,11 @@
 package main
 
 import (
+	"github.com/annals-db/annals/internal/progress"
+
 	"context"
 	"fmt"
-	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -177,14 +177,14 @@ progress, which annals.projections shows to every session. Needs the owner's or 
 			return err
 		}
 		defer pool.Close()
-		bar := newProgressBar(cmd.ErrOrStderr(), "rebuilding "+args[0])
+		bar := progress.New(cmd.ErrOrStderr(), "rebuilding "+args[0])
 		started := time.Now()
-		n, err := client.RebuildProjection(ctx, args[0], bar.update, 200*time.Millisecond)
-		bar.finish(err == nil)
+		n, err := client.RebuildProjection(ctx, args[0], bar.Update, 200*time.Millisecond)
+		bar.Finish(err == nil)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "rebuilt %s from %d events in %s\n", args[0], n, roundDur(time.Since(started)))
+		fmt.Fprintf(out, "rebuilt %s from %d events in %s\n", args[0], n, progress.Duration(time.Since(started)))
 		return nil
 	}
 	return cmd
@@ -315,52 +315,5 @@ func completeProjections(db *dbFlag) cobra.CompletionFunc {
 		}
 		names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
 		return names, cobra.ShellCompDirectiveNoFileComp
-	}
-}
-
-// progressBar draws done/total on a terminal (redrawn in place) or, when the output is a file or
-// a pipe, prints a line at every tenth.
-type progressBar struct {
-	mu      sync.Mutex
-	w       io.Writer
-	label   string
-	tty     bool
-	drawn   bool
-	lastPct int
-}
-
-func newProgressBar(w io.Writer, label string) *progressBar {
-	return &progressBar{w: w, label: label, tty: isTerminal(w), lastPct: -1}
-}
-
-func (p *progressBar) update(done, total int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	pct := 100
-	if total > 0 {
-		pct = int(min(done, total) * 100 / total)
-	}
-	if p.tty {
-		const width = 30
-		fill := pct * width / 100
-		fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d %3d%%", p.label, strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, total, pct)
-		p.drawn = true
-		return
-	}
-	if pct/10 > p.lastPct/10 || p.lastPct < 0 {
-		fmt.Fprintf(p.w, "%s: %d/%d events (%d%%)\n", p.label, done, total, pct)
-		p.lastPct = pct
-	}
-}
-
-func (p *progressBar) finish(ok bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.tty && p.drawn {
-		if ok {
-			fmt.Fprintln(p.w)
-		} else {
-			fmt.Fprintln(p.w, " failed")
-		}
 	}
 }

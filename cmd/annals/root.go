@@ -9,7 +9,7 @@ import (
 )
 
 // newRoot builds the command tree. Every call returns a fresh tree (tests and completion may
-// build several); the legacy commands collected by register are adapted in as well.
+// build several).
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "annals COMMAND [flags]",
@@ -44,10 +44,8 @@ func newRoot() *cobra.Command {
 		newSubscriptionsCmd(),
 		newWorkerCmd(),
 		newDoctorCmd(),
+		newBenchCmd(),
 	)
-	for _, c := range legacyCommands {
-		root.AddCommand(legacyCommand(c))
-	}
 	return root
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/annals-db/annals/internal/progress"
+
 	"context"
 	"fmt"
 	"time"
@@ -112,7 +114,7 @@ func refreshLine(r annals.ViewRefresh) string {
 	}
 	dur := "-"
 	if r.Duration != nil {
-		dur = roundDur(*r.Duration)
+		dur = progress.Duration(*r.Duration)
 	}
 	return fmt.Sprintf("%s\t%s\t%s\t%s", r.View, result, dur, orDash(r.Error))
 }

@@ -95,6 +95,26 @@ func NewDBForMain() (url string, cleanup func(), err error) {
 	return databaseURL(cfg, name), func() { dropDatabase(admin, name) }, nil
 }
 
+// RunMain is a TestMain for packages with Example tests, which cannot take a *testing.T: it runs
+// the package's tests with one fresh migrated database published as DATABASE_URL, so examples
+// read like application code, and exits. With no PostgreSQL reachable it skips the package
+// (exit 0 with a message naming pkg), unless CI is set: then it fails.
+func RunMain(m *testing.M, pkg string) {
+	url, cleanup, err := NewDBForMain()
+	if errors.Is(err, ErrNoServer) {
+		fmt.Fprintf(os.Stderr, "%s: skipping tests and examples: %v\n", pkg, err)
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", pkg, err)
+		os.Exit(1)
+	}
+	os.Setenv("DATABASE_URL", url)
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}
+
 // cloneTemplate creates a uniquely named database from the migrated template.
 func cloneTemplate(admin, template string) (string, error) {
 	name := "annals_t_" + randomHex(6)

@@ -7,10 +7,11 @@ import (
 	"testing"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/stretchr/testify/require"
 )
 
-// DeciderScenario is a given/when/then test of an annals.Decider, run without a database:
+// DeciderScenario is a given/when/then test of a domain.Decider, run without a database:
 //
 //	annalstest.Decider(t, inventory.Decider()).
 //		Given(inventory.ItemAdded{SKU: "42", Name: "Widget", Count: 10}).
@@ -22,22 +23,22 @@ import (
 // new scenario for each case.
 type DeciderScenario[S, C any] struct {
 	t       testing.TB
-	d       annals.Decider[S, C]
-	reg     *annals.Registry
+	d       domain.Decider[S, C]
+	reg     *domain.Registry
 	given   []any
 	command C
 	hasWhen bool
 }
 
 // Decider starts a scenario for d.
-func Decider[S, C any](t testing.TB, d annals.Decider[S, C]) *DeciderScenario[S, C] {
+func Decider[S, C any](t testing.TB, d domain.Decider[S, C]) *DeciderScenario[S, C] {
 	return &DeciderScenario[S, C]{t: t, d: d}
 }
 
 // WithRegistry makes the scenario pass every given and decided event through reg's Encode and
 // Decode, as the database would: the test then fails on an unregistered event type or a field
 // that does not survive JSON (an unexported field, say).
-func (s *DeciderScenario[S, C]) WithRegistry(reg *annals.Registry) *DeciderScenario[S, C] {
+func (s *DeciderScenario[S, C]) WithRegistry(reg *domain.Registry) *DeciderScenario[S, C] {
 	s.reg = reg
 	return s
 }
@@ -92,31 +93,31 @@ func (s *DeciderScenario[S, C]) run() (S, []any, error) {
 	return state, decided, err
 }
 
-// AggregateScenario is a given/when/then test of an annals.Aggregate, run without a database:
+// AggregateScenario is a given/when/then test of a domain.Aggregate, run without a database:
 //
 //	annalstest.Aggregate(t, func() *Account { return &Account{} }).
 //		Given(Opened{Owner: "ann"}, Deposited{Amount: 50}).
 //		When(func(a *Account) error { return a.Withdraw(20) }).
 //		Then(Withdrawn{Amount: 20})
 //
-// Given rebuilds the aggregate from past events (annals.Rehydrate), When sets the command, and
+// Given rebuilds the aggregate from past events (domain.Rehydrate), When sets the command, and
 // Then or ThenError runs it and checks the events it raised (the aggregate's pending events).
-type AggregateScenario[A annals.Aggregate] struct {
+type AggregateScenario[A domain.Aggregate] struct {
 	t        testing.TB
 	newAgg   func() A
-	reg      *annals.Registry
+	reg      *domain.Registry
 	streamID string
 	given    []any
 	command  func(A) error
 }
 
 // Aggregate starts a scenario for the aggregate newAggregate returns (an empty one).
-func Aggregate[A annals.Aggregate](t testing.TB, newAggregate func() A) *AggregateScenario[A] {
+func Aggregate[A domain.Aggregate](t testing.TB, newAggregate func() A) *AggregateScenario[A] {
 	return &AggregateScenario[A]{t: t, newAgg: newAggregate, streamID: "test-1"}
 }
 
 // WithRegistry is DeciderScenario.WithRegistry for aggregates.
-func (s *AggregateScenario[A]) WithRegistry(reg *annals.Registry) *AggregateScenario[A] {
+func (s *AggregateScenario[A]) WithRegistry(reg *domain.Registry) *AggregateScenario[A] {
 	s.reg = reg
 	return s
 }
@@ -173,22 +174,22 @@ func (s *AggregateScenario[A]) run() (A, error) {
 		history[i] = roundTrip(s.t, s.reg, ev)
 	}
 	a := s.newAgg()
-	annals.Rehydrate(a, s.streamID, history...)
+	domain.Rehydrate(a, s.streamID, history...)
 	return a, s.command(a)
 }
 
 // roundTrip passes ev through reg's Encode and Decode (when reg is set) and checks nothing is
 // lost on the way.
-func roundTrip(t testing.TB, reg *annals.Registry, ev any) any {
+func roundTrip(t testing.TB, reg *domain.Registry, ev any) any {
 	t.Helper()
 	if reg == nil {
 		return ev
 	}
-	data, err := reg.Encode(ev, annals.Metadata{})
+	data, err := reg.Encode(ev, domain.Metadata{})
 	require.NoError(t, err, "annalstest: encode %T", ev)
 	back, err := reg.Decode(annals.RecordedEvent{EventType: data.Type, SchemaVersion: data.SchemaVersion,
 		Data: data.Data.(json.RawMessage)})
-	if errors.Is(err, annals.ErrUnknownEventType) {
+	if errors.Is(err, domain.ErrUnknownEventType) {
 		t.Fatalf("annalstest: %T is not registered: %v", ev, err)
 	}
 	require.NoError(t, err, "annalstest: decode %T", ev)

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/stretchr/testify/require"
 )
 
@@ -28,8 +28,8 @@ var errOverdraw = errors.New("overdraw")
 // Move changes a balance by Amount: positive deposits, negative withdraws.
 type Move struct{ Amount int }
 
-func wallet() annals.Decider[int, Move] {
-	return annals.Decider[int, Move]{
+func wallet() domain.Decider[int, Move] {
+	return domain.Decider[int, Move]{
 		Initial: func() int { return 0 },
 		Decide: func(balance int, m Move) ([]any, error) {
 			switch {
@@ -54,16 +54,16 @@ func wallet() annals.Decider[int, Move] {
 	}
 }
 
-func registry() *annals.Registry {
-	reg := annals.NewRegistry()
-	annals.Register[Deposited](reg, "deposited")
-	annals.Register[Withdrawn](reg, "withdrawn")
-	annals.Register[lossy](reg, "lossy")
+func registry() *domain.Registry {
+	reg := domain.NewRegistry()
+	domain.Register[Deposited](reg, "deposited")
+	domain.Register[Withdrawn](reg, "withdrawn")
+	domain.Register[lossy](reg, "lossy")
 	return reg
 }
 
 type Wallet struct {
-	annals.AggregateBase
+	domain.AggregateBase
 	Balance int
 }
 
@@ -72,7 +72,7 @@ func (w *Wallet) Apply(ev any) { w.Balance = wallet().Evolve(w.Balance, ev) }
 func (w *Wallet) Move(amount int) error {
 	events, err := wallet().Decide(w.Balance, Move{Amount: amount})
 	for _, ev := range events {
-		annals.Raise(w, ev)
+		domain.Raise(w, ev)
 	}
 	return err
 }
@@ -127,7 +127,7 @@ func TestScenarioFailures(t *testing.T) {
 			annalstest.Decider(tb, wallet()).Given(Deposited{Amount: 1}).Then()
 		}, "Then without When"},
 		"an unregistered event": {func(tb testing.TB) {
-			annalstest.Decider(tb, wallet()).WithRegistry(annals.NewRegistry()).When(Move{Amount: 5}).Then(Deposited{Amount: 5})
+			annalstest.Decider(tb, wallet()).WithRegistry(domain.NewRegistry()).When(Move{Amount: 5}).Then(Deposited{Amount: 5})
 		}, "unknown event type"},
 		"a field lost in JSON": {func(tb testing.TB) {
 			annalstest.Decider(tb, wallet()).WithRegistry(registry()).Given(lossy{hidden: 1}).When(Move{}).Then()

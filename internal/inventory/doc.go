@@ -3,7 +3,7 @@
 // moves the count up (deliveries) and down (sales), never below zero.
 //
 // The rules live in a pure Decider (Decider, no database needed to test it: see
-// annalstest.Decider); Service runs commands through an annals.Repository, which loads the item
+// annalstest.Decider); Service runs commands through a domain.Repository, which loads the item
 // from its latest snapshot and the events after it, appends the decided events expecting the
 // version it loaded, retries when another writer got there first, and snapshots every 100
 // events. The event type names and shapes, ItemAdded {sku, name, count} and ItemAdjusted

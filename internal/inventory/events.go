@@ -1,6 +1,8 @@
 package inventory
 
-import annals "github.com/annals-db/annals/goapi"
+import (
+	"github.com/annals-db/annals/goapi/domain"
+)
 
 // Stored event type names. They are part of the data: never rename them (register an alias in
 // the database instead: annals.register_event_alias).
@@ -23,14 +25,14 @@ type ItemAdjusted struct {
 }
 
 // RegisterEvents registers the inventory event types in reg.
-func RegisterEvents(reg *annals.Registry) {
-	annals.Register[ItemAdded](reg, TypeItemAdded)
-	annals.Register[ItemAdjusted](reg, TypeItemAdjusted)
+func RegisterEvents(reg *domain.Registry) {
+	domain.Register[ItemAdded](reg, TypeItemAdded)
+	domain.Register[ItemAdjusted](reg, TypeItemAdjusted)
 }
 
 // NewRegistry returns a registry holding the inventory event types.
-func NewRegistry() *annals.Registry {
-	reg := annals.NewRegistry()
+func NewRegistry() *domain.Registry {
+	reg := domain.NewRegistry()
 	RegisterEvents(reg)
 	return reg
 }

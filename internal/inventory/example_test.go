@@ -8,6 +8,7 @@ import (
 	"os"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/internal/inventory"
 	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,7 +26,7 @@ func Example() {
 	if err := readmodels.Install(ctx, pool); err != nil { // inline projection + BI view
 		log.Fatal(err)
 	}
-	service := inventory.NewService(annals.New(pool), annals.RepositoryOptions{})
+	service := inventory.NewService(annals.New(pool), domain.RepositoryOptions{})
 
 	item, err := service.AddItem(ctx, "42", "Blue widget", 10)
 	if err != nil {

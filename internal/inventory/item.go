@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 )
 
 // Item is an inventory item's state, the fold of its events.
@@ -80,10 +80,10 @@ func (e *InsufficientInventoryError) Error() string {
 // Is makes errors.Is(err, ErrInsufficientInventory) hold.
 func (e *InsufficientInventoryError) Is(target error) bool { return target == ErrInsufficientInventory }
 
-// Decider returns the inventory rules as an annals.Decider: pure functions, testable without a
+// Decider returns the inventory rules as a domain.Decider: pure functions, testable without a
 // database.
-func Decider() annals.Decider[Item, Command] {
-	return annals.Decider[Item, Command]{
+func Decider() domain.Decider[Item, Command] {
+	return domain.Decider[Item, Command]{
 		Initial: func() Item { return Item{} },
 		Decide:  decide,
 		Evolve:  evolve,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -14,21 +15,21 @@ const SnapshotType = "inventory-item"
 
 // Service runs inventory commands against Annals. Safe for concurrent use.
 type Service struct {
-	repo *annals.Repository[Item, Command]
+	repo *domain.Repository[Item, Command]
 }
 
 // NewService returns a Service over client. opts tunes the repository; its zero value gives
 // the inventory defaults: snapshot type SnapshotType, a snapshot every 100 events, 3 attempts
 // on a version conflict.
-func NewService(client *annals.Client, opts annals.RepositoryOptions) *Service {
+func NewService(client *annals.Client, opts domain.RepositoryOptions) *Service {
 	if opts.SnapshotType == "" {
 		opts.SnapshotType = SnapshotType
 	}
-	return &Service{repo: annals.NewRepository(client, NewRegistry(), Decider(), opts)}
+	return &Service{repo: domain.NewRepository(client, NewRegistry(), Decider(), opts)}
 }
 
 // Repository returns the repository the service uses.
-func (s *Service) Repository() *annals.Repository[Item, Command] { return s.repo }
+func (s *Service) Repository() *domain.Repository[Item, Command] { return s.repo }
 
 // Handle runs a command and returns the item after it. Business errors are ErrInvalidCommand,
 // ErrItemExists, ErrItemNotFound and *InsufficientInventoryError (ErrInsufficientInventory);
@@ -43,7 +44,7 @@ func (s *Service) Handle(ctx context.Context, command Command) (Item, error) {
 }
 
 // HandleAt runs a command only while the item is at version expected, for a caller that
-// decided on what it saw at that version (annals.Repository.HandleAt: no retries). An item that
+// decided on what it saw at that version (domain.Repository.HandleAt: no retries). An item that
 // was never added is ErrItemNotFound; another version is an *annals.WrongExpectedVersionError
 // with the actual version.
 func (s *Service) HandleAt(ctx context.Context, command Command, expected int64) (Item, error) {

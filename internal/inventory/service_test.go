@@ -8,6 +8,7 @@ import (
 
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/internal/inventory"
 	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,7 +21,7 @@ type env struct {
 	service *inventory.Service
 }
 
-func newEnv(t *testing.T, opts annals.RepositoryOptions) env {
+func newEnv(t *testing.T, opts domain.RepositoryOptions) env {
 	t.Helper()
 	pool := annalstest.NewDB(t)
 	require.NoError(t, readmodels.Install(t.Context(), pool))
@@ -38,7 +39,7 @@ func (e env) projected(t *testing.T, sku string) (count int, version int64) {
 
 func TestService(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, annals.RepositoryOptions{})
+	e := newEnv(t, domain.RepositoryOptions{})
 	ctx := t.Context()
 
 	t.Run("add, adjust, read back; the projection agrees", func(t *testing.T) {
@@ -100,7 +101,7 @@ func TestService(t *testing.T) {
 
 	t.Run("concurrent sales never oversell", func(t *testing.T) {
 		t.Parallel()
-		busy := inventory.NewService(e.client, annals.RepositoryOptions{MaxAttempts: 200})
+		busy := inventory.NewService(e.client, domain.RepositoryOptions{MaxAttempts: 200})
 		_, err := busy.AddItem(ctx, "hot", "Hot item", 10)
 		require.NoError(t, err)
 		var wg sync.WaitGroup
@@ -150,7 +151,7 @@ func TestService(t *testing.T) {
 
 func TestRebuildSnapshotsAndHistory(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, annals.RepositoryOptions{})
+	e := newEnv(t, domain.RepositoryOptions{})
 	ctx := t.Context()
 	_, err := e.service.AddItem(ctx, "7", "Gear", 100)
 	require.NoError(t, err)
@@ -170,7 +171,7 @@ func TestRebuildSnapshotsAndHistory(t *testing.T) {
 
 	withSnapshots, err := e.service.Item(ctx, "7")
 	require.NoError(t, err)
-	replay := inventory.NewService(e.client, annals.RepositoryOptions{SnapshotEvery: -1})
+	replay := inventory.NewService(e.client, domain.RepositoryOptions{SnapshotEvery: -1})
 	fromEvents, err := replay.Item(ctx, "7")
 	require.NoError(t, err)
 	require.Equal(t, fromEvents, withSnapshots, "snapshot + tail equals a full replay")

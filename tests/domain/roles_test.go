@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/goapi/annalstest"
 	"github.com/annals-db/annals/internal/inventory"
 	"github.com/jackc/pgx/v5"
@@ -63,7 +64,7 @@ func TestDomainLayerUnderApplicationRoles(t *testing.T) {
 	writer := annals.New(loginAs(t, admin, url, "annals_writer"))
 	reader := annals.New(loginAs(t, admin, url, "annals_reader"))
 	bi := annals.New(loginAs(t, admin, url, "annals_bi"))
-	opts := annals.RepositoryOptions{SnapshotEvery: 2}
+	opts := domain.RepositoryOptions{SnapshotEvery: 2}
 
 	t.Run("a writer handles commands, saves and loads snapshots", func(t *testing.T) {
 		service := inventory.NewService(writer, opts)

@@ -21,23 +21,37 @@ const module = "github.com/annals-db/annals"
 // lives in internal/ (the inventory domain is internal/inventory).
 func TestNoImportOfExamples(t *testing.T) {
 	t.Parallel()
-	edges := forbiddenImports(t, module+"/examples", module+"/goapi/...", module+"/cmd/...", module+"/internal/...")
+	edges := forbiddenImports(t, true, module+"/examples", module+"/goapi/...", module+"/cmd/...", module+"/internal/...")
 	require.Empty(t, edges, "packages of goapi/, cmd/ or internal/ (or their dependencies) import an example; move the shared code to internal/")
+}
+
+// TestClientBelowDomain: package annals (the client) never depends on the domain layer built on
+// it, nor on the CLI or internal/ (its tests may: annalstest serves both layers).
+func TestClientBelowDomain(t *testing.T) {
+	t.Parallel()
+	for _, above := range []string{module + "/goapi/domain", module + "/internal", module + "/cmd"} {
+		edges := forbiddenImports(t, false, above, module+"/goapi")
+		require.Empty(t, edges, "package annals (goapi) must not import %s", above)
+	}
 }
 
 // TestForbiddenImportsFinds keeps the check above honest: the same search does find an import
 // that exists.
 func TestForbiddenImportsFinds(t *testing.T) {
 	t.Parallel()
-	edges := forbiddenImports(t, module+"/internal/inventory", module+"/cmd/annals")
-	require.Contains(t, edges, module+"/cmd/annals -> "+module+"/internal/inventory")
+	edges := forbiddenImports(t, true, module+"/internal/inventory", module+"/cmd/annals")
+	require.Contains(t, edges, module+"/internal/demo -> "+module+"/internal/inventory")
 }
 
 // forbiddenImports lists, as "importer -> imported", every import of a package under forbidden
-// by the packages named by patterns, their tests, or anything they depend on.
-func forbiddenImports(t *testing.T, forbidden string, patterns ...string) []string {
+// by the packages named by patterns (and, withTests, their tests), or anything they depend on.
+func forbiddenImports(t *testing.T, withTests bool, forbidden string, patterns ...string) []string {
 	t.Helper()
-	args := append([]string{"list", "-deps", "-test", "-json=ImportPath,Imports"}, patterns...)
+	args := []string{"list", "-deps", "-json=ImportPath,Imports"}
+	if withTests {
+		args = append(args, "-test")
+	}
+	args = append(args, patterns...)
 	cmd := exec.Command("go", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -54,6 +54,7 @@ import (
 	"net/http"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/internal/inventory"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -102,7 +103,7 @@ func New(pool *pgxpool.Pool, opts Options) *Handler {
 	h := &Handler{
 		pool:    pool,
 		client:  client,
-		service: inventory.NewService(client, annals.RepositoryOptions{MaxAttempts: opts.MaxAttempts, Logger: opts.Logger}),
+		service: inventory.NewService(client, domain.RepositoryOptions{MaxAttempts: opts.MaxAttempts, Logger: opts.Logger}),
 		log:     opts.Logger,
 		maxBody: opts.MaxBodyBytes,
 	}

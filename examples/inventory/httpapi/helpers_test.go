@@ -17,6 +17,7 @@ import (
 	"github.com/annals-db/annals/examples/inventory/httpapi"
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/internal/inventory"
 	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/jackc/pgx/v5"
@@ -195,7 +196,7 @@ func (e *env) holdStream(t *testing.T, sku string, expected int64) (commit func(
 	tx, err := e.pool.Begin(t.Context())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tx.Rollback(t.Context()) })
-	ev, err := inventory.NewRegistry().Encode(inventory.ItemAdjusted{Delta: 1, Reason: "held"}, annals.Metadata{})
+	ev, err := inventory.NewRegistry().Encode(inventory.ItemAdjusted{Delta: 1, Reason: "held"}, domain.Metadata{})
 	require.NoError(t, err)
 	_, err = e.client.AppendTx(t.Context(), tx, inventory.StreamID(sku), annals.Exact(expected), ev)
 	require.NoError(t, err)

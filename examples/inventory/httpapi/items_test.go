@@ -12,6 +12,7 @@ import (
 	"github.com/annals-db/annals/examples/inventory/httpapi"
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
@@ -123,7 +124,7 @@ func TestItems(t *testing.T) {
 		var ids []string
 		for ev, err := range e.client.ReadStream(t.Context(), "inventory-rid", annals.ReadOptions{}) {
 			require.NoError(t, err)
-			md, err := annals.ParseMetadata(ev.Metadata)
+			md, err := domain.ParseMetadata(ev.Metadata)
 			require.NoError(t, err)
 			ids = append(ids, md.CorrelationID)
 		}

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/google/uuid"
 )
 
@@ -83,7 +83,7 @@ func (h *Handler) instrument(next http.Handler) http.Handler {
 		w.Header().Set(RequestIDHeader, id)
 		rec := &recorder{ResponseWriter: w}
 		ctx := context.WithValue(r.Context(), recorderKey{}, rec)
-		ctx = annals.ContextWithMetadata(ctx, annals.Metadata{CorrelationID: id})
+		ctx = domain.ContextWithMetadata(ctx, domain.Metadata{CorrelationID: id})
 		r = r.WithContext(ctx)
 
 		defer func() {
