@@ -90,7 +90,7 @@ func (e *engine[S]) load(ctx context.Context, tx pgx.Tx, streamID string, upTo i
 	l := loaded[S]{state: e.fresh(streamID)}
 	// A load decides the next append: read the primary, where a replica's lag could only cost a
 	// conflict and a retry.
-	ctx = WithConsistency(ctx, OnPrimary)
+	ctx = annals.WithConsistency(ctx, annals.OnPrimary)
 	if e.opts.SnapshotEvery > 0 {
 		var (
 			snap annals.Snapshot

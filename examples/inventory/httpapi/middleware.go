@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/domain"
 	"github.com/google/uuid"
 )
