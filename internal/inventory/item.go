@@ -17,9 +17,6 @@ type Item struct {
 	// Version is the stream version the item reflects. Service sets it; the Decider leaves it 0
 	// and it is not part of snapshots.
 	Version int64 `json:"-"`
-	// Token is the consistency token of the append that produced this state (its transaction
-	// id, annals.ReadYourWrites); Service sets it after a command, 0 otherwise.
-	Token uint64 `json:"-"`
 }
 
 // Command is AddItem or AdjustCount.

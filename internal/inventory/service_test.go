@@ -46,8 +46,6 @@ func TestService(t *testing.T) {
 		t.Parallel()
 		item, err := e.service.AddItem(ctx, "42", "Blue widget", 10)
 		require.NoError(t, err)
-		require.NotZero(t, item.Token, "the append's consistency token")
-		item.Token = 0
 		require.Equal(t, inventory.Item{SKU: "42", Name: "Blue widget", Count: 10, Exists: true, Version: 1}, item)
 		item, err = e.service.AdjustCount(ctx, "42", 5, "delivery")
 		require.NoError(t, err)
@@ -66,7 +64,6 @@ func TestService(t *testing.T) {
 
 		loaded, err := e.service.Item(ctx, "42")
 		require.NoError(t, err)
-		item.Token = 0 // a load has no append's token
 		require.Equal(t, item, loaded, "the rejected sale appended nothing")
 		count, version := e.projected(t, "42")
 		require.Equal(t, 12, count)

@@ -34,13 +34,14 @@ func (h *Handler) createItem(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	item, err := h.service.AddItem(r.Context(), req.SKU, req.Name, req.Count)
+	written, err := h.service.Write(r.Context(), inventory.AddItem{SKU: req.SKU, Name: req.Name, Count: req.Count})
+	item := written.Item
 	if err != nil {
 		writeError(w, r, h.deletedOr(r.Context(), req.SKU, err))
 		return
 	}
 	w.Header().Set("ETag", etag(item.Version))
-	setToken(w, item.Token)
+	setToken(w, written.Token)
 	w.Header().Set("Location", "/items/"+url.PathEscape(item.SKU))
 	writeJSON(w, http.StatusCreated, itemOf(item))
 }
@@ -226,41 +227,41 @@ func (h *Handler) adjustItem(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	command := inventory.AdjustCount{SKU: sku, Delta: req.Delta, Reason: req.Reason}
-	var item inventory.Item
+	var written inventory.Written
 	switch {
 	case !match.present:
-		item, err = h.service.Handle(ctx, command)
+		written, err = h.service.Write(ctx, command)
 	case match.any: // any version, so decided on the latest one like no If-Match; but it must exist
-		item, err = h.service.Handle(ctx, command)
+		written, err = h.service.Write(ctx, command)
 		if errors.Is(err, inventory.ErrItemNotFound) {
 			err = &preconditionError{SKU: sku, IfMatch: match}
 		}
 	case match.weak:
 		err = h.weakTag(ctx, sku, match)
 	default:
-		item, err = h.adjustAt(ctx, command, match)
+		written, err = h.adjustAt(ctx, command, match)
 	}
 	if err != nil {
 		writeError(w, r, h.deletedOr(ctx, sku, err))
 		return
 	}
-	w.Header().Set("ETag", etag(item.Version))
-	setToken(w, item.Token)
-	writeJSON(w, http.StatusOK, itemOf(item))
+	w.Header().Set("ETag", etag(written.Item.Version))
+	setToken(w, written.Token)
+	writeJSON(w, http.StatusOK, itemOf(written.Item))
 }
 
 // adjustAt runs command only if the item is at the If-Match version, whether that is found on
 // load or by the append when a writer slipped in between. No retry: the client decided on what
 // it saw at that version.
-func (h *Handler) adjustAt(ctx context.Context, command inventory.AdjustCount, match ifMatch) (inventory.Item, error) {
-	item, err := h.service.HandleAt(ctx, command, match.version)
+func (h *Handler) adjustAt(ctx context.Context, command inventory.AdjustCount, match ifMatch) (inventory.Written, error) {
+	written, err := h.service.WriteAt(ctx, command, match.version)
 	if wrong, ok := errors.AsType[*annals.WrongExpectedVersionError](err); ok {
-		return inventory.Item{}, &preconditionError{SKU: command.SKU, IfMatch: match, Actual: wrong.Actual}
+		return inventory.Written{}, &preconditionError{SKU: command.SKU, IfMatch: match, Actual: wrong.Actual}
 	}
 	if errors.Is(err, inventory.ErrItemNotFound) { // If-Match names a version of an item that never was
-		return inventory.Item{}, &preconditionError{SKU: command.SKU, IfMatch: match}
+		return inventory.Written{}, &preconditionError{SKU: command.SKU, IfMatch: match}
 	}
-	return item, err
+	return written, err
 }
 
 // weakTag is the answer to a weak If-Match tag, which never matches: 412 with the item's version
