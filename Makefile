@@ -2,16 +2,17 @@
 # TEST_DATABASE_URL when set (a maintenance database such as postgres; scratch databases are
 # created beside it and dropped), else the local server on 127.0.0.1:5432 as user postgres.
 #
-#   make test          everything CI runs: deps, vet, Go tests, pgTAP, schema drift, goose CLI
+#   make test          everything CI runs: deps, vet, Go tests, pgTAP, schema drift, goose CLI,
+#                      the TypeScript example's tests
 #   make demo          the inventory story against a scratch database
 
 GO        ?= go
 GOTIMEOUT ?= 10m
 
 .NOTPARALLEL:
-.PHONY: test deps vet test-go test-sql schema-dump schema-check test-goose-cli demo build
+.PHONY: test deps vet test-go test-sql schema-dump schema-check test-goose-cli test-node demo build
 
-test: deps vet test-go test-sql schema-check test-goose-cli
+test: deps vet test-go test-sql schema-check test-goose-cli test-node
 
 # pg_prove and the pgtap and plpgsql_check extensions; installed with apt-get as root, else the
 # command to run is printed and the target fails.
@@ -47,6 +48,16 @@ schema-check:
 # The README's goose CLI install path, compared with annals migrate.
 test-goose-cli:
 	tests/scripts/goose_cli.sh
+
+# examples/node-inventory: the TypeScript service's tests (node:test, against scratch databases
+# beside TEST_DATABASE_URL's). Needs Node.js 18.19 or later and npm; the dependencies come from
+# the committed lockfile (npm ci), into the example's own node_modules.
+test-node:
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "test-node: node and npm are not on PATH; install Node.js 18.19 or later with npm (Debian 12: apt-get install nodejs npm)"; exit 1; }
+	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 18 || (a === 18 && b >= 19) ? 0 : 1)' || { \
+		echo "test-node: Node.js $$(node --version) is too old; examples/node-inventory needs 18.19 or later"; exit 1; }
+	cd examples/node-inventory && npm ci --prefer-offline --no-audit --no-fund && GO=$(GO) npm test
 
 demo:
 	$(GO) run ./cmd/annals demo

@@ -86,7 +86,7 @@ func newAppendCall(streamID string, expected ExpectedVersion, events []EventData
 // returns ErrWrongExpectedVersion (*WrongExpectedVersionError), ErrEventIDConflict,
 // ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument or ErrReserved. Stream ids and event types
 // that break the name rule are refused before the round trip, with the server's words. It retries retryable failures
-// and lost connections (see WithAppendAttempts); replaying the same ids is safe. An empty
+// and lost connections (see ClientOptions.AppendAttempts); replaying the same ids is safe. An empty
 // events list checks expected and returns the stream's current version. One event goes through
 // annals.append_event (scalar arguments, no JSON array), several through annals.append_events;
 // the results and errors are the same.

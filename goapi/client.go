@@ -16,33 +16,39 @@ type Client struct {
 	pool         *pgxpool.Pool
 	appendTries  int
 	readPageSize int
-	replicas     *replicaSet // WithReplicas; nil: every read goes to pool
+	replicas     *replicaSet // ClientOptions.Replicas; nil: every read goes to pool
 }
 
-// Option configures a Client.
-type Option func(*Client)
-
-// WithAppendAttempts sets how many times Append tries an append that failed with a retryable
-// error or a lost connection (default 3; 1 disables retries). Retrying is safe: event ids are
-// fixed before the first try, so an append that did commit is recognized as a replay.
-// Repositories do not use it: they retry their appends in their own loop, the only one
-// (RepositoryOptions.MaxAttempts).
-func WithAppendAttempts(n int) Option {
-	return func(c *Client) { c.appendTries = max(1, n) }
+// ClientOptions configure a Client. The zero value gives the defaults.
+type ClientOptions struct {
+	// AppendAttempts is how many times Append tries an append that failed with a retryable error
+	// or a lost connection (default 3; 1 disables retries). Retrying is safe: event ids are fixed
+	// before the first try, so an append that did commit is recognized as a replay. Repositories
+	// do not use it: they retry their appends in their own loop, the only one
+	// (domain.RepositoryOptions.MaxAttempts).
+	AppendAttempts int
+	// ReadPageSize is how many events ReadStream fetches per round trip (default 1000).
+	ReadPageSize int
+	// Replicas are pools on streaming hot standbys of pool. Reads go to them (round robin)
+	// unless the context asks for another Consistency; writes, subscriptions and repository
+	// loads stay on the primary. A replica that is down or lagging beyond Replica.MaxLag is
+	// skipped, with a log line and a count in ReplicaStats, never an error to the caller.
+	Replicas []*pgxpool.Pool
+	// Replica tunes how Replicas are used (zero: the defaults).
+	Replica ReplicaOptions
 }
 
-// WithReadPageSize sets how many events ReadStream fetches per round trip (default 1000).
-func WithReadPageSize(n int) Option {
-	return func(c *Client) { c.readPageSize = max(1, n) }
-}
-
-// New returns a Client over pool. The pool's role needs the annals_writer role to append and
-// annals_reader (or annals_writer) to read.
-func New(pool *pgxpool.Pool, opts ...Option) *Client {
+// New returns a Client over pool (opts: the zero value for the defaults). The pool's role needs
+// the annals_writer role to append and annals_reader (or annals_writer) to read.
+func New(pool *pgxpool.Pool, opts ClientOptions) *Client {
 	c := &Client{pool: pool, appendTries: 3, readPageSize: 1000}
-	for _, o := range opts {
-		o(c)
+	if opts.AppendAttempts > 0 {
+		c.appendTries = opts.AppendAttempts
 	}
+	if opts.ReadPageSize > 0 {
+		c.readPageSize = opts.ReadPageSize
+	}
+	c.replicas = newReplicaSet(opts.Replicas, opts.Replica)
 	return c
 }
 

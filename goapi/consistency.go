@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Consistency says where a read may be served when the Client has replicas (WithReplicas), and
+// Consistency says where a read may be served when the Client has replicas (ClientOptions.Replicas), and
 // what it must see. Set it per call on the context with WithConsistency; without it a read is
 // Eventual. Writes, subscriptions and repository loads always use the primary.
 type Consistency struct {

@@ -8,7 +8,7 @@
 //
 //	pool, _ := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
 //	if _, err := annals.Migrate(ctx, pool); err != nil { ... } // once, as an installer role
-//	store := annals.New(pool)
+//	store := annals.New(pool, annals.ClientOptions{})
 //	res, err := store.Append(ctx, "inventory-42", annals.NoStream,
 //		annals.EventData{Type: "ItemAdded", Data: map[string]any{"sku": "42", "count": 10}})
 //	if errors.Is(err, annals.ErrWrongExpectedVersion) { ... reload and decide again ... }

@@ -87,7 +87,7 @@ func BenchmarkDecodeRecordedEvents(b *testing.B) {
 	defer pool.Close()
 	const n = 1000
 	stream := "benchdecode-" + uuid.NewString()[:8]
-	if _, err := New(pool).Append(ctx, stream, NoStream, benchEvents(n, func(int) any { return benchPayload })...); err != nil {
+	if _, err := New(pool, ClientOptions{}).Append(ctx, stream, NoStream, benchEvents(n, func(int) any { return benchPayload })...); err != nil {
 		b.Fatal(err)
 	}
 	const query = "SELECT " + eventColumns + " FROM annals.read_stream($1, NULL, $2) AS e"

@@ -21,7 +21,7 @@ func Example() {
 	}
 	defer pool.Close()
 
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 	res, err := store.Append(ctx, "inventory-42", annals.NoStream,
 		annals.EventData{Type: "ItemAdded", Data: map[string]any{"sku": "A-1", "count": 10}},
 		annals.EventData{Type: "ItemRemoved", Data: map[string]any{"sku": "A-1", "count": 3},
@@ -52,7 +52,7 @@ func ExampleClient_Append_wrongExpectedVersion() {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 
 	if _, err := store.Append(ctx, "account-7", annals.NoStream,
 		annals.EventData{Type: "Opened"}, annals.EventData{Type: "Deposited", Data: map[string]int{"cents": 500}}); err != nil {
@@ -92,7 +92,7 @@ func ExampleClient_Append_idempotentRetry() {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 
 	order := annals.EventData{
 		ID:   uuid.MustParse("0190a8f2-7c1e-7000-8000-00000000c0de"), // fixed before the first try
@@ -129,7 +129,7 @@ func ExampleClient_StreamInfo() {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 
 	_, err = store.StreamInfo(ctx, "cart-9")
 	fmt.Println(errors.Is(err, annals.ErrStreamNotFound))
@@ -170,7 +170,7 @@ func ExampleClient_ReadEvent() {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 
 	shipped := annals.EventData{
 		ID:   uuid.MustParse("0190a8f2-7c1e-7000-8000-0000000005e1"),
@@ -203,7 +203,7 @@ func ExampleClient_ListStreams() {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 
 	for _, id := range []string{"ledger-2", "ledger-1", "ledger-3"} {
 		if _, err := store.Append(ctx, id, annals.NoStream, annals.EventData{Type: "LedgerOpened"}); err != nil {
@@ -248,7 +248,7 @@ func ExampleMigrate() {
 	}
 	fmt.Println("applied:", len(res.Applied), "functions re-applied:", res.FunctionsApplied)
 	fmt.Println("at this build's version:", res.ToVersion == annals.SchemaVersion())
-	fmt.Println(annals.New(pool).CheckSchema(ctx))
+	fmt.Println(annals.New(pool, annals.ClientOptions{}).CheckSchema(ctx))
 	// Output:
 	// applied: 0 functions re-applied: false
 	// at this build's version: true

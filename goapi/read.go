@@ -58,7 +58,7 @@ type ReadOptions struct {
 	Raw bool
 }
 
-// ReadStream returns an iterator over a stream's events, fetched in pages (WithReadPageSize). A
+// ReadStream returns an iterator over a stream's events, fetched in pages (ClientOptions.ReadPageSize). A
 // missing stream yields nothing. The iterator stops at the first error, which it yields.
 func (c *Client) ReadStream(ctx context.Context, streamID string, opts ReadOptions) iter.Seq2[RecordedEvent, error] {
 	return routedSeq(c, ctx, func(db dbtx) iter.Seq2[RecordedEvent, error] { return c.readStream(ctx, db, streamID, opts) })

@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// ReplicaOptions tunes how a Client uses its replicas (WithReplicaOptions). Zero fields take the
-// defaults.
+// ReplicaOptions tunes how a Client uses its replicas (ClientOptions.Replica). Zero fields take
+// the defaults.
 type ReplicaOptions struct {
 	// MaxLag is how far behind the primary a replica may be and still serve Eventual reads
 	// (default 5s). A replica further behind is skipped until a probe finds it caught up.
@@ -29,37 +29,23 @@ type ReplicaOptions struct {
 	Logger *slog.Logger
 }
 
-// WithReplicas gives the Client read replicas: pools on streaming hot standbys of the primary
-// pool New was given. Reads go to them (round robin) unless the context asks for another
-// Consistency; writes, subscriptions and repository loads stay on the primary. A replica that is
-// down or lagging beyond ReplicaOptions.MaxLag is skipped, with a log line and a count in
-// ReplicaStats, never an error to the caller.
-func WithReplicas(pools ...*pgxpool.Pool) Option {
-	return func(c *Client) {
-		if c.replicas == nil {
-			c.replicas = &replicaSet{}
-		}
-		for _, p := range pools {
-			if p != nil {
-				c.replicas.list = append(c.replicas.list, &replica{pool: p, name: poolName(p)})
-			}
+// newReplicaSet returns the replicas' state, or nil when there are none.
+func newReplicaSet(pools []*pgxpool.Pool, opts ReplicaOptions) *replicaSet {
+	s := &replicaSet{opts: opts}
+	for _, p := range pools {
+		if p != nil {
+			s.list = append(s.list, &replica{pool: p, name: poolName(p)})
 		}
 	}
-}
-
-// WithReplicaOptions sets how replicas are used (see ReplicaOptions).
-func WithReplicaOptions(o ReplicaOptions) Option {
-	return func(c *Client) {
-		if c.replicas == nil {
-			c.replicas = &replicaSet{}
-		}
-		c.replicas.opts = o
+	if len(s.list) == 0 {
+		return nil
 	}
+	return s
 }
 
 // ReplicaStats counts how reads were routed; export them as metrics.
 type ReplicaStats struct {
-	// Replicas is each replica's latest known state, in WithReplicas order.
+	// Replicas is each replica's latest known state, in ClientOptions.Replicas order.
 	Replicas []ReplicaState
 	// PrimaryFallbacks counts reads that wanted a replica and went to the primary because none
 	// was usable (down, lagging, or failing during the read).

@@ -61,7 +61,7 @@ type ListStreamsOptions struct {
 }
 
 // ListStreams returns an iterator over the streams that have events, in stream id order, fetched
-// in pages of WithReadPageSize (at most 10000) through annals.list_streams. Deleted streams are
+// in pages of ClientOptions.ReadPageSize (at most 10000) through annals.list_streams. Deleted streams are
 // listed too (State "deleted"). The iterator stops at the first error, which it yields: an
 // invalid category is ErrInvalidArgument.
 func (c *Client) ListStreams(ctx context.Context, opts ListStreamsOptions) iter.Seq2[StreamInfo, error] {

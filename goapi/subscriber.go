@@ -88,67 +88,83 @@ func (s *Subscriber) Stats() SubscriberStats {
 	return s.stats
 }
 
-func (s *Subscriber) defaults() error {
+// subscriberRun is one Run of a Subscriber: its settings with the defaults filled in (the
+// caller's struct is never changed) beside the Subscriber whose counters it updates.
+type subscriberRun struct {
+	*Subscriber
+	consumer      string
+	batchSize     int
+	pollInterval  time.Duration
+	fallbackPoll  time.Duration
+	maxAttempts   int
+	retryDelay    time.Duration
+	leaseDuration time.Duration
+	logger        *slog.Logger
+}
+
+// positive is v when it is above zero, else def.
+func positive[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+func (s *Subscriber) settings() (*subscriberRun, error) {
 	if s.Client == nil || s.Handler == nil || s.Name == "" {
-		return invalid("subscriber", "Client, Name and Handler are required")
+		return nil, invalid("subscriber", "Client, Name and Handler are required")
 	}
 	if p := nameProblem(s.Name, 256); p != "" {
-		return invalid("subscription", "%s", p)
+		return nil, invalid("subscription", "%s", p)
 	}
-	if s.Consumer == "" {
+	r := &subscriberRun{Subscriber: s, consumer: s.Consumer, logger: s.Logger,
+		batchSize:     positive(s.BatchSize, 100),
+		pollInterval:  positive(s.PollInterval, time.Second),
+		fallbackPoll:  positive(s.FallbackPollInterval, 200*time.Millisecond),
+		maxAttempts:   positive(s.MaxAttempts, 5),
+		retryDelay:    positive(s.RetryDelay, 50*time.Millisecond),
+		leaseDuration: s.LeaseDuration,
+	}
+	r.fallbackPoll = min(r.fallbackPoll, r.pollInterval)
+	if r.leaseDuration < time.Second {
+		r.leaseDuration = 30 * time.Second
+	}
+	if r.consumer == "" {
 		host, _ := os.Hostname()
-		s.Consumer = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
+		r.consumer = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
 	}
-	if s.BatchSize <= 0 {
-		s.BatchSize = 100
+	if r.logger == nil {
+		r.logger = slog.Default()
 	}
-	if s.PollInterval <= 0 {
-		s.PollInterval = time.Second
-	}
-	if s.FallbackPollInterval <= 0 {
-		s.FallbackPollInterval = 200 * time.Millisecond
-	}
-	s.FallbackPollInterval = min(s.FallbackPollInterval, s.PollInterval)
-	if s.MaxAttempts <= 0 {
-		s.MaxAttempts = 5
-	}
-	if s.RetryDelay <= 0 {
-		s.RetryDelay = 50 * time.Millisecond
-	}
-	if s.LeaseDuration < time.Second {
-		s.LeaseDuration = 30 * time.Second
-	}
-	if s.Logger == nil {
-		s.Logger = slog.Default()
-	}
-	return nil
+	return r, nil
 }
 
 // Run processes the subscription until ctx is cancelled, then releases its lease and returns nil.
 // Errors reading or committing are logged and retried with backoff; only invalid configuration
 // or a missing subscription end Run early.
-func (s *Subscriber) Run(ctx context.Context) error {
-	if err := s.defaults(); err != nil {
+func (sub *Subscriber) Run(ctx context.Context) error {
+	s, err := sub.settings()
+	if err != nil {
 		return err
 	}
 	var listener *EventListener
 	if !s.DisableListen {
 		lctx, stopListening := context.WithCancel(ctx)
 		listener = s.Client.ListenEvents(lctx, ListenOptions{ConnConfig: s.ListenConfig,
-			Logger: s.Logger.With("subscription", s.Name, "member", s.Member, "poll_interval", s.FallbackPollInterval)})
+			Logger: s.logger.With("subscription", s.Name, "member", s.Member, "poll_interval", s.fallbackPoll)})
 		defer func() {
 			stopListening()
 			<-listener.Done() // its connection closed
 		}()
 	}
 	defer func() {
-		_, _ = s.Client.pool.Exec(context.WithoutCancel(ctx), "SELECT annals.release_lease($1, $2, $3)", s.Name, s.Member, s.Consumer)
+		_, _ = s.Client.pool.Exec(context.WithoutCancel(ctx), "SELECT annals.release_lease($1, $2, $3)", s.Name, s.Member, s.consumer)
 	}()
 
 	backoff := time.Duration(0)
 	var leaseUntil time.Time
 	for ctx.Err() == nil {
-		if time.Until(leaseUntil) < s.LeaseDuration/2 {
+		if time.Until(leaseUntil) < s.leaseDuration/2 {
 			held, err := s.acquireLease(ctx)
 			switch {
 			case err != nil && (errors.Is(err, ErrInvalidArgument) || isNotFound(err)):
@@ -157,10 +173,10 @@ func (s *Subscriber) Run(ctx context.Context) error {
 				backoff = s.fail(ctx, err, backoff)
 				continue
 			case !held:
-				sleep(ctx, s.PollInterval, nil) // another instance holds it; wait to take over
+				sleep(ctx, s.pollInterval, nil) // another instance holds it; wait to take over
 				continue
 			}
-			leaseUntil = time.Now().Add(s.LeaseDuration)
+			leaseUntil = time.Now().Add(s.leaseDuration)
 		}
 		n, err := s.processBatch(ctx)
 		if err == nil {
@@ -180,9 +196,9 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}
 		backoff = 0
 		if n == 0 {
-			wait := s.FallbackPollInterval
+			wait := s.fallbackPoll
 			if listener.Listening() {
-				wait = s.PollInterval
+				wait = s.pollInterval
 			}
 			sleep(ctx, wait, listener.Wake())
 		}
@@ -190,10 +206,10 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	return nil
 }
 
-func (s *Subscriber) acquireLease(ctx context.Context) (bool, error) {
+func (s *subscriberRun) acquireLease(ctx context.Context) (bool, error) {
 	var held bool
 	err := s.Client.pool.QueryRow(ctx, "SELECT annals.acquire_lease($1, $2, $3, $4)",
-		s.Name, s.Member, s.Consumer, int(s.LeaseDuration/time.Second)).Scan(&held)
+		s.Name, s.Member, s.consumer, int(s.leaseDuration/time.Second)).Scan(&held)
 	if err != nil {
 		return false, wrapf(mapError(err), "subscriber %q: lease", s.Name)
 	}
@@ -201,12 +217,12 @@ func (s *Subscriber) acquireLease(ctx context.Context) (bool, error) {
 }
 
 // fail logs err and sleeps with exponential backoff (100ms doubling to 30s).
-func (s *Subscriber) fail(ctx context.Context, err error, backoff time.Duration) time.Duration {
+func (s *subscriberRun) fail(ctx context.Context, err error, backoff time.Duration) time.Duration {
 	s.mu.Lock()
 	s.stats.LastError = err
 	s.mu.Unlock()
 	backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
-	s.Logger.Error("annals subscriber error; backing off", "subscription", s.Name, "member", s.Member,
+	s.logger.Error("annals subscriber error; backing off", "subscription", s.Name, "member", s.Member,
 		"error", err, "backoff", backoff)
 	sleep(ctx, backoff, nil)
 	return backoff
@@ -216,7 +232,7 @@ func (s *Subscriber) fail(ctx context.Context, err error, backoff time.Duration)
 // savepoints; if the handler fails, the transaction is rolled back and the batch replayed with a
 // savepoint per event, retrying and finally parking the failing ones. The fast path's failure
 // counts as the failing event's first attempt.
-func (s *Subscriber) processBatch(ctx context.Context) (int, error) {
+func (s *subscriberRun) processBatch(ctx context.Context) (int, error) {
 	n, failed, err := s.runBatch(ctx, nil)
 	if err == nil && failed != nil {
 		n, _, err = s.runBatch(ctx, failed)
@@ -233,7 +249,7 @@ type failure struct {
 
 // runBatch runs the fast path when failed is nil and reports the handler's failure, if any;
 // given that failure it replays the batch carefully.
-func (s *Subscriber) runBatch(ctx context.Context, failed *failure) (n int, handlerFailed *failure, err error) {
+func (s *subscriberRun) runBatch(ctx context.Context, failed *failure) (n int, handlerFailed *failure, err error) {
 	careful := failed != nil
 	tx, err := s.Client.pool.Begin(ctx)
 	if err != nil {
@@ -242,7 +258,7 @@ func (s *Subscriber) runBatch(ctx context.Context, failed *failure) (n int, hand
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 
 	batch := &pgx.Batch{}
-	batch.Queue("SELECT "+eventColumns+" FROM annals.read_subscription($1, $2, $3) AS e", s.Name, s.Member, s.BatchSize)
+	batch.Queue("SELECT "+eventColumns+" FROM annals.read_subscription($1, $2, $3) AS e", s.Name, s.Member, s.batchSize)
 	batch.Queue("SELECT c.transaction_id, c.global_position FROM annals.subscription_checkpoint($1, $2) AS c", s.Name, s.Member)
 	br := tx.SendBatch(ctx, batch)
 	rows, err := br.Query()
@@ -296,7 +312,7 @@ func (s *Subscriber) runBatch(ctx context.Context, failed *failure) (n int, hand
 	}
 	last := events[len(events)-1].Checkpoint()
 	_, err = tx.Exec(ctx, "SELECT annals.ack_subscription($1, $2, $3, $4, $5, $6, $7)",
-		s.Name, s.Member, expected.TransactionID, expected.GlobalPosition, last.TransactionID, last.GlobalPosition, s.Consumer)
+		s.Name, s.Member, expected.TransactionID, expected.GlobalPosition, last.TransactionID, last.GlobalPosition, s.consumer)
 	if err != nil {
 		return 0, nil, wrapf(mapError(err), "subscriber %q: acknowledge", s.Name)
 	}
@@ -316,14 +332,14 @@ func (s *Subscriber) runBatch(ctx context.Context, failed *failure) (n int, hand
 // tryEvent runs the handler under a savepoint until MaxAttempts attempts have been made, prior
 // (the fast path's failure of this event, if any) counting as the first; when every attempt
 // fails it parks the event (in the same transaction) and reports false.
-func (s *Subscriber) tryEvent(ctx context.Context, tx pgx.Tx, ev RecordedEvent, prior error) (bool, error) {
+func (s *subscriberRun) tryEvent(ctx context.Context, tx pgx.Tx, ev RecordedEvent, prior error) (bool, error) {
 	lastErr := prior
-	delay := s.RetryDelay
+	delay := s.retryDelay
 	attempt := 0
 	if prior != nil {
 		attempt = 1
 	}
-	for ; attempt < s.MaxAttempts; attempt++ {
+	for ; attempt < s.maxAttempts; attempt++ {
 		if lastErr != nil { // a retry
 			s.mu.Lock()
 			s.stats.Retried++
@@ -360,17 +376,17 @@ func (s *Subscriber) tryEvent(ctx context.Context, tx pgx.Tx, ev RecordedEvent, 
 		return false, wrapf(lastErr, "subscriber %q: %s@%d", s.Name, ev.StreamID, ev.StreamVersion)
 	}
 	_, err := tx.Exec(ctx, "SELECT annals.park_event($1, $2, $3, $4, $5, $6)",
-		s.Name, s.Member, ev.StreamID, ev.StreamVersion, s.MaxAttempts, lastErr.Error())
+		s.Name, s.Member, ev.StreamID, ev.StreamVersion, s.maxAttempts, lastErr.Error())
 	if err != nil {
 		return false, wrapf(mapError(err), "subscriber %q: park %s@%d", s.Name, ev.StreamID, ev.StreamVersion)
 	}
-	s.Logger.Warn("annals subscriber parked an event", "subscription", s.Name, "member", s.Member,
-		"stream_id", ev.StreamID, "stream_version", ev.StreamVersion, "attempts", s.MaxAttempts, "error", lastErr)
+	s.logger.Warn("annals subscriber parked an event", "subscription", s.Name, "member", s.Member,
+		"stream_id", ev.StreamID, "stream_version", ev.StreamVersion, "attempts", s.maxAttempts, "error", lastErr)
 	return false, nil
 }
 
 // retryDeadLetters processes parked events that an operator queued for retry.
-func (s *Subscriber) retryDeadLetters(ctx context.Context) (int, error) {
+func (s *subscriberRun) retryDeadLetters(ctx context.Context) (int, error) {
 	tx, err := s.Client.pool.Begin(ctx)
 	if err != nil {
 		return 0, wrapf(err, "subscriber %q: begin", s.Name)
@@ -378,7 +394,7 @@ func (s *Subscriber) retryDeadLetters(ctx context.Context) (int, error) {
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 	rows, err := tx.Query(ctx, "SELECT d.dead_letter_id, "+eventColumns+
 		" FROM annals.read_dead_letters($1, $2, $3) AS d CROSS JOIN LATERAL (SELECT (d.event).*) AS e",
-		s.Name, s.Member, s.BatchSize)
+		s.Name, s.Member, s.batchSize)
 	if err != nil {
 		return 0, wrapf(mapError(err), "subscriber %q: read dead letters", s.Name)
 	}

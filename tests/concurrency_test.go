@@ -32,7 +32,7 @@ func race(n int, fn func(i int) error) []error {
 
 func TestConcurrentNoStreamAppends(t *testing.T) {
 	t.Parallel()
-	f := setup(t, annals.WithAppendAttempts(1)) // a spurious failure must show, not be retried away
+	f := setup(t, annals.ClientOptions{AppendAttempts: 1}) // a spurious failure must show, not be retried away
 	s := stream("race")
 
 	const racers = 50
@@ -70,7 +70,7 @@ func TestConcurrentNoStreamAppends(t *testing.T) {
 
 func TestConcurrentAnyAppends(t *testing.T) {
 	t.Parallel()
-	f := setup(t, annals.WithAppendAttempts(1))
+	f := setup(t, annals.ClientOptions{AppendAttempts: 1})
 	s := stream("race")
 
 	const racers, perBatch = 32, 5
@@ -121,7 +121,7 @@ func TestConcurrentAnyAppends(t *testing.T) {
 
 func TestConcurrentExactAppendsOnlyConflict(t *testing.T) {
 	t.Parallel()
-	f := setup(t, annals.WithAppendAttempts(1))
+	f := setup(t, annals.ClientOptions{AppendAttempts: 1})
 	s := stream("race")
 
 	// Writers read the version, then append with it as expected; losers reload and try again.
@@ -185,7 +185,7 @@ func TestConcurrentAppendsFirstInTransaction(t *testing.T) {
 
 func TestOlderTransactionGets40001(t *testing.T) {
 	t.Parallel()
-	f := setup(t, annals.WithAppendAttempts(1))
+	f := setup(t, annals.ClientOptions{AppendAttempts: 1})
 	s := stream("xid")
 
 	// Transaction A takes its id first (any write would do), then B appends to the stream and

@@ -286,11 +286,11 @@ func TestIsRetryable(t *testing.T) {
 		_, err = f.store.AppendTx(f.ctx, tx, s, annals.Any, ev(t, "Held", nil))
 		require.NoError(t, err)
 
-		_, err = annals.New(impatient, annals.WithAppendAttempts(2)).Append(f.ctx, s, annals.Any, ev(t, "E", nil))
+		_, err = annals.New(impatient, annals.ClientOptions{AppendAttempts: 2}).Append(f.ctx, s, annals.Any, ev(t, "E", nil))
 		require.True(t, annals.IsRetryable(err), "gives up after its attempts: %v", err)
 
 		time.AfterFunc(60*time.Millisecond, func() { _ = tx.Commit(context.Background()) })
-		res, err := annals.New(impatient, annals.WithAppendAttempts(50)).Append(f.ctx, s, annals.Exact(1), ev(t, "E", nil))
+		res, err := annals.New(impatient, annals.ClientOptions{AppendAttempts: 50}).Append(f.ctx, s, annals.Exact(1), ev(t, "E", nil))
 		require.NoError(t, err)
 		require.EqualValues(t, 2, res.StreamVersion)
 	})

@@ -25,10 +25,10 @@ type fixture struct {
 	store *annals.Client
 }
 
-func setup(t *testing.T, opts ...annals.Option) fixture {
+func setup(t *testing.T, opts ...annals.ClientOptions) fixture {
 	t.Helper()
 	pool := annalstest.NewDB(t)
-	return fixture{ctx: t.Context(), pool: pool, store: annals.New(pool, opts...)}
+	return fixture{ctx: t.Context(), pool: pool, store: annals.New(pool, append(opts, annals.ClientOptions{})[0])}
 }
 
 var streamSeq atomic.Int64

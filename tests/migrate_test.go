@@ -67,7 +67,7 @@ func TestMigrateEmptyDatabase(t *testing.T) {
 	ctx := t.Context()
 	admin, name := emptyDB(t)
 	pool := connect(t, admin, name, "")
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 
 	// Not installed: every call says so.
 	require.ErrorIs(t, store.CheckSchema(ctx), annals.ErrSchemaNotInstalled)

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
-	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/internal/pgbouncertest"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -117,7 +117,7 @@ func exerciseAPI(t *testing.T, directURL, apiURL string, mode pgx.QueryExecMode)
 	require.NoError(t, err)
 
 	pool := modePool(t, apiURL, mode)
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 	require.NoError(t, store.CheckSchema(ctx))
 
 	// Appends: Data as a map, a json.RawMessage, a []byte, a struct; metadata; an id of ours.

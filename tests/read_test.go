@@ -34,7 +34,7 @@ func span(from, to int64) []int64 {
 
 func TestReadStreamPaging(t *testing.T) {
 	t.Parallel()
-	f := setup(t, annals.WithReadPageSize(3))
+	f := setup(t, annals.ClientOptions{ReadPageSize: 3})
 	s10, s9 := stream("read"), stream("read")
 	_, err := f.store.Append(f.ctx, s10, annals.NoStream, events(t, "E", 10)...)
 	require.NoError(t, err)
@@ -89,7 +89,7 @@ func TestReadStreamPaging(t *testing.T) {
 
 	t.Run("page size one", func(t *testing.T) {
 		t.Parallel()
-		one := annals.New(f.pool, annals.WithReadPageSize(1))
+		one := annals.New(f.pool, annals.ClientOptions{ReadPageSize: 1})
 		require.Equal(t, span(1, 9), versions(collect(t, one.ReadStream(f.ctx, s9, annals.ReadOptions{}))))
 		require.Equal(t, span(9, 1), versions(collect(t, one.ReadStream(f.ctx, s9, annals.ReadOptions{Backwards: true}))))
 	})
@@ -121,7 +121,7 @@ func TestReadStreamFields(t *testing.T) {
 
 func TestReadStreamAsOf(t *testing.T) {
 	t.Parallel()
-	f := setup(t, annals.WithReadPageSize(2))
+	f := setup(t, annals.ClientOptions{ReadPageSize: 2})
 	s := stream("asof")
 
 	// now is the database's clock, so times compare with recorded_at on one clock.

@@ -41,7 +41,7 @@ func loginRole(t *testing.T, f fixture, grants ...string) string {
 func (f fixture) as(t *testing.T, role string) (*pgxpool.Pool, *annals.Client) {
 	t.Helper()
 	pool := connect(t, f.pool.Config().ConnString(), "", role)
-	return pool, annals.New(pool)
+	return pool, annals.New(pool, annals.ClientOptions{})
 }
 
 func TestRoles(t *testing.T) {

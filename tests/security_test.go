@@ -102,7 +102,7 @@ func TestSearchPathHijack(t *testing.T) {
 		pool, err := pgxpool.NewWithConfig(f.ctx, cfg)
 		require.NoError(t, err)
 		t.Cleanup(pool.Close)
-		return pool, annals.New(pool)
+		return pool, annals.New(pool, annals.ClientOptions{})
 	}
 
 	for i, searchPath := range []string{

@@ -12,7 +12,7 @@ import (
 func TestAppendAndReadBack(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store := annals.New(annalstest.NewDB(t))
+	store := annals.New(annalstest.NewDB(t), annals.ClientOptions{})
 
 	res, err := store.Append(ctx, "inventory-1", annals.NoStream,
 		annals.EventData{Type: "ItemAdded", Data: map[string]any{"sku": "A-1", "count": 5}},

@@ -24,7 +24,7 @@ func streamIDs(t *testing.T, seq func(func(annals.StreamInfo, error) bool)) []st
 func TestListStreams(t *testing.T) {
 	t.Parallel()
 	// Pages of two: every listing below crosses page boundaries.
-	f := setup(t, annals.WithReadPageSize(2))
+	f := setup(t, annals.ClientOptions{ReadPageSize: 2})
 	for _, s := range []string{"cart-1", "cart-2", "cart-3", "user-1", "user-2", "cart"} {
 		_, err := f.store.Append(f.ctx, s, annals.NoStream, ev(t, "Created", nil))
 		require.NoError(t, err)

@@ -57,5 +57,5 @@ func (d *dbFlag) client(ctx context.Context, cmd *cobra.Command) (*annals.Client
 	if err != nil {
 		return nil, nil, err
 	}
-	return annals.New(pool), pool, nil
+	return annals.New(pool, annals.ClientOptions{}), pool, nil
 }

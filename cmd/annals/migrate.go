@@ -44,7 +44,7 @@ nothing: it fails unless the installed schema version is the one this build expe
 		}
 		defer pool.Close()
 		if *check {
-			if err := annals.New(pool).CheckSchema(ctx); err != nil {
+			if err := annals.New(pool, annals.ClientOptions{}).CheckSchema(ctx); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "annals schema is at version %d, as this build expects\n", annals.SchemaVersion())
@@ -69,7 +69,7 @@ nothing: it fails unless the installed schema version is the one this build expe
 			fmt.Fprintln(out, "note: the history guard is not installed, so members of annals_owner can disable the append-only "+
 				"triggers and rewrite history; run annals migrate as a superuser to install it (see annals doctor)")
 		}
-		return annals.New(pool).CheckSchema(ctx)
+		return annals.New(pool, annals.ClientOptions{}).CheckSchema(ctx)
 	}
 	cmd.AddCommand(newMigrateStatusCmd())
 	return cmd

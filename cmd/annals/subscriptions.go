@@ -199,7 +199,7 @@ func newSubscriptionsStatusCmd() *cobra.Command {
 	db := listingCmd(cmd, "one JSON object per member and line", func(args []string) listing[annals.SubscriptionStatus] {
 		return listing[annals.SubscriptionStatus]{
 			query: func(ctx context.Context, pool *pgxpool.Pool) ([]annals.SubscriptionStatus, error) {
-				members, err := annals.New(pool).SubscriptionStatus(ctx, args[0])
+				members, err := annals.New(pool, annals.ClientOptions{}).SubscriptionStatus(ctx, args[0])
 				if err == nil && len(members) == 0 {
 					return nil, subscriptionMissing(args[0])
 				}

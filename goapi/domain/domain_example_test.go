@@ -113,7 +113,7 @@ func ExampleRegistry_RegisterUpcaster() {
 		Cents int `json:"cents"`
 	}
 	reg := domain.NewRegistry()
-	domain.Register[PriceSet](reg, "PriceSet", domain.WithSchemaVersion(2))
+	domain.RegisterVersion[PriceSet](reg, "PriceSet", 2)
 	reg.RegisterUpcaster("PriceSet", 1, func(v1 json.RawMessage) (json.RawMessage, error) {
 		var old struct {
 			Euros float64 `json:"euros"`
@@ -151,7 +151,7 @@ func ExampleRepository_Handle() {
 	ctx := context.Background()
 	pool := examplePool()
 	defer pool.Close()
-	carts := domain.NewRepository(annals.New(pool), cartRegistry(), cartDecider(), domain.RepositoryOptions{})
+	carts := domain.NewRepository(annals.New(pool, annals.ClientOptions{}), cartRegistry(), cartDecider(), domain.RepositoryOptions{})
 
 	_, _, err := carts.Load(ctx, "cart-ex-1")
 	fmt.Println(errors.Is(err, annals.ErrStreamNotFound))
@@ -221,7 +221,7 @@ func ExampleAggregateRepository_Handle() {
 	ctx := context.Background()
 	pool := examplePool()
 	defer pool.Close()
-	client := annals.New(pool)
+	client := annals.New(pool, annals.ClientOptions{})
 	reg := domain.NewRegistry()
 	domain.Register[RoomOpened](reg, "RoomOpened")
 	domain.Register[RoomBooked](reg, "RoomBooked")
@@ -266,7 +266,7 @@ func ExampleRepository_HandleAt() {
 	ctx := context.Background()
 	pool := examplePool()
 	defer pool.Close()
-	carts := domain.NewRepository(annals.New(pool), cartRegistry(), cartDecider(), domain.RepositoryOptions{})
+	carts := domain.NewRepository(annals.New(pool, annals.ClientOptions{}), cartRegistry(), cartDecider(), domain.RepositoryOptions{})
 
 	res, err := carts.HandleAt(ctx, "cart-ex-9", 0, CartCommand{AddSKU: "A-1", Qty: 1}) // 0: a new cart
 	if err != nil {
@@ -288,7 +288,7 @@ func ExampleRepositoryOptions_snapshots() {
 	ctx := context.Background()
 	pool := examplePool()
 	defer pool.Close()
-	client := annals.New(pool)
+	client := annals.New(pool, annals.ClientOptions{})
 	carts := domain.NewRepository(client, cartRegistry(), cartDecider(),
 		domain.RepositoryOptions{SnapshotType: "cart", SnapshotEvery: 3})
 
@@ -318,7 +318,7 @@ func ExampleRepository_LoadAt() {
 	ctx := context.Background()
 	pool := examplePool()
 	defer pool.Close()
-	carts := domain.NewRepository(annals.New(pool), cartRegistry(), cartDecider(), domain.RepositoryOptions{})
+	carts := domain.NewRepository(annals.New(pool, annals.ClientOptions{}), cartRegistry(), cartDecider(), domain.RepositoryOptions{})
 
 	var afterFirst time.Time
 	for i, cmd := range []CartCommand{{AddSKU: "A-1", Qty: 1}, {AddSKU: "B-2", Qty: 5}, {CheckOut: true}} {
@@ -356,7 +356,7 @@ func Example_upcasting() {
 	ctx := context.Background()
 	pool := examplePool()
 	defer pool.Close()
-	client := annals.New(pool)
+	client := annals.New(pool, annals.ClientOptions{})
 
 	// Years ago the service stored TicketBought {"price": 12.5} (euros)...
 	if _, err := client.Append(ctx, "ticket-ex-1", annals.NoStream,
@@ -379,7 +379,7 @@ func Example_upcasting() {
 		PriceCents int `json:"price_cents"`
 	}
 	reg := domain.NewRegistry()
-	domain.Register[TicketSold](reg, "TicketSold", domain.WithSchemaVersion(2))
+	domain.RegisterVersion[TicketSold](reg, "TicketSold", 2)
 
 	for _, raw := range []bool{false, true} {
 		for ev, err := range client.ReadStream(ctx, "ticket-ex-1", annals.ReadOptions{Raw: raw}) {

@@ -166,7 +166,7 @@ func streamName(category string) string {
 func domainDB(t *testing.T) (*pgxpool.Pool, *annals.Client) {
 	t.Helper()
 	pool := annalstest.NewDB(t)
-	return pool, annals.New(pool)
+	return pool, annals.New(pool, annals.ClientOptions{})
 }
 
 // storedRows returns a stream's rows as stored (type, schema version, data text), read as

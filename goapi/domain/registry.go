@@ -66,22 +66,18 @@ func NewRegistry() *Registry {
 	return &Registry{byName: map[string]*eventType{}, byType: map[reflect.Type]*eventType{}}
 }
 
-// RegisterOption configures one registered event type.
-type RegisterOption func(*eventType)
+// Register maps the event type name to the Go type T at schema version 1: RegisterVersion with
+// version 1.
+func Register[T any](r *Registry, name string) { RegisterVersion[T](r, name, 1) }
 
-// WithSchemaVersion sets the schema version the Go type T represents (default 1). Encode writes
-// it; Decode lifts older stored versions to it with Go upcasters (RegisterUpcaster) and refuses
-// newer ones.
-func WithSchemaVersion(v int) RegisterOption {
-	return func(t *eventType) { t.version = v }
-}
-
-// Register maps the event type name to the Go type T, which must not be a pointer and must
-// encode to a JSON object (a struct, usually). Encode accepts a T or a *T; Decode returns a T.
-// Register panics on a programming error, as it runs at start-up: a name the database would
-// refuse as an event type (the name rule of 1..256 bytes, or a reserved '$' prefix), a pointer
-// T, a schema version below 1, or a name or type registered twice.
-func Register[T any](r *Registry, name string, opts ...RegisterOption) {
+// RegisterVersion maps the event type name to the Go type T, which must not be a pointer and
+// must encode to a JSON object (a struct, usually), and says which schema version T represents.
+// Encode accepts a T or a *T and writes that version; Decode returns a T, lifting older stored
+// versions to it with Go upcasters (RegisterUpcaster) and refusing newer ones.
+// It panics on a programming error, as it runs at start-up: a name the database would refuse as
+// an event type (the name rule of 1..256 bytes, or a reserved '$' prefix), a pointer T, a schema
+// version below 1, or a name or type registered twice.
+func RegisterVersion[T any](r *Registry, name string, version int) {
 	goType := reflect.TypeFor[T]()
 	if p := nameProblem(name, 256); p != "" {
 		panic(fmt.Sprintf("annals: Register(%q): the event type name %s", name, p))
@@ -92,10 +88,7 @@ func Register[T any](r *Registry, name string, opts ...RegisterOption) {
 	if goType.Kind() == reflect.Pointer || goType.Kind() == reflect.Interface {
 		panic(fmt.Sprintf("annals: Register(%q): register the value type, not %v", name, goType))
 	}
-	et := &eventType{name: name, goType: goType, version: 1, upcasters: map[int]Upcaster{}}
-	for _, o := range opts {
-		o(et)
-	}
+	et := &eventType{name: name, goType: goType, version: version, upcasters: map[int]Upcaster{}}
 	if et.version < 1 {
 		panic(fmt.Sprintf("annals: Register(%q): schema version must be >= 1, got %d", name, et.version))
 	}

@@ -30,7 +30,7 @@ func BenchmarkRegistry(b *testing.B) {
 	}
 	r := domain.NewRegistry()
 	domain.Register[itemAdjusted](r, "ItemAdjusted")
-	domain.Register[itemAdjustedV2](r, "ItemAdjustedV2", domain.WithSchemaVersion(2))
+	domain.RegisterVersion[itemAdjustedV2](r, "ItemAdjustedV2", 2)
 	r.RegisterUpcaster("ItemAdjustedV2", 1, func(data json.RawMessage) (json.RawMessage, error) {
 		var m map[string]any
 		if err := json.Unmarshal(data, &m); err != nil {

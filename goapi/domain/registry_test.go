@@ -90,7 +90,7 @@ func TestRegistryMisuse(t *testing.T) {
 		"pointer type":     func() { domain.Register[*Deposited](reg, "deposited") },
 		"name twice":       func() { domain.Register[Deposited](reg, "opened") },
 		"type twice":       func() { domain.Register[Opened](reg, "opened-again") },
-		"schema version 0": func() { domain.Register[Deposited](reg, "d0", domain.WithSchemaVersion(0)) },
+		"schema version 0": func() { domain.RegisterVersion[Deposited](reg, "d0", 0) },
 		"upcaster unknown": func() {
 			reg.RegisterUpcaster("nope", 1, func(b json.RawMessage) (json.RawMessage, error) { return b, nil })
 		},
@@ -114,7 +114,7 @@ type Customer struct {
 
 func customerRegistry() *domain.Registry {
 	reg := domain.NewRegistry()
-	domain.Register[Customer](reg, "customer", domain.WithSchemaVersion(3))
+	domain.RegisterVersion[Customer](reg, "customer", 3)
 	reg.RegisterUpcaster("customer", 1, func(b json.RawMessage) (json.RawMessage, error) {
 		var v1 struct {
 			FullName string `json:"full_name"`
@@ -165,7 +165,7 @@ func TestRegistryGoUpcasters(t *testing.T) {
 	require.Equal(t, 3, ed.SchemaVersion, "encode writes the registered version")
 
 	gap := domain.NewRegistry()
-	domain.Register[Customer](gap, "customer", domain.WithSchemaVersion(2))
+	domain.RegisterVersion[Customer](gap, "customer", 2)
 	_, err = gap.Decode(annals.RecordedEvent{EventType: "customer", SchemaVersion: 1, Data: json.RawMessage(`{}`)})
 	require.ErrorIs(t, err, domain.ErrDecode)
 	require.ErrorContains(t, err, "no upcaster from schema version 1 to 2")

@@ -37,7 +37,7 @@ type RepositoryOptions struct {
 	// or a connection lost before the answer, Handle, HandleAt and Save send the same events
 	// again, with the same ids, so resending an append that did commit is a replay. The
 	// repository is the only layer that retries its appends: it does not go through
-	// Client.Append's retry loop, so WithAppendAttempts does not apply to it. The Tx forms
+	// Client.Append's retry loop, so ClientOptions.AppendAttempts does not apply to it. The Tx forms
 	// never retry.
 	MaxAttempts int
 	// Logger receives snapshot failures (default slog.Default()).

@@ -28,7 +28,7 @@ func (c *appendCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data p
 func (c *appendCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // One retry loop: a repository sends at most MaxAttempts appends per call, whatever failed and
-// whatever the client's WithAppendAttempts, never the product of two loops.
+// whatever the client's ClientOptions.AppendAttempts, never the product of two loops.
 func TestRepositoryOneRetryLoop(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -44,11 +44,11 @@ func TestRepositoryOneRetryLoop(t *testing.T) {
 		t.Cleanup(pool.Close)
 		return pool
 	}
-	other := annals.New(newPool(t, nil)) // the rival writer, not counted
-	const clientTries = 4                // Append's own loop, which repositories must not use
+	other := annals.New(newPool(t, nil), annals.ClientOptions{}) // the rival writer, not counted
+	const clientTries = 4                                        // Append's own loop, which repositories must not use
 	counted := func(t *testing.T) (*annals.Client, *appendCounter) {
 		var c appendCounter
-		return annals.New(newPool(t, &c), annals.WithAppendAttempts(clientTries)), &c
+		return annals.New(newPool(t, &c), annals.ClientOptions{AppendAttempts: clientTries}), &c
 	}
 	// blockAppends holds a lock every append needs (rows in the events table) until the test
 	// ends, so each append fails with 55P03 (retryable) after lock_timeout.

@@ -53,7 +53,7 @@ func customerNames() domain.Decider[[]string, CustomerRegistered] {
 
 func customerRegistryV3() *domain.Registry {
 	reg := domain.NewRegistry()
-	domain.Register[CustomerRegistered](reg, "CustomerRegistered", domain.WithSchemaVersion(3))
+	domain.RegisterVersion[CustomerRegistered](reg, "CustomerRegistered", 3)
 	reg.RegisterUpcaster("CustomerRegistered", 2, func(b json.RawMessage) (json.RawMessage, error) {
 		var v2 map[string]any
 		if err := json.Unmarshal(b, &v2); err != nil {
@@ -148,7 +148,7 @@ func TestUpcastingOldPayloadsReadAsNew(t *testing.T) {
 
 		// A registry at the SQL chain's end needs no Go upcaster for these events.
 		v2 := domain.NewRegistry()
-		domain.Register[CustomerRegistered](v2, "CustomerRegistered", domain.WithSchemaVersion(2))
+		domain.RegisterVersion[CustomerRegistered](v2, "CustomerRegistered", 2)
 		first := readStream(annals.ReadOptions{Limit: 1})[0]
 		got, err := v2.Decode(first)
 		require.NoError(t, err)

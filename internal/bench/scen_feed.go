@@ -71,7 +71,7 @@ func feedCatchupScenario() scenario {
 					return nil, err
 				}
 			}
-			client := annals.New(b.pool)
+			client := annals.New(b.pool, annals.ClientOptions{})
 			viaAPI := func(page int) func(context.Context, annals.Checkpoint) ([]annals.RecordedEvent, error) {
 				return func(ctx context.Context, after annals.Checkpoint) ([]annals.RecordedEvent, error) {
 					return client.ReadAll(ctx, after, annals.FeedOptions{MaxCount: page})
@@ -193,7 +193,7 @@ func liveFeedScenario() scenario {
 					err = e
 				}
 			}()
-			client := annals.New(b.pool, annals.WithAppendAttempts(1))
+			client := annals.New(b.pool, annals.ClientOptions{AppendAttempts: 1})
 			const sub = "bench_live"
 			if _, err := client.CreateSubscription(ctx, sub, annals.SubscriptionOptions{FromNow: true}); err != nil {
 				return nil, err

@@ -24,7 +24,7 @@ type hotResult struct {
 // versions through the Go client; a writer that gets ErrWrongExpectedVersion takes the actual
 // version from the error and tries again.
 func (b *Bench) hotStream(ctx context.Context, stream string, writers int, d time.Duration) (hotResult, error) {
-	client := annals.New(b.pool, annals.WithAppendAttempts(1))
+	client := annals.New(b.pool, annals.ClientOptions{AppendAttempts: 1})
 	var start int64
 	info, err := client.StreamInfo(ctx, stream)
 	switch {

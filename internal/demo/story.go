@@ -36,7 +36,7 @@ type story struct {
 }
 
 func newStory(out io.Writer, pool *pgxpool.Pool) *story {
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 	return &story{
 		out: out, store: store, pool: pool,
 		reg: inventory.NewRegistry(), rules: inventory.Decider(),

@@ -45,7 +45,7 @@ func (s *story) upcast(ctx context.Context) error {
 	s.result("every read now lifts PriceSet 1 → 2")
 
 	reg := domain.NewRegistry()
-	domain.Register[priceSet](reg, "PriceSet", domain.WithSchemaVersion(2))
+	domain.RegisterVersion[priceSet](reg, "PriceSet", 2)
 	current, err := reg.Encode(priceSet{Cents: 1499, Currency: "USD"}, domain.Metadata{})
 	if err != nil {
 		return err

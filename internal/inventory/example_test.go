@@ -26,7 +26,7 @@ func Example() {
 	if err := readmodels.Install(ctx, pool); err != nil { // inline projection + BI view
 		log.Fatal(err)
 	}
-	service := inventory.NewService(annals.New(pool), domain.RepositoryOptions{})
+	service := inventory.NewService(annals.New(pool, annals.ClientOptions{}), domain.RepositoryOptions{})
 
 	item, err := service.AddItem(ctx, "42", "Blue widget", 10)
 	if err != nil {

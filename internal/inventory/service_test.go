@@ -25,7 +25,7 @@ func newEnv(t *testing.T, opts domain.RepositoryOptions) env {
 	t.Helper()
 	pool := annalstest.NewDB(t)
 	require.NoError(t, readmodels.Install(t.Context(), pool))
-	client := annals.New(pool)
+	client := annals.New(pool, annals.ClientOptions{})
 	return env{pool: pool, client: client, service: inventory.NewService(client, opts)}
 }
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	annals "github.com/annals-db/annals/goapi"
-	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/internal/inventory"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -61,9 +61,9 @@ func TestDomainLayerUnderApplicationRoles(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(admin.Close)
 
-	writer := annals.New(loginAs(t, admin, url, "annals_writer"))
-	reader := annals.New(loginAs(t, admin, url, "annals_reader"))
-	bi := annals.New(loginAs(t, admin, url, "annals_bi"))
+	writer := annals.New(loginAs(t, admin, url, "annals_writer"), annals.ClientOptions{})
+	reader := annals.New(loginAs(t, admin, url, "annals_reader"), annals.ClientOptions{})
+	bi := annals.New(loginAs(t, admin, url, "annals_bi"), annals.ClientOptions{})
 	opts := domain.RepositoryOptions{SnapshotEvery: 2}
 
 	t.Run("a writer handles commands, saves and loads snapshots", func(t *testing.T) {

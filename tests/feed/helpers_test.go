@@ -41,7 +41,7 @@ type env struct {
 func newEnv(t *testing.T) env {
 	t.Helper()
 	pool := annalstest.NewDB(t)
-	return env{ctx: t.Context(), pool: pool, store: annals.New(pool)}
+	return env{ctx: t.Context(), pool: pool, store: annals.New(pool, annals.ClientOptions{})}
 }
 
 // conn takes a connection out of the pool for the whole test: explicit BEGIN/COMMIT

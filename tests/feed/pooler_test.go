@@ -39,7 +39,7 @@ func pooledClient(t *testing.T, url string) (*annals.Client, *pgxpool.Pool) {
 	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	return annals.New(pool), pool
+	return annals.New(pool, annals.ClientOptions{}), pool
 }
 
 // logBuffer is a slog destination a test reads.

@@ -24,7 +24,7 @@ func BenchmarkAppendInlineProjectionOn(b *testing.B) { benchmarkInventoryAppends
 func benchmarkInventoryAppends(b *testing.B, enabled bool) {
 	ctx := context.Background()
 	pool := annalstest.NewDB(b)
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 	if err := readmodels.Install(ctx, pool); err != nil {
 		b.Fatal(err)
 	}

@@ -32,7 +32,7 @@ type fixture struct {
 func setup(t *testing.T) fixture {
 	t.Helper()
 	pool := annalstest.NewDB(t)
-	return fixture{ctx: t.Context(), pool: pool, store: annals.New(pool)}
+	return fixture{ctx: t.Context(), pool: pool, store: annals.New(pool, annals.ClientOptions{})}
 }
 
 // exec runs SQL (several statements allowed when there are no arguments) and fails the test on error.

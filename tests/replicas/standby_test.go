@@ -11,6 +11,7 @@ import (
 
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
 
@@ -19,7 +20,7 @@ import (
 func TestStandbyServesReads(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sharedPair(t))
-	store := annals.New(e.primary, annals.WithReplicas(e.replay))
+	store := annals.New(e.primary, annals.ClientOptions{Replicas: []*pgxpool.Pool{e.replay}})
 	res, err := store.Append(e.ctx, "acct-1", annals.NoStream, annals.EventData{Type: "Opened", Data: map[string]any{"n": 1}})
 	require.NoError(t, err)
 
@@ -54,7 +55,7 @@ func TestStandbyServesReads(t *testing.T) {
 func TestStandbyRefusesWrites(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sharedPair(t))
-	wrong := annals.New(e.replay) // a standby given as the primary: a configuration mistake
+	wrong := annals.New(e.replay, annals.ClientOptions{}) // a standby given as the primary: a configuration mistake
 	_, err := wrong.Append(e.ctx, "acct-1", annals.Any, annals.EventData{Type: "Opened"})
 	require.ErrorIs(t, err, annals.ErrReadOnlyServer)
 	require.Contains(t, err.Error(), "send writes to the primary")
@@ -106,7 +107,7 @@ func TestWaitForOnStandby(t *testing.T) {
 		errs <- err
 		oks <- ok
 	}()
-	store := annals.New(e.primary, annals.WithReplicas(e.replay))
+	store := annals.New(e.primary, annals.ClientOptions{Replicas: []*pgxpool.Pool{e.replay}})
 	go func() {
 		ok, err := store.WaitForProjection(e.ctx, "async_acct", a.xid, waitTimeout)
 		errs <- err
@@ -266,7 +267,7 @@ func TestStandbyFeedStressWritersRollbacksAndReaders(t *testing.T) {
 func TestReadYourWritesAcrossPrimaryAndStandby(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sharedPair(t))
-	store := annals.New(e.primary, annals.WithReplicas(e.replay), annals.WithReplicaOptions(annals.ReplicaOptions{WaitBound: 10 * time.Second}))
+	store := annals.New(e.primary, annals.ClientOptions{Replicas: []*pgxpool.Pool{e.replay}, Replica: annals.ReplicaOptions{WaitBound: 10 * time.Second}})
 	const streams, rounds = 20, 10
 	var rywTotal, primaryTotal time.Duration
 	for r := range rounds {
@@ -300,10 +301,10 @@ func TestStoppedOrLaggingReplicaIsSkipped(t *testing.T) {
 	p := ownPair(t)
 	e := newEnv(t, p)
 	var logs logBuffer
-	store := annals.New(e.primary, annals.WithReplicas(e.replay), annals.WithReplicaOptions(annals.ReplicaOptions{
+	store := annals.New(e.primary, annals.ClientOptions{Replicas: []*pgxpool.Pool{e.replay}, Replica: annals.ReplicaOptions{
 		MaxLag: 200 * time.Millisecond, WaitBound: 100 * time.Millisecond, ProbeInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-	}))
+	}})
 	res, err := store.Append(e.ctx, "acct-1", annals.NoStream, annals.EventData{Type: "Opened"})
 	require.NoError(t, err)
 	info, err := store.StreamInfo(annals.WithConsistency(e.ctx, annals.ReadYourWrites(res.TransactionID)), "acct-1")

@@ -50,7 +50,7 @@ func TestWaitForSeesACommitWhileWaiting(t *testing.T) {
 	t.Logf("wait_for returned %s after the commit", time.Since(start))
 
 	// Through the Go client too (it asks with timeout 0 and sleeps in between).
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 	ok, err := store.WaitFor(ctx, a.xid, time.Second)
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -90,7 +90,7 @@ func TestWaitForRejectsBadArguments(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	pool := annalstest.NewDB(t)
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 	a := appendN(t, ctx, pool, "acct-1", 1)
 
 	for _, c := range []struct {
@@ -141,7 +141,7 @@ func TestWaitForProjection(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	pool := annalstest.NewDB(t)
-	store := annals.New(pool)
+	store := annals.New(pool, annals.ClientOptions{})
 	_, err := pool.Exec(ctx, `
 		CREATE SCHEMA s;
 		CREATE TABLE s.seen (global_position bigint PRIMARY KEY);

@@ -70,7 +70,7 @@ type Options struct {
 	// repository's RepositoryOptions.MaxAttempts.
 	MaxAttempts int
 	// Replicas are pools on streaming hot standbys of pool: GET requests read from them
-	// (annals.WithReplicas), waiting for the write a Consistency-Token request header names.
+	// (annals.ClientOptions.Replicas), waiting for the write a Consistency-Token request header names.
 	Replicas []*pgxpool.Pool
 }
 
@@ -99,7 +99,7 @@ func New(pool *pgxpool.Pool, opts Options) *Handler {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 10
 	}
-	client := annals.New(pool, annals.WithReplicas(opts.Replicas...), annals.WithReplicaOptions(annals.ReplicaOptions{Logger: opts.Logger}))
+	client := annals.New(pool, annals.ClientOptions{Replicas: opts.Replicas, Replica: annals.ReplicaOptions{Logger: opts.Logger}})
 	h := &Handler{
 		pool:    pool,
 		client:  client,

@@ -49,7 +49,7 @@ func serve(t *testing.T, pool *pgxpool.Pool, opts httpapi.Options) *env {
 	}
 	srv := httptest.NewServer(httpapi.New(pool, opts))
 	t.Cleanup(srv.Close)
-	return &env{pool: pool, client: annals.New(pool), url: srv.URL, http: srv.Client()}
+	return &env{pool: pool, client: annals.New(pool, annals.ClientOptions{}), url: srv.URL, http: srv.Client()}
 }
 
 type response struct {
