@@ -363,3 +363,81 @@ func TestStoppedOrLaggingReplicaIsSkipped(t *testing.T) {
 	require.Contains(t, logs.String(), "replica down")
 	t.Logf("stats: %+v", stats)
 }
+
+// What a wait inside one SQL statement holds on a standby: its statement's snapshot. A cleanup
+// record replayed meanwhile that conflicts with it (here: VACUUM of rows updated after the wait
+// started) makes the replay wait for the statement (up to max_standby_streaming_delay), so a
+// commit after that record is not seen before the wait times out: the waiter holds up its own
+// replay. The Go client asks with timeout 0 in separate statements and holds nothing between
+// asks, so the same replay goes through while it waits.
+func TestLongSQLWaitOnStandbyHoldsUpReplayButClientWaitDoesNot(t *testing.T) {
+	t.Parallel()
+	p := ownPair(t) // its replay gets stuck on purpose, and its transaction ids are counted
+	e := newEnv(t, p)
+	_, err := e.primary.Exec(e.ctx, `CREATE TABLE public.churn (id int PRIMARY KEY, n int) WITH (autovacuum_enabled = off);
+		INSERT INTO public.churn VALUES (1, 0)`)
+	require.NoError(t, err)
+	replayed(t, e)
+	current := func() uint64 {
+		return scalar[uint64](t, e.ctx, e.primary, "SELECT pg_current_xact_id()::text::bigint")
+	}
+	// The waits below wait for an id the primary has not given out yet (a standby waits for an id
+	// it has not seen). In between, the primary updates a row and vacuums it: a cleanup record
+	// whose horizon is newer than the waiting statement's snapshot. Then it burns ids so that
+	// the append gets exactly the id waited for.
+	cleanupThenAppend := func(target uint64) {
+		for range 5 {
+			_, err := e.primary.Exec(e.ctx, "UPDATE public.churn SET n = n + 1 WHERE id = 1")
+			require.NoError(t, err)
+		}
+		_, err := e.primary.Exec(e.ctx, "VACUUM public.churn")
+		require.NoError(t, err)
+		for current()+1 < target {
+		}
+		require.Equal(t, target, appendN(t, e.ctx, e.primary, "acct-1", 1).xid)
+	}
+	waiting := func() bool {
+		return scalar[int](t, e.ctx, e.replay, `SELECT count(*)::int FROM pg_stat_activity
+			WHERE query LIKE 'SELECT annals.wait_for(%' AND state = 'active'`) == 1
+	}
+	type result struct {
+		ok  bool
+		err error
+	}
+
+	// 1. One SQL statement waiting across the cleanup: the commit is made, but not replayed
+	// before the wait gives up.
+	target := current() + 20
+	sqlWait := make(chan result, 1)
+	go func() {
+		var ok bool
+		err := e.replay.QueryRow(e.ctx, "SELECT annals.wait_for($1::xid8, '3 s')", target).Scan(&ok)
+		sqlWait <- result{ok, err}
+	}()
+	require.Eventually(t, waiting, waitTimeout, 5*time.Millisecond)
+	cleanupThenAppend(target)
+	r := <-sqlWait
+	require.NoError(t, r.err)
+	require.False(t, r.ok, "the commit's replay waited behind the cleanup record that conflicts with the waiting statement")
+	// Once that statement ended, the replay went on.
+	start := time.Now()
+	require.True(t, scalar[bool](t, e.ctx, e.replay, "SELECT annals.wait_for($1::xid8, '30 s')", target))
+	t.Logf("replayed %s after the SQL wait ended", time.Since(start))
+
+	// 2. The Go client waiting across the same kind of cleanup sees the commit.
+	store := annals.New(e.primary, annals.ClientOptions{Replicas: []*pgxpool.Pool{e.replay}})
+	target = current() + 20
+	clientWait := make(chan result, 1)
+	go func() {
+		ok, err := store.WaitFor(e.ctx, target, waitTimeout)
+		clientWait <- result{ok, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // let it start asking (it passes either way; this makes it mean something)
+	cleanupThenAppend(target)
+	start = time.Now()
+	r = <-clientWait
+	t.Logf("the client's wait ended %s after the commit", time.Since(start))
+	require.NoError(t, r.err)
+	require.True(t, r.ok)
+	require.EqualValues(t, 1, store.ReplicaStats().Replicas[0].Reads, "it waited on the standby")
+}
