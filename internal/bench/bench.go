@@ -382,6 +382,7 @@ func allScenarios() []scenario {
 		feedCatchupScenario(),
 		rebuildUnderLoadScenario(),
 		variantsScenario(),
+		replicaScenario(),
 	}
 }
 
