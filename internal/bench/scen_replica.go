@@ -130,4 +130,3 @@ func replicaScenario() scenario {
 		},
 	}
 }
-
