@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // maxReplayGap is how many received bytes a standby may hold unreplayed before doctor warns.
@@ -26,22 +27,7 @@ func (d *doctor) checkReplication(ctx context.Context) {
 		d.checkStandby(ctx)
 		return
 	}
-	rows, err := d.pool.Query(ctx, `
-		SELECT coalesce(r.application_name, ''), coalesce(pg_catalog.host(r.client_addr), 'local'), r.state,
-		       (pg_catalog.pg_current_wal_lsn() - r.replay_lsn)::bigint,
-		       extract(epoch FROM r.replay_lag)::float8
-		  FROM pg_catalog.pg_stat_replication AS r
-		 ORDER BY 1, 2`)
-	if err != nil {
-		d.cannot("replication", err)
-		return
-	}
-	type sender struct {
-		Name, Addr, State string
-		Behind            *int64
-		Lag               *float64
-	}
-	ss, err := pgx.CollectRows(rows, pgx.RowToStructByPos[sender])
+	ss, err := standbyLags(ctx, d.pool)
 	if err != nil {
 		d.cannot("replication", err)
 		return
@@ -64,6 +50,30 @@ func (d *doctor) checkReplication(ctx context.Context) {
 		parts = append(parts, p)
 	}
 	d.ok("replication", "a primary streaming to %d standby(s): %s", len(ss), strings.Join(parts, "; "))
+}
+
+// standbyLag is one streaming standby as its primary sees it (pg_stat_replication). Behind and
+// Lag are nil when the login may not see them (pg_read_all_stats).
+type standbyLag struct {
+	Name, Addr, State string
+	Behind            *int64
+	Lag               *float64
+}
+
+// standbyLags lists the primary's streaming standbys: how many bytes of WAL their replay is behind
+// the primary's and the last measured replay lag.
+func standbyLags(ctx context.Context, pool *pgxpool.Pool) ([]standbyLag, error) {
+	rows, err := pool.Query(ctx, `
+		SELECT coalesce(r.application_name, ''), coalesce(pg_catalog.host(r.client_addr), 'local'), r.state,
+		       (pg_catalog.pg_current_wal_lsn() - r.replay_lsn)::bigint,
+		       extract(epoch FROM r.replay_lag)::float8
+		  FROM pg_catalog.pg_stat_replication AS r
+		 WHERE NOT pg_catalog.pg_is_in_recovery()
+		 ORDER BY 1, 2`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[standbyLag])
 }
 
 func (d *doctor) checkStandby(ctx context.Context) {
