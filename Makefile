@@ -9,8 +9,13 @@
 GO        ?= go
 GOTIMEOUT ?= 10m
 
+# golangci-lint (errcheck, staticcheck, revive, ... as .golangci.yaml says), pinned, installed
+# with go install into GOPATH/bin: as a go.mod tool it would add its hundreds of modules to ours.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT         ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
+
 .NOTPARALLEL:
-.PHONY: test deps vet test-go test-sql schema-dump schema-check test-goose-cli test-node demo build
+.PHONY: test deps vet lint-tool test-go test-sql schema-dump schema-check test-goose-cli test-node demo build
 
 test: deps vet test-go test-sql schema-check test-goose-cli test-node
 
@@ -19,9 +24,9 @@ test: deps vet test-go test-sql schema-check test-goose-cli test-node
 deps:
 	tests/scripts/deps.sh
 
-vet:
+vet: lint-tool
 	$(GO) vet ./...
-	$(GO) tool staticcheck ./...
+	$(GOLANGCI_LINT) run ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt: these files need gofmt -w:"; echo "$$unformatted"; exit 1; fi
 
@@ -33,6 +38,12 @@ vet:
 # is not minutes of silence.
 test-go:
 	$(GO) tool gotestsum --format testname --format-hide-empty-pkg -- -p 1 -count=1 -timeout $(GOTIMEOUT) ./...
+
+lint-tool:
+	@if ! "$(GOLANGCI_LINT)" version 2>/dev/null | grep -q "version $(GOLANGCI_LINT_VERSION:v%=%) "; then \
+		echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) into $$($(GO) env GOPATH)/bin (a few minutes, once)"; \
+		GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	fi
 
 # pgTAP files in tests/pgtap (structure, behaviour, plpgsql_check) in a fresh database.
 test-sql:

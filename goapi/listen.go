@@ -27,7 +27,7 @@ const eventsChannel = "annals_events"
 // after its append) waits for the next notification or the consumer's next poll.
 const trailingWake = 50 * time.Millisecond
 
-// ErrListenUnavailable: notifications sent to the database never reached the listening
+// ErrListenUnavailable means notifications sent to the database never reached the listening
 // connection, so LISTEN cannot wake anyone there. The usual cause is a connection pooler in
 // transaction mode (PgBouncer's pool_mode = transaction) between the program and PostgreSQL: it
 // hands the server connection that ran LISTEN to other clients as soon as the statement ends.

@@ -295,7 +295,7 @@ func poolName(p *pgxpool.Pool) string {
 
 // routed runs read on the server ctx's Consistency picks; when a replica fails to answer it is
 // marked down and the read runs again on the primary.
-func routed[T any](c *Client, ctx context.Context, read func(dbtx) (T, error)) (T, error) {
+func routed[T any](ctx context.Context, c *Client, read func(dbtx) (T, error)) (T, error) {
 	db, r := c.readServer(ctx)
 	v, err := read(db)
 	if err != nil && r != nil && replicaUnavailable(err) && ctx.Err() == nil {
@@ -307,7 +307,7 @@ func routed[T any](c *Client, ctx context.Context, read func(dbtx) (T, error)) (
 
 // routedSeq is routed for iterators: a replica failing before the first item yields moves the
 // whole read to the primary; after that, the error is the caller's (items were already seen).
-func routedSeq[T any](c *Client, ctx context.Context, read func(dbtx) iter.Seq2[T, error]) iter.Seq2[T, error] {
+func routedSeq[T any](ctx context.Context, c *Client, read func(dbtx) iter.Seq2[T, error]) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		db, r := c.readServer(ctx)
 		started := false

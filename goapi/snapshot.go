@@ -66,7 +66,7 @@ func (c *Client) LoadSnapshot(ctx context.Context, streamID, snapshotType string
 		s  Snapshot
 		ok bool
 	}
-	f, err := routed(c, ctx, func(db dbtx) (found, error) {
+	f, err := routed(ctx, c, func(db dbtx) (found, error) {
 		s, ok, err := loadSnapshot(ctx, db, streamID, snapshotType, schemaVersion)
 		return found{s, ok}, err
 	})

@@ -142,46 +142,46 @@ func (s *Subscriber) settings() (*subscriberRun, error) {
 // Run processes the subscription until ctx is cancelled, then releases its lease and returns nil.
 // Errors reading or committing are logged and retried with backoff; only invalid configuration
 // or a missing subscription end Run early.
-func (sub *Subscriber) Run(ctx context.Context) error {
-	s, err := sub.settings()
+func (s *Subscriber) Run(ctx context.Context) error {
+	r, err := s.settings()
 	if err != nil {
 		return err
 	}
 	var listener *EventListener
-	if !s.DisableListen {
+	if !r.DisableListen {
 		lctx, stopListening := context.WithCancel(ctx)
-		listener = s.Client.ListenEvents(lctx, ListenOptions{ConnConfig: s.ListenConfig,
-			Logger: s.logger.With("subscription", s.Name, "member", s.Member, "poll_interval", s.fallbackPoll)})
+		listener = r.Client.ListenEvents(lctx, ListenOptions{ConnConfig: r.ListenConfig,
+			Logger: r.logger.With("subscription", r.Name, "member", r.Member, "poll_interval", r.fallbackPoll)})
 		defer func() {
 			stopListening()
 			<-listener.Done() // its connection closed
 		}()
 	}
 	defer func() {
-		_, _ = s.Client.pool.Exec(context.WithoutCancel(ctx), "SELECT annals.release_lease($1, $2, $3)", s.Name, s.Member, s.consumer)
+		_, _ = r.Client.pool.Exec(context.WithoutCancel(ctx), "SELECT annals.release_lease($1, $2, $3)", r.Name, r.Member, r.consumer)
 	}()
 
 	backoff := time.Duration(0)
 	var leaseUntil time.Time
 	for ctx.Err() == nil {
-		if time.Until(leaseUntil) < s.leaseDuration/2 {
-			held, err := s.acquireLease(ctx)
+		if time.Until(leaseUntil) < r.leaseDuration/2 {
+			held, err := r.acquireLease(ctx)
 			switch {
 			case err != nil && (errors.Is(err, ErrInvalidArgument) || isNotFound(err)):
 				return err
 			case err != nil:
-				backoff = s.fail(ctx, err, backoff)
+				backoff = r.fail(ctx, err, backoff)
 				continue
 			case !held:
-				sleep(ctx, s.pollInterval, nil) // another instance holds it; wait to take over
+				sleep(ctx, r.pollInterval, nil) // another instance holds it; wait to take over
 				continue
 			}
-			leaseUntil = time.Now().Add(s.leaseDuration)
+			leaseUntil = time.Now().Add(r.leaseDuration)
 		}
-		n, err := s.processBatch(ctx)
+		n, err := r.processBatch(ctx)
 		if err == nil {
 			var m int
-			m, err = s.retryDeadLetters(ctx)
+			m, err = r.retryDeadLetters(ctx)
 			n += m
 		}
 		if err != nil {
@@ -191,14 +191,14 @@ func (sub *Subscriber) Run(ctx context.Context) error {
 			if isNotFound(err) {
 				return err
 			}
-			backoff = s.fail(ctx, err, backoff)
+			backoff = r.fail(ctx, err, backoff)
 			continue
 		}
 		backoff = 0
 		if n == 0 {
-			wait := s.fallbackPoll
+			wait := r.fallbackPoll
 			if listener.Listening() {
-				wait = s.pollInterval
+				wait = r.pollInterval
 			}
 			sleep(ctx, wait, listener.Wake())
 		}

@@ -153,17 +153,17 @@ func withMember(stmts []string, member string) []string {
 	return out
 }
 
-// replaceWord replaces whole-word occurrences of old (ASCII identifier characters around it).
-func replaceWord(s, old, new string) string {
+// replaceWord replaces whole-word occurrences of from (ASCII identifier characters around it).
+func replaceWord(s, from, to string) string {
 	isIdent := func(b byte) bool {
 		return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
 	}
 	out := []byte{}
 	for i := 0; i < len(s); {
-		if i+len(old) <= len(s) && s[i:i+len(old)] == old &&
-			(i == 0 || !isIdent(s[i-1])) && (i+len(old) == len(s) || !isIdent(s[i+len(old)])) {
-			out = append(out, new...)
-			i += len(old)
+		if i+len(from) <= len(s) && s[i:i+len(from)] == from &&
+			(i == 0 || !isIdent(s[i-1])) && (i+len(from) == len(s) || !isIdent(s[i+len(from)])) {
+			out = append(out, to...)
+			i += len(from)
 			continue
 		}
 		out = append(out, s[i])

@@ -109,7 +109,11 @@ func RunMain(m *testing.M, pkg string) {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", pkg, err)
 		os.Exit(1)
 	}
-	os.Setenv("DATABASE_URL", url)
+	if err := os.Setenv("DATABASE_URL", url); err != nil {
+		cleanup()
+		fmt.Fprintf(os.Stderr, "%s: %v\n", pkg, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	cleanup()
 	os.Exit(code)
@@ -212,11 +216,11 @@ func findServer() (url, skip string, err error) {
 	}
 	var tried []string
 	for _, u := range localCandidates {
-		if err := ping(u); err == nil {
+		err := ping(u)
+		if err == nil {
 			return u, "", nil
-		} else {
-			tried = append(tried, err.Error())
 		}
+		tried = append(tried, err.Error())
 	}
 	u, err := startContainer()
 	if err == nil {

@@ -11,10 +11,10 @@ import (
 )
 
 var (
-	// ErrUnknownEventType: an event's Go type (on encode) or stored type name (on decode) is not in
+	// ErrUnknownEventType means an event's Go type (on encode) or stored type name (on decode) is not in
 	// the Registry. On decode the error is a *DecodeError.
 	ErrUnknownEventType = errors.New("annals: unknown event type")
-	// ErrDecode: a stored event could not be turned into its registered Go type: unknown type, a
+	// ErrDecode means a stored event could not be turned into its registered Go type: unknown type, a
 	// payload that does not decode, a schema version newer than the registered one, a missing or
 	// failing Go upcaster. The error is a *DecodeError.
 	ErrDecode = errors.New("annals: cannot decode event")

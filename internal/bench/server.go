@@ -114,6 +114,8 @@ func findPgbench() string {
 
 func versionDir(p string) int {
 	var v int
-	fmt.Sscanf(filepath.Base(filepath.Dir(filepath.Dir(p))), "%d", &v)
+	if _, err := fmt.Sscanf(filepath.Base(filepath.Dir(filepath.Dir(p))), "%d", &v); err != nil {
+		return 0
+	}
 	return v
 }

@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"errors"
 	"github.com/annals-db/annals/internal/progress"
 
 	"context"
@@ -70,8 +71,8 @@ go sub.Run(ctx)  // until ctx is cancelled`)
 			return fmt.Errorf("the subscriber stopped before catching up: %v", err)
 		case <-deadline:
 			stop()
-			<-done
-			return fmt.Errorf("the subscriber handled %d of %d events in 15s", sub.Stats().Processed, behind)
+			runErr := <-done // nil when it stopped as told
+			return errors.Join(fmt.Errorf("the subscriber handled %d of %d events in 15s", sub.Stats().Processed, behind), runErr)
 		case <-time.After(10 * time.Millisecond):
 			caughtUp = sub.Stats().Processed >= behind
 		}

@@ -51,14 +51,14 @@ func (c AddItem) ItemSKU() string { return c.SKU }
 func (c AdjustCount) ItemSKU() string { return c.SKU }
 
 var (
-	// ErrInsufficientInventory: an adjustment would take the count below zero. The error is an
+	// ErrInsufficientInventory means an adjustment would take the count below zero. The error is an
 	// *InsufficientInventoryError with the available and requested counts.
 	ErrInsufficientInventory = errors.New("inventory: insufficient inventory")
-	// ErrItemExists: AddItem for an item that was already added.
+	// ErrItemExists answers AddItem for an item that was already added.
 	ErrItemExists = errors.New("inventory: item already exists")
-	// ErrItemNotFound: a command or a read for an item that was never added.
+	// ErrItemNotFound answers a command or a read for an item that was never added.
 	ErrItemNotFound = errors.New("inventory: item not found")
-	// ErrInvalidCommand: a command with an empty SKU or name, an initial count outside 0..MaxCount,
+	// ErrInvalidCommand refuses a command with an empty SKU or name, an initial count outside 0..MaxCount,
 	// a zero or out-of-range delta, or an adjustment that would take the count above MaxCount.
 	ErrInvalidCommand = errors.New("inventory: invalid command")
 )

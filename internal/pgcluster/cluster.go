@@ -71,8 +71,8 @@ func BinDirs() []string {
 	})
 	dirs = append(dirs, matches...)
 	if p, err := exec.LookPath("initdb"); err == nil {
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			p = real
+		if resolved, err := filepath.EvalSymlinks(p); err == nil {
+			p = resolved
 		}
 		dirs = append(dirs, filepath.Dir(p))
 	}

@@ -70,11 +70,11 @@ func forbiddenImports(t *testing.T, withTests bool, forbidden string, patterns .
 			ImportPath string
 			Imports    []string
 		}
-		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+		err := dec.Decode(&p)
+		if errors.Is(err, io.EOF) {
 			break
-		} else {
-			require.NoError(t, err)
 		}
+		require.NoError(t, err)
 		if under(p.ImportPath) {
 			continue
 		}
