@@ -3,6 +3,7 @@ package annals
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -57,15 +58,27 @@ func (c Consistency) String() string {
 
 type consistencyKey struct{}
 
-// WithConsistency returns a context whose reads through a Client use c.
+// consistencyValue is what WithConsistency stores: the Consistency, and the replica the first
+// read through the context went to, which the later ones keep while it stays usable.
+type consistencyValue struct {
+	c      Consistency
+	pinned atomic.Pointer[replica]
+}
+
+// WithConsistency returns a context whose reads through a Client use c. The reads through one
+// such context stick to one replica while it stays usable: after WaitForProjection(ctx, ...),
+// ReadPool(ctx) is the replica that has the projection's rows, and a later read never sees less
+// than an earlier one.
 func WithConsistency(ctx context.Context, c Consistency) context.Context {
-	return context.WithValue(ctx, consistencyKey{}, c)
+	return context.WithValue(ctx, consistencyKey{}, &consistencyValue{c: c})
 }
 
 // ConsistencyFrom returns the Consistency set on ctx (Eventual when none is).
 func ConsistencyFrom(ctx context.Context) Consistency {
-	c, _ := ctx.Value(consistencyKey{}).(Consistency)
-	return c
+	if v, ok := ctx.Value(consistencyKey{}).(*consistencyValue); ok {
+		return v.c
+	}
+	return Eventual
 }
 
 // waitPoll is how often a client-side wait asks the server again: each ask is one statement

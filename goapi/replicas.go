@@ -34,7 +34,7 @@ func newReplicaSet(pools []*pgxpool.Pool, opts ReplicaOptions) *replicaSet {
 	s := &replicaSet{opts: opts}
 	for _, p := range pools {
 		if p != nil {
-			s.list = append(s.list, &replica{pool: p, name: poolName(p)})
+			s.list = append(s.list, &replica{set: s, pool: p, name: poolName(p)})
 		}
 	}
 	if len(s.list) == 0 {
@@ -109,6 +109,7 @@ type replicaSet struct {
 }
 
 type replica struct {
+	set     *replicaSet // the Client's set it belongs to
 	pool    *pgxpool.Pool
 	name    string
 	reads   atomic.Uint64
@@ -148,6 +149,16 @@ func (c *Client) readServer(ctx context.Context) (dbtx, *replica) {
 	if s == nil || len(s.list) == 0 || cons.mode == modePrimary {
 		return c.pool, nil
 	}
+	v, _ := ctx.Value(consistencyKey{}).(*consistencyValue)
+	// A replica an earlier read through this context used (and, for ReadYourWrites, found to
+	// have the token's transaction) serves again while it is usable: no new wait.
+	if v != nil {
+		if r := v.pinned.Load(); r != nil && r.set == s && r.usable() {
+			s.refresh(r, c.pool)
+			r.reads.Add(1)
+			return r.pool, r
+		}
+	}
 	r := s.pick(c.pool)
 	if r == nil {
 		s.primaryFallbacks.Add(1)
@@ -156,8 +167,18 @@ func (c *Client) readServer(ctx context.Context) (dbtx, *replica) {
 	if cons.mode == modeReadYourWrites && !s.replayed(ctx, r, cons.token) {
 		return c.pool, nil
 	}
+	if v != nil {
+		v.pinned.Store(r)
+	}
 	r.reads.Add(1)
 	return r.pool, r
+}
+
+// usable reports whether r is neither down nor lagging, as last known.
+func (r *replica) usable() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.state.Down && !r.state.Lagging
 }
 
 // pick returns the next usable replica, round robin, or nil; it starts probes of stale ones.
@@ -167,12 +188,8 @@ func (s *replicaSet) pick(primary *pgxpool.Pool) *replica {
 	var found *replica
 	for i := uint64(0); i < n; i++ {
 		r := s.list[(start+i)%n]
-		r.mu.Lock()
-		usable, stale := !r.state.Down && !r.state.Lagging, time.Since(r.state.ProbedAt) >= s.probeInterval()
-		r.mu.Unlock()
-		if stale {
-			s.probe(r, primary)
-		}
+		s.refresh(r, primary)
+		usable := r.usable()
 		if found == nil && usable {
 			found = r
 		} else if !usable {
@@ -180,6 +197,16 @@ func (s *replicaSet) pick(primary *pgxpool.Pool) *replica {
 		}
 	}
 	return found
+}
+
+// refresh starts a background probe of r when its state is older than ProbeInterval.
+func (s *replicaSet) refresh(r *replica, primary *pgxpool.Pool) {
+	r.mu.Lock()
+	stale := time.Since(r.state.ProbedAt) >= s.probeInterval()
+	r.mu.Unlock()
+	if stale {
+		s.probe(r, primary)
+	}
 }
 
 // replayed waits (up to WaitBound) until r shows the transaction token. Each ask is its own

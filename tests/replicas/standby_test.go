@@ -441,3 +441,32 @@ func TestLongSQLWaitOnStandbyHoldsUpReplayButClientWaitDoesNot(t *testing.T) {
 	require.True(t, r.ok)
 	require.EqualValues(t, 1, store.ReplicaStats().Replicas[0].Reads, "it waited on the standby")
 }
+
+// Reads through one WithConsistency context stick to one replica; reads without one are spread
+// round robin. Two pools on the one standby stand for two replicas.
+func TestReadsThroughOneContextStickToOneReplica(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sharedPair(t))
+	second := newPool(t, e.pair.standby.URL(e.db))
+	store := annals.New(e.primary, annals.ClientOptions{Replicas: []*pgxpool.Pool{e.replay, second}})
+	res, err := store.Append(e.ctx, "acct-1", annals.NoStream, annals.EventData{Type: "Opened"})
+	require.NoError(t, err)
+
+	ctx := annals.WithConsistency(e.ctx, annals.ReadYourWrites(res.TransactionID))
+	for range 6 {
+		info, err := store.StreamInfo(ctx, "acct-1")
+		require.NoError(t, err)
+		require.EqualValues(t, 1, info.StreamVersion)
+	}
+	st := store.ReplicaStats()
+	require.ElementsMatch(t, []uint64{0, 6}, []uint64{st.Replicas[0].Reads, st.Replicas[1].Reads}, "one replica served them all")
+
+	replayed(t, e)
+	for range 6 {
+		_, err := store.StreamInfo(e.ctx, "acct-1")
+		require.NoError(t, err)
+	}
+	st2 := store.ReplicaStats()
+	require.EqualValues(t, 3, st2.Replicas[0].Reads-st.Replicas[0].Reads, "without a context of its own, round robin")
+	require.EqualValues(t, 3, st2.Replicas[1].Reads-st.Replicas[1].Reads)
+}
