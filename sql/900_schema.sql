@@ -4562,8 +4562,21 @@ CREATE FUNCTION annals_internal.raise_error(code text, message text, detail json
     LANGUAGE plpgsql PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+DECLARE
+    -- The HINT is the one place that says what to do: the caller's words for its case, else the
+    -- code's (clients show it; the Go client and the CLI add none of their own). ST422 needs
+    -- none: its message names the argument and what is wrong with it.
+    v_hint text := coalesce(raise_error.hint, CASE raise_error.code
+        WHEN 'ST409' THEN 'Read the stream again and retry with its current version.'
+        WHEN 'ST410' THEN 'The stream is closed for appends: append to another stream.'
+        WHEN 'ST411' THEN 'Another consumer moved the checkpoint: read it again before acknowledging.'
+        WHEN 'ST412' THEN 'A retry must resend identical events; new events need new ids.'
+        WHEN 'ST413' THEN 'Split the batch, or raise the limit with annals.configure as annals_owner.'
+        WHEN 'ST423' THEN 'Another consumer holds this member''s lease: stop it or wait for the lease to expire.'
+        WHEN 'ST500' THEN 'Fix the registered upcaster the message names.'
+        END);
 BEGIN
-    IF raise_error.hint IS NULL THEN
+    IF v_hint IS NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = raise_error.code,
             MESSAGE = raise_error.message,
@@ -4573,7 +4586,7 @@ BEGIN
         ERRCODE = raise_error.code,
         MESSAGE = raise_error.message,
         DETAIL  = raise_error.detail::text,
-        HINT    = raise_error.hint;
+        HINT    = v_hint;
 END
 $$;
 

@@ -8,6 +8,7 @@ import (
 
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
@@ -310,4 +311,22 @@ func TestWrongExpectedVersionHintFitsTheCase(t *testing.T) {
 	require.NoError(t, f.appendSQL(s, 0, `[{"type": "A"}]`))
 	require.Equal(t, "The stream already exists: load it and append at its version, or use another stream id.", hint(0))
 	require.Equal(t, "Another append came first: load the stream again, decide again, and retry with its version.", hint(5))
+}
+
+// TestEveryAnnalsErrorSaysWhatToDo: the SQL HINT is the one source of advice (the CLI and the Go
+// client add none), so every Annals code but ST422, whose message names the argument, carries one:
+// the raiser's own words for its case, else the code's default.
+func TestEveryAnnalsErrorSaysWhatToDo(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	raise := func(code string, hint any) *pgconn.PgError {
+		t.Helper()
+		_, err := f.pool.Exec(f.ctx, "SELECT annals_internal.raise_error($1, 'm', '{}', $2)", code, hint)
+		return requirePgError(t, err, code)
+	}
+	for _, code := range []string{"ST409", "ST410", "ST411", "ST412", "ST413", "ST423", "ST500"} {
+		require.NotEmpty(t, raise(code, nil).Hint, "%s has no default hint", code)
+		require.Equal(t, "own words", raise(code, "own words").Hint, "%s: the raiser's hint wins", code)
+	}
+	require.Empty(t, raise("ST422", nil).Hint, "ST422's message says it all")
 }

@@ -87,24 +87,6 @@ func streamMissing(stream string) error {
 // sqlstate is what a SQLSTATE means and what to do about it.
 type sqlstate struct{ meaning, hint string }
 
-// annalsHints says what to do about each kind of Annals error; what it is comes from the error
-// itself (annals.Kind), so the words match the Go API's.
-var annalsHints = map[error]string{
-	annals.ErrWrongExpectedVersion: "read the stream again (annals read STREAM) and retry with its current version",
-	annals.ErrEventIDConflict:      "a retry must resend identical events; new events need new ids (omit --id to generate one)",
-	annals.ErrStreamDeleted:        "the stream is closed for appends; append to another stream",
-	annals.ErrTooLarge:             "split the batch or raise the limit with SELECT annals.configure(...) as annals_owner",
-	annals.ErrInvalidArgument:      "fix the argument named in the message",
-	annals.ErrReserved:             "names starting with $ are reserved for Annals; pick another name",
-	annals.ErrAppendOnly:           "events are never updated or deleted; append a compensating event instead",
-	annals.ErrNotFound:             "check the name: annals subscriptions list, annals projections list",
-	annals.ErrCheckpointConflict:   "another consumer moved the checkpoint; read it again before acknowledging",
-	annals.ErrUpcasterFailed:       "fix the registered upcaster function named in the message",
-	annals.ErrLeaseHeld:            "another instance serves this member; stop it or wait for its lease to expire",
-	annals.ErrFeedRestored:         "run SELECT annals.rebase_transaction_ids() as a superuser once, then retry",
-	annals.ErrSchemaNotInstalled:   "run `annals migrate` against this database",
-}
-
 // sqlstates covers the PostgreSQL codes a user of this command meets in practice, and the Annals
 // code the Go API has no kind for. Classes (the first two characters) are the fallback.
 var sqlstates = map[string]sqlstate{
@@ -162,8 +144,8 @@ func explain(err error) string {
 		code = pgErr.Code
 		st, ok := sqlstates[code]
 		if kind := annals.Kind(err); kind != nil && !ok {
-			// Annals' own messages say what happened; the note adds only what to do.
-			st = sqlstate{"", annalsHints[kind]}
+			// Annals' own messages say what happened, its HINT what to do.
+			st = sqlstate{}
 		} else if !ok && len(code) == 5 {
 			st = sqlstateClasses[code[:2]]
 		}
