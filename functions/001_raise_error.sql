@@ -27,6 +27,7 @@ DECLARE
     -- code's (clients show it; the Go client and the CLI add none of their own). ST422 needs
     -- none: its message names the argument and what is wrong with it.
     v_hint text := coalesce(raise_error.hint, CASE raise_error.code
+        WHEN 'ST403' THEN 'Pick another name.'
         WHEN 'ST409' THEN 'Read the stream again and retry with its current version.'
         WHEN 'ST410' THEN 'The stream is closed for appends: append to another stream.'
         WHEN 'ST411' THEN 'Another consumer moved the checkpoint: read it again before acknowledging.'

@@ -29,7 +29,7 @@ DECLARE
     v_bases     bigint;
     v_base      bigint;
     v_changed   uuid;
-    v_last      annals_internal.events%ROWTYPE;
+    v_last      annals.event;
 BEGIN
     SELECT count(*),
            count(e.event_id),
@@ -43,7 +43,7 @@ BEGIN
              OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1))))[1]
       INTO v_total, v_stored, v_bases, v_base, v_changed
       FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
-      LEFT JOIN annals_internal.events AS e
+      LEFT JOIN annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
              ON e.stream_id = append_replay.stream_id
             AND e.event_id = (b.ev ->> 'id')::uuid
             AND e.stream_version <= append_replay.current_version;
@@ -77,7 +77,7 @@ BEGIN
     IF v_bases > 1 OR append_replay.expected_version >= 0 AND v_base <> append_replay.expected_version THEN
         SELECT e.event_id INTO v_changed
           FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
-          JOIN annals_internal.events AS e
+          JOIN annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
             ON e.stream_id = append_replay.stream_id AND e.event_id = (b.ev ->> 'id')::uuid
            AND e.stream_version <= append_replay.current_version
          WHERE e.stream_version - b.ord <> coalesce(append_replay.expected_version, v_base)
@@ -101,7 +101,7 @@ BEGIN
 
     -- Every id is stored, in order, contiguously, with the same content: a replay.
     SELECT e.* INTO v_last
-      FROM annals_internal.events AS e
+      FROM annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
      WHERE e.stream_id = append_replay.stream_id
        AND e.stream_version = v_base + v_total;
     stream_version := v_last.stream_version;

@@ -9,16 +9,31 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.version_at(stream_id text, as_of timestamptz)
 RETURNS bigint
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE PARALLEL SAFE
-BEGIN ATOMIC
-    SELECT coalesce((SELECT e.stream_version
-                       FROM annals_internal.events AS e
-                      WHERE e.stream_id = version_at.stream_id
-                        AND e.recorded_at <= version_at.as_of
-                      ORDER BY e.stream_version DESC
-                      LIMIT 1), 0);
-END;
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_version bigint;
+BEGIN
+    SELECT e.stream_version INTO v_version
+      FROM annals_internal.events AS e
+     WHERE e.stream_id = version_at.stream_id
+       AND e.recorded_at <= version_at.as_of
+     ORDER BY e.stream_version DESC
+     LIMIT 1;
+    -- Cold storage (400_cold_storage.sql): a stream's cold versions come before its hot ones, so
+    -- they count only when no hot event is old enough.
+    IF v_version IS NULL AND annals_internal.has_cold(version_at.stream_id) THEN
+        SELECT max(c.stream_version) INTO v_version
+          FROM annals_internal.cold_segments AS s
+         CROSS JOIN LATERAL unnest(s.events) AS c
+         WHERE s.stream_id = version_at.stream_id
+           AND c.recorded_at <= version_at.as_of;
+    END IF;
+    RETURN coalesce(v_version, 0);
+END
+$$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.version_at(text, timestamptz) IS
     'The version a stream had at a point in time (0 if it had no events yet).';

@@ -49,6 +49,16 @@ BEGIN
         IF annals_internal.raise_invalid('backwards', 'must not be null') IS NULL THEN END IF;
     END IF;
 
+    -- Cold storage (400_cold_storage.sql): a stream with cold events is read hot and cold merged.
+    IF annals_internal.has_cold(read_stream.stream_id) THEN
+        RETURN QUERY
+            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+              FROM annals_internal.stream_page(read_stream.stream_id, read_stream.from_version, read_stream.max_count,
+                                               read_stream.backwards) AS e;
+        RETURN;
+    END IF;
+
     IF NOT read_stream.backwards THEN
         RETURN QUERY
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
@@ -112,6 +122,16 @@ BEGIN
         v_to := annals_internal.version_at(read_stream_as_of.stream_id, read_stream_as_of.as_of_time);
     ELSE
         v_to := read_stream_as_of.as_of_version;
+    END IF;
+
+    -- Cold storage (400_cold_storage.sql): a stream with cold events is read hot and cold merged.
+    IF annals_internal.has_cold(read_stream_as_of.stream_id) THEN
+        RETURN QUERY
+            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+              FROM annals_internal.stream_page(read_stream_as_of.stream_id, read_stream_as_of.from_version,
+                                               read_stream_as_of.max_count, false, v_to) AS e;
+        RETURN;
     END IF;
 
     RETURN QUERY

@@ -105,6 +105,14 @@ DECLARE
     v_up   text[] := CASE WHEN read_all.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     PERFORM annals_internal.check_feed_args(read_all.after_transaction, read_all.after_position, read_all.max_count);
+    -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold merged.
+    IF annals_internal.cold_after(read_all.after_transaction, read_all.after_position) THEN
+        RETURN QUERY
+            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+              FROM annals_internal.feed_page(read_all.after_transaction, read_all.after_position, read_all.max_count,
+                       pg_snapshot_xmin(pg_current_snapshot()), read_all.event_types, read_all.categories, 0, 1, v_up) AS e;
+    ELSE
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
@@ -115,6 +123,7 @@ BEGIN
            AND (read_all.categories IS NULL OR e.category = ANY (read_all.categories))
          ORDER BY e.transaction_id, e.global_position
          LIMIT read_all.max_count;
+    END IF;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_rows < read_all.max_count THEN
         PERFORM annals_internal.check_restored_ids();
@@ -166,6 +175,15 @@ BEGIN
     IF read_category.consumer_member IS NULL OR read_category.consumer_member NOT BETWEEN 0 AND read_category.consumer_size - 1 THEN
         IF annals_internal.raise_invalid('consumer_member', 'must be between 0 and consumer_size - 1') IS NULL THEN END IF;
     END IF;
+    -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold merged.
+    IF annals_internal.cold_after(read_category.after_transaction, read_category.after_position) THEN
+        RETURN QUERY
+            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+              FROM annals_internal.feed_page(read_category.after_transaction, read_category.after_position,
+                       read_category.max_count, pg_snapshot_xmin(pg_current_snapshot()), NULL, ARRAY[read_category.category],
+                       read_category.consumer_member, read_category.consumer_size, v_up) AS e;
+    ELSE
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
@@ -177,6 +195,7 @@ BEGIN
                 OR annals_internal.member_of(e.stream_id, read_category.consumer_size) = read_category.consumer_member)
          ORDER BY e.transaction_id, e.global_position
          LIMIT read_category.max_count;
+    END IF;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_rows < read_category.max_count THEN
         PERFORM annals_internal.check_restored_ids();

@@ -192,8 +192,10 @@ BEGIN
      WHERE c.subscription_name = read_subscription.subscription AND c.member = read_subscription.member
        FOR UPDATE OF c;
 
+    -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold
+    -- merged. One statement (this function is VOLATILE): the check and the read share a snapshot.
     RETURN QUERY
-        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+        (SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
@@ -201,8 +203,16 @@ BEGIN
            AND (v_sub.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (v_sub.event_types))
            AND (v_sub.categories IS NULL OR e.category = ANY (v_sub.categories))
            AND (v_size = 1 OR annals_internal.member_of(e.stream_id, v_size) = read_subscription.member)
+           AND NOT annals_internal.cold_after(v_cp.checkpoint_transaction, v_cp.checkpoint_position)
          ORDER BY e.transaction_id, e.global_position
-         LIMIT read_subscription.max_count;
+         LIMIT read_subscription.max_count)
+        UNION ALL
+        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+          FROM annals_internal.feed_page(v_cp.checkpoint_transaction, v_cp.checkpoint_position,
+                   read_subscription.max_count, pg_snapshot_xmin(pg_current_snapshot()), v_sub.event_types,
+                   v_sub.categories, read_subscription.member, v_size, v_up) AS e
+         WHERE annals_internal.cold_after(v_cp.checkpoint_transaction, v_cp.checkpoint_position);
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_rows < read_subscription.max_count THEN
         PERFORM annals_internal.check_restored_ids();

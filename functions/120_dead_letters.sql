@@ -22,12 +22,12 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    v_event annals_internal.events%ROWTYPE;
+    v_event annals.event;
     v_id    bigint;
 BEGIN
     PERFORM annals_internal.check_subscription(park_event.subscription, park_event.member);
-    SELECT * INTO v_event FROM annals_internal.events AS e
-     WHERE e.stream_id = park_event.stream_id AND e.stream_version = park_event.stream_version;
+    -- Hot or cold (400_cold_storage.sql).
+    SELECT * INTO v_event FROM annals_internal.event_at(park_event.stream_id, park_event.stream_version) AS e;
     IF NOT FOUND THEN
         IF annals_internal.raise_invalid('stream_version',
             format('stream %L has no event at version %s', park_event.stream_id, park_event.stream_version)) IS NULL THEN END IF;
@@ -102,8 +102,8 @@ BEGIN
                annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)
           FROM annals_internal.dead_letters AS d
-          JOIN annals_internal.events AS e
-            ON e.stream_id = d.stream_id AND e.stream_version = d.stream_version
+         -- Hot or cold (400_cold_storage.sql).
+         CROSS JOIN LATERAL annals_internal.event_at(d.stream_id, d.stream_version) AS e
          WHERE d.subscription_name = read_dead_letters.subscription
            AND d.member = read_dead_letters.member
            AND d.status = 'retry'
@@ -180,7 +180,13 @@ BEGIN ATOMIC
 SELECT d.dead_letter_id, d.subscription_name, d.member, d.stream_id, d.stream_version, d.global_position,
        d.transaction_id, e.event_type, d.attempts, d.last_error, d.status, d.parked_at, d.resolved_at
   FROM annals_internal.dead_letters AS d
-  JOIN annals_internal.events AS e ON e.stream_id = d.stream_id AND e.stream_version = d.stream_version;
+  -- Hot or cold (400_cold_storage.sql; the tables, since this body binds at creation).
+  JOIN LATERAL (SELECT h.event_type FROM annals_internal.events AS h
+                 WHERE h.stream_id = d.stream_id AND h.stream_version = d.stream_version
+                UNION ALL
+                SELECT c.event_type FROM annals_internal.cold_segments AS s CROSS JOIN LATERAL unnest(s.events) AS c
+                 WHERE s.stream_id = d.stream_id AND s.first_version <= d.stream_version
+                   AND s.last_version >= d.stream_version AND c.stream_version = d.stream_version) AS e ON true;
 END;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.dead_letters_rows() IS 'The rows of annals.dead_letters, computed with JIT off.';

@@ -73,11 +73,18 @@ BEGIN
       INTO stream_stats.event_count, stream_stats.size_bytes
       FROM annals_internal.events AS e
      WHERE e.stream_id = stream_stats.stream_id;
+    -- Cold storage (400_cold_storage.sql): the stream's segments, at their compressed size.
+    SELECT stream_stats.event_count + coalesce(sum(s.last_version - s.first_version + 1), 0),
+           stream_stats.size_bytes + coalesce(sum(pg_column_size(s.events) + pg_column_size(s.event_ids)), 0)::bigint
+      INTO stream_stats.event_count, stream_stats.size_bytes
+      FROM annals_internal.cold_segments AS s
+     WHERE s.stream_id = stream_stats.stream_id;
 END
 $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.stream_stats(text) IS
 $$How many events a stream holds and the stored size of their rows in bytes (after compression and
-TOAST, without indexes). 0 and 0 for a stream without events. Reads every event of the stream.$$;
+TOAST, without indexes; cold events at their compressed size). 0 and 0 for a stream without events.
+Reads every event of the stream.$$;
 REVOKE ALL ON FUNCTION annals.stream_stats(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.stream_stats(text) TO annals_writer, annals_reader;

@@ -213,15 +213,11 @@ BEGIN
                count(*),
                (SELECT array_agg(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x)
           INTO v_events, v_n, v_running
-          FROM (SELECT e.*
-                  FROM annals_internal.events AS e
-                 WHERE (e.transaction_id, e.global_position) > (last_xid, last_position)
-                   AND (replay_projection.how <> 'barrier' OR e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
-                   AND (replay_projection.until_xid IS NULL OR e.transaction_id < replay_projection.until_xid)
-                   AND ((replay_projection.projection).event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY ((replay_projection.projection).event_types))
-                   AND ((replay_projection.projection).categories IS NULL OR e.category = ANY ((replay_projection.projection).categories))
-                 ORDER BY e.transaction_id, e.global_position
-                 LIMIT replay_projection.batch_size) AS b;
+          -- Hot and cold (400_cold_storage.sql), in feed order, filtered.
+          FROM annals_internal.feed_page(last_xid, last_position, replay_projection.batch_size,
+                   least(CASE WHEN replay_projection.how = 'barrier' THEN pg_snapshot_xmin(pg_current_snapshot()) END,
+                         replay_projection.until_xid),
+                   (replay_projection.projection).event_types, (replay_projection.projection).categories, 0, 1, v_up) AS b;
         EXIT WHEN v_n = 0;
         PERFORM annals_internal.note_rebuild_batch((replay_projection.projection).projection_name, v_events[1].global_position);
         PERFORM annals_internal.apply_projection((replay_projection.projection).handler_call, v_events);

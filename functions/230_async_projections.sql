@@ -45,14 +45,10 @@ BEGIN
                          ORDER BY b.transaction_id, b.global_position),
                count(*)
           INTO v_events, v_n
-          FROM (SELECT e.*
-                  FROM annals_internal.events AS e
-                 WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
-                   AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-                   AND (p.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (p.event_types))
-                   AND (p.categories IS NULL OR e.category = ANY (p.categories))
-                 ORDER BY e.transaction_id, e.global_position
-                 LIMIT run_async_projections.max_events) AS b;
+          -- Hot and cold (400_cold_storage.sql), in feed order, filtered.
+          FROM annals_internal.feed_page(v_cp.checkpoint_transaction, v_cp.checkpoint_position,
+                   run_async_projections.max_events, pg_snapshot_xmin(pg_current_snapshot()),
+                   p.event_types, p.categories, 0, 1, v_up) AS b;
         CONTINUE WHEN v_n = 0;
 
         BEGIN

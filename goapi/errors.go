@@ -65,6 +65,9 @@ var (
 	ErrSchemaNotInstalled = errors.New("annals: schema not installed")
 	// ErrSchemaTooNew: a newer release of Annals installed the schema; upgrade this program.
 	ErrSchemaTooNew = errors.New("annals: schema is newer than this build")
+	// ErrShardUnavailable: a sharded store's proxy could not reach the shard a call needed
+	// (SQLSTATE ST502; the message and ShardUnavailableError name the shard). Other shards serve.
+	ErrShardUnavailable = errors.New("annals: shard unavailable")
 )
 
 // BaseError is the common shape of the typed errors: a sentinel Kind, a human message, and the
@@ -129,6 +132,14 @@ type TooLargeError struct {
 type InvalidArgumentError struct {
 	BaseError
 	Argument, Reason string
+}
+
+// ShardUnavailableError is returned when a sharded store's proxy could not reach the shard a
+// call needed (SQLSTATE ST502): Shard is its number (1..N), Name its name in the proxy's map.
+type ShardUnavailableError struct {
+	BaseError
+	Shard int
+	Name  string
 }
 
 // detail is the union of the JSON DETAIL shapes Annals raises.
@@ -240,6 +251,13 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 	case "ST503":
 		e := base(ErrFeedRestored)
 		return &e
+	case "ST502":
+		var sd struct {
+			Shard int    `json:"shard"`
+			Name  string `json:"name"`
+		}
+		_ = json.Unmarshal([]byte(pgErr.Detail), &sd) // best effort: the message names the shard too
+		return &ShardUnavailableError{BaseError: base(ErrShardUnavailable), Shard: sd.Shard, Name: sd.Name}
 	case "22021", "22P05": // a NUL byte in text, \u0000 in JSON: input PostgreSQL cannot store
 		return &InvalidArgumentError{BaseError: base(ErrInvalidArgument), Reason: pgErr.Message}
 	case "25006":
@@ -258,7 +276,7 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 var kinds = []error{
 	ErrWrongExpectedVersion, ErrEventIDConflict, ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument,
 	ErrReserved, ErrAppendOnly, ErrStreamNotFound, ErrEventNotFound, ErrNotFound, ErrCheckpointConflict, ErrUpcasterFailed, ErrPermissionDenied, ErrLeaseHeld,
-	ErrFeedRestored, ErrReadOnlyServer, ErrSchemaNotInstalled, ErrSchemaTooNew,
+	ErrFeedRestored, ErrReadOnlyServer, ErrSchemaNotInstalled, ErrSchemaTooNew, ErrShardUnavailable,
 }
 
 // Kind returns the sentinel error err is (or maps to, for a raw *pgconn.PgError from Annals'

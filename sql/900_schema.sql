@@ -565,6 +565,147 @@ ST422 invalid argument, ST403 reserved name, 40001 transaction older than the st
 
 
 --
+-- Name: archive_stream(text, bigint); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.archive_stream(stream_id text, expected_version bigint DEFAULT NULL::bigint) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_current bigint;
+    v_events  annals.event[];
+BEGIN
+    IF annals_internal.check_stream_id(archive_stream.stream_id) IS NULL THEN END IF;
+    IF archive_stream.expected_version < -1 OR archive_stream.expected_version = 0 THEN
+        IF annals_internal.raise_invalid('expected_version',
+            'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || archive_stream.expected_version) IS NULL THEN END IF;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('annals cold storage', 0));
+    -- The append's lock: no append to this stream runs while it moves.
+    PERFORM pg_advisory_xact_lock(hashtextextended(archive_stream.stream_id, 0));
+    SELECT s.stream_version INTO v_current
+      FROM annals_internal.streams AS s
+     WHERE s.stream_id = archive_stream.stream_id;
+    IF v_current IS NULL THEN
+        IF annals_internal.raise_error('ST404', format('stream %L does not exist', archive_stream.stream_id),
+            jsonb_build_object('stream_id', archive_stream.stream_id),
+            'Check the stream id: annals streams list shows the streams.') IS NULL THEN END IF;
+    END IF;
+    IF archive_stream.expected_version > 0 AND archive_stream.expected_version <> v_current THEN
+        IF annals_internal.raise_error('ST409',
+            format('cannot archive stream %L: expected version %s, actual %s', archive_stream.stream_id,
+                   archive_stream.expected_version, v_current),
+            jsonb_build_object('stream_id', archive_stream.stream_id,
+                               'expected', archive_stream.expected_version, 'actual', v_current),
+            'The stream moved on: check that it is finished, then archive it at its current version.') IS NULL THEN END IF;
+    END IF;
+    PERFORM set_config('annals_internal.cold_move', 'on', true);
+    WITH moved AS (
+        DELETE FROM annals_internal.events AS e
+         WHERE e.stream_id = archive_stream.stream_id
+        RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+                  e.data, e.metadata, e.transaction_id, e.recorded_at)
+    SELECT array_agg(ROW(m.*)::annals.event) INTO v_events FROM moved AS m;
+    PERFORM set_config('annals_internal.cold_move', 'off', true);
+    RETURN annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'archive', v_events);
+END
+$$;
+
+
+ALTER FUNCTION annals.archive_stream(stream_id text, expected_version bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION archive_stream(stream_id text, expected_version bigint); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.archive_stream(stream_id text, expected_version bigint) IS 'Moves every hot event of one stream into compressed cold storage now, whatever its age; returns how many
+it moved (0 when already cold). Reads return the same rows as before; appends to the stream go on.
+Owner only. Errors: ST422, ST404 unknown stream, ST409 expected_version is not the stream''s version.';
+
+
+--
+-- Name: compress_events(interval, bigint); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.compress_events(older_than interval DEFAULT '30 days'::interval, max_events bigint DEFAULT 1000000) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_cutoff  timestamptz;
+    v_barrier xid8;
+    v_moved   bigint := 0;
+    v_chunk   bigint;
+    v_events  annals.event[];
+BEGIN
+    IF compress_events.older_than IS NULL OR compress_events.older_than < interval '0' THEN
+        IF annals_internal.raise_invalid('older_than', 'must be an interval >= 0, got ' || coalesce(compress_events.older_than::text, 'NULL')) IS NULL THEN END IF;
+    END IF;
+    IF compress_events.max_events IS NULL OR compress_events.max_events < 1 THEN
+        IF annals_internal.raise_invalid('max_events', 'must be >= 1, got ' || coalesce(compress_events.max_events::text, 'NULL')) IS NULL THEN END IF;
+    END IF;
+    -- One mover at a time (compress and archive): batches stay disjoint and a second caller
+    -- finds the work done.
+    PERFORM pg_advisory_xact_lock(hashtextextended('annals cold storage', 0));
+    v_cutoff := now() - compress_events.older_than;
+    -- Only events below every running transaction: none can be added before them any more, so
+    -- each batch is a stretch of the feed with no hot event left inside.
+    v_barrier := pg_snapshot_xmin(pg_current_snapshot());
+    PERFORM set_config('annals_internal.cold_move', 'on', true);
+    WHILE v_moved < compress_events.max_events LOOP
+        v_chunk := least(20000, compress_events.max_events - v_moved);
+        WITH chunk AS MATERIALIZED (
+                 SELECT e.stream_id, e.stream_version, e.transaction_id, e.global_position, e.recorded_at
+                   FROM annals_internal.events AS e
+                  WHERE e.transaction_id < v_barrier
+                  ORDER BY e.transaction_id, e.global_position
+                  LIMIT v_chunk),
+             -- Stop at the first event that is not old enough: the batch stays a prefix of the
+             -- hot feed, and each stream's cold versions a prefix of the stream.
+             cut AS (
+                 SELECT c.transaction_id, c.global_position
+                   FROM chunk AS c
+                  WHERE c.recorded_at >= v_cutoff
+                  ORDER BY c.transaction_id, c.global_position
+                  LIMIT 1),
+             old AS (
+                 SELECT c.stream_id, c.stream_version
+                   FROM chunk AS c
+                  WHERE NOT EXISTS (SELECT FROM cut AS t
+                                     WHERE (c.transaction_id, c.global_position) >= (t.transaction_id, t.global_position))),
+             moved AS (
+                 DELETE FROM annals_internal.events AS e
+                  USING old AS o
+                  WHERE e.stream_id = o.stream_id AND e.stream_version = o.stream_version
+                 RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+                           e.data, e.metadata, e.transaction_id, e.recorded_at)
+        SELECT array_agg(ROW(m.*)::annals.event) INTO v_events FROM moved AS m;
+        EXIT WHEN v_events IS NULL;
+        v_moved := v_moved + annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'compress', v_events);
+        EXIT WHEN cardinality(v_events) < v_chunk;
+    END LOOP;
+    PERFORM set_config('annals_internal.cold_move', 'off', true);
+    RETURN v_moved;
+END
+$$;
+
+
+ALTER FUNCTION annals.compress_events(older_than interval, max_events bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION compress_events(older_than interval, max_events bigint); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.compress_events(older_than interval, max_events bigint) IS 'Moves events recorded before now() - older_than into compressed cold storage, oldest first in feed
+order, at most max_events per call; returns how many it moved (0 when nothing is left). Online: appends,
+reads and subscriptions go on and see every event once, hot or cold, byte for byte the same. Owner only.
+Errors: ST422.';
+
+
+--
 -- Name: configure(integer, integer, integer, boolean); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -1003,12 +1144,12 @@ CREATE FUNCTION annals.park_event(subscription text, member integer, stream_id t
     SET jit TO 'off'
     AS $$
 DECLARE
-    v_event annals_internal.events%ROWTYPE;
+    v_event annals.event;
     v_id    bigint;
 BEGIN
     PERFORM annals_internal.check_subscription(park_event.subscription, park_event.member);
-    SELECT * INTO v_event FROM annals_internal.events AS e
-     WHERE e.stream_id = park_event.stream_id AND e.stream_version = park_event.stream_version;
+    -- Hot or cold (400_cold_storage.sql).
+    SELECT * INTO v_event FROM annals_internal.event_at(park_event.stream_id, park_event.stream_version) AS e;
     IF NOT FOUND THEN
         IF annals_internal.raise_invalid('stream_version',
             format('stream %L has no event at version %s', park_event.stream_id, park_event.stream_version)) IS NULL THEN END IF;
@@ -1053,6 +1194,14 @@ DECLARE
     v_up   text[] := CASE WHEN read_all.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     PERFORM annals_internal.check_feed_args(read_all.after_transaction, read_all.after_position, read_all.max_count);
+    -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold merged.
+    IF annals_internal.cold_after(read_all.after_transaction, read_all.after_position) THEN
+        RETURN QUERY
+            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+              FROM annals_internal.feed_page(read_all.after_transaction, read_all.after_position, read_all.max_count,
+                       pg_snapshot_xmin(pg_current_snapshot()), read_all.event_types, read_all.categories, 0, 1, v_up) AS e;
+    ELSE
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
@@ -1063,6 +1212,7 @@ BEGIN
            AND (read_all.categories IS NULL OR e.category = ANY (read_all.categories))
          ORDER BY e.transaction_id, e.global_position
          LIMIT read_all.max_count;
+    END IF;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_rows < read_all.max_count THEN
         PERFORM annals_internal.check_restored_ids();
@@ -1108,6 +1258,15 @@ BEGIN
     IF read_category.consumer_member IS NULL OR read_category.consumer_member NOT BETWEEN 0 AND read_category.consumer_size - 1 THEN
         IF annals_internal.raise_invalid('consumer_member', 'must be between 0 and consumer_size - 1') IS NULL THEN END IF;
     END IF;
+    -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold merged.
+    IF annals_internal.cold_after(read_category.after_transaction, read_category.after_position) THEN
+        RETURN QUERY
+            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+              FROM annals_internal.feed_page(read_category.after_transaction, read_category.after_position,
+                       read_category.max_count, pg_snapshot_xmin(pg_current_snapshot()), NULL, ARRAY[read_category.category],
+                       read_category.consumer_member, read_category.consumer_size, v_up) AS e;
+    ELSE
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
@@ -1119,6 +1278,7 @@ BEGIN
                 OR annals_internal.member_of(e.stream_id, read_category.consumer_size) = read_category.consumer_member)
          ORDER BY e.transaction_id, e.global_position
          LIMIT read_category.max_count;
+    END IF;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_rows < read_category.max_count THEN
         PERFORM annals_internal.check_restored_ids();
@@ -1157,8 +1317,8 @@ BEGIN
                annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)
           FROM annals_internal.dead_letters AS d
-          JOIN annals_internal.events AS e
-            ON e.stream_id = d.stream_id AND e.stream_version = d.stream_version
+         -- Hot or cold (400_cold_storage.sql).
+         CROSS JOIN LATERAL annals_internal.event_at(d.stream_id, d.stream_version) AS e
          WHERE d.subscription_name = read_dead_letters.subscription
            AND d.member = read_dead_letters.member
            AND d.status = 'retry'
@@ -1201,7 +1361,15 @@ BEGIN
                e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE e.event_id = read_event.event_id
-         ORDER BY e.global_position;
+        -- Cold storage (400_cold_storage.sql): cold events found through the segments' id index.
+        UNION ALL
+        SELECT (annals_internal.as_read(c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type,
+               c.schema_version, c.data, c.metadata, c.transaction_id, c.recorded_at, v_up)).*
+          FROM annals_internal.cold_segments AS s
+         CROSS JOIN LATERAL unnest(s.events) AS c
+         WHERE s.event_ids @> ARRAY[read_event.event_id]
+           AND c.event_id = read_event.event_id
+         ORDER BY 3;
 END
 $$;
 
@@ -1232,6 +1400,16 @@ BEGIN
     PERFORM annals_internal.check_page(read_stream.from_version, read_stream.max_count);
     IF read_stream.backwards IS NULL THEN
         IF annals_internal.raise_invalid('backwards', 'must not be null') IS NULL THEN END IF;
+    END IF;
+
+    -- Cold storage (400_cold_storage.sql): a stream with cold events is read hot and cold merged.
+    IF annals_internal.has_cold(read_stream.stream_id) THEN
+        RETURN QUERY
+            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+              FROM annals_internal.stream_page(read_stream.stream_id, read_stream.from_version, read_stream.max_count,
+                                               read_stream.backwards) AS e;
+        RETURN;
     END IF;
 
     IF NOT read_stream.backwards THEN
@@ -1297,6 +1475,16 @@ BEGIN
         v_to := read_stream_as_of.as_of_version;
     END IF;
 
+    -- Cold storage (400_cold_storage.sql): a stream with cold events is read hot and cold merged.
+    IF annals_internal.has_cold(read_stream_as_of.stream_id) THEN
+        RETURN QUERY
+            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+              FROM annals_internal.stream_page(read_stream_as_of.stream_id, read_stream_as_of.from_version,
+                                               read_stream_as_of.max_count, false, v_to) AS e;
+        RETURN;
+    END IF;
+
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
@@ -1349,8 +1537,10 @@ BEGIN
      WHERE c.subscription_name = read_subscription.subscription AND c.member = read_subscription.member
        FOR UPDATE OF c;
 
+    -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold
+    -- merged. One statement (this function is VOLATILE): the check and the read share a snapshot.
     RETURN QUERY
-        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+        (SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
@@ -1358,8 +1548,16 @@ BEGIN
            AND (v_sub.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (v_sub.event_types))
            AND (v_sub.categories IS NULL OR e.category = ANY (v_sub.categories))
            AND (v_size = 1 OR annals_internal.member_of(e.stream_id, v_size) = read_subscription.member)
+           AND NOT annals_internal.cold_after(v_cp.checkpoint_transaction, v_cp.checkpoint_position)
          ORDER BY e.transaction_id, e.global_position
-         LIMIT read_subscription.max_count;
+         LIMIT read_subscription.max_count)
+        UNION ALL
+        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+          FROM annals_internal.feed_page(v_cp.checkpoint_transaction, v_cp.checkpoint_position,
+                   read_subscription.max_count, pg_snapshot_xmin(pg_current_snapshot()), v_sub.event_types,
+                   v_sub.categories, read_subscription.member, v_size, v_up) AS e
+         WHERE annals_internal.cold_after(v_cp.checkpoint_transaction, v_cp.checkpoint_position);
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_rows < read_subscription.max_count THEN
         PERFORM annals_internal.check_restored_ids();
@@ -2210,14 +2408,10 @@ BEGIN
                          ORDER BY b.transaction_id, b.global_position),
                count(*)
           INTO v_events, v_n
-          FROM (SELECT e.*
-                  FROM annals_internal.events AS e
-                 WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
-                   AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-                   AND (p.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (p.event_types))
-                   AND (p.categories IS NULL OR e.category = ANY (p.categories))
-                 ORDER BY e.transaction_id, e.global_position
-                 LIMIT run_async_projections.max_events) AS b;
+          -- Hot and cold (400_cold_storage.sql), in feed order, filtered.
+          FROM annals_internal.feed_page(v_cp.checkpoint_transaction, v_cp.checkpoint_position,
+                   run_async_projections.max_events, pg_snapshot_xmin(pg_current_snapshot()),
+                   p.event_types, p.categories, 0, 1, v_up) AS b;
         CONTINUE WHEN v_n = 0;
 
         BEGIN
@@ -2409,6 +2603,41 @@ projection simply waits.';
 
 
 --
+-- Name: storage_stats(); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.storage_stats() RETURNS TABLE(tier text, events bigint, bytes bigint, bytes_per_event numeric)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_hot_events  bigint := (SELECT count(*) FROM annals_internal.events);
+    v_hot_bytes   bigint := (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)
+                               FROM pg_partition_tree('annals_internal.events'::regclass) AS t);
+    v_cold_events bigint := (SELECT coalesce(sum(s.last_version - s.first_version + 1), 0)
+                               FROM annals_internal.cold_segments AS s);
+    v_cold_bytes  bigint := pg_total_relation_size('annals_internal.cold_segments'::regclass)
+                            + pg_total_relation_size('annals_internal.cold_batches'::regclass);
+BEGIN
+    RETURN QUERY VALUES
+        ('hot'::text, v_hot_events, v_hot_bytes, round(v_hot_bytes::numeric / nullif(v_hot_events, 0), 1)),
+        ('cold'::text, v_cold_events, v_cold_bytes, round(v_cold_bytes::numeric / nullif(v_cold_events, 0), 1));
+END
+$$;
+
+
+ALTER FUNCTION annals.storage_stats() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION storage_stats(); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.storage_stats() IS 'One row per storage tier (hot, cold): events, bytes on disk (heap, TOAST and indexes) and bytes per
+event (NULL for an empty tier). Counts every event: it reads the whole hot table''s index.';
+
+
+--
 -- Name: stream_info(text); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -2452,6 +2681,12 @@ BEGIN
       INTO stream_stats.event_count, stream_stats.size_bytes
       FROM annals_internal.events AS e
      WHERE e.stream_id = stream_stats.stream_id;
+    -- Cold storage (400_cold_storage.sql): the stream's segments, at their compressed size.
+    SELECT stream_stats.event_count + coalesce(sum(s.last_version - s.first_version + 1), 0),
+           stream_stats.size_bytes + coalesce(sum(pg_column_size(s.events) + pg_column_size(s.event_ids)), 0)::bigint
+      INTO stream_stats.event_count, stream_stats.size_bytes
+      FROM annals_internal.cold_segments AS s
+     WHERE s.stream_id = stream_stats.stream_id;
 END
 $$;
 
@@ -2463,7 +2698,8 @@ ALTER FUNCTION annals.stream_stats(stream_id text, OUT event_count bigint, OUT s
 --
 
 COMMENT ON FUNCTION annals.stream_stats(stream_id text, OUT event_count bigint, OUT size_bytes bigint) IS 'How many events a stream holds and the stored size of their rows in bytes (after compression and
-TOAST, without indexes). 0 and 0 for a stream without events. Reads every event of the stream.';
+TOAST, without indexes; cold events at their compressed size). 0 and 0 for a stream without events.
+Reads every event of the stream.';
 
 
 --
@@ -2916,7 +3152,7 @@ DECLARE
     v_bases     bigint;
     v_base      bigint;
     v_changed   uuid;
-    v_last      annals_internal.events%ROWTYPE;
+    v_last      annals.event;
 BEGIN
     SELECT count(*),
            count(e.event_id),
@@ -2930,7 +3166,7 @@ BEGIN
              OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1))))[1]
       INTO v_total, v_stored, v_bases, v_base, v_changed
       FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
-      LEFT JOIN annals_internal.events AS e
+      LEFT JOIN annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
              ON e.stream_id = append_replay.stream_id
             AND e.event_id = (b.ev ->> 'id')::uuid
             AND e.stream_version <= append_replay.current_version;
@@ -2964,7 +3200,7 @@ BEGIN
     IF v_bases > 1 OR append_replay.expected_version >= 0 AND v_base <> append_replay.expected_version THEN
         SELECT e.event_id INTO v_changed
           FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
-          JOIN annals_internal.events AS e
+          JOIN annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
             ON e.stream_id = append_replay.stream_id AND e.event_id = (b.ev ->> 'id')::uuid
            AND e.stream_version <= append_replay.current_version
          WHERE e.stream_version - b.ord <> coalesce(append_replay.expected_version, v_base)
@@ -2988,7 +3224,7 @@ BEGIN
 
     -- Every id is stored, in order, contiguously, with the same content: a replay.
     SELECT e.* INTO v_last
-      FROM annals_internal.events AS e
+      FROM annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
      WHERE e.stream_id = append_replay.stream_id
        AND e.stream_version = v_base + v_total;
     stream_version := v_last.stream_version;
@@ -3564,6 +3800,126 @@ COMMENT ON FUNCTION annals_internal.check_wait_args(transaction_id xid8, timeout
 
 
 --
+-- Name: cold_batches; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.cold_batches (
+    batch_id bigint NOT NULL,
+    lo_tx xid8 NOT NULL,
+    lo_pos bigint NOT NULL,
+    hi_tx xid8 NOT NULL,
+    hi_pos bigint NOT NULL,
+    tx_span int8range NOT NULL,
+    events bigint NOT NULL,
+    kind text NOT NULL,
+    moved_at timestamp with time zone NOT NULL,
+    CONSTRAINT cold_batches_events_chk CHECK ((events >= 1)),
+    CONSTRAINT cold_batches_kind_chk CHECK ((kind = ANY (ARRAY['compress'::text, 'archive'::text]))),
+    CONSTRAINT cold_batches_order_chk CHECK ((ROW(lo_tx, lo_pos) <= ROW(hi_tx, hi_pos)))
+);
+
+
+ALTER TABLE annals_internal.cold_batches OWNER TO annals_owner;
+
+--
+-- Name: TABLE cold_batches; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.cold_batches IS 'One row per cold storage move (a compress_events chunk or an archive_stream call): the feed span (transaction id, position) of the events it moved.';
+
+
+--
+-- Name: cold_after(xid8, bigint); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.cold_after(after_transaction xid8, after_position bigint) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN (EXISTS (SELECT FROM annals_internal.cold_batches b WHERE (ROW(b.hi_tx, b.hi_pos) > ROW(cold_after.after_transaction, cold_after.after_position))));
+
+
+ALTER FUNCTION annals_internal.cold_after(after_transaction xid8, after_position bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION cold_after(after_transaction xid8, after_position bigint); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.cold_after(after_transaction xid8, after_position bigint) IS 'True when cold events may lie after the feed checkpoint (after_transaction, after_position).';
+
+
+--
+-- Name: cold_pack(bigint, text, annals.event[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[]) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF cardinality(cold_pack.events) IS NULL THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO annals_internal.cold_batches AS b (batch_id, lo_tx, lo_pos, hi_tx, hi_pos, tx_span, events, kind, moved_at)
+    SELECT cold_pack.batch_id, f.transaction_id, f.global_position, l.transaction_id, l.global_position,
+           int8range(f.transaction_id::text::bigint, l.transaction_id::text::bigint, '[]'),
+           cardinality(cold_pack.events), cold_pack.kind, clock_timestamp()
+      FROM (SELECT x.transaction_id, x.global_position FROM unnest(cold_pack.events) AS x
+             ORDER BY x.transaction_id, x.global_position LIMIT 1) AS f,
+           (SELECT x.transaction_id, x.global_position FROM unnest(cold_pack.events) AS x
+             ORDER BY x.transaction_id DESC, x.global_position DESC LIMIT 1) AS l;
+    INSERT INTO annals_internal.cold_segments AS s
+           (segment_id, batch_id, stream_id, category, first_version, last_version, event_ids, events)
+    SELECT nextval('annals_internal.cold_segment_seq'), cold_pack.batch_id, g.stream_id,
+           split_part(g.stream_id, '-', 1), min(g.stream_version), max(g.stream_version),
+           array_agg(g.event_id ORDER BY g.stream_version),
+           array_agg(ROW(g.stream_id, g.stream_version, g.global_position, g.event_id, g.event_type, g.schema_version,
+                         g.data, g.metadata, g.transaction_id, g.recorded_at)::annals.event ORDER BY g.stream_version)
+      FROM (SELECT x.*, (row_number() OVER (PARTITION BY x.stream_id ORDER BY x.stream_version) - 1) / 100 AS part
+              FROM unnest(cold_pack.events) AS x) AS g
+     GROUP BY g.stream_id, g.part;
+    RETURN cardinality(cold_pack.events);
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[]) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION cold_pack(batch_id bigint, kind text, events annals.event[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[]) IS 'Stores moved events as one cold batch of per-stream segments (up to 100 versions each); returns how many.';
+
+
+--
+-- Name: cold_segments; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.cold_segments (
+    segment_id bigint NOT NULL,
+    batch_id bigint NOT NULL,
+    stream_id text NOT NULL,
+    category text NOT NULL,
+    first_version bigint NOT NULL,
+    last_version bigint NOT NULL,
+    event_ids uuid[] NOT NULL,
+    events annals.event[] NOT NULL,
+    CONSTRAINT cold_segments_count_chk CHECK (((cardinality(events) = ((last_version - first_version) + 1)) AND (cardinality(event_ids) = cardinality(events)))),
+    CONSTRAINT cold_segments_versions_chk CHECK (((first_version >= 1) AND (last_version >= first_version)))
+)
+WITH (toast_tuple_target='128');
+ALTER TABLE ONLY annals_internal.cold_segments ALTER COLUMN events SET COMPRESSION lz4;
+
+
+ALTER TABLE annals_internal.cold_segments OWNER TO annals_owner;
+
+--
+-- Name: TABLE cold_segments; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.cold_segments IS 'Cold events: up to 100 consecutive versions of one stream per row, stored as a compressed annals.event[] exactly as read_stream(raw) returns them.';
+
+
+--
 -- Name: dead_letters; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -3616,7 +3972,14 @@ CREATE FUNCTION annals_internal.dead_letters_rows() RETURNS TABLE(dead_letter_id
      d.parked_at,
      d.resolved_at
     FROM (annals_internal.dead_letters d
-      JOIN annals_internal.events e ON (((e.stream_id = d.stream_id) AND (e.stream_version = d.stream_version))));
+      JOIN LATERAL ( SELECT h.event_type
+            FROM annals_internal.events h
+           WHERE ((h.stream_id = d.stream_id) AND (h.stream_version = d.stream_version))
+         UNION ALL
+          SELECT c.event_type
+            FROM (annals_internal.cold_segments s
+              CROSS JOIN LATERAL unnest(s.events) c(stream_id, stream_version, global_position, event_id, event_type, schema_version, data, metadata, transaction_id, recorded_at))
+           WHERE ((s.stream_id = d.stream_id) AND (s.first_version <= d.stream_version) AND (s.last_version >= d.stream_version) AND (c.stream_version = d.stream_version))) e ON (true));
 END;
 
 
@@ -3709,6 +4072,38 @@ ALTER FUNCTION annals_internal.dispatch_source() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.dispatch_source() IS 'The PL/pgSQL body annals_internal.dispatch_inline() is generated with, from the enabled inline projections and the upcasters.';
+
+
+--
+-- Name: event_at(text, bigint); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.event_at(stream_id text, stream_version bigint) RETURNS SETOF annals.event
+    LANGUAGE sql STABLE ROWS 1 PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+           e.data, e.metadata, e.transaction_id, e.recorded_at
+      FROM annals_internal.events AS e
+     WHERE e.stream_id = event_at.stream_id AND e.stream_version = event_at.stream_version
+    UNION ALL
+    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+           c.data, c.metadata, c.transaction_id, c.recorded_at
+      FROM annals_internal.cold_segments AS s
+     CROSS JOIN LATERAL unnest(s.events) AS c
+     WHERE s.stream_id = event_at.stream_id
+       AND s.first_version <= event_at.stream_version AND s.last_version >= event_at.stream_version
+       AND c.stream_version = event_at.stream_version
+$$;
+
+
+ALTER FUNCTION annals_internal.event_at(stream_id text, stream_version bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION event_at(stream_id text, stream_version bigint); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.event_at(stream_id text, stream_version bigint) IS 'A stream''s event at one version, hot or cold, as stored (no row when there is none).';
 
 
 --
@@ -3881,6 +4276,83 @@ COMMENT ON FUNCTION annals_internal.feed_blocker_rows() IS 'The row of annals.fe
 
 
 --
+-- Name: feed_page(xid8, bigint, integer, xid8, text[], text[], integer, integer, text[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.feed_page(after_transaction xid8, after_position bigint, max_count integer, below xid8, event_types text[], categories text[], consumer_member integer, consumer_size integer, up text[]) RETURNS SETOF annals.event
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET enable_sort TO 'off'
+    AS $$
+DECLARE
+    v_tx   xid8   := feed_page.after_transaction;
+    v_pos  bigint := feed_page.after_position;
+    v_left bigint := feed_page.max_count;
+    v_end  xid8;
+    v_rows bigint;
+BEGIN
+    LOOP
+        SELECT b.hi_tx INTO v_end
+          FROM annals_internal.cold_batches AS b
+         WHERE (b.hi_tx, b.hi_pos) > (v_tx, v_pos)
+         ORDER BY b.hi_tx, b.hi_pos
+         LIMIT 1;
+        IF v_end IS NULL OR v_end >= feed_page.below THEN
+            -- No cold event after (v_tx, v_pos) that the barrier lets through... except in
+            -- batches ending above it: those are read with the window up to the barrier.
+            v_end := CASE WHEN v_end IS NULL THEN NULL ELSE feed_page.below END;
+        END IF;
+        RETURN QUERY
+            SELECT w.*
+              FROM (SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+                           e.data, e.metadata, e.transaction_id, e.recorded_at
+                      FROM annals_internal.events AS e
+                     WHERE (e.transaction_id, e.global_position) > (v_tx, v_pos)
+                       AND (feed_page.below IS NULL OR e.transaction_id < feed_page.below)
+                       AND (v_end IS NULL OR e.transaction_id <= v_end)
+                       AND (feed_page.event_types IS NULL OR annals_internal.read_type(e.event_type, feed_page.up) = ANY (feed_page.event_types))
+                       AND (feed_page.categories IS NULL OR e.category = ANY (feed_page.categories))
+                       AND (feed_page.consumer_size = 1
+                            OR annals_internal.member_of(e.stream_id, feed_page.consumer_size) = feed_page.consumer_member)
+                     ORDER BY e.transaction_id, e.global_position
+                     LIMIT v_left) AS w
+            UNION ALL
+            SELECT c.*
+              FROM annals_internal.cold_batches AS b
+              JOIN annals_internal.cold_segments AS s ON s.batch_id = b.batch_id
+             CROSS JOIN LATERAL unnest(s.events) AS c
+             WHERE v_end IS NOT NULL
+               AND b.tx_span && int8range(v_tx::text::bigint, v_end::text::bigint, '[]')
+               AND (feed_page.categories IS NULL OR s.category = ANY (feed_page.categories))
+               AND (feed_page.consumer_size = 1
+                    OR annals_internal.member_of(s.stream_id, feed_page.consumer_size) = feed_page.consumer_member)
+               AND (c.transaction_id, c.global_position) > (v_tx, v_pos)
+               AND (feed_page.below IS NULL OR c.transaction_id < feed_page.below)
+               AND c.transaction_id <= v_end
+               AND (feed_page.event_types IS NULL OR annals_internal.read_type(c.event_type, feed_page.up) = ANY (feed_page.event_types))
+             ORDER BY 9, 3
+             LIMIT v_left;
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        v_left := v_left - v_rows;
+        EXIT WHEN v_left <= 0 OR v_end IS NULL OR v_end = feed_page.below;
+        -- Everything up to the window's end transaction is read.
+        v_tx := v_end;
+        v_pos := 9223372036854775807;
+    END LOOP;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.feed_page(after_transaction xid8, after_position bigint, max_count integer, below xid8, event_types text[], categories text[], consumer_member integer, consumer_size integer, up text[]) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION feed_page(after_transaction xid8, after_position bigint, max_count integer, below xid8, event_types text[], categories text[], consumer_member integer, consumer_size integer, up text[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.feed_page(after_transaction xid8, after_position bigint, max_count integer, below xid8, event_types text[], categories text[], consumer_member integer, consumer_size integer, up text[]) IS 'A feed page that may reach cold events: hot and cold merged in (transaction_id, global_position) order, as stored, filtered.';
+
+
+--
 -- Name: projections; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4001,6 +4473,24 @@ ALTER FUNCTION annals_internal.handler_pin(projection text) OWNER TO annals_owne
 --
 
 COMMENT ON FUNCTION annals_internal.handler_pin(projection text) IS 'Name of the function that pins a projection''s handler.';
+
+
+--
+-- Name: has_cold(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.has_cold(stream_id text) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN (EXISTS (SELECT FROM annals_internal.cold_segments s WHERE (s.stream_id = has_cold.stream_id)));
+
+
+ALTER FUNCTION annals_internal.has_cold(stream_id text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION has_cold(stream_id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.has_cold(stream_id text) IS 'True when some of the stream''s events are in cold storage.';
 
 
 --
@@ -4567,6 +5057,7 @@ DECLARE
     -- code's (clients show it; the Go client and the CLI add none of their own). ST422 needs
     -- none: its message names the argument and what is wrong with it.
     v_hint text := coalesce(raise_error.hint, CASE raise_error.code
+        WHEN 'ST403' THEN 'Pick another name.'
         WHEN 'ST409' THEN 'Read the stream again and retry with its current version.'
         WHEN 'ST410' THEN 'The stream is closed for appends: append to another stream.'
         WHEN 'ST411' THEN 'Another consumer moved the checkpoint: read it again before acknowledging.'
@@ -4686,6 +5177,12 @@ CREATE FUNCTION annals_internal.reject_history_change() RETURNS trigger
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
+    -- Cold storage (functions/400_cold_storage.sql) moves events out of the hot table inside
+    -- annals.compress_events / annals.archive_stream, in the transaction that stores them again.
+    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'annals_internal' AND TG_TABLE_NAME LIKE 'events\_p%'
+       AND current_setting('annals_internal.cold_move', true) = 'on' THEN
+        RETURN OLD;
+    END IF;
     RAISE EXCEPTION USING
         ERRCODE = 'ST405',
         MESSAGE = pg_catalog.format('%s on %I.%I is not allowed: Annals history is append-only',
@@ -4774,15 +5271,11 @@ BEGIN
                count(*),
                (SELECT array_agg(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x)
           INTO v_events, v_n, v_running
-          FROM (SELECT e.*
-                  FROM annals_internal.events AS e
-                 WHERE (e.transaction_id, e.global_position) > (last_xid, last_position)
-                   AND (replay_projection.how <> 'barrier' OR e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
-                   AND (replay_projection.until_xid IS NULL OR e.transaction_id < replay_projection.until_xid)
-                   AND ((replay_projection.projection).event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY ((replay_projection.projection).event_types))
-                   AND ((replay_projection.projection).categories IS NULL OR e.category = ANY ((replay_projection.projection).categories))
-                 ORDER BY e.transaction_id, e.global_position
-                 LIMIT replay_projection.batch_size) AS b;
+          -- Hot and cold (400_cold_storage.sql), in feed order, filtered.
+          FROM annals_internal.feed_page(last_xid, last_position, replay_projection.batch_size,
+                   least(CASE WHEN replay_projection.how = 'barrier' THEN pg_snapshot_xmin(pg_current_snapshot()) END,
+                         replay_projection.until_xid),
+                   (replay_projection.projection).event_types, (replay_projection.projection).categories, 0, 1, v_up) AS b;
         EXIT WHEN v_n = 0;
         PERFORM annals_internal.note_rebuild_batch((replay_projection.projection).projection_name, v_events[1].global_position);
         PERFORM annals_internal.apply_projection((replay_projection.projection).handler_call, v_events);
@@ -4854,6 +5347,36 @@ COMMENT ON FUNCTION annals_internal.report_rebuild_wait(projection text, done bi
 
 
 --
+-- Name: stream_events(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.stream_events(stream_id text) RETURNS SETOF annals.event
+    LANGUAGE sql STABLE ROWS 100 PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+           e.data, e.metadata, e.transaction_id, e.recorded_at
+      FROM annals_internal.events AS e
+     WHERE e.stream_id = stream_events.stream_id
+    UNION ALL
+    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+           c.data, c.metadata, c.transaction_id, c.recorded_at
+      FROM annals_internal.cold_segments AS s
+     CROSS JOIN LATERAL unnest(s.events) AS c
+     WHERE s.stream_id = stream_events.stream_id
+$$;
+
+
+ALTER FUNCTION annals_internal.stream_events(stream_id text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION stream_events(stream_id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.stream_events(stream_id text) IS 'All events of a stream, hot and cold, as stored (for the append''s replay check and time lookups).';
+
+
+--
 -- Name: stream_id_problem(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4869,6 +5392,90 @@ ALTER FUNCTION annals_internal.stream_id_problem(stream_id text) OWNER TO annals
 --
 
 COMMENT ON FUNCTION annals_internal.stream_id_problem(stream_id text) IS 'Why a stream id is invalid, NULL when valid: the name rule (1..512 bytes) and a category (the part before the first -) that is not empty and does not end with whitespace. The reserved $ prefix is check_stream_id''s.';
+
+
+--
+-- Name: stream_page(text, bigint, integer, boolean, bigint); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.stream_page(stream_id text, from_version bigint, max_count integer, backwards boolean, to_version bigint DEFAULT '9223372036854775807'::bigint) RETURNS SETOF annals.event
+    LANGUAGE plpgsql STABLE ROWS 100
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_lo bigint := CASE WHEN stream_page.backwards THEN 1 ELSE coalesce(stream_page.from_version, 1) END;
+    v_hi bigint := CASE WHEN stream_page.backwards
+                        THEN least(coalesce(stream_page.from_version, 9223372036854775807), stream_page.to_version)
+                        ELSE stream_page.to_version END;
+BEGIN
+    IF NOT stream_page.backwards THEN
+        RETURN QUERY
+            SELECT u.*
+              FROM (SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+                           e.data, e.metadata, e.transaction_id, e.recorded_at
+                      FROM annals_internal.events AS e
+                     WHERE e.stream_id = stream_page.stream_id
+                       AND e.stream_version BETWEEN v_lo AND v_hi
+                     ORDER BY e.stream_version
+                     LIMIT stream_page.max_count) AS u
+            UNION ALL
+            SELECT c.*
+              FROM (SELECT k.segment_id
+                      FROM (SELECT s.segment_id,
+                                   sum(s.last_version - greatest(s.first_version, v_lo) + 1)
+                                       OVER (ORDER BY s.first_version)
+                                   - (s.last_version - greatest(s.first_version, v_lo) + 1) AS before
+                              FROM annals_internal.cold_segments AS s
+                             WHERE s.stream_id = stream_page.stream_id
+                               AND s.last_version >= v_lo AND s.first_version <= v_hi
+                             ORDER BY s.first_version
+                             LIMIT stream_page.max_count) AS k
+                     WHERE k.before < stream_page.max_count) AS k
+              JOIN annals_internal.cold_segments AS s ON s.segment_id = k.segment_id
+             CROSS JOIN LATERAL unnest(s.events) AS c
+             WHERE c.stream_version BETWEEN v_lo AND v_hi
+             ORDER BY 2
+             LIMIT stream_page.max_count;
+    ELSE
+        RETURN QUERY
+            SELECT u.*
+              FROM (SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+                           e.data, e.metadata, e.transaction_id, e.recorded_at
+                      FROM annals_internal.events AS e
+                     WHERE e.stream_id = stream_page.stream_id
+                       AND e.stream_version BETWEEN v_lo AND v_hi
+                     ORDER BY e.stream_version DESC
+                     LIMIT stream_page.max_count) AS u
+            UNION ALL
+            SELECT c.*
+              FROM (SELECT k.segment_id
+                      FROM (SELECT s.segment_id,
+                                   sum(least(s.last_version, v_hi) - s.first_version + 1)
+                                       OVER (ORDER BY s.first_version DESC)
+                                   - (least(s.last_version, v_hi) - s.first_version + 1) AS before
+                              FROM annals_internal.cold_segments AS s
+                             WHERE s.stream_id = stream_page.stream_id
+                               AND s.first_version <= v_hi
+                             ORDER BY s.first_version DESC
+                             LIMIT stream_page.max_count) AS k
+                     WHERE k.before < stream_page.max_count) AS k
+              JOIN annals_internal.cold_segments AS s ON s.segment_id = k.segment_id
+             CROSS JOIN LATERAL unnest(s.events) AS c
+             WHERE c.stream_version BETWEEN v_lo AND v_hi
+             ORDER BY 2 DESC
+             LIMIT stream_page.max_count;
+    END IF;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.stream_page(stream_id text, from_version bigint, max_count integer, backwards boolean, to_version bigint) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION stream_page(stream_id text, from_version bigint, max_count integer, backwards boolean, to_version bigint); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.stream_page(stream_id text, from_version bigint, max_count integer, backwards boolean, to_version bigint) IS 'A page of a stream that has cold events, hot and cold merged in version order, as stored.';
 
 
 --
@@ -5325,14 +5932,30 @@ COMMENT ON FUNCTION annals_internal.types_to_upcast() IS 'Stored event type name
 --
 
 CREATE FUNCTION annals_internal.version_at(stream_id text, as_of timestamp with time zone) RETURNS bigint
-    LANGUAGE sql STABLE PARALLEL SAFE
-    BEGIN ATOMIC
- SELECT COALESCE(( SELECT e.stream_version
-            FROM annals_internal.events e
-           WHERE ((e.stream_id = version_at.stream_id) AND (e.recorded_at <= version_at.as_of))
-           ORDER BY e.stream_version DESC
-          LIMIT 1), (0)::bigint) AS "coalesce";
-END;
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_version bigint;
+BEGIN
+    SELECT e.stream_version INTO v_version
+      FROM annals_internal.events AS e
+     WHERE e.stream_id = version_at.stream_id
+       AND e.recorded_at <= version_at.as_of
+     ORDER BY e.stream_version DESC
+     LIMIT 1;
+    -- Cold storage (400_cold_storage.sql): a stream's cold versions come before its hot ones, so
+    -- they count only when no hot event is old enough.
+    IF v_version IS NULL AND annals_internal.has_cold(version_at.stream_id) THEN
+        SELECT max(c.stream_version) INTO v_version
+          FROM annals_internal.cold_segments AS s
+         CROSS JOIN LATERAL unnest(s.events) AS c
+         WHERE s.stream_id = version_at.stream_id
+           AND c.recorded_at <= version_at.as_of;
+    END IF;
+    RETURN coalesce(v_version, 0);
+END
+$$;
 
 
 ALTER FUNCTION annals_internal.version_at(stream_id text, as_of timestamp with time zone) OWNER TO annals_owner;
@@ -5591,6 +6214,48 @@ ALTER TABLE annals_guard.pinned OWNER TO postgres;
 --
 
 COMMENT ON TABLE annals_guard.pinned IS 'The guarded state (annals_guard.history_state()) as the last superuser DDL command or annals migrate left it.';
+
+
+--
+-- Name: cold_batch_seq; Type: SEQUENCE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE SEQUENCE annals_internal.cold_batch_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+
+ALTER TABLE annals_internal.cold_batch_seq OWNER TO annals_owner;
+
+--
+-- Name: SEQUENCE cold_batch_seq; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON SEQUENCE annals_internal.cold_batch_seq IS 'Cold storage batch ids, in move order.';
+
+
+--
+-- Name: cold_segment_seq; Type: SEQUENCE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE SEQUENCE annals_internal.cold_segment_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+
+ALTER TABLE annals_internal.cold_segment_seq OWNER TO annals_owner;
+
+--
+-- Name: SEQUENCE cold_segment_seq; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON SEQUENCE annals_internal.cold_segment_seq IS 'Cold storage segment ids.';
 
 
 --
@@ -6053,6 +6718,30 @@ ALTER TABLE ONLY annals_guard.pinned
 
 
 --
+-- Name: cold_batches cold_batches_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.cold_batches
+    ADD CONSTRAINT cold_batches_pkey PRIMARY KEY (batch_id);
+
+
+--
+-- Name: cold_segments cold_segments_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.cold_segments
+    ADD CONSTRAINT cold_segments_pkey PRIMARY KEY (segment_id);
+
+
+--
+-- Name: cold_segments cold_segments_stream_key; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.cold_segments
+    ADD CONSTRAINT cold_segments_stream_key UNIQUE (stream_id, first_version);
+
+
+--
 -- Name: dead_letters dead_letters_event_key; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6314,6 +7003,34 @@ ALTER TABLE ONLY annals_internal.subscriptions
 
 ALTER TABLE ONLY annals_internal.upcasters
     ADD CONSTRAINT upcasters_pkey PRIMARY KEY (event_type, from_version);
+
+
+--
+-- Name: cold_batches_hi_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX cold_batches_hi_idx ON annals_internal.cold_batches USING btree (hi_tx, hi_pos);
+
+
+--
+-- Name: cold_batches_span_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX cold_batches_span_idx ON annals_internal.cold_batches USING gist (tx_span);
+
+
+--
+-- Name: cold_segments_batch_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX cold_segments_batch_idx ON annals_internal.cold_segments USING btree (batch_id);
+
+
+--
+-- Name: cold_segments_event_ids_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX cold_segments_event_ids_idx ON annals_internal.cold_segments USING gin (event_ids);
 
 
 --
@@ -6807,6 +7524,34 @@ ALTER INDEX annals_internal.events_feed_idx ATTACH PARTITION annals_internal.eve
 
 
 --
+-- Name: cold_batches cold_batches_append_only; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER cold_batches_append_only BEFORE DELETE OR UPDATE ON annals_internal.cold_batches FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+
+
+--
+-- Name: cold_batches cold_batches_no_truncate; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER cold_batches_no_truncate BEFORE TRUNCATE ON annals_internal.cold_batches FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
+
+
+--
+-- Name: cold_segments cold_segments_append_only; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER cold_segments_append_only BEFORE DELETE OR UPDATE ON annals_internal.cold_segments FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+
+
+--
+-- Name: cold_segments cold_segments_no_truncate; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER cold_segments_no_truncate BEFORE TRUNCATE ON annals_internal.cold_segments FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
+
+
+--
 -- Name: events events_append_only; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6921,6 +7666,14 @@ CREATE TRIGGER streams_no_truncate BEFORE TRUNCATE ON annals_internal.streams FO
 
 
 --
+-- Name: cold_segments cold_segments_batch_fkey; Type: FK CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.cold_segments
+    ADD CONSTRAINT cold_segments_batch_fkey FOREIGN KEY (batch_id) REFERENCES annals_internal.cold_batches(batch_id);
+
+
+--
 -- Name: dead_letters dead_letters_subscription_fkey; Type: FK CONSTRAINT; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -6975,6 +7728,20 @@ GRANT ALL ON FUNCTION annals.append_event(stream_id text, expected_version bigin
 
 REVOKE ALL ON FUNCTION annals.append_events(stream_id text, expected_version bigint, events jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.append_events(stream_id text, expected_version bigint, events jsonb) TO annals_writer;
+
+
+--
+-- Name: FUNCTION archive_stream(stream_id text, expected_version bigint); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.archive_stream(stream_id text, expected_version bigint) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION compress_events(older_than interval, max_events bigint); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.compress_events(older_than interval, max_events bigint) FROM PUBLIC;
 
 
 --
@@ -7245,6 +8012,15 @@ REVOKE ALL ON FUNCTION annals.set_projection_enabled(name text, enabled boolean)
 
 
 --
+-- Name: FUNCTION storage_stats(); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.storage_stats() FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.storage_stats() TO annals_reader;
+GRANT ALL ON FUNCTION annals.storage_stats() TO annals_writer;
+
+
+--
 -- Name: FUNCTION stream_info(stream_id text); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -7474,6 +8250,20 @@ REVOKE ALL ON FUNCTION annals_internal.check_wait_args(transaction_id xid8, time
 
 
 --
+-- Name: FUNCTION cold_after(after_transaction xid8, after_position bigint); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.cold_after(after_transaction xid8, after_position bigint) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION cold_pack(batch_id bigint, kind text, events annals.event[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[]) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION dead_letters_rows(); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7495,6 +8285,13 @@ REVOKE ALL ON FUNCTION annals_internal.dispatch_inline() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.dispatch_source() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION event_at(stream_id text, stream_version bigint); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.event_at(stream_id text, stream_version bigint) FROM PUBLIC;
 
 
 --
@@ -7543,6 +8340,13 @@ GRANT ALL ON FUNCTION annals_internal.feed_blocker_rows() TO annals_bi;
 
 
 --
+-- Name: FUNCTION feed_page(after_transaction xid8, after_position bigint, max_count integer, below xid8, event_types text[], categories text[], consumer_member integer, consumer_size integer, up text[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.feed_page(after_transaction xid8, after_position bigint, max_count integer, below xid8, event_types text[], categories text[], consumer_member integer, consumer_size integer, up text[]) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION find_failing_event(projection annals_internal.projections, batch_size integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7554,6 +8358,13 @@ REVOKE ALL ON FUNCTION annals_internal.find_failing_event(projection annals_inte
 --
 
 REVOKE ALL ON FUNCTION annals_internal.handler_pin(projection text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION has_cold(stream_id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.has_cold(stream_id text) FROM PUBLIC;
 
 
 --
@@ -7714,10 +8525,24 @@ REVOKE ALL ON FUNCTION annals_internal.report_rebuild_wait(projection text, done
 
 
 --
+-- Name: FUNCTION stream_events(stream_id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.stream_events(stream_id text) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION stream_id_problem(stream_id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
 REVOKE ALL ON FUNCTION annals_internal.stream_id_problem(stream_id text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION stream_page(stream_id text, from_version bigint, max_count integer, backwards boolean, to_version bigint); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.stream_page(stream_id text, from_version bigint, max_count integer, backwards boolean, to_version bigint) FROM PUBLIC;
 
 
 --

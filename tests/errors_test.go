@@ -324,7 +324,7 @@ func TestEveryAnnalsErrorSaysWhatToDo(t *testing.T) {
 		_, err := f.pool.Exec(f.ctx, "SELECT annals_internal.raise_error($1, 'm', '{}', $2)", code, hint)
 		return requirePgError(t, err, code)
 	}
-	for _, code := range []string{"ST409", "ST410", "ST411", "ST412", "ST413", "ST423", "ST500"} {
+	for _, code := range []string{"ST403", "ST409", "ST410", "ST411", "ST412", "ST413", "ST423", "ST500"} {
 		require.NotEmpty(t, raise(code, nil).Hint, "%s has no default hint", code)
 		require.Equal(t, "own words", raise(code, "own words").Hint, "%s: the raiser's hint wins", code)
 	}

@@ -99,7 +99,7 @@ func (d *doctor) run(ctx context.Context) {
 	}
 	checks := []func(context.Context){
 		d.checkFunctions, d.checkRoles, d.checkGuard, d.checkOwners, d.checkPrivileges, d.checkTriggers,
-		d.checkFeed, d.checkProjections, d.checkDeadLetters, d.checkViews, d.checkReplication,
+		d.checkFeed, d.checkStorage, d.checkProjections, d.checkDeadLetters, d.checkViews, d.checkReplication,
 	}
 	for _, c := range checks {
 		if ctx.Err() != nil {
@@ -670,6 +670,31 @@ func (d *doctor) checkFeed(ctx context.Context) {
 		return
 	}
 	d.ok("feed", "readable through position %d; no transaction older than %s holds it back", head.LastPosition, d.blockerAge)
+}
+
+// checkStorage reports the hot and cold tiers (annals.storage_stats: it counts every hot event).
+func (d *doctor) checkStorage(ctx context.Context) {
+	tiers, err := d.client.StorageStats(ctx)
+	if err != nil {
+		d.cannot("storage", err)
+		return
+	}
+	var parts []string
+	hot := 0.0
+	for _, t := range tiers {
+		if t.Tier == "hot" {
+			hot = t.BytesPerEvent
+		}
+		switch {
+		case t.Events == 0:
+			parts = append(parts, fmt.Sprintf("%s: no events", t.Tier))
+		case t.Tier == "cold" && hot > 0:
+			parts = append(parts, fmt.Sprintf("%s: %d events, %s (%.0f bytes/event, %.2fx hot)", t.Tier, t.Events, formatBytes(t.Bytes), t.BytesPerEvent, t.BytesPerEvent/hot))
+		default:
+			parts = append(parts, fmt.Sprintf("%s: %d events, %s (%.0f bytes/event)", t.Tier, t.Events, formatBytes(t.Bytes), t.BytesPerEvent))
+		}
+	}
+	d.ok("storage", "%s", strings.Join(parts, "; "))
 }
 
 func (d *doctor) checkProjections(ctx context.Context) {

@@ -177,6 +177,8 @@ func explain(err error) string {
 		note = fmt.Sprintf("SQLSTATE %s %s", code, meaning)
 	case code != "" && hint != "":
 		note = fmt.Sprintf("SQLSTATE %s: %s", code, hint)
+	case code != "":
+		note = "SQLSTATE " + code
 	default:
 		note = hint
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/shard"
 	"github.com/annals-db/annals/migrations"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -31,7 +32,8 @@ installs the history guard, which keeps other members of annals_owner from disab
 append-only triggers; once it is installed, an upgrade that changes the history tables or their
 triggers needs a superuser too (SQLSTATE ST401 otherwise). --check changes
 nothing: it fails unless the installed schema version is the one this build expects.
-` + "`annals migrate status`" + ` lists the applied migrations and whether the functions match.`,
+On a sharded store's proxy it upgrades every shard of the proxy's map, then the proxy's routing
+functions (see ` + "`annals shard`" + `). ` + "`annals migrate status`" + ` lists the applied migrations and whether the functions match.`,
 		Args: noArgs,
 	}
 	db := addDatabaseFlag(cmd)
@@ -49,6 +51,11 @@ nothing: it fails unless the installed schema version is the one this build expe
 			}
 			fmt.Fprintf(out, "annals schema is at version %d, as this build expects\n", annals.SchemaVersion())
 			return nil
+		}
+		if sharded, err := shard.IsProxy(ctx, pool); err != nil {
+			return err
+		} else if sharded {
+			return migrateSharded(ctx, cmd, pool)
 		}
 		res, err := annals.Migrate(ctx, pool)
 		if err != nil {

@@ -39,12 +39,14 @@ func newRoot() *cobra.Command {
 		newReadCmd(),
 		newTailCmd(),
 		newStreamsCmd(),
+		newStorageCmd(),
 		newProjectionsCmd(),
 		newViewsCmd(),
 		newSubscriptionsCmd(),
 		newWorkerCmd(),
 		newDoctorCmd(),
 		newBenchCmd(),
+		newShardCmd(),
 	)
 	return root
 }

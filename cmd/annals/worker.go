@@ -11,6 +11,7 @@ import (
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/shard"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
@@ -33,9 +34,16 @@ the lag of each subscription named with --subscription, each streaming standby's
 and seconds, from pg_stat_replication). Subscriptions need your handlers, so the
 worker only reports on them; run annals.Subscriber in your service to consume them.
 
+With --compress-older-than (off by default) it also moves events older than that into cold
+storage every --compress-every, in annals.compress_events calls of --compress-batch events; that
+needs annals_owner (the rest needs annals_writer).
+
 Several workers may run at once: projections and views are split between them (SKIP LOCKED).
 SIGINT or SIGTERM stops it gracefully: no new work starts, work in flight may finish within
 --shutdown-timeout, then the metrics server closes and the worker exits 0.
+
+On a sharded store, run one worker per shard (projections and views live on each shard); pointed at
+the proxy it says so and exits.
 
 The login needs annals_writer.`,
 		Example: `  annals worker
@@ -51,6 +59,9 @@ The login needs annals_writer.`,
 	f.IntVar(&cfg.batch, "batch", 1000, "events per projection per annals.run_async_projections call")
 	f.StringArrayVar(&cfg.subscriptions, "subscription", nil, "report this subscription's lag (repeatable)")
 	f.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long work in flight may take to finish after SIGINT/SIGTERM")
+	compressOlderThan := f.String("compress-older-than", "", "move events older than this into cold storage (30d; empty: off)")
+	f.DurationVar(&cfg.compressEvery, "compress-every", time.Hour, "how often to compress, with --compress-older-than")
+	f.Int64Var(&cfg.compressBatch, "compress-batch", 50000, "events per annals.compress_events call")
 	logJSON := f.Bool("log-json", false, "log JSON lines instead of text")
 	cfg.listen = addListenFlags(cmd)
 
@@ -60,6 +71,16 @@ The login needs annals_writer.`,
 		}
 		if err := cfg.listen.check(); err != nil {
 			return err
+		}
+		if *compressOlderThan != "" {
+			age, err := parseAge(*compressOlderThan)
+			if err != nil {
+				return err
+			}
+			cfg.compressOlderThan = &age
+			if cfg.compressEvery <= 0 || cfg.compressBatch <= 0 {
+				return usagef("--compress-every and --compress-batch must be positive")
+			}
 		}
 		var h slog.Handler = slog.NewTextHandler(cmd.ErrOrStderr(), nil)
 		if *logJSON {
@@ -71,6 +92,12 @@ The login needs annals_writer.`,
 			return err
 		}
 		defer pool.Close()
+		if sharded, err := shard.IsProxy(ctx, pool); err != nil {
+			return err
+		} else if sharded {
+			return errors.New("this is a sharded store's proxy: async projections and views live on each shard, " +
+				"so run annals worker against each shard (annals shard status lists them)")
+		}
 		if err := client.CheckSchema(ctx); err != nil {
 			return err
 		}
@@ -86,6 +113,9 @@ type workerConfig struct {
 	batch                                      int
 	subscriptions                              []string
 	listen                                     *listenFlags
+	compressOlderThan                          *time.Duration // nil: no compression
+	compressEvery                              time.Duration
+	compressBatch                              int64
 }
 
 type worker struct {
@@ -154,6 +184,9 @@ func (w *worker) run(ctx context.Context) error {
 	}
 	if w.refreshEvery > 0 {
 		loops = append(loops, w.viewsLoop)
+	}
+	if w.compressOlderThan != nil {
+		loops = append(loops, w.compressLoop)
 	}
 	for _, loop := range loops {
 		wg.Add(1)
@@ -229,6 +262,30 @@ func (w *worker) viewsLoop(stop, work context.Context) {
 			}
 		}
 		pause(stop, w.refreshEvery, nil)
+	}
+}
+
+// compressLoop moves events older than compressOlderThan to cold storage at start and every
+// compressEvery, one annals.compress_events call of compressBatch events at a time.
+func (w *worker) compressLoop(stop, work context.Context) {
+	for stop.Err() == nil {
+		var moved int64
+		for stop.Err() == nil {
+			n, err := w.client.CompressEvents(work, *w.compressOlderThan, w.compressBatch)
+			if err != nil {
+				w.metrics.errors.WithLabelValues("compress").Inc()
+				w.log.Error("compressing events failed", "error", explain(err))
+				break
+			}
+			moved += n
+			if n < w.compressBatch {
+				break
+			}
+		}
+		if moved > 0 {
+			w.log.Info("events moved to cold storage", "events", moved, "older_than", *w.compressOlderThan)
+		}
+		pause(stop, w.compressEvery, nil)
 	}
 }
 

@@ -382,6 +382,8 @@ func allScenarios() []scenario {
 		feedCatchupScenario(),
 		rebuildUnderLoadScenario(),
 		variantsScenario(),
+		shardScenario(),
+		coldStorageScenario(),
 		replicaScenario(),
 	}
 }

@@ -14,6 +14,7 @@ var commands = [][]string{
 	{"append"}, {"read"}, {"tail"}, {"demo"}, {"doctor"}, {"worker"},
 	{"migrate"}, {"migrate", "status"},
 	{"streams"}, {"streams", "list"}, {"streams", "show"}, {"streams", "delete"},
+	{"storage"}, {"storage", "stats"}, {"storage", "compress"}, {"storage", "archive"},
 	{"projections"}, {"projections", "list"}, {"projections", "status"}, {"projections", "rebuild"},
 	{"projections", "enable"}, {"projections", "disable"}, {"projections", "drop"},
 	{"views"}, {"views", "list"}, {"views", "refresh"},

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the test tools are present: pg_prove (libtap-parser-sourcehandler-pgtap-perl), the
-# pgtap and plpgsql_check extensions (postgresql-15-pgtap, postgresql-15-plpgsql-check), and
+# pgtap, plpgsql_check and plproxy extensions (postgresql-15-pgtap, postgresql-15-plpgsql-check,
+# postgresql-15-plproxy: the sharded store's tests route with PL/Proxy), and
 # pgbouncer, which the connection-pooler tests start themselves (they skip without it unless CI
 # is set).
 # Installs them with apt-get when running as root on a machine that has it, after asking (CI, or
@@ -16,17 +17,19 @@ command -v pgbouncer >/dev/null || [[ -x /usr/sbin/pgbouncer ]] || packages+=(pg
 # The extensions must be available to the server. Ask it when it is reachable; otherwise look
 # where Debian's packages put them.
 if available=$(admin_psql -At -c "SELECT string_agg(name, ' ') FROM pg_catalog.pg_available_extensions
-                                   WHERE name IN ('pgtap', 'plpgsql_check')" 2>/dev/null); then
+                                   WHERE name IN ('pgtap', 'plpgsql_check', 'plproxy')" 2>/dev/null); then
     [[ " $available " == *" pgtap "* ]] || packages+=(postgresql-15-pgtap)
     [[ " $available " == *" plpgsql_check "* ]] || packages+=(postgresql-15-plpgsql-check)
+    [[ " $available " == *" plproxy "* ]] || packages+=(postgresql-15-plproxy)
 else
     echo "note: PostgreSQL at $ADMIN_URL is not reachable; checking the extension files instead" >&2
     compgen -G '/usr/share/postgresql/*/extension/pgtap.control' >/dev/null || packages+=(postgresql-15-pgtap)
     compgen -G '/usr/share/postgresql/*/extension/plpgsql_check.control' >/dev/null || packages+=(postgresql-15-plpgsql-check)
+    compgen -G '/usr/share/postgresql/*/extension/plproxy.control' >/dev/null || packages+=(postgresql-15-plproxy)
 fi
 
 if [[ ${#packages[@]} -eq 0 ]]; then
-    echo "deps: pg_prove, pgtap, plpgsql_check and pgbouncer are available"
+    echo "deps: pg_prove, pgtap, plpgsql_check, plproxy and pgbouncer are available"
     exit 0
 fi
 

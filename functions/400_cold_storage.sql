@@ -1,0 +1,484 @@
+-- +goose Up
+-- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
+-- the search path here too.
+SET LOCAL ROLE annals_owner;
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- Cold storage (migrations/013_cold_storage.sql). Events move from annals_internal.events into
+-- compressed segments of one stream each (annals_internal.cold_segments), in one transaction per
+-- call: a reader's snapshot sees every event exactly once, hot or cold. Moves keep two facts the
+-- reads rely on:
+--   * per stream, the cold versions are a prefix: compress_events moves the oldest events of the
+--     feed (a stream's events are in version order there) and archive_stream a whole stream;
+--   * every cold event lies inside its batch's feed span (annals_internal.cold_batches), so the
+--     feed finds the cold events after a checkpoint through the batches whose span ends after it.
+-- A read whose stream has no cold segment, or whose feed checkpoint is past every batch, runs its
+-- hot-only statement unchanged (one index probe decides).
+
+-- The cold tier is history too: append-only like the events table (010_append_only.sql), and
+-- guarded by the history guard, which covers every table such a trigger protects.
+CREATE OR REPLACE TRIGGER cold_segments_append_only
+    BEFORE UPDATE OR DELETE ON annals_internal.cold_segments
+    FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE OR REPLACE TRIGGER cold_segments_no_truncate
+    BEFORE TRUNCATE ON annals_internal.cold_segments
+    FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE OR REPLACE TRIGGER cold_batches_append_only
+    BEFORE UPDATE OR DELETE ON annals_internal.cold_batches
+    FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE OR REPLACE TRIGGER cold_batches_no_truncate
+    BEFORE TRUNCATE ON annals_internal.cold_batches
+    FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
+
+-- Whether a stream has cold events.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.has_cold(stream_id text)
+RETURNS boolean
+LANGUAGE sql
+STABLE PARALLEL SAFE
+RETURN EXISTS (SELECT FROM annals_internal.cold_segments AS s WHERE s.stream_id = has_cold.stream_id);
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.has_cold(text) IS
+    'True when some of the stream''s events are in cold storage.';
+REVOKE ALL ON FUNCTION annals_internal.has_cold(text) FROM PUBLIC;
+
+-- Whether the feed after a checkpoint reaches cold events.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.cold_after(after_transaction xid8, after_position bigint)
+RETURNS boolean
+LANGUAGE sql
+STABLE PARALLEL SAFE
+RETURN EXISTS (SELECT FROM annals_internal.cold_batches AS b
+                WHERE (b.hi_tx, b.hi_pos) > (cold_after.after_transaction, cold_after.after_position));
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.cold_after(xid8, bigint) IS
+    'True when cold events may lie after the feed checkpoint (after_transaction, after_position).';
+REVOKE ALL ON FUNCTION annals_internal.cold_after(xid8, bigint) FROM PUBLIC;
+
+-- Every event of one stream, hot and cold, as stored, for the append's slow path (the replay
+-- check). A string body, so that it does not pin the events table's column types (the history
+-- guard's tests alter one).
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.stream_events(stream_id text)
+RETURNS SETOF annals.event
+LANGUAGE sql
+STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+ROWS 100
+AS $fn$
+    SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+           e.data, e.metadata, e.transaction_id, e.recorded_at
+      FROM annals_internal.events AS e
+     WHERE e.stream_id = stream_events.stream_id
+    UNION ALL
+    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+           c.data, c.metadata, c.transaction_id, c.recorded_at
+      FROM annals_internal.cold_segments AS s
+     CROSS JOIN LATERAL unnest(s.events) AS c
+     WHERE s.stream_id = stream_events.stream_id
+$fn$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.stream_events(text) IS
+    'All events of a stream, hot and cold, as stored (for the append''s replay check and time lookups).';
+REVOKE ALL ON FUNCTION annals_internal.stream_events(text) FROM PUBLIC;
+
+-- One event of a stream by version, hot or cold (no row when there is none), for dead letters.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.event_at(stream_id text, stream_version bigint)
+RETURNS SETOF annals.event
+LANGUAGE sql
+STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+ROWS 1
+AS $fn$
+    SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+           e.data, e.metadata, e.transaction_id, e.recorded_at
+      FROM annals_internal.events AS e
+     WHERE e.stream_id = event_at.stream_id AND e.stream_version = event_at.stream_version
+    UNION ALL
+    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+           c.data, c.metadata, c.transaction_id, c.recorded_at
+      FROM annals_internal.cold_segments AS s
+     CROSS JOIN LATERAL unnest(s.events) AS c
+     WHERE s.stream_id = event_at.stream_id
+       AND s.first_version <= event_at.stream_version AND s.last_version >= event_at.stream_version
+       AND c.stream_version = event_at.stream_version
+$fn$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.event_at(text, bigint) IS
+    'A stream''s event at one version, hot or cold, as stored (no row when there is none).';
+REVOKE ALL ON FUNCTION annals_internal.event_at(text, bigint) FROM PUBLIC;
+
+-- One page of a stream with cold events, as stored: the events from from_version on (backwards:
+-- down from it), at most max_count, versions between lo and hi. Only the segments the page can
+-- reach are decompressed: in page order, while the segments before hold fewer than max_count.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.stream_page(
+    stream_id    text,
+    from_version bigint,
+    max_count    integer,
+    backwards    boolean,
+    to_version   bigint DEFAULT 9223372036854775807)
+RETURNS SETOF annals.event
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+ROWS 100
+AS $$
+DECLARE
+    v_lo bigint := CASE WHEN stream_page.backwards THEN 1 ELSE coalesce(stream_page.from_version, 1) END;
+    v_hi bigint := CASE WHEN stream_page.backwards
+                        THEN least(coalesce(stream_page.from_version, 9223372036854775807), stream_page.to_version)
+                        ELSE stream_page.to_version END;
+BEGIN
+    IF NOT stream_page.backwards THEN
+        RETURN QUERY
+            SELECT u.*
+              FROM (SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+                           e.data, e.metadata, e.transaction_id, e.recorded_at
+                      FROM annals_internal.events AS e
+                     WHERE e.stream_id = stream_page.stream_id
+                       AND e.stream_version BETWEEN v_lo AND v_hi
+                     ORDER BY e.stream_version
+                     LIMIT stream_page.max_count) AS u
+            UNION ALL
+            SELECT c.*
+              FROM (SELECT k.segment_id
+                      FROM (SELECT s.segment_id,
+                                   sum(s.last_version - greatest(s.first_version, v_lo) + 1)
+                                       OVER (ORDER BY s.first_version)
+                                   - (s.last_version - greatest(s.first_version, v_lo) + 1) AS before
+                              FROM annals_internal.cold_segments AS s
+                             WHERE s.stream_id = stream_page.stream_id
+                               AND s.last_version >= v_lo AND s.first_version <= v_hi
+                             ORDER BY s.first_version
+                             LIMIT stream_page.max_count) AS k
+                     WHERE k.before < stream_page.max_count) AS k
+              JOIN annals_internal.cold_segments AS s ON s.segment_id = k.segment_id
+             CROSS JOIN LATERAL unnest(s.events) AS c
+             WHERE c.stream_version BETWEEN v_lo AND v_hi
+             ORDER BY 2
+             LIMIT stream_page.max_count;
+    ELSE
+        RETURN QUERY
+            SELECT u.*
+              FROM (SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+                           e.data, e.metadata, e.transaction_id, e.recorded_at
+                      FROM annals_internal.events AS e
+                     WHERE e.stream_id = stream_page.stream_id
+                       AND e.stream_version BETWEEN v_lo AND v_hi
+                     ORDER BY e.stream_version DESC
+                     LIMIT stream_page.max_count) AS u
+            UNION ALL
+            SELECT c.*
+              FROM (SELECT k.segment_id
+                      FROM (SELECT s.segment_id,
+                                   sum(least(s.last_version, v_hi) - s.first_version + 1)
+                                       OVER (ORDER BY s.first_version DESC)
+                                   - (least(s.last_version, v_hi) - s.first_version + 1) AS before
+                              FROM annals_internal.cold_segments AS s
+                             WHERE s.stream_id = stream_page.stream_id
+                               AND s.first_version <= v_hi
+                             ORDER BY s.first_version DESC
+                             LIMIT stream_page.max_count) AS k
+                     WHERE k.before < stream_page.max_count) AS k
+              JOIN annals_internal.cold_segments AS s ON s.segment_id = k.segment_id
+             CROSS JOIN LATERAL unnest(s.events) AS c
+             WHERE c.stream_version BETWEEN v_lo AND v_hi
+             ORDER BY 2 DESC
+             LIMIT stream_page.max_count;
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.stream_page(text, bigint, integer, boolean, bigint) IS
+    'A page of a stream that has cold events, hot and cold merged in version order, as stored.';
+REVOKE ALL ON FUNCTION annals_internal.stream_page(text, bigint, integer, boolean, bigint) FROM PUBLIC;
+
+-- One page of the feed when cold events may lie after the checkpoint, as stored, filters applied.
+-- The feed is read in windows: a window ends at the end of the first batch (in feed order) that
+-- ends after the checkpoint; it holds the cold events of every batch whose span meets it and the
+-- first hot events after the checkpoint (an index scan with a limit, as on the hot path). When no
+-- batch ends after the checkpoint, the rest is hot. below: only transactions under this id (the
+-- barrier; NULL: no limit).
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.feed_page(
+    after_transaction xid8,
+    after_position    bigint,
+    max_count         integer,
+    below             xid8,
+    event_types       text[],
+    categories        text[],
+    consumer_member   integer,
+    consumer_size     integer,
+    up                text[])
+RETURNS SETOF annals.event
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET enable_sort = off
+ROWS 1000
+AS $$
+DECLARE
+    v_tx   xid8   := feed_page.after_transaction;
+    v_pos  bigint := feed_page.after_position;
+    v_left bigint := feed_page.max_count;
+    v_end  xid8;
+    v_rows bigint;
+BEGIN
+    LOOP
+        SELECT b.hi_tx INTO v_end
+          FROM annals_internal.cold_batches AS b
+         WHERE (b.hi_tx, b.hi_pos) > (v_tx, v_pos)
+         ORDER BY b.hi_tx, b.hi_pos
+         LIMIT 1;
+        IF v_end IS NULL OR v_end >= feed_page.below THEN
+            -- No cold event after (v_tx, v_pos) that the barrier lets through... except in
+            -- batches ending above it: those are read with the window up to the barrier.
+            v_end := CASE WHEN v_end IS NULL THEN NULL ELSE feed_page.below END;
+        END IF;
+        RETURN QUERY
+            SELECT w.*
+              FROM (SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+                           e.data, e.metadata, e.transaction_id, e.recorded_at
+                      FROM annals_internal.events AS e
+                     WHERE (e.transaction_id, e.global_position) > (v_tx, v_pos)
+                       AND (feed_page.below IS NULL OR e.transaction_id < feed_page.below)
+                       AND (v_end IS NULL OR e.transaction_id <= v_end)
+                       AND (feed_page.event_types IS NULL OR annals_internal.read_type(e.event_type, feed_page.up) = ANY (feed_page.event_types))
+                       AND (feed_page.categories IS NULL OR e.category = ANY (feed_page.categories))
+                       AND (feed_page.consumer_size = 1
+                            OR annals_internal.member_of(e.stream_id, feed_page.consumer_size) = feed_page.consumer_member)
+                     ORDER BY e.transaction_id, e.global_position
+                     LIMIT v_left) AS w
+            UNION ALL
+            SELECT c.*
+              FROM annals_internal.cold_batches AS b
+              JOIN annals_internal.cold_segments AS s ON s.batch_id = b.batch_id
+             CROSS JOIN LATERAL unnest(s.events) AS c
+             WHERE v_end IS NOT NULL
+               AND b.tx_span && int8range(v_tx::text::bigint, v_end::text::bigint, '[]')
+               AND (feed_page.categories IS NULL OR s.category = ANY (feed_page.categories))
+               AND (feed_page.consumer_size = 1
+                    OR annals_internal.member_of(s.stream_id, feed_page.consumer_size) = feed_page.consumer_member)
+               AND (c.transaction_id, c.global_position) > (v_tx, v_pos)
+               AND (feed_page.below IS NULL OR c.transaction_id < feed_page.below)
+               AND c.transaction_id <= v_end
+               AND (feed_page.event_types IS NULL OR annals_internal.read_type(c.event_type, feed_page.up) = ANY (feed_page.event_types))
+             ORDER BY 9, 3
+             LIMIT v_left;
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        v_left := v_left - v_rows;
+        EXIT WHEN v_left <= 0 OR v_end IS NULL OR v_end = feed_page.below;
+        -- Everything up to the window's end transaction is read.
+        v_tx := v_end;
+        v_pos := 9223372036854775807;
+    END LOOP;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.feed_page(xid8, bigint, integer, xid8, text[], text[], integer, integer, text[]) IS
+    'A feed page that may reach cold events: hot and cold merged in (transaction_id, global_position) order, as stored, filtered.';
+REVOKE ALL ON FUNCTION annals_internal.feed_page(xid8, bigint, integer, xid8, text[], text[], integer, integer, text[]) FROM PUBLIC;
+
+-- Packs the moved rows of one batch into segments and records the batch. rows: the events
+-- (already deleted from the hot table by the caller, same statement), any order.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[])
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cardinality(cold_pack.events) IS NULL THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO annals_internal.cold_batches AS b (batch_id, lo_tx, lo_pos, hi_tx, hi_pos, tx_span, events, kind, moved_at)
+    SELECT cold_pack.batch_id, f.transaction_id, f.global_position, l.transaction_id, l.global_position,
+           int8range(f.transaction_id::text::bigint, l.transaction_id::text::bigint, '[]'),
+           cardinality(cold_pack.events), cold_pack.kind, clock_timestamp()
+      FROM (SELECT x.transaction_id, x.global_position FROM unnest(cold_pack.events) AS x
+             ORDER BY x.transaction_id, x.global_position LIMIT 1) AS f,
+           (SELECT x.transaction_id, x.global_position FROM unnest(cold_pack.events) AS x
+             ORDER BY x.transaction_id DESC, x.global_position DESC LIMIT 1) AS l;
+    INSERT INTO annals_internal.cold_segments AS s
+           (segment_id, batch_id, stream_id, category, first_version, last_version, event_ids, events)
+    SELECT nextval('annals_internal.cold_segment_seq'), cold_pack.batch_id, g.stream_id,
+           split_part(g.stream_id, '-', 1), min(g.stream_version), max(g.stream_version),
+           array_agg(g.event_id ORDER BY g.stream_version),
+           array_agg(ROW(g.stream_id, g.stream_version, g.global_position, g.event_id, g.event_type, g.schema_version,
+                         g.data, g.metadata, g.transaction_id, g.recorded_at)::annals.event ORDER BY g.stream_version)
+      FROM (SELECT x.*, (row_number() OVER (PARTITION BY x.stream_id ORDER BY x.stream_version) - 1) / 100 AS part
+              FROM unnest(cold_pack.events) AS x) AS g
+     GROUP BY g.stream_id, g.part;
+    RETURN cardinality(cold_pack.events);
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.cold_pack(bigint, text, annals.event[]) IS
+    'Stores moved events as one cold batch of per-stream segments (up to 100 versions each); returns how many.';
+REVOKE ALL ON FUNCTION annals_internal.cold_pack(bigint, text, annals.event[]) FROM PUBLIC;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.compress_events(
+    older_than interval DEFAULT '30 days',
+    max_events bigint   DEFAULT 1000000)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    v_cutoff  timestamptz;
+    v_barrier xid8;
+    v_moved   bigint := 0;
+    v_chunk   bigint;
+    v_events  annals.event[];
+BEGIN
+    IF compress_events.older_than IS NULL OR compress_events.older_than < interval '0' THEN
+        IF annals_internal.raise_invalid('older_than', 'must be an interval >= 0, got ' || coalesce(compress_events.older_than::text, 'NULL')) IS NULL THEN END IF;
+    END IF;
+    IF compress_events.max_events IS NULL OR compress_events.max_events < 1 THEN
+        IF annals_internal.raise_invalid('max_events', 'must be >= 1, got ' || coalesce(compress_events.max_events::text, 'NULL')) IS NULL THEN END IF;
+    END IF;
+    -- One mover at a time (compress and archive): batches stay disjoint and a second caller
+    -- finds the work done.
+    PERFORM pg_advisory_xact_lock(hashtextextended('annals cold storage', 0));
+    v_cutoff := now() - compress_events.older_than;
+    -- Only events below every running transaction: none can be added before them any more, so
+    -- each batch is a stretch of the feed with no hot event left inside.
+    v_barrier := pg_snapshot_xmin(pg_current_snapshot());
+    PERFORM set_config('annals_internal.cold_move', 'on', true);
+    WHILE v_moved < compress_events.max_events LOOP
+        v_chunk := least(20000, compress_events.max_events - v_moved);
+        WITH chunk AS MATERIALIZED (
+                 SELECT e.stream_id, e.stream_version, e.transaction_id, e.global_position, e.recorded_at
+                   FROM annals_internal.events AS e
+                  WHERE e.transaction_id < v_barrier
+                  ORDER BY e.transaction_id, e.global_position
+                  LIMIT v_chunk),
+             -- Stop at the first event that is not old enough: the batch stays a prefix of the
+             -- hot feed, and each stream's cold versions a prefix of the stream.
+             cut AS (
+                 SELECT c.transaction_id, c.global_position
+                   FROM chunk AS c
+                  WHERE c.recorded_at >= v_cutoff
+                  ORDER BY c.transaction_id, c.global_position
+                  LIMIT 1),
+             old AS (
+                 SELECT c.stream_id, c.stream_version
+                   FROM chunk AS c
+                  WHERE NOT EXISTS (SELECT FROM cut AS t
+                                     WHERE (c.transaction_id, c.global_position) >= (t.transaction_id, t.global_position))),
+             moved AS (
+                 DELETE FROM annals_internal.events AS e
+                  USING old AS o
+                  WHERE e.stream_id = o.stream_id AND e.stream_version = o.stream_version
+                 RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+                           e.data, e.metadata, e.transaction_id, e.recorded_at)
+        SELECT array_agg(ROW(m.*)::annals.event) INTO v_events FROM moved AS m;
+        EXIT WHEN v_events IS NULL;
+        v_moved := v_moved + annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'compress', v_events);
+        EXIT WHEN cardinality(v_events) < v_chunk;
+    END LOOP;
+    PERFORM set_config('annals_internal.cold_move', 'off', true);
+    RETURN v_moved;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.compress_events(interval, bigint) IS
+$$Moves events recorded before now() - older_than into compressed cold storage, oldest first in feed
+order, at most max_events per call; returns how many it moved (0 when nothing is left). Online: appends,
+reads and subscriptions go on and see every event once, hot or cold, byte for byte the same. Owner only.
+Errors: ST422.$$;
+REVOKE ALL ON FUNCTION annals.compress_events(interval, bigint) FROM PUBLIC;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.archive_stream(
+    stream_id        text,
+    expected_version bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    v_current bigint;
+    v_events  annals.event[];
+BEGIN
+    IF annals_internal.check_stream_id(archive_stream.stream_id) IS NULL THEN END IF;
+    IF archive_stream.expected_version < -1 OR archive_stream.expected_version = 0 THEN
+        IF annals_internal.raise_invalid('expected_version',
+            'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || archive_stream.expected_version) IS NULL THEN END IF;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('annals cold storage', 0));
+    -- The append's lock: no append to this stream runs while it moves.
+    PERFORM pg_advisory_xact_lock(hashtextextended(archive_stream.stream_id, 0));
+    SELECT s.stream_version INTO v_current
+      FROM annals_internal.streams AS s
+     WHERE s.stream_id = archive_stream.stream_id;
+    IF v_current IS NULL THEN
+        IF annals_internal.raise_error('ST404', format('stream %L does not exist', archive_stream.stream_id),
+            jsonb_build_object('stream_id', archive_stream.stream_id),
+            'Check the stream id: annals streams list shows the streams.') IS NULL THEN END IF;
+    END IF;
+    IF archive_stream.expected_version > 0 AND archive_stream.expected_version <> v_current THEN
+        IF annals_internal.raise_error('ST409',
+            format('cannot archive stream %L: expected version %s, actual %s', archive_stream.stream_id,
+                   archive_stream.expected_version, v_current),
+            jsonb_build_object('stream_id', archive_stream.stream_id,
+                               'expected', archive_stream.expected_version, 'actual', v_current),
+            'The stream moved on: check that it is finished, then archive it at its current version.') IS NULL THEN END IF;
+    END IF;
+    PERFORM set_config('annals_internal.cold_move', 'on', true);
+    WITH moved AS (
+        DELETE FROM annals_internal.events AS e
+         WHERE e.stream_id = archive_stream.stream_id
+        RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+                  e.data, e.metadata, e.transaction_id, e.recorded_at)
+    SELECT array_agg(ROW(m.*)::annals.event) INTO v_events FROM moved AS m;
+    PERFORM set_config('annals_internal.cold_move', 'off', true);
+    RETURN annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'archive', v_events);
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.archive_stream(text, bigint) IS
+$$Moves every hot event of one stream into compressed cold storage now, whatever its age; returns how many
+it moved (0 when already cold). Reads return the same rows as before; appends to the stream go on.
+Owner only. Errors: ST422, ST404 unknown stream, ST409 expected_version is not the stream's version.$$;
+REVOKE ALL ON FUNCTION annals.archive_stream(text, bigint) FROM PUBLIC;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals.storage_stats()
+RETURNS TABLE (tier text, events bigint, bytes bigint, bytes_per_event numeric)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    v_hot_events  bigint := (SELECT count(*) FROM annals_internal.events);
+    v_hot_bytes   bigint := (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)
+                               FROM pg_partition_tree('annals_internal.events'::regclass) AS t);
+    v_cold_events bigint := (SELECT coalesce(sum(s.last_version - s.first_version + 1), 0)
+                               FROM annals_internal.cold_segments AS s);
+    v_cold_bytes  bigint := pg_total_relation_size('annals_internal.cold_segments'::regclass)
+                            + pg_total_relation_size('annals_internal.cold_batches'::regclass);
+BEGIN
+    RETURN QUERY VALUES
+        ('hot'::text, v_hot_events, v_hot_bytes, round(v_hot_bytes::numeric / nullif(v_hot_events, 0), 1)),
+        ('cold'::text, v_cold_events, v_cold_bytes, round(v_cold_bytes::numeric / nullif(v_cold_events, 0), 1));
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals.storage_stats() IS
+$$One row per storage tier (hot, cold): events, bytes on disk (heap, TOAST and indexes) and bytes per
+event (NULL for an empty tier). Counts every event: it reads the whole hot table's index.$$;
+REVOKE ALL ON FUNCTION annals.storage_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION annals.storage_stats() TO annals_reader, annals_writer;
