@@ -55,6 +55,32 @@ COMMENT ON FUNCTION annals_internal.check_wait_args(xid8, interval) IS
     'Raises ST422 for a NULL transaction id, a NULL or negative timeout, or (on a primary) an id in the future.';
 REVOKE ALL ON FUNCTION annals_internal.check_wait_args(xid8, interval) FROM PUBLIC;
 
+-- Whether a transaction's effects are visible to a snapshot taken now. Not
+-- pg_visible_in_snapshot(id, pg_current_snapshot()): on a hot standby a snapshot keeps the running
+-- transactions in its subxip array, which pg_current_snapshot() leaves out, so every id between
+-- its xmin and xmax would look finished. Below xmin it is finished; at or above xmax it is not;
+-- in between, pg_xact_status asks the procarray (on a standby: the transactions replay knows to
+-- be running) before the commit log, as a new snapshot would.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.xact_visible(transaction_id xid8)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_snap pg_snapshot := pg_current_snapshot();
+BEGIN
+    RETURN xact_visible.transaction_id < pg_snapshot_xmin(v_snap)
+        OR (xact_visible.transaction_id < pg_snapshot_xmax(v_snap)
+            AND pg_xact_status(xact_visible.transaction_id) IS DISTINCT FROM 'in progress');
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.xact_visible(xid8) IS
+    'True when a transaction has finished for a snapshot taken now (committed or aborted), on a primary or a hot standby.';
+REVOKE ALL ON FUNCTION annals_internal.xact_visible(xid8) FROM PUBLIC;
+
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.wait_for(transaction_id xid8, timeout interval DEFAULT '5 seconds')
 RETURNS boolean
@@ -74,7 +100,7 @@ BEGIN
         -- A fresh snapshot per check (VOLATILE, READ COMMITTED): finished transactions are
         -- visible in it. An aborted one counts too: it has no effects left to wait for. So does
         -- the caller's own transaction: its writes are visible to it.
-        IF pg_visible_in_snapshot(wait_for.transaction_id, pg_current_snapshot())
+        IF annals_internal.xact_visible(wait_for.transaction_id)
            OR wait_for.transaction_id = pg_current_xact_id_if_assigned() THEN
             RETURN true;
         END IF;
@@ -133,7 +159,7 @@ BEGIN
         IF wait_for_projection.transaction_id = pg_current_xact_id_if_assigned() THEN
             RETURN p.mode = 'inline';
         END IF;
-        IF pg_visible_in_snapshot(wait_for_projection.transaction_id, pg_current_snapshot()) THEN
+        IF annals_internal.xact_visible(wait_for_projection.transaction_id) THEN
             -- An inline projection wrote its rows in the appending transaction itself.
             IF p.mode = 'inline' THEN
                 RETURN true;

@@ -2802,7 +2802,7 @@ BEGIN
         -- A fresh snapshot per check (VOLATILE, READ COMMITTED): finished transactions are
         -- visible in it. An aborted one counts too: it has no effects left to wait for. So does
         -- the caller's own transaction: its writes are visible to it.
-        IF pg_visible_in_snapshot(wait_for.transaction_id, pg_current_snapshot())
+        IF annals_internal.xact_visible(wait_for.transaction_id)
            OR wait_for.transaction_id = pg_current_xact_id_if_assigned() THEN
             RETURN true;
         END IF;
@@ -2866,7 +2866,7 @@ BEGIN
         IF wait_for_projection.transaction_id = pg_current_xact_id_if_assigned() THEN
             RETURN p.mode = 'inline';
         END IF;
-        IF pg_visible_in_snapshot(wait_for_projection.transaction_id, pg_current_snapshot()) THEN
+        IF annals_internal.xact_visible(wait_for_projection.transaction_id) THEN
             -- An inline projection wrote its rows in the appending transaction itself.
             IF p.mode = 'inline' THEN
                 RETURN true;
@@ -6035,6 +6035,33 @@ COMMENT ON FUNCTION annals_internal.waits_for_me(pids integer[]) IS 'True when o
 
 
 --
+-- Name: xact_visible(xid8); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.xact_visible(transaction_id xid8) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_snap pg_snapshot := pg_current_snapshot();
+BEGIN
+    RETURN xact_visible.transaction_id < pg_snapshot_xmin(v_snap)
+        OR (xact_visible.transaction_id < pg_snapshot_xmax(v_snap)
+            AND pg_xact_status(xact_visible.transaction_id) IS DISTINCT FROM 'in progress');
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.xact_visible(transaction_id xid8) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION xact_visible(transaction_id xid8); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.xact_visible(transaction_id xid8) IS 'True when a transaction has finished for a snapshot taken now (committed or aborted), on a primary or a hot standby.';
+
+
+--
 -- Name: dead_letters; Type: VIEW; Schema: annals; Owner: annals_owner
 --
 
@@ -8633,6 +8660,13 @@ GRANT ALL ON FUNCTION annals_internal.view_freshness_rows() TO annals_bi;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.waits_for_me(pids integer[]) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION xact_visible(transaction_id xid8); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.xact_visible(transaction_id xid8) FROM PUBLIC;
 
 
 --

@@ -470,3 +470,35 @@ func TestReadsThroughOneContextStickToOneReplica(t *testing.T) {
 	require.EqualValues(t, 3, st2.Replicas[0].Reads-st.Replicas[0].Reads, "without a context of its own, round robin")
 	require.EqualValues(t, 3, st2.Replicas[1].Reads-st.Replicas[1].Reads)
 }
+
+// On a standby, a transaction still open on the primary, with an older one open too and a younger
+// one committed, lies between the standby snapshot's xmin and xmax, and the standby keeps it in a
+// part of the snapshot pg_current_snapshot() does not show: wait_for must still say it is not
+// visible there (a stale read-your-writes read otherwise), and say it is once its commit replays.
+func TestWaitForOnStandbyWithOlderAndYoungerTransactions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sharedPair(t))
+	older, err := e.primary.Begin(e.ctx)
+	require.NoError(t, err)
+	defer older.Rollback(e.ctx) //nolint:errcheck
+	appendN(t, e.ctx, older, "w-1", 1)
+	mine, err := e.primary.Begin(e.ctx)
+	require.NoError(t, err)
+	defer mine.Rollback(e.ctx) //nolint:errcheck
+	x := appendN(t, e.ctx, mine, "x-1", 1)
+	y := appendN(t, e.ctx, e.primary, "y-1", 1)
+	require.Greater(t, y.xid, x.xid)
+	require.True(t, scalar[bool](t, e.ctx, e.replay, "SELECT annals.wait_for($1::xid8, '30 s')", y.xid))
+
+	require.False(t, scalar[bool](t, e.ctx, e.replay, "SELECT annals.wait_for($1::xid8, '0')", x.xid),
+		"an open transaction between the standby snapshot's xmin and xmax is not visible")
+	store := annals.New(e.primary, annals.ClientOptions{Replicas: []*pgxpool.Pool{e.replay},
+		Replica: annals.ReplicaOptions{WaitBound: 50 * time.Millisecond}})
+	_, err = store.StreamInfo(annals.WithConsistency(e.ctx, annals.ReadYourWrites(x.xid)), "x-1")
+	require.ErrorIs(t, err, annals.ErrStreamNotFound, "not committed anywhere yet: the primary answers, not found")
+	require.Zero(t, store.ReplicaStats().Replicas[0].Reads, "the standby was not trusted with it")
+
+	require.NoError(t, mine.Commit(e.ctx))
+	require.True(t, scalar[bool](t, e.ctx, e.replay, "SELECT annals.wait_for($1::xid8, '30 s')", x.xid))
+	require.EqualValues(t, 1, scalar[int64](t, e.ctx, e.replay, "SELECT s.stream_version FROM annals.stream_info('x-1') AS s"))
+}
