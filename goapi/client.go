@@ -16,6 +16,7 @@ type Client struct {
 	pool         *pgxpool.Pool
 	appendTries  int
 	readPageSize int
+	replicas     *replicaSet // ClientOptions.Replicas; nil: every read goes to pool
 }
 
 // ClientOptions configure a Client. The zero value gives the defaults.
@@ -28,6 +29,13 @@ type ClientOptions struct {
 	AppendAttempts int
 	// ReadPageSize is how many events ReadStream fetches per round trip (default 1000).
 	ReadPageSize int
+	// Replicas are pools on streaming hot standbys of pool. Reads go to them (round robin)
+	// unless the context asks for another Consistency; writes, subscriptions and repository
+	// loads stay on the primary. A replica that is down or lagging beyond Replica.MaxLag is
+	// skipped, with a log line and a count in ReplicaStats, never an error to the caller.
+	Replicas []*pgxpool.Pool
+	// Replica tunes how Replicas are used (zero: the defaults).
+	Replica ReplicaOptions
 }
 
 // New returns a Client over pool (opts: the zero value for the defaults). The pool's role needs
@@ -40,6 +48,7 @@ func New(pool *pgxpool.Pool, opts ClientOptions) *Client {
 	if opts.ReadPageSize > 0 {
 		c.readPageSize = opts.ReadPageSize
 	}
+	c.replicas = newReplicaSet(opts.Replicas, opts.Replica)
 	return c
 }
 

@@ -1,6 +1,7 @@
 package annals
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +58,9 @@ var (
 	// (ST503); run annals.rebase_transaction_ids() as a superuser (annals_owner suffices where
 	// the history guard is not installed).
 	ErrFeedRestored = errors.New("annals: transaction ids restored from another cluster")
+	// ErrReadOnlyServer: a write reached a read-only server, a hot standby (PostgreSQL's 25006):
+	// send appends, checkpoints and other writes to the primary.
+	ErrReadOnlyServer = errors.New("annals: read-only server")
 	// ErrSchemaNotInstalled: Annals is not installed in this database, or is older than this
 	// build; run Migrate.
 	ErrSchemaNotInstalled = errors.New("annals: schema not installed")
@@ -287,6 +291,10 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 		return &ShardUnavailableError{BaseError: base(ErrShardUnavailable), Shard: sd.Shard, Name: sd.Name}
 	case "22021", "22P05": // a NUL byte in text, \u0000 in JSON: input PostgreSQL cannot store
 		return &InvalidArgumentError{BaseError: base(ErrInvalidArgument), Reason: pgErr.Message}
+	case "25006":
+		e := base(ErrReadOnlyServer)
+		e.Message = pgErr.Message + "; this server is a read-only hot standby: send writes to the primary"
+		return &e
 	case "3F000": // schema annals missing. Not 42883/42P01: a projection handler raises those too.
 		e := base(ErrSchemaNotInstalled)
 		e.Message = pgErr.Message + "; run annals.Migrate or `annals migrate`"
@@ -299,7 +307,7 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 var kinds = []error{
 	ErrWrongExpectedVersion, ErrEventIDConflict, ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument,
 	ErrReserved, ErrAppendOnly, ErrStreamNotFound, ErrEventNotFound, ErrNotFound, ErrCheckpointConflict, ErrUpcasterFailed, ErrPermissionDenied, ErrLeaseHeld,
-	ErrFeedRestored, ErrSchemaNotInstalled, ErrSchemaTooNew, ErrShardUnavailable,
+	ErrFeedRestored, ErrReadOnlyServer, ErrSchemaNotInstalled, ErrSchemaTooNew, ErrShardUnavailable,
 }
 
 // Kind returns the sentinel error err is (or maps to, for a raw *pgconn.PgError from Annals'
@@ -332,6 +340,26 @@ func IsRetryable(err error) bool { return retry.Transient(err) }
 
 // wrapf wraps err with the call it came from (format and args, as for fmt.Sprintf).
 var wrapf = wrap.Errorf
+
+// replicaUnavailable reports whether a read failed because the server could not serve it (it
+// is unreachable, shutting down, starting up, or cancelled the read in a conflict with its
+// replay), not because of what was asked: the same read can go to the primary.
+func replicaUnavailable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), strings.HasPrefix(pgErr.Code, "57P"):
+			return true // connection failures; admin shutdown, crash shutdown, cannot connect now
+		case pgErr.Code == "40001", pgErr.Code == "40P01":
+			return true // a read is only cancelled so on a standby: a conflict with recovery
+		}
+		return false
+	}
+	return Kind(err) == nil // not one of ours (client-side validation): the connection failed
+}
 
 // serializationFailure reports a 40001: the transaction must be retried whole.
 func serializationFailure(err error) bool {

@@ -46,7 +46,7 @@ type FeedOptions struct {
 // annals.feed_blocker names). opts.Group is ErrInvalidArgument: consumer groups split a
 // category's feed (ReadCategory).
 func (c *Client) ReadAll(ctx context.Context, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
-	return readAll(ctx, c.pool, after, opts)
+	return routed(ctx, c, func(db dbtx) ([]RecordedEvent, error) { return readAll(ctx, db, after, opts) })
 }
 
 // ReadAllTx is ReadAll inside the caller's transaction. The barrier is the transaction's
@@ -75,7 +75,7 @@ type ConsumerGroup struct {
 // unless opts.Raw. opts.EventTypes and opts.Categories are ErrInvalidArgument: filter with
 // ReadAll's options instead.
 func (c *Client) ReadCategory(ctx context.Context, category string, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
-	return readCategory(ctx, c.pool, category, after, opts)
+	return routed(ctx, c, func(db dbtx) ([]RecordedEvent, error) { return readCategory(ctx, db, category, after, opts) })
 }
 
 // ReadCategoryTx is ReadCategory inside the caller's transaction.
@@ -106,7 +106,7 @@ type FeedHead struct {
 
 // FeedHead returns the feed's barrier and newest readable position.
 func (c *Client) FeedHead(ctx context.Context) (FeedHead, error) {
-	return feedHead(ctx, c.pool)
+	return routed(ctx, c, func(db dbtx) (FeedHead, error) { return feedHead(ctx, db) })
 }
 
 // FeedHeadTx is FeedHead inside the caller's transaction (as its snapshot sees the feed).

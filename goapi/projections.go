@@ -30,7 +30,7 @@ type ProjectionStatus struct {
 
 // Projections lists every registered projection with its state, lag and last error.
 func (c *Client) Projections(ctx context.Context) ([]ProjectionStatus, error) {
-	return projections(ctx, c.pool)
+	return routed(ctx, c, func(db dbtx) ([]ProjectionStatus, error) { return projections(ctx, db) })
 }
 
 // ProjectionsTx is Projections inside the caller's transaction.

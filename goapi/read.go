@@ -61,7 +61,7 @@ type ReadOptions struct {
 // ReadStream returns an iterator over a stream's events, fetched in pages (ClientOptions.ReadPageSize). A
 // missing stream yields nothing. The iterator stops at the first error, which it yields.
 func (c *Client) ReadStream(ctx context.Context, streamID string, opts ReadOptions) iter.Seq2[RecordedEvent, error] {
-	return c.readStream(ctx, c.pool, streamID, opts)
+	return routedSeq(ctx, c, func(db dbtx) iter.Seq2[RecordedEvent, error] { return c.readStream(ctx, db, streamID, opts) })
 }
 
 // ReadStreamTx is ReadStream inside the caller's transaction.
@@ -101,7 +101,7 @@ func (a AsOf) Time() (time.Time, bool) { return a.at, a.byTime }
 // ReadStreamAsOf returns an iterator over the events a stream had at asOf, oldest first,
 // upcast like ReadStream.
 func (c *Client) ReadStreamAsOf(ctx context.Context, streamID string, asOf AsOf) iter.Seq2[RecordedEvent, error] {
-	return c.readStreamAsOf(ctx, c.pool, streamID, asOf)
+	return routedSeq(ctx, c, func(db dbtx) iter.Seq2[RecordedEvent, error] { return c.readStreamAsOf(ctx, db, streamID, asOf) })
 }
 
 // ReadStreamAsOfTx is ReadStreamAsOf inside the caller's transaction.
@@ -131,7 +131,7 @@ func (c *Client) readStreamAsOf(ctx context.Context, db dbtx, streamID string, a
 
 // StreamVersionAt returns the version a stream had at time t (0 before its first event).
 func (c *Client) StreamVersionAt(ctx context.Context, streamID string, t time.Time) (int64, error) {
-	return streamVersionAt(ctx, c.pool, streamID, t)
+	return routed(ctx, c, func(db dbtx) (int64, error) { return streamVersionAt(ctx, db, streamID, t) })
 }
 
 // StreamVersionAtTx is StreamVersionAt inside the caller's transaction.
@@ -158,7 +158,7 @@ type ReadEventOptions struct {
 // stream only: when a client reused an id in another stream, ReadEvent returns the oldest of
 // those events (lowest GlobalPosition); annals.read_event in SQL returns all of them.
 func (c *Client) ReadEvent(ctx context.Context, eventID uuid.UUID, opts ReadEventOptions) (RecordedEvent, error) {
-	return readEvent(ctx, c.pool, eventID, opts)
+	return routed(ctx, c, func(db dbtx) (RecordedEvent, error) { return readEvent(ctx, db, eventID, opts) })
 }
 
 // ReadEventTx is ReadEvent inside the caller's transaction.

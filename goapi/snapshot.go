@@ -62,7 +62,15 @@ const loadSnapshotSQL = `SELECT s.stream_version, s.state FROM annals.load_snaps
 // stream (after a restore of older events). Errors: ErrInvalidArgument for an invalid stream id
 // or schema version.
 func (c *Client) LoadSnapshot(ctx context.Context, streamID, snapshotType string, schemaVersion int) (Snapshot, bool, error) {
-	return loadSnapshot(ctx, c.pool, streamID, snapshotType, schemaVersion)
+	type found struct {
+		s  Snapshot
+		ok bool
+	}
+	f, err := routed(ctx, c, func(db dbtx) (found, error) {
+		s, ok, err := loadSnapshot(ctx, db, streamID, snapshotType, schemaVersion)
+		return found{s, ok}, err
+	})
+	return f.s, f.ok, err
 }
 
 // LoadSnapshotTx is LoadSnapshot inside the caller's transaction.

@@ -25,7 +25,7 @@ const streamColumns = `s.stream_id, s.stream_version, s.created_at, s.updated_at
 // StreamInfo returns a stream's version, timestamps and state, or ErrStreamNotFound when the
 // stream has no events. A deleted stream keeps its row, with State "deleted".
 func (c *Client) StreamInfo(ctx context.Context, streamID string) (StreamInfo, error) {
-	return streamInfo(ctx, c.pool, streamID)
+	return routed(ctx, c, func(db dbtx) (StreamInfo, error) { return streamInfo(ctx, db, streamID) })
 }
 
 // StreamInfoTx is StreamInfo inside the caller's transaction.
@@ -65,7 +65,7 @@ type ListStreamsOptions struct {
 // listed too (State "deleted"). The iterator stops at the first error, which it yields: an
 // invalid category is ErrInvalidArgument.
 func (c *Client) ListStreams(ctx context.Context, opts ListStreamsOptions) iter.Seq2[StreamInfo, error] {
-	return c.listStreams(ctx, c.pool, opts)
+	return routedSeq(ctx, c, func(db dbtx) iter.Seq2[StreamInfo, error] { return c.listStreams(ctx, db, opts) })
 }
 
 // ListStreamsTx is ListStreams inside the caller's transaction.
@@ -126,7 +126,7 @@ type StreamStats struct {
 // the stream, so it is for inspection, not for a hot path. A stream without events has zero
 // stats (not an error; StreamInfo tells whether a stream exists).
 func (c *Client) StreamStats(ctx context.Context, streamID string) (StreamStats, error) {
-	return streamStats(ctx, c.pool, streamID)
+	return routed(ctx, c, func(db dbtx) (StreamStats, error) { return streamStats(ctx, db, streamID) })
 }
 
 // StreamStatsTx is StreamStats inside the caller's transaction.

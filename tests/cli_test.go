@@ -82,6 +82,16 @@ func TestCLI(t *testing.T) {
 		require.Regexp(t, `(?m)^\s+7\s+Red gear\s+572\s+121\s+\S+ \S+$`, o)
 		require.Contains(t, o, "identical to the table the appends had kept current")
 		require.Regexp(t, `(?m)^\s+inventory_item_counts\s+inline\s+active\s+\S+`, o)
+		// Read replicas, on a throwaway primary and standby of the step's own (skipped only
+		// where none can start, and CI has the binaries).
+		if !strings.Contains(o, "skipped: cannot start") {
+			require.Regexp(t, `version 1, transaction \d+: the token`, o)
+			require.Contains(t, o, "f: the async projection has not run yet")
+			require.Regexp(t, `t on the standby \S+ later; its demo.stock_moves has 1 row\(s\)`, o)
+			require.Contains(t, o, "send writes to the primary")
+		} else {
+			require.Empty(t, os.Getenv("CI"), "the demo skipped its replica step in CI:\n%s", o)
+		}
 		require.Contains(t, o, "Summary")
 		require.Regexp(t, `finished in \d`, o)
 

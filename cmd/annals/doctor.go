@@ -35,7 +35,8 @@ may append and annals_reader read, PUBLIC may execute nothing, and no role but a
 superusers) holds a privilege on annals_internal's schema, tables, sequences or functions; every
 append-only trigger is present and no trigger on Annals' tables is disabled; the feed is readable
 and no transaction older than --blocker-age holds it back; no projection is failing, stale or disabled; no dead letters wait; no
-materialized view is stale or failing to refresh. Changes nothing.`,
+materialized view is stale or failing to refresh; on a hot standby, that it streams and replays and
+how far behind it is, on a primary its standbys' replay lag. Changes nothing.`,
 		Args: noArgs,
 	}
 	db := addDatabaseFlag(cmd)
@@ -98,7 +99,7 @@ func (d *doctor) run(ctx context.Context) {
 	}
 	checks := []func(context.Context){
 		d.checkFunctions, d.checkRoles, d.checkGuard, d.checkOwners, d.checkPrivileges, d.checkTriggers,
-		d.checkFeed, d.checkStorage, d.checkProjections, d.checkDeadLetters, d.checkViews, d.checkRetention,
+		d.checkFeed, d.checkStorage, d.checkProjections, d.checkDeadLetters, d.checkViews, d.checkRetention, d.checkReplication,
 	}
 	for _, c := range checks {
 		if ctx.Err() != nil {

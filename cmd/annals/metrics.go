@@ -46,6 +46,10 @@ var (
 		"Seconds since a registered materialized view was last refreshed (+Inf when never).", []string{"view"}, nil)
 	descViewBehind = prometheus.NewDesc("annals_view_events_behind",
 		"Events appended since a materialized view's last refresh (counted up to 100000).", []string{"view"}, nil)
+	descReplicaLagBytes = prometheus.NewDesc("annals_replica_lag_bytes",
+		"Bytes of WAL a streaming standby has yet to replay (pg_stat_replication; reads there are that far behind).", []string{"standby", "addr"}, nil)
+	descReplicaLagSeconds = prometheus.NewDesc("annals_replica_lag_seconds",
+		"A streaming standby's last measured replay lag (0 once it has caught up).", []string{"standby", "addr"}, nil)
 	descSampleTime = prometheus.NewDesc("annals_worker_last_sample_timestamp_seconds",
 		"When the worker last read the values above from the database (Unix time).", nil, nil)
 )
@@ -86,7 +90,8 @@ func (m *workerMetrics) set(s *snapshot) {
 func (m *workerMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descHeadPosition, descAppendRate, descBarrierAge, descProjectionBehind,
 		descProjectionSecondsBehind, descProjectionState, descProjectionDeadLetters, descSubscriptionBehind,
-		descSubscriptionSecondsBehind, descSubscriptionDeadLetters, descViewAge, descViewBehind, descSampleTime} {
+		descSubscriptionSecondsBehind, descSubscriptionDeadLetters, descViewAge, descViewBehind, descReplicaLagBytes,
+		descReplicaLagSeconds, descSampleTime} {
 		ch <- d
 	}
 }
@@ -123,6 +128,17 @@ func (m *workerMetrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSubscriptionBehind, float64(sm.EventsBehind), sm.Name, member)
 		gauge(descSubscriptionSecondsBehind, sm.TimeBehind.Seconds(), sm.Name, member)
 		gauge(descSubscriptionDeadLetters, float64(sm.DeadLetters), sm.Name, member)
+	}
+	for _, r := range s.standbys {
+		if r.Behind == nil { // not visible to this login
+			continue
+		}
+		lag := 0.0
+		if r.Lag != nil && *r.Behind > 0 {
+			lag = *r.Lag
+		}
+		gauge(descReplicaLagBytes, float64(max(*r.Behind, 0)), r.Name, r.Addr)
+		gauge(descReplicaLagSeconds, lag, r.Name, r.Addr)
 	}
 	for _, v := range s.views {
 		age := math.Inf(1)

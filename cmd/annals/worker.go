@@ -30,7 +30,8 @@ direct connection to PostgreSQL, to keep the wake-ups, or --no-listen to poll wi
 calls annals.refresh_views every --refresh-every (each view's own refresh_interval still
 applies); and serves Prometheus metrics on --metrics-addr (/metrics):
 append rate, feed head and barrier age, projection lag and state, view freshness, worker errors, and
-the lag of each subscription named with --subscription. Subscriptions need your handlers, so the
+the lag of each subscription named with --subscription, each streaming standby's replay lag (bytes
+and seconds, from pg_stat_replication). Subscriptions need your handlers, so the
 worker only reports on them; run annals.Subscriber in your service to consume them.
 
 With --compress-older-than (off by default) it also moves events older than that into cold
@@ -319,6 +320,7 @@ type snapshot struct {
 	projections  []projectionRow
 	views        []viewRow
 	members      []annals.SubscriptionStatus
+	standbys     []standbyLag
 }
 
 func (w *worker) sample(ctx context.Context) (*snapshot, error) {
@@ -340,6 +342,9 @@ func (w *worker) sample(ctx context.Context) (*snapshot, error) {
 	}
 	if s.views, err = queryViews(ctx, w.pool); err != nil {
 		return nil, err
+	}
+	if s.standbys, err = standbyLags(ctx, w.pool); err != nil {
+		return nil, fmt.Errorf("read pg_stat_replication: %w", err)
 	}
 	for _, name := range w.subscriptions {
 		ms, err := w.client.SubscriptionStatus(ctx, name)

@@ -88,6 +88,9 @@ type loaded[S any] struct {
 // version upTo (negative: the end). tx may be nil.
 func (e *engine[S]) load(ctx context.Context, tx pgx.Tx, streamID string, upTo int64) (loaded[S], error) {
 	l := loaded[S]{state: e.fresh(streamID)}
+	// A load decides the next append: read the primary, where a replica's lag could only cost a
+	// conflict and a retry.
+	ctx = annals.WithConsistency(ctx, annals.OnPrimary)
 	if e.opts.SnapshotEvery > 0 {
 		var (
 			snap annals.Snapshot

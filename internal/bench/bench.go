@@ -387,6 +387,7 @@ func allScenarios() []scenario {
 		multiScenario(),
 		tagsScenario(),
 		personalDataScenario(),
+		replicaScenario(),
 	}
 }
 

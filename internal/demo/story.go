@@ -48,7 +48,7 @@ func newStory(out io.Writer, pool *pgxpool.Pool) *story {
 func (s *story) play(ctx context.Context) error {
 	for _, step := range []func(context.Context) error{
 		s.addItem, s.adjustments, s.overdraw, s.race, s.retry, s.history, s.asOf, s.info,
-		s.projection, s.view, s.snapshot, s.upcast, s.subscription, s.rebuild, s.cold,
+		s.projection, s.view, s.snapshot, s.upcast, s.subscription, s.rebuild, s.cold, s.replica,
 	} {
 		if err := step(ctx); err != nil {
 			return err

@@ -35,12 +35,25 @@ func (s *Service) Repository() *domain.Repository[Item, Command] { return s.repo
 // ErrItemExists, ErrItemNotFound and *InsufficientInventoryError (ErrInsufficientInventory);
 // annals.ErrWrongExpectedVersion after the retries are used up.
 func (s *Service) Handle(ctx context.Context, command Command) (Item, error) {
+	w, err := s.Write(ctx, command)
+	return w.Item, err
+}
+
+// Written is an item after a command, with the consistency token of the append that produced it
+// (its transaction id, for annals.ReadYourWrites; 0 when the command appended nothing).
+type Written struct {
+	Item  Item
+	Token uint64
+}
+
+// Write is Handle, also returning the append's consistency token.
+func (s *Service) Write(ctx context.Context, command Command) (Written, error) {
 	res, err := s.repo.Handle(ctx, StreamID(command.ItemSKU()), command)
 	if err != nil {
-		return Item{}, err
+		return Written{}, err
 	}
 	res.State.Version = res.Version
-	return res.State, nil
+	return Written{Item: res.State, Token: res.Appended.TransactionID}, nil
 }
 
 // HandleAt runs a command only while the item is at version expected, for a caller that
@@ -48,15 +61,21 @@ func (s *Service) Handle(ctx context.Context, command Command) (Item, error) {
 // was never added is ErrItemNotFound; another version is an *annals.WrongExpectedVersionError
 // with the actual version.
 func (s *Service) HandleAt(ctx context.Context, command Command, expected int64) (Item, error) {
+	w, err := s.WriteAt(ctx, command, expected)
+	return w.Item, err
+}
+
+// WriteAt is HandleAt, also returning the append's consistency token.
+func (s *Service) WriteAt(ctx context.Context, command Command, expected int64) (Written, error) {
 	res, err := s.repo.HandleAt(ctx, StreamID(command.ItemSKU()), expected, command)
 	if wrong, ok := errors.AsType[*annals.WrongExpectedVersionError](err); ok && wrong.Actual == 0 {
-		return Item{}, fmt.Errorf("%w: %s", ErrItemNotFound, command.ItemSKU())
+		return Written{}, fmt.Errorf("%w: %s", ErrItemNotFound, command.ItemSKU())
 	}
 	if err != nil {
-		return Item{}, err
+		return Written{}, err
 	}
 	res.State.Version = res.Version
-	return res.State, nil
+	return Written{Item: res.State, Token: res.Appended.TransactionID}, nil
 }
 
 // HandleTx is Handle inside the caller's transaction: the events commit with the caller's

@@ -17,6 +17,13 @@
 //	GET    /items/{sku}/history?from=&limit=                      200 (Link: next) | 404
 //	GET    /healthz                     database, schema, read models  200 | 503
 //
+// Read your writes. Every write that appends answers with a Consistency-Token header (the
+// append's transaction id). GET requests read from a replica when the service has one
+// (Options.Replicas); a GET that sends Consistency-Token back waits until that replica has
+// replayed the write (up to a bound, then it reads the primary), so a client always reads its
+// own writes. Without the header a GET may be a little behind; writes and their preconditions
+// always use the primary.
+//
 // Every item's ETag is its stream version, "3". An adjustment with If-Match: "3" appends only if
 // the item is still at version 3, else 412 with the expected and actual versions; If-Match: *
 // only if the item exists (any version), else 412. Without If-Match it reloads and decides again
@@ -62,6 +69,9 @@ type Options struct {
 	// other writers appended first) before the answer is 409 (default 10); it is the
 	// repository's RepositoryOptions.MaxAttempts.
 	MaxAttempts int
+	// Replicas are pools on streaming hot standbys of pool: GET requests read from them
+	// (annals.ClientOptions.Replicas), waiting for the write a Consistency-Token request header names.
+	Replicas []*pgxpool.Pool
 }
 
 // Handler serves the inventory API. Safe for concurrent use.
@@ -89,7 +99,7 @@ func New(pool *pgxpool.Pool, opts Options) *Handler {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 10
 	}
-	client := annals.New(pool, annals.ClientOptions{})
+	client := annals.New(pool, annals.ClientOptions{Replicas: opts.Replicas, Replica: annals.ReplicaOptions{Logger: opts.Logger}})
 	h := &Handler{
 		pool:    pool,
 		client:  client,
@@ -114,7 +124,7 @@ func New(pool *pgxpool.Pool, opts Options) *Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, newError(http.StatusNotFound, CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	h.root = h.instrument(mux)
+	h.root = h.instrument(h.consistency(mux))
 	return h
 }
 

@@ -34,12 +34,14 @@ func (h *Handler) createItem(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	item, err := h.service.AddItem(r.Context(), req.SKU, req.Name, req.Count)
+	written, err := h.service.Write(r.Context(), inventory.AddItem{SKU: req.SKU, Name: req.Name, Count: req.Count})
+	item := written.Item
 	if err != nil {
 		writeError(w, r, h.deletedOr(r.Context(), req.SKU, err))
 		return
 	}
 	w.Header().Set("ETag", etag(item.Version))
+	setToken(w, written.Token)
 	w.Header().Set("Location", "/items/"+url.PathEscape(item.SKU))
 	writeJSON(w, http.StatusCreated, itemOf(item))
 }
@@ -79,7 +81,8 @@ func (h *Handler) getItem(w http.ResponseWriter, r *http.Request) {
 
 // readModel reads an item's row in the inline projection inventory.item_counts: plain SQL on the
 // read model, as a report reads it, no events replayed. The projection is written in the append's
-// transaction, so a client reads its own writes.
+// transaction, so a client reads its own writes: on the primary at once, on a replica once it
+// has replayed the write the request's Consistency-Token names.
 //
 // The projection is built from events, and deleting a stream appends none: the row of a deleted
 // item stays (and a rebuild writes it again). So the same statement reads the stream's state
@@ -95,7 +98,7 @@ func (h *Handler) readModel(ctx context.Context, sku string) (Item, error) {
 		version *int64
 		updated *time.Time
 	)
-	err := h.pool.QueryRow(ctx, `
+	err := h.client.ReadPool(ctx).QueryRow(ctx, `
 		SELECT s.state, s.stream_version, c.sku IS NOT NULL, c.name, c.count, c.version, c.updated_at
 		  FROM annals.stream_info($1) AS s
 		  LEFT JOIN inventory.item_counts AS c ON c.sku = $2`, inventory.StreamID(sku), sku).
@@ -138,7 +141,7 @@ func (h *Handler) listItems(w http.ResponseWriter, r *http.Request) {
 	// order (an ordered scan of the partitions' keys) and stream_info runs for each until the page
 	// is full: about 15 µs a row, so a page of 1000 takes some 15 ms, plus the same for every
 	// deleted item it skips.
-	rows, err := h.pool.Query(r.Context(), `
+	rows, err := h.client.ReadPool(r.Context()).Query(r.Context(), `
 		SELECT c.sku, c.name, c.count, c.version, c.updated_at
 		  FROM inventory.item_counts AS c
 		 CROSS JOIN LATERAL annals.stream_info('inventory-' || c.sku) AS s
@@ -224,40 +227,41 @@ func (h *Handler) adjustItem(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	command := inventory.AdjustCount{SKU: sku, Delta: req.Delta, Reason: req.Reason}
-	var item inventory.Item
+	var written inventory.Written
 	switch {
 	case !match.present:
-		item, err = h.service.Handle(ctx, command)
+		written, err = h.service.Write(ctx, command)
 	case match.any: // any version, so decided on the latest one like no If-Match; but it must exist
-		item, err = h.service.Handle(ctx, command)
+		written, err = h.service.Write(ctx, command)
 		if errors.Is(err, inventory.ErrItemNotFound) {
 			err = &preconditionError{SKU: sku, IfMatch: match}
 		}
 	case match.weak:
 		err = h.weakTag(ctx, sku, match)
 	default:
-		item, err = h.adjustAt(ctx, command, match)
+		written, err = h.adjustAt(ctx, command, match)
 	}
 	if err != nil {
 		writeError(w, r, h.deletedOr(ctx, sku, err))
 		return
 	}
-	w.Header().Set("ETag", etag(item.Version))
-	writeJSON(w, http.StatusOK, itemOf(item))
+	w.Header().Set("ETag", etag(written.Item.Version))
+	setToken(w, written.Token)
+	writeJSON(w, http.StatusOK, itemOf(written.Item))
 }
 
 // adjustAt runs command only if the item is at the If-Match version, whether that is found on
 // load or by the append when a writer slipped in between. No retry: the client decided on what
 // it saw at that version.
-func (h *Handler) adjustAt(ctx context.Context, command inventory.AdjustCount, match ifMatch) (inventory.Item, error) {
-	item, err := h.service.HandleAt(ctx, command, match.version)
+func (h *Handler) adjustAt(ctx context.Context, command inventory.AdjustCount, match ifMatch) (inventory.Written, error) {
+	written, err := h.service.WriteAt(ctx, command, match.version)
 	if wrong, ok := errors.AsType[*annals.WrongExpectedVersionError](err); ok {
-		return inventory.Item{}, &preconditionError{SKU: command.SKU, IfMatch: match, Actual: wrong.Actual}
+		return inventory.Written{}, &preconditionError{SKU: command.SKU, IfMatch: match, Actual: wrong.Actual}
 	}
 	if errors.Is(err, inventory.ErrItemNotFound) { // If-Match names a version of an item that never was
-		return inventory.Item{}, &preconditionError{SKU: command.SKU, IfMatch: match}
+		return inventory.Written{}, &preconditionError{SKU: command.SKU, IfMatch: match}
 	}
-	return item, err
+	return written, err
 }
 
 // weakTag is the answer to a weak If-Match tag, which never matches: 412 with the item's version

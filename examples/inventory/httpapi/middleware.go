@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"time"
 
+	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/domain"
 	"github.com/google/uuid"
 )
@@ -118,4 +120,37 @@ func (h *Handler) instrument(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// TokenHeader carries the consistency token: set on the answers to writes, sent back on reads.
+const TokenHeader = "Consistency-Token"
+
+// consistency picks where a request's reads go: writes (and the loads and preconditions they
+// decide on) to the primary; a GET with a Consistency-Token to a replica that has that write
+// (annals.ReadYourWrites); other GETs to any replica (annals.Eventual).
+func (h *Handler) consistency(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := annals.OnPrimary
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			c = annals.Eventual
+			if v := r.Header.Get(TokenHeader); v != "" {
+				token, err := strconv.ParseUint(v, 10, 64)
+				if err != nil || token == 0 {
+					writeError(w, r, newError(http.StatusBadRequest, CodeInvalidParameter,
+						"%s must be the token a write answered with (a positive integer), got %q", TokenHeader, v).
+						with("header", TokenHeader))
+					return
+				}
+				c = annals.ReadYourWrites(token)
+			}
+		}
+		next.ServeHTTP(w, r.WithContext(annals.WithConsistency(r.Context(), c)))
+	})
+}
+
+// setToken answers a write with its consistency token (nothing when it appended nothing).
+func setToken(w http.ResponseWriter, token uint64) {
+	if token != 0 {
+		w.Header().Set(TokenHeader, strconv.FormatUint(token, 10))
+	}
 }

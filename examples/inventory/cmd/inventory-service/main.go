@@ -7,6 +7,8 @@
 //
 //	--addr              listen address (default 127.0.0.1:8080; port 0 picks a free port)
 //	--database-url      PostgreSQL URL (default $DATABASE_URL)
+//	--replica-url       a streaming hot standby of that database to serve GET requests from
+//	                    (repeatable); GETs honour the Consistency-Token header writes answer with
 //	--migrate           install or upgrade Annals (annals.Migrate) and the inventory read models
 //	                    (readmodels.Install) before serving; needs a role that may create roles
 //	--max-attempts      appends tried per adjustment without If-Match before a 409 (default 10)
@@ -30,6 +32,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,6 +52,7 @@ func main() {
 type config struct {
 	addr            string
 	databaseURL     string
+	replicaURLs     urlList
 	migrate         bool
 	maxAttempts     int
 	shutdownTimeout time.Duration
@@ -60,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address (port 0 picks a free port)")
 	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL connection URL (default $DATABASE_URL)")
+	fs.Var(&c.replicaURLs, "replica-url", "a hot standby to read from (repeatable)")
 	fs.BoolVar(&c.migrate, "migrate", false, "install or upgrade Annals and the inventory read models before serving")
 	fs.IntVar(&c.maxAttempts, "max-attempts", 10, "appends tried per adjustment without If-Match before answering 409")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests get after SIGINT or SIGTERM")
@@ -117,7 +122,17 @@ func serve(ctx context.Context, stop func(), cfg config, log *slog.Logger) error
 		}
 		log.Info("migrated", "from_version", res.FromVersion, "to_version", res.ToVersion, "applied", len(res.Applied))
 	}
-	handler := httpapi.New(pool, httpapi.Options{Logger: log, MaxAttempts: cfg.maxAttempts})
+	var replicas []*pgxpool.Pool
+	for _, u := range cfg.replicaURLs {
+		// A replica that is down at start is no reason to stop: the client skips it until it answers.
+		rp, err := replicaPool(ctx, u)
+		if err != nil {
+			return err
+		}
+		defer rp.Close()
+		replicas = append(replicas, rp)
+	}
+	handler := httpapi.New(pool, httpapi.Options{Logger: log, MaxAttempts: cfg.maxAttempts, Replicas: replicas})
 	checkCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = handler.Check(checkCtx)
 	cancel()
@@ -180,4 +195,32 @@ func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("connect to the database: %w", err)
 	}
 	return pool, nil
+}
+
+// urlList is a repeatable string flag.
+type urlList []string
+
+func (l *urlList) String() string { return strings.Join(*l, ",") }
+
+func (l *urlList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty URL")
+	}
+	*l = append(*l, v)
+	return nil
+}
+
+// replicaPool opens a pool on a replica without waiting for it to answer.
+func replicaPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("bad replica URL: %w", err)
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "inventory-service"
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	return pgxpool.NewWithConfig(ctx, cfg)
 }

@@ -277,8 +277,9 @@ func (c curl) request(ctx context.Context, base string, u *unifier) (*http.Reque
 	return req, nil
 }
 
-// omitted are the headers the README leaves out.
-var omitted = []string{"Cache-Control", "Content-Length", "Date"}
+// omitted are the headers the README leaves out. Consistency-Token is a transaction id, which
+// depends on everything the server did before; the README describes it in words.
+var omitted = []string{"Cache-Control", "Consistency-Token", "Content-Length", "Date"}
 
 // render is what curl prints for resp (-s, or -si): the body, or the status line, the headers
 // but the omitted ones, a blank line and the body. Go's server writes the headers a handler set in
