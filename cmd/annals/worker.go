@@ -36,7 +36,9 @@ worker only reports on them; run annals.Subscriber in your service to consume th
 
 With --compress-older-than (off by default) it also moves events older than that into cold
 storage every --compress-every, in annals.compress_events calls of --compress-batch events; that
-needs annals_owner (the rest needs annals_writer).
+needs annals_owner (the rest needs annals_writer). With --retention-every (off by default) it
+applies the retention rules (annals.apply_retention, --retention-batch events per call) at start
+and at that interval; that needs annals_owner too.
 
 Several workers may run at once: projections and views are split between them (SKIP LOCKED).
 SIGINT or SIGTERM stops it gracefully: no new work starts, work in flight may finish within
@@ -62,6 +64,8 @@ The login needs annals_writer.`,
 	compressOlderThan := f.String("compress-older-than", "", "move events older than this into cold storage (30d; empty: off)")
 	f.DurationVar(&cfg.compressEvery, "compress-every", time.Hour, "how often to compress, with --compress-older-than")
 	f.Int64Var(&cfg.compressBatch, "compress-batch", 50000, "events per annals.compress_events call")
+	f.DurationVar(&cfg.retentionEvery, "retention-every", 0, "how often to apply the retention rules (0: never)")
+	f.Int64Var(&cfg.retentionBatch, "retention-batch", 100000, "events per annals.apply_retention call")
 	logJSON := f.Bool("log-json", false, "log JSON lines instead of text")
 	cfg.listen = addListenFlags(cmd)
 
@@ -71,6 +75,9 @@ The login needs annals_writer.`,
 		}
 		if err := cfg.listen.check(); err != nil {
 			return err
+		}
+		if cfg.retentionEvery < 0 || cfg.retentionBatch <= 0 {
+			return usagef("--retention-every must not be negative, --retention-batch must be positive")
 		}
 		if *compressOlderThan != "" {
 			age, err := parseAge(*compressOlderThan)
@@ -116,6 +123,8 @@ type workerConfig struct {
 	compressOlderThan                          *time.Duration // nil: no compression
 	compressEvery                              time.Duration
 	compressBatch                              int64
+	retentionEvery                             time.Duration // 0: no retention
+	retentionBatch                             int64
 }
 
 type worker struct {
@@ -186,7 +195,19 @@ func (w *worker) run(ctx context.Context) error {
 		loops = append(loops, w.viewsLoop)
 	}
 	if w.compressOlderThan != nil {
-		loops = append(loops, w.compressLoop)
+		loops = append(loops, func(stop, work context.Context) {
+			w.stepLoop(stop, work, "compress", w.compressEvery, w.compressBatch,
+				func(ctx context.Context) (int64, error) {
+					return w.client.CompressEvents(ctx, *w.compressOlderThan, w.compressBatch)
+				}, "events moved to cold storage", "older_than", *w.compressOlderThan)
+		})
+	}
+	if w.retentionEvery > 0 {
+		loops = append(loops, func(stop, work context.Context) {
+			w.stepLoop(stop, work, "retention", w.retentionEvery, w.retentionBatch,
+				func(ctx context.Context) (int64, error) { return w.client.ApplyRetention(ctx, w.retentionBatch) },
+				"retention removed events")
+		})
 	}
 	for _, loop := range loops {
 		wg.Add(1)
@@ -265,27 +286,28 @@ func (w *worker) viewsLoop(stop, work context.Context) {
 	}
 }
 
-// compressLoop moves events older than compressOlderThan to cold storage at start and every
-// compressEvery, one annals.compress_events call of compressBatch events at a time.
-func (w *worker) compressLoop(stop, work context.Context) {
+// stepLoop runs a bounded maintenance step (compress_events, apply_retention) at start and every
+// interval: calls of batch events until one does less than a full batch, then logs the total.
+func (w *worker) stepLoop(stop, work context.Context, name string, every time.Duration, batch int64,
+	step func(context.Context) (int64, error), done string, logArgs ...any) {
 	for stop.Err() == nil {
-		var moved int64
+		var total int64
 		for stop.Err() == nil {
-			n, err := w.client.CompressEvents(work, *w.compressOlderThan, w.compressBatch)
+			n, err := step(work)
 			if err != nil {
-				w.metrics.errors.WithLabelValues("compress").Inc()
-				w.log.Error("compressing events failed", "error", explain(err))
+				w.metrics.errors.WithLabelValues(name).Inc()
+				w.log.Error(name+" failed", "error", explain(err))
 				break
 			}
-			moved += n
-			if n < w.compressBatch {
+			total += n
+			if n < batch {
 				break
 			}
 		}
-		if moved > 0 {
-			w.log.Info("events moved to cold storage", "events", moved, "older_than", *w.compressOlderThan)
+		if total > 0 {
+			w.log.Info(done, append([]any{"events", total}, logArgs...)...)
 		}
-		pause(stop, w.compressEvery, nil)
+		pause(stop, every, nil)
 	}
 }
 

@@ -128,4 +128,34 @@ func TestCLIWorkerErrors(t *testing.T) {
 
 	r = annals(t, db, "worker", "--batch", "0")
 	require.Equal(t, 2, r.code)
+	r = annals(t, db, "worker", "--retention-batch", "0")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "--retention-batch must be positive")
+}
+
+// TestCLIWorkerMaintenance: with --retention-every and --compress-older-than the worker applies
+// the retention rules and moves old events to cold storage on its own, and logs what it did.
+func TestCLIWorkerMaintenance(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	pool := poolFor(t, db)
+	execSQL(t, pool, `SELECT annals.set_retention(category => 'sensor', max_count => 2)`)
+	execSQL(t, pool, `SELECT annals.append_events('sensor-1', 0, '[{"type":"Reading"},{"type":"Reading"},{"type":"Reading"},{"type":"Reading"}]')`)
+	execSQL(t, pool, `SELECT annals.append_events('log-1', 0, '[{"type":"Line"}]')`)
+
+	w := start(t, db, "worker", "--metrics-addr", "", "--refresh-every", "0",
+		"--retention-every", "100ms", "--compress-older-than", "0d", "--compress-every", "100ms")
+	w.waitFor(t, w.stderr, regexp.MustCompile(`retention removed events.* events=2`), feedTimeout)
+	// Compression waits for the cluster-wide barrier to pass the events (other tests' transactions
+	// hold it); the worker tries again every 100ms until they move.
+	w.waitFor(t, w.stderr, regexp.MustCompile(`events moved to cold storage.* events=\d+`), feedTimeout)
+	require.Equal(t, 0, w.stop(t, syscall.SIGTERM, 10*time.Second), w.stderr.String())
+
+	var left, cold int
+	require.NoError(t, pool.QueryRow(t.Context(),
+		`SELECT count(*) FROM annals.read_stream('sensor-1')`).Scan(&left))
+	require.Equal(t, 2, left, "retention kept the newest two readings")
+	require.NoError(t, pool.QueryRow(t.Context(),
+		`SELECT events FROM annals.storage_stats() WHERE tier = 'cold'`).Scan(&cold))
+	require.Positive(t, cold)
 }
