@@ -26,17 +26,26 @@ BEGIN
         IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
                     WHERE l.transaction_id = pg_catalog.pg_current_xact_id()
                       AND l.stream_id = v_old ->> 'stream_id'
-                      AND l.operation IN ('purge', 'retention')
+                      AND l.operation IN ('purge', 'retention', 'archive')
                       AND coalesce(v_old ->> 'first_version', v_old ->> 'stream_version')::bigint >= l.first_version
                       AND coalesce(v_old ->> 'last_version', v_old ->> 'stream_version')::bigint <= l.stream_version) THEN
             RETURN OLD;
         END IF;
     END IF;
-    -- Cold storage (functions/400_cold_storage.sql) moves events out of the hot table inside
-    -- annals.compress_events / annals.archive_stream, in the transaction that stores them again.
-    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'annals_internal' AND TG_TABLE_NAME LIKE 'events\_p%'
-       AND current_setting('annals_internal.cold_move', true) = 'on' THEN
-        RETURN OLD;
+    -- Cold storage (functions/400_cold_storage.sql): annals.compress_events logs the stretch of
+    -- the feed it moves before it deletes those rows from the hot table (annals.archive_stream
+    -- logs a stream range, checked above), in the transaction that stores them again.
+    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'annals_internal' AND TG_TABLE_NAME LIKE 'events\_p%' THEN
+        v_old := pg_catalog.to_jsonb(OLD) - 'data' - 'metadata';
+        IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
+                    WHERE l.transaction_id = pg_catalog.pg_current_xact_id()
+                      AND l.stream_id IS NULL
+                      AND l.operation = 'compress'
+                      AND ((v_old ->> 'transaction_id')::xid8, (v_old ->> 'global_position')::bigint)
+                          BETWEEN ((l.details #>> '{from,0}')::xid8, (l.details #>> '{from,1}')::bigint)
+                              AND ((l.details #>> '{to,0}')::xid8, (l.details #>> '{to,1}')::bigint)) THEN
+            RETURN OLD;
+        END IF;
     END IF;
     RAISE EXCEPTION USING
         ERRCODE = 'ST405',

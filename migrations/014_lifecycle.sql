@@ -36,7 +36,7 @@ ALTER TABLE annals_internal.streams ADD CONSTRAINT streams_state_chk
 -- The lifecycle log now records removals (ranges and counts) and erasures (no stream).
 ALTER TABLE annals_internal.lifecycle_log DROP CONSTRAINT lifecycle_log_operation_chk;
 ALTER TABLE annals_internal.lifecycle_log ADD CONSTRAINT lifecycle_log_operation_chk
-    CHECK (operation IN ('delete', 'rebase_transaction_ids', 'purge', 'retention', 'forget'));
+    CHECK (operation IN ('delete', 'rebase_transaction_ids', 'purge', 'retention', 'forget', 'compress', 'archive'));
 ALTER TABLE annals_internal.lifecycle_log ALTER COLUMN stream_id DROP NOT NULL;
 ALTER TABLE annals_internal.lifecycle_log ALTER COLUMN stream_version DROP NOT NULL;
 ALTER TABLE annals_internal.lifecycle_log ADD COLUMN first_version bigint;
@@ -49,13 +49,13 @@ CREATE INDEX lifecycle_log_transaction_idx ON annals_internal.lifecycle_log (tra
 COMMENT ON COLUMN annals_internal.lifecycle_log.transaction_id IS
     'The transaction that did it (NULL before M13); removals are allowed only for ranges their transaction logged.';
 ALTER TABLE annals_internal.lifecycle_log ADD CONSTRAINT lifecycle_log_stream_chk
-    CHECK (operation = 'forget' OR stream_id IS NOT NULL AND stream_version IS NOT NULL);
+    CHECK (operation IN ('forget', 'compress') OR stream_id IS NOT NULL AND stream_version IS NOT NULL);
 COMMENT ON COLUMN annals_internal.lifecycle_log.stream_version IS
     'delete/purge: the stream''s version then; retention: the last version removed.';
 COMMENT ON COLUMN annals_internal.lifecycle_log.first_version IS 'purge/retention: the first version removed.';
 COMMENT ON COLUMN annals_internal.lifecycle_log.event_count IS 'purge/retention: how many events were removed.';
 COMMENT ON COLUMN annals_internal.lifecycle_log.details IS
-    'retention: the rule applied; forget: the subject and how many keys were destroyed.';
+    'retention: the rule applied; forget: the subject and how many keys were destroyed; compress: the feed range moved, "from" and "to" as [transaction id, position].';
 
 -- The event types with registered personal data, read by the append in the statement that reads
 -- the limits: NULL (no registration) keeps every other append exactly as it was.

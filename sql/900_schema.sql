@@ -780,14 +780,21 @@ BEGIN
             format('stream %L has events with tags, which stay in the hot tier (read_tagged and conditional appends read them there)',
                    archive_stream.stream_id)) IS NULL THEN END IF;
     END IF;
-    PERFORM set_config('annals_internal.cold_move', 'on', true);
+    -- Logged first: the history trigger lets the rows out of the hot table only for a version range
+    -- this transaction logged (functions/010_append_only.sql).
+    INSERT INTO annals_internal.lifecycle_log
+           (stream_id, operation, stream_version, first_version, event_count, performed_by, performed_at)
+    SELECT archive_stream.stream_id, 'archive', max(e.stream_version), min(e.stream_version), count(*),
+           session_user, clock_timestamp()
+      FROM annals_internal.events AS e
+     WHERE e.stream_id = archive_stream.stream_id
+    HAVING count(*) > 0;
     WITH moved AS (
         DELETE FROM annals_internal.events AS e
          WHERE e.stream_id = archive_stream.stream_id
         RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
                   e.data, e.metadata, e.transaction_id, e.recorded_at)
     SELECT array_agg(ROW(m.*)::annals.event) INTO v_events FROM moved AS m;
-    PERFORM set_config('annals_internal.cold_move', 'off', true);
     RETURN annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'archive', v_events);
 END
 $$;
@@ -819,6 +826,9 @@ DECLARE
     v_barrier xid8;
     v_moved   bigint := 0;
     v_chunk   bigint;
+    v_count   bigint;
+    v_from    text[];  -- the first and last event moved: [transaction id, position]
+    v_to      text[];
     v_events  annals.event[];
 BEGIN
     IF compress_events.older_than IS NULL OR compress_events.older_than < interval '0' THEN
@@ -834,20 +844,19 @@ BEGIN
     -- Only events below every running transaction: none can be added before them any more, so
     -- each batch is a stretch of the feed with no hot event left inside.
     v_barrier := pg_snapshot_xmin(pg_current_snapshot());
-    PERFORM set_config('annals_internal.cold_move', 'on', true);
     WHILE v_moved < compress_events.max_events LOOP
         v_chunk := least(20000, compress_events.max_events - v_moved);
+        -- The next stretch of the feed to move: at most v_chunk events below the barrier, ending
+        -- before the first event that is not old enough or carries tags (the cold tier keeps
+        -- none: tags and their index stay hot, for read_tagged and the conditional appends). So
+        -- the batch stays a prefix of the hot feed, and each stream's cold versions a prefix of
+        -- the stream.
         WITH chunk AS MATERIALIZED (
-                 SELECT e.stream_id, e.stream_version, e.transaction_id, e.global_position, e.recorded_at,
-                        e.tags IS NOT NULL AS tagged
+                 SELECT e.transaction_id, e.global_position, e.recorded_at, e.tags IS NOT NULL AS tagged
                    FROM annals_internal.events AS e
                   WHERE e.transaction_id < v_barrier
                   ORDER BY e.transaction_id, e.global_position
                   LIMIT v_chunk),
-             -- Stop at the first event that is not old enough, or that carries tags (the cold
-             -- tier keeps none: tags and their index stay hot, for read_tagged and the
-             -- conditional appends): the batch stays a prefix of the hot feed, and each stream's
-             -- cold versions a prefix of the stream.
              cut AS (
                  SELECT c.transaction_id, c.global_position
                    FROM chunk AS c
@@ -855,22 +864,34 @@ BEGIN
                   ORDER BY c.transaction_id, c.global_position
                   LIMIT 1),
              old AS (
-                 SELECT c.stream_id, c.stream_version
+                 SELECT c.transaction_id, c.global_position
                    FROM chunk AS c
                   WHERE NOT EXISTS (SELECT FROM cut AS t
-                                     WHERE (c.transaction_id, c.global_position) >= (t.transaction_id, t.global_position))),
-             moved AS (
+                                     WHERE (c.transaction_id, c.global_position) >= (t.transaction_id, t.global_position)))
+        SELECT (SELECT count(*) FROM old),
+               (SELECT ARRAY[o.transaction_id::text, o.global_position::text] FROM old AS o
+                 ORDER BY o.transaction_id, o.global_position LIMIT 1),
+               (SELECT ARRAY[o.transaction_id::text, o.global_position::text] FROM old AS o
+                 ORDER BY o.transaction_id DESC, o.global_position DESC LIMIT 1)
+          INTO v_count, v_from, v_to;
+        EXIT WHEN v_count = 0;
+        -- Logged first: the history trigger lets these rows out of the hot table only for a
+        -- stretch this transaction logged (functions/010_append_only.sql).
+        INSERT INTO annals_internal.lifecycle_log
+               (operation, event_count, details, performed_by, performed_at)
+        VALUES ('compress', v_count, jsonb_build_object('from', to_jsonb(v_from), 'to', to_jsonb(v_to)),
+                session_user, clock_timestamp());
+        WITH moved AS (
                  DELETE FROM annals_internal.events AS e
-                  USING old AS o
-                  WHERE e.stream_id = o.stream_id AND e.stream_version = o.stream_version
+                  WHERE (e.transaction_id, e.global_position)
+                        BETWEEN (v_from[1]::xid8, v_from[2]::bigint) AND (v_to[1]::xid8, v_to[2]::bigint)
+                    AND e.transaction_id < v_barrier
                  RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
                            e.data, e.metadata, e.transaction_id, e.recorded_at)
         SELECT array_agg(ROW(m.*)::annals.event) INTO v_events FROM moved AS m;
-        EXIT WHEN v_events IS NULL;
         v_moved := v_moved + annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'compress', v_events);
-        EXIT WHEN cardinality(v_events) < v_chunk;
+        EXIT WHEN v_count < v_chunk;
     END LOOP;
-    PERFORM set_config('annals_internal.cold_move', 'off', true);
     RETURN v_moved;
 END
 $$;
@@ -6583,17 +6604,26 @@ BEGIN
         IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
                     WHERE l.transaction_id = pg_catalog.pg_current_xact_id()
                       AND l.stream_id = v_old ->> 'stream_id'
-                      AND l.operation IN ('purge', 'retention')
+                      AND l.operation IN ('purge', 'retention', 'archive')
                       AND coalesce(v_old ->> 'first_version', v_old ->> 'stream_version')::bigint >= l.first_version
                       AND coalesce(v_old ->> 'last_version', v_old ->> 'stream_version')::bigint <= l.stream_version) THEN
             RETURN OLD;
         END IF;
     END IF;
-    -- Cold storage (functions/400_cold_storage.sql) moves events out of the hot table inside
-    -- annals.compress_events / annals.archive_stream, in the transaction that stores them again.
-    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'annals_internal' AND TG_TABLE_NAME LIKE 'events\_p%'
-       AND current_setting('annals_internal.cold_move', true) = 'on' THEN
-        RETURN OLD;
+    -- Cold storage (functions/400_cold_storage.sql): annals.compress_events logs the stretch of
+    -- the feed it moves before it deletes those rows from the hot table (annals.archive_stream
+    -- logs a stream range, checked above), in the transaction that stores them again.
+    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'annals_internal' AND TG_TABLE_NAME LIKE 'events\_p%' THEN
+        v_old := pg_catalog.to_jsonb(OLD) - 'data' - 'metadata';
+        IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
+                    WHERE l.transaction_id = pg_catalog.pg_current_xact_id()
+                      AND l.stream_id IS NULL
+                      AND l.operation = 'compress'
+                      AND ((v_old ->> 'transaction_id')::xid8, (v_old ->> 'global_position')::bigint)
+                          BETWEEN ((l.details #>> '{from,0}')::xid8, (l.details #>> '{from,1}')::bigint)
+                              AND ((l.details #>> '{to,0}')::xid8, (l.details #>> '{to,1}')::bigint)) THEN
+            RETURN OLD;
+        END IF;
     END IF;
     RAISE EXCEPTION USING
         ERRCODE = 'ST405',
@@ -8133,8 +8163,8 @@ CREATE TABLE annals_internal.lifecycle_log (
     event_count bigint,
     details jsonb,
     transaction_id xid8 DEFAULT pg_current_xact_id(),
-    CONSTRAINT lifecycle_log_operation_chk CHECK ((operation = ANY (ARRAY['delete'::text, 'rebase_transaction_ids'::text, 'purge'::text, 'retention'::text, 'forget'::text]))),
-    CONSTRAINT lifecycle_log_stream_chk CHECK (((operation = 'forget'::text) OR ((stream_id IS NOT NULL) AND (stream_version IS NOT NULL))))
+    CONSTRAINT lifecycle_log_operation_chk CHECK ((operation = ANY (ARRAY['delete'::text, 'rebase_transaction_ids'::text, 'purge'::text, 'retention'::text, 'forget'::text, 'compress'::text, 'archive'::text]))),
+    CONSTRAINT lifecycle_log_stream_chk CHECK (((operation = ANY (ARRAY['forget'::text, 'compress'::text])) OR ((stream_id IS NOT NULL) AND (stream_version IS NOT NULL))))
 );
 
 
@@ -8172,7 +8202,7 @@ COMMENT ON COLUMN annals_internal.lifecycle_log.event_count IS 'purge/retention:
 -- Name: COLUMN lifecycle_log.details; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON COLUMN annals_internal.lifecycle_log.details IS 'retention: the rule applied; forget: the subject and how many keys were destroyed.';
+COMMENT ON COLUMN annals_internal.lifecycle_log.details IS 'retention: the rule applied; forget: the subject and how many keys were destroyed; compress: the feed range moved, "from" and "to" as [transaction id, position].';
 
 
 --

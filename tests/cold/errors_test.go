@@ -135,3 +135,31 @@ func TestAppendToColdStream(t *testing.T) {
 	require.Equal(t, before, rowsText(t, f.ctx, f.pool, "SELECT * FROM annals.read_stream($1, NULL, 5)", s))
 	require.EqualValues(t, 1, scalar[int64](t, f, "SELECT count(*) FROM annals_internal.events"))
 }
+
+// TestMovesAreLoggedAndNothingElseDeletes: a move logs the stretch of the feed (compress) or the
+// stream range (archive) it takes out of the hot table before it deletes, and the history trigger
+// lets out only what the same transaction logged; a session setting (how moves were first let
+// through) opens nothing, for a superuser neither.
+func TestMovesAreLoggedAndNothingElseDeletes(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	_, err := f.store.Append(f.ctx, "stock-1", annals.NoStream, ev("ItemsReceived", 1), ev("ItemsShipped", 2))
+	require.NoError(t, err)
+	_, err = f.store.Append(f.ctx, "stock-2", annals.NoStream, ev("ItemsReceived", 3))
+	require.NoError(t, err)
+
+	tx, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(f.ctx, "SELECT set_config('annals_internal.cold_move', 'on', true)")
+	require.NoError(t, err)
+	_, err = tx.Exec(f.ctx, "DELETE FROM annals_internal.events WHERE stream_id = 'stock-1'")
+	require.Equal(t, "ST405", sqlState(err))
+	require.NoError(t, tx.Rollback(f.ctx))
+
+	waitBarrier(t, f)
+	require.EqualValues(t, 2, scalar[int64](t, f, "SELECT annals.archive_stream('stock-1')"))
+	require.EqualValues(t, 1, scalar[int64](t, f, "SELECT annals.compress_events('0 seconds')"))
+	require.Equal(t, "archive stock-1 1..2 2|compress 1", scalar[string](t, f,
+		`SELECT string_agg(concat_ws(' ', operation, stream_id, first_version || '..' || stream_version, event_count), '|' ORDER BY log_id)
+		   FROM annals_internal.lifecycle_log WHERE operation IN ('archive', 'compress')`))
+}
