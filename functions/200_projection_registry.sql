@@ -1,6 +1,4 @@
 -- +goose Up
--- Objects are created as their owner; names in SQL-standard bodies bind at creation, so pin
--- the search path here too.
 SET LOCAL ROLE annals_owner;
 SET LOCAL search_path = pg_catalog, pg_temp;
 

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -92,4 +94,23 @@ func forbiddenImports(t *testing.T, withTests bool, forbidden string, patterns .
 	}
 	sort.Strings(edges)
 	return edges
+}
+
+// TestFunctionsPreamble: every functions/ file starts with the preamble CONTRIBUTING.md explains
+// (created as annals_owner, with a pinned search path), but the history guard's, which must be
+// created by a superuser.
+func TestFunctionsPreamble(t *testing.T) {
+	t.Parallel()
+	const preamble = "-- +goose Up\nSET LOCAL ROLE annals_owner;\nSET LOCAL search_path = pg_catalog, pg_temp;\n"
+	files, err := filepath.Glob("../../functions/*.sql")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		if filepath.Base(f) == "011_history_guard.sql" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		require.True(t, strings.HasPrefix(string(b), preamble), "%s does not start with the preamble", f)
+	}
 }
