@@ -392,7 +392,6 @@ DECLARE
     v_count           bigint;
     v_distinct        bigint;
     v_with_id         bigint;
-    v_problem         jsonb;
     v_max_events      integer;
     v_max_bytes       integer;
     v_max_event_bytes integer;
@@ -405,7 +404,6 @@ DECLARE
     v_now        timestamptz;
     v_inserted   bigint;
     v_position   bigint;
-    v_duplicate  text;
     v_tagged     boolean;  -- M15: some event has a "tags" key
     v_personal   text[];  -- M13: event types with personal data (NULL: none registered)
 BEGIN
@@ -443,44 +441,12 @@ BEGIN
      -- Equality on the primary key makes the planner count one settings row: left to guess,
      -- it assumes thousands, and the estimate crosses jit_above_cost (10 ms of JIT per append).
      WHERE s.singleton = true;
-    IF v_first_bad IS NOT NULL THEN
-        v_problem := annals_internal.event_problem(append_events.events -> (v_first_bad::integer - 1), v_first_bad - 1, v_max_event_bytes);
-    END IF;
-
-    IF v_count > v_max_events THEN
-        IF annals_internal.raise_error('ST413',
-            format('batch of %s events is over the limit of %s', v_count, v_max_events),
-            jsonb_build_object('limit', v_max_events, 'actual', v_count, 'setting', 'max_batch_events'),
-            'Split the batch, or raise the limit with annals.configure(max_batch_events => ...).') IS NULL THEN END IF;
-    END IF;
-    IF pg_column_size(append_events.events) > v_max_bytes THEN
-        IF annals_internal.raise_error('ST413',
-            format('batch of %s bytes is over the limit of %s', pg_column_size(append_events.events), v_max_bytes),
-            jsonb_build_object('limit', v_max_bytes, 'actual', pg_column_size(append_events.events), 'setting', 'max_batch_bytes'),
-            'Split the batch, or raise the limit with annals.configure(max_batch_bytes => ...).') IS NULL THEN END IF;
-    END IF;
-    IF v_problem IS NOT NULL THEN
-        IF v_problem ->> 'code' = 'ST413' THEN
-            IF annals_internal.raise_error('ST413',
-                format('%s is %s bytes, over the limit of %s', v_problem ->> 'argument', v_problem ->> 'actual', v_problem ->> 'limit'),
-                (v_problem - 'code') || '{"setting": "max_event_bytes"}',
-                'Store large payloads elsewhere and reference them, or raise annals.configure(max_event_bytes => ...).') IS NULL THEN END IF;
-        ELSIF v_problem ->> 'code' = 'ST403' THEN
-            IF annals_internal.raise_error('ST403',
-                format('%s is reserved: %s', v_problem ->> 'argument', v_problem ->> 'reason'),
-                jsonb_build_object('argument', v_problem ->> 'argument')) IS NULL THEN END IF;
-        ELSE
-            IF annals_internal.raise_invalid(v_problem ->> 'argument', v_problem ->> 'reason') IS NULL THEN END IF;
-        END IF;
-    END IF;
-    IF v_distinct < v_with_id THEN
-        SELECT min(x.ev ->> 'id') INTO v_duplicate
-          FROM jsonb_array_elements(append_events.events) AS x(ev)
-         WHERE x.ev ->> 'id' IS NOT NULL
-         GROUP BY (x.ev ->> 'id')::uuid
-        HAVING count(*) > 1
-         LIMIT 1;
-        IF annals_internal.raise_invalid('events', 'event id ' || v_duplicate || ' appears more than once in the batch') IS NULL THEN END IF;
+    -- The error ladder is the slow path's (raise_batch_problem below): a valid batch only pays
+    -- these comparisons.
+    IF v_first_bad IS NOT NULL OR v_count > v_max_events OR v_distinct < v_with_id
+       OR pg_column_size(append_events.events) > v_max_bytes THEN
+        IF annals_internal.raise_batch_problem(append_events.events, v_count, v_first_bad, v_distinct < v_with_id,
+                                               v_max_events, v_max_bytes, v_max_event_bytes) IS NULL THEN END IF;
     END IF;
 
     -- Serialize appends to this stream before writing anything: the transaction id assigned
@@ -6460,6 +6426,70 @@ COMMENT ON FUNCTION annals_internal.query_keys(query jsonb) IS 'The advisory loc
 
 
 --
+-- Name: raise_batch_problem(jsonb, bigint, bigint, boolean, integer, integer, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.raise_batch_problem(events jsonb, n_events bigint, first_bad bigint, has_duplicate boolean, max_events integer, max_bytes integer, max_event_bytes integer) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_problem   jsonb;
+    v_duplicate text;
+BEGIN
+    IF raise_batch_problem.first_bad IS NOT NULL THEN
+        v_problem := annals_internal.event_problem(raise_batch_problem.events -> (raise_batch_problem.first_bad::integer - 1), raise_batch_problem.first_bad - 1, raise_batch_problem.max_event_bytes);
+    END IF;
+
+    IF raise_batch_problem.n_events > raise_batch_problem.max_events THEN
+        IF annals_internal.raise_error('ST413',
+            format('batch of %s events is over the limit of %s', raise_batch_problem.n_events, raise_batch_problem.max_events),
+            jsonb_build_object('limit', raise_batch_problem.max_events, 'actual', raise_batch_problem.n_events, 'setting', 'max_batch_events'),
+            'Split the batch, or raise the limit with annals.configure(max_batch_events => ...).') IS NULL THEN END IF;
+    END IF;
+    IF pg_column_size(raise_batch_problem.events) > raise_batch_problem.max_bytes THEN
+        IF annals_internal.raise_error('ST413',
+            format('batch of %s bytes is over the limit of %s', pg_column_size(raise_batch_problem.events), raise_batch_problem.max_bytes),
+            jsonb_build_object('limit', raise_batch_problem.max_bytes, 'actual', pg_column_size(raise_batch_problem.events), 'setting', 'max_batch_bytes'),
+            'Split the batch, or raise the limit with annals.configure(max_batch_bytes => ...).') IS NULL THEN END IF;
+    END IF;
+    IF v_problem IS NOT NULL THEN
+        IF v_problem ->> 'code' = 'ST413' THEN
+            IF annals_internal.raise_error('ST413',
+                format('%s is %s bytes, over the limit of %s', v_problem ->> 'argument', v_problem ->> 'actual', v_problem ->> 'limit'),
+                (v_problem - 'code') || '{"setting": "max_event_bytes"}',
+                'Store large payloads elsewhere and reference them, or raise annals.configure(max_event_bytes => ...).') IS NULL THEN END IF;
+        ELSIF v_problem ->> 'code' = 'ST403' THEN
+            IF annals_internal.raise_error('ST403',
+                format('%s is reserved: %s', v_problem ->> 'argument', v_problem ->> 'reason'),
+                jsonb_build_object('argument', v_problem ->> 'argument')) IS NULL THEN END IF;
+        ELSE
+            IF annals_internal.raise_invalid(v_problem ->> 'argument', v_problem ->> 'reason') IS NULL THEN END IF;
+        END IF;
+    END IF;
+    IF raise_batch_problem.has_duplicate THEN
+        SELECT min(x.ev ->> 'id') INTO v_duplicate
+          FROM jsonb_array_elements(raise_batch_problem.events) AS x(ev)
+         WHERE x.ev ->> 'id' IS NOT NULL
+         GROUP BY (x.ev ->> 'id')::uuid
+        HAVING count(*) > 1
+         LIMIT 1;
+        IF annals_internal.raise_invalid('events', 'event id ' || v_duplicate || ' appears more than once in the batch') IS NULL THEN END IF;
+    END IF;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.raise_batch_problem(events jsonb, n_events bigint, first_bad bigint, has_duplicate boolean, max_events integer, max_bytes integer, max_event_bytes integer) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION raise_batch_problem(events jsonb, n_events bigint, first_bad bigint, has_duplicate boolean, max_events integer, max_bytes integer, max_event_bytes integer); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.raise_batch_problem(events jsonb, n_events bigint, first_bad bigint, has_duplicate boolean, max_events integer, max_bytes integer, max_event_bytes integer) IS 'append_events'' slow path: raises the first problem of an invalid batch (ST413, ST403, ST422).';
+
+
+--
 -- Name: raise_error(text, text, jsonb, text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -10660,6 +10690,13 @@ REVOKE ALL ON FUNCTION annals_internal.query_items(query jsonb) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.query_keys(query jsonb) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION raise_batch_problem(events jsonb, n_events bigint, first_bad bigint, has_duplicate boolean, max_events integer, max_bytes integer, max_event_bytes integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.raise_batch_problem(events jsonb, n_events bigint, first_bad bigint, has_duplicate boolean, max_events integer, max_bytes integer, max_event_bytes integer) FROM PUBLIC;
 
 
 --
