@@ -136,13 +136,28 @@ AS $$
 DECLARE
     v_current bigint;
 BEGIN
+    -- An exact expected version can turn wrong for good while we wait: read it before waiting
+    -- and again once the holder is done, and fail fast either time.
     IF lock_stream.expected_version >= 0 THEN
-        SELECT s.stream_version INTO v_current
-          FROM annals_internal.streams AS s
-         WHERE s.stream_id = lock_stream.stream_id AND s.state = 'active';
-        IF v_current > lock_stream.expected_version THEN
-            RETURN v_current;
-        END IF;
+        FOR v_round IN 1..2 LOOP
+            SELECT s.stream_version INTO v_current
+              FROM annals_internal.streams AS s
+             WHERE s.stream_id = lock_stream.stream_id AND s.state = 'active';
+            IF v_current > lock_stream.expected_version THEN
+                RETURN v_current;
+            END IF;
+            EXIT WHEN v_round = 2;
+            -- Wait for the holder to finish with a shared lock, so every waiter wakes at its
+            -- commit together (exclusive waiters would wake one by one, each only to fail), and
+            -- drop the lock at once with its subtransaction: this is only a wait, and holding it
+            -- while asking for the exclusive lock would deadlock with the next waiter.
+            BEGIN
+                PERFORM pg_advisory_xact_lock_shared(hashtextextended(lock_stream.stream_id, 0));
+                RAISE EXCEPTION USING ERRCODE = 'ST599', MESSAGE = 'release the shared lock';
+            EXCEPTION WHEN SQLSTATE 'ST599' THEN
+                NULL;
+            END;
+        END LOOP;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended(lock_stream.stream_id, 0));
     RETURN NULL;
@@ -150,5 +165,5 @@ END
 $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.lock_stream(text, bigint) IS
-    'Waits for a stream''s append lock and returns NULL, unless a plain read already shows the expected version wrong for good (0 on an existing stream, n on a stream beyond n): then takes no lock and returns the read version.';
+    'Waits for a stream''s append lock and returns NULL, unless a read before or right after the holder''s commit shows the expected version wrong for good (0 on an existing stream, n on a stream beyond n): then takes no lock and returns the read version.';
 REVOKE ALL ON FUNCTION annals_internal.lock_stream(text, bigint) FROM PUBLIC;

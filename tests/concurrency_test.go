@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/google/uuid"
@@ -328,4 +329,44 @@ func TestConflictsFailFastWhileTheStreamIsLocked(t *testing.T) {
 			require.EqualValues(t, 2, f.countRows(t, s))
 		})
 	}
+}
+
+// TestWaitersFailWhenTheHolderCommits: appends waiting behind a stream's lock holder with the
+// version the holder is about to move past all get their ST409 once it commits, with the new
+// version as actual, and an append at that version then succeeds. (They wait with a shared lock
+// that each drops at once, so they wake together; the hot-stream bench measures what that earns.)
+func TestWaitersFailWhenTheHolderCommits(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	s := stream("waiters")
+	_, err := f.pool.Exec(f.ctx, `SELECT annals.append_events($1, 0, '[{"type":"A"}]')`, s)
+	require.NoError(t, err)
+
+	holder, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	defer holder.Rollback(f.ctx) //nolint:errcheck
+	_, err = holder.Exec(f.ctx, `SELECT annals.append_events($1, 1, '[{"type":"Holder"}]')`, s)
+	require.NoError(t, err)
+
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, err := f.pool.Exec(f.ctx, `SELECT annals.append_events($1, 1, '[{"type":"Waiter"}]')`, s)
+			errs <- err
+		}()
+	}
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM pg_stat_activity AS a
+			WHERE a.datname = current_database() AND a.wait_event_type = 'Lock' AND strpos(a.query, 'Waiter') > 0`).Scan(&n))
+		return n == 3
+	}, 30*time.Second, 10*time.Millisecond, "the three appends wait for the holder")
+	require.NoError(t, holder.Commit(f.ctx))
+	for range 3 {
+		pgErr := requirePgError(t, <-errs, "ST409")
+		require.JSONEq(t, `{"stream_id": "`+s+`", "expected": 1, "actual": 2}`, pgErr.Detail)
+	}
+	_, err = f.pool.Exec(f.ctx, `SELECT annals.append_events($1, 2, '[{"type":"B"}]')`, s)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, f.countRows(t, s))
 }
