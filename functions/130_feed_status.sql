@@ -51,6 +51,77 @@ id (kind, pid, age, state, query). While it runs, events of younger transactions
 REVOKE ALL ON annals.feed_blocker FROM PUBLIC;
 GRANT SELECT ON annals.feed_blocker TO annals_writer, annals_reader, annals_bi;
 
+-- The cold part of a consumer's lag (migrations/013_cold_storage.sql): the cold events after its
+-- checkpoint that its filters take, counted up to cap, and the oldest one's recording time. One index
+-- probe when the checkpoint is past every cold batch (the common case: nothing to add). A batch that
+-- lies wholly after the checkpoint adds its recorded count when nothing filters; otherwise its
+-- segments are unpacked and filtered, as annals_internal.feed_page reads them. A plain-string body:
+-- defined here, before the status functions below bind to it at creation.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.cold_pending(
+    after_transaction xid8,
+    after_position    bigint,
+    event_types       text[],
+    categories        text[],
+    consumer_member   integer,
+    consumer_size     integer,
+    cap               bigint,
+    OUT events        bigint,
+    OUT oldest_recorded_at timestamptz)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    v_batch record;
+    v_up    text[];
+    v_n     bigint;
+    v_old   timestamptz;
+BEGIN
+    events := 0;
+    IF cold_pending.after_transaction IS NULL OR cold_pending.after_position IS NULL
+       OR NOT annals_internal.cold_after(cold_pending.after_transaction, cold_pending.after_position) THEN
+        RETURN;
+    END IF;
+    v_up := annals_internal.types_to_upcast();
+    FOR v_batch IN
+        SELECT b.batch_id, b.events AS n,
+               (b.lo_tx, b.lo_pos) > (cold_pending.after_transaction, cold_pending.after_position) AS whole
+          FROM annals_internal.cold_batches AS b
+         WHERE (b.hi_tx, b.hi_pos) > (cold_pending.after_transaction, cold_pending.after_position)
+         ORDER BY b.hi_tx, b.hi_pos LOOP
+        IF v_batch.whole AND cold_pending.event_types IS NULL AND cold_pending.categories IS NULL
+           AND cold_pending.consumer_size = 1 THEN
+            v_n := v_batch.n;
+            -- A segment's first element is its stream's oldest event in it.
+            v_old := CASE WHEN oldest_recorded_at IS NULL THEN
+                         (SELECT min((s.events[1]).recorded_at) FROM annals_internal.cold_segments AS s
+                           WHERE s.batch_id = v_batch.batch_id) END;
+        ELSE
+            SELECT count(*), min(c.recorded_at) INTO v_n, v_old
+              FROM annals_internal.cold_segments AS s
+             CROSS JOIN LATERAL unnest(s.events) AS c
+             WHERE s.batch_id = v_batch.batch_id
+               AND (cold_pending.categories IS NULL OR s.category = ANY (cold_pending.categories))
+               AND (cold_pending.consumer_size = 1
+                    OR annals_internal.member_of(s.stream_id, cold_pending.consumer_size) = cold_pending.consumer_member)
+               AND (c.transaction_id, c.global_position) > (cold_pending.after_transaction, cold_pending.after_position)
+               AND (cold_pending.event_types IS NULL
+                    OR annals_internal.read_type(c.event_type, v_up) = ANY (cold_pending.event_types));
+        END IF;
+        events := events + v_n;
+        oldest_recorded_at := least(oldest_recorded_at, v_old);
+        EXIT WHEN events >= cold_pending.cap;
+    END LOOP;
+    events := least(events, cold_pending.cap);
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.cold_pending(xid8, bigint, text[], text[], integer, integer, bigint) IS
+    'The cold events after a feed checkpoint that a consumer''s filters take (counted up to cap) and the oldest one''s time, for the lag figures.';
+REVOKE ALL ON FUNCTION annals_internal.cold_pending(xid8, bigint, text[], text[], integer, integer, bigint) FROM PUBLIC;
+
 -- The feed's head and barrier, for lag arithmetic.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.feed_head(
@@ -63,13 +134,25 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 BEGIN ATOMIC
+    -- The newest readable event, hot or cold: cold batches are below every barrier, and the
+    -- newest batch's end is one index probe away.
     SELECT pg_snapshot_xmin(pg_current_snapshot()),
-           (SELECT e.global_position FROM annals_internal.events AS e
+           CASE WHEN cold.hi_tx IS NULL OR (hot.transaction_id, hot.global_position) > (cold.hi_tx, cold.hi_pos)
+                THEN hot.global_position ELSE cold.hi_pos END,
+           CASE WHEN cold.hi_tx IS NULL OR (hot.transaction_id, hot.global_position) > (cold.hi_tx, cold.hi_pos)
+                THEN hot.recorded_at
+                ELSE (SELECT c.recorded_at FROM annals_internal.cold_segments AS s
+                       CROSS JOIN LATERAL unnest(s.events) AS c
+                       WHERE s.batch_id = cold.batch_id AND c.global_position = cold.hi_pos
+                       LIMIT 1) END
+      FROM (SELECT 1) AS one
+      LEFT JOIN LATERAL (
+            SELECT e.transaction_id, e.global_position, e.recorded_at FROM annals_internal.events AS e
              WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1),
-           (SELECT e.recorded_at FROM annals_internal.events AS e
-             WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1);
+             ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1) AS hot ON true
+      LEFT JOIN LATERAL (
+            SELECT b.batch_id, b.hi_tx, b.hi_pos FROM annals_internal.cold_batches AS b
+             ORDER BY b.hi_tx DESC, b.hi_pos DESC LIMIT 1) AS cold ON true;
 END;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.feed_head() IS
@@ -109,9 +192,9 @@ ROWS 10
 BEGIN ATOMIC
 SELECT c.subscription_name, c.member, s.group_size, s.event_types, s.categories,
        c.checkpoint_transaction, c.checkpoint_position,
-       pending.events_behind,
-       pending.events_behind >= 100000 AS events_behind_capped,
-       coalesce(clock_timestamp() - pending.oldest_recorded_at, interval '0') AS time_behind,
+       least(pending.events_behind + cold.events, 100000) AS events_behind,
+       pending.events_behind + cold.events >= 100000 AS events_behind_capped,
+       coalesce(clock_timestamp() - least(pending.oldest_recorded_at, cold.oldest_recorded_at), interval '0') AS time_behind,
        c.lease_holder, c.lease_expires_at,
        c.lease_holder IS NOT NULL AND c.lease_expires_at > clock_timestamp() AS lease_active,
        (SELECT count(*) FROM annals_internal.dead_letters AS d
@@ -128,7 +211,10 @@ SELECT c.subscription_name, c.member, s.group_size, s.event_types, s.categories,
                    AND (s.categories IS NULL OR e.category = ANY (s.categories))
                    AND (s.group_size = 1
                         OR ((hashtextextended(e.stream_id, 0) & 9223372036854775807) % s.group_size) = c.member)
-                 LIMIT 100000) AS p) AS pending;
+                 LIMIT 100000) AS p) AS pending
+  -- Cold history after the checkpoint (one index probe when there is none).
+  CROSS JOIN LATERAL annals_internal.cold_pending(c.checkpoint_transaction, c.checkpoint_position,
+        s.event_types, s.categories, c.member, s.group_size, 100000) AS cold;
 END;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.subscription_status_rows() IS 'The rows of annals.subscription_status, computed with JIT off.';

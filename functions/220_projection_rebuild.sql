@@ -66,7 +66,9 @@ REVOKE ALL ON FUNCTION annals_internal.note_rebuild_batch(text, bigint) FROM PUB
 -- in its own subtransaction, and every write undone at the end. Runs only after a rebuild failed,
 -- in its error handler. NULL when no event fails alone (the batch fails only as a whole). Finding
 -- the batch's transaction by its first position has no index to use (positions are indexed with
--- their transaction): one scan of the events, on the failure path only.
+-- their transaction): one scan of the events, on the failure path only; of the cold segments too
+-- when the position is not hot. The batch is then read as the rebuild read it, hot and cold
+-- (annals_internal.feed_page).
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals_internal.find_failing_event(projection annals_internal.projections, batch_size integer)
 RETURNS annals.event
@@ -79,24 +81,30 @@ DECLARE
     v_first bigint := pg_sequence_last_value(
         format('annals_internal.%I', annals_internal.rebuild_position_sequence((find_failing_event.projection).projection_name))::regclass);
     v_up    text[] := annals_internal.types_to_upcast();
+    v_tx    xid8;
     v_event annals.event;
     v_found annals.event;
 BEGIN
     IF coalesce(v_first, 0) = 0 THEN
         RETURN NULL;
     END IF;
+    v_tx := (SELECT f.transaction_id FROM annals_internal.events AS f WHERE f.global_position = v_first);
+    IF v_tx IS NULL THEN
+        v_tx := (SELECT c.transaction_id FROM annals_internal.cold_segments AS s
+                  CROSS JOIN LATERAL unnest(s.events) AS c
+                  WHERE c.global_position = v_first LIMIT 1);
+    END IF;
+    IF v_tx IS NULL THEN
+        RETURN NULL;
+    END IF;
     BEGIN
         FOR v_event IN
+            -- After (v_tx, v_first - 1): from the batch's first event on (positions are integers).
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                         e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
-              FROM annals_internal.events AS e
-             WHERE (e.transaction_id, e.global_position) >=
-                   ((SELECT f.transaction_id FROM annals_internal.events AS f WHERE f.global_position = v_first), v_first)
-               AND ((find_failing_event.projection).event_types IS NULL
-                    OR annals_internal.read_type(e.event_type, v_up) = ANY ((find_failing_event.projection).event_types))
-               AND ((find_failing_event.projection).categories IS NULL OR e.category = ANY ((find_failing_event.projection).categories))
-             ORDER BY e.transaction_id, e.global_position
-             LIMIT find_failing_event.batch_size LOOP
+              FROM annals_internal.feed_page(v_tx, v_first - 1, find_failing_event.batch_size, NULL,
+                       (find_failing_event.projection).event_types, (find_failing_event.projection).categories,
+                       0, 1, v_up) AS e LOOP
             BEGIN
                 PERFORM annals_internal.apply_projection((find_failing_event.projection).handler_call, ARRAY[v_event]);
             EXCEPTION WHEN OTHERS THEN
@@ -185,9 +193,20 @@ BEGIN
                count(*)
           INTO v_events, v_n
           FROM (SELECT e.*
-                  FROM annals_internal.events AS e
-                 WHERE e.transaction_id = ANY (v_apply)
-                   AND (e.transaction_id, e.global_position) > (v_xid, v_pos)
+                  FROM (SELECT h.stream_id, h.stream_version, h.global_position, h.event_id, h.event_type, h.schema_version,
+                               h.data, h.metadata, h.transaction_id, h.recorded_at, h.category
+                          FROM annals_internal.events AS h
+                         WHERE h.transaction_id = ANY (v_apply)
+                        UNION ALL
+                        -- Moved to cold storage since they ended (batches whose span holds one of them).
+                        SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+                               c.data, c.metadata, c.transaction_id, c.recorded_at, s.category
+                          FROM annals_internal.cold_batches AS k
+                          JOIN annals_internal.cold_segments AS s ON s.batch_id = k.batch_id
+                         CROSS JOIN LATERAL unnest(s.events) AS c
+                         WHERE k.tx_span @> ANY (ARRAY(SELECT x::text::bigint FROM unnest(v_apply) AS x))
+                           AND c.transaction_id = ANY (v_apply)) AS e
+                 WHERE (e.transaction_id, e.global_position) > (v_xid, v_pos)
                    AND ((replay_projection.projection).event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY ((replay_projection.projection).event_types))
                    AND ((replay_projection.projection).categories IS NULL OR e.category = ANY ((replay_projection.projection).categories))
                  ORDER BY e.transaction_id, e.global_position

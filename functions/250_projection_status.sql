@@ -48,18 +48,20 @@ SELECT p.projection_name, p.mode, p.enabled,
             ELSE 'active' END AS state,
        p.handler, p.tables::text[] AS tables, p.event_types, p.categories,
        c.checkpoint_transaction, c.checkpoint_position,
-       CASE WHEN p.mode = 'async' THEN (
-            SELECT count(*) FROM (SELECT 1 FROM annals_internal.events AS e
-                                   WHERE (e.transaction_id, e.global_position) > (c.checkpoint_transaction, c.checkpoint_position)
-                                     AND (p.event_types IS NULL OR coalesce((SELECT a.event_type FROM annals_internal.event_type_aliases AS a WHERE a.alias = e.event_type), e.event_type) = ANY (p.event_types))
-                                     AND (p.categories IS NULL OR e.category = ANY (p.categories))
-                                   LIMIT 100000) AS pending)
+       CASE WHEN p.mode = 'async' THEN least(
+            (SELECT count(*) FROM (SELECT 1 FROM annals_internal.events AS e
+                                    WHERE (e.transaction_id, e.global_position) > (c.checkpoint_transaction, c.checkpoint_position)
+                                      AND (p.event_types IS NULL OR coalesce((SELECT a.event_type FROM annals_internal.event_type_aliases AS a WHERE a.alias = e.event_type), e.event_type) = ANY (p.event_types))
+                                      AND (p.categories IS NULL OR e.category = ANY (p.categories))
+                                    LIMIT 100000) AS pending)
+            + cold.events, 100000)
             ELSE 0 END AS events_behind,
-       CASE WHEN p.mode = 'async' THEN (
-            SELECT clock_timestamp() - min(e.recorded_at) FROM annals_internal.events AS e
-             WHERE (e.transaction_id, e.global_position) > (c.checkpoint_transaction, c.checkpoint_position)
-               AND (p.event_types IS NULL OR coalesce((SELECT a.event_type FROM annals_internal.event_type_aliases AS a WHERE a.alias = e.event_type), e.event_type) = ANY (p.event_types))
-               AND (p.categories IS NULL OR e.category = ANY (p.categories)))
+       CASE WHEN p.mode = 'async' THEN clock_timestamp() - least(
+            (SELECT min(e.recorded_at) FROM annals_internal.events AS e
+              WHERE (e.transaction_id, e.global_position) > (c.checkpoint_transaction, c.checkpoint_position)
+                AND (p.event_types IS NULL OR coalesce((SELECT a.event_type FROM annals_internal.event_type_aliases AS a WHERE a.alias = e.event_type), e.event_type) = ANY (p.event_types))
+                AND (p.categories IS NULL OR e.category = ANY (p.categories))),
+            cold.oldest_recorded_at)
             END AS time_behind,
        r.done AS rebuild_done, r.total AS rebuild_total,
        (SELECT count(*) FROM annals_internal.dead_letters AS d
@@ -77,7 +79,10 @@ SELECT p.projection_name, p.mode, p.enabled,
            -- The key is annals_internal.projection_lock_key, spelled out: BI may not execute that.
            AND substring(a.application_name FROM '^annals rebuild ([0-9a-f]+) ')
                = to_hex(hashtextextended('annals:projection:' || p.projection_name, 0))
-         LIMIT 1) AS r ON true;
+         LIMIT 1) AS r ON true
+  -- Cold history after an async projection's checkpoint (one index probe when there is none).
+  LEFT JOIN LATERAL annals_internal.cold_pending(c.checkpoint_transaction, c.checkpoint_position,
+        p.event_types, p.categories, 0, 1, 100000) AS cold ON p.mode = 'async';
 END;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.projections_rows() IS 'The rows of annals.projections, computed with JIT off.';

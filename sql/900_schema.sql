@@ -1130,6 +1130,68 @@ COMMENT ON FUNCTION annals.drop_subscription(subscription text) IS 'Drops a subs
 exist (DETAIL {"subscription"}), ST403 for a reserved name.';
 
 
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: cold_batches; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.cold_batches (
+    batch_id bigint NOT NULL,
+    lo_tx xid8 NOT NULL,
+    lo_pos bigint NOT NULL,
+    hi_tx xid8 NOT NULL,
+    hi_pos bigint NOT NULL,
+    tx_span int8range NOT NULL,
+    events bigint NOT NULL,
+    kind text NOT NULL,
+    moved_at timestamp with time zone NOT NULL,
+    CONSTRAINT cold_batches_events_chk CHECK ((events >= 1)),
+    CONSTRAINT cold_batches_kind_chk CHECK ((kind = ANY (ARRAY['compress'::text, 'archive'::text]))),
+    CONSTRAINT cold_batches_order_chk CHECK ((ROW(lo_tx, lo_pos) <= ROW(hi_tx, hi_pos)))
+);
+
+
+ALTER TABLE annals_internal.cold_batches OWNER TO annals_owner;
+
+--
+-- Name: TABLE cold_batches; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.cold_batches IS 'One row per cold storage move (a compress_events chunk or an archive_stream call): the feed span (transaction id, position) of the events it moved.';
+
+
+--
+-- Name: cold_segments; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.cold_segments (
+    segment_id bigint NOT NULL,
+    batch_id bigint NOT NULL,
+    stream_id text NOT NULL,
+    category text NOT NULL,
+    first_version bigint NOT NULL,
+    last_version bigint NOT NULL,
+    event_ids uuid[] NOT NULL,
+    events annals.event[] NOT NULL,
+    CONSTRAINT cold_segments_count_chk CHECK (((cardinality(events) = ((last_version - first_version) + 1)) AND (cardinality(event_ids) = cardinality(events)))),
+    CONSTRAINT cold_segments_versions_chk CHECK (((first_version >= 1) AND (last_version >= first_version)))
+)
+WITH (toast_tuple_target='128');
+ALTER TABLE ONLY annals_internal.cold_segments ALTER COLUMN events SET COMPRESSION lz4;
+
+
+ALTER TABLE annals_internal.cold_segments OWNER TO annals_owner;
+
+--
+-- Name: TABLE cold_segments; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.cold_segments IS 'Cold events: up to 100 consecutive versions of one stream per row, stored as a compressed annals.event[] exactly as read_stream(raw) returns them.';
+
+
 --
 -- Name: global_position_seq; Type: SEQUENCE; Schema: annals_internal; Owner: annals_owner
 --
@@ -1150,8 +1212,6 @@ ALTER TABLE annals_internal.global_position_seq OWNER TO annals_owner;
 
 COMMENT ON SEQUENCE annals_internal.global_position_seq IS 'Global positions: unique and increasing in insert order, with gaps (rolled-back appends).';
 
-
-SET default_tablespace = '';
 
 --
 -- Name: events; Type: TABLE; Schema: annals_internal; Owner: annals_owner
@@ -1204,16 +1264,32 @@ CREATE FUNCTION annals.feed_head(OUT barrier_transaction xid8, OUT last_position
     SET jit TO 'off'
     BEGIN ATOMIC
  SELECT pg_snapshot_xmin(pg_current_snapshot()) AS pg_snapshot_xmin,
-     ( SELECT e.global_position
+         CASE
+             WHEN ((cold.hi_tx IS NULL) OR (ROW(hot.transaction_id, hot.global_position) > ROW(cold.hi_tx, cold.hi_pos))) THEN hot.global_position
+             ELSE cold.hi_pos
+         END AS hi_pos,
+         CASE
+             WHEN ((cold.hi_tx IS NULL) OR (ROW(hot.transaction_id, hot.global_position) > ROW(cold.hi_tx, cold.hi_pos))) THEN hot.recorded_at
+             ELSE ( SELECT c.recorded_at
+                FROM (annals_internal.cold_segments s
+                  CROSS JOIN LATERAL unnest(s.events) c(stream_id, stream_version, global_position, event_id, event_type, schema_version, data, metadata, transaction_id, recorded_at))
+               WHERE ((s.batch_id = cold.batch_id) AND (c.global_position = cold.hi_pos))
+              LIMIT 1)
+         END AS recorded_at
+    FROM ((( SELECT 1 AS "?column?") one
+      LEFT JOIN LATERAL ( SELECT e.transaction_id,
+             e.global_position,
+             e.recorded_at
             FROM annals_internal.events e
            WHERE (e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
            ORDER BY e.transaction_id DESC, e.global_position DESC
-          LIMIT 1) AS global_position,
-     ( SELECT e.recorded_at
-            FROM annals_internal.events e
-           WHERE (e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
-           ORDER BY e.transaction_id DESC, e.global_position DESC
-          LIMIT 1) AS recorded_at;
+          LIMIT 1) hot ON (true))
+      LEFT JOIN LATERAL ( SELECT b.batch_id,
+             b.hi_tx,
+             b.hi_pos
+            FROM annals_internal.cold_batches b
+           ORDER BY b.hi_tx DESC, b.hi_pos DESC
+          LIMIT 1) cold ON (true));
 END;
 
 
@@ -2814,8 +2890,6 @@ ALTER FUNCTION annals.resolve_dead_letter(dead_letter_id bigint, succeeded boole
 
 COMMENT ON FUNCTION annals.resolve_dead_letter(dead_letter_id bigint, succeeded boolean, last_error text) IS 'Records the outcome of retrying a dead letter: resolved, or parked again with the new error.';
 
-
-SET default_table_access_method = heap;
 
 --
 -- Name: retention_rules; Type: TABLE; Schema: annals_internal; Owner: annals_owner
@@ -4812,35 +4886,6 @@ COMMENT ON FUNCTION annals_internal.check_wait_args(transaction_id xid8, timeout
 
 
 --
--- Name: cold_batches; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.cold_batches (
-    batch_id bigint NOT NULL,
-    lo_tx xid8 NOT NULL,
-    lo_pos bigint NOT NULL,
-    hi_tx xid8 NOT NULL,
-    hi_pos bigint NOT NULL,
-    tx_span int8range NOT NULL,
-    events bigint NOT NULL,
-    kind text NOT NULL,
-    moved_at timestamp with time zone NOT NULL,
-    CONSTRAINT cold_batches_events_chk CHECK ((events >= 1)),
-    CONSTRAINT cold_batches_kind_chk CHECK ((kind = ANY (ARRAY['compress'::text, 'archive'::text]))),
-    CONSTRAINT cold_batches_order_chk CHECK ((ROW(lo_tx, lo_pos) <= ROW(hi_tx, hi_pos)))
-);
-
-
-ALTER TABLE annals_internal.cold_batches OWNER TO annals_owner;
-
---
--- Name: TABLE cold_batches; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.cold_batches IS 'One row per cold storage move (a compress_events chunk or an archive_stream call): the feed span (transaction id, position) of the events it moved.';
-
-
---
 -- Name: cold_after(xid8, bigint); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4903,32 +4948,67 @@ COMMENT ON FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events
 
 
 --
--- Name: cold_segments; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+-- Name: cold_pending(xid8, bigint, text[], text[], integer, integer, bigint); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
-CREATE TABLE annals_internal.cold_segments (
-    segment_id bigint NOT NULL,
-    batch_id bigint NOT NULL,
-    stream_id text NOT NULL,
-    category text NOT NULL,
-    first_version bigint NOT NULL,
-    last_version bigint NOT NULL,
-    event_ids uuid[] NOT NULL,
-    events annals.event[] NOT NULL,
-    CONSTRAINT cold_segments_count_chk CHECK (((cardinality(events) = ((last_version - first_version) + 1)) AND (cardinality(event_ids) = cardinality(events)))),
-    CONSTRAINT cold_segments_versions_chk CHECK (((first_version >= 1) AND (last_version >= first_version)))
-)
-WITH (toast_tuple_target='128');
-ALTER TABLE ONLY annals_internal.cold_segments ALTER COLUMN events SET COMPRESSION lz4;
+CREATE FUNCTION annals_internal.cold_pending(after_transaction xid8, after_position bigint, event_types text[], categories text[], consumer_member integer, consumer_size integer, cap bigint, OUT events bigint, OUT oldest_recorded_at timestamp with time zone) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_batch record;
+    v_up    text[];
+    v_n     bigint;
+    v_old   timestamptz;
+BEGIN
+    events := 0;
+    IF cold_pending.after_transaction IS NULL OR cold_pending.after_position IS NULL
+       OR NOT annals_internal.cold_after(cold_pending.after_transaction, cold_pending.after_position) THEN
+        RETURN;
+    END IF;
+    v_up := annals_internal.types_to_upcast();
+    FOR v_batch IN
+        SELECT b.batch_id, b.events AS n,
+               (b.lo_tx, b.lo_pos) > (cold_pending.after_transaction, cold_pending.after_position) AS whole
+          FROM annals_internal.cold_batches AS b
+         WHERE (b.hi_tx, b.hi_pos) > (cold_pending.after_transaction, cold_pending.after_position)
+         ORDER BY b.hi_tx, b.hi_pos LOOP
+        IF v_batch.whole AND cold_pending.event_types IS NULL AND cold_pending.categories IS NULL
+           AND cold_pending.consumer_size = 1 THEN
+            v_n := v_batch.n;
+            -- A segment's first element is its stream's oldest event in it.
+            v_old := CASE WHEN oldest_recorded_at IS NULL THEN
+                         (SELECT min((s.events[1]).recorded_at) FROM annals_internal.cold_segments AS s
+                           WHERE s.batch_id = v_batch.batch_id) END;
+        ELSE
+            SELECT count(*), min(c.recorded_at) INTO v_n, v_old
+              FROM annals_internal.cold_segments AS s
+             CROSS JOIN LATERAL unnest(s.events) AS c
+             WHERE s.batch_id = v_batch.batch_id
+               AND (cold_pending.categories IS NULL OR s.category = ANY (cold_pending.categories))
+               AND (cold_pending.consumer_size = 1
+                    OR annals_internal.member_of(s.stream_id, cold_pending.consumer_size) = cold_pending.consumer_member)
+               AND (c.transaction_id, c.global_position) > (cold_pending.after_transaction, cold_pending.after_position)
+               AND (cold_pending.event_types IS NULL
+                    OR annals_internal.read_type(c.event_type, v_up) = ANY (cold_pending.event_types));
+        END IF;
+        events := events + v_n;
+        oldest_recorded_at := least(oldest_recorded_at, v_old);
+        EXIT WHEN events >= cold_pending.cap;
+    END LOOP;
+    events := least(events, cold_pending.cap);
+END
+$$;
 
 
-ALTER TABLE annals_internal.cold_segments OWNER TO annals_owner;
+ALTER FUNCTION annals_internal.cold_pending(after_transaction xid8, after_position bigint, event_types text[], categories text[], consumer_member integer, consumer_size integer, cap bigint, OUT events bigint, OUT oldest_recorded_at timestamp with time zone) OWNER TO annals_owner;
 
 --
--- Name: TABLE cold_segments; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+-- Name: FUNCTION cold_pending(after_transaction xid8, after_position bigint, event_types text[], categories text[], consumer_member integer, consumer_size integer, cap bigint, OUT events bigint, OUT oldest_recorded_at timestamp with time zone); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON TABLE annals_internal.cold_segments IS 'Cold events: up to 100 consecutive versions of one stream per row, stored as a compressed annals.event[] exactly as read_stream(raw) returns them.';
+COMMENT ON FUNCTION annals_internal.cold_pending(after_transaction xid8, after_position bigint, event_types text[], categories text[], consumer_member integer, consumer_size integer, cap bigint, OUT events bigint, OUT oldest_recorded_at timestamp with time zone) IS 'The cold events after a feed checkpoint that a consumer''s filters take (counted up to cap) and the oldest one''s time, for the lag figures.';
 
 
 --
@@ -5547,24 +5627,30 @@ DECLARE
     v_first bigint := pg_sequence_last_value(
         format('annals_internal.%I', annals_internal.rebuild_position_sequence((find_failing_event.projection).projection_name))::regclass);
     v_up    text[] := annals_internal.types_to_upcast();
+    v_tx    xid8;
     v_event annals.event;
     v_found annals.event;
 BEGIN
     IF coalesce(v_first, 0) = 0 THEN
         RETURN NULL;
     END IF;
+    v_tx := (SELECT f.transaction_id FROM annals_internal.events AS f WHERE f.global_position = v_first);
+    IF v_tx IS NULL THEN
+        v_tx := (SELECT c.transaction_id FROM annals_internal.cold_segments AS s
+                  CROSS JOIN LATERAL unnest(s.events) AS c
+                  WHERE c.global_position = v_first LIMIT 1);
+    END IF;
+    IF v_tx IS NULL THEN
+        RETURN NULL;
+    END IF;
     BEGIN
         FOR v_event IN
+            -- After (v_tx, v_first - 1): from the batch's first event on (positions are integers).
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                         e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
-              FROM annals_internal.events AS e
-             WHERE (e.transaction_id, e.global_position) >=
-                   ((SELECT f.transaction_id FROM annals_internal.events AS f WHERE f.global_position = v_first), v_first)
-               AND ((find_failing_event.projection).event_types IS NULL
-                    OR annals_internal.read_type(e.event_type, v_up) = ANY ((find_failing_event.projection).event_types))
-               AND ((find_failing_event.projection).categories IS NULL OR e.category = ANY ((find_failing_event.projection).categories))
-             ORDER BY e.transaction_id, e.global_position
-             LIMIT find_failing_event.batch_size LOOP
+              FROM annals_internal.feed_page(v_tx, v_first - 1, find_failing_event.batch_size, NULL,
+                       (find_failing_event.projection).event_types, (find_failing_event.projection).categories,
+                       0, 1, v_up) AS e LOOP
             BEGIN
                 PERFORM annals_internal.apply_projection((find_failing_event.projection).handler_call, ARRAY[v_event]);
             EXCEPTION WHEN OTHERS THEN
@@ -6294,21 +6380,21 @@ CREATE FUNCTION annals_internal.projections_rows() RETURNS TABLE(projection_name
      c.checkpoint_transaction,
      c.checkpoint_position,
          CASE
-             WHEN (p.mode = 'async'::text) THEN ( SELECT count(*) AS count
+             WHEN (p.mode = 'async'::text) THEN LEAST((( SELECT count(*) AS count
                 FROM ( SELECT 1 AS "?column?"
                         FROM annals_internal.events e
                        WHERE ((ROW(e.transaction_id, e.global_position) > ROW(c.checkpoint_transaction, c.checkpoint_position)) AND ((p.event_types IS NULL) OR (COALESCE(( SELECT a.event_type
                                 FROM annals_internal.event_type_aliases a
                                WHERE (a.alias = e.event_type)), e.event_type) = ANY (p.event_types))) AND ((p.categories IS NULL) OR (e.category = ANY (p.categories))))
-                      LIMIT 100000) pending)
+                      LIMIT 100000) pending) + cold.events), (100000)::bigint)
              ELSE (0)::bigint
          END AS events_behind,
          CASE
-             WHEN (p.mode = 'async'::text) THEN ( SELECT (clock_timestamp() - min(e.recorded_at))
+             WHEN (p.mode = 'async'::text) THEN (clock_timestamp() - LEAST(( SELECT min(e.recorded_at) AS min
                 FROM annals_internal.events e
                WHERE ((ROW(e.transaction_id, e.global_position) > ROW(c.checkpoint_transaction, c.checkpoint_position)) AND ((p.event_types IS NULL) OR (COALESCE(( SELECT a.event_type
                         FROM annals_internal.event_type_aliases a
-                       WHERE (a.alias = e.event_type)), e.event_type) = ANY (p.event_types))) AND ((p.categories IS NULL) OR (e.category = ANY (p.categories)))))
+                       WHERE (a.alias = e.event_type)), e.event_type) = ANY (p.event_types))) AND ((p.categories IS NULL) OR (e.category = ANY (p.categories))))), cold.oldest_recorded_at))
              ELSE NULL::interval
          END AS time_behind,
      r.done AS rebuild_done,
@@ -6322,13 +6408,14 @@ CREATE FUNCTION annals_internal.projections_rows() RETURNS TABLE(projection_name
      p.rebuilt_events,
      p.updated_at,
      p.incomplete_since
-    FROM ((annals_internal.projections p
+    FROM (((annals_internal.projections p
       LEFT JOIN annals_internal.subscription_checkpoints c ON (((c.subscription_name = ('$projection:'::text || p.projection_name)) AND (c.member = 0))))
       LEFT JOIN LATERAL ( SELECT ((regexp_match(a.application_name, '^annals rebuild [0-9a-f]+ (\d+)/(\d+)'::text))[1])::bigint AS done,
              ((regexp_match(a.application_name, '^annals rebuild [0-9a-f]+ (\d+)/(\d+)'::text))[2])::bigint AS total
             FROM pg_stat_activity a
            WHERE ((a.datname = current_database()) AND (a.application_name ~~ 'annals rebuild %'::text) AND ("substring"(a.application_name, '^annals rebuild ([0-9a-f]+) '::text) = to_hex(hashtextextended(('annals:projection:'::text || p.projection_name), (0)::bigint))))
-          LIMIT 1) r ON (true));
+          LIMIT 1) r ON (true))
+      LEFT JOIN LATERAL annals_internal.cold_pending(c.checkpoint_transaction, c.checkpoint_position, p.event_types, p.categories, 0, 1, (100000)::bigint) cold(events, oldest_recorded_at) ON ((p.mode = 'async'::text)));
 END;
 
 
@@ -6732,9 +6819,20 @@ BEGIN
                count(*)
           INTO v_events, v_n
           FROM (SELECT e.*
-                  FROM annals_internal.events AS e
-                 WHERE e.transaction_id = ANY (v_apply)
-                   AND (e.transaction_id, e.global_position) > (v_xid, v_pos)
+                  FROM (SELECT h.stream_id, h.stream_version, h.global_position, h.event_id, h.event_type, h.schema_version,
+                               h.data, h.metadata, h.transaction_id, h.recorded_at, h.category
+                          FROM annals_internal.events AS h
+                         WHERE h.transaction_id = ANY (v_apply)
+                        UNION ALL
+                        -- Moved to cold storage since they ended (batches whose span holds one of them).
+                        SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+                               c.data, c.metadata, c.transaction_id, c.recorded_at, s.category
+                          FROM annals_internal.cold_batches AS k
+                          JOIN annals_internal.cold_segments AS s ON s.batch_id = k.batch_id
+                         CROSS JOIN LATERAL unnest(s.events) AS c
+                         WHERE k.tx_span @> ANY (ARRAY(SELECT x::text::bigint FROM unnest(v_apply) AS x))
+                           AND c.transaction_id = ANY (v_apply)) AS e
+                 WHERE (e.transaction_id, e.global_position) > (v_xid, v_pos)
                    AND ((replay_projection.projection).event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY ((replay_projection.projection).event_types))
                    AND ((replay_projection.projection).categories IS NULL OR e.category = ANY ((replay_projection.projection).categories))
                  ORDER BY e.transaction_id, e.global_position
@@ -7143,9 +7241,9 @@ CREATE FUNCTION annals_internal.subscription_status_rows() RETURNS TABLE(subscri
      s.categories,
      c.checkpoint_transaction,
      c.checkpoint_position,
-     pending.events_behind,
-     (pending.events_behind >= 100000) AS events_behind_capped,
-     COALESCE((clock_timestamp() - pending.oldest_recorded_at), '00:00:00'::interval) AS time_behind,
+     LEAST((pending.events_behind + cold.events), (100000)::bigint) AS events_behind,
+     ((pending.events_behind + cold.events) >= 100000) AS events_behind_capped,
+     COALESCE((clock_timestamp() - LEAST(pending.oldest_recorded_at, cold.oldest_recorded_at)), '00:00:00'::interval) AS time_behind,
      c.lease_holder,
      c.lease_expires_at,
      ((c.lease_holder IS NOT NULL) AND (c.lease_expires_at > clock_timestamp())) AS lease_active,
@@ -7153,7 +7251,7 @@ CREATE FUNCTION annals_internal.subscription_status_rows() RETURNS TABLE(subscri
             FROM annals_internal.dead_letters d
            WHERE ((d.subscription_name = c.subscription_name) AND (d.member = c.member) AND (d.status <> 'resolved'::text))) AS dead_letters,
      c.updated_at AS acknowledged_at
-    FROM ((annals_internal.subscription_checkpoints c
+    FROM (((annals_internal.subscription_checkpoints c
       JOIN annals_internal.subscriptions s USING (subscription_name))
       CROSS JOIN LATERAL ( SELECT count(*) AS events_behind,
              min(p.recorded_at) AS oldest_recorded_at
@@ -7162,7 +7260,8 @@ CREATE FUNCTION annals_internal.subscription_status_rows() RETURNS TABLE(subscri
                    WHERE ((ROW(e.transaction_id, e.global_position) > ROW(c.checkpoint_transaction, c.checkpoint_position)) AND ((s.event_types IS NULL) OR (COALESCE(( SELECT a.event_type
                             FROM annals_internal.event_type_aliases a
                            WHERE (a.alias = e.event_type)), e.event_type) = ANY (s.event_types))) AND ((s.categories IS NULL) OR (e.category = ANY (s.categories))) AND ((s.group_size = 1) OR (((hashtextextended(e.stream_id, (0)::bigint) & '9223372036854775807'::bigint) % (s.group_size)::bigint) = c.member)))
-                  LIMIT 100000) p) pending);
+                  LIMIT 100000) p) pending)
+      CROSS JOIN LATERAL annals_internal.cold_pending(c.checkpoint_transaction, c.checkpoint_position, s.event_types, s.categories, c.member, s.group_size, (100000)::bigint) cold(events, oldest_recorded_at));
 END;
 
 
@@ -10402,6 +10501,13 @@ REVOKE ALL ON FUNCTION annals_internal.cold_after(after_transaction xid8, after_
 --
 
 REVOKE ALL ON FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[]) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION cold_pending(after_transaction xid8, after_position bigint, event_types text[], categories text[], consumer_member integer, consumer_size integer, cap bigint, OUT events bigint, OUT oldest_recorded_at timestamp with time zone); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.cold_pending(after_transaction xid8, after_position bigint, event_types text[], categories text[], consumer_member integer, consumer_size integer, cap bigint, OUT events bigint, OUT oldest_recorded_at timestamp with time zone) FROM PUBLIC;
 
 
 --
