@@ -11,7 +11,8 @@ import (
 
 // Consistency says where a read may be served when the Client has replicas (ClientOptions.Replicas), and
 // what it must see. Set it per call on the context with WithConsistency; without it a read is
-// Eventual. Writes, subscriptions and repository loads always use the primary.
+// Eventual. Writes, owner operations, subscription reads and checkpoints (SubscriptionStatus
+// excepted), CheckSchema, DecideTagged and repository loads always use the primary.
 type Consistency struct {
 	mode  consistencyMode
 	token uint64

@@ -96,9 +96,9 @@ func setRetention(ctx context.Context, db dbtx, rule RetentionRule) (bool, error
 }
 
 // RetentionRules lists the retention rules (the annals.retention_rules view), category rules
-// first.
+// first. With replicas it reads where ctx's Consistency says (WithConsistency).
 func (c *Client) RetentionRules(ctx context.Context) ([]RetentionRule, error) {
-	return retentionRules(ctx, c.pool)
+	return routed(ctx, c, func(db dbtx) ([]RetentionRule, error) { return retentionRules(ctx, db) })
 }
 
 // RetentionRulesTx is RetentionRules inside the caller's transaction.
@@ -164,9 +164,10 @@ type RetentionStatus struct {
 	LastDone bool
 }
 
-// RetentionStatus returns the number of retention rules and when retention last ran.
+// RetentionStatus returns the number of retention rules and when retention last ran. With
+// replicas it reads where ctx's Consistency says (WithConsistency).
 func (c *Client) RetentionStatus(ctx context.Context) (RetentionStatus, error) {
-	return retentionStatus(ctx, c.pool)
+	return routed(ctx, c, func(db dbtx) (RetentionStatus, error) { return retentionStatus(ctx, db) })
 }
 
 // RetentionStatusTx is RetentionStatus inside the caller's transaction.

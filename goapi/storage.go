@@ -22,9 +22,10 @@ type StorageTier struct {
 }
 
 // StorageStats returns one StorageTier per tier, hot first. It counts every hot event, so it
-// is for inspection, not for a hot path.
+// is for inspection, not for a hot path. With replicas it reads where ctx's Consistency says
+// (WithConsistency): a replica's sizes are its own files'.
 func (c *Client) StorageStats(ctx context.Context) ([]StorageTier, error) {
-	return storageStats(ctx, c.pool)
+	return routed(ctx, c, func(db dbtx) ([]StorageTier, error) { return storageStats(ctx, db) })
 }
 
 // StorageStatsTx is StorageStats inside the caller's transaction.

@@ -88,7 +88,8 @@ func resetSubscription(ctx context.Context, db dbtx, name string, to Checkpoint,
 	return n, nil
 }
 
-// SubscriptionCheckpoint returns the checkpoint a member has acknowledged.
+// SubscriptionCheckpoint returns the checkpoint a member has acknowledged, read on the primary
+// (a subscription's state is the primary's, whatever ctx's Consistency).
 func (c *Client) SubscriptionCheckpoint(ctx context.Context, name string, member int) (Checkpoint, error) {
 	return subscriptionCheckpoint(ctx, c.pool, name, member)
 }
@@ -124,9 +125,11 @@ type SubscriptionStatus struct {
 }
 
 // SubscriptionStatus reports, per member, the checkpoint, lag in events and time, lease holder
-// and open dead letters. An unknown subscription has no members: no rows, no error.
+// and open dead letters. An unknown subscription has no members: no rows, no error. With
+// replicas it reads where ctx's Consistency says (WithConsistency), so a replica's row may be
+// behind the primary's; SubscriptionCheckpoint, the consumer's own state, reads the primary.
 func (c *Client) SubscriptionStatus(ctx context.Context, name string) ([]SubscriptionStatus, error) {
-	return subscriptionStatus(ctx, c.pool, name)
+	return routed(ctx, c, func(db dbtx) ([]SubscriptionStatus, error) { return subscriptionStatus(ctx, db, name) })
 }
 
 // SubscriptionStatusTx is SubscriptionStatus inside the caller's transaction.

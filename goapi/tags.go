@@ -47,9 +47,10 @@ FROM annals.append_conditional($1::jsonb, $2::jsonb) AS r`
 // ReadTagged returns up to opts.MaxCount (default 1000) events matching query after the feed
 // position after, in feed order and gap-free like ReadAll: no event that commits later can ever
 // appear before the last one returned. Only opts.MaxCount is used. Events come upcast; the
-// query's types match the stored type names.
+// query's types match the stored type names. With replicas it reads where ctx's Consistency
+// says (WithConsistency); DecideTagged always reads on the primary.
 func (c *Client) ReadTagged(ctx context.Context, query TagQuery, after Checkpoint, opts FeedOptions) ([]TaggedEvent, error) {
-	return readTagged(ctx, c.pool, query, after, opts)
+	return routed(ctx, c, func(db dbtx) ([]TaggedEvent, error) { return readTagged(ctx, db, query, after, opts) })
 }
 
 // ReadTaggedTx is ReadTagged inside the caller's transaction.

@@ -210,3 +210,94 @@ func TestReadOnlyServerErrorSaysUseThePrimary(t *testing.T) {
 	require.Contains(t, err.Error(), "send writes to the primary")
 	require.True(t, errors.Is(annals.Kind(err), annals.ErrReadOnlyServer))
 }
+
+// wait_for_projection returns within the batch of the async runner that passes the token's
+// transaction: while the runner moves in small batches (as the worker does), a SQL waiter and a
+// Go waiter are still waiting after every batch before it, and both return true after that batch
+// with no further batch run. No timing: each batch is followed by a look at the waiters.
+func TestWaitForProjectionReturnsWithTheBatchThatPassesTheToken(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := annalstest.NewDB(t)
+	store := annals.New(pool, annals.ClientOptions{})
+	_, err := pool.Exec(ctx, `
+		CREATE SCHEMA s;
+		CREATE TABLE s.seen (global_position bigint PRIMARY KEY);
+		CREATE FUNCTION s.apply(events annals.event[]) RETURNS void LANGUAGE sql
+			AS 'INSERT INTO s.seen SELECT e.global_position FROM unnest(events) AS e';
+		GRANT USAGE ON SCHEMA s TO annals_owner;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON s.seen TO annals_owner;
+		SELECT annals.register_projection('async_acct', 's.apply(annals.event[])', '{s.seen}', categories => '{acct}', mode => 'async');`)
+	require.NoError(t, err)
+
+	// 3 of the projection's events before the token's transaction, 5 in it, others around them
+	// that the projection does not select, 2 after it: with batches of 2 events, the 4th batch
+	// that applies events passes the transaction (events 7 and 8).
+	appendN(t, ctx, pool, "acct-1", 3)
+	appendN(t, ctx, pool, "other-1", 2)
+	token := appendN(t, ctx, pool, "acct-2", 5)
+	appendN(t, ctx, pool, "other-2", 1)
+	appendN(t, ctx, pool, "acct-3", 2)
+	const before, inToken, batch = 3, 5, 2
+
+	// The SQL waiter, on a connection whose pid we know, and the Go client's (polling) waiter.
+	conn, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	pid := conn.Conn().PgConn().PID()
+	type result struct {
+		ok  bool
+		err error
+	}
+	sqlDone, goDone := make(chan result, 1), make(chan result, 1)
+	go func() {
+		var r result
+		r.err = conn.QueryRow(ctx, "SELECT annals.wait_for_projection('async_acct', $1::xid8, '10 min')", token.xid).Scan(&r.ok)
+		sqlDone <- r
+	}()
+	go func() {
+		var r result
+		r.ok, r.err = store.WaitForProjection(ctx, "async_acct", token.xid, 10*time.Minute)
+		goDone <- r
+	}()
+	// The SQL waiter is inside its loop before the first batch runs.
+	require.Eventually(t, func() bool {
+		return scalar[bool](t, ctx, pool, `SELECT EXISTS (SELECT FROM pg_stat_activity AS a
+			WHERE a.pid = $1 AND a.state = 'active' AND a.query LIKE '%wait_for_projection%')`, pid)
+	}, waitTimeout, 5*time.Millisecond)
+
+	applied, batches, short := 0, 0, false
+	for applied < before+inToken {
+		select {
+		case r := <-sqlDone:
+			t.Fatalf("the SQL wait returned %v, %v after %d events in %d batches, before the batch that passes the token", r.ok, r.err, applied, batches)
+		case r := <-goDone:
+			t.Fatalf("WaitForProjection returned %v, %v after %d events in %d batches, before the batch that passes the token", r.ok, r.err, applied, batches)
+		default:
+		}
+		n, err := store.RunAsyncProjections(ctx, batch)
+		require.NoError(t, err)
+		if n == 0 { // the feed barrier held by another test's transaction: run again
+			continue
+		}
+		applied += int(n)
+		batches++
+		short = short || n < batch
+	}
+	if !short { // a short batch (another test's transaction holding the barrier) shifts them
+		require.Equal(t, (before+inToken)/batch, batches)
+	}
+	// No further batch runs: both waiters return true now, from the batch just committed.
+	for _, done := range []chan result{sqlDone, goDone} {
+		select {
+		case r := <-done:
+			require.NoError(t, r.err)
+			require.True(t, r.ok)
+		case <-time.After(waitTimeout):
+			t.Fatalf("a waiter did not return after the batch that passed the token")
+		}
+	}
+	require.Equal(t, applied, scalar[int](t, ctx, pool, "SELECT count(*)::int FROM s.seen"),
+		"no batch ran after the one that passed the token")
+	require.Less(t, applied, before+inToken+2, "the events after the token's transaction were not all applied")
+}
