@@ -44,8 +44,15 @@ Several workers may run at once: projections and views are split between them (S
 SIGINT or SIGTERM stops it gracefully: no new work starts, work in flight may finish within
 --shutdown-timeout, then the metrics server closes and the worker exits 0.
 
-On a sharded store, run one worker per shard (projections and views live on each shard); pointed at
-the proxy it says so and exits.
+Pointed at a sharded store's proxy (annals shard init), it reads the shard map and runs one
+projection loop per shard, through the proxy (annals.run_async_projections(shard, n)): async
+projections and their checkpoints live on each shard, so each shard's events are applied exactly
+once, by that shard's loop; it refreshes every shard's views too. A shard that cannot be reached is
+logged once, by name, and retried with a backoff while the other shards go on; it is logged again
+when it is back. On a proxy the worker polls every --poll-interval (no notification crosses
+PL/Proxy), serves only the worker's own metrics (events projected, errors), and refuses
+--subscription, --compress-older-than and --retention-every: run a worker with those against each
+shard.
 
 The login needs annals_writer.`,
 		Example: `  annals worker
