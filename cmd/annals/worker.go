@@ -50,7 +50,8 @@ projections and their checkpoints live on each shard, so each shard's events are
 once, by that shard's loop; it refreshes every shard's views too. A shard that cannot be reached is
 logged once, by name, and retried with a backoff while the other shards go on; it is logged again
 when it is back. On a proxy the worker polls every --poll-interval (no notification crosses
-PL/Proxy), serves only the worker's own metrics (events projected, errors), and refuses
+PL/Proxy), serves only the worker's own metrics (events projected, errors; per shard
+annals_worker_shard_up and annals_worker_shard_projected_events_total), and refuses
 --subscription, --compress-older-than and --retention-every: run a worker with those against each
 shard.
 

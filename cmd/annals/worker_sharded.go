@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -41,6 +42,7 @@ func (s *shardState) failed(w *worker, in shard.Info, task string, err error, ba
 	first := !s.down[in.Shard]
 	s.down[in.Shard] = true
 	s.mu.Unlock()
+	w.metrics.shardUp.WithLabelValues(strconv.Itoa(in.Shard), in.Name).Set(0)
 	if first {
 		w.log.Error("shard failed; serving the other shards and retrying it", "shard", in.Shard, "name", in.Name,
 			"task", task, "error", explain(err), "backoff", backoff)
@@ -52,6 +54,7 @@ func (s *shardState) succeeded(w *worker, in shard.Info) {
 	was := s.down[in.Shard]
 	delete(s.down, in.Shard)
 	s.mu.Unlock()
+	w.metrics.shardUp.WithLabelValues(strconv.Itoa(in.Shard), in.Name).Set(1)
 	if was {
 		w.log.Info("shard is back", "shard", in.Shard, "name", in.Name)
 	}
@@ -73,6 +76,7 @@ func (w *worker) shardProjectionsLoop(stop, work context.Context, in shard.Info,
 		st.succeeded(w, in)
 		backoff = 0
 		w.metrics.projected.Add(float64(n))
+		w.metrics.shardProjected.WithLabelValues(strconv.Itoa(in.Shard), in.Name).Add(float64(n))
 		if n > 0 {
 			continue
 		}

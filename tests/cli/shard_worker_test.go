@@ -80,7 +80,8 @@ func TestCLIShardedWorker(t *testing.T) {
 	}
 	total := want[1] + want[2] + want[3]
 
-	w := start(t, proxyURL, "worker", "--metrics-addr", "", "--poll-interval", "100ms", "--refresh-every", "200ms")
+	w := start(t, proxyURL, "worker", "--metrics-addr", "127.0.0.1:0", "--poll-interval", "100ms", "--refresh-every", "200ms")
+	metricsURL := w.waitFor(t, w.stderr, regexp.MustCompile(`metrics=(http://127\.0\.0\.1:\d+/metrics)`), 30*time.Second)[1]
 	w.waitFor(t, w.stderr, regexp.MustCompile(`shards="1 \(north\), 2 \(south\), 3 \(west\)"`), 30*time.Second)
 	waitSeen := func(sh, n int) {
 		t.Helper()
@@ -102,6 +103,12 @@ func TestCLIShardedWorker(t *testing.T) {
 		sum += want[sh]
 	}
 	require.Equal(t, total, sum)
+	body := scrape(t, metricsURL)
+	for sh, name := range map[int]string{1: "north", 2: "south", 3: "west"} {
+		v, found := metric(body, fmt.Sprintf(`annals_worker_shard_projected_events_total\{name="%s",shard="%d"\}`, name, sh))
+		require.True(t, found, body)
+		require.Equal(t, float64(want[sh]), v, body)
+	}
 
 	// Shard 2 becomes unreachable: no new connections, the proxy's cached one cut.
 	u, err := url.Parse(shardURLs[1])
@@ -122,6 +129,11 @@ func TestCLIShardedWorker(t *testing.T) {
 	// Retries go on, quietly: the shard was logged once.
 	time.Sleep(time.Second)
 	require.Equal(t, 1, strings.Count(w.stderr.String(), "shard failed;"), w.stderr.String())
+	body = scrape(t, metricsURL)
+	v, found := metric(body, `annals_worker_shard_up\{name="south",shard="2"\}`)
+	require.True(t, found && v == 0, body)
+	v, found = metric(body, `annals_worker_shard_up\{name="north",shard="1"\}`)
+	require.True(t, found && v == 1, body)
 
 	execSQL(t, admin, `ALTER DATABASE `+dbName+` ALLOW_CONNECTIONS true`)
 	shards[1] = poolFor(t, shardURLs[1])
