@@ -52,8 +52,8 @@ logged once, by name, and retried with a backoff while the other shards go on; i
 when it is back. On a proxy the worker polls every --poll-interval (no notification crosses
 PL/Proxy), serves only the worker's own metrics (events projected, errors; per shard
 annals_worker_shard_up and annals_worker_shard_projected_events_total), and refuses
---subscription, --compress-older-than and --retention-every: run a worker with those against each
-shard.
+--subscription, --compress-older-than, --retention-every and --listen-url: run a worker with those
+against each shard.
 
 The login needs annals_writer.`,
 		Example: `  annals worker

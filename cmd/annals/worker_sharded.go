@@ -18,7 +18,7 @@ import (
 // shard's call) and refreshes every shard's views. A shard that is down is logged once, by name,
 // retried with a backoff, and logged again when it is back; the other shards go on meanwhile.
 
-// shardedOnlyFlags are the options that work on one database and have no meaning on the proxy.
+// shardedUnsupported names the first option given that works on one database only ("": none).
 func (c workerConfig) shardedUnsupported() string {
 	switch {
 	case len(c.subscriptions) > 0:
@@ -27,6 +27,8 @@ func (c workerConfig) shardedUnsupported() string {
 		return "--compress-older-than"
 	case c.retentionEvery > 0:
 		return "--retention-every"
+	case c.listen.url != "":
+		return "--listen-url"
 	}
 	return ""
 }
