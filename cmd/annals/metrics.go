@@ -16,6 +16,9 @@ type workerMetrics struct {
 	errors    *prometheus.CounterVec
 	projected prometheus.Counter
 	refreshes *prometheus.CounterVec
+	// On a sharded store's proxy only: each shard's reachability and events projected.
+	shardUp        *prometheus.GaugeVec
+	shardProjected *prometheus.CounterVec
 
 	mu     sync.Mutex
 	latest *snapshot
@@ -71,11 +74,19 @@ func newWorkerMetrics() *workerMetrics {
 			Name: "annals_worker_view_refreshes_total",
 			Help: "Materialized-view refreshes this worker ran, by view and result (refreshed, failed).",
 		}, []string{"view", "result"}),
+		shardUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "annals_worker_shard_up",
+			Help: "On a sharded store's proxy: 1 when the shard's last call succeeded, 0 when it failed.",
+		}, []string{"shard", "name"}),
+		shardProjected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "annals_worker_shard_projected_events_total",
+			Help: "On a sharded store's proxy: events this worker applied to the shard's async projections.",
+		}, []string{"shard", "name"}),
 	}
 	for _, task := range []string{"projections", "views", "metrics"} {
 		m.errors.WithLabelValues(task) // export 0s from the start, so rate() works at once
 	}
-	m.registry.MustRegister(m.errors, m.projected, m.refreshes, m,
+	m.registry.MustRegister(m.errors, m.projected, m.refreshes, m.shardUp, m.shardProjected, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -44,8 +44,16 @@ Several workers may run at once: projections and views are split between them (S
 SIGINT or SIGTERM stops it gracefully: no new work starts, work in flight may finish within
 --shutdown-timeout, then the metrics server closes and the worker exits 0.
 
-On a sharded store, run one worker per shard (projections and views live on each shard); pointed at
-the proxy it says so and exits.
+Pointed at a sharded store's proxy (annals shard init), it reads the shard map and runs one
+projection loop per shard, through the proxy (annals.run_async_projections(shard, n)): async
+projections and their checkpoints live on each shard, so each shard's events are applied exactly
+once, by that shard's loop; it refreshes every shard's views too. A shard that cannot be reached is
+logged once, by name, and retried with a backoff while the other shards go on; it is logged again
+when it is back. On a proxy the worker polls every --poll-interval (no notification crosses
+PL/Proxy), serves only the worker's own metrics (events projected, errors; per shard
+annals_worker_shard_up and annals_worker_shard_projected_events_total), and refuses
+--subscription, --compress-older-than, --retention-every and --listen-url: run a worker with those
+against each shard.
 
 The login needs annals_writer.`,
 		Example: `  annals worker
@@ -99,16 +107,24 @@ The login needs annals_writer.`,
 			return err
 		}
 		defer pool.Close()
+		w := &worker{workerConfig: cfg, client: client, pool: pool, log: slog.New(h), metrics: newWorkerMetrics()}
 		if sharded, err := shard.IsProxy(ctx, pool); err != nil {
 			return err
 		} else if sharded {
-			return errors.New("this is a sharded store's proxy: async projections and views live on each shard, " +
-				"so run annals worker against each shard (annals shard status lists them)")
+			if flag := cfg.shardedUnsupported(); flag != "" {
+				return usagef("%s works on one database: on a sharded store run a worker with it against each shard (annals shard status lists them)", flag)
+			}
+			if w.shards, err = shard.Shards(ctx, pool); err != nil {
+				return err
+			}
+			if len(w.shards) == 0 {
+				return errors.New("the proxy's shard map is empty: run annals shard init first")
+			}
+			return w.run(ctx)
 		}
 		if err := client.CheckSchema(ctx); err != nil {
 			return err
 		}
-		w := &worker{workerConfig: cfg, client: client, pool: pool, log: slog.New(h), metrics: newWorkerMetrics()}
 		return w.run(ctx)
 	}
 	return cmd
@@ -133,6 +149,8 @@ type worker struct {
 	pool    *pgxpool.Pool
 	log     *slog.Logger
 	metrics *workerMetrics
+	// shards is the proxy's map when --database-url is a sharded store's proxy; nil otherwise.
+	shards []shard.Info
 }
 
 // run works until ctx ends (the signal), then shuts down gracefully and returns nil. Database
@@ -184,9 +202,14 @@ func (w *worker) run(ctx context.Context) error {
 
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	var wg sync.WaitGroup
+	if w.shards != nil {
+		w.log.Info("sharded store: running every shard's async projections and views through the proxy", "shards", shardNames(w.shards))
+		w.startLoops(ctx, work, &wg, w.shardedLoops())
+		return w.stop(ctx, &wg, cancelWork, srv)
+	}
 	listener := w.listen.start(ctx, w.client, w.log)
 
-	var wg sync.WaitGroup
 	loops := []func(context.Context, context.Context){
 		func(stop, work context.Context) { w.projectionsLoop(stop, work, listener) },
 		w.sampleLoop,
@@ -209,14 +232,23 @@ func (w *worker) run(ctx context.Context) error {
 				"retention removed events")
 		})
 	}
+	w.startLoops(ctx, work, &wg, loops)
+	return w.stop(ctx, &wg, cancelWork, srv)
+}
+
+func (w *worker) startLoops(stop, work context.Context, wg *sync.WaitGroup, loops []func(context.Context, context.Context)) {
 	for _, loop := range loops {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			loop(ctx, work)
+			loop(stop, work)
 		}()
 	}
+}
 
+// stop waits for ctx (the signal), then for the loops within the shutdown timeout, and closes
+// the metrics server.
+func (w *worker) stop(ctx context.Context, wg *sync.WaitGroup, cancelWork context.CancelFunc, srv *http.Server) error {
 	<-ctx.Done()
 	w.log.Info("annals worker stopping: letting work in flight finish", "timeout", w.shutdownTimeout)
 	done := make(chan struct{})
@@ -267,22 +299,27 @@ func (w *worker) viewsLoop(stop, work context.Context) {
 			w.metrics.errors.WithLabelValues("views").Inc()
 			w.log.Error("refreshing views failed", "error", explain(err))
 		}
-		for _, r := range res {
-			switch {
-			case r.Error != nil:
-				w.metrics.errors.WithLabelValues("views").Inc()
-				w.metrics.refreshes.WithLabelValues(r.View, "failed").Inc()
-				w.log.Error("view refresh failed", "view", r.View, "error", *r.Error)
-			case r.Refreshed:
-				w.metrics.refreshes.WithLabelValues(r.View, "refreshed").Inc()
-				d := time.Duration(0)
-				if r.Duration != nil {
-					d = *r.Duration
-				}
-				w.log.Info("view refreshed", "view", r.View, "duration", d)
-			}
-		}
+		w.logRefreshes(res)
 		pause(stop, w.refreshEvery, nil)
+	}
+}
+
+// logRefreshes counts and logs refresh_views' rows; logArgs name the shard on a proxy.
+func (w *worker) logRefreshes(res []annals.ViewRefresh, logArgs ...any) {
+	for _, r := range res {
+		switch {
+		case r.Error != nil:
+			w.metrics.errors.WithLabelValues("views").Inc()
+			w.metrics.refreshes.WithLabelValues(r.View, "failed").Inc()
+			w.log.Error("view refresh failed", append([]any{"view", r.View, "error", *r.Error}, logArgs...)...)
+		case r.Refreshed:
+			w.metrics.refreshes.WithLabelValues(r.View, "refreshed").Inc()
+			d := time.Duration(0)
+			if r.Duration != nil {
+				d = *r.Duration
+			}
+			w.log.Info("view refreshed", append([]any{"view", r.View, "duration", d}, logArgs...)...)
+		}
 	}
 }
 
