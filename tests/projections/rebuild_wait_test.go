@@ -91,7 +91,9 @@ func appendsWhileTheRebuildWaits(t *testing.T, hold func(t *testing.T, f fixture
 		t.Fatalf("the rebuild returned while the blocker was open: %v", err)
 	default:
 	}
-	require.True(t, rebuildWaiting(t, f), "the rebuild still waits for the blocker")
+	// Between two of its short lock attempts the rebuild is briefly neither queued nor marked
+	// waiting: sample until it shows again.
+	eventually(t, 10*time.Second, "the rebuild to still wait for the blocker", func() bool { return rebuildWaiting(t, f) })
 
 	require.NoError(t, blocker.Commit(f.ctx))
 	select {
