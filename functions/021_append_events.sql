@@ -136,7 +136,7 @@ BEGIN
      -- Equality on the primary key makes the planner count one settings row: left to guess,
      -- it assumes thousands, and the estimate crosses jit_above_cost (10 ms of JIT per append).
      WHERE s.singleton = true;
-    -- The error ladder is the slow path's (raise_batch_problem below): a valid batch only pays
+    -- The error ladder is the slow path's (raise_batch_problem above): a valid batch only pays
     -- these comparisons.
     IF v_first_bad IS NOT NULL OR v_count > v_max_events OR v_distinct < v_with_id
        OR pg_column_size(append_events.events) > v_max_bytes THEN
