@@ -83,7 +83,9 @@ func Conninfo(dsn string) (string, error) {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		u, err := url.Parse(dsn)
 		if err != nil {
-			return "", fmt.Errorf("shard: parse %q: %w", redact(dsn), err)
+			// Neither the string nor url.Parse's error (which quotes it) is shown: it may hold a
+			// password.
+			return "", errors.New("shard: a shard's connection string is not a valid postgres:// URL")
 		}
 		if h := u.Hostname(); h != "" {
 			pairs = append(pairs, [2]string{"host", h})
@@ -185,13 +187,6 @@ func quote(v string) string {
 		return v
 	}
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-}
-
-func redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return dsn
 }
 
 // InitOptions configure Init; the zero value is the defaults.

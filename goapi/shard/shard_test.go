@@ -20,4 +20,8 @@ func TestConninfoDropsCredentialsAndBoundsTheConnect(t *testing.T) {
 	}
 	_, err := shard.Conninfo("nonsense")
 	require.Error(t, err)
+	// A URL that does not parse is refused without echoing it: it may hold a password.
+	_, err = shard.Conninfo("postgres://app:s3cret@db1:bad-port/events")
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "s3cret")
 }
