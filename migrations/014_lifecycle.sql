@@ -12,6 +12,7 @@
 DO $$
 DECLARE
     v_schema text;
+    v_owner  oid;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgcrypto') THEN
         CREATE SCHEMA IF NOT EXISTS annals_crypto;
@@ -20,9 +21,21 @@ BEGIN
         COMMENT ON SCHEMA annals_crypto IS
             'pgcrypto, for Annals'' per-subject keys. No application role has USAGE; annals_owner does.';
     END IF;
-    SELECT n.nspname INTO v_schema FROM pg_catalog.pg_extension AS x
+    SELECT n.nspname, n.nspowner INTO v_schema, v_owner FROM pg_catalog.pg_extension AS x
       JOIN pg_catalog.pg_namespace AS n ON n.oid = x.extnamespace
      WHERE x.extname = 'pgcrypto';
+    -- Appends and reads call pgcrypto by its schema's name with annals_owner's rights: whoever
+    -- owns that schema could swap in functions of their own, so it must be a role already
+    -- trusted with those rights (a member of annals_owner or a superuser; pg_database_owner
+    -- stands for the database's owner), as for projection handlers (functions/015_check_callback.sql).
+    IF v_owner = (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = 'pg_database_owner') THEN
+        v_owner := (SELECT d.datdba FROM pg_catalog.pg_database AS d WHERE d.datname = current_database());
+    END IF;
+    IF NOT pg_catalog.pg_has_role(v_owner, 'annals_owner', 'MEMBER') THEN
+        RAISE EXCEPTION 'pgcrypto is installed in schema %, owned by %, a role not trusted with annals_owner''s rights', v_schema, v_owner::regrole
+            USING ERRCODE = '42501',
+                  HINT = 'Move pgcrypto to a schema owned by annals_owner or a superuser (ALTER EXTENSION pgcrypto SET SCHEMA ...), or make the schema''s owner a member of annals_owner, then migrate again.';
+    END IF;
     EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO annals_owner', v_schema);
 END
 $$;

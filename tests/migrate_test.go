@@ -169,3 +169,25 @@ func migrationCount(t *testing.T) int {
 	require.NoError(t, err)
 	return len(files)
 }
+
+// TestMigrateRefusesPgcryptoInAnUntrustedSchema: appends and reads call pgcrypto by its schema's
+// name with annals_owner's rights, so a pgcrypto installed beforehand in a schema that a role
+// outside annals_owner owns (who could swap its functions) stops the install with 42501.
+func TestMigrateRefusesPgcryptoInAnUntrustedSchema(t *testing.T) {
+	t.Parallel()
+	admin, name := emptyDB(t)
+	pool := connect(t, admin, name, "")
+	role := "annals_t_crypto_" + name[len(name)-12:]
+	_, err := pool.Exec(t.Context(), "CREATE ROLE "+role)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS untrusted CASCADE")
+		_, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
+	})
+	_, err = pool.Exec(t.Context(), "CREATE SCHEMA untrusted AUTHORIZATION "+role+"; CREATE EXTENSION pgcrypto SCHEMA untrusted")
+	require.NoError(t, err)
+
+	_, err = annals.Migrate(t.Context(), pool)
+	pgErr := requirePgError(t, err, "42501")
+	require.Contains(t, pgErr.Message, "pgcrypto is installed in schema untrusted")
+}
