@@ -1,8 +1,6 @@
 package annals
 
 import (
-	"github.com/annals-db/annals/goapi/internal/retry"
-
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/annals-db/annals/goapi/internal/retry"
 )
 
 // EventData is an event to append.

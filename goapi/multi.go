@@ -1,8 +1,6 @@
 package annals
 
 import (
-	"github.com/annals-db/annals/goapi/internal/retry"
-
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/annals-db/annals/goapi/internal/retry"
 )
 
 // StreamAppend is one stream's part of a multi-stream append: its events and the version the

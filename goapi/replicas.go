@@ -120,25 +120,18 @@ type replica struct {
 	state ReplicaState // Down, Lagging, lag, LastError, ProbedAt
 }
 
-func (s *replicaSet) maxLag() time.Duration { return orDefault(s.opts.MaxLag, 5*time.Second) }
+func (s *replicaSet) maxLag() time.Duration { return positive(s.opts.MaxLag, 5*time.Second) }
 func (s *replicaSet) waitBound() time.Duration {
-	return orDefault(s.opts.WaitBound, time.Second)
+	return positive(s.opts.WaitBound, time.Second)
 }
 func (s *replicaSet) probeInterval() time.Duration {
-	return orDefault(s.opts.ProbeInterval, time.Second)
+	return positive(s.opts.ProbeInterval, time.Second)
 }
 func (s *replicaSet) logger() *slog.Logger {
 	if s.opts.Logger != nil {
 		return s.opts.Logger
 	}
 	return slog.Default()
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 // readServer picks where a read with ctx's Consistency goes: a replica (returned too, so a

@@ -100,24 +100,31 @@ func (s *ShardedSubscriber) defaults() error {
 	if s.Proxy == nil || s.Target == nil || s.Handler == nil || s.Name == "" {
 		return invalid("subscriber", "Proxy, Target, Name and Handler are required")
 	}
-	if s.CheckpointTable == "" {
-		s.CheckpointTable = "annals_shard_checkpoints"
-	}
-	if s.BatchSize <= 0 {
-		s.BatchSize = 100
-	}
-	if s.PollInterval <= 0 {
-		s.PollInterval = 200 * time.Millisecond
-	}
-	if s.Logger == nil {
-		s.Logger = slog.Default()
-	}
 	return nil
+}
+
+// The settings with their defaults, read without changing the caller's struct (Poll may run
+// concurrently).
+func (s *ShardedSubscriber) checkpointTable() string {
+	if s.CheckpointTable == "" {
+		return "annals_shard_checkpoints"
+	}
+	return s.CheckpointTable
+}
+func (s *ShardedSubscriber) batchSize() int { return positive(s.BatchSize, 100) }
+func (s *ShardedSubscriber) pollInterval() time.Duration {
+	return positive(s.PollInterval, 200*time.Millisecond)
+}
+func (s *ShardedSubscriber) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.Default()
+	}
+	return s.Logger
 }
 
 // table is CheckpointTable quoted, schema-qualified when it has a dot.
 func (s *ShardedSubscriber) table() string {
-	return pgx.Identifier(strings.SplitN(s.CheckpointTable, ".", 2)).Sanitize()
+	return pgx.Identifier(strings.SplitN(s.checkpointTable(), ".", 2)).Sanitize()
 }
 
 // Setup creates the checkpoint table on Target if it is missing. Run and Poll call it.
@@ -133,9 +140,9 @@ func (s *ShardedSubscriber) Setup(ctx context.Context) error {
 		shard           integer NOT NULL,
 		transaction_id  xid8   NOT NULL DEFAULT '0',
 		global_position bigint NOT NULL DEFAULT 0,
-		CONSTRAINT `+pgx.Identifier{strings.ReplaceAll(s.CheckpointTable, ".", "_") + "_pkey"}.Sanitize()+` PRIMARY KEY (subscriber, shard))`)
+		CONSTRAINT `+pgx.Identifier{strings.ReplaceAll(s.checkpointTable(), ".", "_") + "_pkey"}.Sanitize()+` PRIMARY KEY (subscriber, shard))`)
 	if err != nil {
-		return wrapf(mapError(err), "sharded subscriber %s: create %s", s.Name, s.CheckpointTable)
+		return wrapf(mapError(err), "sharded subscriber %s: create %s", s.Name, s.checkpointTable())
 	}
 	s.ready.Store(true)
 	return nil
@@ -202,7 +209,7 @@ func (s *ShardedSubscriber) pollShard(ctx context.Context, shard int) (int, erro
 			WHERE subscriber = $1 AND shard = $2 FOR UPDATE`, s.Name, shard).Scan(&cp.TransactionID, &cp.GlobalPosition); err != nil {
 			return mapError(err)
 		}
-		evs, err := s.Proxy.ReadShard(ctx, shard, cp, FeedOptions{MaxCount: s.BatchSize, EventTypes: s.EventTypes, Categories: s.Categories})
+		evs, err := s.Proxy.ReadShard(ctx, shard, cp, FeedOptions{MaxCount: s.batchSize(), EventTypes: s.EventTypes, Categories: s.Categories})
 		if err != nil || len(evs) == 0 {
 			return err
 		}
@@ -232,16 +239,16 @@ func (s *ShardedSubscriber) Run(ctx context.Context) error {
 	if err := s.defaults(); err != nil {
 		return err
 	}
-	backoff := s.PollInterval
+	backoff := s.pollInterval()
 	for ctx.Err() == nil {
 		n, err := s.Poll(ctx)
-		wait := s.PollInterval
+		wait := s.pollInterval()
 		switch {
 		case err != nil && ctx.Err() == nil:
-			s.Logger.Error("annals: sharded subscriber", "subscriber", s.Name, "err", err)
+			s.logger().Error("annals: sharded subscriber", "subscriber", s.Name, "err", err)
 			wait, backoff = backoff, min(2*backoff, 30*time.Second)
 		case n > 0:
-			wait, backoff = 0, s.PollInterval
+			wait, backoff = 0, s.pollInterval()
 		}
 		if wait > 0 {
 			select {

@@ -1,15 +1,15 @@
 package main
 
 import (
-	"github.com/annals-db/annals/internal/connstr"
-
 	"context"
 	"fmt"
 	"time"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/connstr"
 )
 
 // dbFlag is a command's --database-url, resolved against DATABASE_URL when used.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/annals-db/annals/internal/progress"
-
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -148,5 +146,3 @@ func writeJSONLine(w io.Writer, v any) error {
 func formatCheckpoint(c annals.Checkpoint) string {
 	return fmt.Sprintf("%d:%d", c.TransactionID, c.GlobalPosition)
 }
-
-func isTerminal(w io.Writer) bool { return progress.IsTerminal(w) }

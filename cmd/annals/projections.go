@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/annals-db/annals/internal/progress"
-
 	"context"
 	"fmt"
 	"strings"
@@ -11,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
+
+	"github.com/annals-db/annals/internal/progress"
 )
 
 func newProjectionsCmd() *cobra.Command {

@@ -9,10 +9,12 @@ import (
 	"strings"
 	"time"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/progress"
 )
 
 func newTailCmd() *cobra.Command {
@@ -153,7 +155,7 @@ type counter struct {
 }
 
 func newCounter(w io.Writer, last int64) *counter {
-	return &counter{w: w, last: last, tty: isTerminal(w)}
+	return &counter{w: w, last: last, tty: progress.IsTerminal(w)}
 }
 
 func (c *counter) update(events int, position int64) {

@@ -1,15 +1,15 @@
 package main
 
 import (
-	"github.com/annals-db/annals/internal/progress"
-
 	"context"
 	"fmt"
 	"time"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/progress"
 )
 
 func newViewsCmd() *cobra.Command {

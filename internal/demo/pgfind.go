@@ -1,8 +1,6 @@
 package demo
 
 import (
-	"github.com/annals-db/annals/internal/connstr"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/annals-db/annals/internal/connstr"
 	"github.com/annals-db/annals/internal/pgcluster"
 )
 

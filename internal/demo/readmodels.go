@@ -1,8 +1,6 @@
 package demo
 
 import (
-	"github.com/annals-db/annals/internal/progress"
-
 	"context"
 	"fmt"
 	"reflect"
@@ -13,6 +11,7 @@ import (
 	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/internal/inventory"
 	"github.com/annals-db/annals/internal/inventory/readmodels"
+	"github.com/annals-db/annals/internal/progress"
 )
 
 // installSQL is the gist of internal/inventory/readmodels/001_read_models.sql, which

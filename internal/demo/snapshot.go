@@ -1,8 +1,6 @@
 package demo
 
 import (
-	"github.com/annals-db/annals/internal/progress"
-
 	"context"
 	"fmt"
 	"strconv"
@@ -10,6 +8,7 @@ import (
 
 	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/internal/inventory"
+	"github.com/annals-db/annals/internal/progress"
 )
 
 // snapshotCommands is how many adjustments the snapshot step makes, in transactions of

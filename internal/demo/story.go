@@ -1,8 +1,6 @@
 package demo
 
 import (
-	"github.com/annals-db/annals/internal/progress"
-
 	"context"
 	"errors"
 	"fmt"
@@ -10,12 +8,14 @@ import (
 	"sync"
 	"time"
 
-	annals "github.com/annals-db/annals/goapi"
-	"github.com/annals-db/annals/goapi/domain"
-	"github.com/annals-db/annals/internal/inventory"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/domain"
+	"github.com/annals-db/annals/internal/inventory"
+	"github.com/annals-db/annals/internal/progress"
 )
 
 // story plays the demo's steps and prints them. The domain (events, rules, fold, service) is

@@ -1,17 +1,17 @@
 package demo
 
 import (
-	"errors"
-	"github.com/annals-db/annals/internal/progress"
-
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
 	"time"
 
-	annals "github.com/annals-db/annals/goapi"
 	"github.com/jackc/pgx/v5"
+
+	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/progress"
 )
 
 const subscriptionStatusSQL = "SELECT subscription_name, categories, events_behind, dead_letters\n  FROM annals.subscription_status;"
