@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
@@ -104,12 +103,8 @@ func (c *Client) Append(ctx context.Context, streamID string, expected ExpectedV
 		if err == nil || attempt >= c.appendTries || !retry.Resendable(ctx, err) {
 			break
 		}
-		// Jittered backoff: a hot stream's losers should not retry in lockstep.
-		wait := time.Duration(attempt) * (5*time.Millisecond + rand.N(10*time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return AppendResult{}, fmt.Errorf("annals: append to %q: %w (after %v)", streamID, ctx.Err(), err)
-		case <-time.After(wait):
+		if werr := retry.Wait(ctx, attempt, 5*time.Millisecond, 10*time.Millisecond); werr != nil {
+			return AppendResult{}, fmt.Errorf("annals: append to %q: %w (after %v)", streamID, werr, err)
 		}
 	}
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
@@ -112,11 +111,8 @@ func (c *Client) sendMulti(ctx context.Context, call multiCall, what string) ([]
 		if err == nil || attempt >= c.appendTries || !retry.Resendable(ctx, err) {
 			return res, err
 		}
-		wait := time.Duration(attempt) * (5*time.Millisecond + rand.N(10*time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("annals: %s: %w (after %v)", what, ctx.Err(), err)
-		case <-time.After(wait):
+		if werr := retry.Wait(ctx, attempt, 5*time.Millisecond, 10*time.Millisecond); werr != nil {
+			return nil, fmt.Errorf("annals: %s: %w (after %v)", what, werr, err)
 		}
 	}
 }

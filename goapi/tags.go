@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/annals-db/annals/goapi/internal/retry"
 )
 
 // TagQueryItem matches the events whose type is one of Types (every type when Types is empty)
@@ -162,11 +163,8 @@ func (c *Client) DecideTagged(ctx context.Context, query TagQuery, maxAttempts i
 		}
 		// The conflicting event is committed, but the gap-free read only returns it once every
 		// older transaction has ended: give the feed barrier time to pass it.
-		wait := time.Duration(attempt) * (5*time.Millisecond + rand.N(10*time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return nil, wrapf(ctx.Err(), "decide by tags (after %v)", err)
-		case <-time.After(wait):
+		if werr := retry.Wait(ctx, attempt, 5*time.Millisecond, 10*time.Millisecond); werr != nil {
+			return nil, wrapf(werr, "decide by tags (after %v)", err)
 		}
 	}
 }

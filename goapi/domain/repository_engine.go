@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
@@ -250,13 +249,10 @@ func afterFailure(ctx context.Context, err error, attempt, maxAttempts int, canR
 	if next == giveUp {
 		return giveUp, err
 	}
-	wait := time.Duration(attempt) * (time.Millisecond + rand.N(4*time.Millisecond))
-	select {
-	case <-ctx.Done():
-		return giveUp, fmt.Errorf("annals: %w (after %v)", ctx.Err(), err)
-	case <-time.After(wait):
-		return next, nil
+	if werr := retry.Wait(ctx, attempt, time.Millisecond, 4*time.Millisecond); werr != nil {
+		return giveUp, fmt.Errorf("annals: %w (after %v)", werr, err)
 	}
+	return next, nil
 }
 
 func notFound(streamID string) error {

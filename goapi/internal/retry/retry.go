@@ -5,6 +5,8 @@ package retry
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -38,4 +40,16 @@ func Resendable(ctx context.Context, err error) bool {
 		return false // the server answered: a real verdict
 	}
 	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// Wait pauses before try attempt+1: attempt × (base + a random part below spread), so writers
+// that collided do not come back in lockstep. It returns ctx's error when ctx ends first.
+func Wait(ctx context.Context, attempt int, base, spread time.Duration) error {
+	wait := time.Duration(attempt) * (base + rand.N(spread))
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(wait):
+		return nil
+	}
 }
