@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path"
 	"strings"
 	"text/tabwriter"
 
@@ -137,15 +136,12 @@ func newShardStatusCmd() *cobra.Command {
 	return cmd
 }
 
-// describeMigrate is the one-line summary `annals migrate` prints.
+// describeMigrate is the one-line summary of one shard's migration, shorter than what
+// `annals migrate` prints for a single database (it lists the files).
 func describeMigrate(r annals.MigrateResult) string {
 	switch {
 	case len(r.Applied) > 0:
-		names := make([]string, len(r.Applied))
-		for i, a := range r.Applied {
-			names[i] = path.Base(a)
-		}
-		return fmt.Sprintf("annals migrated from version %d to %d (%d migrations)", r.FromVersion, r.ToVersion, len(names))
+		return fmt.Sprintf("annals migrated from version %d to %d (%d migrations)", r.FromVersion, r.ToVersion, len(r.Applied))
 	case r.FunctionsApplied:
 		return fmt.Sprintf("annals is at version %d; re-applied the functions", r.ToVersion)
 	}
