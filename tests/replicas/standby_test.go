@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -328,14 +329,16 @@ func TestStoppedOrLaggingReplicaIsSkipped(t *testing.T) {
 	info, err = store.StreamInfo(e.ctx, "acct-1")
 	require.NoError(t, err)
 	require.EqualValues(t, 2, info.StreamVersion, "an eventual read skips the lagging replica")
-	require.Contains(t, logs.String(), "replica lagging beyond MaxLag")
+	// The probe logs right after it publishes the state the loop above saw.
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "replica lagging beyond MaxLag") }, waitTimeout, 10*time.Millisecond, logs.String())
 	_, err = e.replay.Exec(e.ctx, "SELECT pg_wal_replay_resume()")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, _ = store.StreamInfo(e.ctx, "acct-1")
 		return !store.ReplicaStats().Replicas[0].Lagging
 	}, waitTimeout, 20*time.Millisecond)
-	require.Contains(t, logs.String(), "replica caught up")
+	// The probe logs right after it publishes the state the loop above saw.
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "replica caught up") }, waitTimeout, 10*time.Millisecond, logs.String())
 
 	// Down: the standby stops. Every kind of read keeps working, from the primary.
 	require.NoError(t, p.standby.Stop())
@@ -360,7 +363,7 @@ func TestStoppedOrLaggingReplicaIsSkipped(t *testing.T) {
 	require.True(t, stats.Replicas[0].Down)
 	require.Greater(t, stats.PrimaryFallbacks, before)
 	require.Greater(t, stats.Replicas[0].Skips, uint64(0))
-	require.Contains(t, logs.String(), "replica down")
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "replica down") }, waitTimeout, 10*time.Millisecond, logs.String())
 	t.Logf("stats: %+v", stats)
 }
 
