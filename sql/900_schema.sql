@@ -627,6 +627,9 @@ BEGIN
     END IF;
     -- One apply at a time: two would count the same events against their budgets.
     PERFORM pg_advisory_xact_lock(hashtextextended('annals:apply_retention', 0));
+    -- Nor beside a cold storage move (400_cold_storage.sql): one committing between this
+    -- function's count of a stream's events and their removal would make them disagree.
+    PERFORM pg_advisory_xact_lock(hashtextextended('annals cold storage', 0));
 
     FOR v_target IN
         SELECT s.stream_id, s.stream_version, r.rule_id, r.max_age, r.max_count, r.truncate_before
@@ -4071,27 +4074,34 @@ DECLARE
     v_base      bigint;
     v_changed   uuid;
     v_last      record;
+    v_ids       uuid[];
 BEGIN
-    SELECT count(*),
-           count(e.event_id),
-           count(DISTINCT e.stream_version - b.ord),
-           min(e.stream_version - b.ord),
-           -- Only stored events can have changed: an unmatched (new) event must not count.
-           (array_agg(e.event_id ORDER BY b.ord) FILTER (WHERE e.event_id IS NOT NULL AND (
-                e.event_type IS DISTINCT FROM b.ev ->> 'type'
-             -- M13: personal data is compared decrypted, without the "$pii" marker.
-             OR CASE WHEN e.metadata ? '$pii' THEN annals_internal.reveal_data(e.event_type, e.data, e.metadata) ELSE e.data END
-                IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
-             OR CASE WHEN e.metadata ? '$pii' THEN e.metadata - '$pii' ELSE e.metadata END
-                IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}') - '$pii'
-             OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)
-             OR e.tags IS DISTINCT FROM annals_internal.tags_of(b.ev))))[1]  -- M15: tags are content too
-      INTO v_total, v_stored, v_bases, v_base, v_changed
-      FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
-      LEFT JOIN annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
-             ON e.stream_id = append_replay.stream_id
-            AND e.event_id = (b.ev ->> 'id')::uuid
-            AND e.stream_version <= append_replay.current_version;
+    -- Only a batch with event ids can be a replay; without one this is a plain conflict, decided
+    -- without reading any event (hot streams fail fast).
+    SELECT count(*), array_agg((b.ev ->> 'id')::uuid) FILTER (WHERE b.ev ? 'id')
+      INTO v_total, v_ids
+      FROM jsonb_array_elements(append_replay.events) AS b(ev);
+    v_stored := 0;
+    IF v_ids IS NOT NULL THEN
+        SELECT count(e.event_id),
+               count(DISTINCT e.stream_version - b.ord),
+               min(e.stream_version - b.ord),
+               -- Only stored events can have changed: an unmatched (new) event must not count.
+               (array_agg(e.event_id ORDER BY b.ord) FILTER (WHERE e.event_id IS NOT NULL AND (
+                    e.event_type IS DISTINCT FROM b.ev ->> 'type'
+                 -- M13: personal data is compared decrypted, without the "$pii" marker.
+                 OR CASE WHEN e.metadata ? '$pii' THEN annals_internal.reveal_data(e.event_type, e.data, e.metadata) ELSE e.data END
+                    IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
+                 OR CASE WHEN e.metadata ? '$pii' THEN e.metadata - '$pii' ELSE e.metadata END
+                    IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}') - '$pii'
+                 OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)
+                 OR e.tags IS DISTINCT FROM annals_internal.tags_of(b.ev))))[1]  -- M15: tags are content too
+          INTO v_stored, v_bases, v_base, v_changed
+          FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
+          LEFT JOIN annals_internal.stored_events(append_replay.stream_id, v_ids) AS e  -- hot and cold (400_cold_storage.sql)
+                 ON e.event_id = (b.ev ->> 'id')::uuid
+                AND e.stream_version <= append_replay.current_version;
+    END IF;
 
     IF v_stored = 0 THEN
         IF annals_internal.raise_error('ST409',
@@ -4122,8 +4132,8 @@ BEGIN
     IF v_bases > 1 OR append_replay.expected_version >= 0 AND v_base <> append_replay.expected_version THEN
         SELECT e.event_id INTO v_changed
           FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
-          JOIN annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
-            ON e.stream_id = append_replay.stream_id AND e.event_id = (b.ev ->> 'id')::uuid
+          JOIN annals_internal.stored_events(append_replay.stream_id, v_ids) AS e  -- hot and cold (400_cold_storage.sql)
+            ON e.event_id = (b.ev ->> 'id')::uuid
            AND e.stream_version <= append_replay.current_version
          WHERE e.stream_version - b.ord <> coalesce(append_replay.expected_version, v_base)
             OR v_bases > 1
@@ -4146,9 +4156,7 @@ BEGIN
 
     -- Every id is stored, in order, contiguously, with the same content: a replay.
     SELECT e.* INTO v_last
-      FROM annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
-     WHERE e.stream_id = append_replay.stream_id
-       AND e.stream_version = v_base + v_total;
+      FROM annals_internal.event_at(append_replay.stream_id, v_base + v_total) AS e;  -- hot and cold (400_cold_storage.sql)
     stream_version := v_last.stream_version;
     global_position := v_last.global_position;
     transaction_id := v_last.transaction_id;
@@ -7012,34 +7020,41 @@ COMMENT ON FUNCTION annals_internal.retention_rules_rows() IS 'The rows of the a
 
 
 --
--- Name: stream_events(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+-- Name: stored_events(text, uuid[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
-CREATE FUNCTION annals_internal.stream_events(stream_id text) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, tags text[])
-    LANGUAGE sql STABLE ROWS 100 PARALLEL SAFE
+CREATE FUNCTION annals_internal.stored_events(stream text, ids uuid[]) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, tags text[])
+    LANGUAGE plpgsql STABLE ROWS 10 PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
-    SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-           e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags
-      FROM annals_internal.events AS e
-     WHERE e.stream_id = stream_events.stream_id
-    UNION ALL
-    -- Tagged events are never moved (see compress_events), so cold ones carry no tags.
-    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
-           c.data, c.metadata, c.transaction_id, c.recorded_at, NULL::text[]
-      FROM annals_internal.cold_segments AS s
-     CROSS JOIN LATERAL unnest(s.events) AS c
-     WHERE s.stream_id = stream_events.stream_id
+BEGIN
+    RETURN QUERY
+        SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+               e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags
+          FROM annals_internal.events AS e
+         WHERE e.event_id = ANY (stored_events.ids)
+           AND e.stream_id = stored_events.stream
+        UNION ALL
+        -- Tagged events are never moved (see compress_events), so cold ones carry no tags.
+        SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+               c.data, c.metadata, c.transaction_id, c.recorded_at, NULL::text[]
+          FROM annals_internal.cold_segments AS s
+         CROSS JOIN LATERAL unnest(s.events) AS c
+         WHERE s.stream_id = stored_events.stream
+           AND s.event_ids && stored_events.ids
+           AND c.event_id = ANY (stored_events.ids);
+END
 $$;
 
 
-ALTER FUNCTION annals_internal.stream_events(stream_id text) OWNER TO annals_owner;
+ALTER FUNCTION annals_internal.stored_events(stream text, ids uuid[]) OWNER TO annals_owner;
 
 --
--- Name: FUNCTION stream_events(stream_id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+-- Name: FUNCTION stored_events(stream text, ids uuid[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.stream_events(stream_id text) IS 'All events of a stream, hot and cold, as stored, with their tags (for the append''s replay check and time lookups).';
+COMMENT ON FUNCTION annals_internal.stored_events(stream text, ids uuid[]) IS 'The events of stream, hot and cold, as stored, with their tags, whose ids are among ids (the append''s replay check).';
 
 
 --
@@ -10894,10 +10909,10 @@ GRANT ALL ON FUNCTION annals_internal.retention_rules_rows() TO annals_bi;
 
 
 --
--- Name: FUNCTION stream_events(stream_id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+-- Name: FUNCTION stored_events(stream text, ids uuid[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
-REVOKE ALL ON FUNCTION annals_internal.stream_events(stream_id text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION annals_internal.stored_events(stream text, ids uuid[]) FROM PUBLIC;
 
 
 --
