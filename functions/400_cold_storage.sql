@@ -367,7 +367,7 @@ BEGIN
     v_cutoff := now() - compress_events.older_than;
     -- Only events below every running transaction: none can be added before them any more, so
     -- each batch is a stretch of the feed with no hot event left inside.
-    v_barrier := pg_snapshot_xmin(pg_current_snapshot());
+    v_barrier := annals_internal.feed_barrier();
     WHILE v_moved < compress_events.max_events LOOP
         v_chunk := least(20000, compress_events.max_events - v_moved);
         -- The next stretch of the feed to move: at most v_chunk events below the barrier, ending

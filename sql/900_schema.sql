@@ -812,7 +812,7 @@ BEGIN
     v_cutoff := now() - compress_events.older_than;
     -- Only events below every running transaction: none can be added before them any more, so
     -- each batch is a stretch of the feed with no hot event left inside.
-    v_barrier := pg_snapshot_xmin(pg_current_snapshot());
+    v_barrier := annals_internal.feed_barrier();
     WHILE v_moved < compress_events.max_events LOOP
         v_chunk := least(20000, compress_events.max_events - v_moved);
         -- The next stretch of the feed to move: at most v_chunk events below the barrier, ending
@@ -974,7 +974,7 @@ BEGIN
 
     -- 'now' starts at the feed barrier: everything already below it is skipped.
     v_from := CASE create_subscription.start_from
-                  WHEN 'now' THEN pg_snapshot_xmin(pg_current_snapshot())
+                  WHEN 'now' THEN annals_internal.feed_barrier()
                   ELSE '0' END;
     INSERT INTO annals_internal.subscriptions (subscription_name, event_types, categories, group_size, created_at)
     VALUES (create_subscription.subscription, create_subscription.event_types, create_subscription.categories,
@@ -1133,6 +1133,24 @@ COMMENT ON FUNCTION annals.drop_subscription(subscription text) IS 'Drops a subs
 exist (DETAIL {"subscription"}), ST403 for a reserved name.';
 
 
+--
+-- Name: feed_barrier(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.feed_barrier() RETURNS xid8
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN pg_snapshot_xmin(pg_current_snapshot());
+
+
+ALTER FUNCTION annals_internal.feed_barrier() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION feed_barrier(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.feed_barrier() IS 'The gap-free feed''s barrier: the oldest transaction id still running in this snapshot; the feed returns only events below it.';
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -1266,7 +1284,7 @@ CREATE FUNCTION annals.feed_head(OUT barrier_transaction xid8, OUT last_position
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
     BEGIN ATOMIC
- SELECT pg_snapshot_xmin(pg_current_snapshot()) AS pg_snapshot_xmin,
+ SELECT annals_internal.feed_barrier() AS feed_barrier,
          CASE
              WHEN ((cold.hi_tx IS NULL) OR (ROW(hot.transaction_id, hot.global_position) > ROW(cold.hi_tx, cold.hi_pos))) THEN hot.global_position
              ELSE cold.hi_pos
@@ -1284,7 +1302,7 @@ CREATE FUNCTION annals.feed_head(OUT barrier_transaction xid8, OUT last_position
              e.global_position,
              e.recorded_at
             FROM annals_internal.events e
-           WHERE (e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
+           WHERE (e.transaction_id < annals_internal.feed_barrier())
            ORDER BY e.transaction_id DESC, e.global_position DESC
           LIMIT 1) hot ON (true))
       LEFT JOIN LATERAL ( SELECT b.batch_id,
@@ -1579,14 +1597,14 @@ BEGIN
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
               FROM annals_internal.feed_page(read_all.after_transaction, read_all.after_position, read_all.max_count,
-                       pg_snapshot_xmin(pg_current_snapshot()), read_all.event_types, read_all.categories, 0, 1, v_up) AS e;
+                       annals_internal.feed_barrier(), read_all.event_types, read_all.categories, 0, 1, v_up) AS e;
     ELSE
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (read_all.after_transaction, read_all.after_position)
-           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+           AND e.transaction_id < annals_internal.feed_barrier()
            AND (read_all.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (read_all.event_types))
            AND (read_all.categories IS NULL OR e.category = ANY (read_all.categories))
          ORDER BY e.transaction_id, e.global_position
@@ -1643,7 +1661,7 @@ BEGIN
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
               FROM annals_internal.feed_page(read_category.after_transaction, read_category.after_position,
-                       read_category.max_count, pg_snapshot_xmin(pg_current_snapshot()), NULL, ARRAY[read_category.category],
+                       read_category.max_count, annals_internal.feed_barrier(), NULL, ARRAY[read_category.category],
                        read_category.consumer_member, read_category.consumer_size, v_up) AS e;
     ELSE
     RETURN QUERY
@@ -1652,7 +1670,7 @@ BEGIN
           FROM annals_internal.events AS e
          WHERE e.category = read_category.category
            AND (e.transaction_id, e.global_position) > (read_category.after_transaction, read_category.after_position)
-           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+           AND e.transaction_id < annals_internal.feed_barrier()
            AND (read_category.consumer_size = 1
                 OR annals_internal.member_of(e.stream_id, read_category.consumer_size) = read_category.consumer_member)
          ORDER BY e.transaction_id, e.global_position
@@ -1911,7 +1929,7 @@ BEGIN
     END IF;
     SELECT * INTO v_sub FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = read_subscription.subscription;
-    SELECT c.*, pg_snapshot_xmin(pg_current_snapshot()) AS barrier INTO v_cp
+    SELECT c.*, annals_internal.feed_barrier() AS barrier INTO v_cp
       FROM annals_internal.subscription_checkpoints AS c
      WHERE c.subscription_name = read_subscription.subscription AND c.member = read_subscription.member
        FOR UPDATE OF c;
@@ -1923,7 +1941,7 @@ BEGIN
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
-           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+           AND e.transaction_id < annals_internal.feed_barrier()
            AND (v_sub.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (v_sub.event_types))
            AND (v_sub.categories IS NULL OR e.category = ANY (v_sub.categories))
            AND (v_size = 1 OR annals_internal.member_of(e.stream_id, v_size) = read_subscription.member)
@@ -1934,7 +1952,7 @@ BEGIN
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.feed_page(v_cp.checkpoint_transaction, v_cp.checkpoint_position,
-                   read_subscription.max_count, pg_snapshot_xmin(pg_current_snapshot()), v_sub.event_types,
+                   read_subscription.max_count, annals_internal.feed_barrier(), v_sub.event_types,
                    v_sub.categories, read_subscription.member, v_size, v_up) AS e
          WHERE annals_internal.cold_after(v_cp.checkpoint_transaction, v_cp.checkpoint_position);
     GET DIAGNOSTICS v_rows = ROW_COUNT;
@@ -1999,7 +2017,7 @@ BEGIN
                              WHERE e.tags @> i.tags AND e.tags IS NOT NULL
                                AND (i.types IS NULL OR e.event_type = ANY (i.types))
                                AND (e.transaction_id, e.global_position) > (read_tagged.after_transaction, read_tagged.after_position)
-                               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                               AND e.transaction_id < annals_internal.feed_barrier()
                             OFFSET 0) AS f
                          ORDER BY f.transaction_id, f.global_position
                          LIMIT read_tagged.max_count) AS m
@@ -2306,7 +2324,7 @@ BEGIN
         -- The feed position the refresh will include: everything below the barrier now.
         SELECT e.transaction_id, e.global_position INTO v_head
           FROM annals_internal.events AS e
-         WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+         WHERE e.transaction_id < annals_internal.feed_barrier()
          ORDER BY e.transaction_id DESC, e.global_position DESC
          LIMIT 1;
         IF NOT refresh_views.force AND m.refreshed_at IS NOT NULL
@@ -3048,7 +3066,7 @@ BEGIN
           INTO v_events, v_n
           -- Hot and cold (400_cold_storage.sql), in feed order, filtered.
           FROM annals_internal.feed_page(v_cp.checkpoint_transaction, v_cp.checkpoint_position,
-                   run_async_projections.max_events, pg_snapshot_xmin(pg_current_snapshot()),
+                   run_async_projections.max_events, annals_internal.feed_barrier(),
                    p.event_types, p.categories, 0, 1, v_up) AS b;
         CONTINUE WHEN v_n = 0;
 
@@ -6866,7 +6884,7 @@ BEGIN
           INTO v_events, v_n, v_running
           -- Hot and cold (400_cold_storage.sql), in feed order, filtered.
           FROM annals_internal.feed_page(last_xid, last_position, replay_projection.batch_size,
-                   least(CASE WHEN replay_projection.how = 'barrier' THEN pg_snapshot_xmin(pg_current_snapshot()) END,
+                   least(CASE WHEN replay_projection.how = 'barrier' THEN annals_internal.feed_barrier() END,
                          replay_projection.until_xid),
                    (replay_projection.projection).event_types, (replay_projection.projection).categories, 0, 1, v_up) AS b;
         EXIT WHEN v_n = 0;
@@ -9954,6 +9972,13 @@ REVOKE ALL ON FUNCTION annals.drop_projection(name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION annals.drop_subscription(subscription text) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.drop_subscription(subscription text) TO annals_writer;
+
+
+--
+-- Name: FUNCTION feed_barrier(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.feed_barrier() FROM PUBLIC;
 
 
 --
