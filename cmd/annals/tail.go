@@ -236,15 +236,10 @@ func (t *tailer) run(ctx context.Context, fromStart bool) error {
 		if time.Since(idleSince) > 30*time.Second {
 			t.warnIfPaused(ctx)
 		}
-		timer := time.NewTimer(t.listen.interval(listener))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		t.listen.wait(ctx, listener)
+		if ctx.Err() != nil {
 			return nil
-		case <-listener.Wake():
-		case <-timer.C:
 		}
-		timer.Stop()
 	}
 }
 
