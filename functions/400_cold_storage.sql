@@ -496,14 +496,33 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    v_hot_events  bigint := (SELECT count(*) FROM annals_internal.events);
+    -- The hot count from the partitions' statistics, as the planner estimates a table's rows:
+    -- tuples per page at the last VACUUM or ANALYZE times the pages now. NULL when a partition has
+    -- none yet (never analyzed, or analyzed empty).
+    v_hot_estimate numeric := (SELECT sum(CASE WHEN c.reltuples >= 0 AND c.relpages > 0
+                                               THEN c.reltuples / c.relpages
+                                                    * (pg_relation_size(c.oid) / current_setting('block_size')::integer)
+                                          END)
+                                          + CASE WHEN bool_and(c.reltuples >= 0 AND c.relpages > 0) THEN 0 END
+                                 FROM pg_partition_tree('annals_internal.events'::regclass) AS t
+                                 JOIN pg_class AS c ON c.oid = t.relid
+                                WHERE t.isleaf);
+    v_hot_events  bigint;
     v_hot_bytes   bigint := (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)
                                FROM pg_partition_tree('annals_internal.events'::regclass) AS t);
+    -- Exact: one heap row per segment (up to 100 events), the compressed events are not read.
     v_cold_events bigint := (SELECT coalesce(sum(s.last_version - s.first_version + 1), 0)
                                FROM annals_internal.cold_segments AS s);
     v_cold_bytes  bigint := pg_total_relation_size('annals_internal.cold_segments'::regclass)
                             + pg_total_relation_size('annals_internal.cold_batches'::regclass);
 BEGIN
+    -- Counted exactly while that is cheap (up to 100,000 events, or no statistics yet); a large
+    -- hot table's count is the estimate: counting it read the whole table's index.
+    IF v_hot_estimate IS NULL OR v_hot_estimate < 100000 THEN
+        v_hot_events := (SELECT count(*) FROM annals_internal.events);
+    ELSE
+        v_hot_events := round(v_hot_estimate);
+    END IF;
     RETURN QUERY VALUES
         ('hot'::text, v_hot_events, v_hot_bytes, round(v_hot_bytes::numeric / nullif(v_hot_events, 0), 1)),
         ('cold'::text, v_cold_events, v_cold_bytes, round(v_cold_bytes::numeric / nullif(v_cold_events, 0), 1));
@@ -512,6 +531,9 @@ $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.storage_stats() IS
 $$One row per storage tier (hot, cold): events, bytes on disk (heap, TOAST and indexes) and bytes per
-event (NULL for an empty tier). Counts every event: it reads the whole hot table's index.$$;
+event (NULL for an empty tier). Cold events are counted exactly (one row per segment of up to 100
+events); hot events exactly up to 100,000, beyond that estimated from the table statistics
+(pg_class.reltuples per page at the last VACUUM or ANALYZE, times the pages now, as the planner does),
+so the call stays cheap on a large store.$$;
 REVOKE ALL ON FUNCTION annals.storage_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.storage_stats() TO annals_reader, annals_writer;
