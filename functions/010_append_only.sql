@@ -14,19 +14,20 @@ AS $$
 DECLARE
     v_old jsonb;
 BEGIN
-    -- M13, the one exception here: removing a cold segment whose removal this transaction logged
-    -- first, as annals.purge_stream and annals.apply_retention do (functions/420_purge_stream.sql).
-    -- The row is read as JSON: this function guards tables of several shapes. DELETE on events
-    -- has its own check, once per statement (annals_internal.check_history_delete below).
+    -- M13, the one exception here: removing a cold segment (and the tags kept beside it) whose
+    -- removal this transaction logged first, as annals.purge_stream and annals.apply_retention do
+    -- (functions/420_purge_stream.sql). The row is read as JSON: this function guards tables of
+    -- several shapes. DELETE on events has its own check, once per statement
+    -- (annals_internal.check_history_delete below).
     IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'annals_internal'
-       AND TG_TABLE_NAME = 'cold_segments' THEN
-        v_old := pg_catalog.to_jsonb(OLD) - 'events' - 'event_ids';
+       AND TG_TABLE_NAME IN ('cold_segments', 'cold_tags') THEN
+        v_old := pg_catalog.to_jsonb(OLD) - 'events' - 'event_ids' - 'tags';
         IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
                     WHERE l.transaction_id = pg_catalog.pg_current_xact_id()
                       AND l.stream_id = v_old ->> 'stream_id'
                       AND l.operation IN ('purge', 'retention', 'archive')
-                      AND (v_old ->> 'first_version')::bigint >= l.first_version
-                      AND (v_old ->> 'last_version')::bigint <= l.stream_version) THEN
+                      AND coalesce(v_old ->> 'first_version', v_old ->> 'stream_version')::bigint >= l.first_version
+                      AND coalesce(v_old ->> 'last_version', v_old ->> 'stream_version')::bigint <= l.stream_version) THEN
             RETURN OLD;
         END IF;
     END IF;
