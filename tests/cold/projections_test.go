@@ -105,6 +105,7 @@ func TestSkippedTransactionsReReadFromColdStorage(t *testing.T) {
 	require.Positive(t, scalar[int64](t, f, "SELECT annals.compress_events('0')"))
 	require.Zero(t, scalar[int64](t, f, "SELECT count(*) FROM annals_internal.events"), "all history is cold")
 	hot1 := appendTx("skip-1", 5, 6)
+	waitBarrier(t, f)
 
 	// What the re-read must apply: the three transactions' events of the projection's types, in
 	// feed order (read through the public feed, which is checked hot vs cold elsewhere).

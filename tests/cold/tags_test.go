@@ -50,6 +50,7 @@ func TestTaggedEventsGoCold(t *testing.T) {
 		}
 		return out
 	}
+	waitBarrier(t, f) // read_tagged, like the feed, returns what is below the barrier
 	hot := tagged()
 	require.Contains(t, hot[0], "student:42", "tags come with the events")
 	hotStream := rowsText(t, f.ctx, f.pool, `SELECT * FROM annals_internal.stream_events('course-7') ORDER BY stream_version`)
@@ -86,8 +87,8 @@ func TestTaggedEventsGoCold(t *testing.T) {
 	require.NoError(t, err)
 
 	// archive_stream takes a stream with tagged events; reads stay the same.
-	before := rowsText(t, f.ctx, f.pool, `SELECT * FROM annals.read_tagged('[{"tags": ["course:7"]}]')`)
 	waitBarrier(t, f)
+	before := rowsText(t, f.ctx, f.pool, `SELECT * FROM annals.read_tagged('[{"tags": ["course:7"]}]')`)
 	require.EqualValues(t, 1, scalar[int64](t, f, "SELECT annals.archive_stream('course-7')"))
 	require.Equal(t, before, rowsText(t, f.ctx, f.pool, `SELECT * FROM annals.read_tagged('[{"tags": ["course:7"]}]')`))
 	require.Contains(t, before, "student:44")
