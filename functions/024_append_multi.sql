@@ -188,7 +188,14 @@ BEGIN
                        AND (i.types IS NULL OR e.event_type = ANY (i.types))
                        AND (e.transaction_id, e.global_position) > (v_after_tx, v_after_pos)
                     OFFSET 0) AS m
-                 ORDER BY m.transaction_id, m.global_position
+                -- Cold tagged events, by the tags kept beside their segments (400_cold_storage.sql).
+                UNION ALL
+                SELECT t.transaction_id, t.global_position, t.stream_id, t.stream_version, t.event_type
+                  FROM annals_internal.cold_tags AS t
+                 WHERE t.tags @> i.tags
+                   AND (i.types IS NULL OR t.event_type = ANY (i.types))
+                   AND (t.transaction_id, t.global_position) > (v_after_tx, v_after_pos)
+                 ORDER BY 1, 2
                  LIMIT 1) AS e
          ORDER BY e.transaction_id, e.global_position
          LIMIT 1;

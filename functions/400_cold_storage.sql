@@ -12,6 +12,10 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 --     feed finds the cold events after a checkpoint through the batches whose span ends after it.
 -- A read whose stream has no cold segment, or whose feed checkpoint is past every batch, runs its
 -- hot-only statement unchanged (one index probe decides).
+-- Tagged events move too: a segment stores its events without tags (annals.event has none), and
+-- the tags of its tagged events stay searchable in annals_internal.cold_tags (migrations/
+-- 017_cold_tags.sql), one row per tagged event, for read_tagged, the conditional append's check
+-- and the append's replay.
 
 -- The cold tier is history too: append-only like the events table (010_append_only.sql), and
 -- guarded by the history guard, which covers every table such a trigger protects.
@@ -20,6 +24,12 @@ CREATE OR REPLACE TRIGGER cold_segments_append_only
     FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
 CREATE OR REPLACE TRIGGER cold_segments_no_truncate
     BEFORE TRUNCATE ON annals_internal.cold_segments
+    FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE OR REPLACE TRIGGER cold_tags_append_only
+    BEFORE UPDATE OR DELETE ON annals_internal.cold_tags
+    FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE OR REPLACE TRIGGER cold_tags_no_truncate
+    BEFORE TRUNCATE ON annals_internal.cold_tags
     FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
 CREATE OR REPLACE TRIGGER cold_batches_append_only
     BEFORE UPDATE OR DELETE ON annals_internal.cold_batches
@@ -79,11 +89,13 @@ BEGIN
          WHERE e.event_id = ANY (stored_events.ids)
            AND e.stream_id = stored_events.stream
         UNION ALL
-        -- Tagged events are never moved (see compress_events), so cold ones carry no tags.
+        -- A cold event's tags are kept beside its segment (annals_internal.cold_tags).
         SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
-               c.data, c.metadata, c.transaction_id, c.recorded_at, NULL::text[]
+               c.data, c.metadata, c.transaction_id, c.recorded_at, t.tags
           FROM annals_internal.cold_segments AS s
          CROSS JOIN LATERAL unnest(s.events) AS c
+          LEFT JOIN annals_internal.cold_tags AS t
+            ON t.stream_id = c.stream_id AND t.stream_version = c.stream_version
          WHERE s.stream_id = stored_events.stream
            AND s.event_ids && stored_events.ids
            AND c.event_id = ANY (stored_events.ids);
@@ -295,10 +307,13 @@ COMMENT ON FUNCTION annals_internal.feed_page(xid8, bigint, integer, xid8, text[
     'A feed page that may reach cold events: hot and cold merged in (transaction_id, global_position) order, as stored, filtered.';
 REVOKE ALL ON FUNCTION annals_internal.feed_page(xid8, bigint, integer, xid8, text[], text[], integer, integer, text[]) FROM PUBLIC;
 
--- Packs the moved rows of one batch into segments and records the batch. rows: the events
--- (already deleted from the hot table by the caller, same statement), any order.
+-- Packs the moved rows of one batch into segments and records the batch. events: the events
+-- (already deleted from the hot table by the caller, same statement), any order; tagged: the
+-- tags of those that have any (segment_id left NULL, filled here).
+DROP FUNCTION IF EXISTS annals_internal.cold_pack(bigint, text, annals.event[]);
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[])
+CREATE OR REPLACE FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[],
+                                                     tagged annals_internal.cold_tags[])
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
@@ -326,13 +341,20 @@ BEGIN
       FROM (SELECT x.*, (row_number() OVER (PARTITION BY x.stream_id ORDER BY x.stream_version) - 1) / 100 AS part
               FROM unnest(cold_pack.events) AS x) AS g
      GROUP BY g.stream_id, g.part;
+    INSERT INTO annals_internal.cold_tags AS t
+           (segment_id, stream_id, stream_version, global_position, transaction_id, event_type, tags)
+    SELECT s.segment_id, x.stream_id, x.stream_version, x.global_position, x.transaction_id, x.event_type, x.tags
+      FROM unnest(cold_pack.tagged) AS x
+      JOIN annals_internal.cold_segments AS s
+        ON s.stream_id = x.stream_id AND s.batch_id = cold_pack.batch_id
+       AND x.stream_version BETWEEN s.first_version AND s.last_version;
     RETURN cardinality(cold_pack.events);
 END
 $$;
 -- +goose StatementEnd
-COMMENT ON FUNCTION annals_internal.cold_pack(bigint, text, annals.event[]) IS
-    'Stores moved events as one cold batch of per-stream segments (up to 100 versions each); returns how many.';
-REVOKE ALL ON FUNCTION annals_internal.cold_pack(bigint, text, annals.event[]) FROM PUBLIC;
+COMMENT ON FUNCTION annals_internal.cold_pack(bigint, text, annals.event[], annals_internal.cold_tags[]) IS
+    'Stores moved events as one cold batch of per-stream segments (up to 100 versions each) and the tags of the tagged ones; returns how many.';
+REVOKE ALL ON FUNCTION annals_internal.cold_pack(bigint, text, annals.event[], annals_internal.cold_tags[]) FROM PUBLIC;
 
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.compress_events(
@@ -354,6 +376,7 @@ DECLARE
     v_from    text[];  -- the first and last event moved: [transaction id, position]
     v_to      text[];
     v_events  annals.event[];
+    v_tagged  annals_internal.cold_tags[];
 BEGIN
     IF compress_events.older_than IS NULL OR compress_events.older_than < interval '0' THEN
         IF annals_internal.raise_invalid('older_than', 'must be an interval >= 0, got ' || coalesce(compress_events.older_than::text, 'NULL')) IS NULL THEN END IF;
@@ -371,12 +394,10 @@ BEGIN
     WHILE v_moved < compress_events.max_events LOOP
         v_chunk := least(20000, compress_events.max_events - v_moved);
         -- The next stretch of the feed to move: at most v_chunk events below the barrier, ending
-        -- before the first event that is not old enough or carries tags (the cold tier keeps
-        -- none: tags and their index stay hot, for read_tagged and the conditional appends). So
-        -- the batch stays a prefix of the hot feed, and each stream's cold versions a prefix of
-        -- the stream.
+        -- before the first event that is not old enough. So the batch stays a prefix of the hot
+        -- feed, and each stream's cold versions a prefix of the stream.
         WITH chunk AS MATERIALIZED (
-                 SELECT e.transaction_id, e.global_position, e.recorded_at, e.tags IS NOT NULL AS tagged
+                 SELECT e.transaction_id, e.global_position, e.recorded_at
                    FROM annals_internal.events AS e
                   WHERE e.transaction_id < v_barrier
                   ORDER BY e.transaction_id, e.global_position
@@ -384,7 +405,7 @@ BEGIN
              cut AS (
                  SELECT c.transaction_id, c.global_position
                    FROM chunk AS c
-                  WHERE c.recorded_at >= v_cutoff OR c.tagged
+                  WHERE c.recorded_at >= v_cutoff
                   ORDER BY c.transaction_id, c.global_position
                   LIMIT 1),
              old AS (
@@ -411,9 +432,14 @@ BEGIN
                         BETWEEN (v_from[1]::xid8, v_from[2]::bigint) AND (v_to[1]::xid8, v_to[2]::bigint)
                     AND e.transaction_id < v_barrier
                  RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                           e.data, e.metadata, e.transaction_id, e.recorded_at)
-        SELECT array_agg(ROW(m.*)::annals.event) INTO v_events FROM moved AS m;
-        v_moved := v_moved + annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'compress', v_events);
+                           e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags)
+        SELECT array_agg(ROW(m.stream_id, m.stream_version, m.global_position, m.event_id, m.event_type, m.schema_version,
+                             m.data, m.metadata, m.transaction_id, m.recorded_at)::annals.event),
+               array_agg(ROW(NULL, m.stream_id, m.stream_version, m.global_position, m.transaction_id, m.event_type,
+                             m.tags)::annals_internal.cold_tags) FILTER (WHERE m.tags IS NOT NULL)
+          INTO v_events, v_tagged
+          FROM moved AS m;
+        v_moved := v_moved + annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'compress', v_events, v_tagged);
         EXIT WHEN v_count < v_chunk;
     END LOOP;
     RETURN v_moved;
@@ -422,8 +448,8 @@ $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.compress_events(interval, bigint) IS
 $$Moves events recorded before now() - older_than into compressed cold storage, oldest first in feed
-order, at most max_events per call, stopping at the first event with tags (those stay hot); returns how
-many it moved (0 when nothing is left). Online: appends,
+order, at most max_events per call; returns how many it moved (0 when nothing is left). Tagged events
+move too, their tags kept searchable for read_tagged and conditional appends. Online: appends,
 reads and subscriptions go on and see every event once, hot or cold, byte for byte the same. Owner only.
 Errors: ST422.$$;
 REVOKE ALL ON FUNCTION annals.compress_events(interval, bigint) FROM PUBLIC;
@@ -442,6 +468,7 @@ AS $$
 DECLARE
     v_current bigint;
     v_events  annals.event[];
+    v_tagged  annals_internal.cold_tags[];
 BEGIN
     IF annals_internal.check_stream_id(archive_stream.stream_id) IS NULL THEN END IF;
     IF archive_stream.expected_version < -1 OR archive_stream.expected_version = 0 THEN
@@ -467,12 +494,6 @@ BEGIN
                                'expected', archive_stream.expected_version, 'actual', v_current),
             'The stream moved on: check that it is finished, then archive it at its current version.') IS NULL THEN END IF;
     END IF;
-    IF EXISTS (SELECT FROM annals_internal.events AS e
-                WHERE e.stream_id = archive_stream.stream_id AND e.tags IS NOT NULL) THEN
-        IF annals_internal.raise_invalid('stream_id',
-            format('stream %L has events with tags, which stay in the hot tier (read_tagged and conditional appends read them there)',
-                   archive_stream.stream_id)) IS NULL THEN END IF;
-    END IF;
     -- Logged first: the history trigger lets the rows out of the hot table only for a version range
     -- this transaction logged (functions/010_append_only.sql).
     INSERT INTO annals_internal.lifecycle_log
@@ -486,17 +507,21 @@ BEGIN
         DELETE FROM annals_internal.events AS e
          WHERE e.stream_id = archive_stream.stream_id
         RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                  e.data, e.metadata, e.transaction_id, e.recorded_at)
-    SELECT array_agg(ROW(m.*)::annals.event) INTO v_events FROM moved AS m;
-    RETURN annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'archive', v_events);
+                  e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags)
+    SELECT array_agg(ROW(m.stream_id, m.stream_version, m.global_position, m.event_id, m.event_type, m.schema_version,
+                         m.data, m.metadata, m.transaction_id, m.recorded_at)::annals.event),
+           array_agg(ROW(NULL, m.stream_id, m.stream_version, m.global_position, m.transaction_id, m.event_type,
+                         m.tags)::annals_internal.cold_tags) FILTER (WHERE m.tags IS NOT NULL)
+      INTO v_events, v_tagged
+      FROM moved AS m;
+    RETURN annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'archive', v_events, v_tagged);
 END
 $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.archive_stream(text, bigint) IS
 $$Moves every hot event of one stream into compressed cold storage now, whatever its age; returns how many
 it moved (0 when already cold). Reads return the same rows as before; appends to the stream go on.
-Owner only. Errors: ST422 (also for a stream with tagged events: they stay hot), ST404 unknown stream, ST409
-expected_version is not the stream's version.$$;
+Owner only. Errors: ST422, ST404 unknown stream, ST409 expected_version is not the stream's version.$$;
 REVOKE ALL ON FUNCTION annals.archive_stream(text, bigint) FROM PUBLIC;
 
 -- +goose StatementBegin
@@ -509,14 +534,33 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    v_hot_events  bigint := (SELECT count(*) FROM annals_internal.events);
+    -- The hot count from the partitions' statistics, as the planner estimates a table's rows:
+    -- tuples per page at the last VACUUM or ANALYZE times the pages now. NULL when a partition has
+    -- none yet (never analyzed, or analyzed empty).
+    v_hot_estimate numeric := (SELECT sum(CASE WHEN c.reltuples >= 0 AND c.relpages > 0
+                                               THEN c.reltuples / c.relpages
+                                                    * (pg_relation_size(c.oid) / current_setting('block_size')::integer)
+                                          END)
+                                          + CASE WHEN bool_and(c.reltuples >= 0 AND c.relpages > 0) THEN 0 END
+                                 FROM pg_partition_tree('annals_internal.events'::regclass) AS t
+                                 JOIN pg_class AS c ON c.oid = t.relid
+                                WHERE t.isleaf);
+    v_hot_events  bigint;
     v_hot_bytes   bigint := (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)
                                FROM pg_partition_tree('annals_internal.events'::regclass) AS t);
+    -- Exact: one heap row per segment (up to 100 events), the compressed events are not read.
     v_cold_events bigint := (SELECT coalesce(sum(s.last_version - s.first_version + 1), 0)
                                FROM annals_internal.cold_segments AS s);
     v_cold_bytes  bigint := pg_total_relation_size('annals_internal.cold_segments'::regclass)
                             + pg_total_relation_size('annals_internal.cold_batches'::regclass);
 BEGIN
+    -- Counted exactly while that is cheap (up to 100,000 events, or no statistics yet); a large
+    -- hot table's count is the estimate: counting it read the whole table's index.
+    IF v_hot_estimate IS NULL OR v_hot_estimate < 100000 THEN
+        v_hot_events := (SELECT count(*) FROM annals_internal.events);
+    ELSE
+        v_hot_events := round(v_hot_estimate);
+    END IF;
     RETURN QUERY VALUES
         ('hot'::text, v_hot_events, v_hot_bytes, round(v_hot_bytes::numeric / nullif(v_hot_events, 0), 1)),
         ('cold'::text, v_cold_events, v_cold_bytes, round(v_cold_bytes::numeric / nullif(v_cold_events, 0), 1));
@@ -525,6 +569,9 @@ $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.storage_stats() IS
 $$One row per storage tier (hot, cold): events, bytes on disk (heap, TOAST and indexes) and bytes per
-event (NULL for an empty tier). Counts every event: it reads the whole hot table's index.$$;
+event (NULL for an empty tier). Cold events are counted exactly (one row per segment of up to 100
+events); hot events exactly up to 100,000, beyond that estimated from the table statistics
+(pg_class.reltuples per page at the last VACUUM or ANALYZE, times the pages now, as the planner does),
+so the call stays cheap on a large store.$$;
 REVOKE ALL ON FUNCTION annals.storage_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.storage_stats() TO annals_reader, annals_writer;

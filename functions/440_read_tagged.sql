@@ -3,7 +3,8 @@ SET LOCAL ROLE annals_owner;
 SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- M15: the gap-free feed of the events matching a tag query, what a decider reads before a
--- conditional append. Each query item is one scan of the tags GIN index (events_tags_idx); an
+-- conditional append. Each query item is one scan of the tags GIN index (events_tags_idx), and one
+-- of the cold tagged events' (cold_tags_tags_idx, an empty index while nothing tagged is cold); an
 -- event matching several items comes once. Same barrier as annals.read_all: only transactions
 -- older than every running one, so the last row's (transaction_id, global_position) is a
 -- position a later conditional append can safely name as condition.after.
@@ -43,14 +44,28 @@ BEGIN
                  -- the planner walks the feed index in order, i.e. reads the whole feed.
                  CROSS JOIN LATERAL (
                         SELECT f.* FROM (
-                            SELECT e.*
+                            SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags
                               FROM annals_internal.events AS e
                              WHERE e.tags @> i.tags AND e.tags IS NOT NULL
                                AND (i.types IS NULL OR e.event_type = ANY (i.types))
                                AND (e.transaction_id, e.global_position) > (read_tagged.after_transaction, read_tagged.after_position)
                                AND e.transaction_id < annals_internal.feed_barrier()
                             OFFSET 0) AS f
-                         ORDER BY f.transaction_id, f.global_position
+                        -- Cold tagged events (functions/400_cold_storage.sql): found by their tags
+                        -- kept beside the segments, then read from their segment, the page's only.
+                        UNION ALL
+                        SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type,
+                               c.schema_version, c.data, c.metadata, c.transaction_id, c.recorded_at, k.tags
+                          FROM (SELECT t.stream_id, t.stream_version, t.tags
+                                  FROM annals_internal.cold_tags AS t
+                                 WHERE t.tags @> i.tags
+                                   AND (i.types IS NULL OR t.event_type = ANY (i.types))
+                                   AND (t.transaction_id, t.global_position) > (read_tagged.after_transaction, read_tagged.after_position)
+                                 ORDER BY t.transaction_id, t.global_position
+                                 LIMIT read_tagged.max_count) AS k
+                         CROSS JOIN LATERAL annals_internal.event_at(k.stream_id, k.stream_version) AS c
+                         ORDER BY 9, 3
                          LIMIT read_tagged.max_count) AS m
                  ORDER BY m.transaction_id, m.global_position
                  LIMIT read_tagged.max_count) AS r

@@ -12,7 +12,9 @@ import (
 type StorageTier struct {
 	// Tier is "hot" (the events table) or "cold" (compressed segments).
 	Tier string
-	// Events is the number of events in the tier.
+	// Events is the number of events in the tier: exact for the cold tier, and for the hot
+	// tier up to 100,000 events; beyond that the hot count is estimated from the table
+	// statistics (annals.storage_stats).
 	Events int64
 	// Bytes is the tier's size on disk: heap, TOAST and indexes (dead rows included until
 	// VACUUM reclaims them).
@@ -21,8 +23,9 @@ type StorageTier struct {
 	BytesPerEvent float64
 }
 
-// StorageStats returns one StorageTier per tier, hot first. It counts every hot event, so it
-// is for inspection, not for a hot path. With replicas it reads where ctx's Consistency says
+// StorageStats returns one StorageTier per tier, hot first. It reads the catalog's sizes and
+// statistics and the cold segments' small heap rows, never the hot events of a large store. With
+// replicas it reads where ctx's Consistency says
 // (WithConsistency): a replica's sizes are its own files'.
 func (c *Client) StorageStats(ctx context.Context) ([]StorageTier, error) {
 	return routed(ctx, c, func(db dbtx) ([]StorageTier, error) { return storageStats(ctx, db) })

@@ -718,6 +718,7 @@ CREATE FUNCTION annals.archive_stream(stream_id text, expected_version bigint DE
 DECLARE
     v_current bigint;
     v_events  annals.event[];
+    v_tagged  annals_internal.cold_tags[];
 BEGIN
     IF annals_internal.check_stream_id(archive_stream.stream_id) IS NULL THEN END IF;
     IF archive_stream.expected_version < -1 OR archive_stream.expected_version = 0 THEN
@@ -743,12 +744,6 @@ BEGIN
                                'expected', archive_stream.expected_version, 'actual', v_current),
             'The stream moved on: check that it is finished, then archive it at its current version.') IS NULL THEN END IF;
     END IF;
-    IF EXISTS (SELECT FROM annals_internal.events AS e
-                WHERE e.stream_id = archive_stream.stream_id AND e.tags IS NOT NULL) THEN
-        IF annals_internal.raise_invalid('stream_id',
-            format('stream %L has events with tags, which stay in the hot tier (read_tagged and conditional appends read them there)',
-                   archive_stream.stream_id)) IS NULL THEN END IF;
-    END IF;
     -- Logged first: the history trigger lets the rows out of the hot table only for a version range
     -- this transaction logged (functions/010_append_only.sql).
     INSERT INTO annals_internal.lifecycle_log
@@ -762,9 +757,14 @@ BEGIN
         DELETE FROM annals_internal.events AS e
          WHERE e.stream_id = archive_stream.stream_id
         RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                  e.data, e.metadata, e.transaction_id, e.recorded_at)
-    SELECT array_agg(ROW(m.*)::annals.event) INTO v_events FROM moved AS m;
-    RETURN annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'archive', v_events);
+                  e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags)
+    SELECT array_agg(ROW(m.stream_id, m.stream_version, m.global_position, m.event_id, m.event_type, m.schema_version,
+                         m.data, m.metadata, m.transaction_id, m.recorded_at)::annals.event),
+           array_agg(ROW(NULL, m.stream_id, m.stream_version, m.global_position, m.transaction_id, m.event_type,
+                         m.tags)::annals_internal.cold_tags) FILTER (WHERE m.tags IS NOT NULL)
+      INTO v_events, v_tagged
+      FROM moved AS m;
+    RETURN annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'archive', v_events, v_tagged);
 END
 $$;
 
@@ -777,8 +777,7 @@ ALTER FUNCTION annals.archive_stream(stream_id text, expected_version bigint) OW
 
 COMMENT ON FUNCTION annals.archive_stream(stream_id text, expected_version bigint) IS 'Moves every hot event of one stream into compressed cold storage now, whatever its age; returns how many
 it moved (0 when already cold). Reads return the same rows as before; appends to the stream go on.
-Owner only. Errors: ST422 (also for a stream with tagged events: they stay hot), ST404 unknown stream, ST409
-expected_version is not the stream''s version.';
+Owner only. Errors: ST422, ST404 unknown stream, ST409 expected_version is not the stream''s version.';
 
 
 --
@@ -799,6 +798,7 @@ DECLARE
     v_from    text[];  -- the first and last event moved: [transaction id, position]
     v_to      text[];
     v_events  annals.event[];
+    v_tagged  annals_internal.cold_tags[];
 BEGIN
     IF compress_events.older_than IS NULL OR compress_events.older_than < interval '0' THEN
         IF annals_internal.raise_invalid('older_than', 'must be an interval >= 0, got ' || coalesce(compress_events.older_than::text, 'NULL')) IS NULL THEN END IF;
@@ -816,12 +816,10 @@ BEGIN
     WHILE v_moved < compress_events.max_events LOOP
         v_chunk := least(20000, compress_events.max_events - v_moved);
         -- The next stretch of the feed to move: at most v_chunk events below the barrier, ending
-        -- before the first event that is not old enough or carries tags (the cold tier keeps
-        -- none: tags and their index stay hot, for read_tagged and the conditional appends). So
-        -- the batch stays a prefix of the hot feed, and each stream's cold versions a prefix of
-        -- the stream.
+        -- before the first event that is not old enough. So the batch stays a prefix of the hot
+        -- feed, and each stream's cold versions a prefix of the stream.
         WITH chunk AS MATERIALIZED (
-                 SELECT e.transaction_id, e.global_position, e.recorded_at, e.tags IS NOT NULL AS tagged
+                 SELECT e.transaction_id, e.global_position, e.recorded_at
                    FROM annals_internal.events AS e
                   WHERE e.transaction_id < v_barrier
                   ORDER BY e.transaction_id, e.global_position
@@ -829,7 +827,7 @@ BEGIN
              cut AS (
                  SELECT c.transaction_id, c.global_position
                    FROM chunk AS c
-                  WHERE c.recorded_at >= v_cutoff OR c.tagged
+                  WHERE c.recorded_at >= v_cutoff
                   ORDER BY c.transaction_id, c.global_position
                   LIMIT 1),
              old AS (
@@ -856,9 +854,14 @@ BEGIN
                         BETWEEN (v_from[1]::xid8, v_from[2]::bigint) AND (v_to[1]::xid8, v_to[2]::bigint)
                     AND e.transaction_id < v_barrier
                  RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                           e.data, e.metadata, e.transaction_id, e.recorded_at)
-        SELECT array_agg(ROW(m.*)::annals.event) INTO v_events FROM moved AS m;
-        v_moved := v_moved + annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'compress', v_events);
+                           e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags)
+        SELECT array_agg(ROW(m.stream_id, m.stream_version, m.global_position, m.event_id, m.event_type, m.schema_version,
+                             m.data, m.metadata, m.transaction_id, m.recorded_at)::annals.event),
+               array_agg(ROW(NULL, m.stream_id, m.stream_version, m.global_position, m.transaction_id, m.event_type,
+                             m.tags)::annals_internal.cold_tags) FILTER (WHERE m.tags IS NOT NULL)
+          INTO v_events, v_tagged
+          FROM moved AS m;
+        v_moved := v_moved + annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'compress', v_events, v_tagged);
         EXIT WHEN v_count < v_chunk;
     END LOOP;
     RETURN v_moved;
@@ -873,8 +876,8 @@ ALTER FUNCTION annals.compress_events(older_than interval, max_events bigint) OW
 --
 
 COMMENT ON FUNCTION annals.compress_events(older_than interval, max_events bigint) IS 'Moves events recorded before now() - older_than into compressed cold storage, oldest first in feed
-order, at most max_events per call, stopping at the first event with tags (those stay hot); returns how
-many it moved (0 when nothing is left). Online: appends,
+order, at most max_events per call; returns how many it moved (0 when nothing is left). Tagged events
+move too, their tags kept searchable for read_tagged and conditional appends. Online: appends,
 reads and subscriptions go on and see every event once, hot or cold, byte for byte the same. Owner only.
 Errors: ST422.';
 
@@ -2012,14 +2015,28 @@ BEGIN
                  -- the planner walks the feed index in order, i.e. reads the whole feed.
                  CROSS JOIN LATERAL (
                         SELECT f.* FROM (
-                            SELECT e.*
+                            SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
+                                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags
                               FROM annals_internal.events AS e
                              WHERE e.tags @> i.tags AND e.tags IS NOT NULL
                                AND (i.types IS NULL OR e.event_type = ANY (i.types))
                                AND (e.transaction_id, e.global_position) > (read_tagged.after_transaction, read_tagged.after_position)
                                AND e.transaction_id < annals_internal.feed_barrier()
                             OFFSET 0) AS f
-                         ORDER BY f.transaction_id, f.global_position
+                        -- Cold tagged events (functions/400_cold_storage.sql): found by their tags
+                        -- kept beside the segments, then read from their segment, the page's only.
+                        UNION ALL
+                        SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type,
+                               c.schema_version, c.data, c.metadata, c.transaction_id, c.recorded_at, k.tags
+                          FROM (SELECT t.stream_id, t.stream_version, t.tags
+                                  FROM annals_internal.cold_tags AS t
+                                 WHERE t.tags @> i.tags
+                                   AND (i.types IS NULL OR t.event_type = ANY (i.types))
+                                   AND (t.transaction_id, t.global_position) > (read_tagged.after_transaction, read_tagged.after_position)
+                                 ORDER BY t.transaction_id, t.global_position
+                                 LIMIT read_tagged.max_count) AS k
+                         CROSS JOIN LATERAL annals_internal.event_at(k.stream_id, k.stream_version) AS c
+                         ORDER BY 9, 3
                          LIMIT read_tagged.max_count) AS m
                  ORDER BY m.transaction_id, m.global_position
                  LIMIT read_tagged.max_count) AS r
@@ -3333,14 +3350,33 @@ CREATE FUNCTION annals.storage_stats() RETURNS TABLE(tier text, events bigint, b
     SET jit TO 'off'
     AS $$
 DECLARE
-    v_hot_events  bigint := (SELECT count(*) FROM annals_internal.events);
+    -- The hot count from the partitions' statistics, as the planner estimates a table's rows:
+    -- tuples per page at the last VACUUM or ANALYZE times the pages now. NULL when a partition has
+    -- none yet (never analyzed, or analyzed empty).
+    v_hot_estimate numeric := (SELECT sum(CASE WHEN c.reltuples >= 0 AND c.relpages > 0
+                                               THEN c.reltuples / c.relpages
+                                                    * (pg_relation_size(c.oid) / current_setting('block_size')::integer)
+                                          END)
+                                          + CASE WHEN bool_and(c.reltuples >= 0 AND c.relpages > 0) THEN 0 END
+                                 FROM pg_partition_tree('annals_internal.events'::regclass) AS t
+                                 JOIN pg_class AS c ON c.oid = t.relid
+                                WHERE t.isleaf);
+    v_hot_events  bigint;
     v_hot_bytes   bigint := (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)
                                FROM pg_partition_tree('annals_internal.events'::regclass) AS t);
+    -- Exact: one heap row per segment (up to 100 events), the compressed events are not read.
     v_cold_events bigint := (SELECT coalesce(sum(s.last_version - s.first_version + 1), 0)
                                FROM annals_internal.cold_segments AS s);
     v_cold_bytes  bigint := pg_total_relation_size('annals_internal.cold_segments'::regclass)
                             + pg_total_relation_size('annals_internal.cold_batches'::regclass);
 BEGIN
+    -- Counted exactly while that is cheap (up to 100,000 events, or no statistics yet); a large
+    -- hot table's count is the estimate: counting it read the whole table's index.
+    IF v_hot_estimate IS NULL OR v_hot_estimate < 100000 THEN
+        v_hot_events := (SELECT count(*) FROM annals_internal.events);
+    ELSE
+        v_hot_events := round(v_hot_estimate);
+    END IF;
     RETURN QUERY VALUES
         ('hot'::text, v_hot_events, v_hot_bytes, round(v_hot_bytes::numeric / nullif(v_hot_events, 0), 1)),
         ('cold'::text, v_cold_events, v_cold_bytes, round(v_cold_bytes::numeric / nullif(v_cold_events, 0), 1));
@@ -3355,7 +3391,10 @@ ALTER FUNCTION annals.storage_stats() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals.storage_stats() IS 'One row per storage tier (hot, cold): events, bytes on disk (heap, TOAST and indexes) and bytes per
-event (NULL for an empty tier). Counts every event: it reads the whole hot table''s index.';
+event (NULL for an empty tier). Cold events are counted exactly (one row per segment of up to 100
+events); hot events exactly up to 100,000, beyond that estimated from the table statistics
+(pg_class.reltuples per page at the last VACUUM or ANALYZE, times the pages now, as the planner does),
+so the call stays cheap on a large store.';
 
 
 --
@@ -4029,7 +4068,14 @@ BEGIN
                        AND (i.types IS NULL OR e.event_type = ANY (i.types))
                        AND (e.transaction_id, e.global_position) > (v_after_tx, v_after_pos)
                     OFFSET 0) AS m
-                 ORDER BY m.transaction_id, m.global_position
+                -- Cold tagged events, by the tags kept beside their segments (400_cold_storage.sql).
+                UNION ALL
+                SELECT t.transaction_id, t.global_position, t.stream_id, t.stream_version, t.event_type
+                  FROM annals_internal.cold_tags AS t
+                 WHERE t.tags @> i.tags
+                   AND (i.types IS NULL OR t.event_type = ANY (i.types))
+                   AND (t.transaction_id, t.global_position) > (v_after_tx, v_after_pos)
+                 ORDER BY 1, 2
                  LIMIT 1) AS e
          ORDER BY e.transaction_id, e.global_position
          LIMIT 1;
@@ -4619,6 +4665,50 @@ COMMENT ON FUNCTION annals_internal.check_feed_args(after_transaction xid8, afte
 
 
 --
+-- Name: check_history_delete(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.check_history_delete() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND TG_LEVEL = 'STATEMENT' AND TG_WHEN = 'AFTER'
+       AND NOT EXISTS (
+           SELECT FROM deleted_events AS o
+            WHERE NOT EXISTS (
+                  SELECT FROM annals_internal.lifecycle_log AS l
+                   WHERE l.transaction_id = pg_catalog.pg_current_xact_id()
+                     AND ((l.stream_id = o.stream_id
+                           AND l.operation IN ('purge', 'retention', 'archive')
+                           AND o.stream_version BETWEEN l.first_version AND l.stream_version)
+                       OR (l.stream_id IS NULL
+                           AND l.operation = 'compress'
+                           AND (o.transaction_id, o.global_position)
+                               BETWEEN ((l.details #>> '{from,0}')::xid8, (l.details #>> '{from,1}')::bigint)
+                                   AND ((l.details #>> '{to,0}')::xid8, (l.details #>> '{to,1}')::bigint))))) THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = 'ST405',
+        MESSAGE = pg_catalog.format('%s on %I.%I is not allowed: Annals history is append-only',
+                                    TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME),
+        DETAIL  = jsonb_build_object('table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 'operation', TG_OP)::text,
+        HINT    = 'Append a compensating event instead; close a stream with annals.delete_stream.';
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.check_history_delete() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION check_history_delete(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.check_history_delete() IS 'Trigger function (AFTER DELETE, per statement, transition table deleted_events): rejects the DELETE of events (SQLSTATE ST405) unless this transaction logged each deleted row''s removal (purge, retention, archive, compress).';
+
+
+--
 -- Name: check_page(bigint, integer); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4930,10 +5020,34 @@ COMMENT ON FUNCTION annals_internal.cold_after(after_transaction xid8, after_pos
 
 
 --
--- Name: cold_pack(bigint, text, annals.event[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+-- Name: cold_tags; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
 
-CREATE FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[]) RETURNS bigint
+CREATE TABLE annals_internal.cold_tags (
+    segment_id bigint NOT NULL,
+    stream_id text NOT NULL,
+    stream_version bigint NOT NULL,
+    global_position bigint NOT NULL,
+    transaction_id xid8 NOT NULL,
+    event_type text NOT NULL,
+    tags text[] NOT NULL
+);
+
+
+ALTER TABLE annals_internal.cold_tags OWNER TO annals_owner;
+
+--
+-- Name: TABLE cold_tags; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.cold_tags IS 'The tags of cold tagged events, one row per event (its segment holds the event): what read_tagged and conditional appends search.';
+
+
+--
+-- Name: cold_pack(bigint, text, annals.event[], annals_internal.cold_tags[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[], tagged annals_internal.cold_tags[]) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -4959,18 +5073,25 @@ BEGIN
       FROM (SELECT x.*, (row_number() OVER (PARTITION BY x.stream_id ORDER BY x.stream_version) - 1) / 100 AS part
               FROM unnest(cold_pack.events) AS x) AS g
      GROUP BY g.stream_id, g.part;
+    INSERT INTO annals_internal.cold_tags AS t
+           (segment_id, stream_id, stream_version, global_position, transaction_id, event_type, tags)
+    SELECT s.segment_id, x.stream_id, x.stream_version, x.global_position, x.transaction_id, x.event_type, x.tags
+      FROM unnest(cold_pack.tagged) AS x
+      JOIN annals_internal.cold_segments AS s
+        ON s.stream_id = x.stream_id AND s.batch_id = cold_pack.batch_id
+       AND x.stream_version BETWEEN s.first_version AND s.last_version;
     RETURN cardinality(cold_pack.events);
 END
 $$;
 
 
-ALTER FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[]) OWNER TO annals_owner;
+ALTER FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[], tagged annals_internal.cold_tags[]) OWNER TO annals_owner;
 
 --
--- Name: FUNCTION cold_pack(batch_id bigint, kind text, events annals.event[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+-- Name: FUNCTION cold_pack(batch_id bigint, kind text, events annals.event[], tagged annals_internal.cold_tags[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[]) IS 'Stores moved events as one cold batch of per-stream segments (up to 100 versions each); returns how many.';
+COMMENT ON FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[], tagged annals_internal.cold_tags[]) IS 'Stores moved events as one cold batch of per-stream segments (up to 100 versions each) and the tags of the tagged ones; returns how many.';
 
 
 --
@@ -6752,34 +6873,20 @@ CREATE FUNCTION annals_internal.reject_history_change() RETURNS trigger
 DECLARE
     v_old jsonb;
 BEGIN
-    -- M13, the one exception: removing an event (or a cold segment) whose removal this
-    -- transaction logged first, as annals.purge_stream and annals.apply_retention do
+    -- M13, the one exception here: removing a cold segment (and the tags kept beside it) whose
+    -- removal this transaction logged first, as annals.purge_stream and annals.apply_retention do
     -- (functions/420_purge_stream.sql). The row is read as JSON: this function guards tables of
-    -- several shapes.
-    IF TG_OP = 'DELETE' AND TG_TABLE_SCHEMA = 'annals_internal'
-       AND (TG_TABLE_NAME LIKE 'events\_p%' OR TG_TABLE_NAME = 'cold_segments') THEN
-        v_old := pg_catalog.to_jsonb(OLD) - 'events' - 'data' - 'metadata' - 'event_ids';
+    -- several shapes. DELETE on events has its own check, once per statement
+    -- (annals_internal.check_history_delete below).
+    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'annals_internal'
+       AND TG_TABLE_NAME IN ('cold_segments', 'cold_tags') THEN
+        v_old := pg_catalog.to_jsonb(OLD) - 'events' - 'event_ids' - 'tags';
         IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
                     WHERE l.transaction_id = pg_catalog.pg_current_xact_id()
                       AND l.stream_id = v_old ->> 'stream_id'
                       AND l.operation IN ('purge', 'retention', 'archive')
                       AND coalesce(v_old ->> 'first_version', v_old ->> 'stream_version')::bigint >= l.first_version
                       AND coalesce(v_old ->> 'last_version', v_old ->> 'stream_version')::bigint <= l.stream_version) THEN
-            RETURN OLD;
-        END IF;
-    END IF;
-    -- Cold storage (functions/400_cold_storage.sql): annals.compress_events logs the stretch of
-    -- the feed it moves before it deletes those rows from the hot table (annals.archive_stream
-    -- logs a stream range, checked above), in the transaction that stores them again.
-    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'annals_internal' AND TG_TABLE_NAME LIKE 'events\_p%' THEN
-        v_old := pg_catalog.to_jsonb(OLD) - 'data' - 'metadata';
-        IF EXISTS (SELECT FROM annals_internal.lifecycle_log AS l
-                    WHERE l.transaction_id = pg_catalog.pg_current_xact_id()
-                      AND l.stream_id IS NULL
-                      AND l.operation = 'compress'
-                      AND ((v_old ->> 'transaction_id')::xid8, (v_old ->> 'global_position')::bigint)
-                          BETWEEN ((l.details #>> '{from,0}')::xid8, (l.details #>> '{from,1}')::bigint)
-                              AND ((l.details #>> '{to,0}')::xid8, (l.details #>> '{to,1}')::bigint)) THEN
             RETURN OLD;
         END IF;
     END IF;
@@ -7054,11 +7161,13 @@ BEGIN
          WHERE e.event_id = ANY (stored_events.ids)
            AND e.stream_id = stored_events.stream
         UNION ALL
-        -- Tagged events are never moved (see compress_events), so cold ones carry no tags.
+        -- A cold event's tags are kept beside its segment (annals_internal.cold_tags).
         SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
-               c.data, c.metadata, c.transaction_id, c.recorded_at, NULL::text[]
+               c.data, c.metadata, c.transaction_id, c.recorded_at, t.tags
           FROM annals_internal.cold_segments AS s
          CROSS JOIN LATERAL unnest(s.events) AS c
+          LEFT JOIN annals_internal.cold_tags AS t
+            ON t.stream_id = c.stream_id AND t.stream_version = c.stream_version
          WHERE s.stream_id = stored_events.stream
            AND s.event_ids && stored_events.ids
            AND c.event_id = ANY (stored_events.ids);
@@ -8714,6 +8823,14 @@ ALTER TABLE ONLY annals_internal.cold_segments
 
 
 --
+-- Name: cold_tags cold_tags_pkey; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.cold_tags
+    ADD CONSTRAINT cold_tags_pkey PRIMARY KEY (stream_id, stream_version);
+
+
+--
 -- Name: dead_letters dead_letters_event_key; Type: CONSTRAINT; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -9067,6 +9184,20 @@ CREATE INDEX cold_segments_batch_idx ON annals_internal.cold_segments USING btre
 --
 
 CREATE INDEX cold_segments_event_ids_idx ON annals_internal.cold_segments USING gin (event_ids);
+
+
+--
+-- Name: cold_tags_segment_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX cold_tags_segment_idx ON annals_internal.cold_tags USING btree (segment_id);
+
+
+--
+-- Name: cold_tags_tags_idx; Type: INDEX; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE INDEX cold_tags_tags_idx ON annals_internal.cold_tags USING gin (tags);
 
 
 --
@@ -9721,10 +9852,87 @@ CREATE TRIGGER cold_segments_no_truncate BEFORE TRUNCATE ON annals_internal.cold
 
 
 --
+-- Name: cold_tags cold_tags_append_only; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER cold_tags_append_only BEFORE DELETE OR UPDATE ON annals_internal.cold_tags FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+
+
+--
+-- Name: cold_tags cold_tags_no_truncate; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER cold_tags_no_truncate BEFORE TRUNCATE ON annals_internal.cold_tags FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
+
+
+--
 -- Name: events events_append_only; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
 --
 
-CREATE TRIGGER events_append_only BEFORE DELETE OR UPDATE ON annals_internal.events FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+CREATE TRIGGER events_append_only BEFORE UPDATE ON annals_internal.events FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change();
+
+
+--
+-- Name: events events_delete_check; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER events_delete_check AFTER DELETE ON annals_internal.events REFERENCING OLD TABLE AS deleted_events FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.check_history_delete();
+
+
+--
+-- Name: events_p0 events_delete_check; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER events_delete_check AFTER DELETE ON annals_internal.events_p0 REFERENCING OLD TABLE AS deleted_events FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.check_history_delete();
+
+
+--
+-- Name: events_p1 events_delete_check; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER events_delete_check AFTER DELETE ON annals_internal.events_p1 REFERENCING OLD TABLE AS deleted_events FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.check_history_delete();
+
+
+--
+-- Name: events_p2 events_delete_check; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER events_delete_check AFTER DELETE ON annals_internal.events_p2 REFERENCING OLD TABLE AS deleted_events FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.check_history_delete();
+
+
+--
+-- Name: events_p3 events_delete_check; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER events_delete_check AFTER DELETE ON annals_internal.events_p3 REFERENCING OLD TABLE AS deleted_events FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.check_history_delete();
+
+
+--
+-- Name: events_p4 events_delete_check; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER events_delete_check AFTER DELETE ON annals_internal.events_p4 REFERENCING OLD TABLE AS deleted_events FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.check_history_delete();
+
+
+--
+-- Name: events_p5 events_delete_check; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER events_delete_check AFTER DELETE ON annals_internal.events_p5 REFERENCING OLD TABLE AS deleted_events FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.check_history_delete();
+
+
+--
+-- Name: events_p6 events_delete_check; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER events_delete_check AFTER DELETE ON annals_internal.events_p6 REFERENCING OLD TABLE AS deleted_events FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.check_history_delete();
+
+
+--
+-- Name: events_p7 events_delete_check; Type: TRIGGER; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TRIGGER events_delete_check AFTER DELETE ON annals_internal.events_p7 REFERENCING OLD TABLE AS deleted_events FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.check_history_delete();
 
 
 --
@@ -9840,6 +10048,14 @@ CREATE TRIGGER streams_no_truncate BEFORE TRUNCATE ON annals_internal.streams FO
 
 ALTER TABLE ONLY annals_internal.cold_segments
     ADD CONSTRAINT cold_segments_batch_fkey FOREIGN KEY (batch_id) REFERENCES annals_internal.cold_batches(batch_id);
+
+
+--
+-- Name: cold_tags cold_tags_segment_fkey; Type: FK CONSTRAINT; Schema: annals_internal; Owner: annals_owner
+--
+
+ALTER TABLE ONLY annals_internal.cold_tags
+    ADD CONSTRAINT cold_tags_segment_fkey FOREIGN KEY (segment_id) REFERENCES annals_internal.cold_segments(segment_id) ON DELETE CASCADE;
 
 
 --
@@ -10481,6 +10697,13 @@ REVOKE ALL ON FUNCTION annals_internal.check_feed_args(after_transaction xid8, a
 
 
 --
+-- Name: FUNCTION check_history_delete(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.check_history_delete() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION check_page(from_version bigint, max_count integer); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -10537,10 +10760,10 @@ REVOKE ALL ON FUNCTION annals_internal.cold_after(after_transaction xid8, after_
 
 
 --
--- Name: FUNCTION cold_pack(batch_id bigint, kind text, events annals.event[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
+-- Name: FUNCTION cold_pack(batch_id bigint, kind text, events annals.event[], tagged annals_internal.cold_tags[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
-REVOKE ALL ON FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION annals_internal.cold_pack(batch_id bigint, kind text, events annals.event[], tagged annals_internal.cold_tags[]) FROM PUBLIC;
 
 
 --

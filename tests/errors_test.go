@@ -172,7 +172,8 @@ func TestErrorMapping(t *testing.T) {
 		s, e := existing(t)
 		for _, tc := range []struct{ sql, table, op string }{
 			{"UPDATE annals_internal.events SET data = '{}' WHERE stream_id = $1", "annals_internal.events_p", "UPDATE"},
-			{"DELETE FROM annals_internal.events WHERE stream_id = $1", "annals_internal.events_p", "DELETE"},
+			// A DELETE is checked once per statement: the table it named.
+			{"DELETE FROM annals_internal.events WHERE stream_id = $1", "annals_internal.events", "DELETE"},
 			{"TRUNCATE annals_internal.events", "annals_internal.events", "TRUNCATE"},
 			{"DELETE FROM annals_internal.streams WHERE stream_id = $1", "annals_internal.streams", "DELETE"},
 			{"TRUNCATE annals_internal.lifecycle_log", "annals_internal.lifecycle_log", "TRUNCATE"},
@@ -186,6 +187,12 @@ func TestErrorMapping(t *testing.T) {
 			require.Equal(t, tc.op, d["operation"], tc.sql)
 			require.Contains(t, d["table"], tc.table, tc.sql)
 		}
+		// Named directly, the partition holding the stream is the table.
+		var part string
+		require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT tableoid::regclass::text FROM annals_internal.events WHERE stream_id = $1 LIMIT 1", s).Scan(&part))
+		_, err := f.pool.Exec(f.ctx, "DELETE FROM "+part+" WHERE stream_id = $1", s)
+		d := detailOf(t, requirePgError(t, err, "ST405"))
+		require.Equal(t, map[string]any{"table": part, "operation": "DELETE"}, d)
 		got := f.readAll(t, s)
 		require.Len(t, got, 1)
 		require.Equal(t, e.ID, got[0].EventID)

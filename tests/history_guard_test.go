@@ -25,8 +25,11 @@ var guardAttacks = []struct {
 		"ALTER TABLE annals_internal.events DISABLE TRIGGER events_append_only",
 		"UPDATE annals_internal.events SET data = '{\"rewritten\": true}'"}},
 	{"disable a partition's trigger", []string{
-		"ALTER TABLE annals_internal.events_p3 DISABLE TRIGGER events_append_only",
+		"ALTER TABLE annals_internal.events_p3 DISABLE TRIGGER events_delete_check",
 		"DELETE FROM annals_internal.events_p3"}},
+	{"disable a partition's update trigger", []string{
+		"ALTER TABLE annals_internal.events_p3 DISABLE TRIGGER events_append_only",
+		"UPDATE annals_internal.events_p3 SET data = '{}'"}},
 	{"disable every trigger on events", []string{"ALTER TABLE annals_internal.events DISABLE TRIGGER ALL"}},
 	{"disable user triggers on a partition", []string{"ALTER TABLE annals_internal.events_p0 DISABLE TRIGGER USER"}},
 	{"make a trigger fire only on replicas", []string{"ALTER TABLE annals_internal.events_p5 ENABLE REPLICA TRIGGER events_append_only"}},
@@ -89,7 +92,7 @@ var guardAttacks = []struct {
 		"SET LOCAL ROLE annals_owner",
 		"ALTER TABLE annals_internal.events DISABLE TRIGGER events_append_only"}},
 	{"from a DO block", []string{`DO $$ BEGIN
-		EXECUTE 'ALTER TABLE annals_internal.events_p1 DISABLE TRIGGER events_append_only';
+		EXECUTE 'ALTER TABLE annals_internal.events_p1 DISABLE TRIGGER events_delete_check';
 		DELETE FROM annals_internal.events_p1;
 	END $$`}},
 	{"from a SECURITY DEFINER function", []string{
@@ -294,8 +297,11 @@ func TestHistoryGuardLetsOwnersWork(t *testing.T) {
 	exec(`DROP FUNCTION annals_internal.guard_test_fn(); DROP SEQUENCE annals_internal.guard_test_seq`)
 	exec(`CREATE INDEX guard_test_idx ON annals_internal.lifecycle_log (performed_at); DROP INDEX annals_internal.guard_test_idx`)
 	// The function files' own statements, re-applied unchanged.
-	exec(`CREATE OR REPLACE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON annals_internal.events
+	exec(`CREATE OR REPLACE TRIGGER events_append_only BEFORE UPDATE ON annals_internal.events
 		FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change()`)
+	exec(`CREATE OR REPLACE TRIGGER events_delete_check AFTER DELETE ON annals_internal.events
+		REFERENCING OLD TABLE AS deleted_events
+		FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.check_history_delete()`)
 	var rebased int64
 	require.NoError(t, pool.QueryRow(f.ctx, "SELECT annals.rebase_transaction_ids()").Scan(&rebased))
 	require.Zero(t, rebased)

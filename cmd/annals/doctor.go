@@ -574,19 +574,22 @@ func (d *doctor) checkOwners(ctx context.Context) {
 func (d *doctor) checkTriggers(ctx context.Context) {
 	var missing []string
 	err := d.pool.QueryRow(ctx, `
-		WITH expected(rel, trigger) AS (
-		    SELECT p.relid, x.trigger
+		WITH expected(rel, trigger, fn) AS (
+		    SELECT p.relid, x.trigger, x.fn
 		      FROM pg_catalog.pg_partition_tree('annals_internal.events') AS p,
-		           (VALUES ('events_append_only'), ('events_no_truncate')) AS x(trigger)
+		           (VALUES ('events_append_only', 'annals_internal.reject_history_change()'),
+		                   ('events_no_truncate', 'annals_internal.reject_history_change()'),
+		                   ('events_delete_check', 'annals_internal.check_history_delete()')) AS x(trigger, fn)
 		    UNION ALL
-		    VALUES ('annals_internal.streams'::regclass, 'streams_no_delete'), ('annals_internal.streams', 'streams_no_truncate'),
-		           ('annals_internal.lifecycle_log', 'lifecycle_log_append_only'), ('annals_internal.lifecycle_log', 'lifecycle_log_no_truncate')
+		    SELECT v.rel, v.trigger, 'annals_internal.reject_history_change()'
+		      FROM (VALUES ('annals_internal.streams'::regclass, 'streams_no_delete'), ('annals_internal.streams', 'streams_no_truncate'),
+		                   ('annals_internal.lifecycle_log', 'lifecycle_log_append_only'), ('annals_internal.lifecycle_log', 'lifecycle_log_no_truncate')) AS v(rel, trigger)
 		)
 		SELECT coalesce(array_agg(format('%I on %s', e.trigger, e.rel) ORDER BY e.rel::text, e.trigger), '{}')
 		  FROM expected AS e
 		 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger AS t
 		                    WHERE t.tgrelid = e.rel AND t.tgname = e.trigger
-		                      AND t.tgfoid = to_regprocedure('annals_internal.reject_history_change()'))`).Scan(&missing)
+		                      AND t.tgfoid = to_regprocedure(e.fn))`).Scan(&missing)
 	if err != nil {
 		d.cannot("triggers", err)
 		return

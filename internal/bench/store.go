@@ -37,7 +37,7 @@ func (b *Bench) reset(ctx context.Context) error {
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 	stmts := []string{
 		"SET LOCAL session_replication_role = replica",
-		"TRUNCATE annals_internal.events, annals_internal.streams, annals_internal.cold_segments, annals_internal.cold_batches, bench.raw_events, bench.guide_events",
+		"TRUNCATE annals_internal.events, annals_internal.streams, annals_internal.cold_tags, annals_internal.cold_segments, annals_internal.cold_batches, bench.raw_events, bench.guide_events",
 	}
 	var hasInventory bool
 	if err := tx.QueryRow(ctx, "SELECT pg_catalog.to_regclass('inventory.item_counts') IS NOT NULL").Scan(&hasInventory); err != nil {

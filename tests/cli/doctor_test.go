@@ -220,13 +220,14 @@ func TestCLIDoctorFindsDisabledTriggers(t *testing.T) {
 	execSQL(t, pool, `ALTER TABLE annals_internal.events_p5 DISABLE TRIGGER events_append_only;
 		ALTER TABLE annals_internal.streams ENABLE REPLICA TRIGGER streams_no_delete;
 		DROP TRIGGER lifecycle_log_no_truncate ON annals_internal.lifecycle_log;
+		DROP TRIGGER events_delete_check ON annals_internal.events_p2;
 		SELECT annals.configure(notify => false)`)
 
 	r := annals(t, db, "doctor")
 	require.Equal(t, 1, r.code, "doctor must fail:\n%s\n%s", r.stdout, r.stderr)
 	lines := doctorLines(t, r.stdout)["triggers"]
 	require.ElementsMatch(t, []string{
-		"FAIL 1 append-only trigger(s) missing (lifecycle_log_no_truncate on annals_internal.lifecycle_log), so history there can be changed: run `annals migrate` (as a superuser where the history guard is on)",
+		"FAIL 2 append-only trigger(s) missing (events_delete_check on annals_internal.events_p2, lifecycle_log_no_truncate on annals_internal.lifecycle_log), so history there can be changed: run `annals migrate` (as a superuser where the history guard is on)",
 		"FAIL trigger events_append_only on annals_internal.events_p5 is disabled; Annals' triggers must always fire: as a superuser, ALTER TABLE annals_internal.events_p5 ENABLE TRIGGER events_append_only",
 		"FAIL trigger streams_no_delete on annals_internal.streams is set to fire only on replicas; Annals' triggers must always fire: as a superuser, ALTER TABLE annals_internal.streams ENABLE TRIGGER streams_no_delete",
 	}, lines, r.stdout)
@@ -234,7 +235,9 @@ func TestCLIDoctorFindsDisabledTriggers(t *testing.T) {
 	execSQL(t, pool, `ALTER TABLE annals_internal.events_p5 ENABLE TRIGGER events_append_only;
 		ALTER TABLE annals_internal.streams ENABLE TRIGGER streams_no_delete;
 		CREATE TRIGGER lifecycle_log_no_truncate BEFORE TRUNCATE ON annals_internal.lifecycle_log
-		    FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change()`)
+		    FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.reject_history_change();
+		CREATE TRIGGER events_delete_check AFTER DELETE ON annals_internal.events_p2 REFERENCING OLD TABLE AS deleted_events
+		    FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.check_history_delete()`)
 	r = annals(t, db, "doctor")
 	require.Equal(t, 0, r.code, "notify off leaves its trigger disabled, rightly:\n%s\n%s", r.stdout, r.stderr)
 	require.Equal(t, []string{"OK the append-only triggers are in place on events (every partition), streams and lifecycle_log; none of Annals' triggers is disabled"},

@@ -106,3 +106,11 @@ func loginRole(t *testing.T, f fixture, grants ...string) *pgxpool.Pool {
 	})
 	return pool
 }
+
+// splitLines splits rowsText's result into its rows (none for an empty result).
+func splitLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}

@@ -2,7 +2,7 @@
 -- Each trigger is pinned by name, function, timing, level, events and enabled state; other
 -- triggers may exist beside them (the notify trigger, projections).
 BEGIN;
-SELECT plan(12);
+SELECT plan(14);
 
 -- tgtype bits: 1 ROW, 2 BEFORE, 4 INSERT, 8 DELETE, 16 UPDATE, 32 TRUNCATE.
 CREATE TEMP VIEW annals_triggers AS
@@ -31,16 +31,22 @@ SELECT results_eq(
          AND function_name = 'annals_internal.reject_history_change'
        ORDER BY 1, 2$$,
     $$VALUES
-        ('annals_internal.events', 'events_append_only', 'annals_internal.reject_history_change', 'BEFORE DELETE UPDATE ROW', true),
+        ('annals_internal.events', 'events_append_only', 'annals_internal.reject_history_change', 'BEFORE UPDATE ROW', true),
         ('annals_internal.events', 'events_no_truncate', 'annals_internal.reject_history_change', 'BEFORE TRUNCATE STATEMENT', true),
         ('annals_internal.lifecycle_log', 'lifecycle_log_append_only', 'annals_internal.reject_history_change', 'BEFORE DELETE UPDATE ROW', true),
         ('annals_internal.lifecycle_log', 'lifecycle_log_no_truncate', 'annals_internal.reject_history_change', 'BEFORE TRUNCATE STATEMENT', true),
         ('annals_internal.streams', 'streams_no_delete', 'annals_internal.reject_history_change', 'BEFORE DELETE ROW', true),
         ('annals_internal.streams', 'streams_no_truncate', 'annals_internal.reject_history_change', 'BEFORE TRUNCATE STATEMENT', true)$$,
-    'events, streams and lifecycle_log carry the enabled append-only triggers (UPDATE/DELETE per row, TRUNCATE per statement)');
+    'events, streams and lifecycle_log carry the enabled append-only triggers (UPDATE/DELETE per row, TRUNCATE per statement; DELETE on events: below)');
+SELECT results_eq(
+    $$SELECT table_name, trigger_name, function_name, fires, enabled
+        FROM pg_temp.annals_triggers
+       WHERE table_name = 'annals_internal.events' AND function_name = 'annals_internal.check_history_delete'$$,
+    $$VALUES ('annals_internal.events', 'events_delete_check', 'annals_internal.check_history_delete', 'AFTER DELETE STATEMENT', true)$$,
+    'DELETE on events is checked once per statement, over its deleted rows (check_history_delete)');
 
--- Every partition, present and future: TRUNCATE on a partition does not fire the parent's
--- statement trigger, so each needs its own; the row trigger is cloned from the parent.
+-- Every partition, present and future: TRUNCATE or DELETE on a partition does not fire the
+-- parent's statement triggers, so each needs its own; the row trigger is cloned from the parent.
 SELECT is((SELECT count(*) FROM pg_catalog.pg_inherits WHERE inhparent = 'annals_internal.events'::regclass),
           8::bigint, 'events has 8 partitions to check');
 SELECT is_empty(
@@ -59,12 +65,21 @@ SELECT is_empty(
          AND NOT EXISTS (SELECT FROM pg_temp.annals_triggers AS t
                           WHERE t.table_name = p.inhrelid::regclass::text
                             AND t.function_name = 'annals_internal.reject_history_change'
-                            AND t.fires = 'BEFORE DELETE UPDATE ROW' AND t.enabled)$$,
-    'every partition of events has an enabled BEFORE UPDATE OR DELETE row trigger calling reject_history_change');
+                            AND t.fires = 'BEFORE UPDATE ROW' AND t.enabled)$$,
+    'every partition of events has an enabled BEFORE UPDATE row trigger calling reject_history_change');
+SELECT is_empty(
+    $$SELECT p.inhrelid::regclass AS partition
+        FROM pg_catalog.pg_inherits AS p
+       WHERE p.inhparent = 'annals_internal.events'::regclass
+         AND NOT EXISTS (SELECT FROM pg_temp.annals_triggers AS t
+                          WHERE t.table_name = p.inhrelid::regclass::text
+                            AND t.function_name = 'annals_internal.check_history_delete'
+                            AND t.fires = 'AFTER DELETE STATEMENT' AND t.enabled)$$,
+    'every partition of events has an enabled AFTER DELETE statement trigger calling check_history_delete (a DELETE naming a partition fires only its own)');
 SELECT is_empty(
     $$SELECT table_name, trigger_name
         FROM pg_temp.annals_triggers
-       WHERE function_name = 'annals_internal.reject_history_change' AND NOT enabled$$,
+       WHERE function_name IN ('annals_internal.reject_history_change', 'annals_internal.check_history_delete') AND NOT enabled$$,
     'no append-only trigger is disabled anywhere');
 
 -- Nothing else may sneak an UPDATE/DELETE/TRUNCATE path past the triggers: no rules on the tables.

@@ -43,11 +43,12 @@ SELECT is_empty(
 SELECT is((SELECT p.state FROM annals_guard.pinned AS p), annals_guard.history_state(),
           'the pinned state is the installed one');
 SELECT ok(annals_guard.history_state() @> ARRAY[
-              'trigger events_append_only on annals_internal.events_p7 | enabled=O CREATE TRIGGER events_append_only BEFORE DELETE OR UPDATE ON annals_internal.events_p7 FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change()',
+              'trigger events_append_only on annals_internal.events_p7 | enabled=O CREATE TRIGGER events_append_only BEFORE UPDATE ON annals_internal.events_p7 FOR EACH ROW EXECUTE FUNCTION annals_internal.reject_history_change()',
+              'trigger events_delete_check on annals_internal.events_p7 | enabled=O CREATE TRIGGER events_delete_check AFTER DELETE ON annals_internal.events_p7 REFERENCING OLD TABLE AS deleted_events FOR EACH STATEMENT EXECUTE FUNCTION annals_internal.check_history_delete()',
               'relation annals_internal.lifecycle_log | kind=r owner=annals_owner persistence=p rls=f force_rls=f partition_key=- partition_of=- bound=-'],
           'the state pins each partition''s trigger and its enabled state, and every history table');
-SELECT is((SELECT count(*) FROM annals_guard.guarded_relations()), 13::bigint,
-          'guarded: events, its 8 partitions, streams, lifecycle_log, cold_segments, cold_batches');
+SELECT is((SELECT count(*) FROM annals_guard.guarded_relations()), 14::bigint,
+          'guarded: events, its 8 partitions, streams, lifecycle_log, cold_segments, cold_batches, cold_tags');
 
 -- A member of annals_owner who is no superuser: SET SESSION AUTHORIZATION makes it the session
 -- user, which is what the guard checks. The role is rolled back with the test.

@@ -2,7 +2,7 @@
 -- (clients parse DETAIL, never the message). pg_temp.error_of catches the error and parses it.
 BEGIN;
 \ir lib/001_helpers.sql
-SELECT plan(17);
+SELECT plan(18);
 
 \o /dev/null
 SELECT * FROM annals.append_events('det-1', 0, '[{"id": "5a0f0c8e-1f0b-4d7e-9a53-5b8f3f6f0001", "type": "A", "data": {}}]');
@@ -61,12 +61,18 @@ SELECT is(pg_temp.error_of($$SELECT * FROM annals.append_events('$det', NULL, '[
           'stream_id', 'ST403 DETAIL: {"argument": "stream_id"}');
 SELECT is(pg_temp.error_of($$SELECT * FROM annals.append_events('det-1', NULL, '[{"type": "$B"}]')$$) -> 'detail' ->> 'argument',
           'events[0].type', 'ST403 DETAIL: {"argument": "events[0].type"}');
--- ST405 {"table", "operation"}
+-- ST405 {"table", "operation"}: the table the statement named (a DELETE is checked once per
+-- statement; an UPDATE per row, on the partition holding it).
 SELECT is(pg_temp.error_of($$DELETE FROM annals_internal.events WHERE stream_id = 'det-1'$$) - 'detail_text',
           jsonb_build_object('sqlstate', 'ST405', 'detail', jsonb_build_object(
-              'table', (SELECT tableoid::regclass::text FROM annals_internal.events WHERE stream_id = 'det-1'),
+              'table', 'annals_internal.events',
               'operation', 'DELETE')),
-          'ST405 DETAIL: {"table" (the partition), "operation"}');
+          'ST405 DETAIL: {"table" (the one the DELETE named), "operation"}');
+SELECT is(pg_temp.error_of($$UPDATE annals_internal.events SET data = '{}' WHERE stream_id = 'det-1'$$) - 'detail_text',
+          jsonb_build_object('sqlstate', 'ST405', 'detail', jsonb_build_object(
+              'table', (SELECT tableoid::regclass::text FROM annals_internal.events WHERE stream_id = 'det-1' LIMIT 1),
+              'operation', 'UPDATE')),
+          'ST405 DETAIL: {"table" (the partition), "operation"} for an UPDATE');
 
 -- The helper itself reports success as a null sqlstate, so the tests above cannot pass vacuously.
 SELECT is(pg_temp.error_of($$SELECT 1$$), '{"sqlstate": null}'::jsonb, 'error_of reports a statement that succeeds');
