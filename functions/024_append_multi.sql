@@ -124,7 +124,7 @@ BEGIN
                                                    THEN 'max_batch_events' ELSE 'max_batch_bytes' END),
                 'Split the batch, or raise the limit with annals.configure.') IS NULL THEN END IF;
         END IF;
-        v_keys := v_keys || hashtextextended(v_stream, 0);
+        v_keys := v_keys || hashtextextended(annals_internal.qualify(v_stream), 0);  -- M15: append_events' lock key
         IF v_tagged THEN
             v_ev_keys := v_ev_keys || annals_internal.event_tag_keys(v_el -> 'events');
         END IF;

@@ -60,7 +60,7 @@ BEGIN
                     INSERT INTO annals_internal.dead_letters AS d
                            (subscription_name, member, stream_id, stream_version, global_position, transaction_id,
                             attempts, last_error, parked_at)
-                    VALUES (v_sub, 0, v_events[i].stream_id, v_events[i].stream_version, v_events[i].global_position,
+                    VALUES (v_sub, 0, annals_internal.stored_stream_id(v_events[i].stream_id, v_events[i].metadata), v_events[i].stream_version, v_events[i].global_position,
                             v_events[i].transaction_id, 1, v_err, clock_timestamp())
                     ON CONFLICT ON CONSTRAINT dead_letters_event_key DO UPDATE
                        SET attempts = d.attempts + 1, last_error = excluded.last_error, status = 'parked',

@@ -247,7 +247,7 @@ BEGIN
                        AND (feed_page.below IS NULL OR e.transaction_id < feed_page.below)
                        AND (v_end IS NULL OR e.transaction_id <= v_end)
                        AND (feed_page.event_types IS NULL OR annals_internal.read_type(e.event_type, feed_page.up) = ANY (feed_page.event_types))
-                       AND (feed_page.categories IS NULL OR e.category = ANY (feed_page.categories))
+                       AND (feed_page.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (feed_page.categories))
                        AND (feed_page.consumer_size = 1
                             OR annals_internal.member_of(e.stream_id, feed_page.consumer_size) = feed_page.consumer_member)
                      ORDER BY e.transaction_id, e.global_position
@@ -259,7 +259,7 @@ BEGIN
              CROSS JOIN LATERAL unnest(s.events) AS c
              WHERE v_end IS NOT NULL
                AND b.tx_span && int8range(v_tx::text::bigint, v_end::text::bigint, '[]')
-               AND (feed_page.categories IS NULL OR s.category = ANY (feed_page.categories))
+               AND (feed_page.categories IS NULL OR annals_internal.unqualify(s.category) = ANY (feed_page.categories))
                AND (feed_page.consumer_size = 1
                     OR annals_internal.member_of(s.stream_id, feed_page.consumer_size) = feed_page.consumer_member)
                AND (c.transaction_id, c.global_position) > (v_tx, v_pos)
@@ -431,6 +431,7 @@ DECLARE
     v_events  annals.event[];
 BEGIN
     IF annals_internal.check_stream_id(archive_stream.stream_id) IS NULL THEN END IF;
+    archive_stream.stream_id := annals_internal.qualify(archive_stream.stream_id);  -- M15: the tenant's stored id
     IF archive_stream.expected_version < -1 OR archive_stream.expected_version = 0 THEN
         IF annals_internal.raise_invalid('expected_version',
             'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || archive_stream.expected_version) IS NULL THEN END IF;
