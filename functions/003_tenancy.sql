@@ -140,6 +140,34 @@ COMMENT ON FUNCTION annals_internal.check_tenant(text) IS
     'Raises ST422 for a malformed tenant name, ST403 for a reserved one ($...), 42501 for ''*'' outside annals_owner.';
 REVOKE ALL ON FUNCTION annals_internal.check_tenant(text) FROM PUBLIC;
 
+-- Feed-wide work (async projections, rebuilds, compression, view refreshes) moves global
+-- checkpoints or replaces whole tables: with tenancy on, run under one tenant it would see that
+-- tenant's events only and lose the others'. It must run under '*' as a member of annals_owner.
+-- With tenancy off: one catalog lookup.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.check_all_tenants(what text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT (current_setting('annals.tenant', true) = '*' AND pg_has_role(session_user, 'annals_owner', 'MEMBER'))
+       AND (SELECT c.relrowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid = 'annals_internal.events'::regclass) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = format('%s works for every tenant: with tenancy on it runs under tenant ''*'' only, as a member of annals_owner (tenant now: %s)',
+                             check_all_tenants.what, coalesce(nullif(current_setting('annals.tenant', true), ''), 'none')),
+            DETAIL = jsonb_build_object('function', check_all_tenants.what, 'tenant', nullif(current_setting('annals.tenant', true), ''))::text,
+            HINT = 'Run it as a member of annals_owner after SELECT annals.set_tenant(''*''), as annals worker does.';
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.check_all_tenants(text) IS
+    'Raises 42501 when tenancy is on and the session is not under ''*'' as a member of annals_owner: for feed-wide work.';
+REVOKE ALL ON FUNCTION annals_internal.check_all_tenants(text) FROM PUBLIC;
+
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.current_tenant()
 RETURNS text

@@ -292,6 +292,7 @@ DECLARE
     v_hint    text;
     v_failed  annals.event;
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.rebuild_projection');  -- M15: tenancy on: '*' only
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
         IF annals_internal.raise_invalid('batch_size', 'must be >= 1') IS NULL THEN END IF;
     END IF;

@@ -26,6 +26,7 @@ DECLARE
     v_err    text;
     v_up     text[] := annals_internal.types_to_upcast();
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.run_async_projections');  -- M15: tenancy on: '*' only
     IF run_async_projections.max_events IS NULL OR run_async_projections.max_events < 1 THEN
         IF annals_internal.raise_invalid('max_events', 'must be >= 1') IS NULL THEN END IF;
     END IF;

@@ -342,6 +342,7 @@ DECLARE
     v_to      text[];
     v_events  annals.event[];
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.compress_events');  -- M15: tenancy on: '*' only
     IF compress_events.older_than IS NULL OR compress_events.older_than < interval '0' THEN
         IF annals_internal.raise_invalid('older_than', 'must be an interval >= 0, got ' || coalesce(compress_events.older_than::text, 'NULL')) IS NULL THEN END IF;
     END IF;

@@ -813,6 +813,7 @@ DECLARE
     v_to      text[];
     v_events  annals.event[];
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.compress_events');  -- M15: tenancy on: '*' only
     IF compress_events.older_than IS NULL OR compress_events.older_than < interval '0' THEN
         IF annals_internal.raise_invalid('older_than', 'must be an interval >= 0, got ' || coalesce(compress_events.older_than::text, 'NULL')) IS NULL THEN END IF;
     END IF;
@@ -2358,6 +2359,7 @@ DECLARE
     v_hint    text;
     v_failed  annals.event;
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.rebuild_projection');  -- M15: tenancy on: '*' only
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
         IF annals_internal.raise_invalid('batch_size', 'must be >= 1') IS NULL THEN END IF;
     END IF;
@@ -2496,6 +2498,7 @@ DECLARE
     v_populated boolean;
     v_snapshot pg_snapshot;
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.refresh_views');  -- M15: tenancy on: '*' only
     FOR m IN SELECT * FROM annals_internal.materialized_views AS mv ORDER BY mv.view_name::text FOR UPDATE SKIP LOCKED LOOP
         -- The feed position the refresh will include: everything below the barrier now.
         SELECT e.transaction_id, e.global_position INTO v_head
@@ -3223,6 +3226,7 @@ DECLARE
     v_err    text;
     v_up     text[] := annals_internal.types_to_upcast();
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.run_async_projections');  -- M15: tenancy on: '*' only
     IF run_async_projections.max_events IS NULL OR run_async_projections.max_events < 1 THEN
         IF annals_internal.raise_invalid('max_events', 'must be >= 1') IS NULL THEN END IF;
     END IF;
@@ -4803,6 +4807,37 @@ COMMENT ON FUNCTION annals_internal.category_problem(category text) IS 'Why a ca
 
 
 --
+-- Name: check_all_tenants(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.check_all_tenants(what text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF NOT (current_setting('annals.tenant', true) = '*' AND pg_has_role(session_user, 'annals_owner', 'MEMBER'))
+       AND (SELECT c.relrowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid = 'annals_internal.events'::regclass) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = format('%s works for every tenant: with tenancy on it runs under tenant ''*'' only, as a member of annals_owner (tenant now: %s)',
+                             check_all_tenants.what, coalesce(nullif(current_setting('annals.tenant', true), ''), 'none')),
+            DETAIL = jsonb_build_object('function', check_all_tenants.what, 'tenant', nullif(current_setting('annals.tenant', true), ''))::text,
+            HINT = 'Run it as a member of annals_owner after SELECT annals.set_tenant(''*''), as annals worker does.';
+    END IF;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.check_all_tenants(what text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION check_all_tenants(what text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.check_all_tenants(what text) IS 'Raises 42501 when tenancy is on and the session is not under ''*'' as a member of annals_owner: for feed-wide work.';
+
+
+--
 -- Name: check_callback(regprocedure, text, regtype, regtype, text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5652,7 +5687,7 @@ COMMENT ON FUNCTION annals_internal.unknown_keys(ev jsonb) IS 'The keys of an ev
 
 CREATE FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN CASE annals_internal.event_fault(ev, max_event_bytes) WHEN 'object'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', 'must be a JSON object with "type" and "data"') WHEN 'keys'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', (('unknown key(s) '::text || annals_internal.unknown_keys(ev)) || '; allowed: type, data, metadata, id, schema_version, tags'::text)) WHEN 'type'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'must be a string') WHEN 'type_name'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', annals_internal.name_problem((ev ->> 'type'::text), 256)) WHEN 'type_reserved'::text THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'event types starting with $ are reserved') WHEN 'data'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'reason', 'must be a JSON object') WHEN 'metadata'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].metadata'::text), 'reason', 'must be a JSON object') WHEN 'metadata_reserved'::text THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || (idx)::text) || '].metadata'::text), 'reason', 'the metadata key "$tenant" is reserved: Annals sets it from the session''s tenant') WHEN 'id'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].id'::text), 'reason', 'must be a UUID string') WHEN 'schema_version'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].schema_version'::text), 'reason', 'must be a positive integer') WHEN 'size'::text THEN jsonb_build_object('code', 'ST413', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'limit', max_event_bytes, 'actual', octet_length(((ev -> 'data'::text))::text)) WHEN 'tags'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].tags'::text), 'reason', annals_internal.tags_problem((ev -> 'tags'::text))) ELSE NULL::jsonb END;
+    RETURN CASE annals_internal.event_fault(ev, max_event_bytes) WHEN 'object'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', 'must be a JSON object with "type" and "data"') WHEN 'keys'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', (('unknown key(s) '::text || annals_internal.unknown_keys(ev)) || '; allowed: type, data, metadata, id, schema_version, tags'::text)) WHEN 'type'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'must be a string') WHEN 'type_name'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', annals_internal.name_problem((ev ->> 'type'::text), 256)) WHEN 'type_reserved'::text THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'event types starting with $ are reserved') WHEN 'data'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'reason', 'must be a JSON object') WHEN 'metadata'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].metadata'::text), 'reason', 'must be a JSON object') WHEN 'metadata_reserved'::text THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || (idx)::text) || '].metadata'::text), 'reason', 'its key "$tenant" is set by Annals from the session''s tenant') WHEN 'id'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].id'::text), 'reason', 'must be a UUID string') WHEN 'schema_version'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].schema_version'::text), 'reason', 'must be a positive integer') WHEN 'size'::text THEN jsonb_build_object('code', 'ST413', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'limit', max_event_bytes, 'actual', octet_length(((ev -> 'data'::text))::text)) WHEN 'tags'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].tags'::text), 'reason', annals_internal.tags_problem((ev -> 'tags'::text))) ELSE NULL::jsonb END;
 
 
 ALTER FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) OWNER TO annals_owner;
@@ -10978,6 +11013,13 @@ REVOKE ALL ON FUNCTION annals_internal.name_problem(name text, max_bytes integer
 --
 
 REVOKE ALL ON FUNCTION annals_internal.category_problem(category text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION check_all_tenants(what text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.check_all_tenants(what text) FROM PUBLIC;
 
 
 --

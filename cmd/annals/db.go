@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -57,5 +58,13 @@ func (d *dbFlag) client(ctx context.Context, cmd *cobra.Command) (*annals.Client
 	if err != nil {
 		return nil, nil, err
 	}
-	return annals.New(pool, annals.ClientOptions{}), pool, nil
+	return annals.New(pool, annals.ClientOptions{Tenant: tenantFlag(cmd)}), pool, nil
+}
+
+// tenantFlag is the tenant the command runs as: --tenant, else $ANNALS_TENANT, else none.
+func tenantFlag(cmd *cobra.Command) string {
+	if f := cmd.Flags().Lookup("tenant"); f != nil && f.Changed {
+		return f.Value.String()
+	}
+	return os.Getenv("ANNALS_TENANT")
 }
