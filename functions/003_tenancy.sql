@@ -125,6 +125,14 @@ BEGIN
         END IF;
         RETURN;
     END IF;
+    -- Without the policies a tenant would isolate nothing: refuse rather than pretend.
+    IF NOT (SELECT c.relrowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid = 'annals_internal.events'::regclass) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '55000',
+            MESSAGE = format('tenant %L: tenancy is off in this database', check_tenant.tenant),
+            DETAIL = jsonb_build_object('tenant', check_tenant.tenant)::text,
+            HINT = 'Turn it on first: SELECT annals.enable_tenancy() as annals_owner (annals tenancy enable).';
+    END IF;
     IF annals_internal.tenant_problem(check_tenant.tenant) IS NOT NULL THEN
         IF annals_internal.raise_invalid('tenant', annals_internal.tenant_problem(check_tenant.tenant)) IS NULL THEN END IF;
     END IF;
@@ -137,7 +145,7 @@ END
 $$;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.check_tenant(text) IS
-    'Raises ST422 for a malformed tenant name, ST403 for a reserved one ($...), 42501 for ''*'' outside annals_owner.';
+    'Raises 55000 while tenancy is off, ST422 for a malformed tenant name, ST403 for a reserved one ($...), 42501 for ''*'' outside annals_owner.';
 REVOKE ALL ON FUNCTION annals_internal.check_tenant(text) FROM PUBLIC;
 
 -- Feed-wide work (async projections, rebuilds, compression, view refreshes) moves global
@@ -224,8 +232,8 @@ COMMENT ON FUNCTION annals.set_tenant(text) IS
 $$Sets the session's tenant (the annals.tenant setting): NULL or '' clears it. Returns the tenant set.
 With a tenant set, every Annals read and append sees and touches only that tenant's streams (row-level
 security, once annals.enable_tenancy() has run). '*' (all tenants) is for members of annals_owner.
-Errors: ST422 malformed name (name rule, 1..63 bytes, no '-'), ST403 reserved ($...), 42501 '*' outside
-annals_owner, ST424 a switch inside a transaction that has written or already set another tenant.$$;
+Errors: 55000 tenancy is off, ST422 malformed name (name rule, 1..63 bytes, no '-'), ST403 reserved ($...),
+42501 '*' outside annals_owner, ST424 a switch inside a transaction that has written or already set another tenant.$$;
 REVOKE ALL ON FUNCTION annals.set_tenant(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annals.set_tenant(text) TO annals_writer, annals_reader, annals_bi;
 

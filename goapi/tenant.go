@@ -196,8 +196,17 @@ func (r errRow) Scan(...any) error { return r.err }
 // row-level security on the store's tables. It reports whether it turned tenancy on now (false:
 // it was on already).
 func (c *Client) EnableTenancy(ctx context.Context) (bool, error) {
+	return enableTenancy(ctx, c.pool)
+}
+
+// EnableTenancyTx is EnableTenancy inside the caller's transaction.
+func (c *Client) EnableTenancyTx(ctx context.Context, tx pgx.Tx) (bool, error) {
+	return enableTenancy(ctx, tx)
+}
+
+func enableTenancy(ctx context.Context, db dbtx) (bool, error) {
 	var created bool
-	if err := c.pool.QueryRow(ctx, "SELECT annals.enable_tenancy()").Scan(&created); err != nil {
+	if err := db.QueryRow(ctx, "SELECT annals.enable_tenancy()").Scan(&created); err != nil {
 		return false, wrapf(mapError(err), "enable tenancy")
 	}
 	return created, nil
@@ -205,8 +214,17 @@ func (c *Client) EnableTenancy(ctx context.Context) (bool, error) {
 
 // TenancyEnabled reports whether annals.enable_tenancy has turned tenancy on.
 func (c *Client) TenancyEnabled(ctx context.Context) (bool, error) {
+	return tenancyEnabled(ctx, c.pool)
+}
+
+// TenancyEnabledTx is TenancyEnabled inside the caller's transaction.
+func (c *Client) TenancyEnabledTx(ctx context.Context, tx pgx.Tx) (bool, error) {
+	return tenancyEnabled(ctx, tx)
+}
+
+func tenancyEnabled(ctx context.Context, db dbtx) (bool, error) {
 	var on bool
-	if err := c.pool.QueryRow(ctx, "SELECT annals.tenancy_enabled()").Scan(&on); err != nil {
+	if err := db.QueryRow(ctx, "SELECT annals.tenancy_enabled()").Scan(&on); err != nil {
 		return false, wrapf(mapError(err), "tenancy enabled")
 	}
 	return on, nil
@@ -215,8 +233,18 @@ func (c *Client) TenancyEnabled(ctx context.Context) (bool, error) {
 // CurrentTenant returns the tenant a call with ctx runs under, as the database sees it
 // (annals.current_tenant()): "" for none, "*" for all tenants.
 func (c *Client) CurrentTenant(ctx context.Context) (string, error) {
+	return currentTenant(ctx, c.db(ctx))
+}
+
+// CurrentTenantTx is CurrentTenant inside the caller's transaction: the tenant set_tenant (or
+// SetTenant) set there, "" for none.
+func (c *Client) CurrentTenantTx(ctx context.Context, tx pgx.Tx) (string, error) {
+	return currentTenant(ctx, tx)
+}
+
+func currentTenant(ctx context.Context, db dbtx) (string, error) {
 	var t *string
-	if err := c.db(ctx).QueryRow(ctx, "SELECT annals.current_tenant()").Scan(&t); err != nil {
+	if err := db.QueryRow(ctx, "SELECT annals.current_tenant()").Scan(&t); err != nil {
 		return "", wrapf(mapError(err), "current tenant")
 	}
 	if t == nil {
@@ -230,11 +258,20 @@ func (c *Client) CurrentTenant(ctx context.Context) (string, error) {
 // "tenant"). The pool's role must be a member of annals_owner and own the table. It reports
 // whether it created the policy now.
 func (c *Client) EnableTenantPolicy(ctx context.Context, tbl, tenantColumn string) (bool, error) {
+	return enableTenantPolicy(ctx, c.pool, tbl, tenantColumn)
+}
+
+// EnableTenantPolicyTx is EnableTenantPolicy inside the caller's transaction.
+func (c *Client) EnableTenantPolicyTx(ctx context.Context, tx pgx.Tx, tbl, tenantColumn string) (bool, error) {
+	return enableTenantPolicy(ctx, tx, tbl, tenantColumn)
+}
+
+func enableTenantPolicy(ctx context.Context, db dbtx, tbl, tenantColumn string) (bool, error) {
 	if tenantColumn == "" {
 		tenantColumn = "tenant"
 	}
 	var created bool
-	if err := c.pool.QueryRow(ctx, "SELECT annals.enable_tenant_policy($1::regclass, $2)", tbl, tenantColumn).Scan(&created); err != nil {
+	if err := db.QueryRow(ctx, "SELECT annals.enable_tenant_policy($1::regclass, $2)", tbl, tenantColumn).Scan(&created); err != nil {
 		return false, wrapf(mapError(err), "enable tenant policy on %s", tbl)
 	}
 	return created, nil
