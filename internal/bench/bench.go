@@ -387,6 +387,7 @@ func allScenarios() []scenario {
 		multiScenario(),
 		tagsScenario(),
 		personalDataScenario(),
+		tenancyScenario(), // M15
 		replicaScenario(),
 	}
 }
