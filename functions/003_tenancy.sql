@@ -181,13 +181,15 @@ CREATE OR REPLACE FUNCTION annals.current_tenant()
 RETURNS text
 LANGUAGE sql
 STABLE PARALLEL SAFE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 RETURN nullif(current_setting('annals.tenant', true), '');
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.current_tenant() IS
     'The session''s tenant (the annals.tenant setting): NULL when none is set, ''*'' for the all-tenants scope.';
 REVOKE ALL ON FUNCTION annals.current_tenant() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION annals.current_tenant() TO annals_writer, annals_reader, annals_bi;
+GRANT EXECUTE ON FUNCTION annals.current_tenant() TO annals_writer, annals_reader;
 
 -- Sets the session's tenant. Within one transaction the tenant may not change once the
 -- transaction has written or once set_tenant set a different one in it (ST424): the writes and
@@ -235,7 +237,7 @@ security, once annals.enable_tenancy() has run). '*' (all tenants) is for member
 Errors: 55000 tenancy is off, ST422 malformed name (name rule, 1..63 bytes, no '-'), ST403 reserved ($...),
 42501 '*' outside annals_owner, ST424 a switch inside a transaction that has written or already set another tenant.$$;
 REVOKE ALL ON FUNCTION annals.set_tenant(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION annals.set_tenant(text) TO annals_writer, annals_reader, annals_bi;
+GRANT EXECUTE ON FUNCTION annals.set_tenant(text) TO annals_writer, annals_reader;
 
 -- The tables whose rows belong to one stream, and the expression naming that stream's stored id.
 -- +goose StatementBegin
@@ -360,6 +362,7 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 BEGIN ATOMIC
     SELECT EXISTS (SELECT FROM pg_catalog.pg_policy AS p
                     WHERE p.polrelid = 'annals_internal.events'::regclass AND p.polname = 'annals_tenant');
@@ -367,28 +370,28 @@ END;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.tenancy_enabled() IS 'Whether annals.enable_tenancy() has turned tenancy on.';
 REVOKE ALL ON FUNCTION annals.tenancy_enabled() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION annals.tenancy_enabled() TO annals_writer, annals_reader, annals_bi;
+GRANT EXECUTE ON FUNCTION annals.tenancy_enabled() TO annals_writer, annals_reader;
 
--- A projection table opts in: row-level security (ENABLE, not FORCE: its owner, who runs the
--- handlers as annals_owner when that is the owner, is not restricted) with the same condition on
--- the table's tenant column, for reading and writing. SECURITY INVOKER: the caller, a member of
--- annals_owner, must own the table, as ALTER TABLE requires.
+-- A projection table opts in: row-level security (ENABLE, not FORCE: its owner, annals_owner,
+-- which runs the handlers, is not restricted) with the same condition on the table's tenant
+-- column, for reading and writing. ALTER TABLE needs the table's owner: annals_owner.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.enable_tenant_policy(tbl regclass, tenant_column name DEFAULT 'tenant')
 RETURNS boolean
 LANGUAGE plpgsql
 VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
     v_cond text;
 BEGIN
-    IF NOT pg_has_role(current_user, 'annals_owner', 'MEMBER') THEN
+    IF NOT pg_has_role(session_user, 'annals_owner', 'MEMBER') THEN
         RAISE EXCEPTION USING
             ERRCODE = '42501',
-            MESSAGE = format('enable_tenant_policy is for members of annals_owner; %I is not one', current_user),
-            DETAIL = jsonb_build_object('role', current_user)::text,
+            MESSAGE = format('enable_tenant_policy is for members of annals_owner; %I is not one', session_user),
+            DETAIL = jsonb_build_object('role', session_user)::text,
             HINT = 'Run it as the role that installed Annals or owns the projection''s tables.';
     END IF;
     IF enable_tenant_policy.tbl IS NULL OR enable_tenant_policy.tenant_column IS NULL THEN
@@ -403,6 +406,15 @@ BEGIN
             MESSAGE = annals_internal.table_trust_problem(enable_tenant_policy.tbl),
             DETAIL = jsonb_build_object('table', enable_tenant_policy.tbl::text)::text,
             HINT = 'Make the table''s owner a member of annals_owner, then try again.';
+    END IF;
+    IF (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = enable_tenant_policy.tbl)
+       <> (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = 'annals_owner') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = format('%s is owned by %s, not annals_owner: its policy cannot be created for it',
+                             enable_tenant_policy.tbl, (SELECT c.relowner::regrole FROM pg_catalog.pg_class AS c WHERE c.oid = enable_tenant_policy.tbl)),
+            DETAIL = jsonb_build_object('table', enable_tenant_policy.tbl::text)::text,
+            HINT = format('ALTER TABLE %s OWNER TO annals_owner, then try again.', enable_tenant_policy.tbl);
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
                     WHERE a.attrelid = enable_tenant_policy.tbl AND a.attname = enable_tenant_policy.tenant_column
@@ -428,6 +440,7 @@ COMMENT ON FUNCTION annals.enable_tenant_policy(regclass, name) IS
 $$Opts a projection table into tenancy: row-level security with a policy that lets a session read and
 write only the rows whose tenant_column (text, default "tenant") is its tenant (NULL rows without a tenant,
 all rows under '*' for members of annals_owner). Handlers fill the column from (e).metadata->>'$tenant'.
-The table must belong to a registered projection and pass its trust checks. Idempotent, returns true when it
-created the policy. Errors: 42501 not a member of annals_owner or an untrusted table, ST422.$$;
+The table must belong to a registered projection, be owned by annals_owner and pass the projection trust
+checks. Idempotent, returns true when it created the policy. Errors: 42501 not a member of annals_owner,
+a table not owned by annals_owner or untrusted, ST422.$$;
 REVOKE ALL ON FUNCTION annals.enable_tenant_policy(regclass, name) FROM PUBLIC;

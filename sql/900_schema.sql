@@ -1018,8 +1018,9 @@ same member). Returns true when created, false when it already existed with the 
 --
 
 CREATE FUNCTION annals.current_tenant() RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     RETURN NULLIF(current_setting('annals.tenant'::text, true), ''::text);
 
 
@@ -1259,18 +1260,18 @@ session tenant''s rows. Idempotent, returns true when it created policies. Owner
 --
 
 CREATE FUNCTION annals.enable_tenant_policy(tbl regclass, tenant_column name DEFAULT 'tenant'::name) RETURNS boolean
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
     AS $$
 DECLARE
     v_cond text;
 BEGIN
-    IF NOT pg_has_role(current_user, 'annals_owner', 'MEMBER') THEN
+    IF NOT pg_has_role(session_user, 'annals_owner', 'MEMBER') THEN
         RAISE EXCEPTION USING
             ERRCODE = '42501',
-            MESSAGE = format('enable_tenant_policy is for members of annals_owner; %I is not one', current_user),
-            DETAIL = jsonb_build_object('role', current_user)::text,
+            MESSAGE = format('enable_tenant_policy is for members of annals_owner; %I is not one', session_user),
+            DETAIL = jsonb_build_object('role', session_user)::text,
             HINT = 'Run it as the role that installed Annals or owns the projection''s tables.';
     END IF;
     IF enable_tenant_policy.tbl IS NULL OR enable_tenant_policy.tenant_column IS NULL THEN
@@ -1285,6 +1286,15 @@ BEGIN
             MESSAGE = annals_internal.table_trust_problem(enable_tenant_policy.tbl),
             DETAIL = jsonb_build_object('table', enable_tenant_policy.tbl::text)::text,
             HINT = 'Make the table''s owner a member of annals_owner, then try again.';
+    END IF;
+    IF (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = enable_tenant_policy.tbl)
+       <> (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = 'annals_owner') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = format('%s is owned by %s, not annals_owner: its policy cannot be created for it',
+                             enable_tenant_policy.tbl, (SELECT c.relowner::regrole FROM pg_catalog.pg_class AS c WHERE c.oid = enable_tenant_policy.tbl)),
+            DETAIL = jsonb_build_object('table', enable_tenant_policy.tbl::text)::text,
+            HINT = format('ALTER TABLE %s OWNER TO annals_owner, then try again.', enable_tenant_policy.tbl);
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
                     WHERE a.attrelid = enable_tenant_policy.tbl AND a.attname = enable_tenant_policy.tenant_column
@@ -1316,8 +1326,9 @@ ALTER FUNCTION annals.enable_tenant_policy(tbl regclass, tenant_column name) OWN
 COMMENT ON FUNCTION annals.enable_tenant_policy(tbl regclass, tenant_column name) IS 'Opts a projection table into tenancy: row-level security with a policy that lets a session read and
 write only the rows whose tenant_column (text, default "tenant") is its tenant (NULL rows without a tenant,
 all rows under ''*'' for members of annals_owner). Handlers fill the column from (e).metadata->>''$tenant''.
-The table must belong to a registered projection and pass its trust checks. Idempotent, returns true when it
-created the policy. Errors: 42501 not a member of annals_owner or an untrusted table, ST422.';
+The table must belong to a registered projection, be owned by annals_owner and pass the projection trust
+checks. Idempotent, returns true when it created the policy. Errors: 42501 not a member of annals_owner,
+a table not owned by annals_owner or untrusted, ST422.';
 
 
 SET default_tablespace = '';
@@ -3722,6 +3733,7 @@ COMMENT ON FUNCTION annals.subscription_checkpoint(subscription text, member int
 CREATE FUNCTION annals.tenancy_enabled() RETURNS boolean
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     BEGIN ATOMIC
  SELECT (EXISTS ( SELECT
             FROM pg_policy p
@@ -10464,7 +10476,6 @@ GRANT ALL ON FUNCTION annals.create_subscription(subscription text, start_from t
 REVOKE ALL ON FUNCTION annals.current_tenant() FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.current_tenant() TO annals_writer;
 GRANT ALL ON FUNCTION annals.current_tenant() TO annals_reader;
-GRANT ALL ON FUNCTION annals.current_tenant() TO annals_bi;
 
 
 --
@@ -10800,7 +10811,6 @@ REVOKE ALL ON FUNCTION annals.set_retention(stream_id text, category text, max_a
 REVOKE ALL ON FUNCTION annals.set_tenant(tenant text) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.set_tenant(tenant text) TO annals_writer;
 GRANT ALL ON FUNCTION annals.set_tenant(tenant text) TO annals_reader;
-GRANT ALL ON FUNCTION annals.set_tenant(tenant text) TO annals_bi;
 
 
 --
@@ -10855,7 +10865,6 @@ GRANT ALL ON FUNCTION annals.subscription_checkpoint(subscription text, member i
 REVOKE ALL ON FUNCTION annals.tenancy_enabled() FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.tenancy_enabled() TO annals_writer;
 GRANT ALL ON FUNCTION annals.tenancy_enabled() TO annals_reader;
-GRANT ALL ON FUNCTION annals.tenancy_enabled() TO annals_bi;
 
 
 --

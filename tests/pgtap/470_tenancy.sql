@@ -12,8 +12,8 @@ SELECT has_function('annals', 'disable_tenancy', ARRAY[]::name[], 'annals.disabl
 SELECT has_function('annals', 'tenancy_enabled', ARRAY[]::name[], 'annals.tenancy_enabled() exists');
 SELECT has_function('annals', 'enable_tenant_policy', ARRAY['regclass', 'name'], 'annals.enable_tenant_policy(regclass, name) exists');
 SELECT is_definer('annals', 'set_tenant', ARRAY['text'], 'set_tenant is SECURITY DEFINER');
-SELECT isnt_definer('annals', 'enable_tenant_policy', ARRAY['regclass', 'name'],
-                    'enable_tenant_policy runs as its caller, who must own the table');
+SELECT function_privs_are('annals', 'set_tenant', ARRAY['text'], 'annals_bi', ARRAY[]::name[],
+                          'annals_bi calls nothing: a BI login gets its tenant from ALTER ROLE ... SET annals.tenant');
 SELECT function_privs_are('annals', 'set_tenant', ARRAY['text'], 'annals_writer', ARRAY['EXECUTE'], 'annals_writer may set its tenant');
 SELECT function_privs_are('annals', 'enable_tenancy', ARRAY[]::text[], 'annals_writer', ARRAY[]::name[], 'annals_writer may not turn tenancy on');
 SELECT function_privs_are('annals', 'enable_tenant_policy', ARRAY['regclass', 'name'], 'annals_writer', ARRAY[]::name[],
