@@ -12,6 +12,8 @@ import (
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/internal/pgbouncertest"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -733,4 +735,46 @@ func metaTenant(t *testing.T, e annals.RecordedEvent) string {
 	require.NoError(t, json.Unmarshal(e.Metadata, &m))
 	s, _ := m["$tenant"].(string)
 	return s
+}
+
+// Through PgBouncer in transaction mode, on one server connection that both tenants' clients
+// share, each call carries its own tenant and leaves none behind, in every query mode the
+// pooler supports.
+func TestTenantThroughPgBouncer(t *testing.T) {
+	t.Parallel()
+	bouncer := pgbouncertest.Start(t, annalstest.AdminURL(t), pgbouncertest.Options{PoolSize: 1})
+	for _, m := range queryModes[1:] {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			direct := annalstest.NewDBURL(t)
+			setupPool := connect(t, direct, "", "")
+			_, err := setupPool.Exec(t.Context(), "SELECT annals.enable_tenancy()")
+			require.NoError(t, err)
+			pool := modePool(t, bouncer.URL(t, direct), m.mode)
+			ctx := t.Context()
+			clients := map[string]*annals.Client{
+				"acme":   annals.New(pool, annals.ClientOptions{Tenant: "acme"}),
+				"globex": annals.New(pool, annals.ClientOptions{Tenant: "globex"}),
+				"":       annals.New(pool, annals.ClientOptions{}),
+			}
+			for i := range 5 {
+				for tenant, c := range clients {
+					_, err := c.Append(ctx, "order-1", annals.Exact(int64(i)), ev(t, "E", map[string]any{"who": tenant}))
+					require.NoError(t, err, "%s append %d", tenant, i)
+					got, err := c.CurrentTenant(ctx)
+					require.NoError(t, err)
+					require.Equal(t, tenant, got)
+				}
+			}
+			for tenant, c := range clients {
+				for e, err := range c.ReadStream(ctx, "order-1", annals.ReadOptions{}) {
+					require.NoError(t, err)
+					require.Equal(t, tenant, metaTenant(t, e))
+				}
+				info, err := c.StreamInfo(ctx, "order-1")
+				require.NoError(t, err)
+				require.Equal(t, int64(5), info.StreamVersion)
+			}
+		})
+	}
 }
