@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
@@ -59,6 +60,14 @@ func (d *dbFlag) client(ctx context.Context, cmd *cobra.Command) (*annals.Client
 		return nil, nil, err
 	}
 	return annals.New(pool, annals.ClientOptions{Tenant: tenantFlag(cmd)}), pool, nil
+}
+
+// setTenantTx sets the command's tenant (if any) in tx, for the …Tx calls run in it.
+func setTenantTx(ctx context.Context, cmd *cobra.Command, tx pgx.Tx) error {
+	if t := tenantFlag(cmd); t != "" {
+		return annals.SetTenant(ctx, tx, t)
+	}
+	return nil
 }
 
 // tenantFlag is the tenant the command runs as: --tenant, else $ANNALS_TENANT, else none.
