@@ -314,7 +314,8 @@ $$;
 COMMENT ON FUNCTION annals.enable_tenancy() IS
 $$Turns tenancy on: row-level security (ENABLE and FORCE) with the policy annals_tenant on every table
 holding per-stream rows, so every query, by Annals' functions or anyone else, sees and writes only the
-session tenant's rows. Idempotent, returns true when it created policies. Owner only.$$;
+session tenant's rows. Idempotent, returns true when it created policies. Owner only, and where the history
+guard is installed a superuser (it changes the history tables: ST401 otherwise).$$;
 REVOKE ALL ON FUNCTION annals.enable_tenancy() FROM PUBLIC;
 
 -- +goose StatementBegin

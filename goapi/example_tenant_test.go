@@ -21,7 +21,7 @@ func ExampleWithTenant() {
 	}
 	defer pool.Close()
 	store := annals.New(pool, annals.ClientOptions{})
-	if _, err := store.EnableTenancy(ctx); err != nil { // once, as a member of annals_owner
+	if _, err := store.EnableTenancy(ctx); err != nil { // once, as a superuser (the history guard)
 		log.Fatal(err)
 	}
 

@@ -192,9 +192,9 @@ type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }
 
-// EnableTenancy calls annals.enable_tenancy (the pool's role must be a member of annals_owner):
-// row-level security on the store's tables. It reports whether it turned tenancy on now (false:
-// it was on already).
+// EnableTenancy calls annals.enable_tenancy: row-level security on the store's tables. The pool's
+// role must be a superuser where the history guard is installed (ST401 otherwise), else a member
+// of annals_owner. It reports whether it turned tenancy on now (false: it was on already).
 func (c *Client) EnableTenancy(ctx context.Context) (bool, error) {
 	return enableTenancy(ctx, c.pool)
 }

@@ -10,11 +10,12 @@ import (
 func newTenancyCmd() *cobra.Command {
 	enable := &cobra.Command{
 		Use:   "enable",
-		Short: "Turn tenancy on: row-level security on the store's tables (owner only, idempotent).",
-		Long: `Turn tenancy on: row-level security on the store's tables (owner only, idempotent).
+		Short: "Turn tenancy on: row-level security on the store's tables (a superuser, idempotent).",
+		Long: `Turn tenancy on: row-level security on the store's tables (a superuser, idempotent).
 
 Calls annals.enable_tenancy(). From then on a session sees only the streams of its tenant
-(--tenant, ANNALS_TENANT, annals.set_tenant), or the untenanted ones when it sets none.`,
+(--tenant, ANNALS_TENANT, annals.set_tenant), or the untenanted ones when it sets none. It
+changes the history tables: where the history guard is installed only a superuser may (ST401).`,
 		Args: cobra.NoArgs,
 	}
 	enableDB := addDatabaseFlag(enable)
