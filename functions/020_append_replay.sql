@@ -28,28 +28,35 @@ DECLARE
     v_base      bigint;
     v_changed   uuid;
     v_last      record;
+    v_ids       uuid[];
 BEGIN
-    SELECT count(*),
-           count(e.event_id),
-           count(DISTINCT e.stream_version - b.ord),
-           min(e.stream_version - b.ord),
-           -- Only stored events can have changed: an unmatched (new) event must not count.
-           (array_agg(e.event_id ORDER BY b.ord) FILTER (WHERE e.event_id IS NOT NULL AND (
-                e.event_type IS DISTINCT FROM b.ev ->> 'type'
-             -- M13: personal data is compared decrypted, without the "$pii" marker.
-             OR CASE WHEN e.metadata ? '$pii' THEN annals_internal.reveal_data(e.event_type, e.data, e.metadata) ELSE e.data END
-                IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
-             -- M15: and without the "$tenant" key the append added.
-             OR CASE WHEN e.metadata ? '$pii' OR e.metadata ? '$tenant' THEN e.metadata - '{$pii,$tenant}'::text[] ELSE e.metadata END
-                IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}') - '$pii'
-             OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)
-             OR e.tags IS DISTINCT FROM annals_internal.tags_of(b.ev))))[1]  -- M15: tags are content too
-      INTO v_total, v_stored, v_bases, v_base, v_changed
-      FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
-      LEFT JOIN annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
-             ON e.stream_id = append_replay.stream_id
-            AND e.event_id = (b.ev ->> 'id')::uuid
-            AND e.stream_version <= append_replay.current_version;
+    -- Only a batch with event ids can be a replay; without one this is a plain conflict, decided
+    -- without reading any event (hot streams fail fast).
+    SELECT count(*), array_agg((b.ev ->> 'id')::uuid) FILTER (WHERE b.ev ? 'id')
+      INTO v_total, v_ids
+      FROM jsonb_array_elements(append_replay.events) AS b(ev);
+    v_stored := 0;
+    IF v_ids IS NOT NULL THEN
+        SELECT count(e.event_id),
+               count(DISTINCT e.stream_version - b.ord),
+               min(e.stream_version - b.ord),
+               -- Only stored events can have changed: an unmatched (new) event must not count.
+               (array_agg(e.event_id ORDER BY b.ord) FILTER (WHERE e.event_id IS NOT NULL AND (
+                    e.event_type IS DISTINCT FROM b.ev ->> 'type'
+                 -- M13: personal data is compared decrypted, without the "$pii" marker.
+                 OR CASE WHEN e.metadata ? '$pii' THEN annals_internal.reveal_data(e.event_type, e.data, e.metadata) ELSE e.data END
+                    IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
+                 -- M15: and without the "$tenant" key the append added.
+                 OR CASE WHEN e.metadata ? '$pii' OR e.metadata ? '$tenant' THEN e.metadata - '{$pii,$tenant}'::text[] ELSE e.metadata END
+                    IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}') - '$pii'
+                 OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)
+                 OR e.tags IS DISTINCT FROM annals_internal.tags_of(b.ev))))[1]  -- M15: tags are content too
+          INTO v_stored, v_bases, v_base, v_changed
+          FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
+          LEFT JOIN annals_internal.stored_events(append_replay.stream_id, v_ids) AS e  -- hot and cold (400_cold_storage.sql)
+                 ON e.event_id = (b.ev ->> 'id')::uuid
+                AND e.stream_version <= append_replay.current_version;
+    END IF;
 
     IF v_stored = 0 THEN
         IF annals_internal.raise_error('ST409',
@@ -80,8 +87,8 @@ BEGIN
     IF v_bases > 1 OR append_replay.expected_version >= 0 AND v_base <> append_replay.expected_version THEN
         SELECT e.event_id INTO v_changed
           FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
-          JOIN annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
-            ON e.stream_id = append_replay.stream_id AND e.event_id = (b.ev ->> 'id')::uuid
+          JOIN annals_internal.stored_events(append_replay.stream_id, v_ids) AS e  -- hot and cold (400_cold_storage.sql)
+            ON e.event_id = (b.ev ->> 'id')::uuid
            AND e.stream_version <= append_replay.current_version
          WHERE e.stream_version - b.ord <> coalesce(append_replay.expected_version, v_base)
             OR v_bases > 1
@@ -104,9 +111,7 @@ BEGIN
 
     -- Every id is stored, in order, contiguously, with the same content: a replay.
     SELECT e.* INTO v_last
-      FROM annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
-     WHERE e.stream_id = append_replay.stream_id
-       AND e.stream_version = v_base + v_total;
+      FROM annals_internal.event_at(append_replay.stream_id, v_base + v_total) AS e;  -- hot and cold (400_cold_storage.sql)
     stream_version := v_last.stream_version;
     global_position := v_last.global_position;
     transaction_id := v_last.transaction_id;

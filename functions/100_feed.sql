@@ -15,6 +15,22 @@ COMMENT ON FUNCTION annals_internal.member_of(text, integer) IS
     'The consumer-group member (0..group_size-1) that owns a stream.';
 REVOKE ALL ON FUNCTION annals_internal.member_of(text, integer) FROM PUBLIC;
 
+-- The feed barrier: the oldest transaction still running in this statement's snapshot. The
+-- gap-free feed returns only events of transactions below it, in (transaction_id,
+-- global_position) order: an event that commits late can never be skipped, because until it
+-- commits its transaction holds the barrier below it. Inlined by the planner (a SQL-standard
+-- body, STABLE), so a feed query compares with the expression itself and keeps its index.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION annals_internal.feed_barrier()
+RETURNS xid8
+LANGUAGE sql
+STABLE PARALLEL SAFE
+RETURN pg_snapshot_xmin(pg_current_snapshot());
+-- +goose StatementEnd
+COMMENT ON FUNCTION annals_internal.feed_barrier() IS
+    'The gap-free feed''s barrier: the oldest transaction id still running in this snapshot; the feed returns only events below it.';
+REVOKE ALL ON FUNCTION annals_internal.feed_barrier() FROM PUBLIC;
+
 -- A logical restore (pg_dump into a younger cluster) stores transaction ids this cluster has not
 -- assigned yet: those events would sit above the feed barrier for a very long time. A visible row
 -- with an id at or past the snapshot's xmax can only come from such a restore.
@@ -74,10 +90,8 @@ COMMENT ON FUNCTION annals_internal.check_feed_args(xid8, bigint, integer) IS
     'Raises ST422 for a NULL checkpoint half or a non-positive page size.';
 REVOKE ALL ON FUNCTION annals_internal.check_feed_args(xid8, bigint, integer) FROM PUBLIC;
 
--- The gap-free global feed. Only events of transactions older than every running transaction are
--- returned (transaction_id below the snapshot's xmin), in (transaction_id, global_position) order,
--- in one statement: an event that commits late can never be skipped, because until it commits
--- its transaction holds the barrier below it.
+-- The gap-free global feed: the events below the feed barrier (annals_internal.feed_barrier), in
+-- one statement.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION annals.read_all(
     after_transaction xid8    DEFAULT '0',
@@ -109,14 +123,14 @@ BEGIN
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
               FROM annals_internal.feed_page(read_all.after_transaction, read_all.after_position, read_all.max_count,
-                       pg_snapshot_xmin(pg_current_snapshot()), read_all.event_types, read_all.categories, 0, 1, v_up) AS e;
+                       annals_internal.feed_barrier(), read_all.event_types, read_all.categories, 0, 1, v_up) AS e;
     ELSE
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (read_all.after_transaction, read_all.after_position)
-           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+           AND e.transaction_id < annals_internal.feed_barrier()
            AND (read_all.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (read_all.event_types))
            AND (read_all.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (read_all.categories))
          ORDER BY e.transaction_id, e.global_position
@@ -182,7 +196,7 @@ BEGIN
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
               FROM annals_internal.feed_page(read_category.after_transaction, read_category.after_position,
-                       read_category.max_count, pg_snapshot_xmin(pg_current_snapshot()), NULL, ARRAY[read_category.category],
+                       read_category.max_count, annals_internal.feed_barrier(), NULL, ARRAY[read_category.category],
                        read_category.consumer_member, read_category.consumer_size, v_up) AS e;
     ELSE
     RETURN QUERY
@@ -191,7 +205,7 @@ BEGIN
           FROM annals_internal.events AS e
          WHERE e.category = v_category
            AND (e.transaction_id, e.global_position) > (read_category.after_transaction, read_category.after_position)
-           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+           AND e.transaction_id < annals_internal.feed_barrier()
            AND (read_category.consumer_size = 1
                 OR annals_internal.member_of(e.stream_id, read_category.consumer_size) = read_category.consumer_member)
          ORDER BY e.transaction_id, e.global_position

@@ -107,7 +107,7 @@ BEGIN
 
     -- 'now' starts at the feed barrier: everything already below it is skipped.
     v_from := CASE create_subscription.start_from
-                  WHEN 'now' THEN pg_snapshot_xmin(pg_current_snapshot())
+                  WHEN 'now' THEN annals_internal.feed_barrier()
                   ELSE '0' END;
     INSERT INTO annals_internal.subscriptions (subscription_name, event_types, categories, group_size, created_at)
     VALUES (create_subscription.subscription, create_subscription.event_types, create_subscription.categories,
@@ -185,7 +185,7 @@ BEGIN
     END IF;
     SELECT * INTO v_sub FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = read_subscription.subscription;
-    SELECT c.*, pg_snapshot_xmin(pg_current_snapshot()) AS barrier INTO v_cp
+    SELECT c.*, annals_internal.feed_barrier() AS barrier INTO v_cp
       FROM annals_internal.subscription_checkpoints AS c
      WHERE c.subscription_name = read_subscription.subscription AND c.member = read_subscription.member
        FOR UPDATE OF c;
@@ -197,7 +197,7 @@ BEGIN
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
-           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+           AND e.transaction_id < annals_internal.feed_barrier()
            AND (v_sub.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (v_sub.event_types))
            AND (v_sub.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (v_sub.categories))
            AND (v_size = 1 OR annals_internal.member_of(e.stream_id, v_size) = read_subscription.member)
@@ -208,7 +208,7 @@ BEGIN
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.feed_page(v_cp.checkpoint_transaction, v_cp.checkpoint_position,
-                   read_subscription.max_count, pg_snapshot_xmin(pg_current_snapshot()), v_sub.event_types,
+                   read_subscription.max_count, annals_internal.feed_barrier(), v_sub.event_types,
                    v_sub.categories, read_subscription.member, v_size, v_up) AS e
          WHERE annals_internal.cold_after(v_cp.checkpoint_transaction, v_cp.checkpoint_position);
     GET DIAGNOSTICS v_rows = ROW_COUNT;

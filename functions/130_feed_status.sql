@@ -136,7 +136,7 @@ SET jit = off
 BEGIN ATOMIC
     -- The newest readable event, hot or cold: cold batches are below every barrier, and the
     -- newest batch's end is one index probe away.
-    SELECT pg_snapshot_xmin(pg_current_snapshot()),
+    SELECT annals_internal.feed_barrier(),
            CASE WHEN cold.hi_tx IS NULL OR (hot.transaction_id, hot.global_position) > (cold.hi_tx, cold.hi_pos)
                 THEN hot.global_position ELSE cold.hi_pos END,
            CASE WHEN cold.hi_tx IS NULL OR (hot.transaction_id, hot.global_position) > (cold.hi_tx, cold.hi_pos)
@@ -148,7 +148,7 @@ BEGIN ATOMIC
       FROM (SELECT 1) AS one
       LEFT JOIN LATERAL (
             SELECT e.transaction_id, e.global_position, e.recorded_at FROM annals_internal.events AS e
-             WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+             WHERE e.transaction_id < annals_internal.feed_barrier()
              ORDER BY e.transaction_id DESC, e.global_position DESC LIMIT 1) AS hot ON true
       LEFT JOIN LATERAL (
             SELECT b.batch_id, b.hi_tx, b.hi_pos FROM annals_internal.cold_batches AS b

@@ -232,7 +232,7 @@ BEGIN
           INTO v_events, v_n, v_running
           -- Hot and cold (400_cold_storage.sql), in feed order, filtered.
           FROM annals_internal.feed_page(last_xid, last_position, replay_projection.batch_size,
-                   least(CASE WHEN replay_projection.how = 'barrier' THEN pg_snapshot_xmin(pg_current_snapshot()) END,
+                   least(CASE WHEN replay_projection.how = 'barrier' THEN annals_internal.feed_barrier() END,
                          replay_projection.until_xid),
                    (replay_projection.projection).event_types, (replay_projection.projection).categories, 0, 1, v_up) AS b;
         EXIT WHEN v_n = 0;

@@ -46,7 +46,7 @@ BEGIN
           INTO v_events, v_n
           -- Hot and cold (400_cold_storage.sql), in feed order, filtered.
           FROM annals_internal.feed_page(v_cp.checkpoint_transaction, v_cp.checkpoint_position,
-                   run_async_projections.max_events, pg_snapshot_xmin(pg_current_snapshot()),
+                   run_async_projections.max_events, annals_internal.feed_barrier(),
                    p.event_types, p.categories, 0, 1, v_up) AS b;
         CONTINUE WHEN v_n = 0;
 

@@ -100,7 +100,7 @@ BEGIN
         -- The feed position the refresh will include: everything below the barrier now.
         SELECT e.transaction_id, e.global_position INTO v_head
           FROM annals_internal.events AS e
-         WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+         WHERE e.transaction_id < annals_internal.feed_barrier()
          ORDER BY e.transaction_id DESC, e.global_position DESC
          LIMIT 1;
         IF NOT refresh_views.force AND m.refreshed_at IS NOT NULL

@@ -53,35 +53,48 @@ COMMENT ON FUNCTION annals_internal.cold_after(xid8, bigint) IS
     'True when cold events may lie after the feed checkpoint (after_transaction, after_position).';
 REVOKE ALL ON FUNCTION annals_internal.cold_after(xid8, bigint) FROM PUBLIC;
 
--- Every event of one stream, hot and cold, as stored, for the append's slow path (the replay
--- check). A string body, so that it does not pin the events table's column types (the history
--- guard's tests alter one).
+-- The events of one stream, hot and cold, as stored, whose ids are among ids: the append's replay
+-- check (020_append_replay.sql) on a conflict.
+-- PL/pgSQL, so its plan is cached: a SQL function with a SET clause is not inlined and would be
+-- planned again on every call (~0.3 ms over the partitions), and a conflict must stay cheap.
+-- Looked up by id (events_event_id_idx), so a long stream costs no more than a short one.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION annals_internal.stream_events(stream_id text)
+CREATE OR REPLACE FUNCTION annals_internal.stored_events(stream text, ids uuid[])
 RETURNS TABLE (stream_id text, stream_version bigint, global_position bigint, event_id uuid,
                event_type text, schema_version integer, data jsonb, metadata jsonb,
                transaction_id xid8, recorded_at timestamptz, tags text[])
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-ROWS 100
-AS $fn$
-    SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-           e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags
-      FROM annals_internal.events AS e
-     WHERE e.stream_id = stream_events.stream_id
-    UNION ALL
-    -- Tagged events are never moved (see compress_events), so cold ones carry no tags.
-    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
-           c.data, c.metadata, c.transaction_id, c.recorded_at, NULL::text[]
-      FROM annals_internal.cold_segments AS s
-     CROSS JOIN LATERAL unnest(s.events) AS c
-     WHERE s.stream_id = stream_events.stream_id
-$fn$;
+-- One generic plan per session, pruned to the stream's partition when it runs: a custom plan
+-- (replanned per call, as the planner prices the generic one over all partitions) costs more.
+SET plan_cache_mode = force_generic_plan
+ROWS 10
+AS $$
+BEGIN
+    RETURN QUERY
+        SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+               e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags
+          FROM annals_internal.events AS e
+         WHERE e.event_id = ANY (stored_events.ids)
+           AND e.stream_id = stored_events.stream
+        UNION ALL
+        -- Tagged events are never moved (see compress_events), so cold ones carry no tags.
+        SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+               c.data, c.metadata, c.transaction_id, c.recorded_at, NULL::text[]
+          FROM annals_internal.cold_segments AS s
+         CROSS JOIN LATERAL unnest(s.events) AS c
+         WHERE s.stream_id = stored_events.stream
+           AND s.event_ids && stored_events.ids
+           AND c.event_id = ANY (stored_events.ids);
+END
+$$;
 -- +goose StatementEnd
-COMMENT ON FUNCTION annals_internal.stream_events(text) IS
-    'All events of a stream, hot and cold, as stored, with their tags (for the append''s replay check and time lookups).';
-REVOKE ALL ON FUNCTION annals_internal.stream_events(text) FROM PUBLIC;
+COMMENT ON FUNCTION annals_internal.stored_events(text, uuid[]) IS
+    'The events of stream, hot and cold, as stored, with their tags, whose ids are among ids (the append''s replay check).';
+REVOKE ALL ON FUNCTION annals_internal.stored_events(text, uuid[]) FROM PUBLIC;
+-- Its predecessor read every event of the stream on each conflict.
+DROP FUNCTION IF EXISTS annals_internal.stream_events(text);
 
 -- One event of a stream by version, hot or cold (no row when there is none), for dead letters.
 -- +goose StatementBegin
@@ -355,7 +368,7 @@ BEGIN
     v_cutoff := now() - compress_events.older_than;
     -- Only events below every running transaction: none can be added before them any more, so
     -- each batch is a stretch of the feed with no hot event left inside.
-    v_barrier := pg_snapshot_xmin(pg_current_snapshot());
+    v_barrier := annals_internal.feed_barrier();
     WHILE v_moved < compress_events.max_events LOOP
         v_chunk := least(20000, compress_events.max_events - v_moved);
         -- The next stretch of the feed to move: at most v_chunk events below the barrier, ending

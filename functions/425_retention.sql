@@ -145,6 +145,9 @@ BEGIN
     END IF;
     -- One apply at a time: two would count the same events against their budgets.
     PERFORM pg_advisory_xact_lock(hashtextextended('annals:apply_retention', 0));
+    -- Nor beside a cold storage move (400_cold_storage.sql): one committing between this
+    -- function's count of a stream's events and their removal would make them disagree.
+    PERFORM pg_advisory_xact_lock(hashtextextended('annals cold storage', 0));
 
     FOR v_target IN
         SELECT s.stream_id, s.stream_version, r.rule_id, r.max_age, r.max_count, r.truncate_before

@@ -48,7 +48,7 @@ BEGIN
                              WHERE e.tags @> i.tags AND e.tags IS NOT NULL
                                AND (i.types IS NULL OR e.event_type = ANY (i.types))
                                AND (e.transaction_id, e.global_position) > (read_tagged.after_transaction, read_tagged.after_position)
-                               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                               AND e.transaction_id < annals_internal.feed_barrier()
                             OFFSET 0) AS f
                          ORDER BY f.transaction_id, f.global_position
                          LIMIT read_tagged.max_count) AS m

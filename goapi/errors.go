@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
@@ -162,8 +161,7 @@ type detail struct {
 
 // conflictDetail is DETAIL.conflict of a failed append_conditional.
 type conflictDetail struct {
-	TransactionID string `json:"transaction_id"`
-	Position      int64  `json:"position"`
+	checkpointJSON
 	StreamID      string `json:"stream_id"`
 	StreamVersion int64  `json:"stream_version"`
 	EventType     string `json:"event_type"`
@@ -240,9 +238,8 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 		return &e
 	case "ST409":
 		if d.Conflict != nil {
-			xid, _ := strconv.ParseUint(d.Conflict.TransactionID, 10, 64)
 			return &ConditionFailedError{BaseError: base(ErrWrongExpectedVersion),
-				Conflict: Checkpoint{TransactionID: xid, GlobalPosition: d.Conflict.Position},
+				Conflict: d.Conflict.checkpoint(),
 				StreamID: d.Conflict.StreamID, StreamVersion: d.Conflict.StreamVersion, EventType: d.Conflict.EventType}
 		}
 		actual, _ := d.Actual.Int64()

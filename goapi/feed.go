@@ -2,6 +2,7 @@ package annals
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -17,6 +18,25 @@ type Checkpoint struct {
 func (c Checkpoint) After(o Checkpoint) bool {
 	return c.TransactionID > o.TransactionID ||
 		c.TransactionID == o.TransactionID && c.GlobalPosition > o.GlobalPosition
+}
+
+// checkpointJSON is a feed position as the SQL API spells it in JSON ({"transaction_id":
+// "<xid8>", "position": <bigint>}: an xid8 does not fit every JSON reader's numbers), in a
+// conditional append's condition and in its ST409 DETAIL.
+type checkpointJSON struct {
+	TransactionID string `json:"transaction_id"`
+	Position      int64  `json:"position"`
+}
+
+func toCheckpointJSON(c Checkpoint) checkpointJSON {
+	return checkpointJSON{TransactionID: strconv.FormatUint(c.TransactionID, 10), Position: c.GlobalPosition}
+}
+
+// checkpoint reads the position back; a transaction id the database did not write as a number
+// reads as 0, the beginning.
+func (c checkpointJSON) checkpoint() Checkpoint {
+	xid, _ := strconv.ParseUint(c.TransactionID, 10, 64)
+	return Checkpoint{TransactionID: xid, GlobalPosition: c.Position}
 }
 
 // Checkpoint returns the feed position of e, the checkpoint to store after consuming it.

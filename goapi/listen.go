@@ -99,6 +99,18 @@ func (l *EventListener) Wake() <-chan struct{} {
 	return l.wake
 }
 
+// Wait is how a consumer that found nothing new waits before it reads again: until a
+// notification arrives, ctx ends, or the poll interval passes. The interval is listening while
+// notifications arrive (Listening), fallback otherwise: while the listener starts or reconnects,
+// after it found that LISTEN cannot receive, and always for a nil listener (polling only).
+func (l *EventListener) Wait(ctx context.Context, listening, fallback time.Duration) {
+	d := fallback
+	if l.Listening() {
+		d = listening
+	}
+	sleep(ctx, d, l.Wake())
+}
+
 // Listening reports whether notifications currently arrive: the probe came through and the
 // connection listens. It is false while the listener starts or reconnects, and after it stopped.
 func (l *EventListener) Listening() bool { return l != nil && l.listening.Load() }

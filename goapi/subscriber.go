@@ -196,11 +196,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}
 		backoff = 0
 		if n == 0 {
-			wait := r.fallbackPoll
-			if listener.Listening() {
-				wait = r.pollInterval
-			}
-			sleep(ctx, wait, listener.Wake())
+			listener.Wait(ctx, r.pollInterval, r.fallbackPoll)
 		}
 	}
 	return nil

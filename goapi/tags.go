@@ -129,14 +129,10 @@ func newConditionalCall(cond Condition, appends []StreamAppend) (multiCall, erro
 	if err != nil {
 		return multiCall{}, err
 	}
-	type after struct {
-		TransactionID string `json:"transaction_id"`
-		Position      int64  `json:"position"`
-	}
 	c, err := json.Marshal(struct {
-		Query TagQuery `json:"query"`
-		After after    `json:"after"`
-	}{cond.Query, after{strconv.FormatUint(cond.After.TransactionID, 10), cond.After.GlobalPosition}})
+		Query TagQuery       `json:"query"`
+		After checkpointJSON `json:"after"`
+	}{cond.Query, toCheckpointJSON(cond.After)})
 	if err != nil {
 		return multiCall{}, wrapf(err, "conditional append")
 	}

@@ -642,6 +642,9 @@ BEGIN
     END IF;
     -- One apply at a time: two would count the same events against their budgets.
     PERFORM pg_advisory_xact_lock(hashtextextended('annals:apply_retention', 0));
+    -- Nor beside a cold storage move (400_cold_storage.sql): one committing between this
+    -- function's count of a stream's events and their removal would make them disagree.
+    PERFORM pg_advisory_xact_lock(hashtextextended('annals cold storage', 0));
 
     FOR v_target IN
         SELECT s.stream_id, s.stream_version, r.rule_id, r.max_age, r.max_count, r.truncate_before
@@ -826,7 +829,7 @@ BEGIN
     v_cutoff := now() - compress_events.older_than;
     -- Only events below every running transaction: none can be added before them any more, so
     -- each batch is a stretch of the feed with no hot event left inside.
-    v_barrier := pg_snapshot_xmin(pg_current_snapshot());
+    v_barrier := annals_internal.feed_barrier();
     WHILE v_moved < compress_events.max_events LOOP
         v_chunk := least(20000, compress_events.max_events - v_moved);
         -- The next stretch of the feed to move: at most v_chunk events below the barrier, ending
@@ -988,7 +991,7 @@ BEGIN
 
     -- 'now' starts at the feed barrier: everything already below it is skipped.
     v_from := CASE create_subscription.start_from
-                  WHEN 'now' THEN pg_snapshot_xmin(pg_current_snapshot())
+                  WHEN 'now' THEN annals_internal.feed_barrier()
                   ELSE '0' END;
     INSERT INTO annals_internal.subscriptions (subscription_name, event_types, categories, group_size, created_at)
     VALUES (create_subscription.subscription, create_subscription.event_types, create_subscription.categories,
@@ -1332,6 +1335,24 @@ checks. Idempotent, returns true when it created the policy. Errors: 42501 not a
 a table not owned by annals_owner or untrusted, ST422.';
 
 
+--
+-- Name: feed_barrier(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.feed_barrier() RETURNS xid8
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN pg_snapshot_xmin(pg_current_snapshot());
+
+
+ALTER FUNCTION annals_internal.feed_barrier() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION feed_barrier(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.feed_barrier() IS 'The gap-free feed''s barrier: the oldest transaction id still running in this snapshot; the feed returns only events below it.';
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -1465,7 +1486,7 @@ CREATE FUNCTION annals.feed_head(OUT barrier_transaction xid8, OUT last_position
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
     BEGIN ATOMIC
- SELECT pg_snapshot_xmin(pg_current_snapshot()) AS pg_snapshot_xmin,
+ SELECT annals_internal.feed_barrier() AS feed_barrier,
          CASE
              WHEN ((cold.hi_tx IS NULL) OR (ROW(hot.transaction_id, hot.global_position) > ROW(cold.hi_tx, cold.hi_pos))) THEN hot.global_position
              ELSE cold.hi_pos
@@ -1483,7 +1504,7 @@ CREATE FUNCTION annals.feed_head(OUT barrier_transaction xid8, OUT last_position
              e.global_position,
              e.recorded_at
             FROM annals_internal.events e
-           WHERE (e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))
+           WHERE (e.transaction_id < annals_internal.feed_barrier())
            ORDER BY e.transaction_id DESC, e.global_position DESC
           LIMIT 1) hot ON (true))
       LEFT JOIN LATERAL ( SELECT b.batch_id,
@@ -1781,14 +1802,14 @@ BEGIN
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
               FROM annals_internal.feed_page(read_all.after_transaction, read_all.after_position, read_all.max_count,
-                       pg_snapshot_xmin(pg_current_snapshot()), read_all.event_types, read_all.categories, 0, 1, v_up) AS e;
+                       annals_internal.feed_barrier(), read_all.event_types, read_all.categories, 0, 1, v_up) AS e;
     ELSE
     RETURN QUERY
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (read_all.after_transaction, read_all.after_position)
-           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+           AND e.transaction_id < annals_internal.feed_barrier()
            AND (read_all.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (read_all.event_types))
            AND (read_all.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (read_all.categories))
          ORDER BY e.transaction_id, e.global_position
@@ -1848,7 +1869,7 @@ BEGIN
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
               FROM annals_internal.feed_page(read_category.after_transaction, read_category.after_position,
-                       read_category.max_count, pg_snapshot_xmin(pg_current_snapshot()), NULL, ARRAY[read_category.category],
+                       read_category.max_count, annals_internal.feed_barrier(), NULL, ARRAY[read_category.category],
                        read_category.consumer_member, read_category.consumer_size, v_up) AS e;
     ELSE
     RETURN QUERY
@@ -1857,7 +1878,7 @@ BEGIN
           FROM annals_internal.events AS e
          WHERE e.category = v_category
            AND (e.transaction_id, e.global_position) > (read_category.after_transaction, read_category.after_position)
-           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+           AND e.transaction_id < annals_internal.feed_barrier()
            AND (read_category.consumer_size = 1
                 OR annals_internal.member_of(e.stream_id, read_category.consumer_size) = read_category.consumer_member)
          ORDER BY e.transaction_id, e.global_position
@@ -2118,7 +2139,7 @@ BEGIN
     END IF;
     SELECT * INTO v_sub FROM annals_internal.subscriptions AS s
      WHERE s.subscription_name = read_subscription.subscription;
-    SELECT c.*, pg_snapshot_xmin(pg_current_snapshot()) AS barrier INTO v_cp
+    SELECT c.*, annals_internal.feed_barrier() AS barrier INTO v_cp
       FROM annals_internal.subscription_checkpoints AS c
      WHERE c.subscription_name = read_subscription.subscription AND c.member = read_subscription.member
        FOR UPDATE OF c;
@@ -2130,7 +2151,7 @@ BEGIN
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
-           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+           AND e.transaction_id < annals_internal.feed_barrier()
            AND (v_sub.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (v_sub.event_types))
            AND (v_sub.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (v_sub.categories))
            AND (v_size = 1 OR annals_internal.member_of(e.stream_id, v_size) = read_subscription.member)
@@ -2141,7 +2162,7 @@ BEGIN
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.feed_page(v_cp.checkpoint_transaction, v_cp.checkpoint_position,
-                   read_subscription.max_count, pg_snapshot_xmin(pg_current_snapshot()), v_sub.event_types,
+                   read_subscription.max_count, annals_internal.feed_barrier(), v_sub.event_types,
                    v_sub.categories, read_subscription.member, v_size, v_up) AS e
          WHERE annals_internal.cold_after(v_cp.checkpoint_transaction, v_cp.checkpoint_position);
     GET DIAGNOSTICS v_rows = ROW_COUNT;
@@ -2206,7 +2227,7 @@ BEGIN
                              WHERE e.tags @> i.tags AND e.tags IS NOT NULL
                                AND (i.types IS NULL OR e.event_type = ANY (i.types))
                                AND (e.transaction_id, e.global_position) > (read_tagged.after_transaction, read_tagged.after_position)
-                               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                               AND e.transaction_id < annals_internal.feed_barrier()
                             OFFSET 0) AS f
                          ORDER BY f.transaction_id, f.global_position
                          LIMIT read_tagged.max_count) AS m
@@ -2515,7 +2536,7 @@ BEGIN
         -- The feed position the refresh will include: everything below the barrier now.
         SELECT e.transaction_id, e.global_position INTO v_head
           FROM annals_internal.events AS e
-         WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+         WHERE e.transaction_id < annals_internal.feed_barrier()
          ORDER BY e.transaction_id DESC, e.global_position DESC
          LIMIT 1;
         IF NOT refresh_views.force AND m.refreshed_at IS NOT NULL
@@ -3258,7 +3279,7 @@ BEGIN
           INTO v_events, v_n
           -- Hot and cold (400_cold_storage.sql), in feed order, filtered.
           FROM annals_internal.feed_page(v_cp.checkpoint_transaction, v_cp.checkpoint_position,
-                   run_async_projections.max_events, pg_snapshot_xmin(pg_current_snapshot()),
+                   run_async_projections.max_events, annals_internal.feed_barrier(),
                    p.event_types, p.categories, 0, 1, v_up) AS b;
         CONTINUE WHEN v_n = 0;
 
@@ -4364,28 +4385,35 @@ DECLARE
     v_base      bigint;
     v_changed   uuid;
     v_last      record;
+    v_ids       uuid[];
 BEGIN
-    SELECT count(*),
-           count(e.event_id),
-           count(DISTINCT e.stream_version - b.ord),
-           min(e.stream_version - b.ord),
-           -- Only stored events can have changed: an unmatched (new) event must not count.
-           (array_agg(e.event_id ORDER BY b.ord) FILTER (WHERE e.event_id IS NOT NULL AND (
-                e.event_type IS DISTINCT FROM b.ev ->> 'type'
-             -- M13: personal data is compared decrypted, without the "$pii" marker.
-             OR CASE WHEN e.metadata ? '$pii' THEN annals_internal.reveal_data(e.event_type, e.data, e.metadata) ELSE e.data END
-                IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
-             -- M15: and without the "$tenant" key the append added.
-             OR CASE WHEN e.metadata ? '$pii' OR e.metadata ? '$tenant' THEN e.metadata - '{$pii,$tenant}'::text[] ELSE e.metadata END
-                IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}') - '$pii'
-             OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)
-             OR e.tags IS DISTINCT FROM annals_internal.tags_of(b.ev))))[1]  -- M15: tags are content too
-      INTO v_total, v_stored, v_bases, v_base, v_changed
-      FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
-      LEFT JOIN annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
-             ON e.stream_id = append_replay.stream_id
-            AND e.event_id = (b.ev ->> 'id')::uuid
-            AND e.stream_version <= append_replay.current_version;
+    -- Only a batch with event ids can be a replay; without one this is a plain conflict, decided
+    -- without reading any event (hot streams fail fast).
+    SELECT count(*), array_agg((b.ev ->> 'id')::uuid) FILTER (WHERE b.ev ? 'id')
+      INTO v_total, v_ids
+      FROM jsonb_array_elements(append_replay.events) AS b(ev);
+    v_stored := 0;
+    IF v_ids IS NOT NULL THEN
+        SELECT count(e.event_id),
+               count(DISTINCT e.stream_version - b.ord),
+               min(e.stream_version - b.ord),
+               -- Only stored events can have changed: an unmatched (new) event must not count.
+               (array_agg(e.event_id ORDER BY b.ord) FILTER (WHERE e.event_id IS NOT NULL AND (
+                    e.event_type IS DISTINCT FROM b.ev ->> 'type'
+                 -- M13: personal data is compared decrypted, without the "$pii" marker.
+                 OR CASE WHEN e.metadata ? '$pii' THEN annals_internal.reveal_data(e.event_type, e.data, e.metadata) ELSE e.data END
+                    IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
+                 -- M15: and without the "$tenant" key the append added.
+                 OR CASE WHEN e.metadata ? '$pii' OR e.metadata ? '$tenant' THEN e.metadata - '{$pii,$tenant}'::text[] ELSE e.metadata END
+                    IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}') - '$pii'
+                 OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)
+                 OR e.tags IS DISTINCT FROM annals_internal.tags_of(b.ev))))[1]  -- M15: tags are content too
+          INTO v_stored, v_bases, v_base, v_changed
+          FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
+          LEFT JOIN annals_internal.stored_events(append_replay.stream_id, v_ids) AS e  -- hot and cold (400_cold_storage.sql)
+                 ON e.event_id = (b.ev ->> 'id')::uuid
+                AND e.stream_version <= append_replay.current_version;
+    END IF;
 
     IF v_stored = 0 THEN
         IF annals_internal.raise_error('ST409',
@@ -4416,8 +4444,8 @@ BEGIN
     IF v_bases > 1 OR append_replay.expected_version >= 0 AND v_base <> append_replay.expected_version THEN
         SELECT e.event_id INTO v_changed
           FROM jsonb_array_elements(append_replay.events) WITH ORDINALITY AS b(ev, ord)
-          JOIN annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
-            ON e.stream_id = append_replay.stream_id AND e.event_id = (b.ev ->> 'id')::uuid
+          JOIN annals_internal.stored_events(append_replay.stream_id, v_ids) AS e  -- hot and cold (400_cold_storage.sql)
+            ON e.event_id = (b.ev ->> 'id')::uuid
            AND e.stream_version <= append_replay.current_version
          WHERE e.stream_version - b.ord <> coalesce(append_replay.expected_version, v_base)
             OR v_bases > 1
@@ -4440,9 +4468,7 @@ BEGIN
 
     -- Every id is stored, in order, contiguously, with the same content: a replay.
     SELECT e.* INTO v_last
-      FROM annals_internal.stream_events(append_replay.stream_id) AS e  -- hot and cold (400_cold_storage.sql)
-     WHERE e.stream_id = append_replay.stream_id
-       AND e.stream_version = v_base + v_total;
+      FROM annals_internal.event_at(append_replay.stream_id, v_base + v_total) AS e;  -- hot and cold (400_cold_storage.sql)
     stream_version := v_last.stream_version;
     global_position := v_last.global_position;
     transaction_id := v_last.transaction_id;
@@ -7293,7 +7319,7 @@ BEGIN
           INTO v_events, v_n, v_running
           -- Hot and cold (400_cold_storage.sql), in feed order, filtered.
           FROM annals_internal.feed_page(last_xid, last_position, replay_projection.batch_size,
-                   least(CASE WHEN replay_projection.how = 'barrier' THEN pg_snapshot_xmin(pg_current_snapshot()) END,
+                   least(CASE WHEN replay_projection.how = 'barrier' THEN annals_internal.feed_barrier() END,
                          replay_projection.until_xid),
                    (replay_projection.projection).event_types, (replay_projection.projection).categories, 0, 1, v_up) AS b;
         EXIT WHEN v_n = 0;
@@ -7465,6 +7491,44 @@ COMMENT ON FUNCTION annals_internal.session_tenant() IS 'The session''s annals.t
 
 
 --
+-- Name: stored_events(text, uuid[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.stored_events(stream text, ids uuid[]) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, tags text[])
+    LANGUAGE plpgsql STABLE ROWS 10 PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+BEGIN
+    RETURN QUERY
+        SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
+               e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags
+          FROM annals_internal.events AS e
+         WHERE e.event_id = ANY (stored_events.ids)
+           AND e.stream_id = stored_events.stream
+        UNION ALL
+        -- Tagged events are never moved (see compress_events), so cold ones carry no tags.
+        SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
+               c.data, c.metadata, c.transaction_id, c.recorded_at, NULL::text[]
+          FROM annals_internal.cold_segments AS s
+         CROSS JOIN LATERAL unnest(s.events) AS c
+         WHERE s.stream_id = stored_events.stream
+           AND s.event_ids && stored_events.ids
+           AND c.event_id = ANY (stored_events.ids);
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.stored_events(stream text, ids uuid[]) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION stored_events(stream text, ids uuid[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.stored_events(stream text, ids uuid[]) IS 'The events of stream, hot and cold, as stored, with their tags, whose ids are among ids (the append''s replay check).';
+
+
+--
 -- Name: stored_stream_id(text, jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -7480,37 +7544,6 @@ ALTER FUNCTION annals_internal.stored_stream_id(stream_id text, metadata jsonb) 
 --
 
 COMMENT ON FUNCTION annals_internal.stored_stream_id(stream_id text, metadata jsonb) IS 'The stored (tenant-qualified) stream id of an event read back: its metadata''s "$tenant" || U+001F || stream_id.';
-
-
---
--- Name: stream_events(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE FUNCTION annals_internal.stream_events(stream_id text) RETURNS TABLE(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, tags text[])
-    LANGUAGE sql STABLE ROWS 100 PARALLEL SAFE
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
-    SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-           e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags
-      FROM annals_internal.events AS e
-     WHERE e.stream_id = stream_events.stream_id
-    UNION ALL
-    -- Tagged events are never moved (see compress_events), so cold ones carry no tags.
-    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
-           c.data, c.metadata, c.transaction_id, c.recorded_at, NULL::text[]
-      FROM annals_internal.cold_segments AS s
-     CROSS JOIN LATERAL unnest(s.events) AS c
-     WHERE s.stream_id = stream_events.stream_id
-$$;
-
-
-ALTER FUNCTION annals_internal.stream_events(stream_id text) OWNER TO annals_owner;
-
---
--- Name: FUNCTION stream_events(stream_id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON FUNCTION annals_internal.stream_events(stream_id text) IS 'All events of a stream, hot and cold, as stored, with their tags (for the append''s replay check and time lookups).';
 
 
 --
@@ -10524,6 +10557,13 @@ REVOKE ALL ON FUNCTION annals.enable_tenant_policy(tbl regclass, tenant_column n
 
 
 --
+-- Name: FUNCTION feed_barrier(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.feed_barrier() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION feed_head(OUT barrier_transaction xid8, OUT last_position bigint, OUT last_recorded_at timestamp with time zone); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -11536,17 +11576,17 @@ REVOKE ALL ON FUNCTION annals_internal.session_tenant() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION stored_events(stream text, ids uuid[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.stored_events(stream text, ids uuid[]) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION stored_stream_id(stream_id text, metadata jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
 REVOKE ALL ON FUNCTION annals_internal.stored_stream_id(stream_id text, metadata jsonb) FROM PUBLIC;
-
-
---
--- Name: FUNCTION stream_events(stream_id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
---
-
-REVOKE ALL ON FUNCTION annals_internal.stream_events(stream_id text) FROM PUBLIC;
 
 
 --

@@ -2,12 +2,11 @@ package tests
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"testing"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -370,9 +369,7 @@ func TestHistoryGuardAfterNonSuperuserInstall(t *testing.T) {
 	ctx := t.Context()
 	admin, name := emptyDB(t)
 	adminPool := connect(t, admin, name, "")
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	installer := "annals_t_installer_" + hex.EncodeToString(b)
+	installer := "annals_t_installer_" + pgutil.RandomHex(6)
 	_, err := adminPool.Exec(ctx, "CREATE ROLE "+installer+" LOGIN CREATEROLE")
 	require.NoError(t, err)
 	t.Cleanup(func() {

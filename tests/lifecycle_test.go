@@ -802,3 +802,50 @@ func TestLifecycleWithColdEvents(t *testing.T) {
 	_, err = f.pool.Exec(f.ctx, "DELETE FROM annals_internal.cold_segments WHERE stream_id = $1", c)
 	requirePgError(t, err, "ST405")
 }
+
+// A cold storage move that commits while apply_retention runs: retention waits for it, then
+// counts what is left (a segment reaching past the limit stays whole), instead of failing on a
+// count the move made stale.
+func TestRetentionBesideAMove(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	s := stream("rmmove")
+	_, err := f.store.Append(f.ctx, s, annals.NoStream, events(t, "Reading", 4)...)
+	require.NoError(t, err)
+	_, err = f.pool.Exec(f.ctx, "SELECT annals.set_retention(stream_id => $1, max_count => 2)", s)
+	require.NoError(t, err)
+
+	// The move, left open: the feed barrier is cluster-wide, so retry until the events pass it.
+	tx, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(f.ctx) }()
+	require.Eventually(t, func() bool {
+		var moved int64
+		require.NoError(t, tx.QueryRow(f.ctx, "SELECT annals.compress_events('0 seconds', 1000)").Scan(&moved))
+		return moved > 0
+	}, time.Minute, 20*time.Millisecond)
+
+	type result struct {
+		removed int64
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		r.err = f.pool.QueryRow(f.ctx, "SELECT annals.apply_retention()").Scan(&r.removed)
+		done <- r
+	}()
+	require.Eventually(t, func() bool {
+		var waiting int
+		require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*)::int FROM pg_catalog.pg_stat_activity AS a
+			WHERE a.datname = pg_catalog.current_database() AND a.wait_event_type = 'Lock'
+			  AND a.query LIKE '%apply_retention%'`).Scan(&waiting))
+		return waiting == 1
+	}, time.Minute, 10*time.Millisecond, "apply_retention never waited for the move")
+	require.NoError(t, tx.Commit(f.ctx))
+
+	r := <-done
+	require.NoError(t, r.err)
+	require.Zero(t, r.removed, "the one segment reaches past the limit: it stays whole")
+	require.Equal(t, seq(1, 4), f.versions(t, s))
+}

@@ -2,14 +2,13 @@ package tests
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io/fs"
 	"sync"
 	"testing"
 
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/annals-db/annals/migrations"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,9 +20,7 @@ import (
 func emptyDB(t *testing.T) (admin, name string) {
 	t.Helper()
 	admin = annalstest.AdminURL(t)
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name = "annals_t_empty_" + hex.EncodeToString(b)
+	name = "annals_t_empty_" + pgutil.RandomHex(6)
 	conn, err := pgx.Connect(t.Context(), admin)
 	require.NoError(t, err)
 	defer conn.Close(context.Background())

@@ -44,6 +44,7 @@ var (
 	anyEventsIndex   = regexp.MustCompile(`Index (Only )?Scan( Backward)?( using| on) events_p\d+_\w+`)
 	streamsPkeyScan  = regexp.MustCompile(`Index (Only )?Scan using streams_pkey on streams`)
 	eventIDScan      = regexp.MustCompile(`Index Scan using events_p\d+_event_id_idx on events_p\d+`)
+	streamEventIDKey = regexp.MustCompile(`Index (Only )?Scan using events_p\d+_stream_id_event_id_key on events_p\d+`)
 	sortNode         = regexp.MustCompile(`(?m)^\s*(->\s*)?(Incremental )?Sort\s+\(cost`) // a Sort node, not a Sort Key
 )
 
@@ -252,6 +253,28 @@ func queryPlans(t *testing.T, tenant string) {
 				batch := `[{"id":"0190a8f2-7c1e-7000-8000-0000000000b1","type":"T"},{"id":"0190a8f2-7c1e-7000-8000-0000000000b2","type":"T"}]`
 				exec(t, "SELECT * FROM annals.append_events($1, 0, $2::jsonb)", s, batch)
 				requirePlans(t, "events", anyEventsIndex)
+			})
+			t.Run("conflict", func(t *testing.T) {
+				// A conflict with event ids looks up those ids in the stream's (stream_id,
+				// event_id) key: a long stream's conflict reads no more than a short one's.
+				// Without ids it reads no event at all.
+				for range 7 {
+					_, err := conn.Exec(f.ctx, `DO $$ BEGIN
+						PERFORM annals.append_events('plan-long', 0, pg_catalog.jsonb_build_array(
+							pg_catalog.jsonb_build_object('id', pg_catalog.gen_random_uuid(), 'type', 'T')));
+						EXCEPTION WHEN SQLSTATE 'ST409' THEN NULL; END $$`)
+					require.NoError(t, err)
+				}
+				for _, p := range requirePlans(t, "events", streamEventIDKey) {
+					require.NotRegexp(t, eventsPkeyScan, p, "the conflict read the stream's events")
+				}
+				for range 7 {
+					_, err := conn.Exec(f.ctx, `DO $$ BEGIN
+						PERFORM annals.append_events('plan-long', 0, '[{"type": "T"}]');
+						EXCEPTION WHEN SQLSTATE 'ST409' THEN NULL; END $$`)
+					require.NoError(t, err)
+				}
+				require.Empty(t, scanning(plans.take(), "events"), "a conflict without ids read events")
 			})
 			t.Run("delete_stream", func(t *testing.T) {
 				_, err := conn.Exec(f.ctx, "SELECT annals.delete_stream($1, 20)", fmt.Sprintf("plan-%d", i+1))

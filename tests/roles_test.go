@@ -2,11 +2,10 @@ package tests
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"testing"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -16,9 +15,7 @@ import (
 // dropped when the test ends.
 func loginRole(t *testing.T, f fixture, grants ...string) string {
 	t.Helper()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "annals_t_login_" + hex.EncodeToString(b)
+	name := "annals_t_login_" + pgutil.RandomHex(6)
 	_, err := f.pool.Exec(f.ctx, "CREATE ROLE "+name+" LOGIN")
 	require.NoError(t, err)
 	t.Cleanup(func() {

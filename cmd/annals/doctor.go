@@ -13,6 +13,7 @@ import (
 
 	"github.com/annals-db/annals/functions"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
@@ -730,10 +731,10 @@ func (d *doctor) checkProjections(ctx context.Context) {
 				p.Name, shellQuote(p.Name))
 		case p.State == "incomplete":
 			d.fail("projections", "%s is incomplete: it was registered (or changed) after matching events were stored, and its tables miss them; annals projections rebuild %s (SELECT annals.rebuild_projection(%s))",
-				p.Name, shellQuote(p.Name), quoteLiteral(p.Name))
+				p.Name, shellQuote(p.Name), pgutil.QuoteLiteral(p.Name))
 		case p.State == "disabled":
 			d.warn("projections", "%s is disabled: SELECT annals.set_projection_enabled(%s, true), then annals projections rebuild %s",
-				p.Name, quoteLiteral(p.Name), shellQuote(p.Name))
+				p.Name, pgutil.QuoteLiteral(p.Name), shellQuote(p.Name))
 		case p.Mode == "async" && p.EventsBehind > 0 && p.SecondsBehind > 300:
 			d.warn("projections", "%s is %s events (%s) behind: is annals worker running?", p.Name,
 				behind(p.EventsBehind, true), formatAge(seconds(p.SecondsBehind)))

@@ -67,13 +67,12 @@ func (l *listenFlags) start(ctx context.Context, client *annals.Client, log *slo
 	return client.ListenEvents(ctx, opts)
 }
 
-// interval is how long to wait for new events before polling again.
-func (l *listenFlags) interval(listener *annals.EventListener) time.Duration {
-	switch {
-	case l.poll > 0:
-		return l.poll
-	case listener.Listening():
-		return pollListening
+// wait waits for new events before the command polls again: a notification from listener (nil:
+// none), ctx's end, or the poll interval (--poll-interval, else by whether notifications arrive).
+func (l *listenFlags) wait(ctx context.Context, listener *annals.EventListener) {
+	listening, fallback := pollListening, pollFallback
+	if l.poll > 0 {
+		listening, fallback = l.poll, l.poll
 	}
-	return pollFallback
+	listener.Wait(ctx, listening, fallback)
 }

@@ -146,3 +146,15 @@ func writeJSONLine(w io.Writer, v any) error {
 func formatCheckpoint(c annals.Checkpoint) string {
 	return fmt.Sprintf("%d:%d", c.TransactionID, c.GlobalPosition)
 }
+
+// parseCheckpoint reads a feed position as formatCheckpoint writes it, TXID:POS; false when s is
+// not one. The commands add their own words (beginning, now) and their flag's message.
+func parseCheckpoint(s string) (annals.Checkpoint, bool) {
+	tx, pos, ok := strings.Cut(s, ":")
+	t, err1 := strconv.ParseUint(tx, 10, 64)
+	p, err2 := strconv.ParseInt(pos, 10, 64)
+	if !ok || err1 != nil || err2 != nil || p < 0 {
+		return annals.Checkpoint{}, false
+	}
+	return annals.Checkpoint{TransactionID: t, GlobalPosition: p}, true
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -270,7 +269,7 @@ the move: stop them first. Runs annals.reset_subscription: the login needs annal
 			return usagef("--member must be >= 0, got %d", *member)
 		}
 		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		cp, err := parseCheckpoint(*to)
+		cp, err := parseResetTarget(*to)
 		if err != nil {
 			return err
 		}
@@ -304,21 +303,17 @@ the move: stop them first. Runs annals.reset_subscription: the login needs annal
 	return cmd
 }
 
-// parseCheckpoint reads beginning, now (resolved by the caller) or TXID:POS.
-func parseCheckpoint(s string) (annals.Checkpoint, error) {
+// parseResetTarget reads --to: beginning, now (resolved by the caller) or TXID:POS.
+func parseResetTarget(s string) (annals.Checkpoint, error) {
 	switch s {
-	case "beginning", "start":
-		return annals.Checkpoint{}, nil
-	case "now":
+	case "beginning", "start", "now":
 		return annals.Checkpoint{}, nil
 	}
-	tx, pos, ok := strings.Cut(s, ":")
-	t, err1 := strconv.ParseUint(tx, 10, 64)
-	p, err2 := strconv.ParseInt(pos, 10, 64)
-	if !ok || err1 != nil || err2 != nil || p < 0 {
+	cp, ok := parseCheckpoint(s)
+	if !ok {
 		return annals.Checkpoint{}, usagef("--to %q: want beginning, now or TXID:POS (e.g. 7412:1830)", s)
 	}
-	return annals.Checkpoint{TransactionID: t, GlobalPosition: p}, nil
+	return cp, nil
 }
 
 // deadLetter is a row of annals.dead_letters.

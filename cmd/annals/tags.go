@@ -39,7 +39,7 @@ decided on these events (annals append-multi --if-none-tagged ... --after TX:POS
 		if len(*tags) == 0 {
 			return usagef("tagged needs at least one --tag TAG")
 		}
-		pos, err := parsePosition(*after)
+		pos, err := parseAfter(*after)
 		if err != nil {
 			return err
 		}
@@ -126,7 +126,7 @@ with SQLSTATE ST409 and exit code 4 (a conflict), naming the first such event.`,
 		if (f.Changed("if-none-type") || f.Changed("after")) && len(*condTags) == 0 {
 			return usagef("--if-none-type and --after need --if-none-tagged TAG")
 		}
-		pos, err := parsePosition(*after)
+		pos, err := parseAfter(*after)
 		if err != nil {
 			return err
 		}
@@ -208,16 +208,14 @@ func readAppends(name string, stdin io.Reader) ([]annals.StreamAppend, error) {
 	return out, nil
 }
 
-// parsePosition reads a feed position TX:POS; empty is the start.
-func parsePosition(s string) (annals.Checkpoint, error) {
+// parseAfter reads --after, a feed position TX:POS; empty is the start.
+func parseAfter(s string) (annals.Checkpoint, error) {
 	if s == "" {
 		return annals.Checkpoint{}, nil
 	}
-	tx, pos, ok := strings.Cut(s, ":")
-	x, err1 := strconv.ParseUint(tx, 10, 64)
-	p, err2 := strconv.ParseInt(pos, 10, 64)
-	if !ok || err1 != nil || err2 != nil || p < 0 {
+	cp, ok := parseCheckpoint(s)
+	if !ok {
 		return annals.Checkpoint{}, usagef("--after %q: want TX:POS, a transaction id and a global position (as annals tagged prints)", s)
 	}
-	return annals.Checkpoint{TransactionID: x, GlobalPosition: p}, nil
+	return cp, nil
 }

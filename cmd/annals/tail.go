@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/annals-db/annals/internal/progress"
 )
 
@@ -235,15 +236,10 @@ func (t *tailer) run(ctx context.Context, fromStart bool) error {
 		if time.Since(idleSince) > 30*time.Second {
 			t.warnIfPaused(ctx)
 		}
-		timer := time.NewTimer(t.listen.interval(listener))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		t.listen.wait(ctx, listener)
+		if ctx.Err() != nil {
 			return nil
-		case <-listener.Wake():
-		case <-timer.C:
 		}
-		timer.Stop()
 	}
 }
 
@@ -283,7 +279,7 @@ func (b *blocker) describe() string {
 	end := fmt.Sprintf("end it (COMMIT or ROLLBACK in that session, or SELECT pg_terminate_backend(%d))", b.Pid)
 	if b.Kind != "backend" {
 		who = fmt.Sprintf("prepared transaction %q", b.Query)
-		end = fmt.Sprintf("COMMIT PREPARED or ROLLBACK PREPARED %s", quoteLiteral(b.Query))
+		end = fmt.Sprintf("COMMIT PREPARED or ROLLBACK PREPARED %s", pgutil.QuoteLiteral(b.Query))
 	}
 	return fmt.Sprintf("transaction %s of %s (user %s, %s, state %s) has been open for %s and holds the feed back; %s",
 		b.TransactionID, who, orDash(&b.Username), orDash(&b.Application), orDash(&b.State), formatAge(b.Age), end)
@@ -320,8 +316,6 @@ func feedBlocker(ctx context.Context, db interface {
 	b.Age = time.Duration(secs * float64(time.Second))
 	return &b, nil
 }
-
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // txSnapshot is a pg_snapshot: transactions below xmin had ended, those from xmax on had not
 // started, and in between the ones in xip were running.

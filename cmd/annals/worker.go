@@ -223,7 +223,7 @@ func (w *worker) run(ctx context.Context) error {
 	listener := w.listen.start(ctx, w.client, w.log)
 
 	loops := []func(context.Context, context.Context){
-		func(stop, work context.Context) { w.projectionsLoop(stop, work, listener) },
+		func(stop, work context.Context) { w.projectionsLoop(stop, work, w.localProjections(listener)) },
 		w.sampleLoop,
 	}
 	if w.refreshEvery > 0 {
@@ -281,25 +281,47 @@ func (w *worker) stop(ctx context.Context, wg *sync.WaitGroup, cancelWork contex
 	return nil
 }
 
-// projectionsLoop runs async projections until they are caught up, then waits for a
-// notification or the poll interval.
-func (w *worker) projectionsLoop(stop, work context.Context, listener *annals.EventListener) {
+// projections is one loop of async projections: run calls annals.run_async_projections (on one
+// database, or on one shard through the proxy), failed and succeeded report a call's outcome.
+type projections struct {
+	run       func(context.Context) (int64, error)
+	failed    func(err error, backoff time.Duration)
+	succeeded func(n int64)
+	listener  *annals.EventListener // nil: poll only
+}
+
+// projectionsLoop runs p until the projections are caught up, then waits for a notification or
+// the poll interval; a failed call is retried with a backoff (500ms doubling to 30s).
+func (w *worker) projectionsLoop(stop, work context.Context, p projections) {
 	backoff := time.Duration(0)
 	for stop.Err() == nil {
-		n, err := w.client.RunAsyncProjections(work, w.batch)
+		n, err := p.run(work)
 		if err != nil {
 			w.metrics.errors.WithLabelValues("projections").Inc()
 			backoff = min(max(2*backoff, 500*time.Millisecond), 30*time.Second)
-			w.log.Error("running async projections failed; retrying", "error", explain(err), "backoff", backoff)
-			pause(stop, backoff, nil)
+			p.failed(err, backoff)
+			pause(stop, backoff)
 			continue
 		}
 		backoff = 0
 		w.metrics.projected.Add(float64(n))
+		p.succeeded(n)
 		if n > 0 {
 			continue
 		}
-		pause(stop, w.listen.interval(listener), listener.Wake())
+		w.listen.wait(stop, p.listener)
+	}
+}
+
+// localProjections runs the async projections of the worker's own database.
+func (w *worker) localProjections(listener *annals.EventListener) projections {
+	return projections{
+		run: func(ctx context.Context) (int64, error) { return w.client.RunAsyncProjections(ctx, w.batch) },
+		failed: func(err error, backoff time.Duration) {
+			w.log.Error("running async projections failed; retrying", "error", explain(err), "backoff", backoff)
+		},
+		succeeded: func(int64) {},
+		listener:  listener,
 	}
 }
 
@@ -312,7 +334,7 @@ func (w *worker) viewsLoop(stop, work context.Context) {
 			w.log.Error("refreshing views failed", "error", explain(err))
 		}
 		w.logRefreshes(res)
-		pause(stop, w.refreshEvery, nil)
+		pause(stop, w.refreshEvery)
 	}
 }
 
@@ -356,7 +378,7 @@ func (w *worker) stepLoop(stop, work context.Context, name string, every time.Du
 		if total > 0 {
 			w.log.Info(done, append([]any{"events", total}, logArgs...)...)
 		}
-		pause(stop, every, nil)
+		pause(stop, every)
 	}
 }
 
@@ -378,7 +400,7 @@ func (w *worker) sampleLoop(stop, work context.Context) {
 			prevPos, prevAt = s.headPosition, s.at
 			w.metrics.set(s)
 		}
-		pause(stop, w.sampleEvery, nil)
+		pause(stop, w.sampleEvery)
 	}
 }
 
@@ -427,13 +449,12 @@ func (w *worker) sample(ctx context.Context) (*snapshot, error) {
 	return s, nil
 }
 
-// pause waits d, or until stop ends or wake fires.
-func pause(stop context.Context, d time.Duration, wake <-chan struct{}) {
+// pause waits d, or until stop ends.
+func pause(stop context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-stop.Done():
 	case <-t.C:
-	case <-wake:
 	}
 }

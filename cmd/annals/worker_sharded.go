@@ -62,27 +62,20 @@ func (s *shardState) succeeded(w *worker, in shard.Info) {
 	}
 }
 
-// shardProjectionsLoop runs one shard's async projections until caught up, then polls.
-func (w *worker) shardProjectionsLoop(stop, work context.Context, in shard.Info, st *shardState) {
-	backoff := time.Duration(0)
-	for stop.Err() == nil {
-		var n int64
-		err := w.pool.QueryRow(work, "SELECT annals.run_async_projections($1, $2)", in.Shard, w.batch).Scan(&n)
-		if err != nil {
-			w.metrics.errors.WithLabelValues("projections").Inc()
-			backoff = min(max(2*backoff, 500*time.Millisecond), 30*time.Second)
-			st.failed(w, in, "projections", err, backoff)
-			pause(stop, backoff, nil)
-			continue
-		}
-		st.succeeded(w, in)
-		backoff = 0
-		w.metrics.projected.Add(float64(n))
-		w.metrics.shardProjected.WithLabelValues(strconv.Itoa(in.Shard), in.Name).Add(float64(n))
-		if n > 0 {
-			continue
-		}
-		pause(stop, w.listen.interval(nil), nil)
+// shardProjections runs one shard's async projections through the proxy; it polls, as no
+// notification of a shard reaches the proxy.
+func (w *worker) shardProjections(in shard.Info, st *shardState) projections {
+	return projections{
+		run: func(ctx context.Context) (int64, error) {
+			var n int64
+			err := w.pool.QueryRow(ctx, "SELECT annals.run_async_projections($1, $2)", in.Shard, w.batch).Scan(&n)
+			return n, err
+		},
+		failed: func(err error, backoff time.Duration) { st.failed(w, in, "projections", err, backoff) },
+		succeeded: func(n int64) {
+			st.succeeded(w, in)
+			w.metrics.shardProjected.WithLabelValues(strconv.Itoa(in.Shard), in.Name).Add(float64(n))
+		},
 	}
 }
 
@@ -106,7 +99,7 @@ func (w *worker) shardedViewsLoop(stop, work context.Context, st *shardState) {
 			st.succeeded(w, in)
 			w.logRefreshes(res, "shard", in.Shard)
 		}
-		pause(stop, w.refreshEvery, nil)
+		pause(stop, w.refreshEvery)
 	}
 }
 
@@ -115,7 +108,7 @@ func (w *worker) shardedLoops() []func(context.Context, context.Context) {
 	st := &shardState{down: map[int]bool{}}
 	var loops []func(context.Context, context.Context)
 	for _, in := range w.shards {
-		loops = append(loops, func(stop, work context.Context) { w.shardProjectionsLoop(stop, work, in, st) })
+		loops = append(loops, func(stop, work context.Context) { w.projectionsLoop(stop, work, w.shardProjections(in, st)) })
 	}
 	if w.refreshEvery > 0 {
 		loops = append(loops, func(stop, work context.Context) { w.shardedViewsLoop(stop, work, st) })

@@ -1,7 +1,7 @@
 -- The sharded feed in one call: every shard's next events after a checkpoint of one position per
 -- shard, as JSON {"<shard>": {"transaction_id": "<xid8>", "position": <bigint>}, ...} (a shard
 -- that is absent starts from the beginning). Each shard is asked in turn through the per-shard
--- calls of 030_shard_calls.sql, so each shard's part is gap-free and a failure names its shard.
+-- calls of 020_routed_calls.sql, so each shard's part is gap-free and a failure names its shard.
 -- Rows come shard by shard, each shard's in feed order, at most max_count per shard; the
 -- caller's next checkpoint is each shard's last (transaction_id, global_position).
 SET LOCAL search_path = pg_catalog, pg_temp;

@@ -6,7 +6,13 @@
 // Every file is idempotent (IF NOT EXISTS, CREATE OR REPLACE) and re-applied, in name order, on
 // every install and upgrade; a later change to a table adds a guarded statement, never an edit
 // that fails on an existing proxy.
+//
+// 020_routed_calls.sql is generated from the single-node signatures (internal/proxygen): after
+// changing a routed single-node function, or the list of routed calls, run go generate (with
+// TEST_DATABASE_URL, as for the tests); TestRoutedCallsGenerated fails until then.
 package proxy
+
+//go:generate go test -count=1 -run ^TestRoutedCallsGenerated$ . -update
 
 import "embed"
 

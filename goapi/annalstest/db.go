@@ -11,8 +11,6 @@ package annalstest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -121,7 +120,7 @@ func RunMain(m *testing.M, pkg string) {
 
 // cloneTemplate creates a uniquely named database from the migrated template.
 func cloneTemplate(admin, template string) (string, error) {
-	name := "annals_t_" + randomHex(6)
+	name := "annals_t_" + pgutil.RandomHex(6)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
@@ -396,10 +395,4 @@ func hostForURL(host string) string {
 		return string(out)
 	}
 	return host
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -127,23 +127,9 @@ func (r *AggregateRepository[A]) SaveTx(ctx context.Context, tx pgx.Tx, a A) err
 // save sends a's pending events once (in tx when it is not nil); the callers retry.
 func (r *AggregateRepository[A]) save(ctx context.Context, tx pgx.Tx, a A) error {
 	b := a.aggregateBase()
-	if b.id == "" {
-		return invalid("aggregate", "has no stream id: create it with AggregateRepository.New or Load")
-	}
-	if len(b.pending) == 0 {
-		return nil
-	}
-	events := make([]any, len(b.pending))
-	ids := make([]uuid.UUID, len(b.pending))
-	for i, p := range b.pending {
-		events[i], ids[i] = p.event, p.id
-	}
-	data, err := r.e.encode(ctx, events, ids)
-	if err != nil {
+	data, err := r.encodePending(ctx, b)
+	if err != nil || len(data) == 0 { // nothing pending: a no-op
 		return err
-	}
-	for i := range b.pending {
-		b.pending[i].id = ids[i] // fixed from now on
 	}
 	res, err := r.e.append(ctx, tx, b.id, annals.Exact(b.version), data)
 	if err != nil {
@@ -154,6 +140,27 @@ func (r *AggregateRepository[A]) save(ctx context.Context, tx pgx.Tx, a A) error
 		b.snapshotVersion = b.version
 	}
 	return nil
+}
+
+// encodePending encodes b's pending events, fixing their event ids at the first call so that a
+// later save of the same events is a replay; b must have a stream id. Save and Pending share it.
+func (r *AggregateRepository[A]) encodePending(ctx context.Context, b *AggregateBase) ([]annals.EventData, error) {
+	if b.id == "" {
+		return nil, invalid("aggregate", "has no stream id: create it with AggregateRepository.New or Load")
+	}
+	events := make([]any, len(b.pending))
+	ids := make([]uuid.UUID, len(b.pending))
+	for i, p := range b.pending {
+		events[i], ids[i] = p.event, p.id
+	}
+	data, err := r.e.encode(ctx, events, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i := range b.pending {
+		b.pending[i].id = ids[i] // fixed from now on
+	}
+	return data, nil
 }
 
 // Handle runs command on a stream's aggregate: Load (or New when the stream has no events),

@@ -3,7 +3,6 @@ package domain
 import (
 	"context"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	annals "github.com/annals-db/annals/goapi"
@@ -22,20 +21,9 @@ type PendingSave struct {
 // are fixed now, as Save fixes them. The snapshot policy is not applied by SaveTogether.
 func (r *AggregateRepository[A]) Pending(ctx context.Context, a A) (PendingSave, error) {
 	b := a.aggregateBase()
-	if b.id == "" {
-		return PendingSave{}, invalid("aggregate", "has no stream id: create it with AggregateRepository.New or Load")
-	}
-	events := make([]any, len(b.pending))
-	ids := make([]uuid.UUID, len(b.pending))
-	for i, p := range b.pending {
-		events[i], ids[i] = p.event, p.id
-	}
-	data, err := r.e.encode(ctx, events, ids)
+	data, err := r.encodePending(ctx, b)
 	if err != nil {
 		return PendingSave{}, err
-	}
-	for i := range b.pending {
-		b.pending[i].id = ids[i]
 	}
 	return PendingSave{
 		append:    annals.StreamAppend{StreamID: b.id, Expected: annals.Exact(b.version), Events: data},

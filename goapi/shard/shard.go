@@ -23,6 +23,7 @@ import (
 
 	"github.com/annals-db/annals/functions/proxy"
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -121,7 +122,7 @@ func Conninfo(dsn string) (string, error) {
 	parts := make([]string, 0, len(pairs)+1)
 	timeout := false
 	for _, p := range pairs {
-		parts = append(parts, p[0]+"="+quote(p[1]))
+		parts = append(parts, p[0]+"="+pgutil.QuoteConninfo(p[1]))
 		timeout = timeout || p[0] == "connect_timeout"
 	}
 	if !timeout {
@@ -180,13 +181,6 @@ func parseKeyValues(s string) ([][2]string, error) {
 		return nil, bad
 	}
 	return out, nil
-}
-
-func quote(v string) string {
-	if v != "" && !strings.ContainsAny(v, ` '\`) {
-		return v
-	}
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 // InitOptions configure Init; the zero value is the defaults.

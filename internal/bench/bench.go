@@ -33,6 +33,7 @@ import (
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -119,7 +120,7 @@ func Open(ctx context.Context, cfg Config) (*Bench, error) {
 		admin.Close(ctx)
 		return nil, errors.New("bench: the role may not create databases; use a superuser (or CREATEDB) login")
 	}
-	b.db = "annals_bench_" + randomHex(4)
+	b.db = "annals_bench_" + pgutil.RandomHex(4)
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+b.db); err != nil {
 		admin.Close(ctx)
 		return nil, fmt.Errorf("bench: create scratch database %s: %w", b.db, err)

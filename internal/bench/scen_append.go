@@ -9,6 +9,7 @@ import (
 
 	"github.com/annals-db/annals/internal/inventory/readmodels"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // benchData is the payload of every benchmark event: small, like most domain events.
@@ -328,14 +329,22 @@ func (b *Bench) listenCounting(ctx context.Context) (*notifyListener, error) {
 	l := &notifyListener{stop: func() { cancel(); <-done; closeAll(conns) }}
 	go func() {
 		defer close(done)
-		for {
-			if _, err := conns[0].WaitForNotification(lctx); err != nil {
-				return
-			}
-			l.n.Add(1)
-		}
+		receive(lctx, conns[0], func(*pgconn.Notification) { l.n.Add(1) })
 	}()
 	return l, nil
+}
+
+// receive calls got for every notification conn receives (it must LISTEN already), until ctx
+// ends or the connection fails. The benchmark counts and times each notification, so it reads
+// them itself rather than through annals.EventListener, which coalesces them into wake-ups.
+func receive(ctx context.Context, conn *pgx.Conn, got func(*pgconn.Notification)) {
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return
+		}
+		got(n)
+	}
 }
 
 func notifyScenario() scenario {

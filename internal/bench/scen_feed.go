@@ -13,6 +13,7 @@ import (
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // feedPages are the page sizes of the catch-up reads: the Go client's default, and a larger one
@@ -277,13 +278,7 @@ func liveFeedScenario() scenario {
 			wg.Add(2)
 			go func() {
 				defer wg.Done()
-				for {
-					n, err := conns[0].WaitForNotification(recvCtx)
-					if err != nil {
-						return
-					}
-					ping.got(n.Payload, time.Now())
-				}
+				receive(recvCtx, conns[0], func(n *pgconn.Notification) { ping.got(n.Payload, time.Now()) })
 			}()
 			go func() {
 				defer wg.Done()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/annals-db/annals/goapi/shard"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -75,7 +76,7 @@ func runShardScenario(ctx context.Context, b *Bench) ([]Result, error) {
 		defer pool.Close()
 		info := fmt.Sprintf("host=%s port=%d dbname=%s", cfg.Host, cfg.Port, cfg.Database)
 		if cfg.Password != "" {
-			info += " password=" + quoteConninfo(cfg.Password)
+			info += " password=" + pgutil.QuoteConninfo(cfg.Password)
 		}
 		shardCfgs = append(shardCfgs, cfg)
 		specs = append(specs, shard.Shard{Name: fmt.Sprintf("s%d", i), Pool: pool, Conninfo: info})
@@ -152,17 +153,6 @@ func poolFor(ctx context.Context, cfg *pgx.ConnConfig) (*pgxpool.Pool, error) {
 	pcfg.ConnConfig = cfg.Copy()
 	pcfg.MaxConns = 4
 	return pgxpool.NewWithConfig(ctx, pcfg)
-}
-
-func quoteConninfo(v string) string {
-	out := "'"
-	for _, r := range v {
-		if r == '\'' || r == '\\' {
-			out += `\`
-		}
-		out += string(r)
-	}
-	return out + "'"
 }
 
 // closedLoop runs sql ($1 the client number, $2 a random stream number in 1..streams) from

@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
@@ -50,14 +48,6 @@ func readSettings(ctx context.Context, pool *pgxpool.Pool) (Settings, error) {
 		return s, fmt.Errorf("bench: read settings: %w", err)
 	}
 	return s, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on supported platforms
-	}
-	return hex.EncodeToString(b)
 }
 
 // displayURL shows where a connection string points, without its password.

@@ -3,6 +3,7 @@
 package demo
 
 import (
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/annals-db/annals/internal/progress"
 
 	"github.com/annals-db/annals/internal/connstr"
@@ -60,7 +61,7 @@ func Run(ctx context.Context, out io.Writer, explicit, source string, keep bool)
 		return fmt.Errorf("query server version: %w", err)
 	}
 
-	dbName := "annals_demo_" + randomHex(4)
+	dbName := "annals_demo_" + pgutil.RandomHex(4)
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+dbName); err != nil {
 		return fmt.Errorf("create scratch database %s (the demo needs a role that may create databases): %w", dbName, err)
 	}

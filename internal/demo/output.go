@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
@@ -153,10 +154,8 @@ func appendSQL(stream string, expected annals.ExpectedVersion, events ...annals.
 	} else if !expected.IsAny() {
 		exp = "-1"
 	}
-	return fmt.Sprintf("SELECT * FROM annals.append_events(%s, %s,\n  %s);", sqlQuote(stream), exp, sqlQuote(string(body)))
+	return fmt.Sprintf("SELECT * FROM annals.append_events(%s, %s,\n  %s);", pgutil.QuoteLiteral(stream), exp, pgutil.QuoteLiteral(string(body)))
 }
-
-func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // pgTime formats a timestamp the way psql shows a timestamptz (up to microseconds, trailing
 // zeros dropped, numeric zone).

@@ -2,8 +2,6 @@ package demo
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/user"
@@ -115,10 +113,4 @@ func probe(ctx context.Context, connString string, needCreate bool) error {
 		return fmt.Errorf("connected as %s, but that role may not create databases and roles", name)
 	}
 	return nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

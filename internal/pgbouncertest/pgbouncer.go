@@ -12,7 +12,6 @@ package pgbouncertest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -20,7 +19,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +27,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/annals-db/annals/internal/pgutil"
 )
 
 // Options configure a PgBouncer. The zero value is transaction pooling with 8 server
@@ -120,7 +120,7 @@ func Start(t testing.TB, serverURL string, opts Options) *PgBouncer {
 }
 
 func start(bin string, server *pgx.ConnConfig, opts Options) (*PgBouncer, error) {
-	port, err := freePort()
+	port, err := pgutil.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func start(bin string, server *pgx.ConnConfig, opts Options) (*PgBouncer, error)
 	if err != nil {
 		return nil, err
 	}
-	p := &PgBouncer{Host: "127.0.0.1", Port: port, mode: opts.PoolMode, dir: dir, done: make(chan struct{}),
+	p := &PgBouncer{Host: "127.0.0.1", Port: uint16(port), mode: opts.PoolMode, dir: dir, done: make(chan struct{}),
 		log: filepath.Join(dir, "pgbouncer.log")}
 	fail := func(err error) (*PgBouncer, error) {
 		_ = os.RemoveAll(dir)
@@ -153,7 +153,7 @@ func start(bin string, server *pgx.ConnConfig, opts Options) (*PgBouncer, error)
 	// with the password of the URL, if any.
 	target := fmt.Sprintf("host=%s port=%d", server.Host, server.Port)
 	if server.Password != "" {
-		target += " password=" + quoteValue(server.Password)
+		target += " password=" + pgutil.QuoteConninfo(server.Password)
 	}
 	ini := fmt.Sprintf(`[databases]
 * = %s
@@ -284,29 +284,6 @@ func (p *PgBouncer) ServerConns(ctx context.Context, adminUser, database string)
 		out = append(out, ServerConn{Pid: pid, State: fmt.Sprint(m["state"])})
 	}
 	return out, rows.Err()
-}
-
-func freePort() (uint16, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	addr, ok := ln.Addr().(*net.TCPAddr)
-	if !ok {
-		return 0, errors.New("no TCP address")
-	}
-	return uint16(addr.Port), nil
-}
-
-var unsafeValue = regexp.MustCompile(`[\s'\\]`)
-
-// quoteValue quotes a libpq connection-string value when it needs it.
-func quoteValue(v string) string {
-	if v != "" && !unsafeValue.MatchString(v) {
-		return v
-	}
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 func readFile(path string) string {

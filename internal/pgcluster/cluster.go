@@ -9,11 +9,8 @@ package pgcluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -23,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/annals-db/annals/internal/pgutil"
 )
 
 // Options configure a cluster. The zero value is a primary with fsync off (throwaway data).
@@ -101,7 +100,7 @@ func newCluster(opts Options) (*Cluster, error) {
 	if len(dirs) == 0 {
 		return nil, errors.New("no initdb and pg_ctl in /usr/lib/postgresql/*/bin or PATH (install postgresql-15)")
 	}
-	c := &Cluster{BinDir: dirs[0], Password: randomHex(12), settings: opts.Settings}
+	c := &Cluster{BinDir: dirs[0], Password: pgutil.RandomHex(12), settings: opts.Settings}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -261,7 +260,7 @@ func (c *Cluster) StopCommand() string {
 func (c *Cluster) startOnFreePort(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		var err error
-		if c.Port, err = freePort(); err != nil {
+		if c.Port, err = pgutil.FreePort(); err != nil {
 			return err
 		}
 		err = c.start(ctx)
@@ -340,23 +339,8 @@ func (c *Cluster) runEnv(ctx context.Context, env []string, name string, args ..
 	return cmd.CombinedOutput()
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // lastLine is the last non-empty line of a command's output, for one-line errors.
 func lastLine(b []byte) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

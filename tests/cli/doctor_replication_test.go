@@ -27,7 +27,7 @@ func TestCLIDoctorOnAStandby(t *testing.T) {
 	require.Equal(t, 0, r.code, "doctor on a standby:\n%s\n%s", r.stdout, r.stderr)
 	lines := doctorLines(t, r.stdout)
 	require.Len(t, lines["replication"], 1, r.stdout)
-	require.Regexp(t, `^OK a hot standby, WAL receiver streaming from 127\.0\.0\.1:\d+, replay \d+ B(ytes)? behind what it received`, lines["replication"][0])
+	require.Regexp(t, `^OK a hot standby, WAL receiver streaming from 127\.0\.0\.1:\d+, replay (\d+ B|\d+\.\d [KMG]iB) behind what it received`, lines["replication"][0])
 
 	r = annals(t, primary.URL("postgres"), "doctor")
 	require.Equal(t, 0, r.code, "doctor on the primary:\n%s\n%s", r.stdout, r.stderr)

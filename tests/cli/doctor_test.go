@@ -2,8 +2,6 @@ package cli_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -160,9 +159,7 @@ func TestCLIDoctorWithoutAnnals(t *testing.T) {
 // it when the test ends, after dropping what it owns and holds in pool's database.
 func uniqueRole(t *testing.T, pool *pgxpool.Pool, prefix, attributes string) string {
 	t.Helper()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "annals_t_" + prefix + "_" + hex.EncodeToString(b)
+	name := "annals_t_" + prefix + "_" + pgutil.RandomHex(6)
 	execSQL(t, pool, "CREATE ROLE "+name+" "+attributes)
 	t.Cleanup(func() {
 		ctx := context.Background()

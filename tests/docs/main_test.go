@@ -73,6 +73,7 @@ import (
 	"time"
 
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
@@ -155,7 +156,7 @@ func emptyDB(t *testing.T) string {
 	conn, err := pgx.Connect(ctx, admin)
 	require.NoError(t, err)
 	defer conn.Close(context.Background())
-	name := "annals_docs_" + randomHex(6)
+	name := "annals_docs_" + pgutil.RandomHex(6)
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
 	require.NoError(t, err)
 	t.Cleanup(func() {

@@ -1,8 +1,6 @@
 package docs_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -145,10 +143,4 @@ func (b *block) variesPatterns(t *testing.T) []*regexp.Regexp {
 func isElision(l string) bool {
 	s := strings.TrimSpace(l)
 	return s == "..." || strings.HasPrefix(s, "…")
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

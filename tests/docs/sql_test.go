@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
@@ -103,7 +104,7 @@ func (tr *sqlTour) login(role string) string {
 	if l, ok := tr.logins[role]; ok {
 		return l
 	}
-	name := "annals_docs_" + randomHex(4)
+	name := "annals_docs_" + pgutil.RandomHex(4)
 	_, err := tr.main.conn.Exec(t.Context(), fmt.Sprintf("CREATE ROLE %s LOGIN IN ROLE %s", name, pgx.Identifier{role}.Sanitize()))
 	require.NoError(t, err, "create a login in role %s", role)
 	admin := annalstest.AdminURL(t)

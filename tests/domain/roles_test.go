@@ -5,14 +5,13 @@ package domain
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"testing"
 
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/annalstest"
 	"github.com/annals-db/annals/goapi/domain"
 	"github.com/annals-db/annals/internal/inventory"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,9 +23,7 @@ import (
 func loginAs(t *testing.T, admin *pgxpool.Pool, url, group string) *pgxpool.Pool {
 	t.Helper()
 	ctx := t.Context()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "annals_t_login_" + hex.EncodeToString(b)
+	name := "annals_t_login_" + pgutil.RandomHex(6)
 	_, err := admin.Exec(ctx, "CREATE ROLE "+name+" LOGIN IN ROLE "+pgx.Identifier{group}.Sanitize())
 	require.NoError(t, err)
 	t.Cleanup(func() { // before the database is dropped: cleanups run last-in first-out

@@ -3,11 +3,12 @@ package projections_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+
+	"github.com/annals-db/annals/internal/pgutil"
 )
 
 // Handlers run as annals_owner, so whatever they write runs its triggers as annals_owner. A
@@ -118,16 +119,14 @@ func refusingCounts(t testing.TB, f fixture, refused string) {
 	t.Helper()
 	f.exec(t, `CREATE OR REPLACE FUNCTION s.count_events(events annals.event[]) RETURNS void LANGUAGE plpgsql AS $fn$
 		BEGIN
-			IF EXISTS (SELECT FROM pg_catalog.unnest(events) AS e WHERE e.data ? `+quoteLiteral(refused)+`) THEN
-				RAISE EXCEPTION 'cannot count an event with %', `+quoteLiteral(refused)+`;
+			IF EXISTS (SELECT FROM pg_catalog.unnest(events) AS e WHERE e.data ? `+pgutil.QuoteLiteral(refused)+`) THEN
+				RAISE EXCEPTION 'cannot count an event with %', `+pgutil.QuoteLiteral(refused)+`;
 			END IF;
 			INSERT INTO s.counts AS c (stream_id, events, last_version)
 			SELECT e.stream_id, pg_catalog.count(*), pg_catalog.max(e.stream_version) FROM pg_catalog.unnest(events) AS e GROUP BY 1
 			ON CONFLICT (stream_id) DO UPDATE SET events = c.events + excluded.events, last_version = excluded.last_version;
 		END $fn$`)
 }
-
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // appendErr appends one event and returns the error.
 func (f fixture) appendErr(t testing.TB, stream string) error {

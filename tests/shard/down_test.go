@@ -3,12 +3,12 @@ package shard_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/shard"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
@@ -106,9 +106,7 @@ func setConninfo(t *testing.T, s store, shardNo int, conninfo string) {
 // closedPort returns a port on 127.0.0.1 that nothing listens on (it was free a moment ago).
 func closedPort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := pgutil.FreePort()
 	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
 	return port
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -110,8 +111,8 @@ func TestErrorsPassThroughTheProxyUnchanged(t *testing.T) {
 func TestPrivilegesThroughTheProxy(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, 3)
-	reader := "shard_reader_" + randomHex(4)
-	writer := "shard_writer_" + randomHex(4)
+	reader := "shard_reader_" + pgutil.RandomHex(4)
+	writer := "shard_writer_" + pgutil.RandomHex(4)
 	for _, q := range []string{
 		fmt.Sprintf("CREATE ROLE %s LOGIN IN ROLE annals_reader", reader),
 		fmt.Sprintf("CREATE ROLE %s LOGIN IN ROLE annals_writer", writer),

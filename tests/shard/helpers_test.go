@@ -9,8 +9,6 @@ package shard_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/url"
 	"os"
@@ -21,6 +19,7 @@ import (
 	annals "github.com/annals-db/annals/goapi"
 	"github.com/annals-db/annals/goapi/annalstest"
 	"github.com/annals-db/annals/goapi/shard"
+	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -51,7 +50,7 @@ func newStore(t *testing.T, n int) store {
 		pool := connect(t, url)
 		info, err := shard.Conninfo(url)
 		require.NoError(t, err)
-		name := "s" + string(rune('1'+i)) + "-" + randomHex(3)
+		name := "s" + string(rune('1'+i)) + "-" + pgutil.RandomHex(3)
 		specs = append(specs, shard.Shard{Name: name, Pool: pool, Conninfo: info})
 		s.shards = append(s.shards, pool)
 		s.names = append(s.names, name)
@@ -69,7 +68,7 @@ func newStore(t *testing.T, n int) store {
 func newEmptyDB(t *testing.T) string {
 	t.Helper()
 	admin := annalstest.AdminURL(t)
-	name := "annals_t_proxy_" + randomHex(6)
+	name := "annals_t_proxy_" + pgutil.RandomHex(6)
 	conn, err := pgx.Connect(t.Context(), admin)
 	require.NoError(t, err)
 	defer conn.Close(context.Background())
@@ -99,12 +98,6 @@ func connect(t *testing.T, url string) *pgxpool.Pool {
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	return pool
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // event is a small event for appends.
