@@ -32,9 +32,17 @@ DECLARE
         WHEN 'ST412' THEN 'A retry must resend identical events; new events need new ids.'
         WHEN 'ST413' THEN 'Split the batch, or raise the limit with annals.configure as annals_owner.'
         WHEN 'ST423' THEN 'Another consumer holds this member''s lease: stop it or wait for the lease to expire.'
+        WHEN 'ST424' THEN 'Commit or roll back first, then set the tenant: one transaction works for one tenant.'
         WHEN 'ST500' THEN 'Fix the registered upcaster the message names.'
         END);
+    -- M15: the session's tenant sees its stream ids without the stored tenant prefix, in errors too.
+    v_prefix text := nullif(current_setting('annals.tenant', true), '') || chr(31);
 BEGIN
+    IF v_prefix IS NOT NULL AND v_prefix <> '*' || chr(31) THEN
+        raise_error.message := replace(raise_error.message, v_prefix, '');
+        raise_error.detail := replace(raise_error.detail::text, to_jsonb(v_prefix) #>> '{}', '')::jsonb;
+        raise_error.detail := replace(raise_error.detail::text, trim(both '"' from to_jsonb(v_prefix)::text), '')::jsonb;
+    END IF;
     IF v_hint IS NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = raise_error.code,

@@ -271,6 +271,7 @@ RETURN CASE
     WHEN left(ev ->> 'type', 1) = '$' THEN 'type_reserved'
     WHEN jsonb_typeof(ev -> 'data') NOT IN ('object', 'null') THEN 'data'
     WHEN jsonb_typeof(ev -> 'metadata') NOT IN ('object', 'null') THEN 'metadata'
+    WHEN (ev -> 'metadata') ? '$tenant' THEN 'metadata_reserved'  -- M15: set by the append itself
     WHEN jsonb_typeof(ev -> 'id') NOT IN ('string', 'null')
       OR NOT (ev ->> 'id') ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$' THEN 'id'
     WHEN jsonb_typeof(ev -> 'schema_version') NOT IN ('number', 'null')
@@ -280,7 +281,7 @@ RETURN CASE
 END;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.event_fault(jsonb, integer) IS
-    'Which check an element of an append''s events array fails (object, keys, type, type_name, type_reserved, data, metadata, id, schema_version, size, tags); NULL when valid.';
+    'Which check an element of an append''s events array fails (object, keys, type, type_name, type_reserved, data, metadata, metadata_reserved, id, schema_version, size, tags); NULL when valid.';
 REVOKE ALL ON FUNCTION annals_internal.event_fault(jsonb, integer) FROM PUBLIC;
 
 -- What is wrong with one element of an append's events array, as {"code","argument","reason"}
@@ -314,6 +315,9 @@ RETURN CASE annals_internal.event_fault(ev, max_event_bytes)
     WHEN 'metadata' THEN
         jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || '].metadata',
             'reason', 'must be a JSON object')
+    WHEN 'metadata_reserved' THEN  -- M15
+        jsonb_build_object('code', 'ST403', 'argument', 'events[' || idx::text || '].metadata',
+            'reason', 'its key "$tenant" is set by Annals from the session''s tenant')
     WHEN 'id' THEN
         jsonb_build_object('code', 'ST422', 'argument', 'events[' || idx::text || '].id',
             'reason', 'must be a UUID string')

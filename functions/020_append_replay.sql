@@ -46,7 +46,8 @@ BEGIN
                  -- M13: personal data is compared decrypted, without the "$pii" marker.
                  OR CASE WHEN e.metadata ? '$pii' THEN annals_internal.reveal_data(e.event_type, e.data, e.metadata) ELSE e.data END
                     IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
-                 OR CASE WHEN e.metadata ? '$pii' THEN e.metadata - '$pii' ELSE e.metadata END
+                 -- M15: and without the "$tenant" key the append added.
+                 OR CASE WHEN e.metadata ? '$pii' OR e.metadata ? '$tenant' THEN e.metadata - '{$pii,$tenant}'::text[] ELSE e.metadata END
                     IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}') - '$pii'
                  OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)
                  OR e.tags IS DISTINCT FROM annals_internal.tags_of(b.ev))))[1]  -- M15: tags are content too

@@ -101,6 +101,7 @@ DECLARE
     v_position   bigint;
     v_tagged     boolean;  -- M15: some event has a "tags" key
     v_personal   text[];  -- M13: event types with personal data (NULL: none registered)
+    v_tenant     text := nullif(current_setting('annals.tenant', true), '');  -- M15 tenancy: NULL when none
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
     -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
@@ -117,6 +118,16 @@ BEGIN
         IF annals_internal.raise_invalid('events', 'must not be null') IS NULL THEN END IF;
     ELSIF jsonb_typeof(append_events.events) <> 'array' THEN
         IF annals_internal.raise_invalid('events', 'must be a JSON array of event objects, got ' || jsonb_typeof(append_events.events)) IS NULL THEN END IF;
+    END IF;
+    -- M15: a tenant's stream is stored as tenant || U+001F || id (functions/003_tenancy.sql);
+    -- every statement below uses the stored id. No tenant: one comparison.
+    IF v_tenant IS NOT NULL THEN
+        PERFORM annals_internal.check_tenant(v_tenant);
+        IF v_tenant = '*' THEN
+            v_tenant := NULL;
+        ELSE
+            append_events.stream_id := v_tenant || chr(31) || append_events.stream_id;
+        END IF;
     END IF;
 
     -- One pass over the batch. Only the first invalid event's index is kept: the problem itself
@@ -198,8 +209,8 @@ BEGIN
         RAISE EXCEPTION USING
             ERRCODE = '40001',
             MESSAGE = format('stream %L was appended to by a younger transaction (%s) than this one (%s)',
-                             append_events.stream_id, v_last_xid, v_xid),
-            DETAIL = jsonb_build_object('stream_id', append_events.stream_id,
+                             annals_internal.unqualify(append_events.stream_id), v_last_xid, v_xid),
+            DETAIL = jsonb_build_object('stream_id', annals_internal.unqualify(append_events.stream_id),
                                         'transaction_id', v_xid, 'last_transaction_id', v_last_xid)::text,
             HINT = 'Retry the whole transaction; append before other writes to keep it from recurring.';
     END IF;
@@ -216,7 +227,8 @@ BEGIN
                x.ev ->> 'type',
                coalesce((x.ev ->> 'schema_version')::integer, 1),
                coalesce(nullif(p.ev -> 'data', 'null'), '{}'),
-               coalesce(nullif(p.ev -> 'metadata', 'null'), '{}'),
+               CASE WHEN v_tenant IS NULL THEN coalesce(nullif(p.ev -> 'metadata', 'null'), '{}')  -- M15: the event's tenant
+                    ELSE coalesce(nullif(p.ev -> 'metadata', 'null'), '{}') || jsonb_build_object('$tenant', v_tenant) END,
                v_xid,
                v_now,
                CASE WHEN v_tagged THEN annals_internal.tags_of(x.ev) END  -- M15

@@ -124,7 +124,7 @@ BEGIN
                                                    THEN 'max_batch_events' ELSE 'max_batch_bytes' END),
                 'Split the batch, or raise the limit with annals.configure.') IS NULL THEN END IF;
         END IF;
-        v_keys := v_keys || hashtextextended(v_stream, 0);
+        v_keys := v_keys || hashtextextended(annals_internal.qualify(v_stream), 0);  -- M15: append_events' lock key
         IF v_tagged THEN
             v_ev_keys := v_ev_keys || annals_internal.event_tag_keys(v_el -> 'events');
         END IF;
@@ -200,6 +200,7 @@ BEGIN
          ORDER BY e.transaction_id, e.global_position
          LIMIT 1;
         IF FOUND THEN
+            v_hit.stream_id := annals_internal.unqualify(v_hit.stream_id);  -- M15: the caller's id
             IF annals_internal.raise_error('ST409',
                 format('condition failed: event %s of stream %L (type %s, position %s) matches the query and is after the position the decision read (%s, %s)',
                        v_hit.stream_version, v_hit.stream_id, v_hit.event_type, v_hit.global_position, v_after_tx, v_after_pos),

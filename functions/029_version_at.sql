@@ -48,6 +48,7 @@ SET jit = off
 AS $$
 BEGIN
     IF annals_internal.check_stream_id(stream_version_at.stream_id) IS NULL THEN END IF;
+    stream_version_at.stream_id := annals_internal.qualify(stream_version_at.stream_id);  -- M15: the tenant's stored id
     IF stream_version_at.as_of IS NULL THEN
         IF annals_internal.raise_invalid('as_of', 'must not be null') IS NULL THEN END IF;
     END IF;

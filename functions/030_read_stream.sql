@@ -42,6 +42,7 @@ DECLARE
     v_up text[] := CASE WHEN read_stream.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     IF annals_internal.check_stream_id(read_stream.stream_id) IS NULL THEN END IF;
+    read_stream.stream_id := annals_internal.qualify(read_stream.stream_id);  -- M15: the tenant's stored id
     PERFORM annals_internal.check_page(read_stream.from_version, read_stream.max_count);
     IF read_stream.backwards IS NULL THEN
         IF annals_internal.raise_invalid('backwards', 'must not be null') IS NULL THEN END IF;
@@ -108,6 +109,7 @@ DECLARE
     v_up text[] := CASE WHEN read_stream_as_of.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     IF annals_internal.check_stream_id(read_stream_as_of.stream_id) IS NULL THEN END IF;
+    read_stream_as_of.stream_id := annals_internal.qualify(read_stream_as_of.stream_id);  -- M15: the tenant's stored id
     PERFORM annals_internal.check_page(read_stream_as_of.from_version, read_stream_as_of.max_count);
     IF (read_stream_as_of.as_of_version IS NULL) = (read_stream_as_of.as_of_time IS NULL) THEN
         IF annals_internal.raise_invalid('as_of_version', 'give exactly one of as_of_version and as_of_time') IS NULL THEN END IF;

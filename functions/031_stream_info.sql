@@ -14,8 +14,9 @@ ROWS 1
 AS $$
 BEGIN
     IF annals_internal.check_stream_id(stream_info.stream_id) IS NULL THEN END IF;
+    stream_info.stream_id := annals_internal.qualify(stream_info.stream_id);  -- M15: the tenant's stored id
     RETURN QUERY
-        SELECT s.stream_id, s.stream_version, s.created_at, s.updated_at, s.state
+        SELECT annals_internal.unqualify(s.stream_id), s.stream_version, s.created_at, s.updated_at, s.state
           FROM annals_internal.streams AS s
          WHERE s.stream_id = stream_info.stream_id;
 END

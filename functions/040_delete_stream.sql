@@ -21,6 +21,7 @@ DECLARE
     v_state   text;
 BEGIN
     IF annals_internal.check_stream_id(delete_stream.stream_id) IS NULL THEN END IF;
+    delete_stream.stream_id := annals_internal.qualify(delete_stream.stream_id);  -- M15: the tenant's stored id
     IF delete_stream.expected_version < -1 THEN
         IF annals_internal.raise_invalid('expected_version',
             'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || delete_stream.expected_version) IS NULL THEN END IF;

@@ -132,7 +132,7 @@ BEGIN
          WHERE (e.transaction_id, e.global_position) > (read_all.after_transaction, read_all.after_position)
            AND e.transaction_id < annals_internal.feed_barrier()
            AND (read_all.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (read_all.event_types))
-           AND (read_all.categories IS NULL OR e.category = ANY (read_all.categories))
+           AND (read_all.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (read_all.categories))
          ORDER BY e.transaction_id, e.global_position
          LIMIT read_all.max_count;
     END IF;
@@ -176,6 +176,7 @@ AS $$
 DECLARE
     v_rows bigint;
     v_up   text[] := CASE WHEN read_category.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
+    v_category text := annals_internal.qualify(read_category.category);  -- M15: as stored for the tenant
 BEGIN
     IF annals_internal.category_problem(read_category.category) IS NOT NULL THEN
         IF annals_internal.raise_invalid('category', annals_internal.category_problem(read_category.category)) IS NULL THEN END IF;
@@ -188,7 +189,9 @@ BEGIN
         IF annals_internal.raise_invalid('consumer_member', 'must be between 0 and consumer_size - 1') IS NULL THEN END IF;
     END IF;
     -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold merged.
-    IF annals_internal.cold_after(read_category.after_transaction, read_category.after_position) THEN
+    -- M15: under '*' (all tenants) the category is every tenant's: feed_page compares it unqualified.
+    IF annals_internal.cold_after(read_category.after_transaction, read_category.after_position)
+       OR current_setting('annals.tenant', true) = '*' THEN
         RETURN QUERY
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
@@ -200,7 +203,7 @@ BEGIN
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
-         WHERE e.category = read_category.category
+         WHERE e.category = v_category
            AND (e.transaction_id, e.global_position) > (read_category.after_transaction, read_category.after_position)
            AND e.transaction_id < annals_internal.feed_barrier()
            AND (read_category.consumer_size = 1

@@ -199,7 +199,7 @@ BEGIN
          WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
            AND e.transaction_id < annals_internal.feed_barrier()
            AND (v_sub.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (v_sub.event_types))
-           AND (v_sub.categories IS NULL OR e.category = ANY (v_sub.categories))
+           AND (v_sub.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (v_sub.categories))
            AND (v_size = 1 OR annals_internal.member_of(e.stream_id, v_size) = read_subscription.member)
            AND NOT annals_internal.cold_after(v_cp.checkpoint_transaction, v_cp.checkpoint_position)
          ORDER BY e.transaction_id, e.global_position

@@ -24,6 +24,7 @@ DECLARE
     v_id    bigint;
 BEGIN
     PERFORM annals_internal.check_subscription(park_event.subscription, park_event.member);
+    park_event.stream_id := annals_internal.qualify(park_event.stream_id);  -- M15: the tenant's stored id
     -- Hot or cold (400_cold_storage.sql).
     SELECT * INTO v_event FROM annals_internal.event_at(park_event.stream_id, park_event.stream_version) AS e;
     IF NOT FOUND THEN
@@ -175,7 +176,7 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 ROWS 10
 BEGIN ATOMIC
-SELECT d.dead_letter_id, d.subscription_name, d.member, d.stream_id, d.stream_version, d.global_position,
+SELECT d.dead_letter_id, d.subscription_name, d.member, annals_internal.unqualify(d.stream_id), d.stream_version, d.global_position,
        d.transaction_id, e.event_type, d.attempts, d.last_error, d.status, d.parked_at, d.resolved_at
   FROM annals_internal.dead_letters AS d
   -- Hot or cold (400_cold_storage.sql; the tables, since this body binds at creation).

@@ -103,7 +103,7 @@ BEGIN
               FROM annals_internal.cold_segments AS s
              CROSS JOIN LATERAL unnest(s.events) AS c
              WHERE s.batch_id = v_batch.batch_id
-               AND (cold_pending.categories IS NULL OR s.category = ANY (cold_pending.categories))
+               AND (cold_pending.categories IS NULL OR annals_internal.unqualify(s.category) = ANY (cold_pending.categories))
                AND (cold_pending.consumer_size = 1
                     OR annals_internal.member_of(s.stream_id, cold_pending.consumer_size) = cold_pending.consumer_member)
                AND (c.transaction_id, c.global_position) > (cold_pending.after_transaction, cold_pending.after_position)
@@ -208,7 +208,7 @@ SELECT c.subscription_name, c.member, s.group_size, s.event_types, s.categories,
                   FROM annals_internal.events AS e
                  WHERE (e.transaction_id, e.global_position) > (c.checkpoint_transaction, c.checkpoint_position)
                    AND (s.event_types IS NULL OR coalesce((SELECT a.event_type FROM annals_internal.event_type_aliases AS a WHERE a.alias = e.event_type), e.event_type) = ANY (s.event_types))
-                   AND (s.categories IS NULL OR e.category = ANY (s.categories))
+                   AND (s.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (s.categories))
                    AND (s.group_size = 1
                         OR ((hashtextextended(e.stream_id, 0) & 9223372036854775807) % s.group_size) = c.member)
                  LIMIT 100000) AS p) AS pending

@@ -28,16 +28,16 @@ BEGIN
     END IF;
     IF list_streams.category IS NULL THEN
         RETURN QUERY
-            SELECT s.stream_id, s.stream_version, s.created_at, s.updated_at, s.state
+            SELECT annals_internal.unqualify(s.stream_id), s.stream_version, s.created_at, s.updated_at, s.state
               FROM annals_internal.streams AS s
-             WHERE s.stream_id > coalesce(list_streams.after_stream_id, '')
+             WHERE s.stream_id > annals_internal.qualify(coalesce(list_streams.after_stream_id, ''))
              ORDER BY s.stream_id
              LIMIT list_streams.max_count;
     ELSE
         RETURN QUERY
-            SELECT s.stream_id, s.stream_version, s.created_at, s.updated_at, s.state
+            SELECT annals_internal.unqualify(s.stream_id), s.stream_version, s.created_at, s.updated_at, s.state
               FROM annals_internal.streams AS s
-             WHERE s.category = list_streams.category
+             WHERE s.category = annals_internal.qualify(list_streams.category)
                AND s.stream_id > coalesce(list_streams.after_stream_id, '')
              ORDER BY s.stream_id
              LIMIT list_streams.max_count;
@@ -67,6 +67,7 @@ SET jit = off
 AS $$
 BEGIN
     IF annals_internal.check_stream_id(stream_stats.stream_id) IS NULL THEN END IF;
+    stream_stats.stream_id := annals_internal.qualify(stream_stats.stream_id);  -- M15: the tenant's stored id
     SELECT count(*), coalesce(sum(pg_column_size(e.*)), 0)::bigint
       INTO stream_stats.event_count, stream_stats.size_bytes
       FROM annals_internal.events AS e

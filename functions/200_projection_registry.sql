@@ -90,7 +90,7 @@ BEGIN
     RETURN EXISTS (SELECT FROM annals_internal.events AS e
                     WHERE (has_matching_events.event_types IS NULL
                            OR annals_internal.read_type(e.event_type, v_up) = ANY (has_matching_events.event_types))
-                      AND (has_matching_events.categories IS NULL OR e.category = ANY (has_matching_events.categories))
+                      AND (has_matching_events.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (has_matching_events.categories))
                       AND (has_matching_events.since IS NULL OR e.recorded_at >= has_matching_events.since));
 END
 $$;

@@ -85,7 +85,7 @@ BEGIN
             CASE WHEN p.event_types IS NOT NULL
                  THEN format('annals_internal.read_type(n.event_type, %s) = ANY (%L::text[])', v_up, p.event_types) END,
             CASE WHEN p.categories IS NOT NULL
-                 THEN format('n.category = ANY (%L::text[])', p.categories) END);
+                 THEN format('annals_internal.unqualify(n.category) = ANY (%L::text[])', p.categories) END);
         v_calls := v_calls || format($block$
     SELECT array_agg(annals_internal.as_read(n.stream_id, n.stream_version, n.global_position, n.event_id, n.event_type,
                          n.schema_version, n.data, n.metadata, n.transaction_id, n.recorded_at, %1$s)

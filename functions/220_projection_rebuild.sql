@@ -208,7 +208,7 @@ BEGIN
                            AND c.transaction_id = ANY (v_apply)) AS e
                  WHERE (e.transaction_id, e.global_position) > (v_xid, v_pos)
                    AND ((replay_projection.projection).event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY ((replay_projection.projection).event_types))
-                   AND ((replay_projection.projection).categories IS NULL OR e.category = ANY ((replay_projection.projection).categories))
+                   AND ((replay_projection.projection).categories IS NULL OR annals_internal.unqualify(e.category) = ANY ((replay_projection.projection).categories))
                  ORDER BY e.transaction_id, e.global_position
                  LIMIT replay_projection.batch_size) AS b;
         EXIT WHEN v_n = 0;
@@ -292,6 +292,7 @@ DECLARE
     v_hint    text;
     v_failed  annals.event;
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.rebuild_projection');  -- M15: tenancy on: '*' only
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
         IF annals_internal.raise_invalid('batch_size', 'must be >= 1') IS NULL THEN END IF;
     END IF;
@@ -313,7 +314,7 @@ BEGIN
         SELECT count(*) INTO v_total
           FROM annals_internal.events AS e
          WHERE (v_proj.event_types IS NULL OR e.event_type = ANY (v_proj.event_types))
-           AND (v_proj.categories IS NULL OR e.category = ANY (v_proj.categories));
+           AND (v_proj.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (v_proj.categories));
         PERFORM annals_internal.report_rebuild_progress(v_proj.projection_name, 0, v_total);
 
         -- DELETE, not TRUNCATE: TRUNCATE would lock readers out until the end.

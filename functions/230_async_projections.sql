@@ -26,6 +26,7 @@ DECLARE
     v_err    text;
     v_up     text[] := annals_internal.types_to_upcast();
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.run_async_projections');  -- M15: tenancy on: '*' only
     IF run_async_projections.max_events IS NULL OR run_async_projections.max_events < 1 THEN
         IF annals_internal.raise_invalid('max_events', 'must be >= 1') IS NULL THEN END IF;
     END IF;
@@ -60,7 +61,7 @@ BEGIN
                     INSERT INTO annals_internal.dead_letters AS d
                            (subscription_name, member, stream_id, stream_version, global_position, transaction_id,
                             attempts, last_error, parked_at)
-                    VALUES (v_sub, 0, v_events[i].stream_id, v_events[i].stream_version, v_events[i].global_position,
+                    VALUES (v_sub, 0, annals_internal.stored_stream_id(v_events[i].stream_id, v_events[i].metadata), v_events[i].stream_version, v_events[i].global_position,
                             v_events[i].transaction_id, 1, v_err, clock_timestamp())
                     ON CONFLICT ON CONSTRAINT dead_letters_event_key DO UPDATE
                        SET attempts = d.attempts + 1, last_error = excluded.last_error, status = 'parked',

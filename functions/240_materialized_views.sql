@@ -95,6 +95,7 @@ DECLARE
     v_populated boolean;
     v_snapshot pg_snapshot;
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.refresh_views');  -- M15: tenancy on: '*' only
     FOR m IN SELECT * FROM annals_internal.materialized_views AS mv ORDER BY mv.view_name::text FOR UPDATE SKIP LOCKED LOOP
         -- The feed position the refresh will include: everything below the barrier now.
         SELECT e.transaction_id, e.global_position INTO v_head

@@ -52,7 +52,7 @@ SELECT p.projection_name, p.mode, p.enabled,
             (SELECT count(*) FROM (SELECT 1 FROM annals_internal.events AS e
                                     WHERE (e.transaction_id, e.global_position) > (c.checkpoint_transaction, c.checkpoint_position)
                                       AND (p.event_types IS NULL OR coalesce((SELECT a.event_type FROM annals_internal.event_type_aliases AS a WHERE a.alias = e.event_type), e.event_type) = ANY (p.event_types))
-                                      AND (p.categories IS NULL OR e.category = ANY (p.categories))
+                                      AND (p.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (p.categories))
                                     LIMIT 100000) AS pending)
             + cold.events, 100000)
             ELSE 0 END AS events_behind,
@@ -60,7 +60,7 @@ SELECT p.projection_name, p.mode, p.enabled,
             (SELECT min(e.recorded_at) FROM annals_internal.events AS e
               WHERE (e.transaction_id, e.global_position) > (c.checkpoint_transaction, c.checkpoint_position)
                 AND (p.event_types IS NULL OR coalesce((SELECT a.event_type FROM annals_internal.event_type_aliases AS a WHERE a.alias = e.event_type), e.event_type) = ANY (p.event_types))
-                AND (p.categories IS NULL OR e.category = ANY (p.categories))),
+                AND (p.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (p.categories))),
             cold.oldest_recorded_at)
             END AS time_behind,
        r.done AS rebuild_done, r.total AS rebuild_total,

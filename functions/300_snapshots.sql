@@ -24,6 +24,7 @@ DECLARE
     v_saved   boolean;
 BEGIN
     IF annals_internal.check_stream_id(save_snapshot.stream_id) IS NULL THEN END IF;
+    save_snapshot.stream_id := annals_internal.qualify(save_snapshot.stream_id);  -- M15: the tenant's stored id
     IF annals_internal.name_problem(save_snapshot.snapshot_type, 256) IS NOT NULL THEN
         IF annals_internal.raise_invalid('snapshot_type', annals_internal.name_problem(save_snapshot.snapshot_type, 256)) IS NULL THEN END IF;
     END IF;
@@ -75,6 +76,7 @@ AS $$
 #variable_conflict use_column
 BEGIN
     IF annals_internal.check_stream_id(load_snapshot.stream_id) IS NULL THEN END IF;
+    load_snapshot.stream_id := annals_internal.qualify(load_snapshot.stream_id);  -- M15: the tenant's stored id
     IF load_snapshot.schema_version IS NULL OR load_snapshot.schema_version < 1 THEN
         IF annals_internal.raise_invalid('schema_version', 'must be >= 1') IS NULL THEN END IF;
     END IF;

@@ -272,7 +272,7 @@ BEGIN
                        AND (feed_page.below IS NULL OR e.transaction_id < feed_page.below)
                        AND (v_end IS NULL OR e.transaction_id <= v_end)
                        AND (feed_page.event_types IS NULL OR annals_internal.read_type(e.event_type, feed_page.up) = ANY (feed_page.event_types))
-                       AND (feed_page.categories IS NULL OR e.category = ANY (feed_page.categories))
+                       AND (feed_page.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (feed_page.categories))
                        AND (feed_page.consumer_size = 1
                             OR annals_internal.member_of(e.stream_id, feed_page.consumer_size) = feed_page.consumer_member)
                      ORDER BY e.transaction_id, e.global_position
@@ -284,7 +284,7 @@ BEGIN
              CROSS JOIN LATERAL unnest(s.events) AS c
              WHERE v_end IS NOT NULL
                AND b.tx_span && int8range(v_tx::text::bigint, v_end::text::bigint, '[]')
-               AND (feed_page.categories IS NULL OR s.category = ANY (feed_page.categories))
+               AND (feed_page.categories IS NULL OR annals_internal.unqualify(s.category) = ANY (feed_page.categories))
                AND (feed_page.consumer_size = 1
                     OR annals_internal.member_of(s.stream_id, feed_page.consumer_size) = feed_page.consumer_member)
                AND (c.transaction_id, c.global_position) > (v_tx, v_pos)
@@ -378,6 +378,7 @@ DECLARE
     v_events  annals.event[];
     v_tagged  annals_internal.cold_tags[];
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.compress_events');  -- M15: tenancy on: '*' only
     IF compress_events.older_than IS NULL OR compress_events.older_than < interval '0' THEN
         IF annals_internal.raise_invalid('older_than', 'must be an interval >= 0, got ' || coalesce(compress_events.older_than::text, 'NULL')) IS NULL THEN END IF;
     END IF;
@@ -471,6 +472,7 @@ DECLARE
     v_tagged  annals_internal.cold_tags[];
 BEGIN
     IF annals_internal.check_stream_id(archive_stream.stream_id) IS NULL THEN END IF;
+    archive_stream.stream_id := annals_internal.qualify(archive_stream.stream_id);  -- M15: the tenant's stored id
     IF archive_stream.expected_version < -1 OR archive_stream.expected_version = 0 THEN
         IF annals_internal.raise_invalid('expected_version',
             'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || archive_stream.expected_version) IS NULL THEN END IF;

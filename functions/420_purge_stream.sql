@@ -28,6 +28,7 @@ DECLARE
     v_first   bigint;
 BEGIN
     IF annals_internal.check_stream_id(purge_stream.stream_id) IS NULL THEN END IF;
+    purge_stream.stream_id := annals_internal.qualify(purge_stream.stream_id);  -- M15: the tenant's stored id
     IF purge_stream.expected_version < -1 THEN
         IF annals_internal.raise_invalid('expected_version',
             'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || purge_stream.expected_version) IS NULL THEN END IF;

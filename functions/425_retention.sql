@@ -41,6 +41,9 @@ BEGIN
         IF annals_internal.raise_invalid('truncate_before', 'must be a stream version >= 1, got ' || set_retention.truncate_before) IS NULL THEN END IF;
     END IF;
 
+    -- M15: the tenant's stored stream id or category.
+    set_retention.stream_id := annals_internal.qualify(set_retention.stream_id);
+    set_retention.category := annals_internal.qualify(set_retention.category);
     IF num_nonnulls(set_retention.max_age, set_retention.max_count, set_retention.truncate_before) = 0 THEN
         DELETE FROM annals_internal.retention_rules AS r
          WHERE r.stream_id IS NOT DISTINCT FROM set_retention.stream_id
@@ -225,7 +228,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 BEGIN ATOMIC
-    SELECT r.stream_id, r.category, r.max_age, r.max_count, r.truncate_before, r.created_at, r.updated_at
+    SELECT annals_internal.unqualify(r.stream_id), annals_internal.unqualify(r.category), r.max_age, r.max_count, r.truncate_before, r.created_at, r.updated_at
       FROM annals_internal.retention_rules AS r
      ORDER BY r.category NULLS LAST, r.stream_id;
 END;

@@ -16,7 +16,8 @@ CREATE OR REPLACE FUNCTION annals_internal.as_read(
 RETURNS annals.event
 LANGUAGE sql
 STABLE PARALLEL SAFE
-RETURN ROW(stream_id, stream_version, global_position, event_id,
+RETURN ROW(annals_internal.unqualify(stream_id), stream_version,  -- M15: without the tenant prefix
+           global_position, event_id,
            CASE WHEN event_type = ANY (up) THEN annals_internal.current_type(event_type) ELSE event_type END,
            CASE WHEN event_type = ANY (up) THEN annals_internal.upcast_version(event_type, schema_version) ELSE schema_version END,
            -- M13: personal data (the "$pii" marker, 430_personal_data.sql) decrypted before upcasting.

@@ -176,7 +176,7 @@ BEGIN
                     WHERE e.transaction_id = wait_for_projection.transaction_id
                       AND (e.transaction_id, e.global_position) > (v_cp_xid, v_cp_pos)
                       AND (p.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (p.event_types))
-                      AND (p.categories IS NULL OR e.category = ANY (p.categories))) THEN
+                      AND (p.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (p.categories))) THEN
                 RETURN true;
             END IF;
         END IF;

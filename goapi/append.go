@@ -99,7 +99,7 @@ func (c *Client) Append(ctx context.Context, streamID string, expected ExpectedV
 	}
 	var res AppendResult
 	for attempt := 1; ; attempt++ {
-		res, err = appendOnce(ctx, c.pool, streamID, call)
+		res, err = appendOnce(ctx, c.db(ctx), streamID, call)
 		if err == nil || attempt >= c.appendTries || !retry.Resendable(ctx, err) {
 			break
 		}

@@ -11,7 +11,7 @@ func (c *Client) AppendOnce(ctx context.Context, streamID string, expected Expec
 	if err != nil {
 		return AppendResult{}, err
 	}
-	res, err := appendOnce(ctx, c.pool, streamID, call)
+	res, err := appendOnce(ctx, c.db(ctx), streamID, call)
 	if err != nil {
 		return AppendResult{}, err
 	}

@@ -17,6 +17,7 @@ type Client struct {
 	appendTries  int
 	readPageSize int
 	replicas     *replicaSet // ClientOptions.Replicas; nil: every read goes to pool
+	tenant       string      // ClientOptions.Tenant; "": none
 }
 
 // ClientOptions configure a Client. The zero value gives the defaults.
@@ -36,6 +37,12 @@ type ClientOptions struct {
 	Replicas []*pgxpool.Pool
 	// Replica tunes how Replicas are used (zero: the defaults).
 	Replica ReplicaOptions
+	// Tenant, when not empty, is the tenant every call of this client runs under (the README's
+	// "Tenants"): each statement goes out with the tenant set for its own transaction, in the same
+	// round trip, so it holds through poolers. WithTenant overrides it for one context's calls.
+	// The …Tx calls run in the caller's transaction: call SetTenant on it first. "" (the default):
+	// no tenant, and calls go out exactly as without tenancy.
+	Tenant string
 }
 
 // New returns a Client over pool (opts: the zero value for the defaults). The pool's role needs
@@ -49,6 +56,7 @@ func New(pool *pgxpool.Pool, opts ClientOptions) *Client {
 		c.readPageSize = opts.ReadPageSize
 	}
 	c.replicas = newReplicaSet(opts.Replicas, opts.Replica)
+	c.tenant = opts.Tenant
 	return c
 }
 

@@ -136,7 +136,7 @@ func (c *Client) poll(ctx context.Context, timeout time.Duration, op string, che
 		ok, err := check(db)
 		if err != nil && r != nil && replicaUnavailable(err) && ctx.Err() == nil {
 			c.replicas.markDown(ctx, r, err)
-			db, r = c.pool, nil
+			db, r = c.db(ctx), nil
 			continue
 		}
 		if err != nil {

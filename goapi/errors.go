@@ -53,6 +53,9 @@ var (
 	ErrUpcasterFailed = errors.New("annals: upcaster failed")
 	// ErrLeaseHeld: another consumer holds the subscription member's lease (ST423).
 	ErrLeaseHeld = errors.New("annals: lease held by another consumer")
+	// ErrTenantSwitch: annals.set_tenant refused to change the tenant inside a transaction that has
+	// already written or set another tenant (ST424): commit or roll back first.
+	ErrTenantSwitch = errors.New("annals: tenant switch inside a transaction")
 	// ErrFeedRestored: stored transaction ids are ahead of this cluster after a logical restore
 	// (ST503); run annals.rebase_transaction_ids() as a superuser (annals_owner suffices where
 	// the history guard is not installed).
@@ -270,6 +273,9 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 	case "ST423":
 		e := base(ErrLeaseHeld)
 		return &e
+	case "ST424":
+		e := base(ErrTenantSwitch)
+		return &e
 	case "42501":
 		e := base(ErrPermissionDenied)
 		return &e
@@ -303,7 +309,7 @@ func mapCode(err error, pgErr *pgconn.PgError) error {
 // kinds are the sentinels, most specific first (ErrStreamNotFound before ErrNotFound).
 var kinds = []error{
 	ErrWrongExpectedVersion, ErrEventIDConflict, ErrStreamDeleted, ErrTooLarge, ErrInvalidArgument,
-	ErrReserved, ErrAppendOnly, ErrStreamNotFound, ErrEventNotFound, ErrNotFound, ErrCheckpointConflict, ErrUpcasterFailed, ErrPermissionDenied, ErrLeaseHeld,
+	ErrReserved, ErrAppendOnly, ErrStreamNotFound, ErrEventNotFound, ErrNotFound, ErrCheckpointConflict, ErrUpcasterFailed, ErrPermissionDenied, ErrLeaseHeld, ErrTenantSwitch,
 	ErrFeedRestored, ErrReadOnlyServer, ErrSchemaNotInstalled, ErrSchemaTooNew, ErrShardUnavailable,
 }
 

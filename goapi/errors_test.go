@@ -75,7 +75,7 @@ func TestKind(t *testing.T) {
 	for code, want := range map[string]error{
 		"ST412": annals.ErrEventIDConflict, "ST410": annals.ErrStreamDeleted, "ST413": annals.ErrTooLarge,
 		"ST422": annals.ErrInvalidArgument, "ST403": annals.ErrReserved, "ST405": annals.ErrAppendOnly,
-		"ST404": annals.ErrNotFound, "ST423": annals.ErrLeaseHeld, "ST503": annals.ErrFeedRestored,
+		"ST404": annals.ErrNotFound, "ST423": annals.ErrLeaseHeld, "ST424": annals.ErrTenantSwitch, "ST503": annals.ErrFeedRestored,
 		"ST411": annals.ErrCheckpointConflict, "ST500": annals.ErrUpcasterFailed, "42501": annals.ErrPermissionDenied,
 		"3F000": annals.ErrSchemaNotInstalled,
 	} {

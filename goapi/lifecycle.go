@@ -16,7 +16,7 @@ import (
 // how many events were removed. Errors: ErrWrongExpectedVersion when the stream has no events or
 // is not at expected, ErrStreamDeleted when it is already purged.
 func (c *Client) PurgeStream(ctx context.Context, streamID string, expected ExpectedVersion, reason string) (int64, error) {
-	return purgeStream(ctx, c.pool, streamID, expected, reason)
+	return purgeStream(ctx, c.db(ctx), streamID, expected, reason)
 }
 
 // PurgeStreamTx is PurgeStream inside the caller's transaction.
@@ -63,7 +63,7 @@ func (r RetentionRule) Target() string {
 // stream's or category's rule. ApplyRetention does the removing. It returns true when a rule was
 // set or removed. Errors: ErrInvalidArgument.
 func (c *Client) SetRetention(ctx context.Context, rule RetentionRule) (bool, error) {
-	return setRetention(ctx, c.pool, rule)
+	return setRetention(ctx, c.db(ctx), rule)
 }
 
 // SetRetentionTx is SetRetention inside the caller's transaction.
@@ -132,7 +132,7 @@ func retentionRules(ctx context.Context, db dbtx) ([]RetentionRule, error) {
 // it again while it returns maxEvents. Never a stream's last event, never (for MaxAge and
 // MaxCount) an event above the stream's newest snapshot.
 func (c *Client) ApplyRetention(ctx context.Context, maxEvents int64) (int64, error) {
-	return applyRetention(ctx, c.pool, maxEvents)
+	return applyRetention(ctx, c.db(ctx), maxEvents)
 }
 
 // ApplyRetentionTx is ApplyRetention inside the caller's transaction.
@@ -197,7 +197,7 @@ func retentionStatus(ctx context.Context, db dbtx) (RetentionStatus, error) {
 // again adds paths. It returns true when the type was not registered before. Errors:
 // ErrInvalidArgument, ErrReserved.
 func (c *Client) RegisterPersonalData(ctx context.Context, eventType string, paths []string, subjectPath string) (bool, error) {
-	return registerPersonalData(ctx, c.pool, eventType, paths, subjectPath)
+	return registerPersonalData(ctx, c.db(ctx), eventType, paths, subjectPath)
 }
 
 // RegisterPersonalDataTx is RegisterPersonalData inside the caller's transaction.
@@ -218,7 +218,7 @@ func registerPersonalData(ctx context.Context, db dbtx, eventType string, paths 
 // erasure handlers are called with the subject id. It returns how many keys were destroyed (0
 // when nothing of the subject was stored). Errors: ErrInvalidArgument for an empty id.
 func (c *Client) ForgetSubject(ctx context.Context, subjectID string) (int64, error) {
-	return forgetSubject(ctx, c.pool, subjectID)
+	return forgetSubject(ctx, c.db(ctx), subjectID)
 }
 
 // ForgetSubjectTx is ForgetSubject inside the caller's transaction.
@@ -238,7 +238,7 @@ func forgetSubject(ctx context.Context, db dbtx, subjectID string) (int64, error
 // ("myapp.erase_customer(text)"), that ForgetSubject calls so a projection that copied personal
 // data can erase it. It returns true when new. Errors: ErrInvalidArgument.
 func (c *Client) RegisterErasureHandler(ctx context.Context, handler string) (bool, error) {
-	return registerErasureHandler(ctx, c.pool, handler)
+	return registerErasureHandler(ctx, c.db(ctx), handler)
 }
 
 // RegisterErasureHandlerTx is RegisterErasureHandler inside the caller's transaction.

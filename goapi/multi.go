@@ -107,7 +107,7 @@ func newMultiCall(appends []StreamAppend) (multiCall, error) {
 // sendMulti sends call, retrying as Append does.
 func (c *Client) sendMulti(ctx context.Context, call multiCall, what string) ([]StreamAppendResult, error) {
 	for attempt := 1; ; attempt++ {
-		res, err := multiOnce(ctx, c.pool, call, what)
+		res, err := multiOnce(ctx, c.db(ctx), call, what)
 		if err == nil || attempt >= c.appendTries || !retry.Resendable(ctx, err) {
 			return res, err
 		}

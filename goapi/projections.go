@@ -59,7 +59,7 @@ func projections(ctx context.Context, db dbtx) ([]ProjectionStatus, error) {
 // meanwhile: rebuild it after enabling it again. A disabled async one simply waits. ErrNotFound
 // for an unknown projection. Needs the annals_owner role.
 func (c *Client) SetProjectionEnabled(ctx context.Context, name string, enabled bool) error {
-	return setProjectionEnabled(ctx, c.pool, name, enabled)
+	return setProjectionEnabled(ctx, c.db(ctx), name, enabled)
 }
 
 // SetProjectionEnabledTx is SetProjectionEnabled inside the caller's transaction. Appends wait
@@ -80,7 +80,7 @@ func setProjectionEnabled(ctx context.Context, db dbtx, name string, enabled boo
 // stay (drop them yourself), and an async one's checkpoint and dead letters go with it.
 // ErrNotFound for an unknown projection. Needs the annals_owner role.
 func (c *Client) DropProjection(ctx context.Context, name string) error {
-	return dropProjection(ctx, c.pool, name)
+	return dropProjection(ctx, c.db(ctx), name)
 }
 
 // DropProjectionTx is DropProjection inside the caller's transaction (see SetProjectionEnabledTx
@@ -101,7 +101,7 @@ func dropProjection(ctx context.Context, db dbtx, name string) error {
 // it is called about every interval, from another goroutine and connection, with the events done
 // and the total, while the rebuild runs. ErrNotFound for an unknown projection.
 func (c *Client) RebuildProjection(ctx context.Context, name string, progress func(done, total int64), interval time.Duration) (int64, error) {
-	return c.rebuildProjection(ctx, c.pool, name, progress, interval)
+	return c.rebuildProjection(ctx, c.db(ctx), name, progress, interval)
 }
 
 // RebuildProjectionTx is RebuildProjection inside the caller's transaction: the rebuilt tables
@@ -155,7 +155,7 @@ func (c *Client) rebuildProjection(ctx context.Context, db dbtx, name string, pr
 // RunAsyncProjections moves every enabled async projection forward by at most maxEvents events
 // (0 means 1000) and returns how many it processed; call it until it returns 0 to catch up.
 func (c *Client) RunAsyncProjections(ctx context.Context, maxEvents int) (int64, error) {
-	return runAsyncProjections(ctx, c.pool, maxEvents)
+	return runAsyncProjections(ctx, c.db(ctx), maxEvents)
 }
 
 // RunAsyncProjectionsTx is RunAsyncProjections inside the caller's transaction: the handlers'
@@ -183,7 +183,7 @@ type ViewRefresh struct {
 // RefreshViews refreshes the registered materialized views that are due (all with force),
 // CONCURRENTLY, and reports each.
 func (c *Client) RefreshViews(ctx context.Context, force bool) ([]ViewRefresh, error) {
-	return refreshViews(ctx, c.pool, force)
+	return refreshViews(ctx, c.db(ctx), force)
 }
 
 // RefreshViewsTx is RefreshViews inside the caller's transaction.

@@ -93,11 +93,11 @@ func (c *Client) ReplicaStats() ReplicaStats {
 // ReadYourWrites, one that has replayed the token's transaction, waiting up to WaitBound) or the
 // primary. Use it for your own queries of projection tables.
 func (c *Client) ReadPool(ctx context.Context) *pgxpool.Pool {
-	db, r := c.readServer(ctx)
+	_, r := c.readServer(ctx)
 	if r == nil {
 		return c.pool
 	}
-	return db.(*pgxpool.Pool)
+	return r.pool
 }
 
 type replicaSet struct {
@@ -140,7 +140,7 @@ func (c *Client) readServer(ctx context.Context) (dbtx, *replica) {
 	s := c.replicas
 	cons := ConsistencyFrom(ctx)
 	if s == nil || len(s.list) == 0 || cons.mode == modePrimary {
-		return c.pool, nil
+		return c.db(ctx), nil
 	}
 	v, _ := ctx.Value(consistencyKey{}).(*consistencyValue)
 	// A replica an earlier read through this context used (and, for ReadYourWrites, found to
@@ -149,22 +149,22 @@ func (c *Client) readServer(ctx context.Context) (dbtx, *replica) {
 		if r := v.pinned.Load(); r != nil && r.set == s && r.usable() {
 			s.refresh(r, c.pool)
 			r.reads.Add(1)
-			return r.pool, r
+			return c.on(ctx, r.pool), r
 		}
 	}
 	r := s.pick(c.pool)
 	if r == nil {
 		s.primaryFallbacks.Add(1)
-		return c.pool, nil
+		return c.db(ctx), nil
 	}
 	if cons.mode == modeReadYourWrites && !s.replayed(ctx, r, cons.token) {
-		return c.pool, nil
+		return c.db(ctx), nil
 	}
 	if v != nil {
 		v.pinned.Store(r)
 	}
 	r.reads.Add(1)
-	return r.pool, r
+	return c.on(ctx, r.pool), r
 }
 
 // usable reports whether r is neither down nor lagging, as last known.
@@ -320,7 +320,7 @@ func routed[T any](ctx context.Context, c *Client, read func(dbtx) (T, error)) (
 	v, err := read(db)
 	if err != nil && r != nil && replicaUnavailable(err) && ctx.Err() == nil {
 		c.replicas.markDown(ctx, r, err)
-		return read(c.pool)
+		return read(c.db(ctx))
 	}
 	return v, err
 }
@@ -334,7 +334,7 @@ func routedSeq[T any](ctx context.Context, c *Client, read func(dbtx) iter.Seq2[
 		for v, err := range read(db) {
 			if err != nil && !started && r != nil && replicaUnavailable(err) && ctx.Err() == nil {
 				c.replicas.markDown(ctx, r, err)
-				for v, err := range read(c.pool) {
+				for v, err := range read(c.db(ctx)) {
 					if !yield(v, err) {
 						return
 					}

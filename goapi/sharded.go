@@ -20,7 +20,7 @@ import (
 
 // ShardNumbers returns the shards of the sharded store whose proxy c's pool connects to, 1..N.
 func (c *Client) ShardNumbers(ctx context.Context) ([]int, error) {
-	return shardNumbers(ctx, c.pool)
+	return shardNumbers(ctx, c.db(ctx))
 }
 
 // ShardNumbersTx is ShardNumbers inside the caller's transaction on the proxy.
@@ -44,7 +44,7 @@ func shardNumbers(ctx context.Context, db dbtx) ([]int, error) {
 // that shard (opts.Group is not supported, as in ReadAll). ErrShardUnavailable when the proxy
 // cannot reach it.
 func (c *Client) ReadShard(ctx context.Context, shard int, after Checkpoint, opts FeedOptions) ([]RecordedEvent, error) {
-	return readShard(ctx, c.pool, shard, after, opts)
+	return readShard(ctx, c.db(ctx), shard, after, opts)
 }
 
 // ReadShardTx is ReadShard inside the caller's transaction on the proxy. The shard's read is

@@ -30,7 +30,7 @@ const saveSnapshotSQL = `SELECT annals.save_snapshot($1, $2, $3, $4, $5::jsonb)`
 // the stream's version is ErrInvalidArgument, as are an invalid stream id, type, schema version
 // (< 1) or state. Repositories call it for you (RepositoryOptions.SnapshotEvery).
 func (c *Client) SaveSnapshot(ctx context.Context, s Snapshot) (bool, error) {
-	return saveSnapshot(ctx, c.pool, s)
+	return saveSnapshot(ctx, c.db(ctx), s)
 }
 
 // SaveSnapshotTx is SaveSnapshot inside the caller's transaction. An error aborts the

@@ -58,7 +58,7 @@ func storageStats(ctx context.Context, db dbtx) ([]StorageTier, error) {
 // the same events before and after. It needs annals_owner's rights (ErrPermissionDenied
 // otherwise); a negative olderThan or a maxEvents below 1 is ErrInvalidArgument.
 func (c *Client) CompressEvents(ctx context.Context, olderThan time.Duration, maxEvents int64) (int64, error) {
-	return compressEvents(ctx, c.pool, olderThan, maxEvents)
+	return compressEvents(ctx, c.db(ctx), olderThan, maxEvents)
 }
 
 // CompressEventsTx is CompressEvents inside the caller's transaction.
@@ -81,7 +81,7 @@ func compressEvents(ctx context.Context, db dbtx, olderThan time.Duration, maxEv
 // Any, StreamExists or the stream's exact version. Errors: ErrNotFound for an unknown stream,
 // ErrWrongExpectedVersion, ErrPermissionDenied without annals_owner's rights.
 func (c *Client) ArchiveStream(ctx context.Context, streamID string, expected ExpectedVersion) (int64, error) {
-	return archiveStream(ctx, c.pool, streamID, expected)
+	return archiveStream(ctx, c.db(ctx), streamID, expected)
 }
 
 // ArchiveStreamTx is ArchiveStream inside the caller's transaction.

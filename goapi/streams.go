@@ -150,7 +150,7 @@ func streamStats(ctx context.Context, db dbtx, streamID string) (StreamStats, er
 // (NoStream always fails: there is nothing to delete), ErrStreamDeleted when it is already
 // deleted.
 func (c *Client) DeleteStream(ctx context.Context, streamID string, expected ExpectedVersion, reason string) (int64, error) {
-	return deleteStream(ctx, c.pool, streamID, expected, reason)
+	return deleteStream(ctx, c.db(ctx), streamID, expected, reason)
 }
 
 // DeleteStreamTx is DeleteStream inside the caller's transaction, so the deletion commits or

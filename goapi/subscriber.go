@@ -254,9 +254,16 @@ func (s *subscriberRun) runBatch(ctx context.Context, failed *failure) (n int, h
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 
 	batch := &pgx.Batch{}
+	s.Client.tenantStatement(ctx, batch) // the tenant (if any) for the whole transaction
 	batch.Queue("SELECT "+eventColumns+" FROM annals.read_subscription($1, $2, $3) AS e", s.Name, s.Member, s.batchSize)
 	batch.Queue("SELECT c.transaction_id, c.global_position FROM annals.subscription_checkpoint($1, $2) AS c", s.Name, s.Member)
 	br := tx.SendBatch(ctx, batch)
+	if _, ok := s.Client.tenantFor(ctx); ok {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return 0, nil, wrapf(mapError(err), "subscriber %q: set tenant", s.Name)
+		}
+	}
 	rows, err := br.Query()
 	if err != nil {
 		br.Close()
@@ -388,6 +395,9 @@ func (s *subscriberRun) retryDeadLetters(ctx context.Context) (int, error) {
 		return 0, wrapf(err, "subscriber %q: begin", s.Name)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if err := s.Client.setTenantIn(ctx, tx); err != nil {
+		return 0, wrapf(err, "subscriber %q: set tenant", s.Name)
+	}
 	rows, err := tx.Query(ctx, "SELECT d.dead_letter_id, "+eventColumns+
 		" FROM annals.read_dead_letters($1, $2, $3) AS d CROSS JOIN LATERAL (SELECT (d.event).*) AS e",
 		s.Name, s.Member, s.batchSize)

@@ -22,7 +22,7 @@ type SubscriptionOptions struct {
 // idempotent: it returns false when the subscription already exists with the same settings, and
 // ErrInvalidArgument when it exists with other settings. ErrReserved for a name starting with '$'.
 func (c *Client) CreateSubscription(ctx context.Context, name string, opts SubscriptionOptions) (bool, error) {
-	return createSubscription(ctx, c.pool, name, opts)
+	return createSubscription(ctx, c.db(ctx), name, opts)
 }
 
 // CreateSubscriptionTx is CreateSubscription inside the caller's transaction.
@@ -48,7 +48,7 @@ func createSubscription(ctx context.Context, db dbtx, name string, opts Subscrip
 // it does not exist; ErrReserved for a '$' name (an async projection's checkpoint goes with
 // DropProjection).
 func (c *Client) DropSubscription(ctx context.Context, name string) error {
-	return dropSubscription(ctx, c.pool, name)
+	return dropSubscription(ctx, c.db(ctx), name)
 }
 
 // DropSubscriptionTx is DropSubscription inside the caller's transaction.
@@ -67,7 +67,7 @@ func dropSubscription(ctx context.Context, db dbtx, name string) error {
 // backwards to replay or forwards to skip. It returns how many members moved. ErrNotFound when
 // the subscription does not exist.
 func (c *Client) ResetSubscription(ctx context.Context, name string, to Checkpoint, member int) (int, error) {
-	return resetSubscription(ctx, c.pool, name, to, member)
+	return resetSubscription(ctx, c.db(ctx), name, to, member)
 }
 
 // ResetSubscriptionTx is ResetSubscription inside the caller's transaction.
@@ -91,7 +91,7 @@ func resetSubscription(ctx context.Context, db dbtx, name string, to Checkpoint,
 // SubscriptionCheckpoint returns the checkpoint a member has acknowledged, read on the primary
 // (a subscription's state is the primary's, whatever ctx's Consistency).
 func (c *Client) SubscriptionCheckpoint(ctx context.Context, name string, member int) (Checkpoint, error) {
-	return subscriptionCheckpoint(ctx, c.pool, name, member)
+	return subscriptionCheckpoint(ctx, c.db(ctx), name, member)
 }
 
 // SubscriptionCheckpointTx is SubscriptionCheckpoint inside the caller's transaction.

@@ -179,7 +179,7 @@ func (c *Client) DecideTaggedTx(ctx context.Context, tx pgx.Tx, query TagQuery, 
 // decideTagged reads, decides and appends once, in tx when it is not nil.
 func (c *Client) decideTagged(ctx context.Context, tx pgx.Tx, query TagQuery,
 	decide func(events []TaggedEvent) ([]StreamAppend, error)) ([]StreamAppendResult, error) {
-	var db dbtx = c.pool
+	db := c.db(ctx)
 	if tx != nil {
 		db = tx
 	}

@@ -281,7 +281,10 @@ BEGIN
        AND left(append_event.event_type, 1) <> '$'
        AND coalesce(jsonb_typeof(append_event.data), 'null') IN ('object', 'null')
        AND coalesce(jsonb_typeof(append_event.metadata), 'null') IN ('object', 'null')
-       AND coalesce(append_event.schema_version BETWEEN 1 AND 999999999, true) THEN
+       AND coalesce(append_event.schema_version BETWEEN 1 AND 999999999, true)
+       -- M15: a tenant's append (and a reserved "$tenant" key) takes the slow path, append_events.
+       AND coalesce(current_setting('annals.tenant', true), '') = ''
+       AND NOT coalesce(append_event.metadata ? '$tenant', false) THEN
         -- Serialize appends to the stream (see append_events). When another appender holds
         -- the lock, lock_stream fails fast on an expected version that can no longer be right.
         IF NOT pg_try_advisory_xact_lock(hashtextextended(append_event.stream_id, 0)) THEN
@@ -406,6 +409,7 @@ DECLARE
     v_position   bigint;
     v_tagged     boolean;  -- M15: some event has a "tags" key
     v_personal   text[];  -- M13: event types with personal data (NULL: none registered)
+    v_tenant     text := nullif(current_setting('annals.tenant', true), '');  -- M15 tenancy: NULL when none
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
     -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
@@ -422,6 +426,16 @@ BEGIN
         IF annals_internal.raise_invalid('events', 'must not be null') IS NULL THEN END IF;
     ELSIF jsonb_typeof(append_events.events) <> 'array' THEN
         IF annals_internal.raise_invalid('events', 'must be a JSON array of event objects, got ' || jsonb_typeof(append_events.events)) IS NULL THEN END IF;
+    END IF;
+    -- M15: a tenant's stream is stored as tenant || U+001F || id (functions/003_tenancy.sql);
+    -- every statement below uses the stored id. No tenant: one comparison.
+    IF v_tenant IS NOT NULL THEN
+        PERFORM annals_internal.check_tenant(v_tenant);
+        IF v_tenant = '*' THEN
+            v_tenant := NULL;
+        ELSE
+            append_events.stream_id := v_tenant || chr(31) || append_events.stream_id;
+        END IF;
     END IF;
 
     -- One pass over the batch. Only the first invalid event's index is kept: the problem itself
@@ -503,8 +517,8 @@ BEGIN
         RAISE EXCEPTION USING
             ERRCODE = '40001',
             MESSAGE = format('stream %L was appended to by a younger transaction (%s) than this one (%s)',
-                             append_events.stream_id, v_last_xid, v_xid),
-            DETAIL = jsonb_build_object('stream_id', append_events.stream_id,
+                             annals_internal.unqualify(append_events.stream_id), v_last_xid, v_xid),
+            DETAIL = jsonb_build_object('stream_id', annals_internal.unqualify(append_events.stream_id),
                                         'transaction_id', v_xid, 'last_transaction_id', v_last_xid)::text,
             HINT = 'Retry the whole transaction; append before other writes to keep it from recurring.';
     END IF;
@@ -521,7 +535,8 @@ BEGIN
                x.ev ->> 'type',
                coalesce((x.ev ->> 'schema_version')::integer, 1),
                coalesce(nullif(p.ev -> 'data', 'null'), '{}'),
-               coalesce(nullif(p.ev -> 'metadata', 'null'), '{}'),
+               CASE WHEN v_tenant IS NULL THEN coalesce(nullif(p.ev -> 'metadata', 'null'), '{}')  -- M15: the event's tenant
+                    ELSE coalesce(nullif(p.ev -> 'metadata', 'null'), '{}') || jsonb_build_object('$tenant', v_tenant) END,
                v_xid,
                v_now,
                CASE WHEN v_tagged THEN annals_internal.tags_of(x.ev) END  -- M15
@@ -721,6 +736,7 @@ DECLARE
     v_tagged  annals_internal.cold_tags[];
 BEGIN
     IF annals_internal.check_stream_id(archive_stream.stream_id) IS NULL THEN END IF;
+    archive_stream.stream_id := annals_internal.qualify(archive_stream.stream_id);  -- M15: the tenant's stored id
     IF archive_stream.expected_version < -1 OR archive_stream.expected_version = 0 THEN
         IF annals_internal.raise_invalid('expected_version',
             'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || archive_stream.expected_version) IS NULL THEN END IF;
@@ -800,6 +816,7 @@ DECLARE
     v_events  annals.event[];
     v_tagged  annals_internal.cold_tags[];
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.compress_events');  -- M15: tenancy on: '*' only
     IF compress_events.older_than IS NULL OR compress_events.older_than < interval '0' THEN
         IF annals_internal.raise_invalid('older_than', 'must be an interval >= 0, got ' || coalesce(compress_events.older_than::text, 'NULL')) IS NULL THEN END IF;
     END IF;
@@ -1003,6 +1020,26 @@ same member). Returns true when created, false when it already existed with the 
 
 
 --
+-- Name: current_tenant(); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.current_tenant() RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    RETURN NULLIF(current_setting('annals.tenant'::text, true), ''::text);
+
+
+ALTER FUNCTION annals.current_tenant() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION current_tenant(); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.current_tenant() IS 'The session''s tenant (the annals.tenant setting): NULL when none is set, ''*'' for the all-tenants scope.';
+
+
+--
 -- Name: delete_stream(text, bigint, text); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -1016,6 +1053,7 @@ DECLARE
     v_state   text;
 BEGIN
     IF annals_internal.check_stream_id(delete_stream.stream_id) IS NULL THEN END IF;
+    delete_stream.stream_id := annals_internal.qualify(delete_stream.stream_id);  -- M15: the tenant's stored id
     IF delete_stream.expected_version < -1 THEN
         IF annals_internal.raise_invalid('expected_version',
             'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || delete_stream.expected_version) IS NULL THEN END IF;
@@ -1056,6 +1094,50 @@ ALTER FUNCTION annals.delete_stream(stream_id text, expected_version bigint, rea
 
 COMMENT ON FUNCTION annals.delete_stream(stream_id text, expected_version bigint, reason text) IS 'Closes a stream: later appends fail with ST410 while its events stay readable. Audited (who, when, why).
 Returns the stream''s final version. Errors: ST409 stream missing or at another version, ST410 already deleted.';
+
+
+--
+-- Name: disable_tenancy(); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.disable_tenancy() RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    t      record;
+    v_done boolean := false;
+BEGIN
+    -- Look past the policy (NO FORCE for the owner, undone by the raise) for tenant streams.
+    ALTER TABLE annals_internal.streams NO FORCE ROW LEVEL SECURITY;
+    IF EXISTS (SELECT FROM annals_internal.streams AS s WHERE strpos(s.stream_id, chr(31)) > 0) THEN
+        IF annals_internal.raise_error('ST409', 'cannot disable tenancy: tenants'' streams exist',
+            jsonb_build_object('tenant_streams', (SELECT count(*) FROM annals_internal.streams AS s
+                                                   WHERE strpos(s.stream_id, chr(31)) > 0)),
+            'Tenant streams would become visible to every session: keep tenancy on.') IS NULL THEN END IF;
+    END IF;
+    FOR t IN SELECT * FROM annals_internal.tenant_tables() LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_policy AS p WHERE p.polrelid = t.tbl AND p.polname = 'annals_tenant') THEN
+            EXECUTE format('DROP POLICY annals_tenant ON %s', t.tbl);
+            v_done := true;
+        END IF;
+        EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', t.tbl);
+        EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', t.tbl);
+    END LOOP;
+    RETURN v_done;
+END
+$$;
+
+
+ALTER FUNCTION annals.disable_tenancy() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION disable_tenancy(); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.disable_tenancy() IS 'Turns tenancy off again (drops the policies, disables row-level security), refused (ST409) once any
+tenant''s stream exists. Returns true when it dropped policies. Owner only.';
 
 
 --
@@ -1134,6 +1216,126 @@ ALTER FUNCTION annals.drop_subscription(subscription text) OWNER TO annals_owner
 
 COMMENT ON FUNCTION annals.drop_subscription(subscription text) IS 'Drops a subscription with its checkpoints and dead letters; returns true. Errors: ST404 when it does not
 exist (DETAIL {"subscription"}), ST403 for a reserved name.';
+
+
+--
+-- Name: enable_tenancy(); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.enable_tenancy() RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    t       record;
+    v_cond  text;
+    v_done  boolean := false;
+BEGIN
+    FOR t IN SELECT * FROM annals_internal.tenant_tables() LOOP
+        CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_policy AS p
+                               WHERE p.polrelid = t.tbl AND p.polname = 'annals_tenant');
+        v_cond := annals_internal.tenant_policy_sql(
+            format('pg_catalog.split_part(%s, pg_catalog.chr(31), -2)', t.id_expr));
+        EXECUTE format('CREATE POLICY annals_tenant ON %s USING (%s) WITH CHECK (%s)', t.tbl, v_cond, v_cond);
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t.tbl);
+        -- Annals' functions run as annals_owner, the tables' owner: FORCE makes the policy hold for them too.
+        EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', t.tbl);
+        EXECUTE format('COMMENT ON POLICY annals_tenant ON %s IS %L', t.tbl,
+                       'Tenancy (annals.enable_tenancy): rows of the session''s tenant only (annals.tenant; none: untenanted rows; ''*'': all, for annals_owner members).');
+        v_done := true;
+    END LOOP;
+    RETURN v_done;
+END
+$$;
+
+
+ALTER FUNCTION annals.enable_tenancy() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION enable_tenancy(); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.enable_tenancy() IS 'Turns tenancy on: row-level security (ENABLE and FORCE) with the policy annals_tenant on every table
+holding per-stream rows, so every query, by Annals'' functions or anyone else, sees and writes only the
+session tenant''s rows. Idempotent, returns true when it created policies. Owner only, and where the history
+guard is installed a superuser (it changes the history tables: ST401 otherwise).';
+
+
+--
+-- Name: enable_tenant_policy(regclass, name); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.enable_tenant_policy(tbl regclass, tenant_column name DEFAULT 'tenant'::name) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_cond text;
+BEGIN
+    IF NOT pg_has_role(session_user, 'annals_owner', 'MEMBER') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = format('enable_tenant_policy is for members of annals_owner; %I is not one', session_user),
+            DETAIL = jsonb_build_object('role', session_user)::text,
+            HINT = 'Run it as the role that installed Annals or owns the projection''s tables.';
+    END IF;
+    IF enable_tenant_policy.tbl IS NULL OR enable_tenant_policy.tenant_column IS NULL THEN
+        IF annals_internal.raise_invalid('tbl', 'must not be null') IS NULL THEN END IF;
+    END IF;
+    IF NOT EXISTS (SELECT FROM annals_internal.projections AS p WHERE enable_tenant_policy.tbl = ANY (p.tables)) THEN
+        IF annals_internal.raise_invalid('tbl', format('%s is not a table of a registered projection', enable_tenant_policy.tbl)) IS NULL THEN END IF;
+    END IF;
+    IF annals_internal.table_trust_problem(enable_tenant_policy.tbl) IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = annals_internal.table_trust_problem(enable_tenant_policy.tbl),
+            DETAIL = jsonb_build_object('table', enable_tenant_policy.tbl::text)::text,
+            HINT = 'Make the table''s owner a member of annals_owner, then try again.';
+    END IF;
+    IF (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = enable_tenant_policy.tbl)
+       <> (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = 'annals_owner') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = format('%s is owned by %s, not annals_owner: its policy cannot be created for it',
+                             enable_tenant_policy.tbl, (SELECT c.relowner::regrole FROM pg_catalog.pg_class AS c WHERE c.oid = enable_tenant_policy.tbl)),
+            DETAIL = jsonb_build_object('table', enable_tenant_policy.tbl::text)::text,
+            HINT = format('ALTER TABLE %s OWNER TO annals_owner, then try again.', enable_tenant_policy.tbl);
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+                    WHERE a.attrelid = enable_tenant_policy.tbl AND a.attname = enable_tenant_policy.tenant_column
+                      AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid = 'text'::regtype) THEN
+        IF annals_internal.raise_invalid('tenant_column',
+            format('%s has no text column %I', enable_tenant_policy.tbl, enable_tenant_policy.tenant_column)) IS NULL THEN END IF;
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_policy AS p
+                WHERE p.polrelid = enable_tenant_policy.tbl AND p.polname = 'annals_tenant') THEN
+        RETURN false;
+    END IF;
+    v_cond := annals_internal.tenant_policy_sql(format('pg_catalog.concat(%I)', enable_tenant_policy.tenant_column));
+    EXECUTE format('CREATE POLICY annals_tenant ON %s USING (%s) WITH CHECK (%s)', enable_tenant_policy.tbl, v_cond, v_cond);
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', enable_tenant_policy.tbl);
+    EXECUTE format('COMMENT ON POLICY annals_tenant ON %s IS %L', enable_tenant_policy.tbl,
+                   format('Tenancy (annals.enable_tenant_policy): rows whose %I is the session''s tenant (annals.tenant; none: NULL; ''*'': all, for annals_owner members).',
+                          enable_tenant_policy.tenant_column));
+    RETURN true;
+END
+$$;
+
+
+ALTER FUNCTION annals.enable_tenant_policy(tbl regclass, tenant_column name) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION enable_tenant_policy(tbl regclass, tenant_column name); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.enable_tenant_policy(tbl regclass, tenant_column name) IS 'Opts a projection table into tenancy: row-level security with a policy that lets a session read and
+write only the rows whose tenant_column (text, default "tenant") is its tenant (NULL rows without a tenant,
+all rows under ''*'' for members of annals_owner). Handlers fill the column from (e).metadata->>''$tenant''.
+The table must belong to a registered projection, be owned by annals_owner and pass the projection trust
+checks. Idempotent, returns true when it created the policy. Errors: 42501 not a member of annals_owner,
+a table not owned by annals_owner or untrusted, ST422.';
 
 
 --
@@ -1389,16 +1591,16 @@ BEGIN
     END IF;
     IF list_streams.category IS NULL THEN
         RETURN QUERY
-            SELECT s.stream_id, s.stream_version, s.created_at, s.updated_at, s.state
+            SELECT annals_internal.unqualify(s.stream_id), s.stream_version, s.created_at, s.updated_at, s.state
               FROM annals_internal.streams AS s
-             WHERE s.stream_id > coalesce(list_streams.after_stream_id, '')
+             WHERE s.stream_id > annals_internal.qualify(coalesce(list_streams.after_stream_id, ''))
              ORDER BY s.stream_id
              LIMIT list_streams.max_count;
     ELSE
         RETURN QUERY
-            SELECT s.stream_id, s.stream_version, s.created_at, s.updated_at, s.state
+            SELECT annals_internal.unqualify(s.stream_id), s.stream_version, s.created_at, s.updated_at, s.state
               FROM annals_internal.streams AS s
-             WHERE s.category = list_streams.category
+             WHERE s.category = annals_internal.qualify(list_streams.category)
                AND s.stream_id > coalesce(list_streams.after_stream_id, '')
              ORDER BY s.stream_id
              LIMIT list_streams.max_count;
@@ -1430,6 +1632,7 @@ CREATE FUNCTION annals.load_snapshot(stream_id text, snapshot_type text, schema_
 #variable_conflict use_column
 BEGIN
     IF annals_internal.check_stream_id(load_snapshot.stream_id) IS NULL THEN END IF;
+    load_snapshot.stream_id := annals_internal.qualify(load_snapshot.stream_id);  -- M15: the tenant's stored id
     IF load_snapshot.schema_version IS NULL OR load_snapshot.schema_version < 1 THEN
         IF annals_internal.raise_invalid('schema_version', 'must be >= 1') IS NULL THEN END IF;
     END IF;
@@ -1471,6 +1674,7 @@ DECLARE
     v_id    bigint;
 BEGIN
     PERFORM annals_internal.check_subscription(park_event.subscription, park_event.member);
+    park_event.stream_id := annals_internal.qualify(park_event.stream_id);  -- M15: the tenant's stored id
     -- Hot or cold (400_cold_storage.sql).
     SELECT * INTO v_event FROM annals_internal.event_at(park_event.stream_id, park_event.stream_version) AS e;
     IF NOT FOUND THEN
@@ -1518,6 +1722,7 @@ DECLARE
     v_first   bigint;
 BEGIN
     IF annals_internal.check_stream_id(purge_stream.stream_id) IS NULL THEN END IF;
+    purge_stream.stream_id := annals_internal.qualify(purge_stream.stream_id);  -- M15: the tenant's stored id
     IF purge_stream.expected_version < -1 THEN
         IF annals_internal.raise_invalid('expected_version',
             'must be NULL (any), -1 (stream exists) or a version >= 1, got ' || purge_stream.expected_version) IS NULL THEN END IF;
@@ -1609,7 +1814,7 @@ BEGIN
          WHERE (e.transaction_id, e.global_position) > (read_all.after_transaction, read_all.after_position)
            AND e.transaction_id < annals_internal.feed_barrier()
            AND (read_all.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (read_all.event_types))
-           AND (read_all.categories IS NULL OR e.category = ANY (read_all.categories))
+           AND (read_all.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (read_all.categories))
          ORDER BY e.transaction_id, e.global_position
          LIMIT read_all.max_count;
     END IF;
@@ -1647,6 +1852,7 @@ CREATE FUNCTION annals.read_category(category text, after_transaction xid8 DEFAU
 DECLARE
     v_rows bigint;
     v_up   text[] := CASE WHEN read_category.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
+    v_category text := annals_internal.qualify(read_category.category);  -- M15: as stored for the tenant
 BEGIN
     IF annals_internal.category_problem(read_category.category) IS NOT NULL THEN
         IF annals_internal.raise_invalid('category', annals_internal.category_problem(read_category.category)) IS NULL THEN END IF;
@@ -1659,7 +1865,9 @@ BEGIN
         IF annals_internal.raise_invalid('consumer_member', 'must be between 0 and consumer_size - 1') IS NULL THEN END IF;
     END IF;
     -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold merged.
-    IF annals_internal.cold_after(read_category.after_transaction, read_category.after_position) THEN
+    -- M15: under '*' (all tenants) the category is every tenant's: feed_page compares it unqualified.
+    IF annals_internal.cold_after(read_category.after_transaction, read_category.after_position)
+       OR current_setting('annals.tenant', true) = '*' THEN
         RETURN QUERY
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
@@ -1671,7 +1879,7 @@ BEGIN
         SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
           FROM annals_internal.events AS e
-         WHERE e.category = read_category.category
+         WHERE e.category = v_category
            AND (e.transaction_id, e.global_position) > (read_category.after_transaction, read_category.after_position)
            AND e.transaction_id < annals_internal.feed_barrier()
            AND (read_category.consumer_size = 1
@@ -1797,6 +2005,7 @@ DECLARE
     v_up text[] := CASE WHEN read_stream.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     IF annals_internal.check_stream_id(read_stream.stream_id) IS NULL THEN END IF;
+    read_stream.stream_id := annals_internal.qualify(read_stream.stream_id);  -- M15: the tenant's stored id
     PERFORM annals_internal.check_page(read_stream.from_version, read_stream.max_count);
     IF read_stream.backwards IS NULL THEN
         IF annals_internal.raise_invalid('backwards', 'must not be null') IS NULL THEN END IF;
@@ -1861,6 +2070,7 @@ DECLARE
     v_up text[] := CASE WHEN read_stream_as_of.raw THEN NULL ELSE annals_internal.types_to_upcast() END;
 BEGIN
     IF annals_internal.check_stream_id(read_stream_as_of.stream_id) IS NULL THEN END IF;
+    read_stream_as_of.stream_id := annals_internal.qualify(read_stream_as_of.stream_id);  -- M15: the tenant's stored id
     PERFORM annals_internal.check_page(read_stream_as_of.from_version, read_stream_as_of.max_count);
     IF (read_stream_as_of.as_of_version IS NULL) = (read_stream_as_of.as_of_time IS NULL) THEN
         IF annals_internal.raise_invalid('as_of_version', 'give exactly one of as_of_version and as_of_time') IS NULL THEN END IF;
@@ -1946,7 +2156,7 @@ BEGIN
          WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
            AND e.transaction_id < annals_internal.feed_barrier()
            AND (v_sub.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (v_sub.event_types))
-           AND (v_sub.categories IS NULL OR e.category = ANY (v_sub.categories))
+           AND (v_sub.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (v_sub.categories))
            AND (v_size = 1 OR annals_internal.member_of(e.stream_id, v_size) = read_subscription.member)
            AND NOT annals_internal.cold_after(v_cp.checkpoint_transaction, v_cp.checkpoint_position)
          ORDER BY e.transaction_id, e.global_position
@@ -2199,6 +2409,7 @@ DECLARE
     v_hint    text;
     v_failed  annals.event;
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.rebuild_projection');  -- M15: tenancy on: '*' only
     IF rebuild_projection.batch_size IS NULL OR rebuild_projection.batch_size < 1 THEN
         IF annals_internal.raise_invalid('batch_size', 'must be >= 1') IS NULL THEN END IF;
     END IF;
@@ -2220,7 +2431,7 @@ BEGIN
         SELECT count(*) INTO v_total
           FROM annals_internal.events AS e
          WHERE (v_proj.event_types IS NULL OR e.event_type = ANY (v_proj.event_types))
-           AND (v_proj.categories IS NULL OR e.category = ANY (v_proj.categories));
+           AND (v_proj.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (v_proj.categories));
         PERFORM annals_internal.report_rebuild_progress(v_proj.projection_name, 0, v_total);
 
         -- DELETE, not TRUNCATE: TRUNCATE would lock readers out until the end.
@@ -2337,6 +2548,7 @@ DECLARE
     v_populated boolean;
     v_snapshot pg_snapshot;
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.refresh_views');  -- M15: tenancy on: '*' only
     FOR m IN SELECT * FROM annals_internal.materialized_views AS mv ORDER BY mv.view_name::text FOR UPDATE SKIP LOCKED LOOP
         -- The feed position the refresh will include: everything below the barrier now.
         SELECT e.transaction_id, e.global_position INTO v_head
@@ -3064,6 +3276,7 @@ DECLARE
     v_err    text;
     v_up     text[] := annals_internal.types_to_upcast();
 BEGIN
+    PERFORM annals_internal.check_all_tenants('annals.run_async_projections');  -- M15: tenancy on: '*' only
     IF run_async_projections.max_events IS NULL OR run_async_projections.max_events < 1 THEN
         IF annals_internal.raise_invalid('max_events', 'must be >= 1') IS NULL THEN END IF;
     END IF;
@@ -3098,7 +3311,7 @@ BEGIN
                     INSERT INTO annals_internal.dead_letters AS d
                            (subscription_name, member, stream_id, stream_version, global_position, transaction_id,
                             attempts, last_error, parked_at)
-                    VALUES (v_sub, 0, v_events[i].stream_id, v_events[i].stream_version, v_events[i].global_position,
+                    VALUES (v_sub, 0, annals_internal.stored_stream_id(v_events[i].stream_id, v_events[i].metadata), v_events[i].stream_version, v_events[i].global_position,
                             v_events[i].transaction_id, 1, v_err, clock_timestamp())
                     ON CONFLICT ON CONSTRAINT dead_letters_event_key DO UPDATE
                        SET attempts = d.attempts + 1, last_error = excluded.last_error, status = 'parked',
@@ -3149,6 +3362,7 @@ DECLARE
     v_saved   boolean;
 BEGIN
     IF annals_internal.check_stream_id(save_snapshot.stream_id) IS NULL THEN END IF;
+    save_snapshot.stream_id := annals_internal.qualify(save_snapshot.stream_id);  -- M15: the tenant's stored id
     IF annals_internal.name_problem(save_snapshot.snapshot_type, 256) IS NOT NULL THEN
         IF annals_internal.raise_invalid('snapshot_type', annals_internal.name_problem(save_snapshot.snapshot_type, 256)) IS NULL THEN END IF;
     END IF;
@@ -3306,6 +3520,9 @@ BEGIN
         IF annals_internal.raise_invalid('truncate_before', 'must be a stream version >= 1, got ' || set_retention.truncate_before) IS NULL THEN END IF;
     END IF;
 
+    -- M15: the tenant's stored stream id or category.
+    set_retention.stream_id := annals_internal.qualify(set_retention.stream_id);
+    set_retention.category := annals_internal.qualify(set_retention.category);
     IF num_nonnulls(set_retention.max_age, set_retention.max_count, set_retention.truncate_before) = 0 THEN
         DELETE FROM annals_internal.retention_rules AS r
          WHERE r.stream_id IS NOT DISTINCT FROM set_retention.stream_id
@@ -3338,6 +3555,55 @@ COMMENT ON FUNCTION annals.set_retention(stream_id text, category text, max_age 
 than max_age, beyond the newest max_count, or below version truncate_before are removed by
 annals.apply_retention. All three NULL removes the rule. A stream''s own rule overrides its category''s.
 Returns true when a rule was set or removed. Owner only. Errors: ST422 invalid argument.';
+
+
+--
+-- Name: set_tenant(text); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.set_tenant(tenant text) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    v_new     text := nullif(set_tenant.tenant, '');
+    v_current text := annals_internal.session_tenant();
+    v_marked  text := nullif(current_setting('annals.tenant_of_transaction', true), '');
+BEGIN
+    IF v_new IS NOT NULL THEN
+        PERFORM annals_internal.check_tenant(v_new);
+    END IF;
+    IF v_new IS DISTINCT FROM v_current
+       AND (pg_current_xact_id_if_assigned() IS NOT NULL
+            OR v_marked IS NOT NULL AND v_marked IS DISTINCT FROM coalesce(v_new, '-')) THEN
+        IF annals_internal.raise_error('ST424',
+            format('cannot switch tenant from %s to %s inside a transaction that %s',
+                   coalesce(quote_literal(v_current), 'none'), coalesce(quote_literal(v_new), 'none'),
+                   CASE WHEN pg_current_xact_id_if_assigned() IS NOT NULL THEN 'has already written'
+                        ELSE 'already set its tenant' END),
+            jsonb_build_object('tenant', v_new, 'current', v_current),
+            'Commit or roll back first, then set the tenant; one transaction works for one tenant.') IS NULL THEN END IF;
+    END IF;
+    PERFORM set_config('annals.tenant', coalesce(v_new, ''), false);
+    -- '-' (no valid tenant contains it) marks "set to none in this transaction".
+    PERFORM set_config('annals.tenant_of_transaction', coalesce(v_new, '-'), true);
+    RETURN v_new;
+END
+$$;
+
+
+ALTER FUNCTION annals.set_tenant(tenant text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION set_tenant(tenant text); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.set_tenant(tenant text) IS 'Sets the session''s tenant (the annals.tenant setting): NULL or '''' clears it. Returns the tenant set.
+With a tenant set, every Annals read and append sees and touches only that tenant''s streams (row-level
+security, once annals.enable_tenancy() has run). ''*'' (all tenants) is for members of annals_owner.
+Errors: 55000 tenancy is off, ST422 malformed name (name rule, 1..63 bytes, no ''-''), ST403 reserved ($...),
+42501 ''*'' outside annals_owner, ST424 a switch inside a transaction that has written or already set another tenant.';
 
 
 --
@@ -3408,8 +3674,9 @@ CREATE FUNCTION annals.stream_info(stream_id text) RETURNS SETOF annals.stream
     AS $$
 BEGIN
     IF annals_internal.check_stream_id(stream_info.stream_id) IS NULL THEN END IF;
+    stream_info.stream_id := annals_internal.qualify(stream_info.stream_id);  -- M15: the tenant's stored id
     RETURN QUERY
-        SELECT s.stream_id, s.stream_version, s.created_at, s.updated_at, s.state
+        SELECT annals_internal.unqualify(s.stream_id), s.stream_version, s.created_at, s.updated_at, s.state
           FROM annals_internal.streams AS s
          WHERE s.stream_id = stream_info.stream_id;
 END
@@ -3437,6 +3704,7 @@ CREATE FUNCTION annals.stream_stats(stream_id text, OUT event_count bigint, OUT 
     AS $$
 BEGIN
     IF annals_internal.check_stream_id(stream_stats.stream_id) IS NULL THEN END IF;
+    stream_stats.stream_id := annals_internal.qualify(stream_stats.stream_id);  -- M15: the tenant's stored id
     SELECT count(*), coalesce(sum(pg_column_size(e.*)), 0)::bigint
       INTO stream_stats.event_count, stream_stats.size_bytes
       FROM annals_internal.events AS e
@@ -3473,6 +3741,7 @@ CREATE FUNCTION annals.stream_version_at(stream_id text, as_of timestamp with ti
     AS $$
 BEGIN
     IF annals_internal.check_stream_id(stream_version_at.stream_id) IS NULL THEN END IF;
+    stream_version_at.stream_id := annals_internal.qualify(stream_version_at.stream_id);  -- M15: the tenant's stored id
     IF stream_version_at.as_of IS NULL THEN
         IF annals_internal.raise_invalid('as_of', 'must not be null') IS NULL THEN END IF;
     END IF;
@@ -3516,6 +3785,30 @@ ALTER FUNCTION annals.subscription_checkpoint(subscription text, member integer,
 --
 
 COMMENT ON FUNCTION annals.subscription_checkpoint(subscription text, member integer, OUT transaction_id xid8, OUT global_position bigint) IS 'The feed position (transaction_id, global_position) a subscription member has acknowledged.';
+
+
+--
+-- Name: tenancy_enabled(); Type: FUNCTION; Schema: annals; Owner: annals_owner
+--
+
+CREATE FUNCTION annals.tenancy_enabled() RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    BEGIN ATOMIC
+ SELECT (EXISTS ( SELECT
+            FROM pg_policy p
+           WHERE ((p.polrelid = ('annals_internal.events'::regclass)::oid) AND (p.polname = 'annals_tenant'::name)))) AS "exists";
+END;
+
+
+ALTER FUNCTION annals.tenancy_enabled() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION tenancy_enabled(); Type: COMMENT; Schema: annals; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals.tenancy_enabled() IS 'Whether annals.enable_tenancy() has turned tenancy on.';
 
 
 --
@@ -3645,7 +3938,7 @@ BEGIN
                     WHERE e.transaction_id = wait_for_projection.transaction_id
                       AND (e.transaction_id, e.global_position) > (v_cp_xid, v_cp_pos)
                       AND (p.event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY (p.event_types))
-                      AND (p.categories IS NULL OR e.category = ANY (p.categories))) THEN
+                      AND (p.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (p.categories))) THEN
                 RETURN true;
             END IF;
         END IF;
@@ -4004,7 +4297,7 @@ BEGIN
                                                    THEN 'max_batch_events' ELSE 'max_batch_bytes' END),
                 'Split the batch, or raise the limit with annals.configure.') IS NULL THEN END IF;
         END IF;
-        v_keys := v_keys || hashtextextended(v_stream, 0);
+        v_keys := v_keys || hashtextextended(annals_internal.qualify(v_stream), 0);  -- M15: append_events' lock key
         IF v_tagged THEN
             v_ev_keys := v_ev_keys || annals_internal.event_tag_keys(v_el -> 'events');
         END IF;
@@ -4080,6 +4373,7 @@ BEGIN
          ORDER BY e.transaction_id, e.global_position
          LIMIT 1;
         IF FOUND THEN
+            v_hit.stream_id := annals_internal.unqualify(v_hit.stream_id);  -- M15: the caller's id
             IF annals_internal.raise_error('ST409',
                 format('condition failed: event %s of stream %L (type %s, position %s) matches the query and is after the position the decision read (%s, %s)',
                        v_hit.stream_version, v_hit.stream_id, v_hit.event_type, v_hit.global_position, v_after_tx, v_after_pos),
@@ -4156,7 +4450,8 @@ BEGIN
                  -- M13: personal data is compared decrypted, without the "$pii" marker.
                  OR CASE WHEN e.metadata ? '$pii' THEN annals_internal.reveal_data(e.event_type, e.data, e.metadata) ELSE e.data END
                     IS DISTINCT FROM coalesce(nullif(b.ev -> 'data', 'null'), '{}')
-                 OR CASE WHEN e.metadata ? '$pii' THEN e.metadata - '$pii' ELSE e.metadata END
+                 -- M15: and without the "$tenant" key the append added.
+                 OR CASE WHEN e.metadata ? '$pii' OR e.metadata ? '$tenant' THEN e.metadata - '{$pii,$tenant}'::text[] ELSE e.metadata END
                     IS DISTINCT FROM coalesce(nullif(b.ev -> 'metadata', 'null'), '{}') - '$pii'
                  OR e.schema_version IS DISTINCT FROM coalesce((b.ev ->> 'schema_version')::integer, 1)
                  OR e.tags IS DISTINCT FROM annals_internal.tags_of(b.ev))))[1]  -- M15: tags are content too
@@ -4382,6 +4677,24 @@ COMMENT ON FUNCTION annals_internal.reveal_metadata(event_type text, metadata js
 
 
 --
+-- Name: unqualify(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.unqualify(id text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN split_part(id, chr(31), '-1'::integer);
+
+
+ALTER FUNCTION annals_internal.unqualify(id text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION unqualify(id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.unqualify(id text) IS 'A stored stream id or category without its tenant prefix (the part after U+001F), as clients see it.';
+
+
+--
 -- Name: upcast_data(text, integer, jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4459,7 +4772,7 @@ COMMENT ON FUNCTION annals_internal.upcast_version(event_type text, schema_versi
 
 CREATE FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]) RETURNS annals.event
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN ROW(stream_id, stream_version, global_position, event_id, CASE WHEN (event_type = ANY (up)) THEN annals_internal.current_type(event_type) ELSE event_type END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_version(event_type, schema_version) ELSE schema_version END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_data(event_type, schema_version, CASE WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_data(event_type, data, metadata) ELSE data END) WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_data(event_type, data, metadata) ELSE data END, CASE WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_metadata(event_type, metadata) ELSE metadata END, transaction_id, recorded_at)::annals.event;
+    RETURN ROW(annals_internal.unqualify(stream_id), stream_version, global_position, event_id, CASE WHEN (event_type = ANY (up)) THEN annals_internal.current_type(event_type) ELSE event_type END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_version(event_type, schema_version) ELSE schema_version END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_data(event_type, schema_version, CASE WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_data(event_type, data, metadata) ELSE data END) WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_data(event_type, data, metadata) ELSE data END, CASE WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_metadata(event_type, metadata) ELSE metadata END, transaction_id, recorded_at)::annals.event;
 
 
 ALTER FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]) OWNER TO annals_owner;
@@ -4577,6 +4890,37 @@ ALTER FUNCTION annals_internal.category_problem(category text) OWNER TO annals_o
 --
 
 COMMENT ON FUNCTION annals_internal.category_problem(category text) IS 'Why a category argument is invalid, NULL when valid: the name rule (1..512 bytes) and no -.';
+
+
+--
+-- Name: check_all_tenants(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.check_all_tenants(what text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF NOT (current_setting('annals.tenant', true) = '*' AND pg_has_role(session_user, 'annals_owner', 'MEMBER'))
+       AND (SELECT c.relrowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid = 'annals_internal.events'::regclass) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = format('%s works for every tenant: with tenancy on it runs under tenant ''*'' only, as a member of annals_owner (tenant now: %s)',
+                             check_all_tenants.what, coalesce(nullif(current_setting('annals.tenant', true), ''), 'none')),
+            DETAIL = jsonb_build_object('function', check_all_tenants.what, 'tenant', nullif(current_setting('annals.tenant', true), ''))::text,
+            HINT = 'Run it as a member of annals_owner after SELECT annals.set_tenant(''*''), as annals worker does.';
+    END IF;
+END
+$$;
+
+
+ALTER FUNCTION annals_internal.check_all_tenants(what text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION check_all_tenants(what text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.check_all_tenants(what text) IS 'Raises 42501 when tenancy is on and the session is not under ''*'' as a member of annals_owner: for feed-wide work.';
 
 
 --
@@ -4963,6 +5307,54 @@ COMMENT ON FUNCTION annals_internal.check_tag_query(query jsonb, argument text) 
 
 
 --
+-- Name: check_tenant(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.check_tenant(tenant text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+BEGIN
+    IF check_tenant.tenant = '*' THEN
+        IF NOT pg_has_role(session_user, 'annals_owner', 'MEMBER') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = '42501',
+                MESSAGE = format('tenant scope ''*'' (all tenants) is for members of annals_owner; %I is not one', session_user),
+                DETAIL = jsonb_build_object('tenant', '*', 'role', session_user)::text,
+                HINT = 'Set the tenant this client works for, or connect as the worker''s or an operator''s role.';
+        END IF;
+        RETURN;
+    END IF;
+    -- Without the policies a tenant would isolate nothing: refuse rather than pretend.
+    IF NOT (SELECT c.relrowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid = 'annals_internal.events'::regclass) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '55000',
+            MESSAGE = format('tenant %L: tenancy is off in this database', check_tenant.tenant),
+            DETAIL = jsonb_build_object('tenant', check_tenant.tenant)::text,
+            HINT = 'Turn it on first: SELECT annals.enable_tenancy() as annals_owner (annals tenancy enable).';
+    END IF;
+    IF annals_internal.tenant_problem(check_tenant.tenant) IS NOT NULL THEN
+        IF annals_internal.raise_invalid('tenant', annals_internal.tenant_problem(check_tenant.tenant)) IS NULL THEN END IF;
+    END IF;
+    IF left(check_tenant.tenant, 1) = '$' THEN
+        IF annals_internal.raise_error('ST403',
+            format('tenant %L is reserved: names starting with $ belong to Annals', check_tenant.tenant),
+            jsonb_build_object('argument', 'tenant')) IS NULL THEN END IF;
+    END IF;
+END
+$_$;
+
+
+ALTER FUNCTION annals_internal.check_tenant(tenant text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION check_tenant(tenant text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.check_tenant(tenant text) IS 'Raises 55000 while tenancy is off, ST422 for a malformed tenant name, ST403 for a reserved one ($...), 42501 for ''*'' outside annals_owner.';
+
+
+--
 -- Name: check_wait_args(xid8, interval); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -5133,7 +5525,7 @@ BEGIN
               FROM annals_internal.cold_segments AS s
              CROSS JOIN LATERAL unnest(s.events) AS c
              WHERE s.batch_id = v_batch.batch_id
-               AND (cold_pending.categories IS NULL OR s.category = ANY (cold_pending.categories))
+               AND (cold_pending.categories IS NULL OR annals_internal.unqualify(s.category) = ANY (cold_pending.categories))
                AND (cold_pending.consumer_size = 1
                     OR annals_internal.member_of(s.stream_id, cold_pending.consumer_size) = cold_pending.consumer_member)
                AND (c.transaction_id, c.global_position) > (cold_pending.after_transaction, cold_pending.after_position)
@@ -5200,7 +5592,7 @@ CREATE FUNCTION annals_internal.dead_letters_rows() RETURNS TABLE(dead_letter_id
  SELECT d.dead_letter_id,
      d.subscription_name,
      d.member,
-     d.stream_id,
+     annals_internal.unqualify(d.stream_id) AS unqualify,
      d.stream_version,
      d.global_position,
      d.transaction_id,
@@ -5276,7 +5668,7 @@ BEGIN
             CASE WHEN p.event_types IS NOT NULL
                  THEN format('annals_internal.read_type(n.event_type, %s) = ANY (%L::text[])', v_up, p.event_types) END,
             CASE WHEN p.categories IS NOT NULL
-                 THEN format('n.category = ANY (%L::text[])', p.categories) END);
+                 THEN format('annals_internal.unqualify(n.category) = ANY (%L::text[])', p.categories) END);
         v_calls := v_calls || format($block$
     SELECT array_agg(annals_internal.as_read(n.stream_id, n.stream_version, n.global_position, n.event_id, n.event_type,
                          n.schema_version, n.data, n.metadata, n.transaction_id, n.recorded_at, %1$s)
@@ -5428,7 +5820,7 @@ COMMENT ON FUNCTION annals_internal.tags_problem(tags jsonb) IS 'What is wrong w
 
 CREATE FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE WHEN (jsonb_typeof(ev) IS DISTINCT FROM 'object'::text) THEN 'object'::text WHEN ((ev - '{type,data,metadata,id,schema_version,tags}'::text[]) <> '{}'::jsonb) THEN 'keys'::text WHEN (jsonb_typeof((ev -> 'type'::text)) IS DISTINCT FROM 'string'::text) THEN 'type'::text WHEN (NOT annals_internal.is_valid_name((ev ->> 'type'::text), 256)) THEN 'type_name'::text WHEN ("left"((ev ->> 'type'::text), 1) = '$'::text) THEN 'type_reserved'::text WHEN (jsonb_typeof((ev -> 'data'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'data'::text WHEN (jsonb_typeof((ev -> 'metadata'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'metadata'::text WHEN ((jsonb_typeof((ev -> 'id'::text)) <> ALL (ARRAY['string'::text, 'null'::text])) OR (NOT ((ev ->> 'id'::text) ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'::text))) THEN 'id'::text WHEN ((jsonb_typeof((ev -> 'schema_version'::text)) <> ALL (ARRAY['number'::text, 'null'::text])) OR (NOT ((ev ->> 'schema_version'::text) ~ '^[1-9][0-9]{0,8}$'::text))) THEN 'schema_version'::text WHEN (octet_length(((ev -> 'data'::text))::text) > max_event_bytes) THEN 'size'::text WHEN ((ev ? 'tags'::text) AND (annals_internal.tags_problem((ev -> 'tags'::text)) IS NOT NULL)) THEN 'tags'::text ELSE NULL::text END;
+    RETURN CASE WHEN (jsonb_typeof(ev) IS DISTINCT FROM 'object'::text) THEN 'object'::text WHEN ((ev - '{type,data,metadata,id,schema_version,tags}'::text[]) <> '{}'::jsonb) THEN 'keys'::text WHEN (jsonb_typeof((ev -> 'type'::text)) IS DISTINCT FROM 'string'::text) THEN 'type'::text WHEN (NOT annals_internal.is_valid_name((ev ->> 'type'::text), 256)) THEN 'type_name'::text WHEN ("left"((ev ->> 'type'::text), 1) = '$'::text) THEN 'type_reserved'::text WHEN (jsonb_typeof((ev -> 'data'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'data'::text WHEN (jsonb_typeof((ev -> 'metadata'::text)) <> ALL (ARRAY['object'::text, 'null'::text])) THEN 'metadata'::text WHEN ((ev -> 'metadata'::text) ? '$tenant'::text) THEN 'metadata_reserved'::text WHEN ((jsonb_typeof((ev -> 'id'::text)) <> ALL (ARRAY['string'::text, 'null'::text])) OR (NOT ((ev ->> 'id'::text) ~ '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$'::text))) THEN 'id'::text WHEN ((jsonb_typeof((ev -> 'schema_version'::text)) <> ALL (ARRAY['number'::text, 'null'::text])) OR (NOT ((ev ->> 'schema_version'::text) ~ '^[1-9][0-9]{0,8}$'::text))) THEN 'schema_version'::text WHEN (octet_length(((ev -> 'data'::text))::text) > max_event_bytes) THEN 'size'::text WHEN ((ev ? 'tags'::text) AND (annals_internal.tags_problem((ev -> 'tags'::text)) IS NOT NULL)) THEN 'tags'::text ELSE NULL::text END;
 
 
 ALTER FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) OWNER TO annals_owner;
@@ -5437,7 +5829,7 @@ ALTER FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) OW
 -- Name: FUNCTION event_fault(ev jsonb, max_event_bytes integer); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) IS 'Which check an element of an append''s events array fails (object, keys, type, type_name, type_reserved, data, metadata, id, schema_version, size, tags); NULL when valid.';
+COMMENT ON FUNCTION annals_internal.event_fault(ev jsonb, max_event_bytes integer) IS 'Which check an element of an append''s events array fails (object, keys, type, type_name, type_reserved, data, metadata, metadata_reserved, id, schema_version, size, tags); NULL when valid.';
 
 
 --
@@ -5464,7 +5856,7 @@ COMMENT ON FUNCTION annals_internal.unknown_keys(ev jsonb) IS 'The keys of an ev
 
 CREATE FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN CASE annals_internal.event_fault(ev, max_event_bytes) WHEN 'object'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', 'must be a JSON object with "type" and "data"') WHEN 'keys'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', (('unknown key(s) '::text || annals_internal.unknown_keys(ev)) || '; allowed: type, data, metadata, id, schema_version, tags'::text)) WHEN 'type'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'must be a string') WHEN 'type_name'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', annals_internal.name_problem((ev ->> 'type'::text), 256)) WHEN 'type_reserved'::text THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'event types starting with $ are reserved') WHEN 'data'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'reason', 'must be a JSON object') WHEN 'metadata'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].metadata'::text), 'reason', 'must be a JSON object') WHEN 'id'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].id'::text), 'reason', 'must be a UUID string') WHEN 'schema_version'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].schema_version'::text), 'reason', 'must be a positive integer') WHEN 'size'::text THEN jsonb_build_object('code', 'ST413', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'limit', max_event_bytes, 'actual', octet_length(((ev -> 'data'::text))::text)) WHEN 'tags'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].tags'::text), 'reason', annals_internal.tags_problem((ev -> 'tags'::text))) ELSE NULL::jsonb END;
+    RETURN CASE annals_internal.event_fault(ev, max_event_bytes) WHEN 'object'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', 'must be a JSON object with "type" and "data"') WHEN 'keys'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || ']'::text), 'reason', (('unknown key(s) '::text || annals_internal.unknown_keys(ev)) || '; allowed: type, data, metadata, id, schema_version, tags'::text)) WHEN 'type'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'must be a string') WHEN 'type_name'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', annals_internal.name_problem((ev ->> 'type'::text), 256)) WHEN 'type_reserved'::text THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || (idx)::text) || '].type'::text), 'reason', 'event types starting with $ are reserved') WHEN 'data'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'reason', 'must be a JSON object') WHEN 'metadata'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].metadata'::text), 'reason', 'must be a JSON object') WHEN 'metadata_reserved'::text THEN jsonb_build_object('code', 'ST403', 'argument', (('events['::text || (idx)::text) || '].metadata'::text), 'reason', 'its key "$tenant" is set by Annals from the session''s tenant') WHEN 'id'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].id'::text), 'reason', 'must be a UUID string') WHEN 'schema_version'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].schema_version'::text), 'reason', 'must be a positive integer') WHEN 'size'::text THEN jsonb_build_object('code', 'ST413', 'argument', (('events['::text || (idx)::text) || '].data'::text), 'limit', max_event_bytes, 'actual', octet_length(((ev -> 'data'::text))::text)) WHEN 'tags'::text THEN jsonb_build_object('code', 'ST422', 'argument', (('events['::text || (idx)::text) || '].tags'::text), 'reason', annals_internal.tags_problem((ev -> 'tags'::text))) ELSE NULL::jsonb END;
 
 
 ALTER FUNCTION annals_internal.event_problem(ev jsonb, idx bigint, max_event_bytes integer) OWNER TO annals_owner;
@@ -5671,7 +6063,7 @@ BEGIN
                        AND (feed_page.below IS NULL OR e.transaction_id < feed_page.below)
                        AND (v_end IS NULL OR e.transaction_id <= v_end)
                        AND (feed_page.event_types IS NULL OR annals_internal.read_type(e.event_type, feed_page.up) = ANY (feed_page.event_types))
-                       AND (feed_page.categories IS NULL OR e.category = ANY (feed_page.categories))
+                       AND (feed_page.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (feed_page.categories))
                        AND (feed_page.consumer_size = 1
                             OR annals_internal.member_of(e.stream_id, feed_page.consumer_size) = feed_page.consumer_member)
                      ORDER BY e.transaction_id, e.global_position
@@ -5683,7 +6075,7 @@ BEGIN
              CROSS JOIN LATERAL unnest(s.events) AS c
              WHERE v_end IS NOT NULL
                AND b.tx_span && int8range(v_tx::text::bigint, v_end::text::bigint, '[]')
-               AND (feed_page.categories IS NULL OR s.category = ANY (feed_page.categories))
+               AND (feed_page.categories IS NULL OR annals_internal.unqualify(s.category) = ANY (feed_page.categories))
                AND (feed_page.consumer_size = 1
                     OR annals_internal.member_of(s.stream_id, feed_page.consumer_size) = feed_page.consumer_member)
                AND (c.transaction_id, c.global_position) > (v_tx, v_pos)
@@ -5873,7 +6265,7 @@ BEGIN
     RETURN EXISTS (SELECT FROM annals_internal.events AS e
                     WHERE (has_matching_events.event_types IS NULL
                            OR annals_internal.read_type(e.event_type, v_up) = ANY (has_matching_events.event_types))
-                      AND (has_matching_events.categories IS NULL OR e.category = ANY (has_matching_events.categories))
+                      AND (has_matching_events.categories IS NULL OR annals_internal.unqualify(e.category) = ANY (has_matching_events.categories))
                       AND (has_matching_events.since IS NULL OR e.recorded_at >= has_matching_events.since));
 END
 $$;
@@ -6532,7 +6924,7 @@ CREATE FUNCTION annals_internal.projections_rows() RETURNS TABLE(projection_name
                         FROM annals_internal.events e
                        WHERE ((ROW(e.transaction_id, e.global_position) > ROW(c.checkpoint_transaction, c.checkpoint_position)) AND ((p.event_types IS NULL) OR (COALESCE(( SELECT a.event_type
                                 FROM annals_internal.event_type_aliases a
-                               WHERE (a.alias = e.event_type)), e.event_type) = ANY (p.event_types))) AND ((p.categories IS NULL) OR (e.category = ANY (p.categories))))
+                               WHERE (a.alias = e.event_type)), e.event_type) = ANY (p.event_types))) AND ((p.categories IS NULL) OR (annals_internal.unqualify(e.category) = ANY (p.categories))))
                       LIMIT 100000) pending) + cold.events), (100000)::bigint)
              ELSE (0)::bigint
          END AS events_behind,
@@ -6541,7 +6933,7 @@ CREATE FUNCTION annals_internal.projections_rows() RETURNS TABLE(projection_name
                 FROM annals_internal.events e
                WHERE ((ROW(e.transaction_id, e.global_position) > ROW(c.checkpoint_transaction, c.checkpoint_position)) AND ((p.event_types IS NULL) OR (COALESCE(( SELECT a.event_type
                         FROM annals_internal.event_type_aliases a
-                       WHERE (a.alias = e.event_type)), e.event_type) = ANY (p.event_types))) AND ((p.categories IS NULL) OR (e.category = ANY (p.categories))))), cold.oldest_recorded_at))
+                       WHERE (a.alias = e.event_type)), e.event_type) = ANY (p.event_types))) AND ((p.categories IS NULL) OR (annals_internal.unqualify(e.category) = ANY (p.categories))))), cold.oldest_recorded_at))
              ELSE NULL::interval
          END AS time_behind,
      r.done AS rebuild_done,
@@ -6629,6 +7021,42 @@ ALTER FUNCTION annals_internal.protect_event(ev jsonb) OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.protect_event(ev jsonb) IS 'An appended event with its registered personal data encrypted under its subject''s key and the "$pii" marker in its metadata.';
+
+
+--
+-- Name: qualify(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.qualify(id text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN CASE WHEN (COALESCE(current_setting('annals.tenant'::text, true), ''::text) = ANY (ARRAY[''::text, '*'::text])) THEN id ELSE ((current_setting('annals.tenant'::text, true) || chr(31)) || id) END;
+
+
+ALTER FUNCTION annals_internal.qualify(id text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION qualify(id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.qualify(id text) IS 'A stream id or category as stored for the session''s tenant: tenant || U+001F || id; the id itself when no tenant (or ''*'') is set.';
+
+
+--
+-- Name: qualify_all(text[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.qualify_all(ids text[]) RETURNS text[]
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN CASE WHEN ((ids IS NULL) OR (COALESCE(current_setting('annals.tenant'::text, true), ''::text) = ANY (ARRAY[''::text, '*'::text]))) THEN ids ELSE ARRAY(SELECT ((current_setting('annals.tenant'::text, true) || chr(31)) || x.x) FROM unnest(qualify_all.ids) x(x)) END;
+
+
+ALTER FUNCTION annals_internal.qualify_all(ids text[]) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION qualify_all(ids text[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.qualify_all(ids text[]) IS 'annals_internal.qualify for each element of an array of stream ids or categories; NULL stays NULL.';
 
 
 --
@@ -6758,9 +7186,17 @@ DECLARE
         WHEN 'ST412' THEN 'A retry must resend identical events; new events need new ids.'
         WHEN 'ST413' THEN 'Split the batch, or raise the limit with annals.configure as annals_owner.'
         WHEN 'ST423' THEN 'Another consumer holds this member''s lease: stop it or wait for the lease to expire.'
+        WHEN 'ST424' THEN 'Commit or roll back first, then set the tenant: one transaction works for one tenant.'
         WHEN 'ST500' THEN 'Fix the registered upcaster the message names.'
         END);
+    -- M15: the session's tenant sees its stream ids without the stored tenant prefix, in errors too.
+    v_prefix text := nullif(current_setting('annals.tenant', true), '') || chr(31);
 BEGIN
+    IF v_prefix IS NOT NULL AND v_prefix <> '*' || chr(31) THEN
+        raise_error.message := replace(raise_error.message, v_prefix, '');
+        raise_error.detail := replace(raise_error.detail::text, to_jsonb(v_prefix) #>> '{}', '')::jsonb;
+        raise_error.detail := replace(raise_error.detail::text, trim(both '"' from to_jsonb(v_prefix)::text), '')::jsonb;
+    END IF;
     IF v_hint IS NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = raise_error.code,
@@ -6967,7 +7403,7 @@ BEGIN
                            AND c.transaction_id = ANY (v_apply)) AS e
                  WHERE (e.transaction_id, e.global_position) > (v_xid, v_pos)
                    AND ((replay_projection.projection).event_types IS NULL OR annals_internal.read_type(e.event_type, v_up) = ANY ((replay_projection.projection).event_types))
-                   AND ((replay_projection.projection).categories IS NULL OR e.category = ANY ((replay_projection.projection).categories))
+                   AND ((replay_projection.projection).categories IS NULL OR annals_internal.unqualify(e.category) = ANY ((replay_projection.projection).categories))
                  ORDER BY e.transaction_id, e.global_position
                  LIMIT replay_projection.batch_size) AS b;
         EXIT WHEN v_n = 0;
@@ -7123,8 +7559,8 @@ CREATE FUNCTION annals_internal.retention_rules_rows() RETURNS TABLE(stream_id t
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
     BEGIN ATOMIC
- SELECT r.stream_id,
-     r.category,
+ SELECT annals_internal.unqualify(r.stream_id) AS unqualify,
+     annals_internal.unqualify(r.category) AS unqualify,
      r.max_age,
      r.max_count,
      r.truncate_before,
@@ -7142,6 +7578,24 @@ ALTER FUNCTION annals_internal.retention_rules_rows() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.retention_rules_rows() IS 'The rows of the annals.retention_rules view.';
+
+
+--
+-- Name: session_tenant(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.session_tenant() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN NULLIF(current_setting('annals.tenant'::text, true), ''::text);
+
+
+ALTER FUNCTION annals_internal.session_tenant() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION session_tenant(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.session_tenant() IS 'The session''s annals.tenant setting, NULL when unset or empty. Inlined.';
 
 
 --
@@ -7182,6 +7636,24 @@ ALTER FUNCTION annals_internal.stored_events(stream text, ids uuid[]) OWNER TO a
 --
 
 COMMENT ON FUNCTION annals_internal.stored_events(stream text, ids uuid[]) IS 'The events of stream, hot and cold, as stored, with their tags, whose ids are among ids (the append''s replay check).';
+
+
+--
+-- Name: stored_stream_id(text, jsonb); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.stored_stream_id(stream_id text, metadata jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN (metadata ? '$tenant'::text) THEN (((metadata ->> '$tenant'::text) || chr(31)) || stream_id) ELSE stream_id END;
+
+
+ALTER FUNCTION annals_internal.stored_stream_id(stream_id text, metadata jsonb) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION stored_stream_id(stream_id text, metadata jsonb); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.stored_stream_id(stream_id text, metadata jsonb) IS 'The stored (tenant-qualified) stream id of an event read back: its metadata''s "$tenant" || U+001F || stream_id.';
 
 
 --
@@ -7401,7 +7873,7 @@ CREATE FUNCTION annals_internal.subscription_status_rows() RETURNS TABLE(subscri
                     FROM annals_internal.events e
                    WHERE ((ROW(e.transaction_id, e.global_position) > ROW(c.checkpoint_transaction, c.checkpoint_position)) AND ((s.event_types IS NULL) OR (COALESCE(( SELECT a.event_type
                             FROM annals_internal.event_type_aliases a
-                           WHERE (a.alias = e.event_type)), e.event_type) = ANY (s.event_types))) AND ((s.categories IS NULL) OR (e.category = ANY (s.categories))) AND ((s.group_size = 1) OR (((hashtextextended(e.stream_id, (0)::bigint) & '9223372036854775807'::bigint) % (s.group_size)::bigint) = c.member)))
+                           WHERE (a.alias = e.event_type)), e.event_type) = ANY (s.event_types))) AND ((s.categories IS NULL) OR (annals_internal.unqualify(e.category) = ANY (s.categories))) AND ((s.group_size = 1) OR (((hashtextextended(e.stream_id, (0)::bigint) & '9223372036854775807'::bigint) % (s.group_size)::bigint) = c.member)))
                   LIMIT 100000) p) pending)
       CROSS JOIN LATERAL annals_internal.cold_pending(c.checkpoint_transaction, c.checkpoint_position, s.event_types, s.categories, c.member, s.group_size, (100000)::bigint) cold(events, oldest_recorded_at));
 END;
@@ -7577,6 +8049,139 @@ ALTER FUNCTION annals_internal.table_trust_problem(tbl regclass) OWNER TO annals
 --
 
 COMMENT ON FUNCTION annals_internal.table_trust_problem(tbl regclass) IS 'Why a projection table (with its partitions and children) cannot be written as annals_owner safely: an untrusted table, schema or trigger-function owner; NULL when none.';
+
+
+--
+-- Name: tenant_of(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.tenant_of(id text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN split_part(id, chr(31), '-2'::integer);
+
+
+ALTER FUNCTION annals_internal.tenant_of(id text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION tenant_of(id text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.tenant_of(id text) IS 'The tenant of a stored stream id or category (the part before U+001F), '''' when it has none.';
+
+
+--
+-- Name: tenant_policy_sql(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.tenant_policy_sql(tenant_expr text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN (((('(SELECT pg_catalog.current_setting(''annals.tenant'', true) = ''*'''::text || ' AND pg_catalog.pg_has_role(session_user, ''annals_owner'', ''MEMBER''))'::text) || ' OR '::text) || tenant_expr) || ' = (SELECT pg_catalog.concat(pg_catalog.current_setting(''annals.tenant'', true)))'::text);
+
+
+ALTER FUNCTION annals_internal.tenant_policy_sql(tenant_expr text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION tenant_policy_sql(tenant_expr text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.tenant_policy_sql(tenant_expr text) IS 'The tenancy policy condition for a row whose tenant (''''/NULL-free text) is tenant_expr.';
+
+
+--
+-- Name: tenant_problem(text); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.tenant_problem(tenant text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN (annals_internal.name_problem(tenant, 63) IS NOT NULL) THEN annals_internal.name_problem(tenant, 63) WHEN (strpos(tenant, '-'::text) > 0) THEN 'must not contain ''-'': it would change the categories of the tenant''s streams'::text WHEN ((strpos(tenant, '*'::text) > 0) AND (tenant <> '*'::text)) THEN 'must not contain ''*'' (''*'' alone is the all-tenants scope)'::text ELSE NULL::text END;
+
+
+ALTER FUNCTION annals_internal.tenant_problem(tenant text) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION tenant_problem(tenant text); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.tenant_problem(tenant text) IS 'Why a tenant name is invalid, NULL when valid: the name rule (1..63 bytes), no ''-'', ''*'' only alone.';
+
+
+--
+-- Name: snapshots; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.snapshots (
+    stream_id text NOT NULL,
+    snapshot_type text NOT NULL,
+    schema_version integer NOT NULL,
+    stream_version bigint NOT NULL,
+    state jsonb NOT NULL,
+    saved_at timestamp with time zone NOT NULL,
+    CONSTRAINT snapshots_schema_version_chk CHECK ((schema_version >= 1)),
+    CONSTRAINT snapshots_stream_version_chk CHECK ((stream_version >= 1))
+);
+
+
+ALTER TABLE annals_internal.snapshots OWNER TO annals_owner;
+
+--
+-- Name: TABLE snapshots; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.snapshots IS 'Latest snapshot per (stream_id, snapshot_type): state at stream_version, in the state''s schema_version.';
+
+
+--
+-- Name: streams; Type: TABLE; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE TABLE annals_internal.streams (
+    stream_id text NOT NULL,
+    category text NOT NULL,
+    stream_version bigint NOT NULL,
+    last_transaction_id xid8 NOT NULL,
+    state text DEFAULT 'active'::text NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    CONSTRAINT streams_state_chk CHECK ((state = ANY (ARRAY['active'::text, 'deleted'::text, 'purged'::text]))),
+    CONSTRAINT streams_version_chk CHECK ((stream_version >= 1))
+)
+WITH (fillfactor='70');
+
+
+ALTER TABLE annals_internal.streams OWNER TO annals_owner;
+
+--
+-- Name: TABLE streams; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON TABLE annals_internal.streams IS 'One row per stream that has events: current version, state and the last appending transaction id.';
+
+
+--
+-- Name: tenant_tables(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.tenant_tables() RETURNS TABLE(tbl regclass, id_expr text)
+    LANGUAGE sql STABLE
+    BEGIN ATOMIC
+ SELECT t.tbl,
+     t.id_expr
+    FROM ( VALUES ('annals_internal.events'::regclass,'stream_id'::text), ('annals_internal.streams'::regclass,'stream_id'::text), ('annals_internal.cold_segments'::regclass,'stream_id'::text), ('annals_internal.cold_tags'::regclass,'stream_id'::text), ('annals_internal.snapshots'::regclass,'stream_id'::text), ('annals_internal.dead_letters'::regclass,'stream_id'::text), ('annals_internal.retention_rules'::regclass,'coalesce(stream_id, category)'::text)) t(tbl, id_expr)
+ UNION ALL
+  SELECT (i.inhrelid)::regclass AS inhrelid,
+     'stream_id'::text
+    FROM pg_inherits i
+   WHERE (i.inhparent = ('annals_internal.events'::regclass)::oid);
+END;
+
+
+ALTER FUNCTION annals_internal.tenant_tables() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION tenant_tables(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.tenant_tables() IS 'The store''s tables holding per-stream rows (events and its partitions, streams, cold segments and their tags, snapshots, dead letters, retention rules) and the expression of each row''s stored stream id.';
 
 
 --
@@ -8647,58 +9252,6 @@ COMMENT ON COLUMN annals_internal.settings.notify IS 'Whether appends send NOTIF
 --
 
 COMMENT ON COLUMN annals_internal.settings.personal_data_types IS 'Event types whose data has registered personal data (annals.register_personal_data); NULL when none.';
-
-
---
--- Name: snapshots; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.snapshots (
-    stream_id text NOT NULL,
-    snapshot_type text NOT NULL,
-    schema_version integer NOT NULL,
-    stream_version bigint NOT NULL,
-    state jsonb NOT NULL,
-    saved_at timestamp with time zone NOT NULL,
-    CONSTRAINT snapshots_schema_version_chk CHECK ((schema_version >= 1)),
-    CONSTRAINT snapshots_stream_version_chk CHECK ((stream_version >= 1))
-);
-
-
-ALTER TABLE annals_internal.snapshots OWNER TO annals_owner;
-
---
--- Name: TABLE snapshots; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.snapshots IS 'Latest snapshot per (stream_id, snapshot_type): state at stream_version, in the state''s schema_version.';
-
-
---
--- Name: streams; Type: TABLE; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE TABLE annals_internal.streams (
-    stream_id text NOT NULL,
-    category text NOT NULL,
-    stream_version bigint NOT NULL,
-    last_transaction_id xid8 NOT NULL,
-    state text DEFAULT 'active'::text NOT NULL,
-    created_at timestamp with time zone NOT NULL,
-    updated_at timestamp with time zone NOT NULL,
-    CONSTRAINT streams_state_chk CHECK ((state = ANY (ARRAY['active'::text, 'deleted'::text, 'purged'::text]))),
-    CONSTRAINT streams_version_chk CHECK ((stream_version >= 1))
-)
-WITH (fillfactor='70');
-
-
-ALTER TABLE annals_internal.streams OWNER TO annals_owner;
-
---
--- Name: TABLE streams; Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON TABLE annals_internal.streams IS 'One row per stream that has events: current version, state and the last appending transaction id.';
 
 
 --
@@ -10168,11 +10721,27 @@ GRANT ALL ON FUNCTION annals.create_subscription(subscription text, start_from t
 
 
 --
+-- Name: FUNCTION current_tenant(); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.current_tenant() FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.current_tenant() TO annals_writer;
+GRANT ALL ON FUNCTION annals.current_tenant() TO annals_reader;
+
+
+--
 -- Name: FUNCTION delete_stream(stream_id text, expected_version bigint, reason text); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
 REVOKE ALL ON FUNCTION annals.delete_stream(stream_id text, expected_version bigint, reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.delete_stream(stream_id text, expected_version bigint, reason text) TO annals_writer;
+
+
+--
+-- Name: FUNCTION disable_tenancy(); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.disable_tenancy() FROM PUBLIC;
 
 
 --
@@ -10188,6 +10757,20 @@ REVOKE ALL ON FUNCTION annals.drop_projection(name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION annals.drop_subscription(subscription text) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.drop_subscription(subscription text) TO annals_writer;
+
+
+--
+-- Name: FUNCTION enable_tenancy(); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.enable_tenancy() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION enable_tenant_policy(tbl regclass, tenant_column name); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.enable_tenant_policy(tbl regclass, tenant_column name) FROM PUBLIC;
 
 
 --
@@ -10480,6 +11063,15 @@ REVOKE ALL ON FUNCTION annals.set_retention(stream_id text, category text, max_a
 
 
 --
+-- Name: FUNCTION set_tenant(tenant text); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.set_tenant(tenant text) FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.set_tenant(tenant text) TO annals_writer;
+GRANT ALL ON FUNCTION annals.set_tenant(tenant text) TO annals_reader;
+
+
+--
 -- Name: FUNCTION storage_stats(); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -10522,6 +11114,15 @@ GRANT ALL ON FUNCTION annals.stream_version_at(stream_id text, as_of timestamp w
 REVOKE ALL ON FUNCTION annals.subscription_checkpoint(subscription text, member integer, OUT transaction_id xid8, OUT global_position bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION annals.subscription_checkpoint(subscription text, member integer, OUT transaction_id xid8, OUT global_position bigint) TO annals_writer;
 GRANT ALL ON FUNCTION annals.subscription_checkpoint(subscription text, member integer, OUT transaction_id xid8, OUT global_position bigint) TO annals_reader;
+
+
+--
+-- Name: FUNCTION tenancy_enabled(); Type: ACL; Schema: annals; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals.tenancy_enabled() FROM PUBLIC;
+GRANT ALL ON FUNCTION annals.tenancy_enabled() TO annals_writer;
+GRANT ALL ON FUNCTION annals.tenancy_enabled() TO annals_reader;
 
 
 --
@@ -10620,6 +11221,13 @@ REVOKE ALL ON FUNCTION annals_internal.reveal_metadata(event_type text, metadata
 
 
 --
+-- Name: FUNCTION unqualify(id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.unqualify(id text) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION upcast_data(event_type text, schema_version integer, data jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -10683,6 +11291,13 @@ REVOKE ALL ON FUNCTION annals_internal.category_problem(category text) FROM PUBL
 
 
 --
+-- Name: FUNCTION check_all_tenants(what text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.check_all_tenants(what text) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION check_callback(fn regprocedure, argument text, arg_type regtype, return_type regtype, signature text); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -10743,6 +11358,13 @@ REVOKE ALL ON FUNCTION annals_internal.check_subscription_name(subscription text
 --
 
 REVOKE ALL ON FUNCTION annals_internal.check_tag_query(query jsonb, argument text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION check_tenant(tenant text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.check_tenant(tenant text) FROM PUBLIC;
 
 
 --
@@ -11063,6 +11685,20 @@ REVOKE ALL ON FUNCTION annals_internal.protect_event(ev jsonb) FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION qualify(id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.qualify(id text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION qualify_all(ids text[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.qualify_all(ids text[]) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION query_items(query jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -11157,10 +11793,24 @@ GRANT ALL ON FUNCTION annals_internal.retention_rules_rows() TO annals_bi;
 
 
 --
+-- Name: FUNCTION session_tenant(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.session_tenant() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION stored_events(stream text, ids uuid[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
 REVOKE ALL ON FUNCTION annals_internal.stored_events(stream text, ids uuid[]) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION stored_stream_id(stream_id text, metadata jsonb); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.stored_stream_id(stream_id text, metadata jsonb) FROM PUBLIC;
 
 
 --
@@ -11220,6 +11870,34 @@ REVOKE ALL ON FUNCTION annals_internal.trusted_role(role oid) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION annals_internal.table_trust_problem(tbl regclass) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION tenant_of(id text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.tenant_of(id text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION tenant_policy_sql(tenant_expr text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.tenant_policy_sql(tenant_expr text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION tenant_problem(tenant text); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.tenant_problem(tenant text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION tenant_tables(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.tenant_tables() FROM PUBLIC;
 
 
 --

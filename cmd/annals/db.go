@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
@@ -57,5 +59,21 @@ func (d *dbFlag) client(ctx context.Context, cmd *cobra.Command) (*annals.Client
 	if err != nil {
 		return nil, nil, err
 	}
-	return annals.New(pool, annals.ClientOptions{}), pool, nil
+	return annals.New(pool, annals.ClientOptions{Tenant: tenantFlag(cmd)}), pool, nil
+}
+
+// setTenantTx sets the command's tenant (if any) in tx, for the …Tx calls run in it.
+func setTenantTx(ctx context.Context, cmd *cobra.Command, tx pgx.Tx) error {
+	if t := tenantFlag(cmd); t != "" {
+		return annals.SetTenant(ctx, tx, t)
+	}
+	return nil
+}
+
+// tenantFlag is the tenant the command runs as: --tenant, else $ANNALS_TENANT, else none.
+func tenantFlag(cmd *cobra.Command) string {
+	if f := cmd.Flags().Lookup("tenant"); f != nil && f.Changed {
+		return f.Value.String()
+	}
+	return os.Getenv("ANNALS_TENANT")
 }

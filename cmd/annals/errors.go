@@ -28,7 +28,7 @@ const (
 	exitNotFound = 3
 	// exitConflict: the store is not in the state the command expected: wrong expected version
 	// (ST409), an event id stored with other content (ST412), a deleted stream (ST410), a
-	// checkpoint another consumer moved, a lease another consumer holds (ST423). Read the current
+	// checkpoint another consumer moved, a lease another consumer holds (ST423), a tenant switch inside a transaction (ST424). Read the current
 	// state and decide again.
 	exitConflict = 4
 	// exitInterrupted: Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
@@ -47,6 +47,7 @@ var exitCodes = map[error]int{
 	annals.ErrStreamDeleted:        exitConflict,
 	annals.ErrCheckpointConflict:   exitConflict,
 	annals.ErrLeaseHeld:            exitConflict,
+	annals.ErrTenantSwitch:         exitConflict,
 }
 
 // exitCodeFor is the exit code for a command's error (not nil).

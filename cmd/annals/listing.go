@@ -60,9 +60,35 @@ func runListing[T any](cmd *cobra.Command, db *dbFlag, asJSON bool, l listing[T]
 	return l.print(cmd, rows, asJSON)
 }
 
+// querier is what the listings read through: the command's pool, or a transaction that carries
+// its tenant (inTenant).
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// inTenant runs fn on pool, or, when the command has a tenant (--tenant, ANNALS_TENANT), in a
+// transaction of pool that carries it (set for that transaction only, so through a pooler too).
+func inTenant[T any](ctx context.Context, cmd *cobra.Command, pool *pgxpool.Pool, fn func(q querier) (T, error)) (T, error) {
+	tenant := tenantFlag(cmd)
+	if tenant == "" {
+		return fn(pool)
+	}
+	var zero T
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return zero, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
+	if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('annals.tenant', $1, true)", tenant); err != nil {
+		return zero, err
+	}
+	return fn(tx)
+}
+
 // queryRows reads sql's rows into T by column name (its db tags). Errors name the source read,
 // since pgx's own do not say which of a command's reads failed.
-func queryRows[T any](ctx context.Context, pool *pgxpool.Pool, source, sql string, args ...any) ([]T, error) {
+func queryRows[T any](ctx context.Context, pool querier, source, sql string, args ...any) ([]T, error) {
 	rows, err := pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", source, err)

@@ -100,6 +100,9 @@ are read in one snapshot.`,
 			return err
 		}
 		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only: nothing to keep
+		if err := setTenantTx(ctx, cmd, tx); err != nil {
+			return err
+		}
 		stream := args[0]
 		info, err := client.StreamInfoTx(ctx, tx, stream)
 		if errors.Is(err, annals.ErrStreamNotFound) {

@@ -20,6 +20,7 @@ func newRoot() *cobra.Command {
 		Args:          unknownSubcommand,
 	}
 	showVersion, versionDB := versionFlags(root)
+	root.PersistentFlags().String("tenant", "", "run as this tenant (default $ANNALS_TENANT; README: Tenants)")
 	root.RunE = func(cmd *cobra.Command, args []string) error {
 		if *showVersion {
 			printVersion(cmd.Context(), cmd, versionDB)
@@ -51,6 +52,7 @@ func newRoot() *cobra.Command {
 		newSubjectsCmd(),
 		newBenchCmd(),
 		newShardCmd(),
+		newTenancyCmd(), // M15
 	)
 	return root
 }

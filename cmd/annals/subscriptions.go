@@ -198,7 +198,7 @@ func newSubscriptionsStatusCmd() *cobra.Command {
 	db := listingCmd(cmd, "one JSON object per member and line", func(args []string) listing[annals.SubscriptionStatus] {
 		return listing[annals.SubscriptionStatus]{
 			query: func(ctx context.Context, pool *pgxpool.Pool) ([]annals.SubscriptionStatus, error) {
-				members, err := annals.New(pool, annals.ClientOptions{}).SubscriptionStatus(ctx, args[0])
+				members, err := annals.New(pool, annals.ClientOptions{Tenant: tenantFlag(cmd)}).SubscriptionStatus(ctx, args[0])
 				if err == nil && len(members) == 0 {
 					return nil, subscriptionMissing(args[0])
 				}
@@ -348,7 +348,7 @@ replay, and a projection's by rebuilding it (annals projections rebuild NAME).`,
 	db := listingCmd(cmd, "one JSON object per dead letter and line", func(args []string) listing[deadLetter] {
 		return listing[deadLetter]{
 			query: func(ctx context.Context, pool *pgxpool.Pool) ([]deadLetter, error) {
-				return queryDeadLetters(ctx, pool, args[0], *all)
+				return inTenant(ctx, cmd, pool, func(q querier) ([]deadLetter, error) { return queryDeadLetters(ctx, q, args[0], *all) })
 			},
 			empty:  "no dead letters for " + args[0],
 			header: "ID\tMEMBER\tEVENT\tTYPE\tATTEMPTS\tSTATUS\tPARKED_AT\tLAST_ERROR",
@@ -364,7 +364,7 @@ replay, and a projection's by rebuilding it (annals projections rebuild NAME).`,
 
 // queryDeadLetters reads a subscription's dead letters, resolved ones too when all. An unknown
 // name fails rather than listing nothing, so a typo is not mistaken for a healthy consumer.
-func queryDeadLetters(ctx context.Context, pool *pgxpool.Pool, name string, all bool) ([]deadLetter, error) {
+func queryDeadLetters(ctx context.Context, pool querier, name string, all bool) ([]deadLetter, error) {
 	if err := requireSubscription(ctx, pool, name); err != nil {
 		return nil, err
 	}
@@ -377,7 +377,7 @@ func queryDeadLetters(ctx context.Context, pool *pgxpool.Pool, name string, all 
 }
 
 // requireSubscription fails with a clear error when the subscription does not exist.
-func requireSubscription(ctx context.Context, pool *pgxpool.Pool, name string) error {
+func requireSubscription(ctx context.Context, pool querier, name string) error {
 	var exists bool
 	err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM annals.subscription_status AS s WHERE s.subscription_name = $1)", name).Scan(&exists)
 	if err != nil {

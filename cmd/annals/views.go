@@ -82,7 +82,7 @@ Runs annals.refresh_views(force): the login needs annals_writer. Exit code 1 whe
 		var failed, total int
 		err := runListing(cmd, db, false, listing[annals.ViewRefresh]{
 			query: func(ctx context.Context, pool *pgxpool.Pool) ([]annals.ViewRefresh, error) {
-				res, err := annals.New(pool, annals.ClientOptions{}).RefreshViews(ctx, *force)
+				res, err := annals.New(pool, annals.ClientOptions{Tenant: tenantFlag(cmd)}).RefreshViews(ctx, *force)
 				total = len(res)
 				for _, r := range res {
 					if r.Error != nil {

@@ -125,6 +125,18 @@ The login needs annals_writer.`,
 		if err := client.CheckSchema(ctx); err != nil {
 			return err
 		}
+		// M15: with tenancy on, the worker works for every tenant ('*', for members of annals_owner)
+		// unless --tenant or ANNALS_TENANT names one.
+		if tenantFlag(cmd) == "" {
+			on, err := client.TenancyEnabled(ctx)
+			if err != nil {
+				return err
+			}
+			if on {
+				w.client = annals.New(pool, annals.ClientOptions{Tenant: "*"})
+				w.log.Info("tenancy is on: working for every tenant (tenant '*')")
+			}
+		}
 		return w.run(ctx)
 	}
 	return cmd

@@ -388,6 +388,7 @@ func allScenarios() []scenario {
 		multiScenario(),
 		tagsScenario(),
 		personalDataScenario(),
+		tenancyScenario(), // M15
 		replicaScenario(),
 	}
 }

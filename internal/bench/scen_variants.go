@@ -78,6 +78,17 @@ var withoutTags = []edit{
 	{from: "               v_now,\n               CASE WHEN v_tagged THEN annals_internal.tags_of(x.ev) END  -- M15\n", with: "               v_now\n"},
 }
 
+// withoutTenancy undoes M15's tenancy edits to append_events (functions/003_tenancy.sql: reading
+// the tenant setting, qualifying the stream id, "$tenant" in the metadata), so the bench measures
+// what the tenancy code costs an append with tenancy off. (event_fault's one `? '$tenant'` test
+// stays: it is in 002, not 021.)
+var withoutTenancy = []edit{
+	{from: "    v_tenant     text := nullif(current_setting('annals.tenant', true), '');  -- M15 tenancy: NULL when none\n", with: ""},
+	{from: "    -- M15: a tenant's stream is stored as tenant", to: "    -- One pass over the batch.", with: ""},
+	{from: "               CASE WHEN v_tenant IS NULL THEN coalesce(nullif(p.ev -> 'metadata', 'null'), '{}')  -- M15: the event's tenant\n",
+		to: "               v_xid,\n", with: "               coalesce(nullif(p.ev -> 'metadata', 'null'), '{}'),\n"},
+}
+
 // noValidation drops the whole batch scan: no per-event checks, no duplicate ids, no limits.
 var noValidation = []edit{{from: "    -- One pass over the batch.", to: "    IF v_count > v_max_events THEN",
 	with: "    v_count := jsonb_array_length(append_events.events);\n    v_distinct := 0; v_with_id := 0; v_max_events := 10000; v_max_bytes := 67108864;\n\n"}}
@@ -136,6 +147,8 @@ func variants() []variant {
 			edits: noValidation},
 		{name: "m14_without_tags", throughput: true, edits: withoutTags,
 			summary: "M15 check: append_events without its tag support (the function before M15), against the current one; a tagged call differs, untagged ones must not"},
+		{name: "m15_without_tenancy", throughput: true, edits: withoutTenancy,
+			summary: "M15 check: append_events without its tenancy code (the function before tenancy), against the current one, tenancy off: they must cost the same"},
 		{name: "ref_bare_append", diagnostic: true, throughput: true, body: bareAppend,
 			summary: "reference, not a proposal: the issue's bare append function (advisory lock, stream row upsert, one INSERT ... SELECT FROM jsonb_array_elements; nothing checked)"},
 	}

@@ -119,9 +119,11 @@ SELECT is_empty(
          AND has_function_privilege('annals_reader', p.oid, 'EXECUTE')
          AND p.provolatile = 'v'
          -- VOLATILE only to take a fresh snapshot per check while they wait; they write nothing.
+         -- set_tenant writes the session's setting, nothing stored: a reader sets its tenant.
          AND p.oid NOT IN ('annals.wait_for(xid8, interval)'::regprocedure,
-                           'annals.wait_for_projection(text, xid8, interval)'::regprocedure)$$,
-    'annals_reader may execute no VOLATILE (writing) annals function but the waits for read-your-writes');
+                           'annals.wait_for_projection(text, xid8, interval)'::regprocedure,
+                           'annals.set_tenant(text)'::regprocedure)$$,
+    'annals_reader may execute no VOLATILE (writing) annals function but the waits for read-your-writes and set_tenant');
 
 -- Tables: none for any application role, by name for the core tables ...
 SELECT table_privs_are('annals_internal', 'events', 'annals_writer', ARRAY[]::name[]);
