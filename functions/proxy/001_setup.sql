@@ -16,6 +16,26 @@ BEGIN
 END
 $$;
 
+-- A schema of ours that someone else created first would let its owner put objects beside the
+-- proxy's (a function shadowing a routed call): only annals_owner or a superuser may own them.
+DO $$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT n.nspname, pg_catalog.pg_get_userbyid(n.nspowner) AS owner
+               FROM pg_catalog.pg_namespace AS n
+               JOIN pg_catalog.pg_roles AS r ON r.oid = n.nspowner
+              WHERE n.nspname IN ('annals', 'annals_proxy', 'annals_plproxy')
+                AND r.rolname <> 'annals_owner' AND NOT r.rolsuper LOOP
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('schema %I already exists and belongs to %I, not to annals_owner or a superuser', s.nspname, s.owner),
+            DETAIL = pg_catalog.jsonb_build_object('schema', s.nspname, 'owner', s.owner)::text,
+            HINT = pg_catalog.format('Drop it or ALTER SCHEMA %I OWNER TO annals_owner after checking what is in it, then run the setup again.', s.nspname);
+    END LOOP;
+END
+$$;
+
 -- PL/Proxy's handler and validator functions get a schema of their own (the extension is not
 -- relocatable and would otherwise land in whatever schema comes first in the search path).
 CREATE SCHEMA IF NOT EXISTS annals_plproxy;

@@ -1,11 +1,14 @@
 package shard_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
 
 	annals "github.com/annals-db/annals/goapi"
+	"github.com/annals-db/annals/goapi/annalstest"
+	"github.com/annals-db/annals/goapi/shard"
 	"github.com/annals-db/annals/internal/pgutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -157,4 +160,29 @@ func pgErr(t *testing.T, pool *pgxpool.Pool, sql string) *pgconn.PgError {
 	var pe *pgconn.PgError
 	require.True(t, errors.As(err, &pe), "%s: want a database error, got %v", sql, err)
 	return pe
+}
+
+// A proxy database whose annals schema someone else created first is refused: its owner could
+// put a function beside the routed calls.
+func TestProxySetupRefusesAForeignSchema(t *testing.T) {
+	t.Parallel()
+	requirePlproxy(t)
+	shardURL := annalstest.NewDBURL(t)
+	info, err := shard.Conninfo(shardURL)
+	require.NoError(t, err)
+	proxyURL := newEmptyDB(t)
+	proxy := connect(t, proxyURL)
+	role := "annals_t_" + pgutil.RandomHex(6)
+	_, err = proxy.Exec(t.Context(), "CREATE ROLE "+role+" NOLOGIN; CREATE SCHEMA annals_proxy AUTHORIZATION "+role)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = proxy.Exec(context.Background(), "DROP SCHEMA IF EXISTS annals_proxy CASCADE; DROP ROLE IF EXISTS "+role)
+	})
+
+	_, err = shard.Init(t.Context(), proxy, []shard.Shard{{Name: "s1", Pool: connect(t, shardURL), Conninfo: info}},
+		shard.InitOptions{Partitions: 16})
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "42501", pgErr.Code)
+	require.Contains(t, pgErr.Message, "schema annals_proxy already exists and belongs to "+role)
 }
