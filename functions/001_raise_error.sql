@@ -36,11 +36,10 @@ DECLARE
         WHEN 'ST500' THEN 'Fix the registered upcaster the message names.'
         END);
     -- M15: the session's tenant sees its stream ids without the stored tenant prefix, in errors too.
-    v_prefix text := nullif(current_setting('annals.tenant', true), '') || chr(31);
+    v_prefix text := annals_internal.session_tenant() || chr(31);  -- 003_tenancy.sql
 BEGIN
     IF v_prefix IS NOT NULL AND v_prefix <> '*' || chr(31) THEN
         raise_error.message := replace(raise_error.message, v_prefix, '');
-        raise_error.detail := replace(raise_error.detail::text, to_jsonb(v_prefix) #>> '{}', '')::jsonb;
         raise_error.detail := replace(raise_error.detail::text, trim(both '"' from to_jsonb(v_prefix)::text), '')::jsonb;
     END IF;
     IF v_hint IS NULL THEN

@@ -31,8 +31,8 @@ CREATE OR REPLACE FUNCTION annals_internal.qualify(id text)
 RETURNS text
 LANGUAGE sql
 STABLE PARALLEL SAFE
-RETURN CASE WHEN coalesce(current_setting('annals.tenant', true), '') IN ('', '*') THEN id
-            ELSE current_setting('annals.tenant', true) || chr(31) || id END;
+RETURN CASE WHEN coalesce(annals_internal.session_tenant(), '*') = '*' THEN id
+            ELSE annals_internal.session_tenant() || chr(31) || id END;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.qualify(text) IS
     'A stream id or category as stored for the session''s tenant: tenant || U+001F || id; the id itself when no tenant (or ''*'') is set.';
@@ -44,8 +44,8 @@ CREATE OR REPLACE FUNCTION annals_internal.qualify_all(ids text[])
 RETURNS text[]
 LANGUAGE sql
 STABLE PARALLEL SAFE
-RETURN CASE WHEN ids IS NULL OR coalesce(current_setting('annals.tenant', true), '') IN ('', '*') THEN ids
-            ELSE ARRAY(SELECT current_setting('annals.tenant', true) || chr(31) || x FROM unnest(ids) AS x) END;
+RETURN CASE WHEN ids IS NULL OR coalesce(annals_internal.session_tenant(), '*') = '*' THEN ids
+            ELSE ARRAY(SELECT annals_internal.qualify(x) FROM unnest(ids) AS x) END;
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals_internal.qualify_all(text[]) IS
     'annals_internal.qualify for each element of an array of stream ids or categories; NULL stays NULL.';
@@ -126,7 +126,7 @@ BEGIN
         RETURN;
     END IF;
     -- Without the policies a tenant would isolate nothing: refuse rather than pretend.
-    IF NOT (SELECT c.relrowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid = 'annals_internal.events'::regclass) THEN
+    IF NOT annals.tenancy_enabled() THEN
         RAISE EXCEPTION USING
             ERRCODE = '55000',
             MESSAGE = format('tenant %L: tenancy is off in this database', check_tenant.tenant),
@@ -160,13 +160,13 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT (current_setting('annals.tenant', true) = '*' AND pg_has_role(session_user, 'annals_owner', 'MEMBER'))
-       AND (SELECT c.relrowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid = 'annals_internal.events'::regclass) THEN
+    IF NOT (annals_internal.session_tenant() IS NOT DISTINCT FROM '*' AND pg_has_role(session_user, 'annals_owner', 'MEMBER'))
+       AND annals.tenancy_enabled() THEN
         RAISE EXCEPTION USING
             ERRCODE = '42501',
             MESSAGE = format('%s works for every tenant: with tenancy on it runs under tenant ''*'' only, as a member of annals_owner (tenant now: %s)',
-                             check_all_tenants.what, coalesce(nullif(current_setting('annals.tenant', true), ''), 'none')),
-            DETAIL = jsonb_build_object('function', check_all_tenants.what, 'tenant', nullif(current_setting('annals.tenant', true), ''))::text,
+                             check_all_tenants.what, coalesce(annals_internal.session_tenant(), 'none')),
+            DETAIL = jsonb_build_object('function', check_all_tenants.what, 'tenant', annals_internal.session_tenant())::text,
             HINT = 'Run it as a member of annals_owner after SELECT annals.set_tenant(''*''), as annals worker does.';
     END IF;
 END
@@ -184,7 +184,7 @@ STABLE PARALLEL SAFE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
-RETURN nullif(current_setting('annals.tenant', true), '');
+RETURN annals_internal.session_tenant();
 -- +goose StatementEnd
 COMMENT ON FUNCTION annals.current_tenant() IS
     'The session''s tenant (the annals.tenant setting): NULL when none is set, ''*'' for the all-tenants scope.';
@@ -220,8 +220,7 @@ BEGIN
                    coalesce(quote_literal(v_current), 'none'), coalesce(quote_literal(v_new), 'none'),
                    CASE WHEN pg_current_xact_id_if_assigned() IS NOT NULL THEN 'has already written'
                         ELSE 'already set its tenant' END),
-            jsonb_build_object('tenant', v_new, 'current', v_current),
-            'Commit or roll back first, then set the tenant; one transaction works for one tenant.') IS NULL THEN END IF;
+            jsonb_build_object('tenant', v_new, 'current', v_current)) IS NULL THEN END IF;
     END IF;
     PERFORM set_config('annals.tenant', coalesce(v_new, ''), false);
     -- '-' (no valid tenant contains it) marks "set to none in this transaction".

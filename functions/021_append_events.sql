@@ -101,7 +101,7 @@ DECLARE
     v_position   bigint;
     v_tagged     boolean;  -- M15: some event has a "tags" key
     v_personal   text[];  -- M13: event types with personal data (NULL: none registered)
-    v_tenant     text := nullif(current_setting('annals.tenant', true), '');  -- M15 tenancy: NULL when none
+    v_tenant     text := annals_internal.session_tenant();  -- M15 tenancy: NULL when none
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
     -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
@@ -126,7 +126,7 @@ BEGIN
         IF v_tenant = '*' THEN
             v_tenant := NULL;
         ELSE
-            append_events.stream_id := v_tenant || chr(31) || append_events.stream_id;
+            append_events.stream_id := annals_internal.qualify(append_events.stream_id);
         END IF;
     END IF;
 

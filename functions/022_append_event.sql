@@ -70,7 +70,7 @@ BEGIN
        AND coalesce(jsonb_typeof(append_event.metadata), 'null') IN ('object', 'null')
        AND coalesce(append_event.schema_version BETWEEN 1 AND 999999999, true)
        -- M15: a tenant's append (and a reserved "$tenant" key) takes the slow path, append_events.
-       AND coalesce(current_setting('annals.tenant', true), '') = ''
+       AND annals_internal.session_tenant() IS NULL
        AND NOT coalesce(append_event.metadata ? '$tenant', false) THEN
         -- Serialize appends to the stream (see append_events). When another appender holds
         -- the lock, lock_stream fails fast on an expected version that can no longer be right.

@@ -200,7 +200,6 @@ BEGIN
          ORDER BY e.transaction_id, e.global_position
          LIMIT 1;
         IF FOUND THEN
-            v_hit.stream_id := annals_internal.unqualify(v_hit.stream_id);  -- M15: the caller's id
             IF annals_internal.raise_error('ST409',
                 format('condition failed: event %s of stream %L (type %s, position %s) matches the query and is after the position the decision read (%s, %s)',
                        v_hit.stream_version, v_hit.stream_id, v_hit.event_type, v_hit.global_position, v_after_tx, v_after_pos),

@@ -191,7 +191,7 @@ BEGIN
     -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold merged.
     -- M15: under '*' (all tenants) the category is every tenant's: feed_page compares it unqualified.
     IF annals_internal.cold_after(read_category.after_transaction, read_category.after_position)
-       OR current_setting('annals.tenant', true) = '*' THEN
+       OR annals_internal.session_tenant() IS NOT DISTINCT FROM '*' THEN
         RETURN QUERY
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*

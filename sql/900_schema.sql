@@ -283,7 +283,7 @@ BEGIN
        AND coalesce(jsonb_typeof(append_event.metadata), 'null') IN ('object', 'null')
        AND coalesce(append_event.schema_version BETWEEN 1 AND 999999999, true)
        -- M15: a tenant's append (and a reserved "$tenant" key) takes the slow path, append_events.
-       AND coalesce(current_setting('annals.tenant', true), '') = ''
+       AND annals_internal.session_tenant() IS NULL
        AND NOT coalesce(append_event.metadata ? '$tenant', false) THEN
         -- Serialize appends to the stream (see append_events). When another appender holds
         -- the lock, lock_stream fails fast on an expected version that can no longer be right.
@@ -409,7 +409,7 @@ DECLARE
     v_position   bigint;
     v_tagged     boolean;  -- M15: some event has a "tags" key
     v_personal   text[];  -- M13: event types with personal data (NULL: none registered)
-    v_tenant     text := nullif(current_setting('annals.tenant', true), '');  -- M15 tenancy: NULL when none
+    v_tenant     text := annals_internal.session_tenant();  -- M15 tenancy: NULL when none
 BEGIN
     -- Arguments. Nothing here reads a table except the one-row settings.
     -- A plain expression (is_valid_stream_id is inlined: one regex), so a valid id costs no
@@ -434,7 +434,7 @@ BEGIN
         IF v_tenant = '*' THEN
             v_tenant := NULL;
         ELSE
-            append_events.stream_id := v_tenant || chr(31) || append_events.stream_id;
+            append_events.stream_id := annals_internal.qualify(append_events.stream_id);
         END IF;
     END IF;
 
@@ -1020,6 +1020,24 @@ same member). Returns true when created, false when it already existed with the 
 
 
 --
+-- Name: session_tenant(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.session_tenant() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN NULLIF(current_setting('annals.tenant'::text, true), ''::text);
+
+
+ALTER FUNCTION annals_internal.session_tenant() OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION session_tenant(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.session_tenant() IS 'The session''s annals.tenant setting, NULL when unset or empty. Inlined.';
+
+
+--
 -- Name: current_tenant(); Type: FUNCTION; Schema: annals; Owner: annals_owner
 --
 
@@ -1027,7 +1045,7 @@ CREATE FUNCTION annals.current_tenant() RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
-    RETURN NULLIF(current_setting('annals.tenant'::text, true), ''::text);
+    RETURN annals_internal.session_tenant();
 
 
 ALTER FUNCTION annals.current_tenant() OWNER TO annals_owner;
@@ -1867,7 +1885,7 @@ BEGIN
     -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold merged.
     -- M15: under '*' (all tenants) the category is every tenant's: feed_page compares it unqualified.
     IF annals_internal.cold_after(read_category.after_transaction, read_category.after_position)
-       OR current_setting('annals.tenant', true) = '*' THEN
+       OR annals_internal.session_tenant() IS NOT DISTINCT FROM '*' THEN
         RETURN QUERY
             SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
                    e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
@@ -3582,8 +3600,7 @@ BEGIN
                    coalesce(quote_literal(v_current), 'none'), coalesce(quote_literal(v_new), 'none'),
                    CASE WHEN pg_current_xact_id_if_assigned() IS NOT NULL THEN 'has already written'
                         ELSE 'already set its tenant' END),
-            jsonb_build_object('tenant', v_new, 'current', v_current),
-            'Commit or roll back first, then set the tenant; one transaction works for one tenant.') IS NULL THEN END IF;
+            jsonb_build_object('tenant', v_new, 'current', v_current)) IS NULL THEN END IF;
     END IF;
     PERFORM set_config('annals.tenant', coalesce(v_new, ''), false);
     -- '-' (no valid tenant contains it) marks "set to none in this transaction".
@@ -4373,7 +4390,6 @@ BEGIN
          ORDER BY e.transaction_id, e.global_position
          LIMIT 1;
         IF FOUND THEN
-            v_hit.stream_id := annals_internal.unqualify(v_hit.stream_id);  -- M15: the caller's id
             IF annals_internal.raise_error('ST409',
                 format('condition failed: event %s of stream %L (type %s, position %s) matches the query and is after the position the decision read (%s, %s)',
                        v_hit.stream_version, v_hit.stream_id, v_hit.event_type, v_hit.global_position, v_after_tx, v_after_pos),
@@ -4901,13 +4917,13 @@ CREATE FUNCTION annals_internal.check_all_tenants(what text) RETURNS void
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
-    IF NOT (current_setting('annals.tenant', true) = '*' AND pg_has_role(session_user, 'annals_owner', 'MEMBER'))
-       AND (SELECT c.relrowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid = 'annals_internal.events'::regclass) THEN
+    IF NOT (annals_internal.session_tenant() IS NOT DISTINCT FROM '*' AND pg_has_role(session_user, 'annals_owner', 'MEMBER'))
+       AND annals.tenancy_enabled() THEN
         RAISE EXCEPTION USING
             ERRCODE = '42501',
             MESSAGE = format('%s works for every tenant: with tenancy on it runs under tenant ''*'' only, as a member of annals_owner (tenant now: %s)',
-                             check_all_tenants.what, coalesce(nullif(current_setting('annals.tenant', true), ''), 'none')),
-            DETAIL = jsonb_build_object('function', check_all_tenants.what, 'tenant', nullif(current_setting('annals.tenant', true), ''))::text,
+                             check_all_tenants.what, coalesce(annals_internal.session_tenant(), 'none')),
+            DETAIL = jsonb_build_object('function', check_all_tenants.what, 'tenant', annals_internal.session_tenant())::text,
             HINT = 'Run it as a member of annals_owner after SELECT annals.set_tenant(''*''), as annals worker does.';
     END IF;
 END
@@ -5326,7 +5342,7 @@ BEGIN
         RETURN;
     END IF;
     -- Without the policies a tenant would isolate nothing: refuse rather than pretend.
-    IF NOT (SELECT c.relrowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid = 'annals_internal.events'::regclass) THEN
+    IF NOT annals.tenancy_enabled() THEN
         RAISE EXCEPTION USING
             ERRCODE = '55000',
             MESSAGE = format('tenant %L: tenancy is off in this database', check_tenant.tenant),
@@ -7029,7 +7045,7 @@ COMMENT ON FUNCTION annals_internal.protect_event(ev jsonb) IS 'An appended even
 
 CREATE FUNCTION annals_internal.qualify(id text) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN CASE WHEN (COALESCE(current_setting('annals.tenant'::text, true), ''::text) = ANY (ARRAY[''::text, '*'::text])) THEN id ELSE ((current_setting('annals.tenant'::text, true) || chr(31)) || id) END;
+    RETURN CASE WHEN (COALESCE(annals_internal.session_tenant(), '*'::text) = '*'::text) THEN id ELSE ((annals_internal.session_tenant() || chr(31)) || id) END;
 
 
 ALTER FUNCTION annals_internal.qualify(id text) OWNER TO annals_owner;
@@ -7047,7 +7063,7 @@ COMMENT ON FUNCTION annals_internal.qualify(id text) IS 'A stream id or category
 
 CREATE FUNCTION annals_internal.qualify_all(ids text[]) RETURNS text[]
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN CASE WHEN ((ids IS NULL) OR (COALESCE(current_setting('annals.tenant'::text, true), ''::text) = ANY (ARRAY[''::text, '*'::text]))) THEN ids ELSE ARRAY(SELECT ((current_setting('annals.tenant'::text, true) || chr(31)) || x.x) FROM unnest(qualify_all.ids) x(x)) END;
+    RETURN CASE WHEN ((ids IS NULL) OR (COALESCE(annals_internal.session_tenant(), '*'::text) = '*'::text)) THEN ids ELSE ARRAY(SELECT annals_internal.qualify(x.x) AS qualify FROM unnest(qualify_all.ids) x(x)) END;
 
 
 ALTER FUNCTION annals_internal.qualify_all(ids text[]) OWNER TO annals_owner;
@@ -7190,11 +7206,10 @@ DECLARE
         WHEN 'ST500' THEN 'Fix the registered upcaster the message names.'
         END);
     -- M15: the session's tenant sees its stream ids without the stored tenant prefix, in errors too.
-    v_prefix text := nullif(current_setting('annals.tenant', true), '') || chr(31);
+    v_prefix text := annals_internal.session_tenant() || chr(31);  -- 003_tenancy.sql
 BEGIN
     IF v_prefix IS NOT NULL AND v_prefix <> '*' || chr(31) THEN
         raise_error.message := replace(raise_error.message, v_prefix, '');
-        raise_error.detail := replace(raise_error.detail::text, to_jsonb(v_prefix) #>> '{}', '')::jsonb;
         raise_error.detail := replace(raise_error.detail::text, trim(both '"' from to_jsonb(v_prefix)::text), '')::jsonb;
     END IF;
     IF v_hint IS NULL THEN
@@ -7578,24 +7593,6 @@ ALTER FUNCTION annals_internal.retention_rules_rows() OWNER TO annals_owner;
 --
 
 COMMENT ON FUNCTION annals_internal.retention_rules_rows() IS 'The rows of the annals.retention_rules view.';
-
-
---
--- Name: session_tenant(); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
---
-
-CREATE FUNCTION annals_internal.session_tenant() RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN NULLIF(current_setting('annals.tenant'::text, true), ''::text);
-
-
-ALTER FUNCTION annals_internal.session_tenant() OWNER TO annals_owner;
-
---
--- Name: FUNCTION session_tenant(); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
---
-
-COMMENT ON FUNCTION annals_internal.session_tenant() IS 'The session''s annals.tenant setting, NULL when unset or empty. Inlined.';
 
 
 --
@@ -10721,6 +10718,13 @@ GRANT ALL ON FUNCTION annals.create_subscription(subscription text, start_from t
 
 
 --
+-- Name: FUNCTION session_tenant(); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.session_tenant() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION current_tenant(); Type: ACL; Schema: annals; Owner: annals_owner
 --
 
@@ -11790,13 +11794,6 @@ REVOKE ALL ON FUNCTION annals_internal.retention_rules_rows() FROM PUBLIC;
 GRANT ALL ON FUNCTION annals_internal.retention_rules_rows() TO annals_writer;
 GRANT ALL ON FUNCTION annals_internal.retention_rules_rows() TO annals_reader;
 GRANT ALL ON FUNCTION annals_internal.retention_rules_rows() TO annals_bi;
-
-
---
--- Name: FUNCTION session_tenant(); Type: ACL; Schema: annals_internal; Owner: annals_owner
---
-
-REVOKE ALL ON FUNCTION annals_internal.session_tenant() FROM PUBLIC;
 
 
 --
