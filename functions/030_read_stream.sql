@@ -51,8 +51,7 @@ BEGIN
     -- Cold storage (400_cold_storage.sql): a stream with cold events is read hot and cold merged.
     IF annals_internal.has_cold(read_stream.stream_id) THEN
         RETURN QUERY
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.stream_page(read_stream.stream_id, read_stream.from_version, read_stream.max_count,
                                                read_stream.backwards) AS e;
         RETURN;
@@ -60,8 +59,7 @@ BEGIN
 
     IF NOT read_stream.backwards THEN
         RETURN QUERY
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.events AS e
              WHERE e.stream_id = read_stream.stream_id
                AND e.stream_version >= coalesce(read_stream.from_version, 1)
@@ -69,8 +67,7 @@ BEGIN
              LIMIT read_stream.max_count;
     ELSE
         RETURN QUERY
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.events AS e
              WHERE e.stream_id = read_stream.stream_id
                AND e.stream_version <= coalesce(read_stream.from_version, 9223372036854775807)
@@ -127,16 +124,14 @@ BEGIN
     -- Cold storage (400_cold_storage.sql): a stream with cold events is read hot and cold merged.
     IF annals_internal.has_cold(read_stream_as_of.stream_id) THEN
         RETURN QUERY
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.stream_page(read_stream_as_of.stream_id, read_stream_as_of.from_version,
                                                read_stream_as_of.max_count, false, v_to) AS e;
         RETURN;
     END IF;
 
     RETURN QUERY
-        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+        SELECT (annals_internal.as_read(e, v_up)).*
           FROM annals_internal.events AS e
          WHERE e.stream_id = read_stream_as_of.stream_id
            AND e.stream_version >= coalesce(read_stream_as_of.from_version, 1)

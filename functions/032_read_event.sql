@@ -28,14 +28,12 @@ BEGIN
         IF annals_internal.raise_invalid('raw', 'must not be null') IS NULL THEN END IF;
     END IF;
     RETURN QUERY
-        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-               e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+        SELECT (annals_internal.as_read(e, v_up)).*
           FROM annals_internal.events AS e
          WHERE e.event_id = read_event.event_id
         -- Cold storage (400_cold_storage.sql): cold events found through the segments' id index.
         UNION ALL
-        SELECT (annals_internal.as_read(c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type,
-               c.schema_version, c.data, c.metadata, c.transaction_id, c.recorded_at, v_up)).*
+        SELECT (annals_internal.as_read(c, v_up)).*
           FROM annals_internal.cold_segments AS s
          CROSS JOIN LATERAL unnest(s.events) AS c
          WHERE s.event_ids @> ARRAY[read_event.event_id]

@@ -120,14 +120,12 @@ BEGIN
     -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold merged.
     IF annals_internal.cold_after(read_all.after_transaction, read_all.after_position) THEN
         RETURN QUERY
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.feed_page(read_all.after_transaction, read_all.after_position, read_all.max_count,
                        annals_internal.feed_barrier(), read_all.event_types, read_all.categories, 0, 1, v_up) AS e;
     ELSE
     RETURN QUERY
-        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+        SELECT (annals_internal.as_read(e, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (read_all.after_transaction, read_all.after_position)
            AND e.transaction_id < annals_internal.feed_barrier()
@@ -193,15 +191,13 @@ BEGIN
     IF annals_internal.cold_after(read_category.after_transaction, read_category.after_position)
        OR annals_internal.session_tenant() IS NOT DISTINCT FROM '*' THEN
         RETURN QUERY
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.feed_page(read_category.after_transaction, read_category.after_position,
                        read_category.max_count, annals_internal.feed_barrier(), NULL, ARRAY[read_category.category],
                        read_category.consumer_member, read_category.consumer_size, v_up) AS e;
     ELSE
     RETURN QUERY
-        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+        SELECT (annals_internal.as_read(e, v_up)).*
           FROM annals_internal.events AS e
          WHERE e.category = v_category
            AND (e.transaction_id, e.global_position) > (read_category.after_transaction, read_category.after_position)

@@ -193,8 +193,7 @@ BEGIN
     -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold
     -- merged. One statement (this function is VOLATILE): the check and the read share a snapshot.
     RETURN QUERY
-        (SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+        (SELECT (annals_internal.as_read(e, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
            AND e.transaction_id < annals_internal.feed_barrier()
@@ -205,8 +204,7 @@ BEGIN
          ORDER BY e.transaction_id, e.global_position
          LIMIT read_subscription.max_count)
         UNION ALL
-        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+        SELECT (annals_internal.as_read(e, v_up)).*
           FROM annals_internal.feed_page(v_cp.checkpoint_transaction, v_cp.checkpoint_position,
                    read_subscription.max_count, annals_internal.feed_barrier(), v_sub.event_types,
                    v_sub.categories, read_subscription.member, v_size, v_up) AS e

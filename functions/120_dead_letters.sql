@@ -98,8 +98,7 @@ BEGIN
     PERFORM annals_internal.check_subscription(read_dead_letters.subscription, read_dead_letters.member);
     RETURN QUERY
         SELECT d.dead_letter_id, d.attempts,
-               annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)
+               annals_internal.as_read(e, v_up)
           FROM annals_internal.dead_letters AS d
          -- Hot or cold (400_cold_storage.sql).
          CROSS JOIN LATERAL annals_internal.event_at(d.stream_id, d.stream_version) AS e

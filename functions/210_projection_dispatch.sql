@@ -86,9 +86,9 @@ BEGIN
                  THEN format('annals_internal.read_type(n.event_type, %s) = ANY (%L::text[])', v_up, p.event_types) END,
             CASE WHEN p.categories IS NOT NULL
                  THEN format('annals_internal.unqualify(n.category) = ANY (%L::text[])', p.categories) END);
+        -- n::annals_internal.events: a transition table's whole row is typed record.
         v_calls := v_calls || format($block$
-    SELECT array_agg(annals_internal.as_read(n.stream_id, n.stream_version, n.global_position, n.event_id, n.event_type,
-                         n.schema_version, n.data, n.metadata, n.transaction_id, n.recorded_at, %1$s)
+    SELECT array_agg(annals_internal.as_read(n::annals_internal.events, %1$s)
                      ORDER BY n.global_position)
       INTO v_events
       FROM new_events AS n%2$s;

@@ -100,8 +100,7 @@ BEGIN
     BEGIN
         FOR v_event IN
             -- After (v_tx, v_first - 1): from the batch's first event on (positions are integers).
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                        e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.feed_page(v_tx, v_first - 1, find_failing_event.batch_size, NULL,
                        (find_failing_event.projection).event_types, (find_failing_event.projection).categories,
                        0, 1, v_up) AS e LOOP
@@ -187,20 +186,17 @@ BEGIN
           FROM unnest(skipped) AS x;
     END IF;
     WHILE cardinality(v_apply) > 0 LOOP
-        SELECT array_agg(annals_internal.as_read(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
-                             b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at, v_up)
+        SELECT array_agg(annals_internal.as_read(b.ev, v_up)
                          ORDER BY b.transaction_id, b.global_position),
                count(*)
           INTO v_events, v_n
           FROM (SELECT e.*
-                  FROM (SELECT h.stream_id, h.stream_version, h.global_position, h.event_id, h.event_type, h.schema_version,
-                               h.data, h.metadata, h.transaction_id, h.recorded_at, h.category
+                  FROM (SELECT annals_internal.as_event(h) AS ev, h.event_type, h.category, h.transaction_id, h.global_position
                           FROM annals_internal.events AS h
                          WHERE h.transaction_id = ANY (v_apply)
                         UNION ALL
                         -- Moved to cold storage since they ended (batches whose span holds one of them).
-                        SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
-                               c.data, c.metadata, c.transaction_id, c.recorded_at, s.category
+                        SELECT c, c.event_type, s.category, c.transaction_id, c.global_position
                           FROM annals_internal.cold_batches AS k
                           JOIN annals_internal.cold_segments AS s ON s.batch_id = k.batch_id
                          CROSS JOIN LATERAL unnest(s.events) AS c
@@ -224,8 +220,7 @@ BEGIN
 
     LOOP
         -- The ids running in this statement's snapshot come with the batch (same snapshot).
-        SELECT array_agg(annals_internal.as_read(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
-                             b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at, v_up)
+        SELECT array_agg(annals_internal.as_read(b, v_up)
                          ORDER BY b.transaction_id, b.global_position),
                count(*),
                (SELECT array_agg(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x)

@@ -39,8 +39,7 @@ BEGIN
            FOR UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
 
-        SELECT array_agg(annals_internal.as_read(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
-                             b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at, v_up)
+        SELECT array_agg(annals_internal.as_read(b, v_up)
                          ORDER BY b.transaction_id, b.global_position),
                count(*)
           INTO v_events, v_n

@@ -117,13 +117,11 @@ STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 ROWS 1
 AS $fn$
-    SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-           e.data, e.metadata, e.transaction_id, e.recorded_at
+    SELECT (annals_internal.as_event(e)).*
       FROM annals_internal.events AS e
      WHERE e.stream_id = event_at.stream_id AND e.stream_version = event_at.stream_version
     UNION ALL
-    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
-           c.data, c.metadata, c.transaction_id, c.recorded_at
+    SELECT c.*
       FROM annals_internal.cold_segments AS s
      CROSS JOIN LATERAL unnest(s.events) AS c
      WHERE s.stream_id = event_at.stream_id
@@ -160,8 +158,7 @@ BEGIN
     IF NOT stream_page.backwards THEN
         RETURN QUERY
             SELECT u.*
-              FROM (SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                           e.data, e.metadata, e.transaction_id, e.recorded_at
+              FROM (SELECT (annals_internal.as_event(e)).*
                       FROM annals_internal.events AS e
                      WHERE e.stream_id = stream_page.stream_id
                        AND e.stream_version BETWEEN v_lo AND v_hi
@@ -188,8 +185,7 @@ BEGIN
     ELSE
         RETURN QUERY
             SELECT u.*
-              FROM (SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                           e.data, e.metadata, e.transaction_id, e.recorded_at
+              FROM (SELECT (annals_internal.as_event(e)).*
                       FROM annals_internal.events AS e
                      WHERE e.stream_id = stream_page.stream_id
                        AND e.stream_version BETWEEN v_lo AND v_hi
@@ -265,8 +261,7 @@ BEGIN
         END IF;
         RETURN QUERY
             SELECT w.*
-              FROM (SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                           e.data, e.metadata, e.transaction_id, e.recorded_at
+              FROM (SELECT (annals_internal.as_event(e)).*
                       FROM annals_internal.events AS e
                      WHERE (e.transaction_id, e.global_position) > (v_tx, v_pos)
                        AND (feed_page.below IS NULL OR e.transaction_id < feed_page.below)
@@ -432,12 +427,10 @@ BEGIN
                   WHERE (e.transaction_id, e.global_position)
                         BETWEEN (v_from[1]::xid8, v_from[2]::bigint) AND (v_to[1]::xid8, v_to[2]::bigint)
                     AND e.transaction_id < v_barrier
-                 RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                           e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags)
-        SELECT array_agg(ROW(m.stream_id, m.stream_version, m.global_position, m.event_id, m.event_type, m.schema_version,
-                             m.data, m.metadata, m.transaction_id, m.recorded_at)::annals.event),
-               array_agg(ROW(NULL, m.stream_id, m.stream_version, m.global_position, m.transaction_id, m.event_type,
-                             m.tags)::annals_internal.cold_tags) FILTER (WHERE m.tags IS NOT NULL)
+                 RETURNING annals_internal.as_event(e) AS ev, e.tags)
+        SELECT array_agg(m.ev),
+               array_agg(ROW(NULL, (m.ev).stream_id, (m.ev).stream_version, (m.ev).global_position, (m.ev).transaction_id,
+                             (m.ev).event_type, m.tags)::annals_internal.cold_tags) FILTER (WHERE m.tags IS NOT NULL)
           INTO v_events, v_tagged
           FROM moved AS m;
         v_moved := v_moved + annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'compress', v_events, v_tagged);
@@ -508,12 +501,10 @@ BEGIN
     WITH moved AS (
         DELETE FROM annals_internal.events AS e
          WHERE e.stream_id = archive_stream.stream_id
-        RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                  e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags)
-    SELECT array_agg(ROW(m.stream_id, m.stream_version, m.global_position, m.event_id, m.event_type, m.schema_version,
-                         m.data, m.metadata, m.transaction_id, m.recorded_at)::annals.event),
-           array_agg(ROW(NULL, m.stream_id, m.stream_version, m.global_position, m.transaction_id, m.event_type,
-                         m.tags)::annals_internal.cold_tags) FILTER (WHERE m.tags IS NOT NULL)
+        RETURNING annals_internal.as_event(e) AS ev, e.tags)
+    SELECT array_agg(m.ev),
+           array_agg(ROW(NULL, (m.ev).stream_id, (m.ev).stream_version, (m.ev).global_position, (m.ev).transaction_id,
+                         (m.ev).event_type, m.tags)::annals_internal.cold_tags) FILTER (WHERE m.tags IS NOT NULL)
       INTO v_events, v_tagged
       FROM moved AS m;
     RETURN annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'archive', v_events, v_tagged);

@@ -36,16 +36,13 @@ BEGIN
     RETURN QUERY
         SELECT (r.ev).*, r.tags
           FROM (SELECT DISTINCT ON (m.transaction_id, m.global_position)
-                       annals_internal.as_read(m.stream_id, m.stream_version, m.global_position, m.event_id, m.event_type,
-                           m.schema_version, m.data, m.metadata, m.transaction_id, m.recorded_at, v_up) AS ev,
-                       m.tags, m.transaction_id, m.global_position
+                       annals_internal.as_read(m.ev, v_up) AS ev, m.tags, m.transaction_id, m.global_position
                   FROM annals_internal.query_items(read_tagged.query) AS i
                  -- OFFSET 0: the tags index finds the matches, then they are sorted; left free,
                  -- the planner walks the feed index in order, i.e. reads the whole feed.
                  CROSS JOIN LATERAL (
                         SELECT f.* FROM (
-                            SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags
+                            SELECT annals_internal.as_event(e) AS ev, e.tags, e.transaction_id, e.global_position
                               FROM annals_internal.events AS e
                              WHERE e.tags @> i.tags AND e.tags IS NOT NULL
                                AND (i.types IS NULL OR e.event_type = ANY (i.types))
@@ -55,8 +52,7 @@ BEGIN
                         -- Cold tagged events (functions/400_cold_storage.sql): found by their tags
                         -- kept beside the segments, then read from their segment, the page's only.
                         UNION ALL
-                        SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type,
-                               c.schema_version, c.data, c.metadata, c.transaction_id, c.recorded_at, k.tags
+                        SELECT c AS ev, k.tags, c.transaction_id, c.global_position
                           FROM (SELECT t.stream_id, t.stream_version, t.tags
                                   FROM annals_internal.cold_tags AS t
                                  WHERE t.tags @> i.tags
@@ -65,7 +61,7 @@ BEGIN
                                  ORDER BY t.transaction_id, t.global_position
                                  LIMIT read_tagged.max_count) AS k
                          CROSS JOIN LATERAL annals_internal.event_at(k.stream_id, k.stream_version) AS c
-                         ORDER BY 9, 3
+                         ORDER BY 3, 4
                          LIMIT read_tagged.max_count) AS m
                  ORDER BY m.transaction_id, m.global_position
                  LIMIT read_tagged.max_count) AS r

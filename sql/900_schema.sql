@@ -772,12 +772,10 @@ BEGIN
     WITH moved AS (
         DELETE FROM annals_internal.events AS e
          WHERE e.stream_id = archive_stream.stream_id
-        RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                  e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags)
-    SELECT array_agg(ROW(m.stream_id, m.stream_version, m.global_position, m.event_id, m.event_type, m.schema_version,
-                         m.data, m.metadata, m.transaction_id, m.recorded_at)::annals.event),
-           array_agg(ROW(NULL, m.stream_id, m.stream_version, m.global_position, m.transaction_id, m.event_type,
-                         m.tags)::annals_internal.cold_tags) FILTER (WHERE m.tags IS NOT NULL)
+        RETURNING annals_internal.as_event(e) AS ev, e.tags)
+    SELECT array_agg(m.ev),
+           array_agg(ROW(NULL, (m.ev).stream_id, (m.ev).stream_version, (m.ev).global_position, (m.ev).transaction_id,
+                         (m.ev).event_type, m.tags)::annals_internal.cold_tags) FILTER (WHERE m.tags IS NOT NULL)
       INTO v_events, v_tagged
       FROM moved AS m;
     RETURN annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'archive', v_events, v_tagged);
@@ -870,12 +868,10 @@ BEGIN
                   WHERE (e.transaction_id, e.global_position)
                         BETWEEN (v_from[1]::xid8, v_from[2]::bigint) AND (v_to[1]::xid8, v_to[2]::bigint)
                     AND e.transaction_id < v_barrier
-                 RETURNING e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                           e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags)
-        SELECT array_agg(ROW(m.stream_id, m.stream_version, m.global_position, m.event_id, m.event_type, m.schema_version,
-                             m.data, m.metadata, m.transaction_id, m.recorded_at)::annals.event),
-               array_agg(ROW(NULL, m.stream_id, m.stream_version, m.global_position, m.transaction_id, m.event_type,
-                             m.tags)::annals_internal.cold_tags) FILTER (WHERE m.tags IS NOT NULL)
+                 RETURNING annals_internal.as_event(e) AS ev, e.tags)
+        SELECT array_agg(m.ev),
+               array_agg(ROW(NULL, (m.ev).stream_id, (m.ev).stream_version, (m.ev).global_position, (m.ev).transaction_id,
+                             (m.ev).event_type, m.tags)::annals_internal.cold_tags) FILTER (WHERE m.tags IS NOT NULL)
           INTO v_events, v_tagged
           FROM moved AS m;
         v_moved := v_moved + annals_internal.cold_pack(nextval('annals_internal.cold_batch_seq'), 'compress', v_events, v_tagged);
@@ -1820,14 +1816,12 @@ BEGIN
     -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold merged.
     IF annals_internal.cold_after(read_all.after_transaction, read_all.after_position) THEN
         RETURN QUERY
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.feed_page(read_all.after_transaction, read_all.after_position, read_all.max_count,
                        annals_internal.feed_barrier(), read_all.event_types, read_all.categories, 0, 1, v_up) AS e;
     ELSE
     RETURN QUERY
-        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+        SELECT (annals_internal.as_read(e, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (read_all.after_transaction, read_all.after_position)
            AND e.transaction_id < annals_internal.feed_barrier()
@@ -1887,15 +1881,13 @@ BEGIN
     IF annals_internal.cold_after(read_category.after_transaction, read_category.after_position)
        OR annals_internal.session_tenant() IS NOT DISTINCT FROM '*' THEN
         RETURN QUERY
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.feed_page(read_category.after_transaction, read_category.after_position,
                        read_category.max_count, annals_internal.feed_barrier(), NULL, ARRAY[read_category.category],
                        read_category.consumer_member, read_category.consumer_size, v_up) AS e;
     ELSE
     RETURN QUERY
-        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+        SELECT (annals_internal.as_read(e, v_up)).*
           FROM annals_internal.events AS e
          WHERE e.category = v_category
            AND (e.transaction_id, e.global_position) > (read_category.after_transaction, read_category.after_position)
@@ -1940,8 +1932,7 @@ BEGIN
     PERFORM annals_internal.check_subscription(read_dead_letters.subscription, read_dead_letters.member);
     RETURN QUERY
         SELECT d.dead_letter_id, d.attempts,
-               annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)
+               annals_internal.as_read(e, v_up)
           FROM annals_internal.dead_letters AS d
          -- Hot or cold (400_cold_storage.sql).
          CROSS JOIN LATERAL annals_internal.event_at(d.stream_id, d.stream_version) AS e
@@ -1983,14 +1974,12 @@ BEGIN
         IF annals_internal.raise_invalid('raw', 'must not be null') IS NULL THEN END IF;
     END IF;
     RETURN QUERY
-        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-               e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+        SELECT (annals_internal.as_read(e, v_up)).*
           FROM annals_internal.events AS e
          WHERE e.event_id = read_event.event_id
         -- Cold storage (400_cold_storage.sql): cold events found through the segments' id index.
         UNION ALL
-        SELECT (annals_internal.as_read(c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type,
-               c.schema_version, c.data, c.metadata, c.transaction_id, c.recorded_at, v_up)).*
+        SELECT (annals_internal.as_read(c, v_up)).*
           FROM annals_internal.cold_segments AS s
          CROSS JOIN LATERAL unnest(s.events) AS c
          WHERE s.event_ids @> ARRAY[read_event.event_id]
@@ -2032,8 +2021,7 @@ BEGIN
     -- Cold storage (400_cold_storage.sql): a stream with cold events is read hot and cold merged.
     IF annals_internal.has_cold(read_stream.stream_id) THEN
         RETURN QUERY
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.stream_page(read_stream.stream_id, read_stream.from_version, read_stream.max_count,
                                                read_stream.backwards) AS e;
         RETURN;
@@ -2041,8 +2029,7 @@ BEGIN
 
     IF NOT read_stream.backwards THEN
         RETURN QUERY
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.events AS e
              WHERE e.stream_id = read_stream.stream_id
                AND e.stream_version >= coalesce(read_stream.from_version, 1)
@@ -2050,8 +2037,7 @@ BEGIN
              LIMIT read_stream.max_count;
     ELSE
         RETURN QUERY
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.events AS e
              WHERE e.stream_id = read_stream.stream_id
                AND e.stream_version <= coalesce(read_stream.from_version, 9223372036854775807)
@@ -2106,16 +2092,14 @@ BEGIN
     -- Cold storage (400_cold_storage.sql): a stream with cold events is read hot and cold merged.
     IF annals_internal.has_cold(read_stream_as_of.stream_id) THEN
         RETURN QUERY
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.stream_page(read_stream_as_of.stream_id, read_stream_as_of.from_version,
                                                read_stream_as_of.max_count, false, v_to) AS e;
         RETURN;
     END IF;
 
     RETURN QUERY
-        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+        SELECT (annals_internal.as_read(e, v_up)).*
           FROM annals_internal.events AS e
          WHERE e.stream_id = read_stream_as_of.stream_id
            AND e.stream_version >= coalesce(read_stream_as_of.from_version, 1)
@@ -2168,8 +2152,7 @@ BEGIN
     -- Cold storage (400_cold_storage.sql): a page that may reach cold events is read hot and cold
     -- merged. One statement (this function is VOLATILE): the check and the read share a snapshot.
     RETURN QUERY
-        (SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+        (SELECT (annals_internal.as_read(e, v_up)).*
           FROM annals_internal.events AS e
          WHERE (e.transaction_id, e.global_position) > (v_cp.checkpoint_transaction, v_cp.checkpoint_position)
            AND e.transaction_id < annals_internal.feed_barrier()
@@ -2180,8 +2163,7 @@ BEGIN
          ORDER BY e.transaction_id, e.global_position
          LIMIT read_subscription.max_count)
         UNION ALL
-        SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+        SELECT (annals_internal.as_read(e, v_up)).*
           FROM annals_internal.feed_page(v_cp.checkpoint_transaction, v_cp.checkpoint_position,
                    read_subscription.max_count, annals_internal.feed_barrier(), v_sub.event_types,
                    v_sub.categories, read_subscription.member, v_size, v_up) AS e
@@ -2235,16 +2217,13 @@ BEGIN
     RETURN QUERY
         SELECT (r.ev).*, r.tags
           FROM (SELECT DISTINCT ON (m.transaction_id, m.global_position)
-                       annals_internal.as_read(m.stream_id, m.stream_version, m.global_position, m.event_id, m.event_type,
-                           m.schema_version, m.data, m.metadata, m.transaction_id, m.recorded_at, v_up) AS ev,
-                       m.tags, m.transaction_id, m.global_position
+                       annals_internal.as_read(m.ev, v_up) AS ev, m.tags, m.transaction_id, m.global_position
                   FROM annals_internal.query_items(read_tagged.query) AS i
                  -- OFFSET 0: the tags index finds the matches, then they are sorted; left free,
                  -- the planner walks the feed index in order, i.e. reads the whole feed.
                  CROSS JOIN LATERAL (
                         SELECT f.* FROM (
-                            SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                                   e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, e.tags
+                            SELECT annals_internal.as_event(e) AS ev, e.tags, e.transaction_id, e.global_position
                               FROM annals_internal.events AS e
                              WHERE e.tags @> i.tags AND e.tags IS NOT NULL
                                AND (i.types IS NULL OR e.event_type = ANY (i.types))
@@ -2254,8 +2233,7 @@ BEGIN
                         -- Cold tagged events (functions/400_cold_storage.sql): found by their tags
                         -- kept beside the segments, then read from their segment, the page's only.
                         UNION ALL
-                        SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type,
-                               c.schema_version, c.data, c.metadata, c.transaction_id, c.recorded_at, k.tags
+                        SELECT c AS ev, k.tags, c.transaction_id, c.global_position
                           FROM (SELECT t.stream_id, t.stream_version, t.tags
                                   FROM annals_internal.cold_tags AS t
                                  WHERE t.tags @> i.tags
@@ -2264,7 +2242,7 @@ BEGIN
                                  ORDER BY t.transaction_id, t.global_position
                                  LIMIT read_tagged.max_count) AS k
                          CROSS JOIN LATERAL annals_internal.event_at(k.stream_id, k.stream_version) AS c
-                         ORDER BY 9, 3
+                         ORDER BY 3, 4
                          LIMIT read_tagged.max_count) AS m
                  ORDER BY m.transaction_id, m.global_position
                  LIMIT read_tagged.max_count) AS r
@@ -3307,8 +3285,7 @@ BEGIN
            FOR UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
 
-        SELECT array_agg(annals_internal.as_read(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
-                             b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at, v_up)
+        SELECT array_agg(annals_internal.as_read(b, v_up)
                          ORDER BY b.transaction_id, b.global_position),
                count(*)
           INTO v_events, v_n
@@ -4573,6 +4550,24 @@ COMMENT ON FUNCTION annals_internal.apply_projection(handler_call text, events a
 
 
 --
+-- Name: as_event(annals_internal.events); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.as_event(e annals_internal.events) RETURNS annals.event
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ROW((e).stream_id, (e).stream_version, (e).global_position, (e).event_id, (e).event_type, (e).schema_version, (e).data, (e).metadata, (e).transaction_id, (e).recorded_at)::annals.event;
+
+
+ALTER FUNCTION annals_internal.as_event(e annals_internal.events) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION as_event(e annals_internal.events); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.as_event(e annals_internal.events) IS 'An events row as the annals.event it stores (no upcasting, no decryption).';
+
+
+--
 -- Name: event_type_aliases; Type: TABLE; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -4783,21 +4778,39 @@ COMMENT ON FUNCTION annals_internal.upcast_version(event_type text, schema_versi
 
 
 --
--- Name: as_read(text, bigint, bigint, uuid, text, integer, jsonb, jsonb, xid8, timestamp with time zone, text[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+-- Name: as_read(annals.event, text[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
 --
 
-CREATE FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]) RETURNS annals.event
+CREATE FUNCTION annals_internal.as_read(e annals.event, up text[]) RETURNS annals.event
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN ROW(annals_internal.unqualify(stream_id), stream_version, global_position, event_id, CASE WHEN (event_type = ANY (up)) THEN annals_internal.current_type(event_type) ELSE event_type END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_version(event_type, schema_version) ELSE schema_version END, CASE WHEN (event_type = ANY (up)) THEN annals_internal.upcast_data(event_type, schema_version, CASE WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_data(event_type, data, metadata) ELSE data END) WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_data(event_type, data, metadata) ELSE data END, CASE WHEN (metadata ? '$pii'::text) THEN annals_internal.reveal_metadata(event_type, metadata) ELSE metadata END, transaction_id, recorded_at)::annals.event;
+    RETURN ROW(annals_internal.unqualify((e).stream_id), (e).stream_version, (e).global_position, (e).event_id, CASE WHEN ((e).event_type = ANY (up)) THEN annals_internal.current_type((e).event_type) ELSE (e).event_type END, CASE WHEN ((e).event_type = ANY (up)) THEN annals_internal.upcast_version((e).event_type, (e).schema_version) ELSE (e).schema_version END, CASE WHEN ((e).event_type = ANY (up)) THEN annals_internal.upcast_data((e).event_type, (e).schema_version, CASE WHEN ((e).metadata ? '$pii'::text) THEN annals_internal.reveal_data((e).event_type, (e).data, (e).metadata) ELSE (e).data END) WHEN ((e).metadata ? '$pii'::text) THEN annals_internal.reveal_data((e).event_type, (e).data, (e).metadata) ELSE (e).data END, CASE WHEN ((e).metadata ? '$pii'::text) THEN annals_internal.reveal_metadata((e).event_type, (e).metadata) ELSE (e).metadata END, (e).transaction_id, (e).recorded_at)::annals.event;
 
 
-ALTER FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]) OWNER TO annals_owner;
+ALTER FUNCTION annals_internal.as_read(e annals.event, up text[]) OWNER TO annals_owner;
 
 --
--- Name: FUNCTION as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+-- Name: FUNCTION as_read(e annals.event, up text[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
 --
 
-COMMENT ON FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]) IS 'A stored event as reads return it: renamed and upcast when its type is listed in up (NULL: as stored).';
+COMMENT ON FUNCTION annals_internal.as_read(e annals.event, up text[]) IS 'An event as reads return it: renamed and upcast when its type is listed in up (NULL: as stored), personal data revealed.';
+
+
+--
+-- Name: as_read(annals_internal.events, text[]); Type: FUNCTION; Schema: annals_internal; Owner: annals_owner
+--
+
+CREATE FUNCTION annals_internal.as_read(e annals_internal.events, up text[]) RETURNS annals.event
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN annals_internal.as_read(annals_internal.as_event(e), up);
+
+
+ALTER FUNCTION annals_internal.as_read(e annals_internal.events, up text[]) OWNER TO annals_owner;
+
+--
+-- Name: FUNCTION as_read(e annals_internal.events, up text[]); Type: COMMENT; Schema: annals_internal; Owner: annals_owner
+--
+
+COMMENT ON FUNCTION annals_internal.as_read(e annals_internal.events, up text[]) IS 'An events row as reads return it (as_read of its annals.event).';
 
 
 --
@@ -5685,9 +5698,9 @@ BEGIN
                  THEN format('annals_internal.read_type(n.event_type, %s) = ANY (%L::text[])', v_up, p.event_types) END,
             CASE WHEN p.categories IS NOT NULL
                  THEN format('annals_internal.unqualify(n.category) = ANY (%L::text[])', p.categories) END);
+        -- n::annals_internal.events: a transition table's whole row is typed record.
         v_calls := v_calls || format($block$
-    SELECT array_agg(annals_internal.as_read(n.stream_id, n.stream_version, n.global_position, n.event_id, n.event_type,
-                         n.schema_version, n.data, n.metadata, n.transaction_id, n.recorded_at, %1$s)
+    SELECT array_agg(annals_internal.as_read(n::annals_internal.events, %1$s)
                      ORDER BY n.global_position)
       INTO v_events
       FROM new_events AS n%2$s;
@@ -5747,13 +5760,11 @@ CREATE FUNCTION annals_internal.event_at(stream_id text, stream_version bigint) 
     LANGUAGE sql STABLE ROWS 1 PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-    SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-           e.data, e.metadata, e.transaction_id, e.recorded_at
+    SELECT (annals_internal.as_event(e)).*
       FROM annals_internal.events AS e
      WHERE e.stream_id = event_at.stream_id AND e.stream_version = event_at.stream_version
     UNION ALL
-    SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
-           c.data, c.metadata, c.transaction_id, c.recorded_at
+    SELECT c.*
       FROM annals_internal.cold_segments AS s
      CROSS JOIN LATERAL unnest(s.events) AS c
      WHERE s.stream_id = event_at.stream_id
@@ -6072,8 +6083,7 @@ BEGIN
         END IF;
         RETURN QUERY
             SELECT w.*
-              FROM (SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                           e.data, e.metadata, e.transaction_id, e.recorded_at
+              FROM (SELECT (annals_internal.as_event(e)).*
                       FROM annals_internal.events AS e
                      WHERE (e.transaction_id, e.global_position) > (v_tx, v_pos)
                        AND (feed_page.below IS NULL OR e.transaction_id < feed_page.below)
@@ -6201,8 +6211,7 @@ BEGIN
     BEGIN
         FOR v_event IN
             -- After (v_tx, v_first - 1): from the batch's first event on (positions are integers).
-            SELECT (annals_internal.as_read(e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type,
-                        e.schema_version, e.data, e.metadata, e.transaction_id, e.recorded_at, v_up)).*
+            SELECT (annals_internal.as_read(e, v_up)).*
               FROM annals_internal.feed_page(v_tx, v_first - 1, find_failing_event.batch_size, NULL,
                        (find_failing_event.projection).event_types, (find_failing_event.projection).categories,
                        0, 1, v_up) AS e LOOP
@@ -7397,20 +7406,17 @@ BEGIN
           FROM unnest(skipped) AS x;
     END IF;
     WHILE cardinality(v_apply) > 0 LOOP
-        SELECT array_agg(annals_internal.as_read(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
-                             b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at, v_up)
+        SELECT array_agg(annals_internal.as_read(b.ev, v_up)
                          ORDER BY b.transaction_id, b.global_position),
                count(*)
           INTO v_events, v_n
           FROM (SELECT e.*
-                  FROM (SELECT h.stream_id, h.stream_version, h.global_position, h.event_id, h.event_type, h.schema_version,
-                               h.data, h.metadata, h.transaction_id, h.recorded_at, h.category
+                  FROM (SELECT annals_internal.as_event(h) AS ev, h.event_type, h.category, h.transaction_id, h.global_position
                           FROM annals_internal.events AS h
                          WHERE h.transaction_id = ANY (v_apply)
                         UNION ALL
                         -- Moved to cold storage since they ended (batches whose span holds one of them).
-                        SELECT c.stream_id, c.stream_version, c.global_position, c.event_id, c.event_type, c.schema_version,
-                               c.data, c.metadata, c.transaction_id, c.recorded_at, s.category
+                        SELECT c, c.event_type, s.category, c.transaction_id, c.global_position
                           FROM annals_internal.cold_batches AS k
                           JOIN annals_internal.cold_segments AS s ON s.batch_id = k.batch_id
                          CROSS JOIN LATERAL unnest(s.events) AS c
@@ -7434,8 +7440,7 @@ BEGIN
 
     LOOP
         -- The ids running in this statement's snapshot come with the batch (same snapshot).
-        SELECT array_agg(annals_internal.as_read(b.stream_id, b.stream_version, b.global_position, b.event_id, b.event_type,
-                             b.schema_version, b.data, b.metadata, b.transaction_id, b.recorded_at, v_up)
+        SELECT array_agg(annals_internal.as_read(b, v_up)
                          ORDER BY b.transaction_id, b.global_position),
                count(*),
                (SELECT array_agg(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x)
@@ -7688,8 +7693,7 @@ BEGIN
     IF NOT stream_page.backwards THEN
         RETURN QUERY
             SELECT u.*
-              FROM (SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                           e.data, e.metadata, e.transaction_id, e.recorded_at
+              FROM (SELECT (annals_internal.as_event(e)).*
                       FROM annals_internal.events AS e
                      WHERE e.stream_id = stream_page.stream_id
                        AND e.stream_version BETWEEN v_lo AND v_hi
@@ -7716,8 +7720,7 @@ BEGIN
     ELSE
         RETURN QUERY
             SELECT u.*
-              FROM (SELECT e.stream_id, e.stream_version, e.global_position, e.event_id, e.event_type, e.schema_version,
-                           e.data, e.metadata, e.transaction_id, e.recorded_at
+              FROM (SELECT (annals_internal.as_event(e)).*
                       FROM annals_internal.events AS e
                      WHERE e.stream_id = stream_page.stream_id
                        AND e.stream_version BETWEEN v_lo AND v_hi
@@ -11204,6 +11207,13 @@ REVOKE ALL ON FUNCTION annals_internal.apply_projection(handler_call text, event
 
 
 --
+-- Name: FUNCTION as_event(e annals_internal.events); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.as_event(e annals_internal.events) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION current_type(event_type text); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
@@ -11246,10 +11256,17 @@ REVOKE ALL ON FUNCTION annals_internal.upcast_version(event_type text, schema_ve
 
 
 --
--- Name: FUNCTION as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
+-- Name: FUNCTION as_read(e annals.event, up text[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
 --
 
-REVOKE ALL ON FUNCTION annals_internal.as_read(stream_id text, stream_version bigint, global_position bigint, event_id uuid, event_type text, schema_version integer, data jsonb, metadata jsonb, transaction_id xid8, recorded_at timestamp with time zone, up text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION annals_internal.as_read(e annals.event, up text[]) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION as_read(e annals_internal.events, up text[]); Type: ACL; Schema: annals_internal; Owner: annals_owner
+--
+
+REVOKE ALL ON FUNCTION annals_internal.as_read(e annals_internal.events, up text[]) FROM PUBLIC;
 
 
 --

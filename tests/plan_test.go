@@ -45,6 +45,7 @@ var (
 	streamsPkeyScan  = regexp.MustCompile(`Index (Only )?Scan using streams_pkey on streams`)
 	eventIDScan      = regexp.MustCompile(`Index Scan using events_p\d+_event_id_idx on events_p\d+`)
 	streamEventIDKey = regexp.MustCompile(`Index (Only )?Scan using events_p\d+_stream_id_event_id_key on events_p\d+`)
+	planExpressions  = regexp.MustCompile(`(?m)^\s*(Output|Filter|Join Filter|One-Time Filter|Index Cond|Recheck Cond|Sort Key|Function Call): .*$`)
 	sortNode         = regexp.MustCompile(`(?m)^\s*(->\s*)?(Incremental )?Sort\s+\(cost`) // a Sort node, not a Sort Key
 )
 
@@ -282,5 +283,76 @@ func queryPlans(t *testing.T, tenant string) {
 				requirePlans(t, "streams", streamsPkeyScan)
 			})
 		})
+	}
+}
+
+// Every read turns stored rows into annals.event through annals_internal.as_read (and
+// as_event), SQL functions the planner must inline: a call left in a plan costs a function call
+// and a composite per event, and a SET clause or a volatile helper would silently stop the
+// inlining. With the plans logged verbose, their output lists must name columns, not the helpers.
+func TestReadsInlineAsRead(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	for _, q := range []string{
+		`SELECT annals.append_events('inline-' || g, 0,
+		    '[{"type":"Filled","data":{"i":1},"tags":["inline"]},{"type":"Filled","data":{"i":2}}]')
+		   FROM pg_catalog.generate_series(1, 3) AS g`,
+		"SELECT annals.create_subscription('inline-sub')",
+		// A projection of each mode, so the dispatch trigger, the async run and a rebuild read too.
+		`CREATE SCHEMA inl;
+		 CREATE TABLE inl.seen (n integer NOT NULL);
+		 CREATE TABLE inl.seen_later (n integer NOT NULL);
+		 CREATE FUNCTION inl.note(events annals.event[]) RETURNS void LANGUAGE sql
+		     AS 'INSERT INTO inl.seen VALUES (pg_catalog.cardinality(events))';
+		 CREATE FUNCTION inl.note_later(events annals.event[]) RETURNS void LANGUAGE sql
+		     AS 'INSERT INTO inl.seen_later VALUES (pg_catalog.cardinality(events))';
+		 GRANT USAGE ON SCHEMA inl TO annals_owner;
+		 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA inl TO annals_owner`,
+		"SELECT annals.register_projection('inl_inline', 'inl.note(annals.event[])', ARRAY['inl.seen']::regclass[])",
+		"SELECT annals.register_projection('inl_async', 'inl.note_later(annals.event[])', ARRAY['inl.seen_later']::regclass[], mode => 'async')",
+		// Old enough to move: the first streams go cold, one more stays hot.
+		"SELECT annals.compress_events('0 seconds')",
+		`SELECT annals.append_events('inline-hot', 0, '[{"type":"Filled","tags":["inline"]}]')`,
+	} {
+		_, err := f.pool.Exec(f.ctx, q)
+		require.NoError(t, err, q)
+	}
+	reads := []string{
+		"SELECT count(*) FROM annals.read_stream('inline-hot')",
+		"SELECT count(*) FROM annals.read_stream('inline-hot', NULL, 10, true)",
+		"SELECT count(*) FROM annals.read_stream('inline-1')", // cold
+		"SELECT count(*) FROM annals.read_stream('inline-1', raw => true)",
+		"SELECT count(*) FROM annals.read_stream_as_of('inline-hot', as_of_version => 1)",
+		"SELECT count(*) FROM annals.read_stream_as_of('inline-1', as_of_version => 1)",
+		"SELECT count(*) FROM annals.read_all()",
+		"SELECT count(*) FROM annals.read_all('0', 0, 10, raw => true)",
+		"SELECT count(*) FROM annals.read_category('inline')",
+		"SELECT count(*) FROM annals.read_tagged('[{\"tags\":[\"inline\"]}]')",
+		"SELECT count(*) FROM annals.read_subscription('inline-sub')",
+		"SELECT count(*) FROM annals.read_event((SELECT e.event_id FROM annals.read_stream('inline-2') AS e LIMIT 1))",
+		`SELECT count(*) FROM annals.append_events('inline-more-' || pg_catalog.clock_timestamp(), 0, '[{"type":"Filled"}]')`,
+		"SELECT annals.run_async_projections()",
+		"SELECT annals.rebuild_projection('inl_inline')",
+	}
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		plans, conn := explainingConn(t, f, "SET auto_explain.log_verbose = on", "SET plan_cache_mode = "+mode)
+		for _, q := range reads {
+			for range 6 { // PL/pgSQL settles on its cached plan after five runs
+				_, err := conn.Exec(f.ctx, q)
+				require.NoError(t, err, q)
+			}
+			got := plans.take()
+			require.NotEmpty(t, got, q)
+			var exprs int
+			for _, p := range got {
+				// The plan's expressions, not the statement's text (which names the helpers).
+				for _, line := range planExpressions.FindAllString(p, -1) {
+					exprs++
+					require.NotContains(t, line, "as_read(", "%s (%s): as_read was not inlined:\n%s", q, mode, p)
+					require.NotContains(t, line, "as_event(", "%s (%s): as_event was not inlined:\n%s", q, mode, p)
+				}
+			}
+			require.NotZero(t, exprs, "%s: no verbose plan among %d", q, len(got))
+		}
 	}
 }
