@@ -170,6 +170,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 SET enable_sort = off
+-- One generic plan per session, as annals.read_all (which says why).
+SET plan_cache_mode = force_generic_plan
 ROWS 100
 AS $$
 DECLARE

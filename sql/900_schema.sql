@@ -1807,6 +1807,7 @@ CREATE FUNCTION annals.read_all(after_transaction xid8 DEFAULT '0'::xid8, after_
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
     SET enable_sort TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE
     v_rows bigint;
@@ -1860,6 +1861,7 @@ CREATE FUNCTION annals.read_category(category text, after_transaction xid8 DEFAU
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
     SET enable_sort TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE
     v_rows bigint;
@@ -2130,6 +2132,7 @@ CREATE FUNCTION annals.read_subscription(subscription text, member integer DEFAU
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
     SET enable_sort TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE
     v_size  integer;

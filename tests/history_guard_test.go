@@ -61,11 +61,11 @@ var guardAttacks = []struct {
 	{"detach a partition", []string{
 		"ALTER TABLE annals_internal.events DETACH PARTITION annals_internal.events_p4",
 		"ALTER TABLE annals_internal.events_p4 DISABLE TRIGGER events_no_truncate"}},
-	// The functions taking the events row type (functions/431_as_read.sql) make PostgreSQL refuse
-	// any column type change of events, superusers included; an owner can drop them first.
+	// The functions taking the events row type (functions/004_as_event.sql and the reads built on
+	// it) make PostgreSQL refuse any column type change of events, superusers included; an owner
+	// can drop them first.
 	{"rewrite events with ALTER COLUMN TYPE USING", []string{
-		"DROP FUNCTION annals_internal.as_read(annals_internal.events, text[])",
-		"DROP FUNCTION annals_internal.as_event(annals_internal.events)",
+		"DROP FUNCTION annals_internal.as_event(annals_internal.events) CASCADE",
 		`ALTER TABLE annals_internal.events ALTER COLUMN data TYPE jsonb USING '{"rewritten": true}'::jsonb`}},
 	{"rewrite streams with ALTER COLUMN TYPE USING", []string{
 		`ALTER TABLE annals_internal.streams ALTER COLUMN stream_version TYPE bigint USING 1`}},

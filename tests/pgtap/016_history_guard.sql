@@ -59,10 +59,10 @@ SET SESSION AUTHORIZATION :"member";
 SELECT throws_ok('ALTER TABLE annals_internal.events_p0 DISABLE TRIGGER events_append_only', 'ST401', NULL,
                  'a member may not disable a partition''s append-only trigger');
 -- PostgreSQL refuses any column type change of events while functions take its row type
--- (functions/431_as_read.sql); the member drops them first, as its role allows.
+-- (functions/004_as_event.sql and the reads built on it); the member drops them first, as its
+-- role allows.
 SELECT throws_ok($$DO 'BEGIN
-                     DROP FUNCTION annals_internal.as_read(annals_internal.events, text[]);
-                     DROP FUNCTION annals_internal.as_event(annals_internal.events);
+                     DROP FUNCTION annals_internal.as_event(annals_internal.events) CASCADE;
                      ALTER TABLE annals_internal.events ALTER COLUMN data TYPE jsonb USING ''{}'';
                    END'$$, 'ST401', NULL,
                  'a member may not rewrite events');
