@@ -36,13 +36,18 @@ BEGIN
     RETURN QUERY
         SELECT (r.ev).*, r.tags
           FROM (SELECT DISTINCT ON (m.transaction_id, m.global_position)
-                       annals_internal.as_read(m.ev, v_up) AS ev, m.tags, m.transaction_id, m.global_position
+                       -- The page's rows as columns up to here, made an annals.event only now: a row
+                       -- formed in the branches would be built for every match (9% slower).
+                       annals_internal.as_read(ROW(m.stream_id, m.stream_version, m.global_position, m.event_id,
+                           m.event_type, m.schema_version, m.data, m.metadata, m.transaction_id,
+                           m.recorded_at)::annals.event, v_up) AS ev,
+                       m.tags, m.transaction_id, m.global_position
                   FROM annals_internal.query_items(read_tagged.query) AS i
                  -- OFFSET 0: the tags index finds the matches, then they are sorted; left free,
                  -- the planner walks the feed index in order, i.e. reads the whole feed.
                  CROSS JOIN LATERAL (
                         SELECT f.* FROM (
-                            SELECT annals_internal.as_event(e) AS ev, e.tags, e.transaction_id, e.global_position
+                            SELECT (annals_internal.as_event(e)).*, e.tags
                               FROM annals_internal.events AS e
                              WHERE e.tags @> i.tags AND e.tags IS NOT NULL
                                AND (i.types IS NULL OR e.event_type = ANY (i.types))
@@ -52,7 +57,7 @@ BEGIN
                         -- Cold tagged events (functions/400_cold_storage.sql): found by their tags
                         -- kept beside the segments, then read from their segment, the page's only.
                         UNION ALL
-                        SELECT c AS ev, k.tags, c.transaction_id, c.global_position
+                        SELECT c.*, k.tags
                           FROM (SELECT t.stream_id, t.stream_version, t.tags
                                   FROM annals_internal.cold_tags AS t
                                  WHERE t.tags @> i.tags
@@ -61,7 +66,7 @@ BEGIN
                                  ORDER BY t.transaction_id, t.global_position
                                  LIMIT read_tagged.max_count) AS k
                          CROSS JOIN LATERAL annals_internal.event_at(k.stream_id, k.stream_version) AS c
-                         ORDER BY 3, 4
+                         ORDER BY 9, 3
                          LIMIT read_tagged.max_count) AS m
                  ORDER BY m.transaction_id, m.global_position
                  LIMIT read_tagged.max_count) AS r

@@ -7,8 +7,9 @@
 #
 #   tests/scripts/ab_builds.sh OLD_REF [NEW_REF] [SECONDS] [ROUNDS]
 #
-# OLD_REF and NEW_REF are git revisions (NEW_REF defaults to the working tree). The server is
-# TEST_DATABASE_URL, else the local 127.0.0.1:5432 (see lib.sh). Needs pgbench.
+# OLD_REF and NEW_REF are git revisions (NEW_REF defaults to the working tree). AB_ONLY, a regular
+# expression, keeps the statements whose names match. The server is TEST_DATABASE_URL, else the
+# local 127.0.0.1:5432 (see lib.sh). Needs pgbench.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source tests/scripts/lib.sh
@@ -46,7 +47,7 @@ for side in a b; do
     url=$(db_url "$db")
     urls+=("$url")
     "$work/annals-$side" migrate --database-url "$url" >/dev/null
-    # 50 streams of 20 events, one of 1,000; an inline projection; a subscription.
+    # 50 streams of 20 events, one of 1,000, 200 tagged events; an inline projection; a subscription.
     psql -X -q -v ON_ERROR_STOP=1 -d "$url" >/dev/null <<'SQL'
 SELECT count(*) FROM generate_series(1, 50) AS g,
        LATERAL annals.append_events('s20-' || g, NULL,
@@ -58,6 +59,10 @@ SELECT count(*) FROM generate_series(0, 9) AS g,
            (SELECT jsonb_agg(jsonb_build_object('type', 'Filled', 'data',
                        jsonb_build_object('i', i, 'sku', 'abc-' || i, 'note', 'some text payload here')))
               FROM generate_series(1, 100) AS i));
+SELECT annals.append_events('tagged-1', NULL,
+           (SELECT jsonb_agg(jsonb_build_object('type', 'Tagged', 'data', jsonb_build_object('i', i),
+                                                'tags', jsonb_build_array('t:' || i % 2)))
+              FROM generate_series(1, 200) AS i));
 SELECT annals.create_subscription('ab');
 CREATE SCHEMA ab;
 CREATE TABLE ab.seen (n integer NOT NULL);
@@ -79,6 +84,7 @@ cases=(
     "read_all 10|SELECT count(*) FROM annals.read_all('0', 0, 10);"
     "read_all 1000|SELECT count(*) FROM annals.read_all('0', 0, 1000);"
     "read_category 10|SELECT count(*) FROM annals.read_category('s20', '0', 0, 10);"
+    "read_tagged, 100 of 200|SELECT count(*) FROM annals.read_tagged('[{\"tags\": [\"t:1\"]}]');"
     "read_subscription 10|BEGIN; SELECT count(*) FROM annals.read_subscription('ab', 0, 10); ROLLBACK;"
     "append_event + inline projection|\\set id random(1, 1000000000)
 SELECT * FROM annals.append_event('ab-' || :id, NULL, 'Filled', '{\"a\": 1}');"
@@ -91,6 +97,7 @@ tps() { # url script
 printf '%-34s %12s %12s %8s\n' "statement ($rounds x ${secs}s each)" "A tx/s" "B tx/s" "B/A"
 for c in "${cases[@]}"; do
     name=${c%%|*}
+    [[ $name =~ ${AB_ONLY:-.} ]] || continue
     printf '%s\n' "${c#*|}" >"$work/script.sql"
     runs=()
     for _ in $(seq "$rounds"); do
