@@ -74,6 +74,8 @@ BEGIN
                                    AND ((l.details #>> '{to,0}')::xid8, (l.details #>> '{to,1}')::bigint))))) THEN
         RETURN NULL;
     END IF;
+    -- reject_history_change's error, raised here too: trigger functions run as the role whose
+    -- statement fired them, which may not execute annals_internal.raise_error.
     RAISE EXCEPTION USING
         ERRCODE = 'ST405',
         MESSAGE = pg_catalog.format('%s on %I.%I is not allowed: Annals history is append-only',
