@@ -239,6 +239,8 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 SET enable_sort = off
+-- Its cold arm's Sort, priced as disabled, would put every generic plan past jit_above_cost.
+SET jit = off
 -- One generic plan per session, as annals.read_all: a custom plan per call made an idle
 -- run_async_projections plan the page again each time (0.6 ms a projection against 0.1).
 SET plan_cache_mode = force_generic_plan
