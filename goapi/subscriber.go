@@ -395,10 +395,8 @@ func (s *subscriberRun) retryDeadLetters(ctx context.Context) (int, error) {
 		return 0, wrapf(err, "subscriber %q: begin", s.Name)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if err := s.Client.setTenantIn(ctx, tx); err != nil {
-		return 0, wrapf(err, "subscriber %q: set tenant", s.Name)
-	}
-	rows, err := tx.Query(ctx, "SELECT d.dead_letter_id, "+eventColumns+
+	// The tenant (if any) is set in the read's round trip, for the rest of the transaction.
+	rows, err := s.Client.on(ctx, tx).Query(ctx, "SELECT d.dead_letter_id, "+eventColumns+
 		" FROM annals.read_dead_letters($1, $2, $3) AS d CROSS JOIN LATERAL (SELECT (d.event).*) AS e",
 		s.Name, s.Member, s.batchSize)
 	if err != nil {

@@ -78,16 +78,6 @@ func (c *Client) tenantStatement(ctx context.Context, b *pgx.Batch) {
 	}
 }
 
-// setTenantIn sets ctx's tenant in a transaction the client began itself.
-func (c *Client) setTenantIn(ctx context.Context, tx pgx.Tx) error {
-	if t, ok := c.tenantFor(ctx); ok {
-		if _, err := tx.Exec(ctx, setTenantSQL, t); err != nil {
-			return mapError(err)
-		}
-	}
-	return nil
-}
-
 type batcher interface {
 	dbtx
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults

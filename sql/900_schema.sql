@@ -1289,11 +1289,10 @@ DECLARE
     v_cond text;
 BEGIN
     IF NOT pg_has_role(session_user, 'annals_owner', 'MEMBER') THEN
-        RAISE EXCEPTION USING
-            ERRCODE = '42501',
-            MESSAGE = format('enable_tenant_policy is for members of annals_owner; %I is not one', session_user),
-            DETAIL = jsonb_build_object('role', session_user)::text,
-            HINT = 'Run it as the role that installed Annals or owns the projection''s tables.';
+        IF annals_internal.raise_error('42501',
+            format('enable_tenant_policy is for members of annals_owner; %I is not one', session_user),
+            jsonb_build_object('role', session_user),
+            'Run it as the role that installed Annals or owns the projection''s tables.') IS NULL THEN END IF;
     END IF;
     IF enable_tenant_policy.tbl IS NULL OR enable_tenant_policy.tenant_column IS NULL THEN
         IF annals_internal.raise_invalid('tbl', 'must not be null') IS NULL THEN END IF;
@@ -1302,20 +1301,18 @@ BEGIN
         IF annals_internal.raise_invalid('tbl', format('%s is not a table of a registered projection', enable_tenant_policy.tbl)) IS NULL THEN END IF;
     END IF;
     IF annals_internal.table_trust_problem(enable_tenant_policy.tbl) IS NOT NULL THEN
-        RAISE EXCEPTION USING
-            ERRCODE = '42501',
-            MESSAGE = annals_internal.table_trust_problem(enable_tenant_policy.tbl),
-            DETAIL = jsonb_build_object('table', enable_tenant_policy.tbl::text)::text,
-            HINT = 'Make the table''s owner a member of annals_owner, then try again.';
+        IF annals_internal.raise_error('42501',
+            annals_internal.table_trust_problem(enable_tenant_policy.tbl),
+            jsonb_build_object('table', enable_tenant_policy.tbl::text),
+            'Make the table''s owner a member of annals_owner, then try again.') IS NULL THEN END IF;
     END IF;
     IF (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = enable_tenant_policy.tbl)
        <> (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = 'annals_owner') THEN
-        RAISE EXCEPTION USING
-            ERRCODE = '42501',
-            MESSAGE = format('%s is owned by %s, not annals_owner: its policy cannot be created for it',
+        IF annals_internal.raise_error('42501',
+            format('%s is owned by %s, not annals_owner: its policy cannot be created for it',
                              enable_tenant_policy.tbl, (SELECT c.relowner::regrole FROM pg_catalog.pg_class AS c WHERE c.oid = enable_tenant_policy.tbl)),
-            DETAIL = jsonb_build_object('table', enable_tenant_policy.tbl::text)::text,
-            HINT = format('ALTER TABLE %s OWNER TO annals_owner, then try again.', enable_tenant_policy.tbl);
+            jsonb_build_object('table', enable_tenant_policy.tbl::text),
+            format('ALTER TABLE %s OWNER TO annals_owner, then try again.', enable_tenant_policy.tbl)) IS NULL THEN END IF;
     END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
                     WHERE a.attrelid = enable_tenant_policy.tbl AND a.attname = enable_tenant_policy.tenant_column
@@ -4940,12 +4937,11 @@ CREATE FUNCTION annals_internal.check_all_tenants(what text) RETURNS void
 BEGIN
     IF NOT (annals_internal.session_tenant() IS NOT DISTINCT FROM '*' AND pg_has_role(session_user, 'annals_owner', 'MEMBER'))
        AND annals.tenancy_enabled() THEN
-        RAISE EXCEPTION USING
-            ERRCODE = '42501',
-            MESSAGE = format('%s works for every tenant: with tenancy on it runs under tenant ''*'' only, as a member of annals_owner (tenant now: %s)',
-                             check_all_tenants.what, coalesce(annals_internal.session_tenant(), 'none')),
-            DETAIL = jsonb_build_object('function', check_all_tenants.what, 'tenant', annals_internal.session_tenant())::text,
-            HINT = 'Run it as a member of annals_owner after SELECT annals.set_tenant(''*''), as annals worker does.';
+        IF annals_internal.raise_error('42501',
+            format('%s works for every tenant: with tenancy on it runs under tenant ''*'' only, as a member of annals_owner (tenant now: %s)',
+                   check_all_tenants.what, coalesce(annals_internal.session_tenant(), 'none')),
+            jsonb_build_object('function', check_all_tenants.what, 'tenant', annals_internal.session_tenant()),
+            'Run it as a member of annals_owner after SELECT annals.set_tenant(''*''), as annals worker does.') IS NULL THEN END IF;
     END IF;
 END
 $$;
@@ -5070,6 +5066,8 @@ BEGIN
                                    AND ((l.details #>> '{to,0}')::xid8, (l.details #>> '{to,1}')::bigint))))) THEN
         RETURN NULL;
     END IF;
+    -- reject_history_change's error, raised here too: trigger functions run as the role whose
+    -- statement fired them, which may not execute annals_internal.raise_error.
     RAISE EXCEPTION USING
         ERRCODE = 'ST405',
         MESSAGE = pg_catalog.format('%s on %I.%I is not allowed: Annals history is append-only',
@@ -5354,21 +5352,19 @@ CREATE FUNCTION annals_internal.check_tenant(tenant text) RETURNS void
 BEGIN
     IF check_tenant.tenant = '*' THEN
         IF NOT pg_has_role(session_user, 'annals_owner', 'MEMBER') THEN
-            RAISE EXCEPTION USING
-                ERRCODE = '42501',
-                MESSAGE = format('tenant scope ''*'' (all tenants) is for members of annals_owner; %I is not one', session_user),
-                DETAIL = jsonb_build_object('tenant', '*', 'role', session_user)::text,
-                HINT = 'Set the tenant this client works for, or connect as the worker''s or an operator''s role.';
+            IF annals_internal.raise_error('42501',
+                format('tenant scope ''*'' (all tenants) is for members of annals_owner; %I is not one', session_user),
+                jsonb_build_object('tenant', '*', 'role', session_user),
+                'Set the tenant this client works for, or connect as the worker''s or an operator''s role.') IS NULL THEN END IF;
         END IF;
         RETURN;
     END IF;
     -- Without the policies a tenant would isolate nothing: refuse rather than pretend.
     IF NOT annals.tenancy_enabled() THEN
-        RAISE EXCEPTION USING
-            ERRCODE = '55000',
-            MESSAGE = format('tenant %L: tenancy is off in this database', check_tenant.tenant),
-            DETAIL = jsonb_build_object('tenant', check_tenant.tenant)::text,
-            HINT = 'Turn it on first: SELECT annals.enable_tenancy() as annals_owner (annals tenancy enable).';
+        IF annals_internal.raise_error('55000',
+            format('tenant %L: tenancy is off in this database', check_tenant.tenant),
+            jsonb_build_object('tenant', check_tenant.tenant),
+            'Turn it on first: SELECT annals.enable_tenancy() as annals_owner (annals tenancy enable).') IS NULL THEN END IF;
     END IF;
     IF annals_internal.tenant_problem(check_tenant.tenant) IS NOT NULL THEN
         IF annals_internal.raise_invalid('tenant', annals_internal.tenant_problem(check_tenant.tenant)) IS NULL THEN END IF;
@@ -6070,6 +6066,7 @@ CREATE FUNCTION annals_internal.feed_page(after_transaction xid8, after_position
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET enable_sort TO 'off'
+    SET jit TO 'off'
     SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE

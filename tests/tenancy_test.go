@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -713,6 +714,31 @@ func TestTenantGoClient(t *testing.T) {
 	}}
 	go func() { _ = sub.Run(sctx) }()
 	require.Equal(t, "order-1:acme", <-got)
+
+	// Its dead letters too: parked under acme, then retried (read in the tenant's transaction).
+	_, err = plain.CreateSubscription(ctx, "acme-poison", annals.SubscriptionOptions{})
+	require.NoError(t, err)
+	var poisoned atomic.Bool
+	poisoned.Store(true)
+	retried := make(chan string, 10)
+	poison := &annals.Subscriber{Client: acme, Name: "acme-poison", MaxAttempts: 1, PollInterval: 20 * time.Millisecond,
+		Handler: func(_ context.Context, _ pgx.Tx, e annals.RecordedEvent) error {
+			if poisoned.Load() {
+				return errors.New("cannot digest")
+			}
+			retried <- e.StreamID + ":" + metaTenant(t, e)
+			return nil
+		}}
+	go func() { _ = poison.Run(sctx) }()
+	require.Eventually(t, func() bool { return poison.Stats().Parked == 1 }, time.Minute, 10*time.Millisecond)
+	poisoned.Store(false)
+	require.Equal(t, int64(1), int64As(t, f.pool, "acme", "SELECT annals.retry_dead_letters('acme-poison')"))
+	select {
+	case e := <-retried:
+		require.Equal(t, "order-1:acme", e)
+	case <-time.After(time.Minute):
+		t.Fatal("the subscriber did not retry its tenant's dead letter")
+	}
 
 	// The Tx twins run in the caller's transaction under the tenant SetTenant set there.
 	tx, err := f.pool.Begin(ctx)
