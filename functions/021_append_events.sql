@@ -206,13 +206,13 @@ BEGIN
         IF v_last_xid >= pg_snapshot_xmax(pg_current_snapshot()) THEN
             PERFORM annals_internal.check_restored_ids();  -- a logical restore: name the remedy
         END IF;
-        RAISE EXCEPTION USING
-            ERRCODE = '40001',
-            MESSAGE = format('stream %L was appended to by a younger transaction (%s) than this one (%s)',
-                             annals_internal.unqualify(append_events.stream_id), v_last_xid, v_xid),
-            DETAIL = jsonb_build_object('stream_id', annals_internal.unqualify(append_events.stream_id),
-                                        'transaction_id', v_xid, 'last_transaction_id', v_last_xid)::text,
-            HINT = 'Retry the whole transaction; append before other writes to keep it from recurring.';
+        -- raise_error shows the stream id as the caller's tenant wrote it.
+        IF annals_internal.raise_error('40001',
+            format('stream %L was appended to by a younger transaction (%s) than this one (%s)',
+                   append_events.stream_id, v_last_xid, v_xid),
+            jsonb_build_object('stream_id', append_events.stream_id,
+                               'transaction_id', v_xid, 'last_transaction_id', v_last_xid),
+            'Retry the whole transaction; append before other writes to keep it from recurring.') IS NULL THEN END IF;
     END IF;
     -- Monotonic within the stream even if the clock steps back, so as-of-time reads see a prefix.
     v_now := greatest(clock_timestamp(), v_updated_at);

@@ -855,3 +855,30 @@ func TestTenantColdTags(t *testing.T) {
 	require.Equal(t, "order-1", detailOf(t, pgErr)["stream_id"])
 	require.NotContains(t, pgErr.Message, "\x1f")
 }
+
+// A 40001 for an append under a tenant names the stream as the tenant wrote it, in the message
+// and the DETAIL (raise_error strips the stored prefix).
+func TestTenant40001NamesTheStreamAsWritten(t *testing.T) {
+	t.Parallel()
+	f := tenancySetup(t)
+	begin := func() pgx.Tx {
+		tx, err := f.pool.Begin(f.ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = tx.Rollback(context.WithoutCancel(f.ctx)) })
+		require.NoError(t, annals.SetTenant(f.ctx, tx, "acme"))
+		return tx
+	}
+	txA := begin()
+	_, err := txA.Exec(f.ctx, "SELECT pg_catalog.pg_current_xact_id()") // A's id is the older
+	require.NoError(t, err)
+	txB := begin()
+	_, err = f.store.AppendTx(f.ctx, txB, "order-9", annals.Any, ev(t, "Placed", nil))
+	require.NoError(t, err)
+	require.NoError(t, txB.Commit(f.ctx))
+
+	_, err = f.store.AppendTx(f.ctx, txA, "order-9", annals.Any, ev(t, "Placed", nil))
+	pgErr := requirePgError(t, err, "40001")
+	require.Equal(t, "order-9", detailOf(t, pgErr)["stream_id"])
+	require.Contains(t, pgErr.Message, "stream 'order-9' was appended to by a younger transaction")
+	require.NotContains(t, pgErr.Message+pgErr.Detail, "acme")
+}
